@@ -1,0 +1,787 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.24;
+
+/// @title DemandReduction
+/// @notice A sealed-budget, uniform-price or pay-as-bid market for demand reduction.
+///         The utility escrows a budget and asks for a number of watts over an event
+///         window; consumers offer reductions at a unit price in wei per kWh; after the
+///         bidding deadline the cheapest offers are accepted until the target is met,
+///         the marginal offer in part.
+/// @dev    Scale comes from a price-tick book: every request has `TICKS` price levels
+///         (`tickWei`, 2*tickWei, ..., TICKS*tickWei = the price cap) and keeps one
+///         aggregate volume per level. Selection scans the fixed-size book, never the
+///         bids, so its cost does not depend on how many bids were placed. Each bid
+///         records its queue position at its price level, so a winner's accepted watts
+///         are computed in O(1) when it claims. Money only moves by pull (`withdraw`).
+///         See docs/contract.md for the state machine, units, tie-breaking and rounding.
+contract DemandReduction {
+    // ------------------------------------------------------------------ constants
+
+    /// @notice Number of price levels in every request's book.
+    uint256 public constant TICKS = 128;
+    /// @notice Most bids accepted in one `submitBids` call.
+    uint256 public constant MAX_BIDS_PER_CALL = 64;
+    /// @notice After `biddingDeadline + GRACE_PERIOD` anyone may call `selectWinners`.
+    uint256 public constant GRACE_PERIOD = 1 hours;
+    /// @dev W * s * (wei/kWh) / WS_PER_KWH = wei, since 1 kWh = 3.6e6 W*s.
+    uint256 private constant WS_PER_KWH = 3_600_000;
+
+    // Bid slot layout (one storage slot per bid):
+    //   bits   0..159  bidder address
+    //   bits 160..191  watts              (uint32, > 0)
+    //   bits 192..199  price tick         (uint8, 1..TICKS)
+    //   bits 200..239  queue position     (uint40, watts placed at this tick before the bid)
+    //   bit  240       cancelled flag
+    //   bit  241       claimed flag
+    uint256 private constant _WATTS_SHIFT = 160;
+    uint256 private constant _TICK_SHIFT = 192;
+    uint256 private constant _POS_SHIFT = 200;
+    uint256 private constant _CANCELLED = 1 << 240;
+    uint256 private constant _CLAIMED = 1 << 241;
+
+    // Book layout: TICKS uint64 volumes packed four to a slot, tick t at slot (t-1)/4,
+    // lane (t-1)%4. `_placed` only grows (it defines queue positions); `_cancelled`
+    // holds the volume withdrawn again. Live volume = placed - cancelled.
+    uint256 private constant _LANES = 4;
+    uint256 private constant _BOOK_SLOTS = TICKS / _LANES;
+
+    // ------------------------------------------------------------------ types
+
+    /// @notice How accepted watts are paid.
+    enum PricingRule {
+        Uniform, // every accepted watt earns the clearing (marginal accepted) price
+        PayAsBid // every accepted watt earns its own bid price
+    }
+
+    /// @notice Life cycle of a request.
+    enum Status {
+        None,
+        Open, // accepting bids until biddingDeadline
+        Settled, // winners selected, payouts claimable
+        Cancelled // cancelled before the deadline, budget refunded
+    }
+
+    /// @notice Enrolment of a consumer in registered mode.
+    enum Enrolment {
+        None,
+        Requested,
+        Enrolled
+    }
+
+    /// @dev Slot 0 is read and written by every bid; the rest is touched at request and
+    ///      settlement. Field widths are bounded by the checks in `requestReduction`.
+    struct Request {
+        // slot 0 (hot)
+        uint40 biddingDeadline;
+        uint40 eventStart;
+        uint32 duration; // eventEnd - eventStart, seconds
+        uint32 bidCount;
+        uint96 tickWei; // price of one tick; cap = TICKS * tickWei
+        Status status;
+        PricingRule rule;
+        // slot 1
+        uint64 targetWatts;
+        uint128 budget;
+        uint8 clearingTick; // highest tick with accepted volume (0: nothing accepted)
+        uint40 marginalPos; // queue position below which watts at clearingTick are accepted
+        // slot 2
+        uint64 acceptedWatts;
+        uint128 reserved; // budget kept for payouts; the rest was refunded
+        uint64 claimedWatts;
+        // slot 3
+        uint128 paidOut;
+    }
+
+    // ------------------------------------------------------------------ storage
+
+    /// @notice The utility: it requests, cancels and settles, and receives refunds.
+    address public utility;
+    /// @notice The address that may accept the utility role (two-step transfer).
+    address public pendingUtility;
+    /// @notice True when only enrolled consumers may bid; fixed at deploy.
+    bool public immutable registrationRequired;
+    /// @notice Number of requests created; request ids are 1..requestCount.
+    uint256 public requestCount;
+
+    mapping(uint256 => Request) private _requests;
+    mapping(uint256 => mapping(uint256 => uint256)) private _bids; // requestId => bidId => packed
+    mapping(uint256 => uint256[_BOOK_SLOTS]) private _placed;
+    mapping(uint256 => uint256[_BOOK_SLOTS]) private _cancelled;
+    mapping(address => uint256) private _owed;
+    mapping(address => Enrolment) private _enrolment;
+    uint256 private _lock = 1;
+
+    // ------------------------------------------------------------------ events
+
+    /// @notice The utility role transfer was started.
+    event UtilityTransferStarted(address indexed previousUtility, address indexed newUtility);
+    /// @notice The utility role changed hands.
+    event UtilityTransferred(address indexed previousUtility, address indexed newUtility);
+    /// @notice A consumer asked to be enrolled (registered mode).
+    event EnrolmentRequested(address indexed consumer);
+    /// @notice A consumer was enrolled; `onRequest` tells whether it had asked first.
+    event ConsumerEnrolled(address indexed consumer, bool onRequest);
+    /// @notice A consumer was removed from the register.
+    event ConsumerUnenrolled(address indexed consumer);
+    /// @notice A demand reduction was requested and its budget escrowed.
+    event ReductionRequested(
+        uint256 indexed requestId,
+        uint256 targetWatts,
+        uint256 eventStart,
+        uint256 eventEnd,
+        uint256 biddingDeadline,
+        uint256 maxPriceWeiPerKWh,
+        PricingRule pricingRule,
+        uint256 budget
+    );
+    /// @notice A bid was placed.
+    event BidSubmitted(
+        uint256 indexed requestId, address indexed bidder, uint256 bidId, uint256 watts, uint256 priceWeiPerKWh
+    );
+    /// @notice A bid was withdrawn before the deadline.
+    event BidCancelled(uint256 indexed requestId, address indexed bidder, uint256 bidId);
+    /// @notice A request was cancelled and its budget refunded to the utility.
+    event RequestCancelled(uint256 indexed requestId, uint256 refund);
+    /// @notice Winners were selected.
+    event WinnersSelected(
+        uint256 indexed requestId,
+        uint256 clearingPriceWeiPerKWh,
+        uint256 acceptedWatts,
+        uint256 totalPayout,
+        uint256 refund
+    );
+    /// @notice A winning bid's payout was credited to its bidder.
+    event PayoutCredited(
+        uint256 indexed requestId, address indexed bidder, uint256 bidId, uint256 acceptedWatts, uint256 amount
+    );
+    /// @notice Rounding dust of a fully claimed request went back to the utility.
+    event DustReturned(uint256 indexed requestId, uint256 amount);
+    /// @notice Ether was paid out of the contract.
+    event Withdrawal(address indexed account, address indexed to, uint256 amount);
+
+    // ------------------------------------------------------------------ errors
+
+    error NotUtility();
+    error NotPendingUtility();
+    error ZeroAddress();
+    error RegistrationDisabled();
+    error AlreadyEnrolled(address consumer);
+    error NotEnrolled(address consumer);
+    error ZeroTarget();
+    error TargetTooLarge(uint256 max);
+    error DeadlineInPast(uint256 deadline, uint256 nowTimestamp);
+    error EventBeforeDeadline(uint256 eventStart, uint256 deadline);
+    error EmptyEventWindow(uint256 eventStart, uint256 eventEnd);
+    error TimeOutOfRange();
+    error ZeroPrice();
+    error CapNotOnTickGrid(uint256 cap, uint256 ticks);
+    error CapTooLarge(uint256 max);
+    error BudgetTooLow(uint256 required, uint256 provided);
+    error BudgetTooLarge(uint256 max);
+    error UnknownRequest(uint256 requestId);
+    error RequestNotOpen(uint256 requestId);
+    error BiddingClosed(uint256 deadline);
+    error BiddingStillOpen(uint256 deadline);
+    error GracePeriodNotOver(uint256 openToAllAt);
+    error NoBids();
+    error LengthMismatch(uint256 watts, uint256 prices);
+    error TooManyBids(uint256 max);
+    error ZeroWatts(uint256 index);
+    error WattsTooLarge(uint256 index, uint256 max);
+    error PriceZero(uint256 index);
+    error PriceAboveCap(uint256 index, uint256 cap);
+    error PriceOffTick(uint256 index, uint256 tickWei);
+    error PriceLevelFull(uint256 tick);
+    error UnknownBid(uint256 bidId);
+    error NotBidder(uint256 bidId);
+    error BidAlreadyCancelled(uint256 bidId);
+    error AlreadyClaimed(uint256 bidId);
+    error NotSettled(uint256 requestId);
+    error MarginalHintRequired(uint256 tick);
+    error BadMarginalHint();
+    error NothingOwed();
+    error TransferFailed();
+    error Reentrancy();
+
+    // ------------------------------------------------------------------ modifiers
+
+    modifier onlyUtility() {
+        if (msg.sender != utility) revert NotUtility();
+        _;
+    }
+
+    modifier nonReentrant() {
+        if (_lock != 1) revert Reentrancy();
+        _lock = 2;
+        _;
+        _lock = 1;
+    }
+
+    // ------------------------------------------------------------------ setup
+
+    /// @param registrationRequired_ When true, only consumers enrolled by the utility may bid.
+    constructor(bool registrationRequired_) {
+        utility = msg.sender;
+        registrationRequired = registrationRequired_;
+        emit UtilityTransferred(address(0), msg.sender);
+    }
+
+    /// @notice Start handing the utility role to `newUtility`; it must call `acceptUtility`.
+    /// @param newUtility The proposed utility. address(0) clears a pending transfer.
+    function transferUtility(address newUtility) external onlyUtility {
+        pendingUtility = newUtility;
+        emit UtilityTransferStarted(msg.sender, newUtility);
+    }
+
+    /// @notice Accept the utility role offered by `transferUtility`.
+    function acceptUtility() external {
+        if (msg.sender != pendingUtility || msg.sender == address(0)) revert NotPendingUtility();
+        address previous = utility;
+        utility = msg.sender;
+        pendingUtility = address(0);
+        emit UtilityTransferred(previous, msg.sender);
+    }
+
+    // ------------------------------------------------------------------ enrolment
+
+    /// @notice Ask the utility to enrol the caller (registered mode only).
+    function requestEnrolment() external {
+        if (!registrationRequired) revert RegistrationDisabled();
+        if (_enrolment[msg.sender] == Enrolment.Enrolled) revert AlreadyEnrolled(msg.sender);
+        _enrolment[msg.sender] = Enrolment.Requested;
+        emit EnrolmentRequested(msg.sender);
+    }
+
+    /// @notice Enrol `consumer`, whether or not it asked first (registered mode only).
+    /// @param consumer The address that may bid from now on.
+    function enrol(address consumer) external onlyUtility {
+        if (!registrationRequired) revert RegistrationDisabled();
+        if (consumer == address(0)) revert ZeroAddress();
+        Enrolment previous = _enrolment[consumer];
+        if (previous == Enrolment.Enrolled) revert AlreadyEnrolled(consumer);
+        _enrolment[consumer] = Enrolment.Enrolled;
+        emit ConsumerEnrolled(consumer, previous == Enrolment.Requested);
+    }
+
+    /// @notice Remove `consumer` from the register; its existing bids stand.
+    /// @param consumer The address to remove.
+    function unenrol(address consumer) external onlyUtility {
+        if (!registrationRequired) revert RegistrationDisabled();
+        if (_enrolment[consumer] != Enrolment.Enrolled) revert NotEnrolled(consumer);
+        delete _enrolment[consumer];
+        emit ConsumerUnenrolled(consumer);
+    }
+
+    /// @notice Enrolment state of `consumer` (0 none, 1 requested, 2 enrolled).
+    function enrolmentOf(address consumer) external view returns (Enrolment) {
+        return _enrolment[consumer];
+    }
+
+    // ------------------------------------------------------------------ requests
+
+    /// @notice Ask for `targetWatts` of reduction over [eventStart, eventEnd), escrowing
+    ///         `msg.value` as the budget.
+    /// @param targetWatts Reduction wanted, in W (> 0).
+    /// @param eventStart Start of the event window, unix seconds (>= biddingDeadline).
+    /// @param eventEnd End of the event window, unix seconds (> eventStart).
+    /// @param biddingDeadline Last second at which bids are accepted (> now).
+    /// @param maxPriceWeiPerKWh Price cap; a multiple of TICKS. Bids are priced in
+    ///        multiples of maxPriceWeiPerKWh / TICKS.
+    /// @param pricingRule Uniform (pay-as-clear) or PayAsBid.
+    /// @return requestId The new request's id.
+    function requestReduction(
+        uint256 targetWatts,
+        uint256 eventStart,
+        uint256 eventEnd,
+        uint256 biddingDeadline,
+        uint256 maxPriceWeiPerKWh,
+        PricingRule pricingRule
+    ) external payable onlyUtility returns (uint256 requestId) {
+        if (targetWatts == 0) revert ZeroTarget();
+        if (targetWatts > type(uint64).max) revert TargetTooLarge(type(uint64).max);
+        if (biddingDeadline <= block.timestamp) revert DeadlineInPast(biddingDeadline, block.timestamp);
+        if (eventStart < biddingDeadline) revert EventBeforeDeadline(eventStart, biddingDeadline);
+        if (eventEnd <= eventStart) revert EmptyEventWindow(eventStart, eventEnd);
+        if (eventStart > type(uint40).max || eventEnd - eventStart > type(uint32).max) revert TimeOutOfRange();
+        if (maxPriceWeiPerKWh == 0) revert ZeroPrice();
+        if (maxPriceWeiPerKWh % TICKS != 0) revert CapNotOnTickGrid(maxPriceWeiPerKWh, TICKS);
+        if (maxPriceWeiPerKWh / TICKS > type(uint96).max) revert CapTooLarge(uint256(type(uint96).max) * TICKS);
+        if (msg.value > type(uint128).max) revert BudgetTooLarge(type(uint128).max);
+        uint256 duration = eventEnd - eventStart;
+        // < 2^64 * 2^32 * 2^103: no overflow.
+        uint256 required = targetWatts * duration * maxPriceWeiPerKWh / WS_PER_KWH;
+        if (msg.value < required) revert BudgetTooLow(required, msg.value);
+
+        requestId = ++requestCount;
+        Request storage r = _requests[requestId];
+        r.biddingDeadline = uint40(biddingDeadline);
+        r.eventStart = uint40(eventStart);
+        r.duration = uint32(duration);
+        r.tickWei = uint96(maxPriceWeiPerKWh / TICKS);
+        r.status = Status.Open;
+        r.rule = pricingRule;
+        r.targetWatts = uint64(targetWatts);
+        r.budget = uint128(msg.value);
+        emit ReductionRequested(
+            requestId, targetWatts, eventStart, eventEnd, biddingDeadline, maxPriceWeiPerKWh, pricingRule, msg.value
+        );
+    }
+
+    /// @notice Cancel an open request before its deadline and refund its budget.
+    /// @param requestId The request to cancel.
+    function cancelRequest(uint256 requestId) external onlyUtility {
+        Request storage r = _openRequest(requestId);
+        if (block.timestamp > r.biddingDeadline) revert BiddingClosed(r.biddingDeadline);
+        r.status = Status.Cancelled;
+        uint256 refund = r.budget;
+        _owed[msg.sender] += refund;
+        emit RequestCancelled(requestId, refund);
+    }
+
+    // ------------------------------------------------------------------ bids
+
+    /// @notice Offer reductions: `watts[i]` W at `pricesWeiPerKWh[i]` wei per kWh.
+    /// @dev Prices must be positive multiples of the request's tick, at most the cap.
+    ///      Bids at equal price are served first come, first served.
+    /// @param requestId An open request whose deadline has not passed.
+    /// @param watts Reductions in W, each in 1..2^32-1.
+    /// @param pricesWeiPerKWh Unit prices, wei per kWh.
+    /// @return firstBidId Id of the first new bid; the others follow consecutively.
+    function submitBids(uint256 requestId, uint256[] calldata watts, uint256[] calldata pricesWeiPerKWh)
+        external
+        returns (uint256 firstBidId)
+    {
+        return _submit(requestId, watts, pricesWeiPerKWh);
+    }
+
+    /// @notice Withdraw some of the caller's bids before the deadline.
+    /// @param requestId The request the bids belong to.
+    /// @param bidIds Ids of the caller's live bids.
+    function cancelBids(uint256 requestId, uint256[] calldata bidIds) external {
+        _cancel(requestId, bidIds);
+    }
+
+    /// @notice Withdraw `cancelIds` and place new bids in one transaction.
+    /// @param requestId The request the bids belong to.
+    /// @param cancelIds Ids of the caller's live bids to withdraw.
+    /// @param watts New reductions in W.
+    /// @param pricesWeiPerKWh New unit prices, wei per kWh.
+    /// @return firstBidId Id of the first new bid.
+    function replaceBids(
+        uint256 requestId,
+        uint256[] calldata cancelIds,
+        uint256[] calldata watts,
+        uint256[] calldata pricesWeiPerKWh
+    ) external returns (uint256 firstBidId) {
+        _cancel(requestId, cancelIds);
+        return _submit(requestId, watts, pricesWeiPerKWh);
+    }
+
+    function _submit(uint256 requestId, uint256[] calldata watts, uint256[] calldata prices)
+        private
+        returns (uint256 firstBidId)
+    {
+        if (registrationRequired && _enrolment[msg.sender] != Enrolment.Enrolled) revert NotEnrolled(msg.sender);
+        uint256 n = watts.length;
+        if (n != prices.length) revert LengthMismatch(n, prices.length);
+        if (n == 0) revert NoBids();
+        if (n > MAX_BIDS_PER_CALL) revert TooManyBids(MAX_BIDS_PER_CALL);
+        Request storage r = _openRequest(requestId);
+        if (block.timestamp > r.biddingDeadline) revert BiddingClosed(r.biddingDeadline);
+
+        uint256 tickWei = r.tickWei;
+        firstBidId = r.bidCount;
+        uint256[_BOOK_SLOTS] storage placed = _placed[requestId];
+        mapping(uint256 => uint256) storage bids = _bids[requestId];
+        uint256 bidder = uint256(uint160(msg.sender));
+        for (uint256 i; i < n; ++i) {
+            uint256 w = watts[i];
+            uint256 p = prices[i];
+            if (w == 0) revert ZeroWatts(i);
+            if (w > type(uint32).max) revert WattsTooLarge(i, type(uint32).max);
+            if (p == 0) revert PriceZero(i);
+            uint256 tick = p / tickWei;
+            if (tick > TICKS) revert PriceAboveCap(i, tickWei * TICKS);
+            if (tick * tickWei != p) revert PriceOffTick(i, tickWei);
+
+            uint256 slot = (tick - 1) / _LANES;
+            uint256 shift = ((tick - 1) % _LANES) * 64;
+            uint256 word = placed[slot];
+            uint256 pos = (word >> shift) & type(uint64).max;
+            if (pos + w > type(uint40).max) revert PriceLevelFull(tick);
+            placed[slot] = word + (w << shift);
+
+            uint256 bidId = firstBidId + i;
+            bids[bidId] = bidder | (w << _WATTS_SHIFT) | (tick << _TICK_SHIFT) | (pos << _POS_SHIFT);
+            emit BidSubmitted(requestId, msg.sender, bidId, w, p);
+        }
+        // bidCount < 2^32: every bid costs > 2^12 gas, so 2^32 bids cannot fit in any chain's history.
+        r.bidCount = uint32(firstBidId + n);
+    }
+
+    function _cancel(uint256 requestId, uint256[] calldata bidIds) private {
+        Request storage r = _openRequest(requestId);
+        if (block.timestamp > r.biddingDeadline) revert BiddingClosed(r.biddingDeadline);
+        uint256 count = r.bidCount;
+        uint256[_BOOK_SLOTS] storage cancelled = _cancelled[requestId];
+        mapping(uint256 => uint256) storage bids = _bids[requestId];
+        for (uint256 i; i < bidIds.length; ++i) {
+            uint256 bidId = bidIds[i];
+            if (bidId >= count) revert UnknownBid(bidId);
+            uint256 bid = bids[bidId];
+            if (address(uint160(bid)) != msg.sender) revert NotBidder(bidId);
+            if (bid & _CANCELLED != 0) revert BidAlreadyCancelled(bidId);
+            bids[bidId] = bid | _CANCELLED;
+            uint256 tick = (bid >> _TICK_SHIFT) & 0xff;
+            uint256 w = (bid >> _WATTS_SHIFT) & type(uint32).max;
+            cancelled[(tick - 1) / _LANES] += w << (((tick - 1) % _LANES) * 64);
+            emit BidCancelled(requestId, msg.sender, bidId);
+        }
+    }
+
+    // ------------------------------------------------------------------ selection
+
+    /// @notice Select the winners of `requestId` after its deadline. The utility may call
+    ///         it at once; anyone may after `biddingDeadline + GRACE_PERIOD`.
+    /// @dev Reverts with `MarginalHintRequired` in the rare case that bids were withdrawn
+    ///      at the clearing price level and the level is only partly accepted; call
+    ///      `selectWinnersWithHint` then.
+    /// @param requestId The request to settle.
+    function selectWinners(uint256 requestId) external {
+        _select(requestId, new uint256[](0));
+    }
+
+    /// @notice Like `selectWinners`, with the queue at the clearing price level spelled out.
+    /// @param requestId The request to settle.
+    /// @param levelBidIds Every bid id at the clearing price level, ascending, up to and
+    ///        including the marginal (partly accepted) live bid.
+    function selectWinnersWithHint(uint256 requestId, uint256[] calldata levelBidIds) external {
+        _select(requestId, levelBidIds);
+    }
+
+    function _select(uint256 requestId, uint256[] memory hint) private {
+        Request storage r = _openRequest(requestId);
+        uint256 deadline = r.biddingDeadline;
+        if (block.timestamp <= deadline) revert BiddingStillOpen(deadline);
+        if (msg.sender != utility && block.timestamp <= deadline + GRACE_PERIOD) {
+            revert GracePeriodNotOver(deadline + GRACE_PERIOD);
+        }
+
+        uint256 remaining = r.targetWatts;
+        uint256 tickWei = r.tickWei;
+        uint256 clearingTick;
+        uint256 marginalPos;
+        uint256 valueWeiWatts; // sum of accepted W * price, pay-as-bid
+        uint256 accepted;
+        uint256[_BOOK_SLOTS] storage placed = _placed[requestId];
+        uint256[_BOOK_SLOTS] storage cancelled = _cancelled[requestId];
+        for (uint256 s; s < _BOOK_SLOTS && remaining != 0; ++s) {
+            uint256 placedWord = placed[s];
+            if (placedWord == 0) continue;
+            uint256 cancelledWord = cancelled[s];
+            for (uint256 lane; lane < _LANES; ++lane) {
+                uint256 shift = lane * 64;
+                uint256 placedVol = (placedWord >> shift) & type(uint64).max;
+                uint256 cancelledVol = (cancelledWord >> shift) & type(uint64).max;
+                uint256 live = placedVol - cancelledVol;
+                if (live == 0) continue;
+                uint256 tick = s * _LANES + lane + 1;
+                uint256 take = live < remaining ? live : remaining;
+                clearingTick = tick;
+                if (take == live) {
+                    marginalPos = placedVol; // the whole level is accepted
+                } else if (cancelledVol == 0) {
+                    marginalPos = take; // no holes: position space equals live volume
+                } else {
+                    marginalPos = _marginalFromHint(requestId, tick, take, hint);
+                }
+                accepted += take;
+                valueWeiWatts += take * tick * tickWei;
+                remaining -= take;
+                if (remaining == 0) break;
+            }
+        }
+
+        uint256 clearingPrice = clearingTick * tickWei;
+        uint256 reserved = r.rule == PricingRule.Uniform
+            ? accepted * r.duration * clearingPrice / WS_PER_KWH
+            : valueWeiWatts * r.duration / WS_PER_KWH;
+        uint256 refund = r.budget - reserved; // reserved <= target * duration * cap / 3.6e6 <= budget
+
+        r.status = Status.Settled;
+        r.clearingTick = uint8(clearingTick);
+        r.marginalPos = uint40(marginalPos);
+        r.acceptedWatts = uint64(accepted);
+        r.reserved = uint128(reserved);
+        if (refund != 0) _owed[utility] += refund;
+        emit WinnersSelected(requestId, clearingPrice, accepted, reserved, refund);
+    }
+
+    /// @dev Queue position at `tick` up to which bids are accepted, when the level has
+    ///      withdrawn bids ("holes"). The hint lists every bid at the level before the
+    ///      marginal one, then the marginal one; the positions prove the list complete.
+    function _marginalFromHint(uint256 requestId, uint256 tick, uint256 take, uint256[] memory hint)
+        private
+        view
+        returns (uint256)
+    {
+        uint256 n = hint.length;
+        if (n == 0) revert MarginalHintRequired(tick);
+        mapping(uint256 => uint256) storage bids = _bids[requestId];
+        uint256 count = _requests[requestId].bidCount;
+        uint256 placedBefore;
+        uint256 liveBefore;
+        uint256 previous;
+        for (uint256 i; i < n; ++i) {
+            uint256 bidId = hint[i];
+            if ((i != 0 && bidId <= previous) || bidId >= count) revert BadMarginalHint();
+            previous = bidId;
+            uint256 bid = bids[bidId];
+            if ((bid >> _TICK_SHIFT) & 0xff != tick) revert BadMarginalHint();
+            uint256 w = (bid >> _WATTS_SHIFT) & type(uint32).max;
+            if (i + 1 < n) {
+                placedBefore += w;
+                if (bid & _CANCELLED == 0) liveBefore += w;
+            } else {
+                uint256 pos = (bid >> _POS_SHIFT) & type(uint40).max;
+                // Positions are cumulative placed volume, so equality proves no bid is missing.
+                if (pos != placedBefore || bid & _CANCELLED != 0) revert BadMarginalHint();
+                if (liveBefore >= take || liveBefore + w < take) revert BadMarginalHint();
+                return pos + (take - liveBefore);
+            }
+        }
+        revert BadMarginalHint(); // unreachable
+    }
+
+    // ------------------------------------------------------------------ payouts
+
+    /// @notice Credit the payouts of settled bids to their bidders. Anyone may call it.
+    /// @param requestId A settled request.
+    /// @param bidIds Bids to claim; losing bids are marked claimed with a zero payout.
+    function claim(uint256 requestId, uint256[] calldata bidIds) external {
+        Request storage r = _requests[requestId];
+        if (r.status != Status.Settled) revert NotSettled(requestId);
+        mapping(uint256 => uint256) storage bids = _bids[requestId];
+        uint256 count = r.bidCount;
+        uint256 claimedWatts;
+        uint256 paid;
+        for (uint256 i; i < bidIds.length; ++i) {
+            uint256 bidId = bidIds[i];
+            if (bidId >= count) revert UnknownBid(bidId);
+            uint256 bid = bids[bidId];
+            if (bid & _CLAIMED != 0) revert AlreadyClaimed(bidId);
+            bids[bidId] = bid | _CLAIMED;
+            (uint256 w, uint256 amount) = _outcome(r, bid);
+            if (w == 0) continue;
+            address bidder = address(uint160(bid));
+            _owed[bidder] += amount;
+            claimedWatts += w;
+            paid += amount;
+            emit PayoutCredited(requestId, bidder, bidId, w, amount);
+        }
+        if (claimedWatts == 0) return;
+        uint256 totalClaimed = r.claimedWatts + claimedWatts;
+        uint256 totalPaid = r.paidOut + paid;
+        r.claimedWatts = uint64(totalClaimed);
+        r.paidOut = uint128(totalPaid);
+        if (totalClaimed == r.acceptedWatts) {
+            // Every accepted watt is paid: what is left of the reserve is rounding dust.
+            uint256 dust = r.reserved - totalPaid;
+            if (dust != 0) {
+                _owed[utility] += dust;
+                emit DustReturned(requestId, dust);
+            }
+        }
+    }
+
+    /// @notice Pay the caller everything it is owed (winnings and refunds).
+    function withdraw() external {
+        _withdraw(payable(msg.sender));
+    }
+
+    /// @notice Pay everything the caller is owed to `to`, e.g. when the caller is a
+    ///         contract that cannot receive ether.
+    /// @param to Recipient of the funds.
+    function withdrawTo(address payable to) external {
+        if (to == address(0)) revert ZeroAddress();
+        _withdraw(to);
+    }
+
+    function _withdraw(address payable to) private nonReentrant {
+        uint256 amount = _owed[msg.sender];
+        if (amount == 0) revert NothingOwed();
+        _owed[msg.sender] = 0;
+        emit Withdrawal(msg.sender, to, amount);
+        (bool ok,) = to.call{value: amount}("");
+        if (!ok) revert TransferFailed();
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice Ether `account` can withdraw now, in wei.
+    function owed(address account) external view returns (uint256) {
+        return _owed[account];
+    }
+
+    /// @notice A request as stored, with derived fields.
+    struct RequestView {
+        Status status;
+        PricingRule rule;
+        uint256 targetWatts;
+        uint256 eventStart;
+        uint256 eventEnd;
+        uint256 biddingDeadline;
+        uint256 maxPriceWeiPerKWh;
+        uint256 tickWei;
+        uint256 budget;
+        uint256 bidCount;
+        uint256 clearingPriceWeiPerKWh;
+        uint256 acceptedWatts;
+        uint256 reserved;
+        uint256 paidOut;
+        uint256 claimedWatts;
+    }
+
+    /// @notice Everything about request `requestId`.
+    function getRequest(uint256 requestId) external view returns (RequestView memory v) {
+        Request storage r = _requests[requestId];
+        if (r.status == Status.None) revert UnknownRequest(requestId);
+        v.status = r.status;
+        v.rule = r.rule;
+        v.targetWatts = r.targetWatts;
+        v.eventStart = r.eventStart;
+        v.eventEnd = uint256(r.eventStart) + r.duration;
+        v.biddingDeadline = r.biddingDeadline;
+        v.tickWei = r.tickWei;
+        v.maxPriceWeiPerKWh = uint256(r.tickWei) * TICKS;
+        v.budget = r.budget;
+        v.bidCount = r.bidCount;
+        v.clearingPriceWeiPerKWh = uint256(r.clearingTick) * r.tickWei;
+        v.acceptedWatts = r.acceptedWatts;
+        v.reserved = r.reserved;
+        v.paidOut = r.paidOut;
+        v.claimedWatts = r.claimedWatts;
+    }
+
+    /// @notice A bid with its outcome (zero until the request is settled).
+    struct BidView {
+        uint256 bidId;
+        address bidder;
+        uint256 watts;
+        uint256 priceWeiPerKWh;
+        bool cancelled;
+        bool claimed;
+        uint256 acceptedWatts;
+        uint256 payout;
+    }
+
+    /// @notice Bids `start` .. `start + count - 1` of `requestId` (clipped to the end).
+    function getBids(uint256 requestId, uint256 start, uint256 count) external view returns (BidView[] memory page) {
+        Request storage r = _knownRequest(requestId);
+        uint256 end = _clip(start, count, r.bidCount);
+        page = new BidView[](end > start ? end - start : 0);
+        for (uint256 id = start; id < end; ++id) {
+            page[id - start] = _bidView(r, requestId, id);
+        }
+    }
+
+    /// @notice The bids `consumer` placed in `requestId`, found among bids
+    ///         `start` .. `start + count - 1`; pass count = 2^256-1 for all.
+    function bidsOf(uint256 requestId, address consumer, uint256 start, uint256 count)
+        external
+        view
+        returns (BidView[] memory mine)
+    {
+        Request storage r = _knownRequest(requestId);
+        uint256 end = _clip(start, count, r.bidCount);
+        mapping(uint256 => uint256) storage bids = _bids[requestId];
+        uint256 found;
+        BidView[] memory buffer = new BidView[](end > start ? end - start : 0);
+        for (uint256 id = start; id < end; ++id) {
+            if (address(uint160(bids[id])) == consumer) buffer[found++] = _bidView(r, requestId, id);
+        }
+        mine = new BidView[](found);
+        for (uint256 i; i < found; ++i) {
+            mine[i] = buffer[i];
+        }
+    }
+
+    /// @notice Accepted watts and payout of `consumer` in `requestId`, over all its bids.
+    function outcomeOf(uint256 requestId, address consumer)
+        external
+        view
+        returns (uint256 acceptedWatts, uint256 payout)
+    {
+        Request storage r = _knownRequest(requestId);
+        mapping(uint256 => uint256) storage bids = _bids[requestId];
+        uint256 end = r.bidCount;
+        for (uint256 id; id < end; ++id) {
+            uint256 bid = bids[id];
+            if (address(uint160(bid)) != consumer) continue;
+            (uint256 w, uint256 amount) = _outcome(r, bid);
+            acceptedWatts += w;
+            payout += amount;
+        }
+    }
+
+    /// @notice Live volume in W at each price level: index i is price (i+1)*tickWei.
+    function book(uint256 requestId) external view returns (uint256[] memory liveWatts) {
+        _knownRequest(requestId);
+        liveWatts = new uint256[](TICKS);
+        uint256[_BOOK_SLOTS] storage placed = _placed[requestId];
+        uint256[_BOOK_SLOTS] storage cancelled = _cancelled[requestId];
+        for (uint256 t; t < TICKS; ++t) {
+            uint256 shift = (t % _LANES) * 64;
+            liveWatts[t] = ((placed[t / _LANES] >> shift) & type(uint64).max)
+                - ((cancelled[t / _LANES] >> shift) & type(uint64).max);
+        }
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    function _openRequest(uint256 requestId) private view returns (Request storage r) {
+        r = _requests[requestId];
+        if (r.status != Status.Open) {
+            if (r.status == Status.None) revert UnknownRequest(requestId);
+            revert RequestNotOpen(requestId);
+        }
+    }
+
+    function _knownRequest(uint256 requestId) private view returns (Request storage r) {
+        r = _requests[requestId];
+        if (r.status == Status.None) revert UnknownRequest(requestId);
+    }
+
+    function _clip(uint256 start, uint256 count, uint256 total) private pure returns (uint256) {
+        if (start >= total) return start;
+        return count > total - start ? total : start + count;
+    }
+
+    /// @dev Accepted watts and payout of one packed bid; zero unless settled.
+    function _outcome(Request storage r, uint256 bid) private view returns (uint256 w, uint256 amount) {
+        if (r.status != Status.Settled || bid & _CANCELLED != 0) return (0, 0);
+        uint256 tick = (bid >> _TICK_SHIFT) & 0xff;
+        uint256 clearingTick = r.clearingTick;
+        if (tick > clearingTick) return (0, 0);
+        w = (bid >> _WATTS_SHIFT) & type(uint32).max;
+        if (tick == clearingTick) {
+            uint256 pos = (bid >> _POS_SHIFT) & type(uint40).max;
+            uint256 limit = r.marginalPos;
+            if (pos >= limit) return (0, 0);
+            if (limit - pos < w) w = limit - pos;
+        }
+        uint256 priceTick = r.rule == PricingRule.Uniform ? clearingTick : tick;
+        amount = w * r.duration * priceTick * r.tickWei / WS_PER_KWH;
+    }
+
+    function _bidView(Request storage r, uint256 requestId, uint256 bidId) private view returns (BidView memory v) {
+        uint256 bid = _bids[requestId][bidId];
+        v.bidId = bidId;
+        v.bidder = address(uint160(bid));
+        v.watts = (bid >> _WATTS_SHIFT) & type(uint32).max;
+        v.priceWeiPerKWh = ((bid >> _TICK_SHIFT) & 0xff) * r.tickWei;
+        v.cancelled = bid & _CANCELLED != 0;
+        v.claimed = bid & _CLAIMED != 0;
+        (v.acceptedWatts, v.payout) = _outcome(r, bid);
+    }
+}
