@@ -2,7 +2,7 @@
 pragma solidity 0.8.24;
 
 /// @title DemandReduction
-/// @notice A sealed-budget, uniform-price or pay-as-bid market for demand reduction.
+/// @notice A uniform-price (pay-as-clear) or pay-as-bid market for demand reduction.
 ///         The utility escrows a budget and asks for a number of watts over an event
 ///         window; consumers offer reductions at a unit price in wei per kWh; after the
 ///         bidding deadline the cheapest offers are accepted until the target is met,
@@ -26,18 +26,25 @@ contract DemandReduction {
     /// @dev W * s * (wei/kWh) / WS_PER_KWH = wei, since 1 kWh = 3.6e6 W*s.
     uint256 private constant WS_PER_KWH = 3_600_000;
 
-    // Bid slot layout (one storage slot per bid):
-    //   bits   0..159  bidder address
-    //   bits 160..191  watts              (uint32, > 0)
-    //   bits 192..199  price tick         (uint8, 1..TICKS)
-    //   bits 200..239  queue position     (uint40, watts placed at this tick before the bid)
-    //   bit  240       cancelled flag
-    //   bit  241       claimed flag
-    uint256 private constant _WATTS_SHIFT = 160;
-    uint256 private constant _TICK_SHIFT = 192;
-    uint256 private constant _POS_SHIFT = 200;
-    uint256 private constant _CANCELLED = 1 << 240;
-    uint256 private constant _CLAIMED = 1 << 241;
+    // Bids are stored per submission (one `submitBids` call). Bid id = submission << 6 | index.
+    // A bid packs into 82 bits:
+    //   bits  0..31  watts           (uint32, > 0)
+    //   bits 32..39  price tick      (1..TICKS)
+    //   bits 40..79  queue position  (uint40: watts placed at this tick before the bid)
+    //   bit  80      cancelled;  bit 81 claimed
+    // Storage key submission * 32 + 0, the header: bidder (bits 0..159), bid count
+    // (bits 160..166) and bid 0 (bits 168..249). Keys submission * 32 + j, j = 1..21, hold
+    // bids 3j-2 .. 3j, 82 bits apart. So one bid costs one new slot, five bids three.
+    uint256 private constant _BID_BITS = 82;
+    uint256 private constant _BID_MASK = (1 << 82) - 1;
+    uint256 private constant _TICK_SHIFT = 32;
+    uint256 private constant _POS_SHIFT = 40;
+    uint256 private constant _CANCELLED = 1 << 80;
+    uint256 private constant _CLAIMED = 1 << 81;
+    uint256 private constant _COUNT_SHIFT = 160;
+    uint256 private constant _HEADER_BID_SHIFT = 168;
+    uint256 private constant _ID_BITS = 6; // MAX_BIDS_PER_CALL = 2^6
+    uint256 private constant _KEYS_PER_SUBMISSION = 32;
 
     // Book layout: TICKS uint64 volumes packed four to a slot, tick t at slot (t-1)/4,
     // lane (t-1)%4. `_placed` only grows (it defines queue positions); `_cancelled`
@@ -68,15 +75,16 @@ contract DemandReduction {
         Enrolled
     }
 
-    /// @dev Slot 0 is read and written by every bid; the rest is touched at request and
-    ///      settlement. Field widths are bounded by the checks in `requestReduction`.
+    /// @dev Slot 0 is read and written by every submission; the rest is touched at
+    ///      request, settlement and claim. Widths are bounded by checks in the functions.
     struct Request {
         // slot 0 (hot)
         uint40 biddingDeadline;
         uint40 eventStart;
         uint32 duration; // eventEnd - eventStart, seconds
-        uint32 bidCount;
-        uint96 tickWei; // price of one tick; cap = TICKS * tickWei
+        uint32 submissions; // number of submitBids calls; bid ids are below submissions << 6
+        uint32 bidCount; // number of bids placed (withdrawn ones included)
+        uint64 tickWei; // price of one tick; cap = TICKS * tickWei
         Status status;
         PricingRule rule;
         // slot 1
@@ -92,6 +100,46 @@ contract DemandReduction {
         uint128 paidOut;
     }
 
+    /// @dev Outcome of the scan over the book.
+    struct Clearing {
+        uint256 clearingTick; // highest tick with accepted volume
+        uint256 marginalPos; // queue position at clearingTick below which watts are accepted
+        uint256 accepted; // accepted watts
+        uint256 valueTicks; // sum of accepted watts * tick, for pay-as-bid
+    }
+
+    /// @notice A request as stored, with derived fields.
+    struct RequestView {
+        Status status;
+        PricingRule rule;
+        uint256 targetWatts;
+        uint256 eventStart;
+        uint256 eventEnd;
+        uint256 biddingDeadline;
+        uint256 maxPriceWeiPerKWh;
+        uint256 tickWei;
+        uint256 budget;
+        uint256 submissions;
+        uint256 bidCount;
+        uint256 clearingPriceWeiPerKWh;
+        uint256 acceptedWatts;
+        uint256 reserved;
+        uint256 paidOut;
+        uint256 claimedWatts;
+    }
+
+    /// @notice A bid with its outcome (zero until the request is settled).
+    struct BidView {
+        uint256 bidId;
+        address bidder;
+        uint256 watts;
+        uint256 priceWeiPerKWh;
+        bool cancelled;
+        bool claimed;
+        uint256 acceptedWatts;
+        uint256 payout;
+    }
+
     // ------------------------------------------------------------------ storage
 
     /// @notice The utility: it requests, cancels and settles, and receives refunds.
@@ -104,7 +152,7 @@ contract DemandReduction {
     uint256 public requestCount;
 
     mapping(uint256 => Request) private _requests;
-    mapping(uint256 => mapping(uint256 => uint256)) private _bids; // requestId => bidId => packed
+    mapping(uint256 => mapping(uint256 => uint256)) private _bidWords; // requestId => storage key => word
     mapping(uint256 => uint256[_BOOK_SLOTS]) private _placed;
     mapping(uint256 => uint256[_BOOK_SLOTS]) private _cancelled;
     mapping(address => uint256) private _owed;
@@ -273,6 +321,7 @@ contract DemandReduction {
     }
 
     /// @notice Enrolment state of `consumer` (0 none, 1 requested, 2 enrolled).
+    /// @param consumer The address to look up.
     function enrolmentOf(address consumer) external view returns (Enrolment) {
         return _enrolment[consumer];
     }
@@ -305,10 +354,10 @@ contract DemandReduction {
         if (eventStart > type(uint40).max || eventEnd - eventStart > type(uint32).max) revert TimeOutOfRange();
         if (maxPriceWeiPerKWh == 0) revert ZeroPrice();
         if (maxPriceWeiPerKWh % TICKS != 0) revert CapNotOnTickGrid(maxPriceWeiPerKWh, TICKS);
-        if (maxPriceWeiPerKWh / TICKS > type(uint96).max) revert CapTooLarge(uint256(type(uint96).max) * TICKS);
+        if (maxPriceWeiPerKWh / TICKS > type(uint64).max) revert CapTooLarge(uint256(type(uint64).max) * TICKS);
         if (msg.value > type(uint128).max) revert BudgetTooLarge(type(uint128).max);
         uint256 duration = eventEnd - eventStart;
-        // < 2^64 * 2^32 * 2^103: no overflow.
+        // < 2^64 * 2^32 * 2^71: no overflow.
         uint256 required = targetWatts * duration * maxPriceWeiPerKWh / WS_PER_KWH;
         if (msg.value < required) revert BudgetTooLow(required, msg.value);
 
@@ -317,7 +366,7 @@ contract DemandReduction {
         r.biddingDeadline = uint40(biddingDeadline);
         r.eventStart = uint40(eventStart);
         r.duration = uint32(duration);
-        r.tickWei = uint96(maxPriceWeiPerKWh / TICKS);
+        r.tickWei = uint64(maxPriceWeiPerKWh / TICKS);
         r.status = Status.Open;
         r.rule = pricingRule;
         r.targetWatts = uint64(targetWatts);
@@ -342,7 +391,8 @@ contract DemandReduction {
 
     /// @notice Offer reductions: `watts[i]` W at `pricesWeiPerKWh[i]` wei per kWh.
     /// @dev Prices must be positive multiples of the request's tick, at most the cap.
-    ///      Bids at equal price are served first come, first served.
+    ///      Bids at equal price are served first come, first served. Bid ids are
+    ///      `submission << 6 | index`, increasing in submission order.
     /// @param requestId An open request whose deadline has not passed.
     /// @param watts Reductions in W, each in 1..2^32-1.
     /// @param pricesWeiPerKWh Unit prices, wei per kWh.
@@ -389,52 +439,68 @@ contract DemandReduction {
         Request storage r = _openRequest(requestId);
         if (block.timestamp > r.biddingDeadline) revert BiddingClosed(r.biddingDeadline);
 
+        uint256 submission = r.submissions;
         uint256 tickWei = r.tickWei;
-        firstBidId = r.bidCount;
-        uint256[_BOOK_SLOTS] storage placed = _placed[requestId];
-        mapping(uint256 => uint256) storage bids = _bids[requestId];
-        uint256 bidder = uint256(uint160(msg.sender));
+        firstBidId = submission << _ID_BITS;
+        mapping(uint256 => uint256) storage words = _bidWords[requestId];
+        uint256 key = submission * _KEYS_PER_SUBMISSION;
+        uint256 word = uint256(uint160(msg.sender)) | (n << _COUNT_SHIFT);
         for (uint256 i; i < n; ++i) {
-            uint256 w = watts[i];
-            uint256 p = prices[i];
-            if (w == 0) revert ZeroWatts(i);
-            if (w > type(uint32).max) revert WattsTooLarge(i, type(uint32).max);
-            if (p == 0) revert PriceZero(i);
-            uint256 tick = p / tickWei;
-            if (tick > TICKS) revert PriceAboveCap(i, tickWei * TICKS);
-            if (tick * tickWei != p) revert PriceOffTick(i, tickWei);
-
-            uint256 slot = (tick - 1) / _LANES;
-            uint256 shift = ((tick - 1) % _LANES) * 64;
-            uint256 word = placed[slot];
-            uint256 pos = (word >> shift) & type(uint64).max;
-            if (pos + w > type(uint40).max) revert PriceLevelFull(tick);
-            placed[slot] = word + (w << shift);
-
-            uint256 bidId = firstBidId + i;
-            bids[bidId] = bidder | (w << _WATTS_SHIFT) | (tick << _TICK_SHIFT) | (pos << _POS_SHIFT);
-            emit BidSubmitted(requestId, msg.sender, bidId, w, p);
+            uint256 bid = _place(requestId, tickWei, i, watts[i], prices[i]);
+            emit BidSubmitted(requestId, msg.sender, firstBidId | i, watts[i], prices[i]);
+            if (i == 0) {
+                word |= bid << _HEADER_BID_SHIFT;
+            } else {
+                uint256 lane = (i - 1) % 3;
+                if (lane == 0) {
+                    words[key++] = word;
+                    word = 0;
+                }
+                word |= bid << (lane * _BID_BITS);
+            }
         }
-        // bidCount < 2^32: every bid costs > 2^12 gas, so 2^32 bids cannot fit in any chain's history.
-        r.bidCount = uint32(firstBidId + n);
+        words[key] = word;
+        // Both counters stay below 2^32: each bid costs > 2^12 gas, so 2^32 bids cannot
+        // be placed in any chain's lifetime.
+        r.submissions = uint32(submission + 1);
+        r.bidCount = uint32(r.bidCount + n);
+    }
+
+    /// @dev Validate one bid and append it to the queue of its price level; returns it packed.
+    function _place(uint256 requestId, uint256 tickWei, uint256 index, uint256 w, uint256 p)
+        private
+        returns (uint256)
+    {
+        if (w == 0) revert ZeroWatts(index);
+        if (w > type(uint32).max) revert WattsTooLarge(index, type(uint32).max);
+        if (p == 0) revert PriceZero(index);
+        uint256 tick = p / tickWei;
+        if (tick > TICKS) revert PriceAboveCap(index, tickWei * TICKS);
+        if (tick * tickWei != p) revert PriceOffTick(index, tickWei);
+
+        uint256[_BOOK_SLOTS] storage placed = _placed[requestId];
+        uint256 slot = (tick - 1) / _LANES;
+        uint256 shift = ((tick - 1) % _LANES) * 64;
+        uint256 level = placed[slot];
+        uint256 pos = (level >> shift) & type(uint64).max;
+        if (pos + w > type(uint40).max) revert PriceLevelFull(tick);
+        placed[slot] = level + (w << shift);
+        return w | (tick << _TICK_SHIFT) | (pos << _POS_SHIFT);
     }
 
     function _cancel(uint256 requestId, uint256[] calldata bidIds) private {
         Request storage r = _openRequest(requestId);
         if (block.timestamp > r.biddingDeadline) revert BiddingClosed(r.biddingDeadline);
-        uint256 count = r.bidCount;
+        uint256 submissions = r.submissions;
         uint256[_BOOK_SLOTS] storage cancelled = _cancelled[requestId];
-        mapping(uint256 => uint256) storage bids = _bids[requestId];
         for (uint256 i; i < bidIds.length; ++i) {
             uint256 bidId = bidIds[i];
-            if (bidId >= count) revert UnknownBid(bidId);
-            uint256 bid = bids[bidId];
-            if (address(uint160(bid)) != msg.sender) revert NotBidder(bidId);
+            (address bidder, uint256 bid, uint256 key, uint256 shift) = _loadBid(requestId, submissions, bidId);
+            if (bidder != msg.sender) revert NotBidder(bidId);
             if (bid & _CANCELLED != 0) revert BidAlreadyCancelled(bidId);
-            bids[bidId] = bid | _CANCELLED;
+            _bidWords[requestId][key] |= _CANCELLED << shift;
             uint256 tick = (bid >> _TICK_SHIFT) & 0xff;
-            uint256 w = (bid >> _WATTS_SHIFT) & type(uint32).max;
-            cancelled[(tick - 1) / _LANES] += w << (((tick - 1) % _LANES) * 64);
+            cancelled[(tick - 1) / _LANES] += (bid & type(uint32).max) << (((tick - 1) % _LANES) * 64);
             emit BidCancelled(requestId, msg.sender, bidId);
         }
     }
@@ -467,54 +533,61 @@ contract DemandReduction {
             revert GracePeriodNotOver(deadline + GRACE_PERIOD);
         }
 
+        Clearing memory c;
         uint256 remaining = r.targetWatts;
-        uint256 tickWei = r.tickWei;
-        uint256 clearingTick;
-        uint256 marginalPos;
-        uint256 valueWeiWatts; // sum of accepted W * price, pay-as-bid
-        uint256 accepted;
         uint256[_BOOK_SLOTS] storage placed = _placed[requestId];
         uint256[_BOOK_SLOTS] storage cancelled = _cancelled[requestId];
         for (uint256 s; s < _BOOK_SLOTS && remaining != 0; ++s) {
             uint256 placedWord = placed[s];
-            if (placedWord == 0) continue;
-            uint256 cancelledWord = cancelled[s];
-            for (uint256 lane; lane < _LANES; ++lane) {
-                uint256 shift = lane * 64;
-                uint256 placedVol = (placedWord >> shift) & type(uint64).max;
-                uint256 cancelledVol = (cancelledWord >> shift) & type(uint64).max;
-                uint256 live = placedVol - cancelledVol;
-                if (live == 0) continue;
-                uint256 tick = s * _LANES + lane + 1;
-                uint256 take = live < remaining ? live : remaining;
-                clearingTick = tick;
-                if (take == live) {
-                    marginalPos = placedVol; // the whole level is accepted
-                } else if (cancelledVol == 0) {
-                    marginalPos = take; // no holes: position space equals live volume
-                } else {
-                    marginalPos = _marginalFromHint(requestId, tick, take, hint);
-                }
-                accepted += take;
-                valueWeiWatts += take * tick * tickWei;
-                remaining -= take;
-                if (remaining == 0) break;
-            }
+            if (placedWord != 0) remaining = _clearSlot(requestId, s, placedWord, cancelled[s], remaining, hint, c);
         }
 
-        uint256 clearingPrice = clearingTick * tickWei;
+        uint256 tickWei = r.tickWei;
+        uint256 clearingPrice = c.clearingTick * tickWei;
         uint256 reserved = r.rule == PricingRule.Uniform
-            ? accepted * r.duration * clearingPrice / WS_PER_KWH
-            : valueWeiWatts * r.duration / WS_PER_KWH;
+            ? c.accepted * r.duration * clearingPrice / WS_PER_KWH
+            : c.valueTicks * tickWei * r.duration / WS_PER_KWH;
         uint256 refund = r.budget - reserved; // reserved <= target * duration * cap / 3.6e6 <= budget
 
         r.status = Status.Settled;
-        r.clearingTick = uint8(clearingTick);
-        r.marginalPos = uint40(marginalPos);
-        r.acceptedWatts = uint64(accepted);
+        r.clearingTick = uint8(c.clearingTick);
+        r.marginalPos = uint40(c.marginalPos);
+        r.acceptedWatts = uint64(c.accepted);
         r.reserved = uint128(reserved);
         if (refund != 0) _owed[utility] += refund;
-        emit WinnersSelected(requestId, clearingPrice, accepted, reserved, refund);
+        emit WinnersSelected(requestId, clearingPrice, c.accepted, reserved, refund);
+    }
+
+    /// @dev Take volume from the four price levels of one book slot, cheapest first.
+    ///      Returns the watts still wanted afterwards.
+    function _clearSlot(
+        uint256 requestId,
+        uint256 s,
+        uint256 placedWord,
+        uint256 cancelledWord,
+        uint256 remaining,
+        uint256[] memory hint,
+        Clearing memory c
+    ) private view returns (uint256) {
+        for (uint256 lane; lane < _LANES && remaining != 0; ++lane) {
+            uint256 placedVol = (placedWord >> (lane * 64)) & type(uint64).max;
+            uint256 live = placedVol - ((cancelledWord >> (lane * 64)) & type(uint64).max);
+            if (live == 0) continue;
+            uint256 tick = s * _LANES + lane + 1;
+            uint256 take = live < remaining ? live : remaining;
+            c.clearingTick = tick;
+            if (take == live) {
+                c.marginalPos = placedVol; // the whole level is accepted
+            } else if (placedVol == live) {
+                c.marginalPos = take; // no withdrawn bids: queue positions are live volume
+            } else {
+                c.marginalPos = _marginalFromHint(requestId, tick, take, hint);
+            }
+            c.accepted += take;
+            c.valueTicks += take * tick;
+            remaining -= take;
+        }
+        return remaining;
     }
 
     /// @dev Queue position at `tick` up to which bids are accepted, when the level has
@@ -527,18 +600,14 @@ contract DemandReduction {
     {
         uint256 n = hint.length;
         if (n == 0) revert MarginalHintRequired(tick);
-        mapping(uint256 => uint256) storage bids = _bids[requestId];
-        uint256 count = _requests[requestId].bidCount;
+        uint256 submissions = _requests[requestId].submissions;
         uint256 placedBefore;
         uint256 liveBefore;
-        uint256 previous;
         for (uint256 i; i < n; ++i) {
-            uint256 bidId = hint[i];
-            if ((i != 0 && bidId <= previous) || bidId >= count) revert BadMarginalHint();
-            previous = bidId;
-            uint256 bid = bids[bidId];
+            if (i != 0 && hint[i] <= hint[i - 1]) revert BadMarginalHint();
+            (, uint256 bid,,) = _loadBid(requestId, submissions, hint[i]);
             if ((bid >> _TICK_SHIFT) & 0xff != tick) revert BadMarginalHint();
-            uint256 w = (bid >> _WATTS_SHIFT) & type(uint32).max;
+            uint256 w = bid & type(uint32).max;
             if (i + 1 < n) {
                 placedBefore += w;
                 if (bid & _CANCELLED == 0) liveBefore += w;
@@ -550,7 +619,7 @@ contract DemandReduction {
                 return pos + (take - liveBefore);
             }
         }
-        revert BadMarginalHint(); // unreachable
+        revert BadMarginalHint(); // unreachable: the loop returns on its last element
     }
 
     // ------------------------------------------------------------------ payouts
@@ -561,19 +630,16 @@ contract DemandReduction {
     function claim(uint256 requestId, uint256[] calldata bidIds) external {
         Request storage r = _requests[requestId];
         if (r.status != Status.Settled) revert NotSettled(requestId);
-        mapping(uint256 => uint256) storage bids = _bids[requestId];
-        uint256 count = r.bidCount;
+        uint256 submissions = r.submissions;
         uint256 claimedWatts;
         uint256 paid;
         for (uint256 i; i < bidIds.length; ++i) {
             uint256 bidId = bidIds[i];
-            if (bidId >= count) revert UnknownBid(bidId);
-            uint256 bid = bids[bidId];
+            (address bidder, uint256 bid, uint256 key, uint256 shift) = _loadBid(requestId, submissions, bidId);
             if (bid & _CLAIMED != 0) revert AlreadyClaimed(bidId);
-            bids[bidId] = bid | _CLAIMED;
+            _bidWords[requestId][key] |= _CLAIMED << shift;
             (uint256 w, uint256 amount) = _outcome(r, bid);
             if (w == 0) continue;
-            address bidder = address(uint160(bid));
             _owed[bidder] += amount;
             claimedWatts += w;
             paid += amount;
@@ -619,33 +685,15 @@ contract DemandReduction {
     // ------------------------------------------------------------------ views
 
     /// @notice Ether `account` can withdraw now, in wei.
+    /// @param account The address to look up.
     function owed(address account) external view returns (uint256) {
         return _owed[account];
     }
 
-    /// @notice A request as stored, with derived fields.
-    struct RequestView {
-        Status status;
-        PricingRule rule;
-        uint256 targetWatts;
-        uint256 eventStart;
-        uint256 eventEnd;
-        uint256 biddingDeadline;
-        uint256 maxPriceWeiPerKWh;
-        uint256 tickWei;
-        uint256 budget;
-        uint256 bidCount;
-        uint256 clearingPriceWeiPerKWh;
-        uint256 acceptedWatts;
-        uint256 reserved;
-        uint256 paidOut;
-        uint256 claimedWatts;
-    }
-
     /// @notice Everything about request `requestId`.
+    /// @param requestId The request to look up.
     function getRequest(uint256 requestId) external view returns (RequestView memory v) {
-        Request storage r = _requests[requestId];
-        if (r.status == Status.None) revert UnknownRequest(requestId);
+        Request storage r = _knownRequest(requestId);
         v.status = r.status;
         v.rule = r.rule;
         v.targetWatts = r.targetWatts;
@@ -655,6 +703,7 @@ contract DemandReduction {
         v.tickWei = r.tickWei;
         v.maxPriceWeiPerKWh = uint256(r.tickWei) * TICKS;
         v.budget = r.budget;
+        v.submissions = r.submissions;
         v.bidCount = r.bidCount;
         v.clearingPriceWeiPerKWh = uint256(r.clearingTick) * r.tickWei;
         v.acceptedWatts = r.acceptedWatts;
@@ -663,68 +712,47 @@ contract DemandReduction {
         v.claimedWatts = r.claimedWatts;
     }
 
-    /// @notice A bid with its outcome (zero until the request is settled).
-    struct BidView {
-        uint256 bidId;
-        address bidder;
-        uint256 watts;
-        uint256 priceWeiPerKWh;
-        bool cancelled;
-        bool claimed;
-        uint256 acceptedWatts;
-        uint256 payout;
+    /// @notice The bids of submissions `start` .. `start + count - 1` of `requestId`
+    ///         (clipped to the end), in bid id order. A submission holds 1 to 64 bids.
+    /// @param requestId The request to look up.
+    /// @param start First submission of the page.
+    /// @param count Number of submissions in the page.
+    function getBids(uint256 requestId, uint256 start, uint256 count) external view returns (BidView[] memory) {
+        return _page(requestId, start, count, address(0));
     }
 
-    /// @notice Bids `start` .. `start + count - 1` of `requestId` (clipped to the end).
-    function getBids(uint256 requestId, uint256 start, uint256 count) external view returns (BidView[] memory page) {
-        Request storage r = _knownRequest(requestId);
-        uint256 end = _clip(start, count, r.bidCount);
-        page = new BidView[](end > start ? end - start : 0);
-        for (uint256 id = start; id < end; ++id) {
-            page[id - start] = _bidView(r, requestId, id);
-        }
-    }
-
-    /// @notice The bids `consumer` placed in `requestId`, found among bids
+    /// @notice The bids `consumer` placed in `requestId`, among submissions
     ///         `start` .. `start + count - 1`; pass count = 2^256-1 for all.
+    /// @param requestId The request to look up.
+    /// @param consumer The bidder.
+    /// @param start First submission to scan.
+    /// @param count Number of submissions to scan.
     function bidsOf(uint256 requestId, address consumer, uint256 start, uint256 count)
         external
         view
-        returns (BidView[] memory mine)
+        returns (BidView[] memory)
     {
-        Request storage r = _knownRequest(requestId);
-        uint256 end = _clip(start, count, r.bidCount);
-        mapping(uint256 => uint256) storage bids = _bids[requestId];
-        uint256 found;
-        BidView[] memory buffer = new BidView[](end > start ? end - start : 0);
-        for (uint256 id = start; id < end; ++id) {
-            if (address(uint160(bids[id])) == consumer) buffer[found++] = _bidView(r, requestId, id);
-        }
-        mine = new BidView[](found);
-        for (uint256 i; i < found; ++i) {
-            mine[i] = buffer[i];
-        }
+        if (consumer == address(0)) revert ZeroAddress();
+        return _page(requestId, start, count, consumer);
     }
 
     /// @notice Accepted watts and payout of `consumer` in `requestId`, over all its bids.
+    /// @param requestId The request to look up.
+    /// @param consumer The bidder.
     function outcomeOf(uint256 requestId, address consumer)
         external
         view
         returns (uint256 acceptedWatts, uint256 payout)
     {
-        Request storage r = _knownRequest(requestId);
-        mapping(uint256 => uint256) storage bids = _bids[requestId];
-        uint256 end = r.bidCount;
-        for (uint256 id; id < end; ++id) {
-            uint256 bid = bids[id];
-            if (address(uint160(bid)) != consumer) continue;
-            (uint256 w, uint256 amount) = _outcome(r, bid);
-            acceptedWatts += w;
-            payout += amount;
+        BidView[] memory mine = _page(requestId, 0, type(uint256).max, consumer);
+        for (uint256 i; i < mine.length; ++i) {
+            acceptedWatts += mine[i].acceptedWatts;
+            payout += mine[i].payout;
         }
     }
 
     /// @notice Live volume in W at each price level: index i is price (i+1)*tickWei.
+    /// @param requestId The request to look up.
     function book(uint256 requestId) external view returns (uint256[] memory liveWatts) {
         _knownRequest(requestId);
         liveWatts = new uint256[](TICKS);
@@ -752,9 +780,56 @@ contract DemandReduction {
         if (r.status == Status.None) revert UnknownRequest(requestId);
     }
 
-    function _clip(uint256 start, uint256 count, uint256 total) private pure returns (uint256) {
-        if (start >= total) return start;
-        return count > total - start ? total : start + count;
+    /// @dev Bidder, packed bid, storage key and bit offset of `bidId`; reverts if unknown.
+    function _loadBid(uint256 requestId, uint256 submissions, uint256 bidId)
+        private
+        view
+        returns (address bidder, uint256 bid, uint256 key, uint256 shift)
+    {
+        uint256 submission = bidId >> _ID_BITS;
+        uint256 index = bidId & (MAX_BIDS_PER_CALL - 1);
+        if (submission >= submissions) revert UnknownBid(bidId);
+        mapping(uint256 => uint256) storage words = _bidWords[requestId];
+        key = submission * _KEYS_PER_SUBMISSION;
+        uint256 header = words[key];
+        if (index >= (header >> _COUNT_SHIFT) & 0x7f) revert UnknownBid(bidId);
+        bidder = address(uint160(header));
+        if (index == 0) {
+            shift = _HEADER_BID_SHIFT;
+            bid = (header >> shift) & _BID_MASK;
+        } else {
+            key += 1 + (index - 1) / 3;
+            shift = ((index - 1) % 3) * _BID_BITS;
+            bid = (words[key] >> shift) & _BID_MASK;
+        }
+    }
+
+    /// @dev The bids of a range of submissions, all of them or those of `consumer`.
+    function _page(uint256 requestId, uint256 start, uint256 count, address consumer)
+        private
+        view
+        returns (BidView[] memory page)
+    {
+        Request storage r = _knownRequest(requestId);
+        uint256 total = r.submissions;
+        uint256 end = start >= total ? start : (count > total - start ? total : start + count);
+        mapping(uint256 => uint256) storage words = _bidWords[requestId];
+        uint256 found;
+        for (uint256 sub = start; sub < end; ++sub) {
+            uint256 header = words[sub * _KEYS_PER_SUBMISSION];
+            if (consumer == address(0) || address(uint160(header)) == consumer) found += (header >> _COUNT_SHIFT) & 0x7f;
+        }
+        page = new BidView[](found);
+        found = 0;
+        for (uint256 sub = start; sub < end; ++sub) {
+            uint256 header = words[sub * _KEYS_PER_SUBMISSION];
+            if (consumer != address(0) && address(uint160(header)) != consumer) continue;
+            uint256 n = (header >> _COUNT_SHIFT) & 0x7f;
+            for (uint256 index; index < n; ++index) {
+                (address bidder, uint256 bid,,) = _loadBid(requestId, total, (sub << _ID_BITS) | index);
+                page[found++] = _bidView(r, (sub << _ID_BITS) | index, bidder, bid);
+            }
+        }
     }
 
     /// @dev Accepted watts and payout of one packed bid; zero unless settled.
@@ -763,7 +838,7 @@ contract DemandReduction {
         uint256 tick = (bid >> _TICK_SHIFT) & 0xff;
         uint256 clearingTick = r.clearingTick;
         if (tick > clearingTick) return (0, 0);
-        w = (bid >> _WATTS_SHIFT) & type(uint32).max;
+        w = bid & type(uint32).max;
         if (tick == clearingTick) {
             uint256 pos = (bid >> _POS_SHIFT) & type(uint40).max;
             uint256 limit = r.marginalPos;
@@ -774,11 +849,14 @@ contract DemandReduction {
         amount = w * r.duration * priceTick * r.tickWei / WS_PER_KWH;
     }
 
-    function _bidView(Request storage r, uint256 requestId, uint256 bidId) private view returns (BidView memory v) {
-        uint256 bid = _bids[requestId][bidId];
+    function _bidView(Request storage r, uint256 bidId, address bidder, uint256 bid)
+        private
+        view
+        returns (BidView memory v)
+    {
         v.bidId = bidId;
-        v.bidder = address(uint160(bid));
-        v.watts = (bid >> _WATTS_SHIFT) & type(uint32).max;
+        v.bidder = bidder;
+        v.watts = bid & type(uint32).max;
         v.priceWeiPerKWh = ((bid >> _TICK_SHIFT) & 0xff) * r.tickWei;
         v.cancelled = bid & _CANCELLED != 0;
         v.claimed = bid & _CLAIMED != 0;

@@ -1,0 +1,267 @@
+"""Connections, signers and transactions.
+
+* ``connect`` opens a Web3 connection, adds the extra-data middleware on PoA chains and
+  turns an unreachable endpoint into a one-line ``ChainError``.
+* ``Signer`` sends transactions from one account: signed locally with a private key, or
+  by the node for its own unlocked accounts (local dev chains only). It keeps its own
+  nonce under a lock, so one daemon can send from several threads; it uses EIP-1559 fees
+  where the chain has a base fee and legacy gas prices elsewhere; it waits for receipts
+  with a timeout and replaces a transaction that is stuck below the market.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, TransactionNotFound
+
+log = logging.getLogger(__name__)
+
+#: Fee bump for a replacement; nodes require at least 10 %.
+REPLACEMENT_BUMP = 1.125
+DEFAULT_RECEIPT_TIMEOUT = 120.0
+
+
+class ChainError(RuntimeError):
+    """A problem with the chain a user can fix; ``str()`` is one clear line."""
+
+
+class TransactionFailed(ChainError):
+    """A transaction reverted; ``error`` is the decoded custom error name, if any."""
+
+    def __init__(self, message: str, error: str | None = None, args: tuple = ()) -> None:
+        super().__init__(message)
+        self.error = error
+        self.error_args = args
+
+
+def connect(url: str, timeout: float = 30.0) -> Web3:
+    """A connected Web3 for ``url`` (http(s)://, ws(s):// or an IPC path)."""
+    if url.startswith(("http://", "https://")):
+        provider: Any = Web3.HTTPProvider(url, request_kwargs={"timeout": timeout})
+    elif url.startswith(("ws://", "wss://")):
+        provider = Web3.LegacyWebSocketProvider(url, websocket_timeout=timeout)
+    else:
+        provider = Web3.IPCProvider(url, timeout=timeout)
+    w3 = Web3(provider)
+    try:
+        chain_id = w3.eth.chain_id
+    except Exception as exc:  # requests/aiohttp/OSError all mean the same to a user
+        raise ChainError(
+            f"cannot reach the RPC endpoint {redact_url(url)} ({type(exc).__name__}); "
+            "check RPC_URL / --network and that the node is running"
+        ) from exc
+    if _is_poa(w3):
+        from web3.middleware import ExtraDataToPOAMiddleware
+
+        w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
+    log.debug("connected to chain %s at %s", chain_id, redact_url(url))
+    return w3
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials or API keys in its path, for logs."""
+    if "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    host = rest.split("/", 1)[0].split("@")[-1]
+    return f"{scheme}://{host}/…" if "/" in rest.strip("/") else f"{scheme}://{host}"
+
+
+def _is_poa(w3: Web3) -> bool:
+    """True when block extra data is longer than 32 bytes (clique/IBFT-style PoA)."""
+    try:
+        block = w3.manager.request_blocking("eth_getBlockByNumber", ["latest", False])
+    except Exception:
+        return False
+    extra = block.get("extraData", "0x") if block else "0x"
+    extra = extra.hex() if isinstance(extra, (bytes, bytearray)) else str(extra)
+    return len(extra.removeprefix("0x")) // 2 > 32
+
+
+@dataclass
+class Fees:
+    """Fee fields for one transaction."""
+
+    fields: dict[str, int]
+
+    def bumped(self, factor: float = REPLACEMENT_BUMP) -> "Fees":
+        """Fees raised by ``factor`` (rounded up), as a replacement needs."""
+        return Fees({k: int(v * factor) + 1 for k, v in self.fields.items()})
+
+
+class Signer:
+    """Sends transactions from one account, with its own nonce and fee policy."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        account: LocalAccount | str,
+        *,
+        receipt_timeout: float = DEFAULT_RECEIPT_TIMEOUT,
+        stuck_after: float = 30.0,
+        label: str | None = None,
+    ) -> None:
+        self.w3 = w3
+        self._local = account if isinstance(account, LocalAccount) else None
+        self.address: str = Web3.to_checksum_address(account.address if self._local else account)
+        self.label = label or self.address
+        self.receipt_timeout = receipt_timeout
+        self.stuck_after = stuck_after
+        self._lock = threading.Lock()
+        self._nonce: int | None = None
+
+    @classmethod
+    def from_key(cls, w3: Web3, private_key: str, **kwargs: Any) -> "Signer":
+        """A signer for a raw private key (hex)."""
+        return cls(w3, Account.from_key(private_key), **kwargs)
+
+    # -- fees and nonces -------------------------------------------------------------
+
+    def fees(self) -> Fees:
+        """EIP-1559 fees when the latest block has a base fee, else a legacy gas price."""
+        latest = self.w3.eth.get_block("latest")
+        base = latest.get("baseFeePerGas")
+        if base is None:
+            return Fees({"gasPrice": int(self.w3.eth.gas_price)})
+        try:
+            tip = int(self.w3.eth.max_priority_fee)
+        except Exception:
+            tip = 1_000_000_000
+        return Fees({"maxFeePerGas": 2 * int(base) + tip, "maxPriorityFeePerGas": tip})
+
+    def _next_nonce(self) -> int:
+        chain_nonce = self.w3.eth.get_transaction_count(self.address, "pending")
+        if self._nonce is None or chain_nonce > self._nonce:
+            self._nonce = chain_nonce
+        nonce = self._nonce
+        self._nonce += 1
+        return nonce
+
+    def resync(self) -> None:
+        """Forget the cached nonce (after a node restart or an external transaction)."""
+        with self._lock:
+            self._nonce = None
+
+    def balance(self) -> int:
+        """The account's balance in wei."""
+        return int(self.w3.eth.get_balance(self.address))
+
+    # -- sending ---------------------------------------------------------------------
+
+    def send(
+        self,
+        tx: dict[str, Any],
+        *,
+        decode_error: Callable[[Exception], TransactionFailed | None] | None = None,
+        wait: bool = True,
+    ) -> dict[str, Any]:
+        """Fill in, sign, send and (by default) wait for ``tx``; return its receipt.
+
+        Raises ``TransactionFailed`` on a revert (with the custom error decoded when
+        ``decode_error`` knows it) and ``ChainError`` for funds, timeouts and the like.
+        """
+        tx = dict(tx)
+        tx["from"] = self.address
+        tx.setdefault("chainId", self.w3.eth.chain_id)
+        if "gas" not in tx:
+            try:
+                tx["gas"] = int(self.w3.eth.estimate_gas(tx) * 1.2) + 10_000
+            except (ContractLogicError, ContractCustomError, ValueError) as exc:
+                raise self._failure(exc, decode_error) from exc
+        with self._lock:
+            fees = self.fees()
+            tx.update(fees.fields)
+            self._check_funds(tx)
+            tx["nonce"] = self._next_nonce()
+            try:
+                tx_hash = self._submit(tx)
+            except Exception:
+                self._nonce = None  # re-read from the chain next time
+                raise
+        if not wait:
+            return {"transactionHash": tx_hash}
+        receipt = self._wait(tx, tx_hash, fees)
+        if receipt["status"] != 1:
+            raise self._failure(None, decode_error, receipt)
+        return dict(receipt)
+
+    def _submit(self, tx: dict[str, Any]) -> bytes:
+        try:
+            if self._local is not None:
+                signed = self._local.sign_transaction(tx)
+                return self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            return self.w3.eth.send_transaction(tx)
+        except ValueError as exc:
+            message = str(exc)
+            if "insufficient funds" in message.lower():
+                raise ChainError(self._funds_message(tx)) from exc
+            raise ChainError(f"the node rejected a transaction from {self.label}: {message}") from exc
+
+    def _check_funds(self, tx: dict[str, Any]) -> None:
+        price = tx.get("maxFeePerGas", tx.get("gasPrice", 0))
+        if self.balance() < tx["gas"] * price + int(tx.get("value", 0)):
+            raise ChainError(self._funds_message(tx))
+
+    def _funds_message(self, tx: dict[str, Any]) -> str:
+        balance = self.balance()
+        price = tx.get("maxFeePerGas", tx.get("gasPrice", 0))
+        need = tx["gas"] * price + int(tx.get("value", 0))
+        return (
+            f"insufficient funds: account {self.label} ({self.address}) has "
+            f"{Web3.from_wei(balance, 'ether')} ETH, the transaction needs up to "
+            f"{Web3.from_wei(need, 'ether')} ETH; fund the account and retry"
+        )
+
+    def _wait(self, tx: dict[str, Any], tx_hash: bytes, fees: Fees) -> Any:
+        """Wait for a receipt; replace the transaction with higher fees while it is stuck."""
+        deadline = time.monotonic() + self.receipt_timeout
+        hashes = [tx_hash]
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ChainError(
+                    f"no receipt for {tx_hash.hex()} from {self.label} after "
+                    f"{self.receipt_timeout:.0f} s; the node may be down or fees too low"
+                )
+            try:
+                for h in hashes:
+                    try:
+                        return self.w3.eth.get_transaction_receipt(h)
+                    except TransactionNotFound:
+                        pass
+                receipt = self.w3.eth.wait_for_transaction_receipt(
+                    hashes[-1], timeout=min(self.stuck_after, remaining), poll_latency=0.05
+                )
+                return receipt
+            except TimeExhausted:
+                if self._local is None or time.monotonic() >= deadline:
+                    continue
+                fees = fees.bumped()
+                replacement = dict(tx, **fees.fields)
+                log.warning("%s: transaction %s stuck; replacing with higher fees", self.label, hashes[-1].hex())
+                try:
+                    hashes.append(self._submit(replacement))
+                except ChainError as exc:
+                    log.warning("%s: replacement not accepted (%s)", self.label, exc)
+
+    def _failure(
+        self,
+        exc: Exception | None,
+        decode_error: Callable[[Exception], TransactionFailed | None] | None,
+        receipt: Any = None,
+    ) -> ChainError:
+        if exc is not None and decode_error is not None:
+            decoded = decode_error(exc)
+            if decoded is not None:
+                return decoded
+        if receipt is not None:
+            return TransactionFailed(f"transaction {receipt['transactionHash'].hex()} from {self.label} reverted")
+        return TransactionFailed(f"transaction from {self.label} would revert: {exc}")

@@ -1,0 +1,187 @@
+"""Resolve a Solidity compiler and compile the contracts to brownie-format artifacts.
+
+Resolution order (first hit wins):
+
+1. ``SOLC_BINARY``: an explicit path to a solc executable;
+2. ``solc-v<SOLC_VERSION>`` in py-solc-x's install folder (``$SOLCX_BINARY_PATH`` or
+   ``~/.solcx``): where a prebuilt ARM binary goes;
+3. ``solc`` on ``PATH``, if it is the pinned version;
+4. the npm ``solc`` (solcjs) pinned in ``package.json``, through ``tools/solc-npm``, an
+   adapter that speaks the native ``--version`` / ``--standard-json`` interface.
+
+Nothing is ever downloaded. Compiling needs the ``dev`` extra (py-solc-x and brownie's
+artifact formatter); running the daemons needs neither, because the artifacts are
+committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .artifacts import PACKAGE_ARTIFACT_DIR, atomic_write_text
+
+SOLC_VERSION = "0.8.24"
+EVM_VERSION = "shanghai"  # ganache 7.9.2 stops at shanghai
+OPTIMIZER_RUNS = 1000
+VIA_IR = True  # the Yul pipeline: cheaper bidding and no stack-too-deep contortions
+CONTRACTS = ("DemandReduction",)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+NPM_ADAPTER = PROJECT_ROOT / "tools" / "solc-npm"
+
+
+class CompilerError(RuntimeError):
+    """No usable compiler, or the compiler rejected the sources."""
+
+
+@dataclass(frozen=True)
+class ResolvedSolc:
+    """A compiler executable and where it was found."""
+
+    path: Path
+    origin: str  # "SOLC_BINARY", "py-solc-x folder", "PATH" or "npm solcjs"
+    version: str
+
+
+def solcx_install_folder() -> Path:
+    """py-solc-x's binary folder, honouring ``SOLCX_BINARY_PATH``, without importing it."""
+    env = os.environ.get("SOLCX_BINARY_PATH")
+    return Path(env).expanduser() if env else Path.home() / ".solcx"
+
+
+def _binary_version(path: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            [str(path), "--version"], capture_output=True, text=True, timeout=60, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"Version:\s*(\d+\.\d+\.\d+)", out)
+    return match.group(1) if match else None
+
+
+def resolve_solc(version: str = SOLC_VERSION) -> ResolvedSolc:
+    """Find a solc for ``version`` in the documented order, or raise ``CompilerError``."""
+    searched: list[str] = []
+
+    explicit = os.environ.get("SOLC_BINARY")
+    if explicit:
+        path = Path(explicit).expanduser()
+        searched.append(f"SOLC_BINARY={path}")
+        if path.is_file() and os.access(path, os.X_OK):
+            found = _binary_version(path)
+            if found == version:
+                return ResolvedSolc(path, "SOLC_BINARY", found)
+            raise CompilerError(
+                f"SOLC_BINARY={path} reports version {found or 'unknown'}, need {version}; "
+                "point it at a solc " + version + " binary or unset it"
+            )
+        raise CompilerError(f"SOLC_BINARY={path} is not an executable file; fix the path or unset it")
+
+    folder_binary = solcx_install_folder() / f"solc-v{version}"
+    searched.append(str(folder_binary))
+    if folder_binary.is_file() and os.access(folder_binary, os.X_OK):
+        return ResolvedSolc(folder_binary, "py-solc-x folder", version)
+
+    on_path = shutil.which("solc")
+    searched.append("solc on PATH" + (f" ({on_path})" if on_path else ""))
+    if on_path and _binary_version(Path(on_path)) == version:
+        return ResolvedSolc(Path(on_path), "PATH", version)
+
+    searched.append(f"{NPM_ADAPTER} (npm solc)")
+    if NPM_ADAPTER.is_file() and shutil.which("node") and _binary_version(NPM_ADAPTER) == version:
+        return ResolvedSolc(NPM_ADAPTER, "npm solcjs", version)
+
+    raise CompilerError(
+        f"no solc {version} found; searched: " + "; ".join(searched) + ". Fix: run `npm ci` in "
+        f"the project (installs solcjs), or place a solc {version} binary at {folder_binary} "
+        "or name it with SOLC_BINARY"
+    )
+
+
+def _input_json(sources: dict[str, str]) -> dict[str, Any]:
+    from brownie.project.compiler import generate_input_json
+
+    return generate_input_json(
+        sources,
+        optimizer={"enabled": True, "runs": OPTIMIZER_RUNS},
+        evm_version=EVM_VERSION,
+        viaIR=VIA_IR,
+    )
+
+
+def compile_project(
+    root: Path = PROJECT_ROOT, build_dir: Path | None = None, package_dir: Path | None = None
+) -> dict[str, Path]:
+    """Compile ``root/contracts`` and write brownie artifacts plus the package's ABI copies.
+
+    Returns the written brownie artifact paths by contract name.
+    """
+    import solcx
+    from brownie.project.compiler import generate_build_json
+
+    solc = resolve_solc()
+    sources = {
+        f"contracts/{path.name}": path.read_text()
+        for path in sorted((root / "contracts").glob("*.sol"))
+    }
+    if not sources:
+        raise CompilerError(f"no .sol files in {root / 'contracts'}")
+    input_json = _input_json(sources)
+    try:
+        output = solcx.compile_standard(
+            input_json, solc_binary=str(solc.path), allow_paths=str(root), base_path=str(root)
+        )
+    except solcx.exceptions.SolcError as exc:
+        raise CompilerError(f"solc rejected the sources: {exc}") from exc
+    # brownie's formatter asks py-solc-x for the "active" solc; make it the resolved one.
+    solcx.install._default_solc_binary = solc.path
+    build = generate_build_json(
+        input_json,
+        output,
+        {"version": SOLC_VERSION, "evm_version": EVM_VERSION, "optimizer": input_json["settings"]["optimizer"]},
+    )
+    build_dir = build_dir or root / "build" / "contracts"
+    package_dir = package_dir or PACKAGE_ARTIFACT_DIR
+    build_dir.mkdir(parents=True, exist_ok=True)
+    package_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name in CONTRACTS:
+        data = build[name]
+        path = build_dir / f"{name}.json"
+        atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        light = {
+            "contractName": name,
+            "abi": data["abi"],
+            "bytecode": data["bytecode"],
+            "deployedBytecodeSha256": hashlib.sha256(bytes.fromhex(data["deployedBytecode"])).hexdigest(),
+            "compiler": {
+                "solc": SOLC_VERSION, "evmVersion": EVM_VERSION, "optimizerRuns": OPTIMIZER_RUNS, "viaIR": VIA_IR
+            },
+            "sourceSha1": data["sha1"],
+        }
+        atomic_write_text(package_dir / f"{name}.json", json.dumps(light, indent=2, sort_keys=True) + "\n")
+        written[name] = path
+    return written
+
+
+def install_solcx_shim(folder: Path | None = None) -> Path:
+    """Link the npm adapter as ``solc-v<SOLC_VERSION>`` into py-solc-x's folder.
+
+    This is what lets ``brownie compile`` use solcjs without downloading anything.
+    An existing binary there (a native or prebuilt one) is left alone.
+    """
+    folder = folder or solcx_install_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"solc-v{SOLC_VERSION}"
+    if not target.exists():
+        target.symlink_to(NPM_ADAPTER)
+    return target

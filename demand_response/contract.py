@@ -1,0 +1,291 @@
+"""A typed wrapper around a deployed DemandReduction contract.
+
+Calls return plain dataclasses; transactions go through a ``chain.Signer`` and revert
+with ``TransactionFailed`` carrying the contract's custom error name and arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from functools import lru_cache
+from typing import Any, Iterable, Sequence
+
+from eth_abi import decode as abi_decode
+from eth_utils import function_signature_to_4byte_selector
+from web3 import Web3
+from web3.contract import Contract
+
+from .artifacts import load_artifact
+from .chain import ChainError, Signer, TransactionFailed
+from .market import PricingRule
+
+MAX_UINT = 2**256 - 1
+
+
+class Status(IntEnum):
+    """Request life cycle; values match the contract's enum."""
+
+    NONE = 0
+    OPEN = 1
+    SETTLED = 2
+    CANCELLED = 3
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """A request as the contract reports it."""
+
+    request_id: int
+    status: Status
+    rule: PricingRule
+    target_watts: int
+    event_start: int
+    event_end: int
+    bidding_deadline: int
+    max_price: int
+    tick_wei: int
+    budget: int
+    submissions: int
+    bid_count: int
+    clearing_price: int
+    accepted_watts: int
+    reserved: int
+    paid_out: int
+    claimed_watts: int
+
+    @property
+    def duration(self) -> int:
+        """Event length in seconds."""
+        return self.event_end - self.event_start
+
+
+@dataclass(frozen=True)
+class BidInfo:
+    """A bid with its outcome (zero until settlement)."""
+
+    bid_id: int
+    bidder: str
+    watts: int
+    price: int
+    cancelled: bool
+    claimed: bool
+    accepted_watts: int
+    payout: int
+
+
+@lru_cache(maxsize=None)
+def _error_selectors() -> dict[bytes, tuple[str, list[str]]]:
+    selectors: dict[bytes, tuple[str, list[str]]] = {}
+    for item in load_artifact()["abi"]:
+        if item["type"] == "error":
+            types = [i["type"] for i in item["inputs"]]
+            signature = f"{item['name']}({','.join(types)})"
+            selectors[function_signature_to_4byte_selector(signature)] = (item["name"], types)
+    return selectors
+
+
+def decode_revert(exc: Exception) -> TransactionFailed | None:
+    """Turn a web3 revert exception into ``TransactionFailed`` with the custom error."""
+    data = getattr(exc, "data", None)
+    if isinstance(data, dict):
+        data = data.get("data") or data.get("result")
+    if data is None and exc.args:
+        data = exc.args[-1] if isinstance(exc.args[-1], str) else None
+    if not isinstance(data, (str, bytes)):
+        return None
+    raw = bytes.fromhex(data.removeprefix("0x")) if isinstance(data, str) else data
+    known = _error_selectors().get(raw[:4])
+    if known is None:
+        return None
+    name, types = known
+    try:
+        args = tuple(abi_decode(types, raw[4:]))
+    except Exception:
+        args = ()
+    rendered = ", ".join(str(a) for a in args)
+    return TransactionFailed(f"contract refused: {name}({rendered})", name, args)
+
+
+class DemandReduction:
+    """Calls and transactions on one deployed DemandReduction."""
+
+    def __init__(self, w3: Web3, address: str) -> None:
+        self.w3 = w3
+        self.address = Web3.to_checksum_address(address)
+        self.contract: Contract = w3.eth.contract(address=self.address, abi=load_artifact()["abi"])
+
+    # -- deployment and checks ---------------------------------------------------------
+
+    @classmethod
+    def deploy(cls, signer: Signer, registration_required: bool = False) -> "DemandReduction":
+        """Deploy a new contract from ``signer`` (who becomes the utility)."""
+        artifact = load_artifact()
+        factory = signer.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+        tx = factory.constructor(registration_required).build_transaction({"from": signer.address})
+        receipt = signer.send(tx, decode_error=decode_revert)
+        return cls(signer.w3, receipt["contractAddress"])
+
+    @classmethod
+    def at(cls, w3: Web3, address: str) -> "DemandReduction":
+        """Attach to ``address`` after checking it holds this contract's code.
+
+        Raises ``ChainError`` with one line when there is no code or the ABI is wrong.
+        """
+        if not Web3.is_address(address):
+            raise ChainError(f"{address!r} is not an Ethereum address; check CONTRACT_ADDRESS")
+        checksum = Web3.to_checksum_address(address)
+        if len(w3.eth.get_code(checksum)) == 0:
+            raise ChainError(
+                f"no contract code at {checksum} on chain {w3.eth.chain_id}; deploy with `dr deploy` "
+                "or fix CONTRACT_ADDRESS / --network"
+            )
+        instance = cls(w3, checksum)
+        try:
+            ticks = instance.contract.functions.TICKS().call()
+            instance.contract.functions.requestCount().call()
+        except Exception as exc:
+            raise ChainError(
+                f"the contract at {checksum} is not a DemandReduction (ABI mismatch); check CONTRACT_ADDRESS"
+            ) from exc
+        if ticks != 128:
+            raise ChainError(f"the contract at {checksum} uses {ticks} price ticks; this tooling expects 128")
+        return instance
+
+    # -- views ---------------------------------------------------------------------------
+
+    @property
+    def functions(self) -> Any:
+        """The raw web3 contract functions."""
+        return self.contract.functions
+
+    def utility(self) -> str:
+        """The current utility address."""
+        return self.functions.utility().call()
+
+    def request_count(self) -> int:
+        """Number of requests created so far."""
+        return self.functions.requestCount().call()
+
+    def registration_required(self) -> bool:
+        """Whether only enrolled consumers may bid."""
+        return self.functions.registrationRequired().call()
+
+    def get_request(self, request_id: int, block: Any = "latest") -> RequestInfo:
+        """Request ``request_id``."""
+        v = self.functions.getRequest(request_id).call(block_identifier=block)
+        return RequestInfo(request_id, Status(v[0]), PricingRule(v[1]), *v[2:])
+
+    def get_bids(self, request_id: int, start: int = 0, count: int = MAX_UINT) -> list[BidInfo]:
+        """The bids of submissions ``start`` .. ``start + count - 1`` of ``request_id``."""
+        return [BidInfo(*b) for b in self.functions.getBids(request_id, start, count).call()]
+
+    def bids_of(self, request_id: int, consumer: str, start: int = 0, count: int = MAX_UINT) -> list[BidInfo]:
+        """The bids ``consumer`` placed in ``request_id``."""
+        rows = self.functions.bidsOf(request_id, Web3.to_checksum_address(consumer), start, count).call()
+        return [BidInfo(*b) for b in rows]
+
+    def outcome_of(self, request_id: int, consumer: str) -> tuple[int, int]:
+        """(accepted watts, payout wei) of ``consumer`` in ``request_id``."""
+        return tuple(self.functions.outcomeOf(request_id, Web3.to_checksum_address(consumer)).call())
+
+    def owed(self, account: str) -> int:
+        """Wei ``account`` may withdraw."""
+        return self.functions.owed(Web3.to_checksum_address(account)).call()
+
+    def book(self, request_id: int) -> list[int]:
+        """Live watts at each of the 128 price levels."""
+        return list(self.functions.book(request_id).call())
+
+    # -- transactions ----------------------------------------------------------------------
+
+    def _send(self, signer: Signer, call: Any, value: int = 0, gas: int | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"from": signer.address, "value": value}
+        if gas is not None:
+            params["gas"] = gas
+        try:
+            tx = call.build_transaction(params)
+        except Exception as exc:
+            decoded = decode_revert(exc)
+            if decoded is not None:
+                raise decoded from exc
+            raise
+        return signer.send(tx, decode_error=decode_revert)
+
+    def request_reduction(
+        self,
+        signer: Signer,
+        target_watts: int,
+        event_start: int,
+        event_end: int,
+        bidding_deadline: int,
+        max_price: int,
+        rule: PricingRule = PricingRule.UNIFORM,
+        budget: int | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Post a request; returns (request id, receipt). ``budget`` defaults to the minimum."""
+        from .market import required_budget
+
+        if budget is None:
+            budget = required_budget(target_watts, event_end - event_start, max_price)
+        call = self.functions.requestReduction(
+            target_watts, event_start, event_end, bidding_deadline, max_price, int(rule)
+        )
+        receipt = self._send(signer, call, value=budget)
+        events = self.contract.events.ReductionRequested().process_receipt(receipt)
+        return events[0]["args"]["requestId"], receipt
+
+    def submit_bids(
+        self, signer: Signer, request_id: int, watts: Sequence[int], prices: Sequence[int]
+    ) -> dict[str, Any]:
+        """Place bids; returns the receipt."""
+        return self._send(signer, self.functions.submitBids(request_id, list(watts), list(prices)))
+
+    def cancel_bids(self, signer: Signer, request_id: int, bid_ids: Iterable[int]) -> dict[str, Any]:
+        """Withdraw bids before the deadline."""
+        return self._send(signer, self.functions.cancelBids(request_id, list(bid_ids)))
+
+    def cancel_request(self, signer: Signer, request_id: int) -> dict[str, Any]:
+        """Cancel an open request before its deadline (utility only)."""
+        return self._send(signer, self.functions.cancelRequest(request_id))
+
+    def select_winners(self, signer: Signer, request_id: int) -> dict[str, Any]:
+        """Settle ``request_id``, computing the marginal hint when the contract needs one."""
+        try:
+            return self._send(signer, self.functions.selectWinners(request_id))
+        except TransactionFailed as exc:
+            if exc.error != "MarginalHintRequired":
+                raise
+            hint = self.marginal_hint(request_id)
+            return self._send(signer, self.functions.selectWinnersWithHint(request_id, hint))
+
+    def marginal_hint(self, request_id: int) -> list[int]:
+        """Bid ids at the clearing level up to the marginal bid, as ``selectWinnersWithHint`` needs."""
+        from .market import Bid, clear
+
+        info = self.get_request(request_id)
+        bids = self.get_bids(request_id)
+        result = clear(
+            [Bid(b.bidder, b.watts, b.price, b.cancelled) for b in bids],
+            info.target_watts, info.duration, info.max_price, info.budget, info.rule,
+        )
+        marginal = max(
+            (i for i, o in enumerate(result.outcomes) if o.accepted_watts and bids[i].price == result.clearing_price),
+        )
+        return [b.bid_id for b in bids[: marginal + 1] if b.price == result.clearing_price]
+
+    def claim(self, signer: Signer, request_id: int, bid_ids: Iterable[int]) -> dict[str, Any]:
+        """Credit the payouts of ``bid_ids`` to their bidders."""
+        return self._send(signer, self.functions.claim(request_id, list(bid_ids)))
+
+    def withdraw(self, signer: Signer) -> dict[str, Any]:
+        """Pay ``signer`` what it is owed."""
+        return self._send(signer, self.functions.withdraw())
+
+    def enrol(self, signer: Signer, consumer: str) -> dict[str, Any]:
+        """Enrol ``consumer`` (utility, registered mode)."""
+        return self._send(signer, self.functions.enrol(Web3.to_checksum_address(consumer)))
+
+    def request_enrolment(self, signer: Signer) -> dict[str, Any]:
+        """Ask to be enrolled (consumer, registered mode)."""
+        return self._send(signer, self.functions.requestEnrolment())
