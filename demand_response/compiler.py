@@ -173,6 +173,35 @@ def compile_project(
     return written
 
 
+def compile_file(path: Path) -> dict[str, dict[str, Any]]:
+    """Compile one standalone .sol file with the project's settings; {name: {abi, bytecode}}.
+
+    For test fixtures and tools that need no brownie artifact.
+    """
+    import solcx
+
+    solc = resolve_solc()
+    source = {path.name: {"content": path.read_text()}}
+    input_json = {
+        "language": "Solidity",
+        "sources": source,
+        "settings": {
+            "optimizer": {"enabled": True, "runs": OPTIMIZER_RUNS},
+            "evmVersion": EVM_VERSION,
+            "viaIR": VIA_IR,
+            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}},
+        },
+    }
+    try:
+        output = solcx.compile_standard(input_json, solc_binary=str(solc.path))
+    except solcx.exceptions.SolcError as exc:
+        raise CompilerError(f"solc rejected {path}: {exc}") from exc
+    return {
+        name: {"abi": data["abi"], "bytecode": data["evm"]["bytecode"]["object"]}
+        for name, data in output["contracts"][path.name].items()
+    }
+
+
 def install_solcx_shim(folder: Path | None = None) -> Path:
     """Link the npm adapter as ``solc-v<SOLC_VERSION>`` into py-solc-x's folder.
 

@@ -1,0 +1,116 @@
+"""Shared fixtures: a real ganache per test session, snapshot-isolated per test.
+
+Brownie's pytest plugin is disabled in pyproject.toml (``-p no:pytest-brownie``); these
+fixtures manage the chain themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import pytest
+from web3 import Web3
+
+from demand_response import devchain
+from demand_response.chain import Signer, connect
+from demand_response.contract import DemandReduction, decode_revert
+
+#: Accounts on the session chain: 0 is the utility, the rest are consumers.
+ACCOUNTS = int(os.environ.get("DR_TEST_ACCOUNTS", "60"))
+CAP = 128 * 10**12  # 0.000128 ETH per kWh cap; tick = 1e12 wei/kWh
+
+
+@pytest.fixture(scope="session")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devchain.DevChain]:
+    """A ganache on a free port for the whole session."""
+    log = tmp_path_factory.mktemp("chain") / "ganache.log"
+    node = devchain.start("ganache", accounts=ACCOUNTS, balance_eth=1_000_000, log_path=log)
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="session")
+def w3(chain: devchain.DevChain) -> Web3:
+    """A Web3 connected to the session chain."""
+    return connect(chain.url)
+
+
+@pytest.fixture(autouse=False)
+def snapshot(chain: devchain.DevChain) -> Iterator[None]:
+    """Revert the chain to its state before the test."""
+    snap = chain.rpc("evm_snapshot")
+    yield
+    chain.rpc("evm_revert", [snap])
+
+
+@dataclass
+class Env:
+    """Everything a contract test needs."""
+
+    chain: devchain.DevChain
+    w3: Web3
+    dr: DemandReduction
+    utility: Signer
+    consumers: list[Signer]
+
+    def now(self) -> int:
+        """Timestamp of the latest block."""
+        return self.w3.eth.get_block("latest")["timestamp"]
+
+    def advance(self, seconds: int) -> None:
+        """Move chain time forward and mine a block."""
+        self.chain.rpc("evm_increaseTime", [seconds])
+        self.chain.rpc("evm_mine", [])
+
+    def signer(self, address: str) -> Signer:
+        """A node-unlocked signer for ``address``."""
+        return Signer(self.w3, address)
+
+    def request(self, target: int = 10_000, *, bidding: int = 300, duration: int = 3600,
+                cap: int = CAP, rule: int = 0, budget: int | None = None) -> int:
+        """Post a request from the utility; returns its id."""
+        now = self.now()
+        request_id, _ = self.dr.request_reduction(
+            self.utility, target, now + bidding + 60, now + bidding + 60 + duration, now + bidding, cap, rule, budget
+        )
+        return request_id
+
+    def expect_error(self, name: str, call, params: dict | None = None) -> tuple:
+        """Assert that ``call`` (a contract function call) reverts with custom error ``name``."""
+        with pytest.raises(Exception) as info:
+            call.call(params or {"from": self.utility.address})
+        decoded = decode_revert(info.value)
+        assert decoded is not None, f"expected {name}, got {info.value!r}"
+        assert decoded.error == name, f"expected {name}, got {decoded.error}{decoded.error_args}"
+        return decoded.error_args
+
+    def deploy_extra(self, artifact: dict, *args, sender: Signer | None = None):
+        """Deploy a test contract from ``artifact`` ({abi, bytecode}); returns the web3 contract."""
+        sender = sender or self.utility
+        factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+        receipt = sender.send(factory.constructor(*args).build_transaction({"from": sender.address}))
+        return self.w3.eth.contract(address=receipt["contractAddress"], abi=artifact["abi"])
+
+
+@pytest.fixture(scope="session")
+def hostile() -> dict:
+    """The compiled test-only hostile participants (tests/contracts/Hostile.sol)."""
+    from pathlib import Path
+
+    from demand_response.compiler import compile_file
+
+    return compile_file(Path(__file__).parent / "contracts" / "Hostile.sol")["HostileBidder"]
+
+
+@pytest.fixture(scope="session")
+def _deployed(w3: Web3) -> DemandReduction:
+    return DemandReduction.deploy(Signer(w3, w3.eth.accounts[0]))
+
+
+@pytest.fixture
+def env(chain: devchain.DevChain, w3: Web3, _deployed: DemandReduction, snapshot: None) -> Env:
+    """A deployed open-mode contract; chain state is reverted after each test."""
+    accounts = w3.eth.accounts
+    return Env(chain, w3, _deployed, Signer(w3, accounts[0]), [Signer(w3, a) for a in accounts[1:]])
