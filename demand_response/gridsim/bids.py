@@ -236,8 +236,10 @@ def write_bids(path: "str | os.PathLike[str]", curves: Any, household: int | Non
     fd, tmp = tempfile.mkstemp(prefix=".gridsim-", suffix=".json.tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, separators=(",", ":") if "fleet" in doc else (", ", ": "),
-                      indent=None if "fleet" in doc else 2)
+            if "fleet" in doc:  # compact: fleets can be large
+                json.dump(doc, fh, separators=(",", ":"))
+            else:
+                json.dump(doc, fh, indent=2)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())

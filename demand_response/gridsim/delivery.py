@@ -8,8 +8,8 @@ device is then simulated through the event on a fine grid (default 60 s):
   discretisation) with the HVAC electric power capped at ``baseline - r`` during
   the window, then a thermostat recovery (rebound) after it,
 * water heater: one-node tank, explicit energy bookkeeping, element at
-  ``(1-f) * baseline`` in the window, recovery at up to rated power after it,
-* EV: deferral of a share of in-window charging, then full power until done,
+  ``baseline - r`` in the window, recovery at up to rated power after it,
+* EV: charging at ``rated - r`` in the window, then full power until done,
   checked against the departure deadline,
 * battery: constant discharge through ``sqrt(rte)``, state-of-charge tracked.
 
@@ -188,15 +188,14 @@ def simulate_delivery(pop: Population, request: "Request | Mapping[str, Any]", i
         ua_w, t_amb, t_in = float(one.wh_ua_w_per_k[0]), float(one.wh_ambient_c[0]), float(one.wh_inlet_c[0])
         rated_w = float(one.wh_rated_w[0])
         flow = wh_draw_l_per_s(one, req, mids)[0]
-        e_win = float(np.sum(p_wh_base * wdt))
-        f = min(red[WATER_HEATER] * d / e_win, 1.0) if e_win > 0 else 0.0
+        r_wh = red[WATER_HEATER]
         temp = ts_w
         tank[0] = temp
         for k in range(nt):
             loss = ua_w * (temp - t_amb)
             draw = flow[k] * WATER_RHO_CP * (temp - t_in)
             if win[k]:
-                p = (1.0 - f) * p_wh_base[k]
+                p = max(p_wh_base[k] - r_wh, 0.0)
             else:
                 p = min(max(loss + draw + cap * (ts_w - temp) / dts[k], 0.0), rated_w)
             p_wh[k] = p
@@ -228,8 +227,7 @@ def simulate_delivery(pop: Population, request: "Request | Mapping[str, Any]", i
         ext_dt = np.concatenate([dts, np.full(ext_t.size - nt, dt_s)])
         ext_dt = np.minimum(ext_dt, np.maximum(t_end - ext_t, 0.0))
         ext_win = np.concatenate([win, np.zeros(ext_t.size - nt, bool)])
-        e_win = p_max * max(min(cend, req.event_end) - max(arr, req.event_start), 0.0) / 3600.0
-        f = min(red[EV] * d / 3600.0 / e_win, 1.0) if e_win > 0 else 0.0
+        r_ev = red[EV]
         for reduced, out in ((False, p_ev_base), (True, p_ev)):
             done = p_max * min(max(ext_t[0] - arr, 0.0), cend - arr) / 3600.0
             for k in range(ext_t.size):
@@ -237,8 +235,9 @@ def simulate_delivery(pop: Population, request: "Request | Mapping[str, Any]", i
                 lo, hi = max(t0, arr), min(t0 + dtk, dep)
                 if hi <= lo or done >= ev_req - 1e-9 or dtk <= 0:
                     continue
-                frac = (hi - lo) / dtk
-                p = p_max * frac * ((1.0 - f) if (reduced and ext_win[k]) else 1.0)
+                p = p_max * (hi - lo) / dtk
+                if reduced and ext_win[k]:
+                    p = max(p - r_ev, 0.0)
                 p = min(p, (ev_req - done) * 3600.0 / dtk)
                 done += p * dtk / 3600.0
                 if k < nt:

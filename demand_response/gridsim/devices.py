@@ -123,8 +123,9 @@ def baseline_components(pop: Population, request: Request, t: np.ndarray) -> dic
 class Flexibility:
     """Feasible whole-window reduction per device (W, float) and what prices depend on.
 
-    Each ``*_w`` is the largest *constant* (window-average) reduction that can be
-    held over the entire window without violating that device's constraint.
+    Each ``*_w`` is the largest *constant* reduction (the same watts at every
+    instant of the window) that can be held over the entire window without
+    violating that device's constraint.
     """
 
     duration_s: float
@@ -159,11 +160,13 @@ def device_flexibility(pop: Population, request: Request, *, dt_s: float = 300.0
       ``r <= (T_max - T_set) / (COP*g(D))`` keeps the band at every instant, and
       ``r <= min_t P_base(t)``.  Households whose HVAC is off or saturated at any
       sample in the window, or switches mode, offer nothing.
-    * water heater: element energy scaled by ``1-f`` in the window; the tank
-      temperature drop is bounded by ``f*E_base/C`` so
-      ``f <= C (T_set - T_min)/E_base``.
-    * EV: defer ``f`` of the in-window charging; feasible iff the remaining energy
-      can still be charged at rated power before departure.
+    * water heater: element power cut by ``r`` at every instant, so
+      ``r <= min_t P_base(t)``; the tank temperature drop is at most ``r*t/C``
+      (lower tank temperature only reduces losses and draw energy), so
+      ``r <= C (T_set - T_min) / D``.
+    * EV: only a car charging through the whole window can cut a constant ``r``
+      (``r <= P_rated``); feasible iff the energy still missing after the
+      window, ``remaining + r*D``, can be charged at rated power before departure.
     * battery: discharge ``r <= P_max``, ``r*D/sqrt(rte) <= (soc0-soc_min)*E``,
       and no export: ``r <= min_t (base - PV)``.
 
@@ -196,12 +199,13 @@ def device_flexibility(pop: Population, request: Request, *, dt_s: float = 300.0
     vol_frac = float(np.sum(dhw_draw_fraction_per_hour(request.local_hour(tm))) * dt / 3600.0)
     dtemp_draw = pop.wh_setpoint_c - pop.wh_inlet_c
     standby = pop.wh_ua_w_per_k * (pop.wh_setpoint_c - pop.wh_ambient_c)
+    draw_w_per_frac = WATER_RHO_CP * dtemp_draw * pop.wh_draw_l_per_day / 3600.0  # W per (fraction/h)
     e_wh = standby * d + WATER_RHO_CP * dtemp_draw * pop.wh_draw_l_per_day * vol_frac  # J
-    p_wh_max = standby + WATER_RHO_CP * dtemp_draw * pop.wh_draw_l_per_day * frac_h.max() / 3600.0
-    wh_ok = pop.has_wh & (p_wh_max < pop.wh_rated_w) & (e_wh > 0)
-    room = pop.wh_capacity_j_per_k * (pop.wh_setpoint_c - pop.wh_min_c)
-    f_wh = np.clip(room / np.where(e_wh > 0, e_wh, 1.0), 0.0, 1.0)
-    wh = np.where(wh_ok, f_wh * e_wh / d * safety, 0.0)
+    p_wh_min = standby + draw_w_per_frac * frac_h.min()
+    p_wh_max = standby + draw_w_per_frac * frac_h.max()
+    wh_ok = pop.has_wh & (p_wh_max < pop.wh_rated_w)
+    room = pop.wh_capacity_j_per_k * (pop.wh_setpoint_c - pop.wh_min_c)  # J above the minimum
+    wh = np.where(wh_ok, np.minimum(p_wh_min, room / d) * safety, 0.0)
 
     # EV -----------------------------------------------------------------
     s, e = float(request.event_start), float(request.event_end)
@@ -211,10 +215,11 @@ def device_flexibility(pop: Population, request: Request, *, dt_s: float = 300.0
     e_win = p_ev * in_win_s / 3600.0  # Wh charged in the window (baseline)
     charged_by_end = p_ev * np.clip(np.minimum(cend, e) - arr, 0.0, None) / 3600.0
     needed = p_ev * (cend - arr) / 3600.0
-    remaining = np.clip(needed - charged_by_end, 0.0, None)
-    slack = p_ev * np.clip(dep - np.maximum(e, arr), 0.0, None) / 3600.0
-    defer = np.clip(np.minimum(e_win, (slack - remaining) * safety), 0.0, None)
-    ev = np.where(pop.has_ev, defer * 3600.0 / d, 0.0)
+    remaining = np.clip(needed - charged_by_end, 0.0, None)  # still to charge after the window
+    slack = p_ev * np.clip(dep - np.maximum(e, arr), 0.0, None) / 3600.0  # chargeable after it
+    whole = pop.has_ev & (arr <= s) & (cend >= e)  # charging through the whole window
+    ev_lim = np.minimum(p_ev, (slack - remaining) * 3600.0 / d)
+    ev = np.where(whole, np.clip(ev_lim, 0.0, None) * safety, 0.0)
 
     # battery ------------------------------------------------------------
     usable = np.clip(pop.bat_soc0 - pop.bat_soc_min, 0.0, None) * pop.bat_capacity_wh

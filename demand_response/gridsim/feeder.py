@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .bids import BidArrays, fleet_bids
+from .bids import BidArrays
 from .delivery import simulate_delivery
 from .devices import baseline_components
 from .population import Population, make_population

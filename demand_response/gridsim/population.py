@@ -181,8 +181,9 @@ def make_population(n: int, seed: int = 0, **overrides: Any) -> Population:
     """Draw ``n`` households with a seeded :class:`numpy.random.Generator`.
 
     ``overrides`` may name any :class:`PopulationParams` field (changes the
-    distribution, e.g. ``ev_share=0.6``) or any :class:`Population` array field
-    (scalar or length-``n`` array applied after drawing, e.g. ``cool_setpoint_c=24.0``;
+    distribution, e.g. ``ev_share=0.6`` or ``cool_setpoint_c=(23.0, 26.0)``) or any
+    :class:`Population` array field (scalar or length-``n`` array applied after
+    drawing, e.g. ``cool_setpoint_c=24.0``;
     derived quantities such as HVAC sizing are *not* recomputed for array
     overrides).  Unknown names raise ``TypeError``.
     """
@@ -193,7 +194,11 @@ def make_population(n: int, seed: int = 0, **overrides: Any) -> Population:
     bad = set(overrides) - p_names - a_names
     if bad:
         raise TypeError(f"unknown population override(s): {sorted(bad)}")
-    params = replace(PopulationParams(), **{k: v for k, v in overrides.items() if k in p_names})
+    # a name that is both a distribution parameter and an array field (e.g.
+    # ``cool_setpoint_c``) is a distribution override when given a tuple range
+    dist = {k: v for k, v in overrides.items() if k in p_names and (k not in a_names or isinstance(v, tuple))}
+    arrays = {k: v for k, v in overrides.items() if k not in dist}
+    params = replace(PopulationParams(), **dist)
     s = int(seed)
     u = lambda name: _uniform(s, name, getattr(params, name), n)  # noqa: E731
 
@@ -259,7 +264,7 @@ def make_population(n: int, seed: int = 0, **overrides: Any) -> Population:
         bat_soc0=u("bat_soc0"), bat_soc_min=u("bat_soc_min"), bat_rte=u("bat_rte"),
         bat_degradation_usd=u("bat_degradation_usd"), retail_price_usd=u("retail_price_usd"),
     )
-    for name, value in overrides.items():
+    for name, value in arrays.items():
         if name in a_names:
             cur = getattr(pop, name)
             arr = np.broadcast_to(np.asarray(value, dtype=cur.dtype), cur.shape).copy()
