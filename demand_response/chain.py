@@ -20,7 +20,13 @@ from typing import Any, Callable
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, TransactionNotFound
+from web3.exceptions import (
+    ContractCustomError,
+    ContractLogicError,
+    TimeExhausted,
+    TransactionNotFound,
+    Web3RPCError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,10 @@ class TransactionFailed(ChainError):
         super().__init__(message)
         self.error = error
         self.error_args = args
+
+
+class _NonceError(ChainError):
+    """The node refused the transaction's nonce."""
 
 
 def connect(url: str, timeout: float = 30.0) -> Web3:
@@ -117,6 +127,7 @@ class Signer:
         self.stuck_after = stuck_after
         self._lock = threading.Lock()
         self._nonce: int | None = None
+        self._chain_id: int | None = None
 
     @classmethod
     def from_key(cls, w3: Web3, private_key: str, **kwargs: Any) -> "Signer":
@@ -138,12 +149,20 @@ class Signer:
         return Fees({"maxFeePerGas": 2 * int(base) + tip, "maxPriorityFeePerGas": tip})
 
     def _next_nonce(self) -> int:
-        chain_nonce = self.w3.eth.get_transaction_count(self.address, "pending")
-        if self._nonce is None or chain_nonce > self._nonce:
-            self._nonce = chain_nonce
+        # The account belongs to this signer: read the chain's nonce once, then count.
+        # Any failed send resets it, so a restarted node or reorg is picked up.
+        if self._nonce is None:
+            self._nonce = self.w3.eth.get_transaction_count(self.address, "pending")
         nonce = self._nonce
         self._nonce += 1
         return nonce
+
+    @property
+    def chain_id(self) -> int:
+        """The connected chain's id (read once)."""
+        if self._chain_id is None:
+            self._chain_id = int(self.w3.eth.chain_id)
+        return self._chain_id
 
     def resync(self) -> None:
         """Forget the cached nonce (after a node restart or an external transaction)."""
@@ -170,7 +189,7 @@ class Signer:
         """
         tx = dict(tx)
         tx["from"] = self.address
-        tx.setdefault("chainId", self.w3.eth.chain_id)
+        tx.setdefault("chainId", self.chain_id)
         if "gas" not in tx:
             try:
                 tx["gas"] = int(self.w3.eth.estimate_gas(tx) * 1.2) + 10_000
@@ -179,13 +198,20 @@ class Signer:
         with self._lock:
             fees = self.fees()
             tx.update(fees.fields)
-            self._check_funds(tx)
-            tx["nonce"] = self._next_nonce()
-            try:
-                tx_hash = self._submit(tx)
-            except Exception:
-                self._nonce = None  # re-read from the chain next time
-                raise
+            for attempt in (1, 2):
+                tx["nonce"] = self._next_nonce()
+                try:
+                    tx_hash = self._submit(tx)
+                    break
+                except _NonceError:
+                    # Someone else used the account, or the node restarted: resync once.
+                    self._nonce = None
+                    if attempt == 2:
+                        raise ChainError(f"the node keeps refusing the nonce of {self.label}; "
+                                         "is another program sending from this account?") from None
+                except Exception:
+                    self._nonce = None  # re-read from the chain next time
+                    raise
         if not wait:
             return {"transactionHash": tx_hash}
         receipt = self._wait(tx, tx_hash, fees)
@@ -199,16 +225,14 @@ class Signer:
                 signed = self._local.sign_transaction(tx)
                 return self.w3.eth.send_raw_transaction(signed.raw_transaction)
             return self.w3.eth.send_transaction(tx)
-        except ValueError as exc:
+        except (ValueError, Web3RPCError) as exc:
             message = str(exc)
-            if "insufficient funds" in message.lower():
+            if "nonce" in message.lower():
+                raise _NonceError(message) from exc
+            price = tx.get("maxFeePerGas", tx.get("gasPrice", 0))
+            if "funds" in message.lower() or self.balance() < tx["gas"] * price + int(tx.get("value", 0)):
                 raise ChainError(self._funds_message(tx)) from exc
             raise ChainError(f"the node rejected a transaction from {self.label}: {message}") from exc
-
-    def _check_funds(self, tx: dict[str, Any]) -> None:
-        price = tx.get("maxFeePerGas", tx.get("gasPrice", 0))
-        if self.balance() < tx["gas"] * price + int(tx.get("value", 0)):
-            raise ChainError(self._funds_message(tx))
 
     def _funds_message(self, tx: dict[str, Any]) -> str:
         balance = self.balance()
