@@ -1,0 +1,126 @@
+"""The compiler toolchain: solc resolution order, committed artifacts, brownie agreement."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from demand_response import compiler
+from demand_response.artifacts import PACKAGE_ARTIFACT_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fake_solc(path: Path, version: str = compiler.SOLC_VERSION, forward: bool = True) -> Path:
+    """An executable that answers like solc: a prebuilt binary stand-in (wraps solcjs)."""
+    body = f'if [ "$1" = "--version" ]; then echo "solc, the solidity compiler commandline interface"; ' \
+           f'echo "Version: {version}+commit.e11b9ed9.Linux.g++"; exit 0; fi\n'
+    if forward:
+        body += f'exec "{compiler.NPM_ADAPTER}" "$@"\n'
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No SOLC_BINARY, an empty py-solc-x folder, and a PATH without solc."""
+    monkeypatch.delenv("SOLC_BINARY", raising=False)
+    folder = tmp_path / "solcx"
+    folder.mkdir()
+    monkeypatch.setenv("SOLCX_BINARY_PATH", str(folder))
+    node_dir = str(Path(shutil.which("node")).parent)
+    monkeypatch.setenv("PATH", f"{node_dir}:/usr/bin:/bin")
+    return folder
+
+
+def test_solc_binary_comes_first(clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_solc(clean_env / f"solc-v{compiler.SOLC_VERSION}")
+    explicit = _fake_solc(tmp_path / "my-solc")
+    monkeypatch.setenv("SOLC_BINARY", str(explicit))
+    found = compiler.resolve_solc()
+    assert (found.path, found.origin) == (explicit, "SOLC_BINARY")
+
+
+def test_solc_binary_with_wrong_version_or_path_is_a_clear_error(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOLC_BINARY", str(_fake_solc(tmp_path / "old-solc", version="0.8.13")))
+    with pytest.raises(compiler.CompilerError, match=r"reports version 0\.8\.13, need 0\.8\.24"):
+        compiler.resolve_solc()
+    monkeypatch.setenv("SOLC_BINARY", str(tmp_path / "missing"))
+    with pytest.raises(compiler.CompilerError, match="is not an executable file"):
+        compiler.resolve_solc()
+
+
+def test_prebuilt_binary_in_solcx_folder_is_used_and_nothing_is_downloaded(clean_env: Path, tmp_path: Path) -> None:
+    prebuilt = _fake_solc(clean_env / f"solc-v{compiler.SOLC_VERSION}")
+    found = compiler.resolve_solc()
+    assert (found.path, found.origin) == (prebuilt, "py-solc-x folder")
+    # py-solc-x itself sees it as installed: no download is ever needed.
+    import solcx
+
+    assert [str(v) for v in solcx.get_installed_solc_versions()] == [compiler.SOLC_VERSION]
+    out = compiler.compile_project(ROOT, tmp_path / "build", tmp_path / "pkg")
+    assert json.loads(out["DemandReduction"].read_text())["abi"]
+
+
+def test_solc_on_path_is_third(clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    on_path = _fake_solc(bin_dir / "solc")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    assert compiler.resolve_solc().path == on_path
+    _fake_solc(on_path, version="0.7.6")  # wrong version on PATH: fall through to npm
+    assert compiler.resolve_solc().origin == "npm solcjs"
+
+
+def test_npm_solcjs_is_the_fallback(clean_env: Path) -> None:
+    found = compiler.resolve_solc()
+    assert (found.path, found.origin, found.version) == (compiler.NPM_ADAPTER, "npm solcjs", "0.8.24")
+
+
+def test_no_compiler_names_every_place_searched(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compiler, "NPM_ADAPTER", clean_env / "no-adapter")
+    with pytest.raises(compiler.CompilerError) as info:
+        compiler.resolve_solc()
+    message = str(info.value)
+    assert "\n" not in message
+    for place in (f"{clean_env}/solc-v0.8.24", "solc on PATH", "no-adapter (npm solc)", "npm ci", "SOLC_BINARY"):
+        assert place in message
+
+
+def test_committed_artifacts_match_a_fresh_compile(tmp_path: Path) -> None:
+    written = compiler.compile_project(ROOT, tmp_path / "build", tmp_path / "pkg")
+    fresh = written["DemandReduction"].read_text()
+    committed = (ROOT / "build" / "contracts" / "DemandReduction.json").read_text()
+    assert fresh == committed, "build/contracts is stale: run `make compile` and commit the result"
+    assert (tmp_path / "pkg" / "DemandReduction.json").read_text() == (
+        PACKAGE_ARTIFACT_DIR / "DemandReduction.json").read_text()
+
+
+def test_brownie_compile_uses_the_same_settings(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copytree(ROOT / "contracts", project / "contracts")
+    shutil.copy(ROOT / "brownie-config.yaml", project / "brownie-config.yaml")
+    solcx_dir = tmp_path / "solcx"
+    compiler.install_solcx_shim(solcx_dir)
+    home = tmp_path / "home"  # brownie writes its data folder under HOME; keep the real one clean
+    home.mkdir()
+    env = dict(os.environ, SOLCX_BINARY_PATH=str(solcx_dir), HOME=str(home))
+    brownie = Path(sys.executable).parent / "brownie"
+    result = subprocess.run([str(brownie), "compile"], cwd=project, env=env, capture_output=True, text=True,
+                            timeout=300, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    theirs = json.loads((project / "build" / "contracts" / "DemandReduction.json").read_text())
+    ours = json.loads((ROOT / "build" / "contracts" / "DemandReduction.json").read_text())
+    assert theirs["bytecode"] == ours["bytecode"]
+    assert theirs["deployedBytecode"] == ours["deployedBytecode"]
+    assert theirs["abi"] == ours["abi"]
