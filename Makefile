@@ -16,6 +16,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 help:
 	@echo "make demo     run a full request -> bids -> settlement -> withdraw cycle on a local chain"
 	@echo "make test     install what is missing and run the whole test suite"
+	@echo "make bench    benchmarks against local chains; writes bench/report.json and docs/performance.md (BENCH_ARGS=--full for the long run)"
 	@echo "make compile  recompile contracts/ into build/ and the package artifacts"
 	@echo "make lock     regenerate requirements.lock from pyproject.toml"
 	@echo "make clean    remove the venv, node_modules and caches"
@@ -48,6 +49,9 @@ test: bootstrap
 
 test-fast: bootstrap
 	@$(PY) -m pytest -m "not slow" -x -q
+
+bench: bootstrap
+	@$(PY) bench/run.py $(BENCH_ARGS)
 
 compile: bootstrap
 	@$(PY) -m demand_response compile

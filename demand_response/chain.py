@@ -23,7 +23,6 @@ from web3 import Web3
 from web3.exceptions import (
     ContractCustomError,
     ContractLogicError,
-    TimeExhausted,
     TransactionNotFound,
     Web3RPCError,
 )
@@ -33,6 +32,10 @@ log = logging.getLogger(__name__)
 #: Fee bump for a replacement; nodes require at least 10 %.
 REPLACEMENT_BUMP = 1.125
 DEFAULT_RECEIPT_TIMEOUT = 120.0
+#: Chain ids of local development chains (ganache, anvil, hardhat).
+DEV_CHAIN_IDS = frozenset({1337, 31337})
+#: On a dev chain, ask the node to mine when a receipt is this late (seconds).
+DEV_NUDGE_AFTER = 1.0
 
 
 class ChainError(RuntimeError):
@@ -245,36 +248,56 @@ class Signer:
         )
 
     def _wait(self, tx: dict[str, Any], tx_hash: bytes, fees: Fees) -> Any:
-        """Wait for a receipt; replace the transaction with higher fees while it is stuck."""
-        deadline = time.monotonic() + self.receipt_timeout
+        """Poll for a receipt of any version of ``tx``; while it is stuck, replace it.
+
+        Polls start at 20 ms and back off to 0.5 s, so a local chain answers at once and a
+        public one is not hammered. After ``stuck_after`` seconds without a receipt, a
+        locally signed transaction is re-sent with the same nonce and higher fees; the
+        first version to be mined wins.
+        """
+        start = time.monotonic()
+        deadline = start + self.receipt_timeout
+        replace_at = start + self.stuck_after
         hashes = [tx_hash]
+        delay = 0.02
+        nudge_at = start + DEV_NUDGE_AFTER if self.chain_id in DEV_CHAIN_IDS else float("inf")
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            for candidate in reversed(hashes):
+                try:
+                    receipt = self.w3.eth.get_transaction_receipt(candidate)
+                except TransactionNotFound:
+                    continue
+                if receipt is not None:
+                    return receipt
+            now = time.monotonic()
+            if now >= deadline:
                 raise ChainError(
                     f"no receipt for {tx_hash.hex()} from {self.label} after "
                     f"{self.receipt_timeout:.0f} s; the node may be down or fees too low"
                 )
-            try:
-                for h in hashes:
-                    try:
-                        return self.w3.eth.get_transaction_receipt(h)
-                    except TransactionNotFound:
-                        pass
-                receipt = self.w3.eth.wait_for_transaction_receipt(
-                    hashes[-1], timeout=min(self.stuck_after, remaining), poll_latency=0.05
-                )
-                return receipt
-            except TimeExhausted:
-                if self._local is None or time.monotonic() >= deadline:
-                    continue
+            if now >= nudge_at:
+                # ganache 7 under concurrent load can leave an instamine transaction in its
+                # pool until some other transaction arrives; mining a block releases it.
+                self._nudge_dev_chain()
+                nudge_at = now + DEV_NUDGE_AFTER
+            if self._local is not None and now >= replace_at:
                 fees = fees.bumped()
-                replacement = dict(tx, **fees.fields)
-                log.warning("%s: transaction %s stuck; replacing with higher fees", self.label, hashes[-1].hex())
+                log.warning("%s: transaction %s not mined after %.0f s; replacing it with higher fees",
+                            self.label, hashes[-1].hex(), now - start)
                 try:
-                    hashes.append(self._submit(replacement))
-                except ChainError as exc:
+                    hashes.append(self._submit(dict(tx, **fees.fields)))
+                except ChainError as exc:  # e.g. the original was mined meanwhile
                     log.warning("%s: replacement not accepted (%s)", self.label, exc)
+                replace_at = now + self.stuck_after
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+    def _nudge_dev_chain(self) -> None:
+        try:
+            self.w3.provider.make_request("evm_mine", [])
+            log.debug("%s: asked the dev chain to mine a block", self.label)
+        except Exception:  # a node without evm_mine: nothing to do
+            pass
 
     def _failure(
         self,

@@ -56,7 +56,12 @@ class Env:
     consumers: list[Signer]
 
     def now(self) -> int:
-        """Timestamp of the latest block."""
+        """Chain time, read from a freshly mined block.
+
+        After ``evm_revert`` the latest block can be minutes older than the next one
+        (the chain follows wall-clock time), so reading it would put deadlines in the past.
+        """
+        self.chain.rpc("evm_mine", [])
         return self.w3.eth.get_block("latest")["timestamp"]
 
     def advance(self, seconds: int) -> None:

@@ -71,6 +71,7 @@ def _run_case(chain, w3, dr: DemandReduction, case: dict) -> None:
     accounts = w3.eth.accounts
     utility = Signer(w3, accounts[0])
     consumers = [Signer(w3, a) for a in accounts[1:7]]
+    chain.rpc("evm_mine", [])  # after evm_revert the latest block can lag wall-clock time
     now = w3.eth.get_block("latest")["timestamp"]
     duration = case["duration"]
     budget = required_budget(case["target"], duration, CAP) + case["extra_budget"]
