@@ -1,0 +1,299 @@
+"""``bids.json``: the offers a consumer makes, its schema, validation and atomic saving.
+
+Canonical form (docs/bids-format.md)::
+
+    {"version": 1, "source": "manual",
+     "bids": [{"watts": 1200, "price_wei_per_kwh": 40000000000000},
+              {"kw": 0.8,    "price_wei_per_kwh": 55000000000000}]}
+
+* ``watts``: integer watts of reduction (1 .. 2^32-1); or ``kw``: kilowatts, at most three
+  decimals (converted to whole watts). Exactly one of the two per bid.
+* ``price_wei_per_kwh``: the lowest price (wei per kWh) the household accepts, an integer
+  (1 .. 2^256-1). It is rounded *up* to the request's price grid, never down.
+* ``source`` (optional): a free string saying where the bids came from.
+* Fleet form: ``{"version": 1, "fleet": [{"household": 0, "bids": [...]}, ...]}``; fleet
+  agent ``i`` uses entry ``i mod len(fleet)``.
+* The seed's legacy form ``{"energy": [kW, ...], "price": [wei per kWh, ...]}`` is still
+  read: ``energy[i]`` kW at ``price[i]`` wei per kWh.
+
+Every error is a ``BidsError`` whose message names the file, the field and the problem. A
+file that fails validation is never modified.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .artifacts import atomic_write_text
+from .market import MAX_BIDS_PER_CALL, snap_price_up
+
+MAX_FILE_BYTES = 1 << 20
+MAX_WATTS = 2**32 - 1
+MAX_PRICE = 2**256 - 1
+MAX_BIDS = 4096
+_TOP_KEYS = {"version", "source", "bids", "fleet"}
+_LEGACY_KEYS = {"energy", "price"}
+_BID_KEYS = {"watts", "kw", "price_wei_per_kwh"}
+_ENTRY_KEYS = {"household", "bids"}
+
+
+class BidsError(ValueError):
+    """``bids.json`` is invalid; ``str()`` is one line naming the field and the problem."""
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One bid: ``watts`` of reduction at no less than ``price`` wei per kWh."""
+
+    watts: int
+    price: int
+
+    @property
+    def kw(self) -> float:
+        """The reduction in kW."""
+        return self.watts / 1000
+
+
+@dataclass(frozen=True)
+class BidsDocument:
+    """A validated ``bids.json``: one household's offers, or a fleet's."""
+
+    bids: tuple[Offer, ...] = ()
+    fleet: tuple[tuple[Offer, ...], ...] = ()
+    source: str | None = None
+    legacy: bool = False
+
+    def for_agent(self, index: int = 0) -> tuple[Offer, ...]:
+        """The offers of fleet agent ``index`` (the single list when this is not a fleet file)."""
+        if self.fleet:
+            return self.fleet[index % len(self.fleet)]
+        return self.bids
+
+
+def _reject_constant(name: str) -> Any:
+    raise BidsError(f"{name} is not a number JSON allows (NaN and Infinity are rejected)")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise BidsError(f"field {key!r} appears twice")
+        out[key] = value
+    return out
+
+
+def _integer(value: Any, where: str, what: str, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise BidsError(f"{where}: {what} must be a number, got {type(value).__name__} {value!r}")
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise BidsError(f"{where}: {what} must be finite")
+        if value > maximum:
+            raise BidsError(f"{where}: {what} {value} is too large (max {maximum})")
+        if value != value.to_integral_value():
+            raise BidsError(f"{where}: {what} must be a whole number, got {value}")
+        value = int(value)
+    if value <= 0:
+        raise BidsError(f"{where}: {what} must be positive, got {value}")
+    if value > maximum:
+        raise BidsError(f"{where}: {what} {value} is too large (max {maximum})")
+    return value
+
+
+def _kw_to_watts(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise BidsError(f"{where}: kW must be a number, got {type(value).__name__} {value!r}")
+    number = Decimal(value)
+    if not number.is_finite():
+        raise BidsError(f"{where}: kW must be finite")
+    if number > Decimal(MAX_WATTS) / 1000:
+        raise BidsError(f"{where}: kW {value} is too large (max {MAX_WATTS / 1000:.3f})")
+    watts = number * 1000
+    if watts != watts.to_integral_value():
+        raise BidsError(f"{where}: kW {value} has more than 3 decimals (bids are in whole watts)")
+    if watts <= 0:
+        raise BidsError(f"{where}: kW must be positive, got {value}")
+    return int(watts)
+
+
+def _bid_list(items: Any, where: str) -> tuple[Offer, ...]:
+    if not isinstance(items, list):
+        raise BidsError(f"{where} must be a list of bids, got {type(items).__name__}")
+    if not items:
+        raise BidsError(f"{where} is empty; give at least one bid")
+    if len(items) > MAX_BIDS:
+        raise BidsError(f"{where} has {len(items)} bids (max {MAX_BIDS})")
+    offers = []
+    for i, bid in enumerate(items):
+        at = f"{where}[{i}]"
+        if not isinstance(bid, dict):
+            raise BidsError(f"{at} must be an object like {{\"watts\": 1200, \"price_wei_per_kwh\": ...}}")
+        unknown = set(bid) - _BID_KEYS
+        if unknown:
+            raise BidsError(f"{at}: unknown field {sorted(unknown)[0]!r} (allowed: watts or kw, price_wei_per_kwh)")
+        if ("watts" in bid) == ("kw" in bid):
+            raise BidsError(f"{at}: give exactly one of 'watts' or 'kw'")
+        if "price_wei_per_kwh" not in bid:
+            raise BidsError(f"{at}: missing field 'price_wei_per_kwh'")
+        watts = (
+            _integer(bid["watts"], at, "watts", MAX_WATTS) if "watts" in bid else _kw_to_watts(bid["kw"], at)
+        )
+        price = _integer(bid["price_wei_per_kwh"], at, "price_wei_per_kwh", MAX_PRICE)
+        offers.append(Offer(watts, price))
+    return tuple(offers)
+
+
+def _legacy(doc: dict[str, Any]) -> BidsDocument:
+    energy, price = doc["energy"], doc["price"]
+    for key, value in (("energy", energy), ("price", price)):
+        if not isinstance(value, list):
+            raise BidsError(f"legacy field {key!r} must be a list, got {type(value).__name__}")
+        if not value:
+            raise BidsError(f"legacy field {key!r} is empty; give at least one bid")
+    if len(energy) != len(price):
+        raise BidsError(f"legacy fields 'energy' ({len(energy)}) and 'price' ({len(price)}) differ in length")
+    offers = tuple(
+        Offer(_kw_to_watts(e, f"energy[{i}]"), _integer(p, f"price[{i}]", "price (wei per kWh)", MAX_PRICE))
+        for i, (e, p) in enumerate(zip(energy, price))
+    )
+    return BidsDocument(bids=offers, source="legacy", legacy=True)
+
+
+def parse_bids(text: str) -> BidsDocument:
+    """Validate the text of a bids file (raises ``BidsError``)."""
+    try:
+        doc = json.loads(
+            text, parse_float=Decimal, parse_int=int, parse_constant=_reject_constant,
+            object_pairs_hook=_no_duplicates,
+        )
+    except BidsError:
+        raise
+    except (ValueError, InvalidOperation) as exc:
+        raise BidsError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BidsError("JSON nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise BidsError(f"the top level must be an object, got {type(doc).__name__}")
+    if set(doc) & _LEGACY_KEYS:
+        unknown = set(doc) - _LEGACY_KEYS
+        if unknown:
+            raise BidsError(f"unknown field {sorted(unknown)[0]!r} in a legacy {{energy, price}} file")
+        if set(doc) != _LEGACY_KEYS:
+            raise BidsError(f"legacy file needs both 'energy' and 'price'; missing {sorted(_LEGACY_KEYS - set(doc))[0]!r}")
+        return _legacy(doc)
+    unknown = set(doc) - _TOP_KEYS
+    if unknown:
+        raise BidsError(f"unknown field {sorted(unknown)[0]!r} (allowed: version, source, bids, fleet)")
+    if doc.get("version") != 1 or isinstance(doc.get("version"), bool):
+        raise BidsError(f"field 'version' must be 1, got {doc.get('version')!r}")
+    source = doc.get("source")
+    if source is not None and not isinstance(source, str):
+        raise BidsError(f"field 'source' must be a string, got {type(source).__name__}")
+    if ("bids" in doc) == ("fleet" in doc):
+        raise BidsError("give exactly one of 'bids' (one household) or 'fleet' (several)")
+    if "bids" in doc:
+        return BidsDocument(bids=_bid_list(doc["bids"], "bids"), source=source)
+    fleet = doc["fleet"]
+    if not isinstance(fleet, list) or not fleet:
+        raise BidsError("field 'fleet' must be a non-empty list of {household, bids} entries")
+    entries = []
+    for i, entry in enumerate(fleet):
+        if not isinstance(entry, dict):
+            raise BidsError(f"fleet[{i}] must be an object with 'household' and 'bids'")
+        unknown = set(entry) - _ENTRY_KEYS
+        if unknown:
+            raise BidsError(f"fleet[{i}]: unknown field {sorted(unknown)[0]!r} (allowed: household, bids)")
+        if "household" in entry:
+            household = entry["household"]
+            if isinstance(household, bool) or not isinstance(household, int) or household < 0:
+                raise BidsError(f"fleet[{i}].household must be a non-negative integer, got {household!r}")
+        entries.append(_bid_list(entry.get("bids"), f"fleet[{i}].bids"))
+    return BidsDocument(fleet=tuple(entries), source=source)
+
+
+def load_bids(path: str | Path) -> BidsDocument:
+    """Read and validate ``path``. Errors start with the file name; the file is not touched."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise BidsError(f"{size} bytes is over the {MAX_FILE_BYTES} byte limit")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise BidsError(f"{path}: file not found; create it (see docs/bids-format.md) or set BIDS_FILE") from None
+    except BidsError as exc:
+        raise BidsError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise BidsError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BidsError(f"{path}: not UTF-8 text") from None
+    try:
+        return parse_bids(text)
+    except BidsError as exc:
+        raise BidsError(f"{path}: {exc}") from None
+
+
+def document(offers: Iterable[Offer | tuple[int, int]], source: str | None = None) -> dict[str, Any]:
+    """The canonical JSON document for ``offers``."""
+    doc: dict[str, Any] = {"version": 1}
+    if source:
+        doc["source"] = source
+    doc["bids"] = [
+        {"watts": int(o[0] if isinstance(o, tuple) else o.watts),
+         "price_wei_per_kwh": int(o[1] if isinstance(o, tuple) else o.price)}
+        for o in offers
+    ]
+    return doc
+
+
+def save_bids(path: str | Path, offers: Iterable[Offer | tuple[int, int]], source: str | None = None) -> Path:
+    """Validate and write ``offers`` atomically in the canonical form."""
+    path = Path(path)
+    text = json.dumps(document(offers, source), indent=2) + "\n"
+    parse_bids(text)  # never write a file we would refuse to read
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
+    return path
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Offers ready for one request: on its price grid, within its cap."""
+
+    submit: tuple[Offer, ...]
+    skipped: tuple[tuple[Offer, str], ...]
+
+
+def prepare(offers: Sequence[Offer], cap_wei_per_kwh: int) -> Prepared:
+    """Snap prices up to the request's grid; skip (with a reason) those above the cap."""
+    submit, skipped = [], []
+    for offer in offers:
+        if offer.price > cap_wei_per_kwh:
+            skipped.append((offer, f"{offer.price} wei/kWh is above the request's cap {cap_wei_per_kwh}"))
+            continue
+        submit.append(Offer(offer.watts, snap_price_up(offer.price, cap_wei_per_kwh)))
+    return Prepared(tuple(submit), tuple(skipped))
+
+
+def chunks(offers: Sequence[Offer], size: int = MAX_BIDS_PER_CALL) -> list[Sequence[Offer]]:
+    """``offers`` in groups the contract accepts in one call."""
+    return [offers[i : i + size] for i in range(0, len(offers), size)]
+
+
+def from_pairs(pairs: Iterable[Sequence[int]], where: str = "gridsim") -> tuple[Offer, ...]:
+    """Offers from ``(watts, price)`` pairs (e.g. gridsim's output), validated."""
+    offers = []
+    for i, pair in enumerate(pairs):
+        watts, price = int(pair[0]), int(pair[1])
+        if not 0 < watts <= MAX_WATTS or not 0 < price <= MAX_PRICE or math.isnan(float(price)):
+            raise BidsError(f"{where}[{i}]: invalid bid ({watts} W at {price} wei/kWh)")
+        offers.append(Offer(watts, price))
+    return tuple(offers)

@@ -1,0 +1,272 @@
+"""Configuration: ``.env`` file, then environment variables, then command-line flags on top.
+
+Networks
+    ``dev``      the local development chain (``dr node`` or ``make demo`` start one; default
+                 http://127.0.0.1:8545)
+    ``ganache``  a ganache on http://127.0.0.1:8545
+    ``anvil``    an anvil on http://127.0.0.1:8545
+    ``sepolia``  Sepolia through Infura (needs ``WEB3_INFURA_PROJECT_ID``)
+    anything else: set ``RPC_URL`` (a private PoA chain, another provider...). ``RPC_URL``
+    always wins over the network's default URL.
+
+Deployments are recorded per network and chain id in ``deployments.json`` (path:
+``DEPLOYMENTS_FILE``); ``CONTRACT_ADDRESS`` in ``.env`` is written on deploy and overrides
+the record. Nothing here touches the network or the disk at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from .artifacts import atomic_write_text
+
+DEFAULT_ENV_FILE = ".env"
+DEFAULT_DEPLOYMENTS_FILE = "deployments.json"
+DEFAULT_BIDS_FILE = "database/bids.json"
+DEFAULT_RESULTS_FILE = "database/results.json"
+DEFAULT_STATE_DIR = "database"
+DEFAULT_NETWORK = "dev"
+LOCAL_RPC_URL = "http://127.0.0.1:8545"
+#: Chain ids of local development chains (ganache, anvil/hardhat): unlocked accounts allowed.
+DEV_CHAIN_IDS = frozenset({1337, 31337})
+
+
+class ConfigError(ValueError):
+    """A configuration problem a user can fix; ``str()`` is one clear line."""
+
+
+@dataclass(frozen=True)
+class Network:
+    """A named network: a default RPC URL and the chain id it should have (if known)."""
+
+    name: str
+    url: str
+    chain_id: int | None = None
+    description: str = ""
+
+
+NETWORKS: dict[str, Network] = {
+    "dev": Network("dev", LOCAL_RPC_URL, None, "local development chain (dr node / make demo)"),
+    "ganache": Network("ganache", LOCAL_RPC_URL, 1337, "ganache on localhost:8545"),
+    "anvil": Network("anvil", LOCAL_RPC_URL, 31337, "anvil on localhost:8545"),
+    "sepolia": Network(
+        "sepolia", "https://sepolia.infura.io/v3/{WEB3_INFURA_PROJECT_ID}", 11155111, "Sepolia via Infura"
+    ),
+    "mainnet": Network(
+        "mainnet", "https://mainnet.infura.io/v3/{WEB3_INFURA_PROJECT_ID}", 1, "Ethereum mainnet via Infura"
+    ),
+}
+
+#: Every key read from .env / the environment (documented in .env.template).
+KEYS = (
+    "NETWORK", "RPC_URL", "WEB3_INFURA_PROJECT_ID", "CHAIN_ID", "CONTRACT_ADDRESS", "DEPLOYMENTS_FILE",
+    "UTILITY_ACCOUNT", "UTILITY_ACCOUNT_PASS", "UTILITY_PRIVATE_KEY",
+    "CONSUMER_ACCOUNT", "CONSUMER_ACCOUNT_PASS", "CONSUMER_PRIVATE_KEY", "KEYSTORE_DIR",
+    "BIDS_FILE", "BIDS_SOURCE", "RESULTS_FILE", "STATE_DIR", "POLL_INTERVAL", "CONFIRMATIONS",
+    "REORG_DEPTH", "START_BLOCK", "AUTO_WITHDRAW", "LOG_LEVEL", "RECEIPT_TIMEOUT",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the daemons and commands need to know, already merged."""
+
+    network: str = DEFAULT_NETWORK
+    rpc_url: str = LOCAL_RPC_URL
+    expected_chain_id: int | None = None
+    contract_address: str | None = None
+    env_file: Path = Path(DEFAULT_ENV_FILE)
+    deployments_file: Path = Path(DEFAULT_DEPLOYMENTS_FILE)
+    bids_file: Path = Path(DEFAULT_BIDS_FILE)
+    bids_source: str = "file"
+    results_file: Path = Path(DEFAULT_RESULTS_FILE)
+    state_dir: Path = Path(DEFAULT_STATE_DIR)
+    poll_interval: float = 0.2
+    confirmations: int = 0
+    reorg_depth: int = 12
+    start_block: int | None = None
+    auto_withdraw: bool = True
+    receipt_timeout: float = 120.0
+    log_level: str = "INFO"
+    values: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        """A raw value from the merged .env + environment (e.g. account names)."""
+        value = self.values.get(key)
+        return value if value not in (None, "") else default
+
+    def with_(self, **changes: Any) -> "Settings":
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def _as_int(key: str, value: str | None) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        return int(str(value), 0)
+    except ValueError:
+        raise ConfigError(f"{key}={value!r} is not an integer; fix it in .env or the environment") from None
+
+
+def _as_float(key: str, value: str | None, default: float) -> float:
+    if value in (None, ""):
+        return default
+    try:
+        number = float(str(value))
+    except ValueError:
+        raise ConfigError(f"{key}={value!r} is not a number; fix it in .env or the environment") from None
+    if not number > 0:
+        raise ConfigError(f"{key} must be positive, got {value!r}")
+    return number
+
+
+def _as_bool(value: str | None, default: bool) -> bool:
+    if value in (None, ""):
+        return default
+    return str(value).strip().lower() not in ("0", "false", "no", "off")
+
+
+def network_url(name: str, values: Mapping[str, str]) -> str:
+    """The RPC URL of network ``name`` (``RPC_URL`` is handled by the caller)."""
+    network = NETWORKS.get(name)
+    if network is None:
+        known = ", ".join(sorted(NETWORKS))
+        raise ConfigError(f"unknown network {name!r}; use one of {known}, or set RPC_URL for any other endpoint")
+    if "{WEB3_INFURA_PROJECT_ID}" in network.url:
+        project = values.get("WEB3_INFURA_PROJECT_ID")
+        if not project:
+            raise ConfigError(f"network {name} needs WEB3_INFURA_PROJECT_ID in .env (or set RPC_URL)")
+        return network.url.format(WEB3_INFURA_PROJECT_ID=project)
+    return network.url
+
+
+def load_settings(
+    env_file: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    **flags: Any,
+) -> Settings:
+    """Merge ``.env`` (``env_file``), the environment and ``flags`` (None values are ignored).
+
+    Flags use the field names of ``Settings`` (``network``, ``rpc_url``, ``contract_address``...).
+    """
+    environ = os.environ if environ is None else environ
+    env_path = Path(env_file or environ.get("DR_ENV_FILE") or DEFAULT_ENV_FILE)
+    values: dict[str, str] = _read_env_file(env_path)
+    values.update({k: v for k, v in environ.items() if k in KEYS})
+    flags = {k: v for k, v in flags.items() if v is not None}
+
+    network = flags.pop("network", None) or values.get("NETWORK") or DEFAULT_NETWORK
+    explicit_url = flags.pop("rpc_url", None) or values.get("RPC_URL")
+    rpc_url = explicit_url or network_url(network, values)
+    expected = _as_int("CHAIN_ID", values.get("CHAIN_ID"))
+    if expected is None and not explicit_url and network in NETWORKS:
+        expected = NETWORKS[network].chain_id
+    settings = Settings(
+        network=network,
+        rpc_url=rpc_url,
+        expected_chain_id=expected,
+        contract_address=values.get("CONTRACT_ADDRESS") or None,
+        env_file=env_path,
+        deployments_file=Path(values.get("DEPLOYMENTS_FILE") or DEFAULT_DEPLOYMENTS_FILE),
+        bids_file=Path(values.get("BIDS_FILE") or DEFAULT_BIDS_FILE),
+        bids_source=values.get("BIDS_SOURCE") or "file",
+        results_file=Path(values.get("RESULTS_FILE") or DEFAULT_RESULTS_FILE),
+        state_dir=Path(values.get("STATE_DIR") or DEFAULT_STATE_DIR),
+        poll_interval=_as_float("POLL_INTERVAL", values.get("POLL_INTERVAL"), 0.2),
+        confirmations=_as_int("CONFIRMATIONS", values.get("CONFIRMATIONS")) or 0,
+        reorg_depth=_as_int("REORG_DEPTH", values.get("REORG_DEPTH")) or 12,
+        start_block=_as_int("START_BLOCK", values.get("START_BLOCK")),
+        auto_withdraw=_as_bool(values.get("AUTO_WITHDRAW"), True),
+        receipt_timeout=_as_float("RECEIPT_TIMEOUT", values.get("RECEIPT_TIMEOUT"), 120.0),
+        log_level=(values.get("LOG_LEVEL") or "INFO").upper(),
+        values=values,
+    )
+    for key in ("bids_file", "results_file", "state_dir", "deployments_file"):
+        if key in flags:
+            flags[key] = Path(flags[key])
+    return settings.with_(**flags) if flags else settings
+
+
+# -- deployments --------------------------------------------------------------------------
+
+
+def read_deployments(path: Path) -> dict[str, Any]:
+    """The deployments record: ``{network: {chain_id: {address, block, tx, ...}}}``."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}); fix or remove it") from None
+    return data if isinstance(data, dict) else {}
+
+
+def record_deployment(settings: Settings, chain_id: int, address: str, block: int, tx_hash: str, **extra: Any) -> None:
+    """Record ``address`` for (network, chain id) and write ``CONTRACT_ADDRESS`` into ``.env``."""
+    path = settings.deployments_file
+    data = read_deployments(path)
+    entry = {"address": address, "chain_id": chain_id, "block": block, "tx": tx_hash,
+             "rpc_host": _host(settings.rpc_url), "deployed_at": int(time.time()), **extra}
+    data.setdefault(settings.network, {})[str(chain_id)] = entry
+    if path.parent != Path(""):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    set_env_value(settings.env_file, "CONTRACT_ADDRESS", address)
+
+
+def _host(url: str) -> str:
+    from .chain import redact_url
+
+    return redact_url(url)
+
+
+def find_deployment(settings: Settings, chain_id: int) -> dict[str, Any] | None:
+    """The recorded deployment for this network and chain id, if any."""
+    return read_deployments(settings.deployments_file).get(settings.network, {}).get(str(chain_id))
+
+
+def deployment_for_address(settings: Settings, address: str) -> dict[str, Any] | None:
+    """The recorded deployment (any chain) of ``address`` on this network, if any."""
+    for entry in read_deployments(settings.deployments_file).get(settings.network, {}).values():
+        if str(entry.get("address", "")).lower() == address.lower():
+            return entry
+    return None
+
+
+def set_env_value(env_file: Path, key: str, value: str) -> None:
+    """Set ``key=value`` in ``env_file`` atomically, keeping its other lines and its mode."""
+    lines: list[str] = []
+    mode = 0o600
+    if env_file.is_file():
+        lines = env_file.read_text(encoding="utf-8").splitlines()
+        mode = env_file.stat().st_mode & 0o777
+    out, done = [], False
+    for line in lines:
+        stripped = line.strip()
+        name = stripped.removeprefix("export ").split("=", 1)[0].strip()
+        if not stripped.startswith("#") and "=" in stripped and name == key:
+            if not done:
+                out.append(f"{key}={value}")
+                done = True
+            continue
+        out.append(line)
+    if not done:
+        out.append(f"{key}={value}")
+    if env_file.parent != Path(""):
+        env_file.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(env_file, "\n".join(out) + "\n", mode=mode)

@@ -1,0 +1,228 @@
+"""``make demo`` / ``dr demo``: the whole market on an embedded local chain, in under a minute.
+
+It starts ganache, deploys, starts several consumer daemons as separate processes (each
+with its own dev account, passed in the environment, and its own bids file), posts a
+request with a short bidding window, settles it at the deadline, waits for the winners
+to claim and withdraw, prints a table and stops everything it started, on Ctrl-C too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from . import devchain
+from .bids import load_bids
+from .chain import Signer, connect
+from .config import load_settings
+from .market import PricingRule
+from .results import ResultsFile
+from .utility import UtilityDaemon, deploy, eth, outcome_line, plan_request, send_request, utility_state_path
+
+ETH = 10**18
+CAP = 128 * 10**14  # 0.0128 ETH per kWh: price step 0.0001 ETH/kWh
+TARGET_KW = 8.0
+
+#: Per-consumer bids (cycled when there are more consumers). The last uses the seed's
+#: legacy {"energy": kW, "price": wei/kWh} format and has one offer above the cap.
+_TEMPLATES: list[dict[str, Any]] = [
+    {"version": 1, "source": "demo", "bids": [{"kw": 2.0, "price_wei_per_kwh": 40 * 10**14},
+                                              {"kw": 1.5, "price_wei_per_kwh": 60 * 10**14}]},
+    {"version": 1, "source": "demo", "bids": [{"watts": 3000, "price_wei_per_kwh": 50 * 10**14}]},
+    {"version": 1, "source": "demo", "bids": [{"kw": 2.5, "price_wei_per_kwh": 30 * 10**14},
+                                              {"kw": 2.0, "price_wei_per_kwh": 90 * 10**14}]},
+    {"energy": [1.0, 1.2], "price": [150 * 10**14, 72 * 10**14]},
+]
+
+
+def _say(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} demo: {message}", flush=True)
+
+
+def _bids_for(i: int) -> dict[str, Any]:
+    doc = json.loads(json.dumps(_TEMPLATES[i % len(_TEMPLATES)]))
+    bump = (i // len(_TEMPLATES)) * 3 * 10**14  # later rounds a little dearer
+    if bump:
+        for bid in doc.get("bids", []):
+            bid["price_wei_per_kwh"] += bump
+        if "price" in doc:
+            doc["price"] = [p + bump for p in doc["price"]]
+    return doc
+
+
+class _Consumer:
+    """A consumer daemon subprocess whose output is echoed with a prefix."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], lines: "queue.Queue[tuple[str, str]]") -> None:
+        self.name = name
+        self.process = subprocess.Popen(
+            args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            text=True, bufsize=1, start_new_session=True,
+        )
+        self.ready = threading.Event()
+        self._thread = threading.Thread(target=self._pump, args=(lines,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, lines: "queue.Queue[tuple[str, str]]") -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            line = line.rstrip("\n")
+            if "listening for requests" in line:
+                self.ready.set()
+            print(f"  [{self.name}] {line}", flush=True)
+            lines.put((self.name, line))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGINT (a clean shutdown), then SIGKILL the group if it does not stop."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGINT)
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+            except ProcessLookupError:
+                pass
+        self._thread.join(timeout=2)
+
+
+def _table(records: list[dict[str, Any]], names: dict[str, str], bids: dict[str, str]) -> str:
+    header = f"{'consumer':<11} {'account':<12} {'bids (kW @ ETH/kWh)':<34} {'won kW':>7} {'clearing':>9} {'paid ETH':>10} {'withdrawn':>10}"
+    lines = [header, "-" * len(header)]
+    for record in sorted(records, key=lambda r: names.get(r["account"], r["account"])):
+        name = names.get(record["account"], record["account"][:10])
+        lines.append(
+            f"{name:<11} {record['account'][:10] + '…':<12} {bids.get(name, ''):<34} "
+            f"{record['accepted_kw']:>7.3f} {record['clearing_price_wei_per_kwh'] / ETH:>9.4f} "
+            f"{record['payout_wei'] / ETH:>10.6f} {'yes' if record.get('withdraw_tx') else '-':>10}"
+        )
+    return "\n".join(lines)
+
+
+def run_demo(
+    consumers: int = 4,
+    results_file: Path = Path("database/results.json"),
+    workdir: Path = Path(".demo"),
+    bidding_window: int = 6,
+    chain_kind: str = "ganache",
+) -> int:
+    """Run the demo; returns the exit status."""
+    started = time.monotonic()
+    if consumers < 1:
+        raise ValueError("the demo needs at least one consumer")
+    workdir.mkdir(parents=True, exist_ok=True)
+    results = ResultsFile(results_file)
+    procs: list[_Consumer] = []
+    lines: queue.Queue[tuple[str, str]] = queue.Queue()
+    _say(f"starting an embedded {chain_kind} with {consumers + 1} accounts")
+    chain = devchain.start(chain_kind, accounts=consumers + 1, log_path=workdir / f"{chain_kind}.log")
+    try:
+        keys = devchain.dev_private_keys(consumers + 1, chain_kind)
+        settings = load_settings(
+            workdir / "demo.env", environ={}, network="dev", rpc_url=chain.url,
+            deployments_file=workdir / "deployments.json", state_dir=workdir,
+        )
+        w3 = connect(chain.url)
+        utility = Signer.from_key(w3, keys[0], label="utility")
+        dr = deploy(settings, utility, chain.chain_id)
+        start_block = w3.eth.block_number
+        _say(f"deployed DemandReduction at {dr.address} (chain {chain.chain_id}, block {start_block})")
+
+        names: dict[str, str] = {}
+        offered: dict[str, str] = {}
+        env_base = {k: v for k, v in os.environ.items()
+                    if k not in ("CHAIN_ID", "RPC_URL", "CONTRACT_ADDRESS", "CONSUMER_ACCOUNT", "NETWORK")}
+        env_base["PYTHONUNBUFFERED"] = "1"
+        root = str(devchain.PROJECT_ROOT)
+        env_base["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        for i in range(consumers):
+            name = f"consumer-{i + 1}"
+            folder = workdir / name
+            folder.mkdir(exist_ok=True)
+            bids_path = folder / "bids.json"
+            bids_path.write_text(json.dumps(_bids_for(i), indent=2) + "\n", encoding="utf-8")
+            offers = load_bids(bids_path).bids
+            offered[name] = ", ".join(f"{o.watts / 1000:g}@{o.price / ETH:.4f}" for o in offers)
+            address = Signer.from_key(w3, keys[i + 1]).address
+            names[address] = name
+            env = dict(env_base, CONSUMER_PRIVATE_KEY=keys[i + 1], DR_ENV_FILE=str(workdir / "demo.env"))
+            args = [
+                sys.executable, "-m", "demand_response", "consumer", "run",
+                "--rpc-url", chain.url, "--contract", dr.address, "--label", name,
+                "--bids-file", str(bids_path), "--results-file", str(results_file),
+                "--state-dir", str(folder), "--from-block", str(start_block),
+                "--deployments-file", str(workdir / "deployments.json"),
+            ]
+            procs.append(_Consumer(name, args, env, lines))
+            _say(f"started {name} (pid {procs[-1].process.pid}, account {address[:10]}…) bidding {offered[name]}")
+
+        deadline = time.monotonic() + 40
+        for proc in procs:
+            if not proc.ready.wait(max(0.1, deadline - time.monotonic())):
+                raise RuntimeError(f"{proc.name} did not start listening; see its output above")
+        _say("all consumers are listening")
+
+        now = max(int(w3.eth.get_block("latest")["timestamp"]), int(time.time()))
+        plan = plan_request(target_kw=TARGET_KW, now=now, bidding_window_s=bidding_window,
+                            event_duration_s=3600, max_price_wei_per_kwh=CAP, rule=PricingRule.UNIFORM)
+        for line in _preview_lines(plan):
+            _say(line)
+        rid, receipt = send_request(dr, utility, plan)
+        _say(f"utility posted request {rid} in block {receipt['blockNumber']}; bidding closes in {bidding_window} s")
+
+        daemon = UtilityDaemon(
+            dr, utility, state_path=utility_state_path(workdir, chain.chain_id, dr.address, utility.address),
+            start_block=start_block, poll_interval=0.25, only={rid}, exit_when_idle=True,
+        )
+        stop = threading.Event()
+        daemon_thread = threading.Thread(target=daemon.run, args=(stop,), daemon=True)
+        daemon_thread.start()
+        daemon_thread.join(timeout=bidding_window + 30)
+        stop.set()
+        if not daemon.settled:
+            raise RuntimeError("the utility did not settle the request")
+        info = daemon.settled[-1]
+        _say(outcome_line(info))
+
+        bidders = {b.bidder for b in dr.get_bids(rid)}
+        wait_until = time.monotonic() + 30
+        while time.monotonic() < wait_until:
+            done = [a for a in bidders if results.find(chain.chain_id, dr.address, rid, a)]
+            if len(done) == len(bidders):
+                break
+            time.sleep(0.2)
+        for proc in procs:
+            proc.stop()
+        procs = []
+        records = [r for r in results.records()
+                   if r.get("contract", "").lower() == dr.address.lower() and r.get("request_id") == rid]
+        print()
+        print(f"Request {rid}: target {info.target_watts / 1000:.3f} kW, cap {CAP / ETH:.4f} ETH/kWh, "
+              f"1 h event, {info.rule.name.lower()} pricing, {info.bid_count} bids")
+        print(_table(records, names, offered))
+        print(f"accepted {info.accepted_watts / 1000:.3f} kW of {info.target_watts / 1000:.3f} kW at "
+              f"{info.clearing_price / ETH:.4f} ETH/kWh; paid {sum(r['payout_wei'] for r in records) / ETH:.6f} ETH; "
+              f"refund to the utility {eth(info.budget - info.reserved)} ETH")
+        missing = len(bidders) - len(records)
+        if missing:
+            print(f"warning: {missing} bidder(s) did not record a result in time")
+        print(f"results appended to {results_file}; demo finished in {time.monotonic() - started:.1f} s")
+        return 0 if not missing else 1
+    finally:
+        for proc in procs:
+            proc.stop()
+        chain.stop()
+
+
+def _preview_lines(plan: Any) -> list[str]:
+    from .utility import preview
+
+    return preview(plan).splitlines()

@@ -1,0 +1,284 @@
+"""Contract event listening: ``eth_getLogs`` polling from a persisted cursor.
+
+* The cursor (next block to read, plus the keys of recently processed logs) is saved
+  atomically after every change, so a restarted daemon catches up on everything it missed.
+* Every poll re-reads the last ``reorg_depth`` blocks. A log is handed over exactly once,
+  keyed by (transaction hash, log index); a processed log that vanishes in a reorganisation
+  is reported to ``on_removed`` and forgotten, so it is handled again if it is re-included.
+* ``confirmations`` keeps the listener that many blocks behind the head (0 on a dev chain).
+* RPC failures back off exponentially up to a cap, with one log line per attempt and a
+  line when the endpoint is back; they never end the loop.
+
+An idle poll is one ``eth_getBlockByNumber('latest')`` call; logs are fetched only when
+the head moved, in ranges of at most ``max_range`` blocks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from eth_utils import event_abi_to_log_topic
+from web3 import Web3
+
+from .artifacts import atomic_write_text, load_artifact
+
+log = logging.getLogger(__name__)
+
+
+class RetryLater(Exception):
+    """Raised by a handler to leave an event unprocessed and retry after a backoff."""
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) means the RPC endpoint could not be reached."""
+    import requests
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                                ConnectionError, TimeoutError, RetryLater)):
+            return True
+        if isinstance(current, OSError) and not isinstance(current, FileNotFoundError):
+            return True
+        if "cannot reach the RPC endpoint" in str(current) or "no receipt for" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def event_topics(*names: str) -> dict[str, str]:
+    """``{topic0 hex: event name}`` for events of the DemandReduction ABI."""
+    out = {}
+    for item in load_artifact()["abi"]:
+        if item["type"] == "event" and item["name"] in names:
+            out["0x" + event_abi_to_log_topic(item).hex().removeprefix("0x")] = item["name"]
+    missing = set(names) - set(out.values())
+    if missing:
+        raise ValueError(f"unknown events {sorted(missing)}")
+    return out
+
+
+@dataclass(frozen=True)
+class Event:
+    """A decoded log."""
+
+    name: str
+    args: dict[str, Any]
+    block_number: int
+    block_hash: str
+    tx_hash: str
+    log_index: int
+
+    @property
+    def key(self) -> str:
+        """Exactly-once key: transaction hash and log index."""
+        return f"{self.tx_hash}:{self.log_index}"
+
+
+def _hex(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    text = str(value)
+    return text if text.startswith("0x") else "0x" + text
+
+
+class StateFile:
+    """A small JSON document saved atomically (the cursor, and a daemon's own notes)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.data: dict[str, Any] = {}
+        if self.path.is_file():
+            try:
+                self.data = json.loads(self.path.read_text(encoding="utf-8"))
+            except ValueError:
+                log.warning("state file %s is corrupt; starting from the configured start block", self.path)
+                self.data = {}
+
+    def save(self) -> None:
+        """Write the document atomically."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True))
+
+
+class LogPoller:
+    """Polls the logs of one contract for some events, from a persisted cursor."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        address: str,
+        events: Iterable[str],
+        state: StateFile,
+        *,
+        start_block: int = 0,
+        confirmations: int = 0,
+        reorg_depth: int = 12,
+        max_range: int = 2000,
+        label: str = "listener",
+    ) -> None:
+        self.w3 = w3
+        self.address = Web3.to_checksum_address(address)
+        self.topics = event_topics(*events)
+        self._contract = w3.eth.contract(address=self.address, abi=load_artifact()["abi"])
+        self.state = state
+        self.confirmations = max(0, confirmations)
+        self.reorg_depth = max(0, reorg_depth)
+        self.max_range = max(1, max_range)
+        self.label = label
+        cursor = state.data.setdefault("cursor", {})
+        if cursor.get("address", "").lower() != self.address.lower():
+            cursor.clear()
+            cursor.update({"address": self.address, "next_block": start_block, "seen": {}})
+        self._head: tuple[int, str] | None = None
+
+    @property
+    def next_block(self) -> int:
+        """The first block not yet read."""
+        return int(self.state.data["cursor"]["next_block"])
+
+    @property
+    def _seen(self) -> dict[str, list]:
+        return self.state.data["cursor"]["seen"]
+
+    def _decode(self, raw: Any) -> Event:
+        name = self.topics[_hex(raw["topics"][0])]
+        decoded = getattr(self._contract.events, name)().process_log(raw)
+        return Event(
+            name, dict(decoded["args"]), int(raw["blockNumber"]), _hex(raw["blockHash"]),
+            _hex(raw["transactionHash"]), int(raw["logIndex"]),
+        )
+
+    def poll(self) -> tuple[list[Event], list[tuple[str, list]]]:
+        """One round: (new events in chain order, removed (key, [block, hash, name, args]) pairs).
+
+        The cursor is advanced by ``commit`` once the caller has handled the events.
+        """
+        # A raw call: the head poll runs several times a second, web3's formatters cost CPU.
+        reply = self.w3.provider.make_request("eth_getBlockByNumber", ["latest", False])
+        if "error" in reply or not reply.get("result"):
+            raise RetryLater(f"eth_getBlockByNumber failed: {reply.get('error')}")
+        head = (int(reply["result"]["number"], 16), str(reply["result"]["hash"]))
+        if head == self._head:
+            return [], []
+        safe = head[0] - self.confirmations
+        start = max(0, min(self.next_block, safe + 1) - self.reorg_depth)
+        if safe < start:
+            self._head = head
+            return [], []
+        raws: list[Any] = []
+        for lo in range(start, safe + 1, self.max_range):
+            hi = min(safe, lo + self.max_range - 1)
+            raws += self.w3.eth.get_logs(
+                {"address": self.address, "fromBlock": lo, "toBlock": hi, "topics": [list(self.topics)]}
+            )
+        raws.sort(key=lambda r: (int(r["blockNumber"]), int(r["logIndex"])))
+        events = [self._decode(r) for r in raws if not r.get("removed")]
+        present = {e.key for e in events}
+        removed = [
+            (key, info) for key, info in self._seen.items()
+            if start <= info[0] <= safe and key not in present
+        ]
+        moved = {e.key for e in events if e.key in self._seen and self._seen[e.key][1] != e.block_hash}
+        if removed:
+            log.warning(
+                "%s: chain reorganised below block %d: %d processed event(s) gone; re-scanned from block %d",
+                self.label, safe, len(removed), start,
+            )
+        if moved:
+            log.debug("%s: %d processed event(s) now reported in another block", self.label, len(moved))
+        for key in moved:
+            event = next(e for e in events if e.key == key)
+            self._seen[key][0:2] = [event.block_number, event.block_hash]
+        self._pending_head = head
+        self._pending_safe = safe
+        return [e for e in events if e.key not in self._seen], removed
+
+    def mark(self, event: Event) -> None:
+        """Record ``event`` as processed (persisted on the next ``commit``)."""
+        self._seen[event.key] = [event.block_number, event.block_hash, event.name]
+
+    def forget(self, key: str) -> None:
+        """Forget a processed event (it vanished in a reorg)."""
+        self._seen.pop(key, None)
+
+    def commit(self) -> None:
+        """Advance the cursor past the last poll and save it (prunes old keys)."""
+        safe = getattr(self, "_pending_safe", None)
+        if safe is None:
+            return
+        cursor = self.state.data["cursor"]
+        cursor["next_block"] = max(self.next_block, safe + 1)
+        horizon = cursor["next_block"] - self.reorg_depth - 1
+        for key in [k for k, v in self._seen.items() if v[0] < horizon]:
+            del self._seen[key]
+        self.state.save()
+        self._head = self._pending_head
+        self._pending_safe = None
+
+    def run(
+        self,
+        handle: Callable[[Event], None],
+        stop: threading.Event,
+        interval: float = 0.2,
+        *,
+        on_removed: Callable[[str, list], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
+        max_backoff: float = 30.0,
+        rpc_name: str = "RPC endpoint",
+    ) -> None:
+        """Poll until ``stop`` is set; ``handle`` each new event once, in chain order.
+
+        A handler that raises a connection error or ``RetryLater`` leaves its event for the
+        next round (after a backoff); any other exception is logged in one line and the
+        event counts as processed.
+        """
+        backoff = 0.0
+        down_since: float | None = None
+        while not stop.is_set():
+            try:
+                events, removed = self.poll()
+                for key, info in removed:
+                    self.forget(key)
+                    if on_removed is not None:
+                        on_removed(key, info)
+                for event in events:
+                    if stop.is_set():
+                        break
+                    try:
+                        handle(event)
+                    except Exception as exc:
+                        if is_connection_error(exc):
+                            raise
+                        log.error("%s: %s for %s in block %d failed: %s", self.label, type(exc).__name__,
+                                  event.name, event.block_number, exc)
+                    self.mark(event)
+                else:
+                    if events or removed or getattr(self, "_pending_safe", None) is not None:
+                        self.commit()
+                if on_idle is not None:
+                    on_idle()
+                if down_since is not None:
+                    log.warning("%s: %s is back after %.1f s; caught up to block %d",
+                                self.label, rpc_name, time.monotonic() - down_since, self.next_block - 1)
+                    down_since, backoff = None, 0.0
+                stop.wait(interval)
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
+                self._head = None
+                self._pending_safe = None
+                if down_since is None:
+                    down_since = time.monotonic()
+                backoff = min(max_backoff, max(interval, backoff * 2 or 0.5))
+                log.warning("%s: %s unreachable (%s); retrying in %.1f s", self.label, rpc_name,
+                            type(exc).__name__, backoff)
+                stop.wait(backoff)

@@ -1,0 +1,90 @@
+"""``results.json``: the append-only history of what a consumer got, written atomically.
+
+Shape::
+
+    {"version": 1, "results": [{"request_id": 1, "account": "0x...", "contract": "0x...",
+                                 "chain_id": 1337, "accepted_kw": 2.5, ...}, ...]}
+
+Records are only ever appended; one (chain id, contract, request id, account) gets at
+most one record. Several processes may append to the same file: a lock file next to it
+serialises them, and every write is a temp file + rename, so a reader never sees half a
+file and a crash never loses the history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from .artifacts import atomic_write_text
+
+
+class ResultsError(ValueError):
+    """The results file is unreadable; ``str()`` is one clear line."""
+
+
+def record_key(record: dict[str, Any]) -> tuple[int, str, int, str]:
+    """The identity of a record: (chain id, contract, request id, account)."""
+    return (
+        int(record.get("chain_id", 0)),
+        str(record.get("contract", "")).lower(),
+        int(record.get("request_id", 0)),
+        str(record.get("account", "")).lower(),
+    )
+
+
+class ResultsFile:
+    """An append-only JSON history at ``path``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = self.path.with_name(f".{self.path.name}.lock")
+        with open(lock, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _read(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+        except ValueError as exc:
+            raise ResultsError(f"{self.path} is not valid JSON ({exc}); move it aside to start a new history") from None
+        if isinstance(data, list):  # tolerate a bare list
+            return data
+        if not isinstance(data, dict):
+            raise ResultsError(f"{self.path} has an unexpected shape; move it aside to start a new history")
+        return list(data.get("results", []))
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record, oldest first."""
+        return self._read()
+
+    def find(self, chain_id: int, contract: str, request_id: int, account: str) -> dict[str, Any] | None:
+        """The record for this request and account, if there is one."""
+        key = (int(chain_id), contract.lower(), int(request_id), account.lower())
+        for record in self._read():
+            if record_key(record) == key:
+                return record
+        return None
+
+    def append(self, record: dict[str, Any]) -> bool:
+        """Append ``record`` unless one with the same key exists; True when written."""
+        with self._locked():
+            records = self._read()
+            key = record_key(record)
+            if any(record_key(r) == key for r in records):
+                return False
+            records.append(record)
+            atomic_write_text(self.path, json.dumps({"version": 1, "results": records}, indent=2) + "\n")
+            return True
