@@ -282,6 +282,32 @@ def _number(text: str, what: str, kind: Callable[[str], Any] = float) -> Any:
         raise UserError(f"{what}: {text!r} is not a number") from None
 
 
+def _apply_feeder_suggestion(args: argparse.Namespace, chain_now: int) -> int:
+    """Fill target and window of ``dr utility request --from-sim`` from the feeder simulation.
+
+    Returns the time the plan is anchored to (taken after the simulation, which takes seconds).
+    """
+    print("Simulating the feeder to find its overload window…", flush=True)
+    s = _feeder_suggestion(args.sim_seed, args.sim_outdoor_max_c)
+    now = max(chain_now, int(time.time()))
+    if not s["overloaded"]:
+        raise UserError(f"the simulated feeder peaks at {s['peak_loading_pct']:.1f} % of its transformer, "
+                        f"under the {s['threshold_pct']:.0f} % threshold: nothing to request")
+    duration = s["event_end"] - s["event_start"]
+    start = s["event_start"]
+    while start < now + args.bidding_window:  # the same time of day, next day if it has passed
+        start += 86400
+    args.target_kw = s["target_watts"] / 1000  # exact watts: target_kw is rounded for display
+    args.event_duration = duration
+    args.event_delay = start - (now + args.bidding_window)
+    print(f"Feeder {s['network']} ({s['n_houses']} houses) peaks at {s['peak_loading_pct']:.1f} %: "
+          f"asking for {s['target_watts'] / 1000:.3f} kW over {duration // 60} min "
+          f"from {time.strftime('%Y-%m-%d %H:%M', time.gmtime(start))} UTC")
+    if args.max_price_wei is None and args.max_price_eth is None and args.budget_eth is None:
+        raise UserError("--from-sim sets the target and window; also give --max-price-eth or --budget-eth")
+    return now
+
+
 def cmd_utility(args: argparse.Namespace) -> int:
     from .accounts import resolve_signer
     from .session import open_session
@@ -300,6 +326,8 @@ def cmd_utility(args: argparse.Namespace) -> int:
         return 0
     signer = resolve_signer(w3, "utility", settings)
     if args.action == "request":
+        if args.from_sim:
+            now = _apply_feeder_suggestion(args, now)
         interactive = args.target_kw is None
         if interactive:
             print("New demand reduction request (Enter accepts the default)")
@@ -322,7 +350,7 @@ def cmd_utility(args: argparse.Namespace) -> int:
             raise UserError(f"pricing rule {args.rule!r}: use uniform or pay-as-bid")
         try:
             plan = plan_request(
-                target_kw=args.target_kw, now=max(now, int(time.time())), bidding_window_s=args.bidding_window,
+                target_kw=args.target_kw, now=now if args.from_sim else max(now, int(time.time())), bidding_window_s=args.bidding_window,
                 event_delay_s=args.event_delay, event_duration_s=args.event_duration,
                 max_price_wei_per_kwh=cap_wei, budget_wei=budget_wei, rule=rule,
             )
@@ -374,17 +402,41 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
+def _gridsim() -> Any:
     try:
-        from .gridsim import simulate_command
+        from . import gridsim
     except Exception as exc:
-        raise UserError(f"dr simulate needs demand_response.gridsim ({type(exc).__name__}: {exc}); "
+        raise UserError(f"this needs demand_response.gridsim ({type(exc).__name__}: {exc}); "
                         "install the 'sim' extra: pip install '.[sim]'") from None
+    return gridsim
+
+
+def _feeder_suggestion(seed: int, outdoor_max_c: float) -> dict:
+    try:
+        return _gridsim().suggest_request(seed=seed, outdoor_max_c=outdoor_max_c, include_profile=False)
+    except ImportError as exc:
+        raise UserError(f"the feeder simulation needs pandapower ({exc}); install the 'grid' extra: "
+                        "pip install '.[grid]'") from None
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    gridsim = _gridsim()
+    if args.feeder:
+        print("Simulating the feeder day (power flow every 15 min)…", flush=True)
+        try:
+            summary = gridsim.feeder_command(seed=args.seed, plot=args.plot,
+                                             outdoor_max_c=38.0 if args.outdoor_max_c is None else args.outdoor_max_c)
+        except ImportError as exc:
+            raise UserError(f"the feeder simulation needs pandapower ({exc}); install the 'grid' extra: "
+                            "pip install '.[grid]'") from None
+        print(json.dumps(summary, indent=2))
+        return 0
+    simulate_command = gridsim.simulate_command
     start = args.event_start or int(time.time()) + 3600
     summary = simulate_command(
         households=args.households, seed=args.seed, event_start=start,
         event_end=args.event_end or start + 3600, out=args.out, fleet=args.fleet, plot=args.plot,
-        household=args.household,
+        household=args.household, outdoor_max_c=33.0 if args.outdoor_max_c is None else args.outdoor_max_c,
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -461,6 +513,10 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--max-price-eth", type=float, help="price cap, ETH per kWh")
     q.add_argument("--budget-eth", type=float, help="budget to escrow, ETH (sets the cap when no cap is given)")
     q.add_argument("--rule", default="uniform", help="uniform (default) or pay-as-bid")
+    q.add_argument("--from-sim", action="store_true",
+                   help="target and window from the gridsim feeder simulation (needs the 'grid' extra)")
+    q.add_argument("--sim-seed", type=int, default=0, help="--from-sim: population seed")
+    q.add_argument("--sim-outdoor-max-c", type=float, default=38.0, help="--from-sim: the day's peak temperature")
     q.set_defaults(func=cmd_utility)
     q = ut.add_parser("run", help="settle open requests at their deadlines and withdraw refunds")
     _common(q)
@@ -487,8 +543,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--event-start", type=int)
     p.add_argument("--event-end", type=int)
     p.add_argument("--out", default="database/bids.json")
-    p.add_argument("--fleet", action="store_true")
-    p.add_argument("--plot")
+    p.add_argument("--fleet", action="store_true", help="write every household (fleet format)")
+    p.add_argument("--plot", help="PNG: the household before/after and its bid curve (with --feeder: feeder loading)")
+    p.add_argument("--outdoor-max-c", type=float,
+                   help="the day's highest outdoor temperature, deg C (default 33; 38 with --feeder)")
+    p.add_argument("--feeder", action="store_true",
+                   help="utility view: overload window, suggested request, bids, delivered feeder loading")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("demo", help="the whole market on an embedded local chain, in under a minute")

@@ -11,7 +11,7 @@ imported lazily).  See docs/gridsim.md.
 """
 
 from .bids import BidArrays, bids_document, bids_for_request, fleet_bids, household_bids, write_bids
-from .commands import simulate_command
+from .commands import feeder_command, simulate_command
 from .delivery import Delivery, delivered_reduction, simulate_delivery
 from .devices import Flexibility, baseline_components, device_flexibility
 from .feeder import FeederDay, clear_bids, feeder_day, feeder_delivered, suggest_request
@@ -43,6 +43,7 @@ __all__ = [
     "plot_feeder",
     "plot_household",
     "simulate_command",
+    "feeder_command",
     "simulate_delivery",
     "suggest_request",
     "usd_to_wei",

@@ -63,3 +63,44 @@ def simulate_command(households: int, seed: int, event_start: int, event_end: in
         summary["plot"] = plot_household(pop, req, household, plot, usd_per_eth=usd_per_eth)
     summary["elapsed_s"] = round(time.perf_counter() - t0, 4)
     return summary
+
+
+def feeder_command(seed: int = 0, outdoor_max_c: float = 38.0, day_start: int | None = None,
+                   plot: str | None = None, usd_per_eth: float = DEFAULT_USD_PER_ETH,
+                   utc_offset_hours: float = 0.0) -> dict[str, Any]:
+    """``dr simulate --feeder``: the utility's view of one simulated day, end to end.
+
+    Finds the feeder's overload window and the suggested request, lets the feeder's own
+    households bid for it (cheapest first, as the market clears), and re-runs the day with
+    the accepted reductions delivered. Returns peak loading before and after; ``plot``
+    draws both curves.
+    """
+    from .feeder import clear_bids, feeder_delivered, suggest_request
+
+    suggestion = suggest_request(day_start, seed=seed, outdoor_max_c=outdoor_max_c,
+                                 utc_offset_hours=utc_offset_hours)
+    summary: dict[str, Any] = {
+        key: suggestion[key] for key in (
+            "network", "n_houses", "trafo_sn_kva", "threshold_pct", "peak_loading_pct", "overloaded",
+            "target_watts", "event_start", "event_end")
+    }
+    if not suggestion["overloaded"]:
+        return summary
+    req = Request(suggestion["event_start"], suggestion["event_end"], outdoor_max_c=float(outdoor_max_c),
+                  utc_offset_hours=float(utc_offset_hours))
+    bids = fleet_bids(make_population(int(suggestion["n_houses"]), int(seed)), req, usd_per_eth=usd_per_eth)
+    accepted, clearing = clear_bids(bids, int(suggestion["target_watts"]))
+    by_house = {int(h): int(w) for h, w in zip(bids.index.tolist(), accepted.tolist()) if w > 0}
+    delivered = feeder_delivered(suggestion, by_house, usd_per_eth=usd_per_eth)
+    summary.update(
+        offered_watts=int(bids.watts.sum()), accepted_watts=int(accepted.sum()), winners=len(by_house),
+        clearing_price_wei_per_kwh=int(clearing), delivered_watts=delivered["delivered_w"],
+        peak_before_pct=delivered["peak_before_pct"], peak_after_pct=delivered["peak_after_pct"], plot=None,
+    )
+    if plot:
+        from .plot import plot_feeder
+
+        summary["plot"] = plot_feeder(delivered, plot, threshold_pct=suggestion["threshold_pct"],
+                                      window=(suggestion["event_start"], suggestion["event_end"]),
+                                      utc_offset_hours=utc_offset_hours)
+    return summary

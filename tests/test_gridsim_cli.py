@@ -1,0 +1,61 @@
+"""gridsim through the CLI: household bids, the feeder's delivered day, and requests from the simulation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from web3 import Web3
+
+from daemon_helpers import run_dr
+from demand_response.bids import load_bids
+from demand_response.chain import Signer
+from demand_response.config import load_settings
+from demand_response.contract import DemandReduction, Status
+from demand_response.utility import deploy
+
+pytest.importorskip("pandapower")
+
+
+def test_simulate_writes_a_households_bids_and_a_plot(tmp_path: Path) -> None:
+    out, plot = tmp_path / "bids.json", tmp_path / "house.png"
+    result = run_dr(["simulate", "--households", "50", "--household", "3", "--seed", "7", "--event-start",
+                     "1795284000", "--event-end", "1795287600", "--out", str(out), "--plot", str(plot)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    offers = load_bids(out).bids
+    assert summary["household"] == 3 and summary["n_bids"] == len(offers) > 0
+    assert [o.price for o in offers] == sorted(o.price for o in offers)  # a monotone curve
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_feeder_day_with_delivered_reductions(tmp_path: Path) -> None:
+    plot = tmp_path / "feeder.png"
+    result = run_dr(["simulate", "--feeder", "--seed", "0", "--plot", str(plot)], tmp_path, timeout=180)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.split("\n", 1)[1])
+    assert summary["overloaded"] and summary["peak_loading_pct"] > 100
+    assert summary["accepted_watts"] >= summary["target_watts"] > 0
+    assert summary["peak_after_pct"] < summary["peak_before_pct"]
+    assert plot.exists()
+
+
+def test_utility_request_from_the_feeder_simulation(tmp_path: Path, chain, w3: Web3) -> None:
+    settings = load_settings(tmp_path / ".env", environ={}, rpc_url=chain.url,
+                             deployments_file=tmp_path / "deployments.json")
+    dr: DemandReduction = deploy(settings, Signer(w3, w3.eth.accounts[0]), chain.chain_id)
+    (tmp_path / ".env").write_text(f"RPC_URL={chain.url}\nCONTRACT_ADDRESS={dr.address}\n")
+    missing_cap = run_dr(["utility", "request", "--from-sim"], tmp_path, timeout=180)
+    assert missing_cap.returncode != 0 and "also give --max-price-eth or --budget-eth" in missing_cap.stderr
+    result = run_dr(["utility", "request", "--from-sim", "--max-price-eth", "0.0128"], tmp_path, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "peaks at 109.0 %" in result.stdout
+    from demand_response.gridsim import suggest_request
+
+    suggestion = suggest_request(seed=0, outdoor_max_c=38.0, include_profile=False)  # what the CLI asked
+    request = dr.get_request(dr.request_count())
+    assert request.status == Status.OPEN
+    assert request.target_watts == suggestion["target_watts"] > 14_000
+    assert request.event_end - request.event_start == suggestion["event_end"] - suggestion["event_start"] == 2700
+    assert request.event_start % 900 == 0 and request.event_start > request.bidding_deadline
