@@ -59,3 +59,32 @@ def test_utility_request_from_the_feeder_simulation(tmp_path: Path, chain, w3: W
     assert request.target_watts == suggestion["target_watts"] > 14_000
     assert request.event_end - request.event_start == suggestion["event_end"] - suggestion["event_start"] == 2700
     assert request.event_start % 900 == 0 and request.event_start > request.bidding_deadline
+
+
+def test_consumer_daemon_bids_what_gridsim_offers_for_each_request(tmp_path: Path, chain, w3: Web3) -> None:
+    import time
+
+    from daemon_helpers import Daemon
+    from demand_response.consumer import gridsim_bids
+    from demand_response.market import snap_price_up
+
+    settings = load_settings(tmp_path / ".env", environ={}, rpc_url=chain.url,
+                             deployments_file=tmp_path / "deployments.json")
+    dr: DemandReduction = deploy(settings, Signer(w3, w3.eth.accounts[0]), chain.chain_id)
+    consumer = Daemon(["consumer", "run", "--rpc-url", chain.url, "--contract", dr.address, "--account-index", "30",
+                       "--bids-source", "gridsim", "--household", "2", "--results-file", "results.json",
+                       "--state-dir", "state", "--label", "sim"], tmp_path, tmp_path / "sim.log")
+    try:
+        consumer.wait_for("listening for requests")
+        now = max(int(w3.eth.get_block("latest")["timestamp"]), int(time.time()))
+        cap = 128 * 10**12
+        # A hot late afternoon, when air conditioning gives households something to shed.
+        start = now - now % 86400 + 86400 + 17 * 3600
+        rid, _ = dr.request_reduction(Signer(w3, w3.eth.accounts[0]), 5000, start, start + 3600, now + 30, cap)
+        consumer.wait_for(f"on request {rid} (tx")
+    finally:
+        assert consumer.stop() == 0
+    placed = dr.bids_of(rid, w3.eth.accounts[30])
+    offers = gridsim_bids(household_index=2, seed=0)(dr.get_request(rid))
+    expected = [(o.watts, snap_price_up(o.price, cap)) for o in offers if snap_price_up(o.price, cap) <= cap]
+    assert placed and [(b.watts, b.price) for b in placed] == expected
