@@ -32,10 +32,6 @@ log = logging.getLogger(__name__)
 #: Fee bump for a replacement; nodes require at least 10 %.
 REPLACEMENT_BUMP = 1.125
 DEFAULT_RECEIPT_TIMEOUT = 120.0
-#: Chain ids of local development chains (ganache, anvil, hardhat).
-DEV_CHAIN_IDS = frozenset({1337, 31337})
-#: On a dev chain, ask the node to mine when a receipt is this late (seconds).
-DEV_NUDGE_AFTER = 1.0
 
 
 class ChainError(RuntimeError):
@@ -260,7 +256,6 @@ class Signer:
         replace_at = start + self.stuck_after
         hashes = [tx_hash]
         delay = 0.02
-        nudge_at = start + DEV_NUDGE_AFTER if self.chain_id in DEV_CHAIN_IDS else float("inf")
         while True:
             for candidate in reversed(hashes):
                 try:
@@ -275,11 +270,6 @@ class Signer:
                     f"no receipt for {tx_hash.hex()} from {self.label} after "
                     f"{self.receipt_timeout:.0f} s; the node may be down or fees too low"
                 )
-            if now >= nudge_at:
-                # ganache 7 under concurrent load can leave an instamine transaction in its
-                # pool until some other transaction arrives; mining a block releases it.
-                self._nudge_dev_chain()
-                nudge_at = now + DEV_NUDGE_AFTER
             if self._local is not None and now >= replace_at:
                 fees = fees.bumped()
                 log.warning("%s: transaction %s not mined after %.0f s; replacing it with higher fees",
@@ -291,13 +281,6 @@ class Signer:
                 replace_at = now + self.stuck_after
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
-
-    def _nudge_dev_chain(self) -> None:
-        try:
-            self.w3.provider.make_request("evm_mine", [])
-            log.debug("%s: asked the dev chain to mine a block", self.label)
-        except Exception:  # a node without evm_mine: nothing to do
-            pass
 
     def _failure(
         self,

@@ -155,7 +155,8 @@ class ConsumerAgent:
             "request %d heard: %.3f kW wanted, cap %s ETH/kWh, bidding closes in %d s",
             rid, info.target_watts / 1000, eth(info.max_price), info.bidding_deadline - now,
         )
-        mine = self.dr.bids_of(rid, self.address)
+        requested_block = self.notes.get(str(rid), {}).get("requested_block", 0)
+        mine = self.dr.bid_ids_logged(rid, self.address, from_block=requested_block)
         if mine:
             self._say("already bid on request %d (%d bids on chain); not bidding again", rid, len(mine))
             return

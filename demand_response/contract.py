@@ -185,6 +185,19 @@ class DemandReduction:
         rows = self.functions.bidsOf(request_id, Web3.to_checksum_address(consumer), start, count).call()
         return [BidInfo(*b) for b in rows]
 
+    def bid_ids_logged(self, request_id: int, consumer: str, from_block: int = 0) -> list[int]:
+        """Ids of the live bids ``consumer`` placed in ``request_id``, from the contract's events.
+
+        One topic-filtered ``eth_getLogs``: constant work for the caller, where ``bids_of``
+        scans every submission of the request.
+        """
+        consumer = Web3.to_checksum_address(consumer)
+        filters = {"requestId": request_id, "bidder": consumer}
+        placed = self.contract.events.BidSubmitted().get_logs(argument_filters=filters, from_block=from_block)
+        gone = self.contract.events.BidCancelled().get_logs(argument_filters=filters, from_block=from_block)
+        cancelled = {e["args"]["bidId"] for e in gone}
+        return [e["args"]["bidId"] for e in placed if e["args"]["bidId"] not in cancelled]
+
     def outcome_of(self, request_id: int, consumer: str) -> tuple[int, int]:
         """(accepted watts, payout wei) of ``consumer`` in ``request_id``."""
         return tuple(self.functions.outcomeOf(request_id, Web3.to_checksum_address(consumer)).call())

@@ -114,7 +114,7 @@ def test_full_cycle_three_consumers_and_utility_daemon(tmp_path: Path, node: dev
         utility.wait_for("request 1 settled", timeout=30)
         utility.wait_for("withdrew refund", timeout=20)
         results = ResultsFile(tmp_path / "database" / "results.json")
-        wait_until(lambda: len(results.records()) == 3, timeout=30, what="three results")
+        wait_until(lambda: len(results.records()) == 3, timeout=90, what="three results")
     finally:
         codes = [c.stop() for c in consumers] + [utility.stop()]
     assert codes == [0, 0, 0, 0]
