@@ -11,13 +11,14 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all bootstrap demo test test-fast compile lock bench clean help
+.PHONY: all bootstrap browser-deps screenshots demo test test-fast compile lock bench audit clean help
 
 help:
 	@echo "make demo     run a full request -> bids -> settlement -> withdraw cycle on a local chain"
 	@echo "make test     install what is missing and run the whole test suite"
 	@echo "make bench    benchmarks against local chains; writes bench/report.json and docs/performance.md (BENCH_ARGS=--full for the long run)"
 	@echo "make compile  recompile contracts/ into build/ and the package artifacts"
+	@echo "make screenshots  refresh docs/img/ui-*.png from the browser tests"
 	@echo "make lock     regenerate requirements.lock from pyproject.toml"
 	@echo "make clean    remove the venv, node_modules and caches"
 
@@ -44,8 +45,21 @@ $(SOLCX_BINARY_PATH)/solc-v0.8.24: | $(VENV)/.stamp
 demo: bootstrap
 	@$(PY) -m demand_response demo
 
-test: bootstrap
+test: bootstrap browser-deps
 	@$(PY) -m pytest
+
+# Headless Chromium for tests/test_browser.py (Debian's package; Playwright drives it and
+# never downloads a browser). Without root or apt the browser tests skip with the reason.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "==> installing chromium (apt)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: chromium is missing and cannot be installed here; browser tests will be skipped"; fi; }
+
+screenshots: bootstrap browser-deps
+	@DR_SCREENSHOT_DIR=$(CURDIR)/docs/img $(PY) -m pytest tests/test_browser.py -q
 
 test-fast: bootstrap
 	@$(PY) -m pytest -m "not slow" -x -q

@@ -1,0 +1,266 @@
+"""The small JSON API the pages poll (documented in docs/api.md and static/openapi.json).
+
+Reads are GETs and need no token. The one write (``PUT /api/bids``) needs the page's
+CSRF token in an ``X-CSRFToken`` header. Amounts in wei are strings (they overflow
+JavaScript numbers); watts and unix times are integers. Errors are
+``{"error": "<one line>", "status": <code>}`` with 4xx/503, never a 500 for a user error.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from demand_response.bids import BidsError, Offer, parse_bids, save_bids
+
+from . import presenters
+from .charts import merit_order_svg
+from .services import Gateway, RoleDisabled, attempt, one_line
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def gw() -> Gateway:
+    """This app's gateway."""
+    return current_app.extensions["dr"]
+
+
+def _error(message: str, status: int) -> tuple[Response, int]:
+    return jsonify({"error": message, "status": status}), status
+
+
+def _need(role: str) -> None:
+    g = gw()
+    if role == "utility" and not g.utility_enabled:
+        from .utility import DISABLED
+
+        raise RoleDisabled(DISABLED)
+    if role == "consumer" and not g.consumer_enabled:
+        raise RoleDisabled("The consumer API is switched off on this server (DR_ROLE=utility).")
+
+
+def _chain_or_503(fn: Any) -> Any:
+    value, error = attempt(gw(), fn)
+    if error is not None:
+        return None, _error(error, 503)
+    return value, None
+
+
+@bp.get("/health")
+def health() -> Any:
+    """Liveness: the web server answers (the chain may still be down)."""
+    return jsonify({"ok": True})
+
+
+@bp.get("/status")
+def status() -> Any:
+    """Chain, consumer account, balance, owed and daemon status."""
+    g = gw()
+    if g.consumer_enabled:
+        from .consumer import consumer_status
+
+        data = consumer_status()
+    else:
+        import time
+
+        data = {"chain": g.chain_status().as_dict(), "account": None, "daemon": None, "server_time": int(time.time())}
+    data["roles"] = {"consumer": g.consumer_enabled, "utility": g.utility_enabled}
+    data["price_unit"] = g.unit.label
+    return jsonify(data)
+
+
+@bp.get("/daemon")
+def daemon_status() -> Any:
+    """The consumer daemon's status and recent log lines."""
+    _need("consumer")
+    return jsonify(current_app.extensions["dr_daemon"].status())
+
+
+@bp.get("/requests")
+def requests_list() -> Any:
+    """Recent requests (``?state=open`` for open ones), with this consumer's bids."""
+    g = gw()
+    open_only = request.args.get("state", "all") == "open"
+    account = g.account("consumer") if g.consumer_enabled else None
+    rows, failure = _chain_or_503(lambda: presenters.consumer_requests(g, account, open_only=open_only))
+    if failure:
+        return failure
+    import time
+
+    return jsonify({"server_time": int(time.time()), "account": account, "requests": rows})
+
+
+def _request_or_error(request_id: int) -> Any:
+    g = gw()
+
+    def read() -> Any:
+        dr = g.session().dr
+        if not 1 <= request_id <= dr.request_count():
+            return None
+        return dr.get_request(request_id)
+
+    info, failure = _chain_or_503(read)
+    if failure:
+        return None, failure
+    if info is None:
+        return None, _error(f"there is no request {request_id} on this contract", 404)
+    return info, None
+
+
+@bp.get("/requests/<int:request_id>")
+def request_one(request_id: int) -> Any:
+    """One request, with this consumer's bids (and tx hashes)."""
+    g = gw()
+    info, failure = _request_or_error(request_id)
+    if failure:
+        return failure
+    row = presenters.request_dict(g, info)
+    account = g.account("consumer") if g.consumer_enabled else None
+    row["my_bids"], error = attempt(g, lambda: presenters.my_bids(g, info, account) if account else [], [])
+    return jsonify(row)
+
+
+@bp.get("/requests/<int:request_id>/stack")
+def request_stack(request_id: int) -> Any:
+    """The merit-order bid stack (the contract's book) of a request."""
+    g = gw()
+    info, failure = _request_or_error(request_id)
+    if failure:
+        return failure
+    data, failure = _chain_or_503(lambda: presenters.stack(g, info))
+    if failure:
+        return failure
+    data["request"] = presenters.request_dict(g, info)
+    return jsonify(data)
+
+
+@bp.get("/requests/<int:request_id>/stack.svg")
+def request_stack_svg(request_id: int) -> Any:
+    """The bid stack as an SVG chart."""
+    g = gw()
+    info, failure = _request_or_error(request_id)
+    if failure:
+        return failure
+    svg, failure = _chain_or_503(lambda: presenters.stack_svg(g, info))
+    if failure:
+        return failure
+    return Response(svg, mimetype="image/svg+xml")
+
+
+@bp.get("/bids")
+def bids_get() -> Any:
+    """The saved bids (bids.json), in wei and in the page's unit."""
+    _need("consumer")
+    g = gw()
+    offers, error, fleet = presenters.saved_offers(g)
+    if error:
+        return _error(error, 409)
+    return jsonify({"file": str(g.settings.bids_file), "fleet": fleet, "price_unit": g.unit.label,
+                    "bids": [{"watts": w, "price_wei_per_kwh": str(p), "kw": w / 1000,
+                              "price": g.unit.plain(p)} for w, p in offers]})
+
+
+@bp.put("/bids")
+def bids_put() -> Any:
+    """Replace bids.json (atomically). Body: the bids.json v1 document. Needs X-CSRFToken."""
+    _need("consumer")
+    g = gw()
+    body = request.get_data(as_text=True)
+    try:
+        doc = parse_bids(body)
+        if doc.fleet or doc.legacy:
+            raise BidsError("send a single-household document: {\"version\": 1, \"bids\": [...]}")
+        save_bids(g.settings.bids_file, list(doc.bids), source=doc.source or "api")
+    except BidsError as exc:
+        return _error(one_line(exc), 400)
+    except OSError as exc:
+        return _error(f"cannot write {g.settings.bids_file}: {exc.strerror}", 409)
+    return jsonify({"saved": len(doc.bids), "file": str(g.settings.bids_file)})
+
+
+@bp.get("/bids/curve.svg")
+def bids_curve() -> Any:
+    """The bid curve of ``kw``/``price`` pairs in the query (prices in the page's unit).
+
+    Rows that do not parse are left out (the form shows their errors), so the preview can
+    follow the user's typing.
+    """
+    g = gw()
+    offers = []
+    for kw, price in zip(request.args.getlist("kw"), request.args.getlist("price")):
+        try:
+            watts = int(Decimal(kw) * 1000)
+            wei = g.unit.to_wei(price)
+        except (InvalidOperation, ValueError):
+            continue
+        if watts > 0 and wei > 0:
+            offers.append((wei, watts))
+    cap = None
+    if request.args.get("cap", "").isdigit():
+        cap = int(request.args["cap"])
+    return Response(merit_order_svg(offers[:64], g.unit, title="Your bid curve", cap=cap, chart_id="curve"),
+                    mimetype="image/svg+xml")
+
+
+@bp.get("/results")
+def results() -> Any:
+    """This consumer's history: per request accepted kW, clearing price and payout; owed wei."""
+    _need("consumer")
+    g = gw()
+    account = g.account("consumer")
+    records, records_error = presenters.results_records(g, account)
+    if not account:
+        return jsonify({"account": None, "history": None, "records": records, "records_error": records_error,
+                        "error": "no consumer account is available (chain down or none configured)"})
+    history, error = attempt(g, lambda: presenters.consumer_history(g, account))
+    return jsonify({"account": account, "history": history, "error": error, "records": records,
+                    "records_error": records_error})
+
+
+@bp.get("/utility/preview")
+def utility_preview() -> Any:
+    """Payout preview of a request (market.py formulas); query as the request form's fields."""
+    _need("utility")
+    g = gw()
+    args = request.args
+    try:
+        target_kw = Decimal(args.get("target_kw", ""))
+        bidding_s = int(args.get("bidding_s", "60"))
+        delay_min = int(args.get("delay_min", "0"))
+        duration_min = int(args.get("duration_min", "60"))
+        cap_wei = g.unit.to_wei(args.get("cap", ""))
+        budget = args.get("budget_eth") or None
+        budget_wei = None
+        if budget is not None:
+            value = Decimal(budget) * 10**18
+            if value != value.to_integral_value():
+                raise ValueError("budget_eth has more than 18 decimals")
+            budget_wei = int(value)
+        if target_kw <= 0 or bidding_s <= 0 or duration_min <= 0 or delay_min < 0:
+            raise ValueError("target_kw, bidding_s and duration_min must be positive, delay_min at least 0")
+        if (target_kw * 1000) != (target_kw * 1000).to_integral_value():
+            raise ValueError("target_kw has more than 3 decimals (whole watts)")
+        rule = args.get("rule", "uniform")
+        if rule not in ("uniform", "pay_as_bid"):
+            raise ValueError("rule must be uniform or pay_as_bid")
+        data = presenters.plan_preview(g, target_kw=target_kw, bidding_s=bidding_s, delay_min=delay_min,
+                                       duration_min=duration_min, cap_wei=cap_wei, budget_wei=budget_wei, rule=rule)
+    except InvalidOperation:
+        return _error("cannot preview: a field is missing or not a number", 400)
+    except ValueError as exc:
+        message = str(exc) if "invalid literal" not in str(exc) else "a field is missing or not a whole number"
+        return _error(f"cannot preview: {message}", 400)
+    return jsonify(data)
+
+
+@bp.get("/utility/requests")
+def utility_requests() -> Any:
+    """Every recent request with totals (utility view)."""
+    _need("utility")
+    g = gw()
+    data, failure = _chain_or_503(lambda: presenters.utility_history(g))
+    if failure:
+        return failure
+    return jsonify(data)

@@ -1,0 +1,151 @@
+"""Server-side SVG charts (no JavaScript library, no external assets).
+
+``merit_order_svg`` draws a supply curve: offers sorted by unit price, as a step chart of
+cumulative kW (x) against price per kWh (y). The consumer's bid preview and the utility's
+live bid stack use it; the utility's adds the target (a vertical line) and, once settled,
+the clearing price (a horizontal line).
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from typing import Iterable, Sequence
+
+from .units import PriceUnit
+
+W, H = 640, 300
+LEFT, RIGHT, TOP, BOTTOM = 78, 18, 16, 46
+
+
+def _nice_step(span: float, ticks: int = 5) -> float:
+    if span <= 0:
+        return 1.0
+    raw = span / ticks
+    magnitude = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 2.5, 5, 10):
+        if factor * magnitude >= raw:
+            return factor * magnitude
+    return 10 * magnitude
+
+
+def _fmt_axis(value: float) -> str:
+    if value == int(value):
+        return f"{int(value):,}"
+    return f"{value:,.3f}".rstrip("0").rstrip(".")
+
+
+def merit_order_svg(
+    levels: Iterable[tuple[int, int]],
+    unit: PriceUnit,
+    *,
+    title: str,
+    target_watts: int | None = None,
+    clearing_price: int | None = None,
+    cap: int | None = None,
+    chart_id: str = "chart",
+) -> str:
+    """An accessible SVG step chart of ``(price wei/kWh, watts)`` levels (any order)."""
+    steps = sorted((int(p), int(w)) for p, w in levels if int(w) > 0)
+    total_kw = sum(w for _, w in steps) / 1000
+    prices = [unit.from_wei(p) for p, _ in steps]
+    x_max = max([total_kw, (target_watts or 0) / 1000 * 1.1, 0.001])
+    y_candidates = [float(p) for p in prices]
+    if cap:
+        y_candidates.append(float(unit.from_wei(cap)))
+    if clearing_price:
+        y_candidates.append(float(unit.from_wei(clearing_price)))
+    y_max = max(y_candidates + [1e-9]) * 1.08
+    x_step, y_step = _nice_step(x_max), _nice_step(y_max)
+    x_max = max(x_max, x_step)
+    pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
+
+    def sx(kw: float) -> float:
+        return LEFT + pw * kw / x_max
+
+    def sy(price: float) -> float:
+        return TOP + ph * (1 - price / y_max)
+
+    desc_parts = [f"{len(steps)} price level(s), {total_kw:.3f} kW offered in total"]
+    if target_watts:
+        desc_parts.append(f"target {target_watts / 1000:.3f} kW")
+    if clearing_price:
+        desc_parts.append(f"clearing price {unit.format(clearing_price)}")
+    out = [
+        f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-labelledby="{chart_id}-t {chart_id}-d" '
+        f'xmlns="http://www.w3.org/2000/svg" preserveAspectRatio="xMidYMid meet">',
+        f'<title id="{chart_id}-t">{escape(title)}</title>',
+        f'<desc id="{chart_id}-d">{escape("; ".join(desc_parts))}</desc>',
+        f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" class="plot"/>',
+    ]
+    # grid and ticks
+    value = 0.0
+    while value <= y_max + 1e-12:
+        y = sy(value)
+        out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{_fmt_axis(value)}</text>')
+        value += y_step
+    value = 0.0
+    while value <= x_max + 1e-12:
+        x = sx(value)
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{TOP + ph}" class="grid"/>')
+        out.append(f'<text x="{x:.1f}" y="{TOP + ph + 16}" class="tick" text-anchor="middle">{_fmt_axis(value)}</text>')
+        value += x_step
+    out.append(f'<text x="{LEFT + pw / 2:.1f}" y="{H - 6}" class="axis" text-anchor="middle">cumulative reduction (kW)</text>')
+    out.append(f'<text x="14" y="{TOP + ph / 2:.1f}" class="axis" text-anchor="middle" '
+               f'transform="rotate(-90 14 {TOP + ph / 2:.1f})">price ({escape(unit.label)})</text>')
+    # steps: one filled block per level; once settled, the accepted part is highlighted
+    # (the marginal level only in part, as the contract accepts it).
+    cumulative = 0.0
+    remaining = target_watts if target_watts is not None else None
+    for (price_wei, watts), price in zip(steps, prices):
+        y = sy(float(price))
+        taken = 0
+        if clearing_price and price_wei <= clearing_price:
+            taken = watts if remaining is None else max(0, min(watts, remaining))
+            if remaining is not None:
+                remaining -= taken
+        parts = [(taken, "step accepted", "accepted"), (watts - taken, "step", "offered")]
+        left = cumulative
+        for part_watts, cls, word in parts:
+            if part_watts <= 0:
+                continue
+            x0, x1 = sx(left), sx(left + part_watts / 1000)
+            out.append(
+                f'<rect x="{x0:.1f}" y="{y:.1f}" width="{max(x1 - x0, 0.8):.1f}" height="{TOP + ph - y:.1f}" class="{cls}">'
+                f'<title>{part_watts / 1000:.3f} kW {word} at {escape(unit.format(price_wei))}</title></rect>'
+            )
+            left += part_watts / 1000
+        cumulative += watts / 1000
+    if steps:
+        points = []
+        cumulative = 0.0
+        for price_wei, watts in steps:
+            y = sy(float(unit.from_wei(price_wei)))
+            points.append(f"{sx(cumulative):.1f},{y:.1f}")
+            cumulative += watts / 1000
+            points.append(f"{sx(cumulative):.1f},{y:.1f}")
+        out.append(f'<polyline points="{" ".join(points)}" class="curve"/>')
+    else:
+        out.append(f'<text x="{LEFT + pw / 2:.1f}" y="{TOP + ph / 2:.1f}" class="empty" text-anchor="middle">no bids yet</text>')
+    if cap:
+        y = sy(float(unit.from_wei(cap)))
+        out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="cap"/>')
+        out.append(f'<text x="{LEFT + 6}" y="{y - 5:.1f}" class="label">cap {escape(unit.format(cap))}</text>')
+    if target_watts:
+        x = sx(target_watts / 1000)
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{TOP + ph}" class="target"/>')
+        anchor, dx = ("end", -5) if x > LEFT + pw * 0.6 else ("start", 5)
+        out.append(f'<text x="{x + dx:.1f}" y="{TOP + ph - 8}" class="label target-label" text-anchor="{anchor}">'
+                   f'target {target_watts / 1000:.3f} kW</text>')
+    if clearing_price:
+        y = sy(float(unit.from_wei(clearing_price)))
+        out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="clearing"/>')
+        out.append(f'<text x="{LEFT + 6}" y="{y - 5:.1f}" class="label clearing-label">clearing {escape(unit.format(clearing_price))}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def book_levels(book: Sequence[int], tick_wei: int) -> list[tuple[int, int]]:
+    """``(price, watts)`` of the non-empty levels of a contract book (index i is (i+1)*tick)."""
+    return [((i + 1) * tick_wei, int(w)) for i, w in enumerate(book) if w]

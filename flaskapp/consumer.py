@@ -1,0 +1,337 @@
+"""Consumer console: bids, daemon control, open requests, results and withdrawals."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+
+from demand_response.accounts import AccountError
+from demand_response.bids import BidsError, Offer, load_bids, save_bids
+from demand_response.chain import redact_url
+from demand_response.contract import Status
+from demand_response.market import snap_price_up
+
+from . import presenters
+from .charts import merit_order_svg
+from .daemon import DaemonManager
+from .forms import BidsForm, DaemonStartForm, FillForm, PlainForm, UnlockForm
+from .services import USER_ERRORS, Gateway, RoleDisabled, attempt, one_line
+
+bp = Blueprint("consumer", __name__, url_prefix="/consumer")
+
+
+def gw() -> Gateway:
+    """This app's gateway."""
+    return current_app.extensions["dr"]
+
+
+def daemon() -> DaemonManager:
+    """This app's daemon manager."""
+    return current_app.extensions["dr_daemon"]
+
+
+@bp.before_request
+def _role() -> None:
+    if not gw().consumer_enabled:
+        raise RoleDisabled("The consumer console is switched off on this server (DR_ROLE=utility).")
+
+
+def consumer_status() -> dict[str, Any]:
+    """Account, balance, owed, chain and daemon: what the status panel and /api/status show."""
+    g = gw()
+    chain = g.chain_status()
+    account = g.account("consumer") if chain.connected or g.needs_password("consumer") else g.account("consumer")
+    balance = owed = None
+    if chain.connected and account:
+        (balance, owed), _ = attempt(g, lambda: (g.session().w3.eth.get_balance(account), g.session().dr.owed(account)),
+                                     (None, None))
+    return {"chain": chain.as_dict(), "account": account, "balance_wei": None if balance is None else str(balance),
+            "owed_wei": None if owed is None else str(owed), "locked": g.needs_password("consumer"),
+            "daemon": daemon().status(), "server_time": int(time.time())}
+
+
+# -- console ---------------------------------------------------------------------------
+
+
+def _render_console(start_form: DaemonStartForm | None = None, unlock_form: UnlockForm | None = None,
+                    code: int = 200) -> Any:
+    g = gw()
+    status = consumer_status()
+    requests, req_error = [], None
+    if status["chain"]["connected"]:
+        requests, req_error = attempt(g, lambda: presenters.consumer_requests(g, status["account"]), [])
+    start_form = start_form or DaemonStartForm(source=g.settings.bids_source if g.settings.bids_source in ("file", "gridsim") else "file")
+    return render_template(
+        "consumer/console.html", status=status, requests=requests, req_error=req_error,
+        start_form=start_form, stop_form=PlainForm(), unlock_form=unlock_form or UnlockForm(),
+        auto_withdraw=g.settings.auto_withdraw,
+    ), code
+
+
+@bp.get("/")
+def console() -> Any:
+    return _render_console()
+
+
+@bp.post("/daemon/start")
+def daemon_start() -> Any:
+    g = gw()
+    form = DaemonStartForm()
+    if not form.validate_on_submit():
+        return _render_console(start_form=form, code=400)
+    if g.needs_password("consumer"):
+        if not form.password.data:
+            form.password.errors.append("Enter the keystore password to start the daemon.")
+            return _render_console(start_form=form, code=400)
+        try:
+            g.unlock("consumer", form.password.data)
+        except AccountError as exc:
+            form.password.errors.append(_sentence(one_line(exc)))
+            return _render_console(start_form=form, code=400)
+    source = form.source.data
+    try:
+        if source == "file":
+            try:
+                load_bids(g.settings.bids_file)
+            except BidsError as exc:
+                form.source.errors.append(f"Save valid bids first: {one_line(exc)}")
+                return _render_console(start_form=form, code=400)
+            from demand_response.consumer import file_bids
+
+            provider = file_bids(g.settings.bids_file)
+        else:
+            from demand_response.consumer import gridsim_bids
+
+            provider = gridsim_bids(household_index=g.household, seed=g.gridsim_seed)
+        session = g.session()
+        signer = g.signer("consumer")
+        daemon().start(session, signer, provider, source, g.settings, redact_url(g.settings.rpc_url))
+    except USER_ERRORS as exc:
+        flash(f"Could not start the daemon: {one_line(exc)}", "error")
+        return _render_console(start_form=form, code=409)
+    flash(f"Daemon started for {signer.address}; it bids on every new request.", "ok")
+    return redirect(url_for("consumer.console"))
+
+
+@bp.post("/daemon/stop")
+def daemon_stop() -> Any:
+    if not PlainForm().validate_on_submit():
+        return _render_console(code=400)
+    if daemon().stop():
+        flash("Daemon stopped.", "ok")
+    else:
+        flash("The daemon was not running.", "info")
+    return redirect(url_for("consumer.console"))
+
+
+@bp.post("/unlock")
+def unlock() -> Any:
+    form = UnlockForm()
+    if not form.validate_on_submit():
+        return _render_console(unlock_form=form, code=400)
+    try:
+        address = gw().unlock("consumer", form.password.data)
+    except AccountError as exc:
+        form.password.errors.append(_sentence(one_line(exc)))
+        flash(_sentence(one_line(exc)), "error")
+        if request.form.get("next", "").endswith("/results"):
+            return _render_results(code=400)
+        return _render_console(unlock_form=form, code=400)
+    flash(f"Account {address} unlocked until the server stops.", "ok")
+    target = request.form.get("next", "")
+    if not (target.startswith("/") and not target.startswith("//")):
+        target = url_for("consumer.console")  # only local paths: no open redirect
+    return redirect(target)
+
+
+def _sentence(text: str) -> str:
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
+# -- bids ------------------------------------------------------------------------------
+
+
+def _rows_from_offers(offers: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    unit = gw().unit
+    return [{"kw": Decimal(w) / 1000, "price": unit.from_wei(p)} for w, p in offers]
+
+
+def _form_offers(form: BidsForm) -> list[Offer]:
+    unit = gw().unit
+    return [Offer(int(row.kw.data * 1000), unit.to_wei(row.price.data)) for row in form.rows]
+
+
+def _curve_svg(offers: list[tuple[int, int]], cap: int | None) -> str:
+    return merit_order_svg([(p, w) for w, p in offers], gw().unit, title="Your bid curve", cap=cap, chart_id="curve")
+
+
+def _current_request() -> Any:
+    """The open request bids would go to next (None when there is none or no chain)."""
+    g = gw()
+    requests, _ = attempt(g, lambda: g.recent_requests(10), [])
+    now = int(time.time())
+    live = [r for r in requests if r.status == Status.OPEN and r.bidding_deadline >= now]
+    return live[-1] if live else None
+
+
+def _render_bids(form: BidsForm, code: int = 200, offers: list[tuple[int, int]] | None = None,
+                 load_error: str | None = None, fleet: bool = False) -> Any:
+    g = gw()
+    current = _current_request()
+    cap = current.max_price if current else None
+    if offers is None:
+        offers = []
+        for row in form.rows:
+            try:
+                offers.append((int(Decimal(row.kw.data) * 1000), g.unit.to_wei(row.price.data)))
+            except Exception:
+                continue
+    over_cap = [i for i, (_, p) in enumerate(offers) if cap and p > cap]
+    return render_template(
+        "consumer/bids.html", form=form, fill_form=FillForm(), chart=_curve_svg(offers, cap),
+        current=presenters.request_dict(g, current) if current else None, over_cap=over_cap,
+        load_error=load_error, fleet=fleet, bids_file=str(g.settings.bids_file), max_rows=64,
+    ), code
+
+
+@bp.route("/bids", methods=["GET", "POST"])
+def bids() -> Any:
+    g = gw()
+    if request.method == "GET":
+        offers, error, fleet = presenters.saved_offers(g)
+        form = BidsForm(formdata=None, data={"rows": _rows_from_offers(offers) or [{}]})
+        return _render_bids(form, offers=offers, load_error=error, fleet=fleet)
+    form = BidsForm()
+    remove = request.form.get("remove")
+    if form.add.data or remove is not None:
+        # Add or remove a row (the page's script does this without a round trip).
+        if not form.validate_on_submit() and "csrf_token" in form.errors:
+            return _render_bids(form, code=400)
+        rows = [{"kw": r.kw.data, "price": r.price.data} for r in form.rows]
+        if remove is not None and remove.isdigit() and int(remove) < len(rows):
+            rows.pop(int(remove))
+        if form.add.data and len(rows) < 64:
+            rows.append({})
+        fresh = BidsForm(formdata=None, data={"rows": rows or [{}]})
+        return _render_bids(fresh)
+    if not form.validate_on_submit():
+        return _render_bids(form, code=400)
+    try:
+        offers = _form_offers(form)
+        save_bids(g.settings.bids_file, offers, source="web form")
+    except (BidsError, OSError) as exc:
+        form.form_errors.append(f"Not saved: {one_line(exc)}")
+        return _render_bids(form, code=400)
+    flash(f"Saved {len(offers)} bid(s) to {g.settings.bids_file}. The daemon uses them for the next request.", "ok")
+    return redirect(url_for("consumer.bids"))
+
+
+@bp.post("/bids/fill")
+def fill() -> Any:
+    """Fill the form (not the file) from gridsim, for the current or the next request."""
+    g = gw()
+    if not FillForm().validate_on_submit():
+        offers, error, fleet = presenters.saved_offers(g)
+        return _render_bids(BidsForm(formdata=None, data={"rows": _rows_from_offers(offers) or [{}]}), code=400)
+    current = _current_request()
+    if current is not None:
+        window = {"event_start": current.event_start, "event_end": current.event_end,
+                  "max_price_wei_per_kwh": current.max_price}
+        cap, what = current.max_price, f"request {current.request_id}"
+    else:
+        start = (int(time.time()) // 3600 + 1) * 3600
+        window = {"event_start": start, "event_end": start + 3600}
+        cap, what = None, f"a one-hour event at {time.strftime('%H:%M', time.localtime(start))}"
+    try:
+        from demand_response.gridsim import bids_for_request
+
+        pairs = bids_for_request(window, household_index=g.household, seed=g.gridsim_seed)
+    except Exception as exc:  # ImportError (numpy missing) or a simulation error
+        flash(f"The household simulation is not available: {type(exc).__name__}: {one_line(exc)}", "error")
+        return redirect(url_for("consumer.bids"))
+    offers = []
+    for watts, price in pairs:
+        price = int(price)
+        price = snap_price_up(price, cap) if cap else -(-price // g.unit.wei) * g.unit.wei
+        offers.append((int(watts), price))
+    offers = offers[:64]
+    if not offers:
+        flash(f"The simulated household has no flexibility for {what}; enter bids by hand.", "info")
+        return redirect(url_for("consumer.bids"))
+    form = BidsForm(formdata=None, data={"rows": _rows_from_offers(offers)})
+    flash(f"Filled {len(offers)} bid(s) from household {g.household} for {what}. Review them, then save.", "ok")
+    return _render_bids(form, offers=offers)
+
+
+# -- results ---------------------------------------------------------------------------
+
+
+@bp.get("/results")
+def results() -> Any:
+    return _render_results()
+
+
+def _render_results(code: int = 200) -> Any:
+    g = gw()
+    account = g.account("consumer")
+    history, error = None, None
+    if account:
+        history, error = attempt(g, lambda: presenters.consumer_history(g, account))
+    else:
+        _, error = attempt(g, lambda: g.session())
+        error = error or "no consumer account is configured; set CONSUMER_ACCOUNT (see docs/web.md)"
+    records, records_error = presenters.results_records(g, account)
+    return render_template("consumer/results.html", history=history, error=error, records=records,
+                           records_error=records_error, withdraw_form=PlainForm(),
+                           results_file=str(g.settings.results_file), account=account,
+                           locked=g.needs_password("consumer"), unlock_form=UnlockForm()), code
+
+
+@bp.post("/withdraw")
+def withdraw() -> Any:
+    """Claim unclaimed winnings (recording them in results.json), then withdraw everything owed."""
+    from demand_response.consumer import ConsumerAgent
+    from demand_response.results import ResultsFile
+
+    g = gw()
+    if not PlainForm().validate_on_submit():
+        return _render_results(code=400)
+    try:
+        session = g.session()
+        signer = g.signer("consumer")
+        dr = session.dr
+        agent = ConsumerAgent(dr, signer, lambda info: (), ResultsFile(g.settings.results_file), {},
+                              chain_id=session.chain_id, auto_withdraw=False, label=f"web {signer.address[:10]}")
+        claimed = 0
+        for info in g.recent_requests():
+            if info.status != Status.SETTLED:
+                continue
+            mine = dr.bids_of(info.request_id, signer.address)
+            pending = [b.bid_id for b in mine if b.accepted_watts and not b.claimed]
+            if not pending:
+                continue
+            agent.handle_settled(info.request_id)  # claims and records, like the daemon does
+            still = [b.bid_id for b in dr.bids_of(info.request_id, signer.address) if b.accepted_watts and not b.claimed]
+            if still:
+                dr.claim(signer, info.request_id, still)
+            claimed += 1
+        owed = dr.owed(signer.address)
+        if not owed:
+            flash("Nothing to withdraw: you are owed 0 ETH.", "info")
+            return redirect(url_for("consumer.results"))
+        receipt = dr.withdraw(signer)
+    except AccountError as exc:
+        flash(f"Withdrawal failed: {one_line(exc)}", "error")
+        return _render_results(code=409)
+    except USER_ERRORS as exc:
+        flash(f"Withdrawal failed: {one_line(exc)}", "error")
+        return _render_results(code=409)
+    from .units import fmt_eth
+
+    tx = "0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x")
+    flash(f"Withdrew {fmt_eth(owed)} to {signer.address} (tx {tx}).", "ok")
+    return redirect(url_for("consumer.results"))

@@ -1,0 +1,246 @@
+"""The consumer daemon, run in-process as a managed background thread.
+
+``DaemonManager.start`` builds the package's ``ConsumerService`` (the same object
+``dr consumer run`` runs) and runs it in a thread. Guarantees:
+
+* one daemon per account: a process-wide registry refuses a second thread for the same
+  (chain, contract, account), and an exclusive lock file in ``STATE_DIR`` refuses a
+  daemon that another process (``dr consumer run``, another web app) already runs;
+* no orphans: the thread is a daemon thread, it is stopped and joined on ``stop()`` and at
+  interpreter exit, and it holds no child processes;
+* status for the page: listening or reconnecting, the last event seen, the last error and
+  recent log lines (never secrets: the daemon logs addresses and amounts only).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import fcntl
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from demand_response.chain import ChainError
+from demand_response.consumer import AgentSpec, ConsumerService, state_path_for
+from demand_response.listener import Event
+from demand_response.results import ResultsFile
+
+log = logging.getLogger("flaskapp.daemon")
+
+_REGISTRY: dict[tuple[int, str, str], "DaemonHandle"] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+class DaemonError(ChainError):
+    """The daemon cannot be started or stopped; ``str()`` is one clear line."""
+
+
+class _LogBuffer(logging.Handler):
+    """Keeps the last lines one daemon logged (its thread only)."""
+
+    def __init__(self, thread_name: str, size: int = 40) -> None:
+        super().__init__(logging.INFO)
+        self.thread_name = thread_name
+        self.lines: collections.deque[dict[str, Any]] = collections.deque(maxlen=size)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.threadName != self.thread_name:
+            return
+        try:
+            self.lines.append({"at": int(record.created), "level": record.levelname.lower(),
+                               "message": record.getMessage()})
+        except Exception:  # a bad log call must never break the daemon
+            pass
+
+
+class _WatchedService(ConsumerService):
+    """``ConsumerService`` that reports the events it handles and the health of its polls."""
+
+    handle: "DaemonHandle"
+
+    def _dispatch(self, event: Event) -> None:
+        self.handle.last_event = {
+            "name": event.name, "request_id": int(event.args.get("requestId", 0)),
+            "block": event.block_number, "tx": event.tx_hash, "seen_at": int(time.time()),
+        }
+        super()._dispatch(event)
+
+
+@dataclass
+class DaemonHandle:
+    """One running (or finished) daemon thread."""
+
+    key: tuple[int, str, str]
+    account: str
+    chain_id: int
+    contract: str
+    bids_source: str
+    thread: threading.Thread | None = None
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    started_at: int = field(default_factory=lambda: int(time.time()))
+    stopped_at: int | None = None
+    last_poll_ok: float | None = None
+    last_poll_error: str | None = None
+    last_event: dict[str, Any] | None = None
+    error: str | None = None
+    poll_interval: float = 0.2
+    logs: _LogBuffer | None = None
+    lock_handle: Any = None
+
+    @property
+    def alive(self) -> bool:
+        """The thread is running."""
+        return self.thread is not None and self.thread.is_alive()
+
+    @property
+    def listening(self) -> bool:
+        """Running and its last poll of the node succeeded recently."""
+        if not self.alive or self.last_poll_ok is None:
+            return False
+        return time.monotonic() - self.last_poll_ok < max(10.0, 20 * self.poll_interval)
+
+    def status(self) -> dict[str, Any]:
+        """JSON form for the page and /api/daemon."""
+        if self.alive:
+            state = "listening" if self.listening else ("starting" if self.last_poll_ok is None and not self.last_poll_error else "reconnecting")
+        else:
+            state = "failed" if self.error else "stopped"
+        return {
+            "state": state, "running": self.alive, "listening": self.listening, "account": self.account,
+            "chain_id": self.chain_id, "contract": self.contract, "bids_source": self.bids_source,
+            "started_at": self.started_at, "stopped_at": self.stopped_at, "last_event": self.last_event,
+            "error": self.error, "poll_error": self.last_poll_error,
+            "log": list(self.logs.lines) if self.logs else [],
+        }
+
+
+def _lock_file(state_dir: Path, key: tuple[int, str, str]) -> Any:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / f".daemon-{key[0]}-{key[1][2:10]}-{key[2][2:10]}.lock"
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise DaemonError(
+            f"another process already runs a consumer daemon for {key[2]} (lock {path.name} is held); "
+            "stop it first (one daemon per account)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+class DaemonManager:
+    """Starts, stops and reports the consumer daemon of one app."""
+
+    def __init__(self) -> None:
+        self.current: DaemonHandle | None = None
+
+    def status(self) -> dict[str, Any]:
+        """The current daemon's status, or a stopped one."""
+        if self.current is None:
+            return {"state": "stopped", "running": False, "listening": False, "last_event": None,
+                    "error": None, "log": [], "account": None}
+        return self.current.status()
+
+    def start(
+        self, session: Any, signer: Any, bids: Callable, bids_source: str, settings: Any, rpc_name: str,
+    ) -> DaemonHandle:
+        """Start the daemon for ``signer`` (one per account, process-wide and across processes)."""
+        key = (int(session.chain_id), session.dr.address.lower(), signer.address.lower())
+        with _REGISTRY_LOCK:
+            running = _REGISTRY.get(key)
+            if running is not None and running.alive:
+                if running is self.current:
+                    raise DaemonError(f"the daemon for {signer.address} is already running")
+                raise DaemonError(f"a consumer daemon for {signer.address} is already running in this server")
+            lock_handle = _lock_file(Path(settings.state_dir), key)
+            handle = DaemonHandle(key, signer.address, int(session.chain_id), session.dr.address, bids_source,
+                                  poll_interval=settings.poll_interval, lock_handle=lock_handle)
+            try:
+                service = _WatchedService(
+                    session.dr, session.chain_id, [AgentSpec(signer, bids, f"consumer {signer.address[:10]}")],
+                    state_path=state_path_for(settings.state_dir, session.chain_id, session.dr.address, signer.address),
+                    results=ResultsFile(settings.results_file), start_block=session.start_block(),
+                    poll_interval=settings.poll_interval, confirmations=settings.confirmations,
+                    reorg_depth=settings.reorg_depth, auto_withdraw=settings.auto_withdraw, rpc_name=rpc_name,
+                )
+            except Exception:
+                lock_handle.close()
+                raise
+            service.handle = handle
+            poll = service.poller.poll
+
+            def watched_poll() -> Any:
+                try:
+                    result = poll()
+                except Exception as exc:
+                    handle.last_poll_error = f"{type(exc).__name__}: the node is not answering; retrying"
+                    raise
+                handle.last_poll_ok = time.monotonic()
+                handle.last_poll_error = None
+                return result
+
+            service.poller.poll = watched_poll  # type: ignore[method-assign]
+            name = f"dr-consumer-{signer.address[:10]}"
+            handle.logs = _LogBuffer(name)
+            logging.getLogger("demand_response").addHandler(handle.logs)
+            if logging.getLogger("demand_response").level == logging.NOTSET:
+                logging.getLogger("demand_response").setLevel(logging.INFO)
+            handle.thread = threading.Thread(target=self._run, args=(handle, service), name=name, daemon=True)
+            _REGISTRY[key] = handle
+            self.current = handle
+            handle.thread.start()
+        return handle
+
+    @staticmethod
+    def _run(handle: DaemonHandle, service: ConsumerService) -> None:
+        try:
+            service.run(handle.stop_event)
+        except Exception as exc:
+            handle.error = f"the daemon stopped: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+            log.error("consumer daemon for %s failed: %s", handle.account, handle.error)
+        finally:
+            handle.stopped_at = int(time.time())
+            if handle.lock_handle is not None:
+                try:
+                    handle.lock_handle.close()
+                except OSError:
+                    pass
+                handle.lock_handle = None
+            with _REGISTRY_LOCK:
+                if _REGISTRY.get(handle.key) is handle:
+                    del _REGISTRY[handle.key]
+
+    def stop(self, timeout: float = 15.0) -> bool:
+        """Stop the daemon and wait for its thread; False when none was running."""
+        handle = self.current
+        if handle is None or not handle.alive:
+            return False
+        handle.stop_event.set()
+        handle.thread.join(timeout)
+        if handle.logs is not None:
+            logging.getLogger("demand_response").removeHandler(handle.logs)
+        return True
+
+
+def stop_all(timeout: float = 10.0) -> None:
+    """Stop every daemon thread of this process (registered with atexit)."""
+    with _REGISTRY_LOCK:
+        handles = list(_REGISTRY.values())
+    for handle in handles:
+        handle.stop_event.set()
+    for handle in handles:
+        if handle.thread is not None:
+            handle.thread.join(timeout)
+
+
+atexit.register(stop_all)

@@ -1,0 +1,145 @@
+"""WTForms forms (all with CSRF through Flask-WTF)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    DecimalField,
+    FieldList,
+    Form,
+    FormField,
+    IntegerField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    SubmitField,
+    ValidationError,
+)
+from wtforms.validators import InputRequired, NumberRange, Optional
+
+from demand_response.bids import MAX_WATTS
+
+try:  # WTForms >= 3.3 deprecates (value, label) tuples
+    from wtforms.fields.choices import SelectChoice as _Choice
+except ImportError:  # pragma: no cover - older WTForms
+    def _Choice(value: str, label: str) -> tuple[str, str]:  # type: ignore[misc]
+        return (value, label)
+
+MAX_ROWS = 64  # one transaction's worth of bids
+MAX_KW = Decimal(MAX_WATTS) / 1000
+
+
+def _whole_watts(form: Form, field: DecimalField) -> None:
+    if field.data is not None and (field.data * 1000) != (field.data * 1000).to_integral_value():
+        raise ValidationError("At most 3 decimals (bids are in whole watts).")
+
+
+class _PriceInUnit:
+    """Validator: the price converts to whole wei in the page's unit, and is positive."""
+
+    def __call__(self, form: Form, field: DecimalField) -> None:
+        from flask import current_app
+
+        unit = current_app.extensions["dr"].unit
+        if field.data is None:
+            return
+        if field.data <= 0:
+            raise ValidationError("The price must be above 0.")
+        try:
+            unit.to_wei(field.data)
+        except ValueError as exc:
+            raise ValidationError(f"Use {exc}.") from None
+
+
+class BidRow(Form):
+    """One bid: kW and price per kWh. A nested form, so no CSRF field of its own."""
+
+    kw = DecimalField(
+        "Reduction (kW)", places=None,
+        validators=[InputRequired("Enter the kW you can cut."),
+                    NumberRange(min=Decimal("0.001"), max=MAX_KW, message="Between 0.001 and %(max)s kW."),
+                    _whole_watts],
+    )
+    price = DecimalField("Price", places=None,
+                         validators=[InputRequired("Enter the least you accept per kWh."), _PriceInUnit()])
+
+
+class BidsForm(FlaskForm):
+    """The consumer's offers (written to bids.json)."""
+
+    rows = FieldList(FormField(BidRow), min_entries=1, max_entries=MAX_ROWS)
+    save = SubmitField("Save bids")
+    add = SubmitField("Add a row")
+
+    def validate_rows(self, field: FieldList) -> None:
+        if not field.entries:
+            raise ValidationError("Give at least one bid.")
+        if len(field.entries) > MAX_ROWS:
+            raise ValidationError(f"At most {MAX_ROWS} bids.")
+
+
+class FillForm(FlaskForm):
+    """Fill the bid form from the household simulation."""
+
+    fill = SubmitField("Fill from household simulation")
+
+
+class DaemonStartForm(FlaskForm):
+    """Start the consumer daemon."""
+
+    source = RadioField("Bids come from", choices=[_Choice("file", "the saved bids (bids.json)"),
+                                                    _Choice("gridsim", "the household simulation, fitted to each request")],
+                        default="file", validators=[InputRequired()])
+    password = PasswordField("Keystore password", validators=[Optional()])
+    start = SubmitField("Start daemon")
+
+
+class PlainForm(FlaskForm):
+    """A form with only a button (stop, withdraw, settle, …): CSRF is what it checks."""
+
+    submit = SubmitField("Go")
+
+
+class UnlockForm(FlaskForm):
+    """Unlock a keystore for this server's lifetime."""
+
+    password = PasswordField("Keystore password", validators=[InputRequired("Enter the keystore password.")])
+    unlock = SubmitField("Unlock")
+
+
+class RequestForm(FlaskForm):
+    """The utility's demand-reduction request."""
+
+    target_kw = DecimalField("Target reduction (kW)", places=None,
+                             validators=[InputRequired("Enter the reduction you need."),
+                                         NumberRange(min=Decimal("0.001"), max=MAX_KW,
+                                                     message="Between 0.001 and %(max)s kW."),
+                                         _whole_watts])
+    bidding_s = IntegerField("Bidding window (s)", default=60,
+                             validators=[InputRequired("How long may consumers bid?"),
+                                         NumberRange(min=5, max=30 * 86400, message="Between 5 s and 30 days.")])
+    delay_min = IntegerField("Delay after bidding (min)", default=0,
+                             validators=[InputRequired("Enter 0 to start right after bidding closes."),
+                                         NumberRange(min=0, max=30 * 1440, message="Between 0 and 43,200 min.")])
+    duration_min = IntegerField("Duration (min)", default=60,
+                                validators=[InputRequired("How long must the reduction last?"),
+                                            NumberRange(min=1, max=7 * 1440, message="Between 1 min and 7 days.")])
+    cap = DecimalField("Price cap", places=None,
+                       validators=[InputRequired("Enter the most you pay per kWh."), _PriceInUnit()])
+    budget_eth = DecimalField("Budget (ETH, optional)", places=None, validators=[Optional()])
+    rule = SelectField("Pricing", choices=[_Choice("uniform", "Uniform price"),
+                                           _Choice("pay_as_bid", "Pay as bid")], default="uniform")
+    preview = SubmitField("Preview")
+    post = SubmitField("Post request")
+
+    def validate_budget_eth(self, field: DecimalField) -> None:
+        if field.data is None:
+            return
+        if field.data <= 0:
+            raise ValidationError("The budget must be above 0 (or leave it empty for the minimum).")
+        wei = field.data * 10**18
+        if wei != wei.to_integral_value():
+            raise ValidationError("At most 18 decimals (whole wei).")
+

@@ -1,0 +1,205 @@
+"""End to end in headless Chromium (Playwright) against the web app and a live ganache.
+
+Two servers, as deployed: a consumer console (DR_ROLE=consumer) and a utility dashboard
+(DR_ROLE=utility), each with its own account. The story: enter bids, start the daemon, a
+request arrives and counts down, the daemon bids, the utility settles, the results page
+shows the accepted kW and payout and withdraw works, the bid stack shows the bids.
+Screenshots of the main pages are taken on every run, into a temporary folder; `make
+screenshots` (DR_SCREENSHOT_DIR=docs/img) refreshes the committed ones in docs/img/ui-*.png.
+
+Skipped, with the reason, when Chromium or Playwright is missing; ``make test`` installs both.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"Chromium is not installed ({CHROMIUM}); `apt-get install -y chromium` or `make test` installs it",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)")
+pytest.importorskip("flask_wtf")
+
+from werkzeug.serving import make_server  # noqa: E402
+
+from demand_response import devchain  # noqa: E402
+from demand_response.chain import Signer, connect  # noqa: E402
+from demand_response.contract import DemandReduction  # noqa: E402
+from flaskapp import create_app  # noqa: E402
+from flaskapp.daemon import stop_all  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = Path(os.environ.get("DR_SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="dr-screenshots-"))
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
+        "--disable-dev-shm-usage"]
+WAIT = 60_000  # ms: generous, the machine is shared
+
+
+class Server:
+    """A Flask app served by werkzeug in a thread on a free port."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = devchain.free_port()
+        self.server = make_server("127.0.0.1", self.port, app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("browser")
+    node = devchain.start("ganache", accounts=4, balance_eth=1000, log_path=tmp / "ganache.log")
+    servers: list[Server] = []
+    try:
+        keys = devchain.dev_private_keys(4)
+        contract = DemandReduction.deploy(Signer.from_key(connect(node.url), keys[0])).address
+        common = {"RPC_URL": node.url, "CONTRACT_ADDRESS": contract, "DR_ENV_FILE": str(tmp / "missing.env"),
+                  "DEPLOYMENTS_FILE": str(tmp / "deployments.json"), "POLL_INTERVAL": "0.2", "DR_REFRESH_MS": "1000"}
+        consumer_app = create_app({**common, "DR_ROLE": "consumer", "CONSUMER_PRIVATE_KEY": keys[1],
+                                   "BIDS_FILE": str(tmp / "bids.json"), "RESULTS_FILE": str(tmp / "results.json"),
+                                   "STATE_DIR": str(tmp / "state"), "AUTO_WITHDRAW": "false"})
+        utility_app = create_app({**common, "DR_ROLE": "utility", "UTILITY_PRIVATE_KEY": keys[0],
+                                  "STATE_DIR": str(tmp / "ustate")})
+        servers = [Server(consumer_app), Server(utility_app)]
+        yield {"consumer": servers[0].url, "utility": servers[1].url, "consumer_app": consumer_app, "tmp": tmp}
+    finally:
+        stop_all()
+        for server in servers:
+            server.stop()
+        node.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(stack: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=ARGS,
+            viewport={"width": 1280, "height": 900}, device_scale_factor=1,
+        )
+        context.set_default_timeout(WAIT)
+        yield context
+        context.close()
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"ui-{name}.png"), full_page=True)
+
+
+def test_bid_request_settle_withdraw_in_a_browser(stack: dict[str, Any], browser: Any) -> None:
+    expect = sync_api.expect
+    expect.set_options(timeout=WAIT)
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # JavaScript errors only: a form answered with 400 (a validation error) is logged as a
+    # failed resource load, which is expected here.
+    page.on("console", lambda msg: errors.append(msg.text)
+            if msg.type == "error" and "Failed to load resource" not in msg.text else None)
+
+    # 1. Enter bids in the form (one row added by the page's script).
+    page.goto(stack["consumer"] + "/consumer/bids")
+    page.fill("#rows-0-kw", "1.5")
+    page.fill("#rows-0-price", "40000")
+    page.click("#add-row")
+    page.locator("[data-row] input[name$='-kw']").nth(1).fill("2")
+    page.locator("[data-row] input[name$='-price']").nth(1).fill("70000")
+    expect(page.locator("#curve svg desc")).to_contain_text("3.500 kW offered")
+    page.click("#save-bids")
+    expect(page.locator(".flash-ok")).to_contain_text("Saved 2 bid(s)")
+    shot(page, "bids")
+
+    # A validation error shows next to its field.
+    page.fill("#rows-0-kw", "-1")
+    page.click("#save-bids")
+    expect(page.locator("#rows-0-kw-err")).to_contain_text("Between 0.001 and")
+    page.goto(stack["consumer"] + "/consumer/bids")
+    expect(page.locator("#rows-0-kw")).to_have_value("1.5")
+
+    # 2. Start the daemon from the page.
+    page.goto(stack["consumer"] + "/consumer/")
+    page.click("[data-testid=start-daemon]")
+    expect(page.locator("[data-testid=daemon-state]")).to_have_text("listening")
+
+    # 3. A utility request arrives; the countdown shows.
+    utility = browser.new_page()
+    utility.bring_to_front()
+    utility.goto(stack["utility"] + "/utility/")
+    utility.fill("#target_kw", "3")
+    utility.fill("#bidding_s", "25")
+    utility.fill("#duration_min", "60")
+    utility.fill("#cap", "128000")
+    expect(utility.locator("#preview-box")).to_contain_text("Payout preview")
+    shot(utility, "utility-new")
+    utility.click("[data-testid=post-request]")
+    expect(utility.locator(".flash-ok")).to_contain_text("Posted request 1")
+
+    page.bring_to_front()  # a background tab does not poll
+    request = page.locator("[data-testid=request-1]")
+    expect(request).to_be_visible()
+    expect(request.locator(".countdown")).to_contain_text(re.compile(r"\d+:\d\d left to bid"))
+
+    # 4. The daemon's bids are submitted, with their transaction hashes.
+    expect(page.locator("[data-testid=my-bids-1] tbody tr")).to_have_count(2)
+    expect(page.locator("[data-testid=my-bids-1]")).to_contain_text("0x")
+    expect(page.locator("[data-testid=last-event]")).to_contain_text("ReductionRequested")
+    shot(page, "console")
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "console-phone")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    # 7 (live). The utility's bid stack shows the bids while bidding is open.
+    utility.bring_to_front()
+    utility.goto(stack["utility"] + "/utility/requests/1")
+    expect(utility.locator("[data-testid=bid-count]")).to_contain_text("2")
+    expect(utility.locator("[data-testid=bid-stack] svg rect.step")).to_have_count(2)
+
+    # 5. Settlement: the settle button once bidding has closed.
+    expect(utility.locator("[data-testid=request-state]")).to_have_text("closed", timeout=90_000)
+    utility.click("[data-testid=settle]")
+    expect(utility.locator(".flash-ok")).to_contain_text("settled at 70,000 gwei/kWh")
+    expect(utility.locator("[data-testid=clearing-price]")).to_have_text("70,000 gwei/kWh")
+    expect(utility.locator("[data-testid=bid-stack] svg rect.step.accepted")).to_have_count(2)
+    shot(utility, "utility-stack")
+    utility.goto(stack["utility"] + "/utility/")
+    expect(utility.locator("[data-testid=utility-history]")).to_contain_text("settled")
+    shot(utility, "utility")
+    utility.set_viewport_size({"width": 390, "height": 844})
+    shot(utility, "utility-phone")
+
+    # 6. Results: accepted kW and payout (the daemon claims), then withdraw.
+    page.bring_to_front()
+    page.goto(stack["consumer"] + "/consumer/results")
+    expect(page.locator("[data-testid=accepted-1]")).to_have_text("3.000 kW")
+    expect(page.locator("[data-testid=payout-1]")).to_have_text("0.000210 ETH")  # 3 kW x 1 h x 70,000 gwei
+    withdraw = page.locator("[data-testid=withdraw]")
+    expect(withdraw).to_be_visible()
+    shot(page, "results")
+    withdraw.click()
+    expect(page.locator(".flash-ok")).to_contain_text("Withdrew 0.000210 ETH")
+    expect(page.locator("[data-testid=owed]")).to_have_text("0.000000 ETH")
+    expect(page.locator("[data-testid=withdraw]")).to_have_count(0)
+
+    # The daemon stops from the page too.
+    page.goto(stack["consumer"] + "/consumer/")
+    page.click("[data-testid=stop-daemon]")
+    expect(page.locator("[data-testid=daemon-state]")).to_have_text("stopped")
+    assert not errors, errors

@@ -1,0 +1,526 @@
+"""The web front end through Flask's test client, against a real ganache (no mocks).
+
+Every route, every form's validation errors, CSRF on every form, the JSON API, role
+separation, and the user-caused failures that must never be a 500: a chain that is down,
+a wrong keystore password, invalid forms and broken files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+pytest.importorskip("flask_wtf")
+
+from demand_response import devchain  # noqa: E402
+from demand_response.accounts import save_keystore  # noqa: E402
+from demand_response.chain import Signer, connect  # noqa: E402
+from demand_response.contract import DemandReduction  # noqa: E402
+from flaskapp import create_app  # noqa: E402
+from flaskapp.daemon import stop_all  # noqa: E402
+
+GWEI = 10**9
+CAP_GWEI = 128_000  # 128e12 wei/kWh: grid step 1,000 gwei
+ENV_KEYS = ("RPC_URL", "NETWORK", "CHAIN_ID", "CONTRACT_ADDRESS", "UTILITY_ACCOUNT", "UTILITY_ACCOUNT_PASS",
+            "CONSUMER_ACCOUNT", "CONSUMER_ACCOUNT_PASS", "UTILITY_PRIVATE_KEY", "CONSUMER_PRIVATE_KEY",
+            "BIDS_FILE", "RESULTS_FILE", "STATE_DIR", "DR_ENV_FILE", "KEYSTORE_DIR", "DR_ROLE", "DR_PRICE_UNIT",
+            "FLASK_SECRET_KEY", "BIDS_SOURCE", "AUTO_WITHDRAW", "POLL_INTERVAL", "DEPLOYMENTS_FILE")
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devchain.DevChain]:
+    chain = devchain.start("ganache", accounts=6, balance_eth=1000,
+                           log_path=tmp_path_factory.mktemp("flask-chain") / "ganache.log")
+    yield chain
+    stop_all()
+    chain.stop()
+
+
+@pytest.fixture(scope="module")
+def keys() -> list[str]:
+    return devchain.dev_private_keys(6)
+
+
+@pytest.fixture(scope="module")
+def contract(node: devchain.DevChain, keys: list[str]) -> str:
+    w3 = connect(node.url)
+    return DemandReduction.deploy(Signer.from_key(w3, keys[0])).address
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def make_app(node: devchain.DevChain, contract: str, keys: list[str], tmp_path: Path) -> Iterator[Any]:
+    apps = []
+
+    def make(consumer: int = 1, utility: int | None = 0, csrf: bool = True, **extra: Any) -> Any:
+        config = {
+            "TESTING": True, "WTF_CSRF_ENABLED": csrf, "SECRET_KEY": "test-secret",
+            "RPC_URL": node.url, "CONTRACT_ADDRESS": contract,
+            "CONSUMER_PRIVATE_KEY": keys[consumer], "BIDS_FILE": str(tmp_path / "bids.json"),
+            "RESULTS_FILE": str(tmp_path / "results.json"), "STATE_DIR": str(tmp_path / "state"),
+            "DR_ENV_FILE": str(tmp_path / "missing.env"), "DEPLOYMENTS_FILE": str(tmp_path / "deployments.json"),
+            "POLL_INTERVAL": "0.1", "DR_RPC_TIMEOUT": "5",
+        }
+        if utility is not None:
+            config["UTILITY_PRIVATE_KEY"] = keys[utility]
+        config.update(extra)
+        app = create_app({k: v for k, v in config.items() if v is not None})
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["dr_daemon"].stop()
+
+
+@pytest.fixture
+def app(make_app: Any) -> Any:
+    return make_app(csrf=False)
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+def csrf_token(client: Any, url: str) -> str:
+    html = client.get(url).get_data(as_text=True)
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or \
+        re.search(r'data-csrf="([^"]+)"', html)
+    assert match, f"no CSRF token on {url}"
+    return match.group(1)
+
+
+def post_request(client: Any, target_kw: str = "3", bidding_s: str = "60", **extra: str) -> int:
+    data = {"target_kw": target_kw, "bidding_s": bidding_s, "delay_min": "0", "duration_min": "60",
+            "cap": str(CAP_GWEI), "rule": "uniform", "post": "1", **extra}
+    response = client.post("/utility/requests", data=data)
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    return int(response.headers["Location"].rstrip("/").split("/")[-1])
+
+
+def wait_for(predicate: Any, timeout: float = 60, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# -- pages ---------------------------------------------------------------------------------
+
+
+def test_every_page_renders(client: Any) -> None:
+    assert client.get("/").status_code == 302
+    rid = post_request(client)
+    for url, text in [
+        ("/consumer/", "Consumer console"), ("/consumer/bids", "Your bids"), ("/consumer/results", "Results"),
+        ("/utility/", "Utility dashboard"), (f"/utility/requests/{rid}", f"Request {rid}"),
+    ]:
+        response = client.get(url)
+        html = response.get_data(as_text=True)
+        assert response.status_code == 200, (url, html[:500])
+        assert text in html
+        assert "http://" not in re.sub(r'(<code>[^<]*</code>|xmlns="http://www.w3.org/2000/svg")', "", html), \
+            f"{url} links an external resource"
+    assert client.get("/static/app.css").status_code == 200
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/static/openapi.json").status_code == 200
+
+
+def test_unknown_pages_are_clear_404s(client: Any) -> None:
+    for url in ("/nope", "/utility/requests/9999", "/api/requests/9999"):
+        response = client.get(url)
+        assert response.status_code == 404
+    assert client.get("/api/requests/9999").get_json()["error"].startswith("there is no request")
+    assert client.get("/consumer/daemon/start").status_code == 405
+
+
+def test_console_shows_open_request_with_countdown(client: Any) -> None:
+    rid = post_request(client, bidding_s="600")
+    html = client.get("/consumer/").get_data(as_text=True)
+    assert f'data-testid="request-{rid}"' in html
+    assert re.search(r'data-deadline="\d+"', html)
+    assert "3.000 kW" in html and "128,000 gwei/kWh" in html
+
+
+# -- bid form --------------------------------------------------------------------------------
+
+
+def test_bid_form_saves_atomically(client: Any, app: Any) -> None:
+    path = Path(app.extensions["dr"].settings.bids_file)
+    response = client.post("/consumer/bids", data={
+        "rows-0-kw": "1.5", "rows-0-price": "40000", "rows-1-kw": "0.25", "rows-1-price": "60000.5", "save": "1"})
+    assert response.status_code == 302
+    doc = json.loads(path.read_text())
+    assert doc["bids"] == [{"watts": 1500, "price_wei_per_kwh": 40_000 * GWEI},
+                           {"watts": 250, "price_wei_per_kwh": 60_000_500_000_000}]
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+    page = client.get("/consumer/bids").get_data(as_text=True)
+    assert "Saved 2 bid(s)" in page and 'value="60000.5"' in page
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("kw", "", "Enter the kW you can cut."),
+    ("kw", "abc", "Not a valid decimal value"),
+    ("kw", "-1", "Between 0.001 and"),
+    ("kw", "0", "Between 0.001 and"),
+    ("kw", "1.2345", "At most 3 decimals"),
+    ("kw", "99999999", "Between 0.001 and"),
+    ("price", "", "Enter the least you accept per kWh."),
+    ("price", "0", "The price must be above 0."),
+    ("price", "-5", "The price must be above 0."),
+    ("price", "1.0000000001", "at most 9 decimals"),
+    ("price", "lots", "Not a valid decimal value"),
+])
+def test_bid_form_errors_show_next_to_the_field(client: Any, app: Any, field: str, value: str, message: str) -> None:
+    path = Path(app.extensions["dr"].settings.bids_file)
+    path.write_text('{"version": 1, "bids": [{"watts": 1, "price_wei_per_kwh": 1}]}')
+    data = {"rows-0-kw": "1", "rows-0-price": "1000", "save": "1", f"rows-0-{field}": value}
+    response = client.post("/consumer/bids", data=data)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    error = re.search(rf'<p class="error" id="rows-0-{field}-err">([^<]*)</p>', html)
+    assert error and message in error.group(1), html[html.find("bid-rows"):][:1500]
+    assert f'aria-invalid="true"' in html
+    assert path.read_text() == '{"version": 1, "bids": [{"watts": 1, "price_wei_per_kwh": 1}]}'
+
+
+def test_bid_rows_add_and_remove_without_javascript(client: Any) -> None:
+    base = {"rows-0-kw": "1", "rows-0-price": "1000", "rows-1-kw": "2", "rows-1-price": "2000"}
+    html = client.post("/consumer/bids", data={**base, "add": "1"}).get_data(as_text=True)
+    assert 'name="rows-2-kw"' in html and "is-invalid" not in html
+    html = client.post("/consumer/bids", data={**base, "remove": "0"}).get_data(as_text=True)
+    assert 'value="2"' in html and 'name="rows-1-kw"' not in html
+
+
+def test_fill_from_gridsim_fills_the_form_not_the_file(client: Any, app: Any) -> None:
+    pytest.importorskip("numpy")
+    path = Path(app.extensions["dr"].settings.bids_file)
+    response = client.post("/consumer/bids/fill", data={})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "Filled" in html or "no flexibility" in html
+    assert not path.exists()
+    rid = post_request(client, bidding_s="600")
+    html = client.post("/consumer/bids/fill", data={}).get_data(as_text=True)
+    if f"for request {rid}" in html:
+        prices = [int(v) for v in re.findall(r'name="rows-\d+-price"[^>]*value="(\d+)"', html)]
+        assert prices and all(p % 1000 == 0 and p <= CAP_GWEI for p in prices)  # on the request's grid
+
+
+def test_bid_curve_preview(client: Any) -> None:
+    svg = client.get("/api/bids/curve.svg?kw=1&price=1000&kw=2&price=500&kw=x&price=1").get_data(as_text=True)
+    assert svg.startswith("<svg") and "<title" in svg and "3.000 kW offered" in svg
+
+
+# -- CSRF ------------------------------------------------------------------------------------
+
+
+POSTS = ["/consumer/bids", "/consumer/bids/fill", "/consumer/daemon/start", "/consumer/daemon/stop",
+         "/consumer/unlock", "/consumer/withdraw", "/utility/requests", "/utility/requests/1/settle",
+         "/utility/withdraw", "/utility/unlock"]
+
+
+@pytest.mark.parametrize("url", POSTS)
+def test_every_form_needs_its_csrf_token(make_app: Any, url: str) -> None:
+    client = make_app(csrf=True).test_client()
+    response = client.post(url, data={"rows-0-kw": "1", "rows-0-price": "1", "save": "1", "password": "x"})
+    assert response.status_code == 400
+    assert "security token" in response.get_data(as_text=True)
+
+
+def test_csrf_token_lets_the_form_through(make_app: Any) -> None:
+    app = make_app(csrf=True)
+    client = app.test_client()
+    token = csrf_token(client, "/consumer/bids")
+    response = client.post("/consumer/bids", data={"csrf_token": token, "rows-0-kw": "1", "rows-0-price": "5", "save": "1"})
+    assert response.status_code == 302
+    assert client.put("/api/bids", data='{"version": 1, "bids": [{"kw": 1, "price_wei_per_kwh": 7}]}').status_code == 400
+    response = client.put("/api/bids", data='{"version": 1, "bids": [{"kw": 1, "price_wei_per_kwh": 7}]}',
+                          headers={"X-CSRFToken": token, "Content-Type": "application/json"})
+    assert response.status_code == 200 and response.get_json()["saved"] == 1
+
+
+# -- JSON API ----------------------------------------------------------------------------------
+
+
+def test_json_api(client: Any, app: Any, keys: list[str]) -> None:
+    assert client.get("/api/health").get_json() == {"ok": True}
+    status = client.get("/api/status").get_json()
+    assert status["chain"]["connected"] and status["chain"]["chain_id"] == 1337
+    assert status["account"] and status["roles"] == {"consumer": True, "utility": True}
+    assert status["daemon"]["state"] == "stopped" and status["price_unit"] == "gwei/kWh"
+    assert "PRIVATE" not in json.dumps(status) and keys[1][2:] not in json.dumps(status)
+
+    rid = post_request(client, bidding_s="600")
+    listing = client.get("/api/requests?state=open").get_json()
+    assert rid in [r["id"] for r in listing["requests"]]
+    one = client.get(f"/api/requests/{rid}").get_json()
+    assert one["state"] == "open" and one["target_watts"] == 3000 and one["cap_wei_per_kwh"] == str(CAP_GWEI * GWEI)
+    assert one["my_bids"] == []
+    stack = client.get(f"/api/requests/{rid}/stack").get_json()
+    assert stack["levels"] == [] and stack["target_watts"] == 3000
+    svg = client.get(f"/api/requests/{rid}/stack.svg")
+    assert svg.mimetype == "image/svg+xml" and b"no bids yet" in svg.data
+
+    assert client.get("/api/bids").get_json()["bids"] == []
+    bad = client.put("/api/bids", data='{"version": 1, "bids": [{"kw": -1, "price_wei_per_kwh": 7}]}')
+    assert bad.status_code == 400 and "kW must be positive" in bad.get_json()["error"]
+    assert client.put("/api/bids", data="not json").status_code == 400
+    good = client.put("/api/bids", data='{"version": 1, "bids": [{"watts": 1200, "price_wei_per_kwh": 7000000000}]}')
+    assert good.status_code == 200
+    assert client.get("/api/bids").get_json()["bids"][0] == {"watts": 1200, "price_wei_per_kwh": "7000000000",
+                                                            "kw": 1.2, "price": "7"}
+    assert client.get("/api/daemon").get_json()["state"] == "stopped"
+    results = client.get("/api/results").get_json()
+    assert results["history"]["requests"] == [] and results["records"] == []
+
+    preview = client.get("/api/utility/preview?target_kw=3&cap=128000&duration_min=60").get_json()
+    assert preview["min_budget_wei"] == str(3000 * 3600 * CAP_GWEI * GWEI // 3_600_000)
+    assert preview["scenarios"][-1]["payout_wei"] == preview["min_budget_wei"]
+    for query in ("target_kw=&cap=1", "target_kw=1&cap=abc", "target_kw=1&cap=128000&budget_eth=0.0000001",
+                  "target_kw=0&cap=1000", "target_kw=1.0001&cap=1000", "target_kw=1&cap=1000&rule=x"):
+        response = client.get(f"/api/utility/preview?{query}")
+        assert response.status_code == 400 and response.get_json()["error"].startswith("cannot preview"), query
+    history = client.get("/api/utility/requests").get_json()
+    assert history["totals"]["requests"] >= 1
+
+
+# -- utility ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("target_kw", "", "Enter the reduction you need."),
+    ("target_kw", "0", "Between 0.001 and"),
+    ("target_kw", "1.0001", "At most 3 decimals"),
+    ("bidding_s", "2", "Between 5 s and 30 days."),
+    ("bidding_s", "x", "Not a valid integer value"),
+    ("delay_min", "-1", "Between 0 and"),
+    ("duration_min", "0", "Between 1 min and 7 days."),
+    ("cap", "", "Enter the most you pay per kWh."),
+    ("cap", "0", "The price must be above 0."),
+    ("cap", "0.0000000001", "at most 9 decimals"),
+    ("budget_eth", "-1", "The budget must be above 0"),
+    ("budget_eth", "0.0000001", "below the"),
+    ("rule", "auction", "Not a valid choice"),
+])
+def test_request_form_errors(client: Any, field: str, value: str, message: str) -> None:
+    data = {"target_kw": "3", "bidding_s": "60", "delay_min": "0", "duration_min": "60", "cap": str(CAP_GWEI),
+            "rule": "uniform", "post": "1", field: value}
+    before = client.get("/api/utility/requests").get_json()["totals"]["requests"]
+    response = client.post("/utility/requests", data=data)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    error = re.search(rf'<p id="{field}-err" class="error">([^<]*)</p>', html)
+    assert error and message in error.group(1), html[:3000]
+    assert client.get("/api/utility/requests").get_json()["totals"]["requests"] == before
+
+
+def test_request_preview_then_post(client: Any) -> None:
+    data = {"target_kw": "5", "bidding_s": "60", "delay_min": "10", "duration_min": "30", "cap": "100000",
+            "rule": "pay_as_bid", "preview": "1"}
+    html = client.post("/utility/requests", data=data).get_data(as_text=True)
+    assert "Payout preview" in html and "If the full target clears at" in html
+    assert "(rounded)" not in html  # 1e14 wei is a multiple of 128
+    rid = post_request(client, target_kw="5", rule="pay_as_bid")
+    info = client.get(f"/api/requests/{rid}").get_json()
+    assert info["rule"] == "pay_as_bid" and info["target_watts"] == 5000
+
+
+def test_settle_before_the_deadline_is_refused_clearly(client: Any) -> None:
+    rid = post_request(client, bidding_s="600")
+    response = client.post(f"/utility/requests/{rid}/settle")
+    assert response.status_code == 409
+    assert "settle after that" in response.get_data(as_text=True)
+    response = client.post("/utility/requests/9999/settle")
+    assert response.status_code == 302
+
+
+def test_role_separation(make_app: Any) -> None:
+    consumer_only = make_app(utility=None, csrf=False).test_client()
+    for url in ("/utility/", "/utility/requests/1"):
+        response = consumer_only.get(url)
+        assert response.status_code == 403 and "UTILITY_ACCOUNT" in response.get_data(as_text=True)
+    assert consumer_only.post("/utility/requests", data={}).status_code == 403
+    assert consumer_only.get("/api/utility/requests").status_code == 403
+    assert "/utility/" not in consumer_only.get("/consumer/").get_data(as_text=True)
+
+    utility_only = make_app(DR_ROLE="utility", csrf=False).test_client()
+    assert utility_only.get("/consumer/").status_code == 403
+    assert utility_only.get("/api/bids").status_code == 403
+    assert utility_only.get("/").headers["Location"].endswith("/utility/")
+    assert utility_only.get("/utility/").status_code == 200
+
+
+def test_wrong_utility_account_is_a_clear_error(make_app: Any) -> None:
+    client = make_app(utility=2, csrf=False).test_client()
+    html = client.get("/utility/").get_data(as_text=True)
+    assert "is not this contract&#39;s utility" in html or "is not this contract's utility" in html
+    response = client.post("/utility/requests", data={"target_kw": "1", "bidding_s": "60", "delay_min": "0",
+                                                      "duration_min": "60", "cap": "1000", "rule": "uniform", "post": "1"})
+    assert response.status_code == 409 and "not posted" in response.get_data(as_text=True)
+
+
+# -- failures a user causes ---------------------------------------------------------------------
+
+
+def test_chain_down_never_500s(make_app: Any) -> None:
+    app = make_app(csrf=False, RPC_URL=f"http://127.0.0.1:{devchain.free_port()}")
+    client = app.test_client()
+    assert client.get("/consumer/bids").status_code == 200  # the form needs no chain
+    for url in ("/consumer/", "/consumer/results", "/utility/", "/utility/requests/1"):
+        response = client.get(url)
+        assert response.status_code in (200, 503), url
+        assert "cannot reach the RPC endpoint" in response.get_data(as_text=True), url
+    for url in ("/api/requests", "/api/requests/1", "/api/requests/1/stack", "/api/utility/requests"):
+        response = client.get(url)
+        assert response.status_code == 503 and "cannot reach" in response.get_json()["error"], url
+    assert client.get("/api/status").get_json()["chain"]["connected"] is False
+    assert client.get("/api/results").status_code == 200
+    # Saving bids needs no chain.
+    assert client.post("/consumer/bids", data={"rows-0-kw": "1", "rows-0-price": "5", "save": "1"}).status_code == 302
+    response = client.post("/consumer/daemon/start", data={"source": "file"})
+    assert response.status_code == 409 and "cannot reach the RPC endpoint" in response.get_data(as_text=True)
+    for url in ("/consumer/withdraw", "/utility/requests/1/settle", "/utility/withdraw"):
+        assert client.post(url).status_code == 409, url
+    response = client.post("/utility/requests", data={"target_kw": "1", "bidding_s": "60", "delay_min": "0",
+                                                      "duration_min": "60", "cap": "1000", "rule": "uniform", "post": "1"})
+    assert response.status_code == 409 and "cannot reach" in response.get_data(as_text=True)
+
+
+def test_wrong_password_is_shown_next_to_the_field(make_app: Any, keys: list[str], tmp_path: Path) -> None:
+    keystore, address = save_keystore(str(tmp_path / "alice.json"), keys[3], "right horse", kdf_iterations=2)
+    app = make_app(consumer=3, csrf=False, CONSUMER_PRIVATE_KEY=None, CONSUMER_ACCOUNT=str(keystore))
+    app.config.pop("CONSUMER_PRIVATE_KEY", None)
+    client = app.test_client()
+    client.post("/consumer/bids", data={"rows-0-kw": "1", "rows-0-price": "5", "save": "1"})
+    html = client.get("/consumer/").get_data(as_text=True)
+    assert "locked" in html and 'name="password"' in html and address[:12] in html
+    response = client.post("/consumer/daemon/start", data={"source": "file", "password": "wrong"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert re.search(r'<p id="password-err" class="error">Wrong password for keystore', html)
+    assert "wrong" not in re.sub(r"Wrong password|wrong password", "", html).lower().replace("wrong_", "")
+    response = client.post("/consumer/daemon/start", data={"source": "file", "password": ""})
+    assert response.status_code == 400 and "Enter the keystore password" in response.get_data(as_text=True)
+    response = client.post("/consumer/unlock", data={"password": "nope"})
+    assert response.status_code == 400 and "Wrong password" in response.get_data(as_text=True)
+    response = client.post("/consumer/daemon/start", data={"source": "file", "password": "right horse"})
+    assert response.status_code == 302
+    assert wait_for(lambda: client.get("/api/daemon").get_json()["account"] == address, 30, "daemon")
+    assert client.post("/consumer/daemon/stop").status_code == 302
+
+
+def test_broken_files_are_reported_not_500(client: Any, app: Any) -> None:
+    settings = app.extensions["dr"].settings
+    Path(settings.bids_file).write_text("{not json")
+    html = client.get("/consumer/bids").get_data(as_text=True)
+    assert "not valid JSON" in html and "Saving this form replaces the file" in html
+    response = client.post("/consumer/daemon/start", data={"source": "file"})
+    assert response.status_code == 400 and "Save valid bids first" in response.get_data(as_text=True)
+    assert client.get("/api/bids").status_code == 409
+    Path(settings.results_file).write_text("[[[")
+    response = client.get("/consumer/results")
+    assert response.status_code == 200 and "move it aside" in response.get_data(as_text=True)
+    assert client.get("/api/results").get_json()["records_error"]
+
+
+def test_bad_configuration_is_reported_not_500(make_app: Any) -> None:
+    client = make_app(csrf=False, POLL_INTERVAL="often", DR_PRICE_UNIT="doubloons").test_client()
+    for url in ("/consumer/", "/consumer/results", "/utility/"):
+        response = client.get(url)
+        assert response.status_code == 200 and "Configuration problem" in response.get_data(as_text=True)
+    assert client.get("/api/requests").status_code == 503
+
+
+# -- the daemon and the whole cycle ----------------------------------------------------------------
+
+
+def test_one_daemon_per_account(make_app: Any) -> None:
+    first = make_app(csrf=False)
+    second = make_app(csrf=False)
+    a, b = first.test_client(), second.test_client()
+    a.post("/consumer/bids", data={"rows-0-kw": "1", "rows-0-price": "5", "save": "1"})
+    assert a.post("/consumer/daemon/start", data={"source": "file"}).status_code == 302
+    assert wait_for(lambda: a.get("/api/daemon").get_json()["listening"], 30, "listening")
+    html = a.post("/consumer/daemon/start", data={"source": "file"}).get_data(as_text=True)
+    assert "already running" in html
+    response = b.post("/consumer/daemon/start", data={"source": "file"})
+    assert response.status_code == 409 and "already running" in response.get_data(as_text=True)
+    assert a.post("/consumer/daemon/stop").status_code == 302
+    assert a.get("/api/daemon").get_json()["state"] == "stopped"
+    assert b.post("/consumer/daemon/start", data={"source": "file"}).status_code == 302
+    assert wait_for(lambda: b.get("/api/daemon").get_json()["running"], 30, "second app's daemon")
+    b.post("/consumer/daemon/stop")
+
+
+def test_full_cycle_bid_settle_withdraw(make_app: Any, node: devchain.DevChain) -> None:
+    # START_BLOCK: the daemon starts at the head instead of replaying this module's history.
+    head = int(str(node.rpc("eth_blockNumber")), 16)
+    app = make_app(consumer=4, csrf=False, AUTO_WITHDRAW="false", START_BLOCK=str(head + 1))
+    client = app.test_client()
+    assert client.post("/consumer/bids", data={"rows-0-kw": "2", "rows-0-price": "40000", "rows-1-kw": "2",
+                                               "rows-1-price": "60000", "save": "1"}).status_code == 302
+    assert client.post("/consumer/daemon/start", data={"source": "file"}).status_code == 302
+    wait_for(lambda: client.get("/api/daemon").get_json()["listening"], 30, "listening")
+    rid = post_request(client, target_kw="3", bidding_s="8")
+    bids = wait_for(lambda: client.get(f"/api/requests/{rid}").get_json()["my_bids"], 30, "bids on chain")
+    assert [b["watts"] for b in bids] == [2000, 2000] and all(b["tx"].startswith("0x") for b in bids)
+    console = client.get("/consumer/").get_data(as_text=True)
+    assert bids[0]["tx"][:14] in console
+    wait_for(lambda: client.get(f"/api/requests/{rid}").get_json()["state"] == "closed", 30, "deadline")
+    assert client.post(f"/utility/requests/{rid}/settle").status_code == 302
+    settled = client.get(f"/api/requests/{rid}").get_json()
+    assert settled["state"] == "settled" and settled["accepted_watts"] == 3000
+    assert settled["clearing_price_wei_per_kwh"] == str(60_000 * GWEI)
+    stack = client.get(f"/api/requests/{rid}/stack").get_json()
+    assert [lvl["watts"] for lvl in stack["levels"]] == [2000, 2000]
+    detail = client.get(f"/utility/requests/{rid}").get_data(as_text=True)
+    assert "clearing 60,000 gwei/kWh" in detail and "step accepted" in detail
+
+    def recorded() -> Any:
+        history = client.get("/api/results").get_json()["history"]
+        row = next(r for r in history["requests"] if r["request"]["id"] == rid)
+        return history if row["recorded"] and history["owed_wei"] != "0" else None
+
+    history = wait_for(recorded, 30, "the daemon's claim")
+    payout = 3000 * 3600 * 60_000 * GWEI // 3_600_000
+    row = next(r for r in history["requests"] if r["request"]["id"] == rid)
+    assert row["accepted_watts"] == 3000 and row["payout_wei"] == str(payout)
+    assert history["owed_wei"] == str(payout) and history["can_withdraw"]
+    page = client.get("/consumer/results").get_data(as_text=True)
+    assert 'data-testid="withdraw"' in page and "3.000 kW" in page
+    response = client.post("/consumer/withdraw")
+    assert response.status_code == 302
+    assert "Withdrew" in client.get("/consumer/results").get_data(as_text=True)
+    assert client.get("/api/results").get_json()["history"]["owed_wei"] == "0"
+    response = client.post("/consumer/withdraw")
+    assert response.status_code == 302
+    assert "Nothing to withdraw" in client.get("/consumer/results").get_data(as_text=True)
+    client.post("/consumer/daemon/stop")
+    records = json.loads(Path(app.extensions["dr"].settings.results_file).read_text())["results"]
+    assert any(r["request_id"] == rid and r["accepted_watts"] == 3000 for r in records)
+
+
+def test_utility_withdraws_refunds(make_app: Any) -> None:
+    client = make_app(csrf=False).test_client()
+    rid = post_request(client, target_kw="1", bidding_s="5")
+    wait_for(lambda: client.get(f"/api/requests/{rid}").get_json()["state"] == "closed", 30, "deadline")
+    assert client.post(f"/utility/requests/{rid}/settle").status_code == 302
+    html = client.get("/utility/").get_data(as_text=True)
+    assert "of refunds" in html
+    assert client.post("/utility/withdraw").status_code == 302
+    assert "Withdrew" in client.get("/utility/").get_data(as_text=True)
