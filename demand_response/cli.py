@@ -95,8 +95,19 @@ def _rpc_name(settings: Any) -> str:
 def cmd_compile(args: argparse.Namespace) -> int:
     from . import compiler
 
-    result = compiler.compile_project()
-    print(result if result is not None else "compiled")
+    try:
+        if args.install_shim:
+            print(f"linked {compiler.install_solcx_shim()} -> {compiler.NPM_ADAPTER}")
+        solc = compiler.resolve_solc()
+        print(f"compiling with solc {solc.version} ({solc.origin}: {solc.path})…", flush=True)
+        written = compiler.compile_project()
+    except ImportError as exc:
+        raise UserError(f"compiling needs the dev extra ({exc}); run `make bootstrap` or "
+                        "pip install '.[dev]'") from None
+    except compiler.CompilerError as exc:
+        raise UserError(str(exc)) from None
+    for name, path in written.items():
+        print(f"{name}: {path} and the package's ABI copy")
     return 0
 
 
@@ -458,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compile", help="compile the contract into the committed artifacts")
+    p.add_argument("--install-shim", action="store_true",
+                   help="first link the npm solcjs adapter into py-solc-x's folder as solc-v0.8.24 (for brownie)")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("node", help="run a local dev chain (the 'dev' network) in the foreground")

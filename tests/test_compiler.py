@@ -124,3 +124,12 @@ def test_brownie_compile_uses_the_same_settings(tmp_path: Path) -> None:
     assert theirs["bytecode"] == ours["bytecode"]
     assert theirs["deployedBytecode"] == ours["deployedBytecode"]
     assert theirs["abi"] == ours["abi"]
+
+
+def test_dr_compile_reports_a_missing_compiler_in_one_line(tmp_path: Path) -> None:
+    env = dict(os.environ, SOLC_BINARY=str(tmp_path / "nope"))
+    result = subprocess.run([sys.executable, "-m", "demand_response", "compile"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "is not an executable file" in result.stderr
+    assert "Traceback" not in result.stderr
