@@ -100,7 +100,7 @@ contract DemandReduction {
         uint128 paidOut;
     }
 
-    /// @dev Outcome of the scan over the book.
+    /// @dev Outcome of the scan over the book (memory only).
     struct Clearing {
         uint256 clearingTick; // highest tick with accepted volume
         uint256 marginalPos; // queue position at clearingTick below which watts are accepted
@@ -209,46 +209,87 @@ contract DemandReduction {
 
     // ------------------------------------------------------------------ errors
 
+    /// @notice The caller is not the utility.
     error NotUtility();
+    /// @notice The caller is not the pending utility.
     error NotPendingUtility();
+    /// @notice The zero address was given where an account is needed.
     error ZeroAddress();
+    /// @notice Enrolment calls on a contract deployed without registration.
     error RegistrationDisabled();
+    /// @notice `consumer` is already enrolled.
     error AlreadyEnrolled(address consumer);
+    /// @notice `consumer` is not enrolled (registered mode).
     error NotEnrolled(address consumer);
+    /// @notice A request for zero watts.
     error ZeroTarget();
+    /// @notice The target is above `max` watts.
     error TargetTooLarge(uint256 max);
+    /// @notice The bidding deadline is not in the future.
     error DeadlineInPast(uint256 deadline, uint256 nowTimestamp);
+    /// @notice The event would start before bidding closes.
     error EventBeforeDeadline(uint256 eventStart, uint256 deadline);
+    /// @notice The event window is empty or reversed.
     error EmptyEventWindow(uint256 eventStart, uint256 eventEnd);
+    /// @notice A time or duration does not fit its storage field.
     error TimeOutOfRange();
+    /// @notice A price cap of zero.
     error ZeroPrice();
+    /// @notice The cap is not a multiple of `ticks`.
     error CapNotOnTickGrid(uint256 cap, uint256 ticks);
+    /// @notice The cap is above `max` wei per kWh.
     error CapTooLarge(uint256 max);
+    /// @notice The escrow does not cover the target at the cap.
     error BudgetTooLow(uint256 required, uint256 provided);
+    /// @notice The escrow is above `max` wei.
     error BudgetTooLarge(uint256 max);
+    /// @notice No request has this id.
     error UnknownRequest(uint256 requestId);
+    /// @notice The request is settled or cancelled.
     error RequestNotOpen(uint256 requestId);
+    /// @notice The bidding deadline has passed.
     error BiddingClosed(uint256 deadline);
+    /// @notice Selection before the bidding deadline has passed.
     error BiddingStillOpen(uint256 deadline);
+    /// @notice Only the utility may settle before `openToAllAt`.
     error GracePeriodNotOver(uint256 openToAllAt);
+    /// @notice An empty bid list.
     error NoBids();
+    /// @notice The watts and price arrays differ in length.
     error LengthMismatch(uint256 watts, uint256 prices);
+    /// @notice More than `max` bids in one call.
     error TooManyBids(uint256 max);
+    /// @notice Bid `index` of the call offers zero watts.
     error ZeroWatts(uint256 index);
+    /// @notice Bid `index` of the call offers more than `max` watts.
     error WattsTooLarge(uint256 index, uint256 max);
+    /// @notice Bid `index` of the call has a zero price.
     error PriceZero(uint256 index);
+    /// @notice Bid `index` of the call is priced above the cap.
     error PriceAboveCap(uint256 index, uint256 cap);
+    /// @notice Bid `index` of the call is not a multiple of `tickWei`.
     error PriceOffTick(uint256 index, uint256 tickWei);
+    /// @notice Price level `tick` would exceed 2^40 - 1 watts.
     error PriceLevelFull(uint256 tick);
+    /// @notice No bid has this id in the request.
     error UnknownBid(uint256 bidId);
+    /// @notice The caller did not place bid `bidId`.
     error NotBidder(uint256 bidId);
+    /// @notice Bid `bidId` was already withdrawn.
     error BidAlreadyCancelled(uint256 bidId);
+    /// @notice Bid `bidId` was already claimed.
     error AlreadyClaimed(uint256 bidId);
+    /// @notice Claims need a settled request.
     error NotSettled(uint256 requestId);
+    /// @notice The clearing level has withdrawn bids: use `selectWinnersWithHint`.
     error MarginalHintRequired(uint256 tick);
+    /// @notice The hint is not the complete queue up to the marginal bid.
     error BadMarginalHint();
+    /// @notice The caller is owed nothing.
     error NothingOwed();
+    /// @notice The recipient refused the ether.
     error TransferFailed();
+    /// @notice A withdrawal re-entered the contract.
     error Reentrancy();
 
     // ------------------------------------------------------------------ modifiers
