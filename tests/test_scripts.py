@@ -16,16 +16,6 @@ import pytest
 from daemon_helpers import ROOT, dr_env
 
 BROWNIE = Path(sys.executable).parent / "brownie"
-CONFIG = """\
-compiler:
-  evm_version: shanghai
-  solc:
-    version: 0.8.24
-    optimizer:
-      enabled: true
-      runs: 1000
-    viaIR: true
-"""
 
 pytestmark = pytest.mark.skipif(not BROWNIE.exists(), reason="eth-brownie (dev extra) is not installed")
 
@@ -37,10 +27,9 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     proj.mkdir()
     shutil.copytree(ROOT / "contracts", proj / "contracts")
     shutil.copytree(ROOT / "scripts", proj / "scripts")
-    source = ROOT / "brownie-config.yaml"
-    (proj / "brownie-config.yaml").write_text(CONFIG)  # the lead's config may add networks: keep ours minimal
-    if source.exists():
-        (proj / "brownie-config.upstream.yaml").write_text(source.read_text())
+    shutil.copy(ROOT / "brownie-config.yaml", proj / "brownie-config.yaml")
+    # The committed artifacts match the sources, so brownie loads them instead of compiling.
+    shutil.copytree(ROOT / "build", proj / "build")
     solcx = tmp_path / "solcx"
     solcx.mkdir()
     wrapper = solcx / "solc-v0.8.24"
@@ -49,6 +38,7 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     home = tmp_path / "home"
     home.mkdir()
     env = dr_env(HOME=str(home), SOLCX_BINARY_PATH=str(solcx))
+    env["PATH"] = f"{ROOT / 'node_modules' / '.bin'}:{env.get('PATH', '')}"  # anvil and ganache-cli for brownie
     return proj, env
 
 
@@ -80,3 +70,17 @@ def test_brownie_run_deploy_register_and_plain_python(project, chain) -> None:
     assert plain.returncode == 0, plain.stderr
     assert json.loads((proj / "deployments.json").read_text())["dev"]["1337"]["address"] in plain.stdout
     assert not (Path(env["HOME"]) / ".brownie" / "accounts").exists() or os.listdir(Path(env["HOME"]) / ".brownie" / "accounts") == []
+
+
+@pytest.mark.parametrize("network, chain_id", [("development", "31337"), ("ganache-cli", "1337")])
+def test_brownie_run_deploy_on_a_chain_brownie_starts(project, network: str, chain_id: str) -> None:
+    """brownie's own development network (anvil) and its ganache network, started by brownie itself."""
+    proj, env = project
+    if network == "ganache-cli":  # brownie starts ganache at istanbul by default (README, brownie-config.yaml)
+        modified = _brownie(["networks", "modify", "ganache-cli", "evm_version=shanghai"], proj, env)
+        assert modified.returncode == 0, modified.stdout + modified.stderr
+    deployed = _brownie(["run", "scripts/deploy.py", "--network", network], proj, env)
+    assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+    record = json.loads((proj / "deployments.json").read_text())[network][chain_id]
+    assert f"deployed DemandReduction at {record['address']}" in deployed.stdout
+    assert "Compiling" not in deployed.stdout  # the committed artifacts were used as they are
