@@ -157,6 +157,9 @@ contract DemandReduction {
     mapping(uint256 => uint256[_BOOK_SLOTS]) private _cancelled;
     mapping(address => uint256) private _owed;
     mapping(address => Enrolment) private _enrolment;
+    // requestId => tick => proved queue prefix at that level (selectWinnersWithHint in
+    // several transactions): placedBefore (bits 0..39), liveBefore (40..79), nextId (80..).
+    mapping(uint256 => mapping(uint256 => uint256)) private _levelProof;
     uint256 private _lock = 1;
 
     // ------------------------------------------------------------------ events
@@ -204,6 +207,8 @@ contract DemandReduction {
     );
     /// @notice Rounding dust of a fully claimed request went back to the utility.
     event DustReturned(uint256 indexed requestId, uint256 amount);
+    /// @notice Part of a price level's queue was proved ahead of `selectWinnersWithHint`.
+    event LevelPrefixProved(uint256 indexed requestId, uint256 tick, uint256 placedBefore, uint256 nextBidId);
     /// @notice Ether was paid out of the contract.
     event Withdrawal(address indexed account, address indexed to, uint256 amount);
 
@@ -566,6 +571,56 @@ contract DemandReduction {
         _select(requestId, levelBidIds);
     }
 
+    /// @notice Prove the first bids of price level `tick`'s queue ahead of selection, when
+    ///         the full hint would not fit in one block. Anyone may call it after the
+    ///         deadline, in as many transactions as needed; `selectWinnersWithHint` then
+    ///         lists only the remaining bids, ending with the marginal one.
+    /// @param requestId An open request whose deadline has passed.
+    /// @param tick The clearing price level.
+    /// @param levelBidIds The next bids of the level, in queue order, all before the marginal one.
+    function proveLevelPrefix(uint256 requestId, uint256 tick, uint256[] calldata levelBidIds) external {
+        Request storage r = _openRequest(requestId);
+        if (block.timestamp <= r.biddingDeadline) revert BiddingStillOpen(r.biddingDeadline);
+        if (tick == 0 || tick > TICKS) revert BadMarginalHint();
+        uint256 take = _wantedAt(requestId, r.targetWatts, tick);
+        uint256 proof = _levelProof[requestId][tick];
+        uint256 placedBefore = proof & type(uint40).max;
+        uint256 liveBefore = (proof >> 40) & type(uint40).max;
+        uint256 nextId = proof >> 80;
+        uint256 submissions = r.submissions;
+        for (uint256 i; i < levelBidIds.length; ++i) {
+            uint256 id = levelBidIds[i];
+            if (id < nextId) revert BadMarginalHint();
+            (, uint256 bid,,) = _loadBid(requestId, submissions, id);
+            if ((bid >> _TICK_SHIFT) & 0xff != tick || (bid >> _POS_SHIFT) & type(uint40).max != placedBefore) {
+                revert BadMarginalHint(); // not the next bid of the level's queue
+            }
+            uint256 w = bid & type(uint32).max;
+            placedBefore += w;
+            if (bid & _CANCELLED == 0) {
+                liveBefore += w;
+                if (liveBefore >= take) revert BadMarginalHint(); // the marginal bid goes in the hint
+            }
+            nextId = id + 1;
+        }
+        _levelProof[requestId][tick] = placedBefore | (liveBefore << 40) | (nextId << 80);
+        emit LevelPrefixProved(requestId, tick, placedBefore, nextId);
+    }
+
+    /// @dev Watts still wanted when the scan reaches `tick` (0 if cheaper levels cover the target).
+    function _wantedAt(uint256 requestId, uint256 target, uint256 tick) private view returns (uint256) {
+        uint256[_BOOK_SLOTS] storage placed = _placed[requestId];
+        uint256[_BOOK_SLOTS] storage cancelled = _cancelled[requestId];
+        for (uint256 t = 1; t < tick; ++t) {
+            uint256 shift = ((t - 1) % _LANES) * 64;
+            uint256 live = ((placed[(t - 1) / _LANES] >> shift) & type(uint64).max)
+                - ((cancelled[(t - 1) / _LANES] >> shift) & type(uint64).max);
+            if (live >= target) return 0;
+            target -= live;
+        }
+        return target;
+    }
+
     function _select(uint256 requestId, uint256[] memory hint) private {
         Request storage r = _openRequest(requestId);
         uint256 deadline = r.biddingDeadline;
@@ -642,20 +697,25 @@ contract DemandReduction {
         uint256 n = hint.length;
         if (n == 0) revert MarginalHintRequired(tick);
         uint256 submissions = _requests[requestId].submissions;
-        uint256 placedBefore;
-        uint256 liveBefore;
+        // Start after the prefix proved by proveLevelPrefix, if any.
+        uint256 proof = _levelProof[requestId][tick];
+        uint256 placedBefore = proof & type(uint40).max;
+        uint256 liveBefore = (proof >> 40) & type(uint40).max;
+        uint256 nextId = proof >> 80;
         for (uint256 i; i < n; ++i) {
-            if (i != 0 && hint[i] <= hint[i - 1]) revert BadMarginalHint();
+            if (hint[i] < nextId) revert BadMarginalHint();
+            nextId = hint[i] + 1;
             (, uint256 bid,,) = _loadBid(requestId, submissions, hint[i]);
-            if ((bid >> _TICK_SHIFT) & 0xff != tick) revert BadMarginalHint();
+            uint256 pos = (bid >> _POS_SHIFT) & type(uint40).max;
+            // Positions are cumulative placed volume: each listed bid must be the next in
+            // the level's queue, so no bid is missing and none is listed twice.
+            if ((bid >> _TICK_SHIFT) & 0xff != tick || pos != placedBefore) revert BadMarginalHint();
             uint256 w = bid & type(uint32).max;
             if (i + 1 < n) {
                 placedBefore += w;
                 if (bid & _CANCELLED == 0) liveBefore += w;
             } else {
-                uint256 pos = (bid >> _POS_SHIFT) & type(uint40).max;
-                // Positions are cumulative placed volume, so equality proves no bid is missing.
-                if (pos != placedBefore || bid & _CANCELLED != 0) revert BadMarginalHint();
+                if (bid & _CANCELLED != 0) revert BadMarginalHint();
                 if (liveBefore >= take || liveBefore + w < take) revert BadMarginalHint();
                 return pos + (take - liveBefore);
             }
@@ -790,6 +850,21 @@ contract DemandReduction {
             acceptedWatts += mine[i].acceptedWatts;
             payout += mine[i].payout;
         }
+    }
+
+    /// @notice How much of price level `tick`'s queue `proveLevelPrefix` has proved so far.
+    /// @param requestId The request to look up.
+    /// @param tick The price level.
+    /// @return placedBefore Watts placed at the level by the proved bids.
+    /// @return liveBefore Of those, the watts not withdrawn.
+    /// @return nextBidId The lowest bid id the next proof or hint may list.
+    function levelProof(uint256 requestId, uint256 tick)
+        external
+        view
+        returns (uint256 placedBefore, uint256 liveBefore, uint256 nextBidId)
+    {
+        uint256 proof = _levelProof[requestId][tick];
+        return (proof & type(uint40).max, (proof >> 40) & type(uint40).max, proof >> 80);
     }
 
     /// @notice Live volume in W at each price level: index i is price (i+1)*tickWei.

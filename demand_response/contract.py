@@ -21,6 +21,10 @@ from .chain import ChainError, Signer, TransactionFailed
 from .market import PricingRule
 
 MAX_UINT = 2**256 - 1
+#: Submissions read per getBids call: keeps each eth_call far below a node's gas cap.
+PAGE_SUBMISSIONS = 8
+#: Bid ids proved per proveLevelPrefix transaction (~2,500 gas each: about 1.3M gas).
+PROOF_CHUNK = 500
 
 
 class Status(IntEnum):
@@ -94,7 +98,10 @@ def decode_revert(exc: Exception) -> TransactionFailed | None:
         data = exc.args[-1] if isinstance(exc.args[-1], str) else None
     if not isinstance(data, (str, bytes)):
         return None
-    raw = bytes.fromhex(data.removeprefix("0x")) if isinstance(data, str) else data
+    try:
+        raw = bytes.fromhex(data.removeprefix("0x")) if isinstance(data, str) else data
+    except ValueError:
+        return None  # a node's message, not revert data
     known = _error_selectors().get(raw[:4])
     if known is None:
         return None
@@ -180,6 +187,15 @@ class DemandReduction:
         """The bids of submissions ``start`` .. ``start + count - 1`` of ``request_id``."""
         return [BidInfo(*b) for b in self.functions.getBids(request_id, start, count).call()]
 
+    def all_bids(self, request_id: int, block: Any = "latest") -> list[BidInfo]:
+        """Every bid of ``request_id``, read in pages so that no single call grows with the book."""
+        total = self.get_request(request_id, block).submissions
+        bids: list[BidInfo] = []
+        for start in range(0, total, PAGE_SUBMISSIONS):
+            page = self.functions.getBids(request_id, start, PAGE_SUBMISSIONS).call(block_identifier=block)
+            bids.extend(BidInfo(*b) for b in page)
+        return bids
+
     def bids_of(self, request_id: int, consumer: str, start: int = 0, count: int = MAX_UINT) -> list[BidInfo]:
         """The bids ``consumer`` placed in ``request_id``."""
         rows = self.functions.bidsOf(request_id, Web3.to_checksum_address(consumer), start, count).call()
@@ -222,7 +238,16 @@ class DemandReduction:
             decoded = decode_revert(exc)
             if decoded is not None:
                 raise decoded from exc
-            raise
+            message = str(exc.args[0] if exc.args else exc)
+            if isinstance(exc.args[0] if exc.args else None, dict):
+                message = exc.args[0].get("message", message)
+            if "funds" in message.lower():
+                raise ChainError(
+                    f"insufficient funds: account {signer.label} ({signer.address}) has "
+                    f"{Web3.from_wei(signer.balance(), 'ether')} ETH, not enough for this transaction "
+                    f"(value {Web3.from_wei(value, 'ether')} ETH plus gas); fund the account and retry"
+                ) from exc
+            raise ChainError(f"the node refused a transaction from {signer.label}: {message}") from exc
         return signer.send(tx, decode_error=decode_revert)
 
     def request_reduction(
@@ -263,21 +288,34 @@ class DemandReduction:
         return self._send(signer, self.functions.cancelRequest(request_id))
 
     def select_winners(self, signer: Signer, request_id: int) -> dict[str, Any]:
-        """Settle ``request_id``, computing the marginal hint when the contract needs one."""
+        """Settle ``request_id``, proving the marginal queue when the contract needs it.
+
+        A long queue is proved with ``proveLevelPrefix`` in chunks of ``PROOF_CHUNK`` bids,
+        so settlement never needs more than about 1.3M gas in one transaction.
+        """
         try:
             return self._send(signer, self.functions.selectWinners(request_id))
         except TransactionFailed as exc:
             if exc.error != "MarginalHintRequired":
                 raise
-            hint = self.marginal_hint(request_id)
-            return self._send(signer, self.functions.selectWinnersWithHint(request_id, hint))
+            tick = int(exc.error_args[0])
+        hint = self.marginal_hint(request_id)
+        prefix, last = hint[:-1], hint[-1:]
+        next_id = self.functions.levelProof(request_id, tick).call()[2] if prefix else 0
+        prefix = [b for b in prefix if b >= next_id]  # resume after any chunks already proved
+        if len(prefix) > PROOF_CHUNK:
+            for start in range(0, len(prefix), PROOF_CHUNK):
+                chunk = prefix[start:start + PROOF_CHUNK]
+                self._send(signer, self.functions.proveLevelPrefix(request_id, tick, chunk))
+            prefix = []
+        return self._send(signer, self.functions.selectWinnersWithHint(request_id, prefix + last))
 
     def marginal_hint(self, request_id: int) -> list[int]:
         """Bid ids at the clearing level up to the marginal bid, as ``selectWinnersWithHint`` needs."""
         from .market import Bid, clear
 
         info = self.get_request(request_id)
-        bids = self.get_bids(request_id)
+        bids = self.all_bids(request_id)
         result = clear(
             [Bid(b.bidder, b.watts, b.price, b.cancelled) for b in bids],
             info.target_watts, info.duration, info.max_price, info.budget, info.rule,

@@ -34,16 +34,16 @@ BUDGET = 10**18
 CONSUMERS = 100
 
 PINNED = {
-    "deploy": 3_023_151,
-    "request": 95_384,
-    "bid1_median": 60_507,
-    "bid5_median_per_bid": 28_630,
-    "cancel1": 57_638,
+    "deploy": 3_200_080,
+    "request": 95_428,
+    "bid1_median": 60_551,
+    "bid5_median_per_bid": 28_639,
+    "cancel1": 57_682,
     "settle_10": 200_218,
     "settle_100": 125_607,
     "settle_1000": 90_590,
     "settle_10000": 87_751,
-    "claim1": 85_505,
+    "claim1": 85_527,
     "withdraw": 32_756,
 }
 
