@@ -85,13 +85,17 @@ def redact_url(url: str) -> str:
 
 
 def _is_poa(w3: Web3) -> bool:
-    """True when block extra data is longer than 32 bytes (clique/IBFT-style PoA)."""
+    """True when block extra data is longer than 32 bytes (clique/IBFT-style PoA).
+
+    Reads the raw JSON-RPC reply: web3's block formatters reject such blocks before we
+    could look at them.
+    """
     try:
-        block = w3.manager.request_blocking("eth_getBlockByNumber", ["latest", False])
+        reply = w3.provider.make_request("eth_getBlockByNumber", ["latest", False])
     except Exception:
         return False
-    extra = block.get("extraData", "0x") if block else "0x"
-    extra = extra.hex() if isinstance(extra, (bytes, bytearray)) else str(extra)
+    block = reply.get("result") if isinstance(reply, dict) else None
+    extra = str(block.get("extraData", "0x")) if isinstance(block, dict) else "0x"
     return len(extra.removeprefix("0x")) // 2 > 32
 
 

@@ -103,11 +103,15 @@ def start(
     balance_eth: int = 10_000,
     chain_id: int = 1337,
     block_time: float | None = None,
+    hardfork: str = "shanghai",
     extra_args: list[str] | None = None,
     log_path: Path | None = None,
     timeout: float = 60.0,
 ) -> DevChain:
-    """Start ganache (default) or anvil on 127.0.0.1 and wait until it answers."""
+    """Start ganache (default) or anvil on 127.0.0.1 and wait until it answers.
+
+    ``hardfork`` defaults to shanghai, the contract's target (ganache 7.9.2's newest).
+    """
     port = port or free_port()
     if kind == "ganache":
         args = [
@@ -115,7 +119,7 @@ def start(
             "--server.host", "127.0.0.1",
             "--server.port", str(port),
             "--chain.chainId", str(chain_id),
-            "--chain.hardfork", "shanghai",
+            "--chain.hardfork", hardfork,
             "--wallet.deterministic",
             "--wallet.totalAccounts", str(accounts),
             "--wallet.defaultBalance", str(balance_eth),
@@ -130,7 +134,7 @@ def start(
             "--host", "127.0.0.1",
             "--port", str(port),
             "--chain-id", str(chain_id),
-            "--hardfork", "shanghai",
+            "--hardfork", hardfork,
             "--accounts", str(accounts),
             "--balance", str(balance_eth),
             "--gas-limit", str(BLOCK_GAS_LIMIT),

@@ -1,0 +1,141 @@
+"""chain.py against real anvil nodes: legacy and EIP-1559 fees, stuck-transaction
+replacement, nonce resync, and PoA detection through a loopback proxy."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
+
+import pytest
+from eth_account import Account
+
+from demand_response import devchain
+from demand_response.chain import ChainError, Signer, connect
+
+
+@pytest.fixture
+def anvil(tmp_path) -> Iterator[devchain.DevChain]:
+    node = devchain.start("anvil", accounts=3, log_path=tmp_path / "anvil.log")
+    yield node
+    node.stop()
+
+
+def _key(index: int) -> str:
+    return devchain.dev_private_keys(index + 1, "anvil")[index]
+
+
+def test_eip1559_fees_where_there_is_a_base_fee(anvil) -> None:
+    w3 = connect(anvil.url)
+    signer = Signer.from_key(w3, _key(1))
+    assert set(signer.fees().fields) == {"maxFeePerGas", "maxPriorityFeePerGas"}
+    receipt = signer.send({"to": w3.eth.accounts[2], "value": 1, "gas": 21_000})
+    assert receipt["status"] == 1 and receipt["type"] == 2
+
+
+def test_legacy_fees_where_there_is_none(tmp_path) -> None:
+    node = devchain.start("anvil", accounts=3, hardfork="berlin", log_path=tmp_path / "a.log")
+    try:
+        w3 = connect(node.url)
+        signer = Signer.from_key(w3, _key(1))
+        assert set(signer.fees().fields) == {"gasPrice"}
+        receipt = signer.send({"to": w3.eth.accounts[2], "value": 1, "gas": 21_000})
+        assert receipt["status"] == 1 and receipt["type"] == 0
+    finally:
+        node.stop()
+
+
+def test_a_stuck_transaction_is_replaced_with_higher_fees(anvil) -> None:
+    w3 = connect(anvil.url)
+    signer = Signer.from_key(w3, _key(1), stuck_after=0.5, receipt_timeout=30)
+    anvil.rpc("evm_setAutomine", [False])  # nothing is mined until we say so
+    result: dict = {}
+
+    def send() -> None:
+        result["receipt"] = signer.send({"to": w3.eth.accounts[2], "value": 7, "gas": 21_000})
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # wait for the replacement to reach the pool
+        pending = anvil.rpc("txpool_content", [])["pending"]
+        txs = [tx for by_nonce in pending.values() for tx in by_nonce.values()]
+        if txs and int(txs[0]["maxFeePerGas"], 16) > int(signer.fees().fields["maxFeePerGas"]):
+            break
+        time.sleep(0.1)
+    anvil.rpc("evm_mine", [])
+    sender.join(timeout=30)
+    anvil.rpc("evm_setAutomine", [True])
+    receipt = result["receipt"]
+    mined = w3.eth.get_transaction(receipt["transactionHash"])
+    assert receipt["status"] == 1
+    assert mined["maxFeePerGas"] > w3.eth.get_block(receipt["blockNumber"])["baseFeePerGas"] * 2  # a bumped fee
+    assert w3.eth.get_transaction_count(signer.address) == 1  # the replacement took the original's place
+
+
+def test_the_nonce_is_resynced_when_another_sender_used_the_account(anvil) -> None:
+    w3 = connect(anvil.url)
+    key = _key(1)
+    signer = Signer.from_key(w3, key)
+    signer.send({"to": w3.eth.accounts[2], "value": 1, "gas": 21_000})
+    other = Signer.from_key(w3, key)  # e.g. the same key in another program
+    other.send({"to": w3.eth.accounts[2], "value": 1, "gas": 21_000})
+    receipt = signer.send({"to": w3.eth.accounts[2], "value": 1, "gas": 21_000})
+    assert receipt["status"] == 1 and w3.eth.get_transaction_count(signer.address) == 3
+
+
+def test_insufficient_funds_names_the_account_and_balance(anvil) -> None:
+    w3 = connect(anvil.url)
+    poor = Signer.from_key(w3, Account.create().key.hex(), label="board-7")
+    with pytest.raises(ChainError) as info:
+        poor.send({"to": w3.eth.accounts[2], "value": 10**18, "gas": 21_000})
+    message = str(info.value)
+    assert "insufficient funds" in message and "board-7" in message and poor.address in message
+    assert "0 ETH" in message and "\n" not in message
+
+
+class _PoAProxy(BaseHTTPRequestHandler):
+    """Forwards JSON-RPC to the node and gives every block 97 bytes of extra data,
+    as clique and IBFT chains do."""
+
+    upstream = ""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        request = urllib.request.Request(self.upstream, body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            reply = json.loads(response.read())
+        result = reply.get("result") if isinstance(reply, dict) else None
+        if isinstance(result, dict) and "extraData" in result:
+            result["extraData"] = "0x" + "ab" * 97
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_poa_chains_get_the_extra_data_middleware(anvil) -> None:
+    handler = type("Proxy", (_PoAProxy,), {"upstream": anvil.url})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        from web3 import Web3
+        from web3.exceptions import ExtraDataLengthError
+
+        with pytest.raises(ExtraDataLengthError):  # what a PoA chain does to a bare Web3
+            Web3(Web3.HTTPProvider(url)).eth.get_block("latest")
+        w3 = connect(url)
+        block = w3.eth.get_block("latest")
+        assert len(block["proofOfAuthorityData"]) == 97  # what the middleware moves extraData to
+    finally:
+        server.shutdown()
