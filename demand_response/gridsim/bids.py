@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..artifacts import atomic_write_text
 from .devices import BATTERY, EV, HVAC, WATER_HEATER, Flexibility, device_flexibility
 from .population import Population, make_population
 from .weather import DEFAULT_USD_PER_ETH, Request, as_request
@@ -231,23 +231,8 @@ def write_bids(path: "str | os.PathLike[str]", curves: Any, household: int | Non
     """
     doc = bids_document(curves, household)
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".gridsim-", suffix=".json.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            if "fleet" in doc:  # compact: fleets can be large
-                json.dump(doc, fh, separators=(",", ":"))
-            else:
-                json.dump(doc, fh, indent=2)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    # compact for fleets, which can be large
+    text = json.dumps(doc, separators=(",", ":")) if "fleet" in doc else json.dumps(doc, indent=2)
+    atomic_write_text(path, text + "\n")
     return path
