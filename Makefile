@@ -11,7 +11,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all bootstrap browser-deps screenshots demo test test-fast compile lock bench audit clean help
+.PHONY: all bootstrap browser-deps screenshots demo test test-fast compile lock bench audit iot-check clean help
 
 help:
 	@echo "make demo     run a full request -> bids -> settlement -> withdraw cycle on a local chain"
@@ -20,6 +20,7 @@ help:
 	@echo "make audit    slither static analysis (CI runs it); fails on undocumented High/Medium findings"
 	@echo "make compile  recompile contracts/ into build/ and the package artifacts"
 	@echo "make screenshots  refresh docs/img/ui-*.png from the browser tests"
+	@echo "make iot-check  (root) the consumer in an emulated aarch64 Debian root against a native chain (docs/iot.md)"
 	@echo "make lock     regenerate requirements.lock from pyproject.toml"
 	@echo "make clean    remove the venv, node_modules and caches"
 
@@ -79,6 +80,10 @@ audit: bootstrap
 	@test -x $(AUDIT_VENV)/bin/slither || { echo "==> slither ($(AUDIT_VENV))"; \
 	  $(PYTHON) -m venv $(AUDIT_VENV) && $(AUDIT_VENV)/bin/pip install --quiet slither-analyzer==0.11.6; }
 	@$(PY) tools/audit.py
+
+# The consumer on an arm64 Debian userland under qemu-user (root; ~7 min, ~10 min the first time).
+iot-check: bootstrap
+	@bash tools/iot/check.sh
 
 lock:
 	@rm -rf /tmp/dr-lockenv && $(PYTHON) -m venv /tmp/dr-lockenv
