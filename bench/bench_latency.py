@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -65,7 +64,6 @@ def _measure(w3, dr: DemandReduction, utility: Signer, bidders: set[str], rounds
     samples: list[float] = []
     for _ in range(rounds):
         now = max(int(w3.eth.get_block("latest")["timestamp"]), int(time.time()))
-        start_block = w3.eth.block_number + 1
         rid, receipt = dr.request_reduction(utility, 1000, now + 60, now + 3660, now + 60, CAP)
         t0 = time.monotonic()
         seen: dict[str, float] = {}

@@ -6,7 +6,6 @@ The document is a template in code: edit this file, not docs/performance.md.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from _common import ROOT
@@ -383,7 +382,7 @@ def _public_section(g: dict | None) -> list[str]:
         ("claim, per bid (64 in one claim)", ops["claim64_per_bid"]),
         ("withdraw", ops["withdraw"]),
         ("request (utility, once per event)", ops["request"]),
-        (f"settlement, any number of bids (worst measured)", worst_settle),
+        ("settlement, any number of bids (worst measured)", worst_settle),
         ("seed: settlement of 100 bids", g["seed_settle"]["100"] if "100" in g["seed_settle"] else g["seed_settle"][100]),
     ]
     for name, gas in items:

@@ -10,7 +10,6 @@ import argparse
 import getpass
 import json
 import logging
-import os
 import signal
 import sys
 import threading

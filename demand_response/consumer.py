@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .bids import BidsError, Offer, chunks, from_pairs, load_bids, prepare
-from .chain import ChainError, Signer, TransactionFailed
+from .chain import Signer, TransactionFailed
 from .contract import DemandReduction, RequestInfo, Status
 from .market import PricingRule
 from .listener import Event, LogPoller, StateFile, is_connection_error

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from demand_response.bids import BidsError, Offer, parse_bids, save_bids
+from demand_response.bids import BidsError, parse_bids, save_bids
 
 from . import presenters
 from .charts import merit_order_svg

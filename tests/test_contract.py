@@ -6,9 +6,9 @@ import pytest
 from web3 import Web3
 
 from conftest import CAP, Env
-from demand_response.chain import Signer, TransactionFailed
+from demand_response.chain import TransactionFailed
 from demand_response.contract import DemandReduction, Status
-from demand_response.market import Bid, PricingRule, clear
+from demand_response.market import PricingRule
 
 TICK = CAP // 128
 

@@ -17,13 +17,13 @@ from typing import Iterator
 import pytest
 from web3 import Web3
 
-from daemon_helpers import Daemon, TcpProxy, dr_env, run_dr, wait_until
+from daemon_helpers import Daemon, TcpProxy, run_dr, wait_until
 from demand_response import devchain
 from demand_response.bids import save_bids
 from demand_response.chain import Signer, connect
 from demand_response.config import load_settings
 from demand_response.contract import DemandReduction, Status
-from demand_response.market import Bid, PricingRule, by_bidder, clear
+from demand_response.market import Bid, by_bidder, clear
 from demand_response.results import ResultsFile
 from demand_response.utility import deploy, plan_request, send_request
 

@@ -194,7 +194,7 @@ def test_bid_form_errors_show_next_to_the_field(client: Any, app: Any, field: st
     assert response.status_code == 400
     error = re.search(rf'<p class="error" id="rows-0-{field}-err">([^<]*)</p>', html)
     assert error and message in error.group(1), html[html.find("bid-rows"):][:1500]
-    assert f'aria-invalid="true"' in html
+    assert 'aria-invalid="true"' in html
     assert path.read_text() == '{"version": 1, "bids": [{"watts": 1, "price_wei_per_kwh": 1}]}'
 
 
