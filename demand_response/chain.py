@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 #: Fee bump for a replacement; nodes require at least 10 %.
 REPLACEMENT_BUMP = 1.125
 DEFAULT_RECEIPT_TIMEOUT = 120.0
+#: HTTP timeout for a node on this machine (seconds).
+LOCAL_TIMEOUT = 10.0
 
 
 class ChainError(RuntimeError):
@@ -54,7 +56,11 @@ class _NonceError(ChainError):
 def connect(url: str, timeout: float = 30.0) -> Web3:
     """A connected Web3 for ``url`` (http(s)://, ws(s):// or an IPC path)."""
     if url.startswith(("http://", "https://")):
-        provider: Any = Web3.HTTPProvider(url, request_kwargs={"timeout": timeout})
+        # A node on this machine answers in milliseconds. Under concurrent load ganache 7
+        # was seen to leave a request unanswered until the client gave up; a short timeout
+        # lets web3 retry read calls soon instead of after 30 s.
+        kwargs: dict[str, Any] = {"timeout": min(timeout, LOCAL_TIMEOUT) if _is_loopback(url) else timeout}
+        provider: Any = Web3.HTTPProvider(url, request_kwargs=kwargs)
     elif url.startswith(("ws://", "wss://")):
         provider = Web3.LegacyWebSocketProvider(url, websocket_timeout=timeout)
     else:
@@ -73,6 +79,11 @@ def connect(url: str, timeout: float = 30.0) -> Web3:
         w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
     log.debug("connected to chain %s at %s", chain_id, redact_url(url))
     return w3
+
+
+def _is_loopback(url: str) -> bool:
+    host = url.split("://", 1)[-1].split("/", 1)[0].split("@")[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def redact_url(url: str) -> str:
