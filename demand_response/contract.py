@@ -23,6 +23,8 @@ from .market import PricingRule
 MAX_UINT = 2**256 - 1
 #: Submissions read per getBids call: keeps each eth_call far below a node's gas cap.
 PAGE_SUBMISSIONS = 8
+#: Submissions scanned per bidsOf call: the headers cost ~2,100 gas each (~2M gas a page).
+FILTER_SUBMISSIONS = 1024
 #: Bid ids proved per proveLevelPrefix transaction (~2,500 gas each: about 1.3M gas).
 PROOF_CHUNK = 500
 
@@ -197,9 +199,18 @@ class DemandReduction:
         return bids
 
     def bids_of(self, request_id: int, consumer: str, start: int = 0, count: int = MAX_UINT) -> list[BidInfo]:
-        """The bids ``consumer`` placed in ``request_id``."""
-        rows = self.functions.bidsOf(request_id, Web3.to_checksum_address(consumer), start, count).call()
-        return [BidInfo(*b) for b in rows]
+        """The bids ``consumer`` placed in submissions ``start`` .. ``start + count - 1``.
+
+        Scanned ``FILTER_SUBMISSIONS`` submissions per call, so no single ``eth_call``
+        grows with the book (a node caps a call's gas).
+        """
+        consumer = Web3.to_checksum_address(consumer)
+        end = min(self.get_request(request_id).submissions, start + count if count < MAX_UINT - start else MAX_UINT)
+        rows: list[BidInfo] = []
+        for page in range(start, end, FILTER_SUBMISSIONS):
+            size = min(FILTER_SUBMISSIONS, end - page)
+            rows.extend(BidInfo(*b) for b in self.functions.bidsOf(request_id, consumer, page, size).call())
+        return rows
 
     def bid_ids_logged(self, request_id: int, consumer: str, from_block: int = 0) -> list[int]:
         """Ids of the live bids ``consumer`` placed in ``request_id``, from the contract's events.
