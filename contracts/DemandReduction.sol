@@ -52,6 +52,11 @@ contract DemandReduction {
     uint256 private constant _LANES = 4;
     uint256 private constant _BOOK_SLOTS = TICKS / _LANES;
 
+    // Request flags (Request.flags).
+    uint8 private constant _PAY_AS_BID = 1;
+    uint8 private constant _SEALED = 2; // bids are committed, then revealed
+    uint8 private constant _METERED = 4; // winners are paid on measured delivery
+
     // ------------------------------------------------------------------ types
 
     /// @notice How accepted watts are paid.
@@ -86,7 +91,7 @@ contract DemandReduction {
         uint32 bidCount; // number of bids placed (withdrawn ones included)
         uint64 tickWei; // price of one tick; cap = TICKS * tickWei
         Status status;
-        PricingRule rule;
+        uint8 flags; // _PAY_AS_BID | _SEALED | _METERED
         // slot 1
         uint64 targetWatts;
         uint128 budget;
@@ -98,6 +103,70 @@ contract DemandReduction {
         uint64 claimedWatts;
         // slot 3
         uint128 paidOut;
+    }
+
+    /// @notice Optional terms of a request (`requestReductionWithTerms`).
+    struct Terms {
+        uint256 revealWindow; // seconds after biddingDeadline for reveals; 0: open bids
+        uint256 reportWindow; // seconds after eventEnd for meter reports; 0: pay on acceptance
+        uint256 disputeWindow; // seconds after the report deadline for the utility to confirm or dispute
+        uint256 bondWei; // bond per participant, 0: none (needs a sealed or metered request)
+    }
+
+    /// @notice Where a consumer stands in a sealed or metered request.
+    enum Stage {
+        None,
+        Committed, // sealed: a commitment (and any bond) is in, not yet revealed
+        Bonded, // open and metered: the bond is posted, no bids yet
+        Bid, // bids are in the book (placed, or revealed)
+        Reported, // metered: the consumer reported its delivery
+        Settled // payout, penalty and bond are settled
+    }
+
+    /// @dev Stored terms; only requests created with terms have them.
+    struct StoredTerms {
+        // slot 0
+        uint40 revealDeadline;
+        uint32 reportWindow;
+        uint32 disputeWindow;
+        uint96 bondWei;
+        // slot 1
+        uint128 unrevealedBonds; // bonds of commitments not revealed yet
+        uint128 heldBonds; // bonds waiting for delivery settlement
+    }
+
+    /// @dev A consumer in a sealed or metered request.
+    struct Participant {
+        bytes32 commitment;
+        uint32 submission; // 1 + the consumer's submission index; 0: no bids
+        uint96 bond; // bond still held
+        uint64 delivered; // W delivered, as reported or as the utility measured it
+        Stage stage;
+    }
+
+    /// @notice A request's terms with their deadlines.
+    struct TermsView {
+        bool sealedBids;
+        bool metered;
+        uint256 revealDeadline;
+        uint256 reportDeadline;
+        uint256 disputeDeadline;
+        uint256 bondWei;
+        uint256 unrevealedBonds;
+        uint256 heldBonds;
+    }
+
+    /// @notice A consumer's standing in a sealed or metered request.
+    struct ParticipantView {
+        Stage stage;
+        bytes32 commitment;
+        bool hasBids;
+        uint256 firstBidId;
+        uint256 bidCount;
+        uint256 bond;
+        uint256 acceptedWatts;
+        uint256 promisedPayout; // payout if the accepted watts are fully delivered
+        uint256 deliveredWatts;
     }
 
     /// @dev Outcome of the scan over the book (memory only).
@@ -161,6 +230,8 @@ contract DemandReduction {
     // several transactions): placedBefore (bits 0..39), liveBefore (40..79), nextId (80..).
     mapping(uint256 => mapping(uint256 => uint256)) private _levelProof;
     uint256 private _lock = 1;
+    mapping(uint256 => StoredTerms) private _terms;
+    mapping(uint256 => mapping(address => Participant)) private _participants;
 
     // ------------------------------------------------------------------ events
 
@@ -209,6 +280,41 @@ contract DemandReduction {
     event DustReturned(uint256 indexed requestId, uint256 amount);
     /// @notice Part of a price level's queue was proved ahead of `selectWinnersWithHint`.
     event LevelPrefixProved(uint256 indexed requestId, uint256 tick, uint256 placedBefore, uint256 nextBidId);
+    /// @notice A request was created with terms (`requestReductionWithTerms`). Deadlines
+    ///         are 0 where the feature is off.
+    event RequestTerms(
+        uint256 indexed requestId,
+        uint256 revealDeadline,
+        uint256 reportDeadline,
+        uint256 disputeDeadline,
+        uint256 bondWei
+    );
+    /// @notice A consumer committed to sealed bids (or replaced its commitment).
+    event BidsCommitted(uint256 indexed requestId, address indexed bidder, bytes32 commitment);
+    /// @notice A consumer revealed its sealed bids; they follow as `BidSubmitted` events.
+    event BidsRevealed(uint256 indexed requestId, address indexed bidder, uint256 firstBidId, uint256 count);
+    /// @notice A consumer posted its bond.
+    event BondPosted(uint256 indexed requestId, address indexed consumer, uint256 amount);
+    /// @notice Bonds of commitments never revealed went to the utility at selection.
+    event BondsForfeited(uint256 indexed requestId, uint256 amount);
+    /// @notice A consumer reported the reduction it delivered, in W averaged over the window.
+    event DeliveryReported(uint256 indexed requestId, address indexed consumer, uint256 deliveredWatts);
+    /// @notice The utility, as meter operator, set a lower delivery than reported.
+    event DeliveryDisputed(
+        uint256 indexed requestId, address indexed consumer, uint256 reportedWatts, uint256 meteredWatts
+    );
+    /// @notice A participant was settled: `payout` and `bondReturned` to the consumer,
+    ///         `toUtility` (unearned payout and penalty) to the utility.
+    event DeliverySettled(
+        uint256 indexed requestId,
+        address indexed consumer,
+        uint256 acceptedWatts,
+        uint256 deliveredWatts,
+        uint256 payout,
+        uint256 penalty,
+        uint256 bondReturned,
+        uint256 toUtility
+    );
     /// @notice Ether was paid out of the contract.
     event Withdrawal(address indexed account, address indexed to, uint256 amount);
 
@@ -296,6 +402,36 @@ contract DemandReduction {
     error TransferFailed();
     /// @notice A withdrawal re-entered the contract.
     error Reentrancy();
+    /// @notice A terms value does not fit its field, or the combination makes no sense.
+    error BadTerms();
+    /// @notice The reveal window would end after the event starts.
+    error RevealAfterEventStart(uint256 revealDeadline, uint256 eventStart);
+    /// @notice The request takes sealed bids only: use `commitBids` and `revealBids`.
+    error SealedRequest(uint256 requestId);
+    /// @notice The request does not take sealed bids.
+    error NotSealed(uint256 requestId);
+    /// @notice The request does not pay on delivery.
+    error NotMetered(uint256 requestId);
+    /// @notice Payouts of a metered request are settled with `settleDelivery`, not `claim`.
+    error PaidOnDelivery(uint256 requestId);
+    /// @notice The value sent is not the bond this call needs.
+    error WrongBond(uint256 required, uint256 sent);
+    /// @notice The consumer has already committed, bonded or bid where that is not allowed.
+    error WrongStage(address consumer, Stage stage);
+    /// @notice Reveals are accepted only after the bidding deadline, until the reveal deadline.
+    error RevealWindowClosed(uint256 opensAfter, uint256 closesAt);
+    /// @notice The revealed bids and salt do not hash to the caller's commitment.
+    error CommitmentMismatch();
+    /// @notice Meter reports are accepted after the event ends, until the report deadline.
+    error ReportWindowClosed(uint256 opensAt, uint256 closesAt);
+    /// @notice The utility's confirm or dispute came after the dispute deadline.
+    error DisputeWindowClosed(uint256 closedAt);
+    /// @notice A dispute must lower the reported delivery.
+    error NotADispute(uint256 reportedWatts, uint256 meteredWatts);
+    /// @notice The participant cannot be settled yet.
+    error TooEarly(uint256 at);
+    /// @notice A delivery figure does not fit in 64 bits.
+    error DeliveryTooLarge(uint256 max);
 
     // ------------------------------------------------------------------ modifiers
 
@@ -392,6 +528,71 @@ contract DemandReduction {
         uint256 maxPriceWeiPerKWh,
         PricingRule pricingRule
     ) external payable onlyUtility returns (uint256 requestId) {
+        (requestId,) =
+            _newRequest(targetWatts, eventStart, eventEnd, biddingDeadline, maxPriceWeiPerKWh, pricingRule);
+    }
+
+    /// @notice Like `requestReduction`, with sealed bids, payment on measured delivery,
+    ///         a bond, or all three. See docs/market.md.
+    /// @param targetWatts Reduction wanted, in W (> 0).
+    /// @param eventStart Start of the event window, unix seconds (>= the reveal deadline).
+    /// @param eventEnd End of the event window, unix seconds (> eventStart).
+    /// @param biddingDeadline Last second at which bids (or commitments) are accepted (> now).
+    /// @param maxPriceWeiPerKWh Price cap; a multiple of TICKS.
+    /// @param pricingRule Uniform (pay-as-clear) or PayAsBid.
+    /// @param terms Reveal, report and dispute windows in seconds, and the bond in wei.
+    /// @return requestId The new request's id.
+    function requestReductionWithTerms(
+        uint256 targetWatts,
+        uint256 eventStart,
+        uint256 eventEnd,
+        uint256 biddingDeadline,
+        uint256 maxPriceWeiPerKWh,
+        PricingRule pricingRule,
+        Terms calldata terms
+    ) external payable onlyUtility returns (uint256 requestId) {
+        if (
+            terms.revealWindow > type(uint32).max || terms.reportWindow > type(uint32).max
+                || terms.disputeWindow > type(uint32).max || terms.bondWei > type(uint96).max
+        ) revert BadTerms();
+        bool sealedBids = terms.revealWindow != 0;
+        bool metered = terms.reportWindow != 0;
+        // A bond needs something to secure; a dispute window needs reports.
+        if ((terms.bondWei != 0 && !sealedBids && !metered) || (terms.disputeWindow != 0 && !metered)) {
+            revert BadTerms();
+        }
+        Request storage r;
+        (requestId, r) =
+            _newRequest(targetWatts, eventStart, eventEnd, biddingDeadline, maxPriceWeiPerKWh, pricingRule);
+        uint256 revealDeadline;
+        if (sealedBids) {
+            revealDeadline = biddingDeadline + terms.revealWindow;
+            if (revealDeadline > eventStart) revert RevealAfterEventStart(revealDeadline, eventStart);
+        }
+        r.flags |= (sealedBids ? _SEALED : 0) | (metered ? _METERED : 0);
+        StoredTerms storage t = _terms[requestId];
+        t.revealDeadline = uint40(revealDeadline);
+        t.reportWindow = uint32(terms.reportWindow);
+        t.disputeWindow = uint32(terms.disputeWindow);
+        t.bondWei = uint96(terms.bondWei);
+        uint256 reportDeadline = metered ? eventEnd + terms.reportWindow : 0;
+        emit RequestTerms(
+            requestId,
+            revealDeadline,
+            reportDeadline,
+            metered ? reportDeadline + terms.disputeWindow : 0,
+            terms.bondWei
+        );
+    }
+
+    function _newRequest(
+        uint256 targetWatts,
+        uint256 eventStart,
+        uint256 eventEnd,
+        uint256 biddingDeadline,
+        uint256 maxPriceWeiPerKWh,
+        PricingRule pricingRule
+    ) private returns (uint256 requestId, Request storage r) {
         if (targetWatts == 0) revert ZeroTarget();
         if (targetWatts > type(uint64).max) revert TargetTooLarge(type(uint64).max);
         if (biddingDeadline <= block.timestamp) revert DeadlineInPast(biddingDeadline, block.timestamp);
@@ -408,13 +609,13 @@ contract DemandReduction {
         if (msg.value < required) revert BudgetTooLow(required, msg.value);
 
         requestId = ++requestCount;
-        Request storage r = _requests[requestId];
+        r = _requests[requestId];
         r.biddingDeadline = uint40(biddingDeadline);
         r.eventStart = uint40(eventStart);
         r.duration = uint32(duration);
         r.tickWei = uint64(maxPriceWeiPerKWh / TICKS);
         r.status = Status.Open;
-        r.rule = pricingRule;
+        r.flags = pricingRule == PricingRule.PayAsBid ? _PAY_AS_BID : 0;
         r.targetWatts = uint64(targetWatts);
         r.budget = uint128(msg.value);
         emit ReductionRequested(
@@ -478,13 +679,34 @@ contract DemandReduction {
         returns (uint256 firstBidId)
     {
         if (registrationRequired && _enrolment[msg.sender] != Enrolment.Enrolled) revert NotEnrolled(msg.sender);
+        Request storage r = _openRequest(requestId);
+        if (block.timestamp > r.biddingDeadline) revert BiddingClosed(r.biddingDeadline);
+        uint256 flags = r.flags;
+        if (flags & _SEALED != 0) revert SealedRequest(requestId);
+        if (flags & _METERED == 0) return _record(requestId, r, watts, prices);
+        // Metered: one submission per consumer, since its meter measures all its bids at once.
+        Participant storage p = _participants[requestId][msg.sender];
+        Stage stage = p.stage;
+        if (stage == Stage.None) {
+            uint256 bond = _terms[requestId].bondWei;
+            if (bond != 0) revert WrongBond(bond, 0); // postBond first
+        } else if (stage != Stage.Bonded) {
+            revert WrongStage(msg.sender, stage); // one submission per consumer
+        }
+        firstBidId = _record(requestId, r, watts, prices);
+        p.submission = uint32((firstBidId >> _ID_BITS) + 1);
+        p.stage = Stage.Bid;
+    }
+
+    /// @dev Validate a batch of bids and store it as the next submission, from msg.sender.
+    function _record(uint256 requestId, Request storage r, uint256[] calldata watts, uint256[] calldata prices)
+        private
+        returns (uint256 firstBidId)
+    {
         uint256 n = watts.length;
         if (n != prices.length) revert LengthMismatch(n, prices.length);
         if (n == 0) revert NoBids();
         if (n > MAX_BIDS_PER_CALL) revert TooManyBids(MAX_BIDS_PER_CALL);
-        Request storage r = _openRequest(requestId);
-        if (block.timestamp > r.biddingDeadline) revert BiddingClosed(r.biddingDeadline);
-
         uint256 submission = r.submissions;
         uint256 tickWei = r.tickWei;
         firstBidId = submission << _ID_BITS;
@@ -510,6 +732,114 @@ contract DemandReduction {
         // be placed in any chain's lifetime.
         r.submissions = uint32(submission + 1);
         r.bidCount = uint32(r.bidCount + n);
+    }
+
+    // ------------------------------------------------------------------ sealed bids and bonds
+
+    /// @notice The commitment for sealed bids: binds the bids and salt to this chain,
+    ///         this contract, the request and the bidder, so it cannot be replayed
+    ///         elsewhere or revealed by anyone else.
+    /// @param requestId The request the bids are for.
+    /// @param bidder The address that will reveal.
+    /// @param watts Reductions in W.
+    /// @param pricesWeiPerKWh Unit prices, wei per kWh.
+    /// @param salt A secret random value; keep it until the reveal is mined.
+    function commitmentOf(
+        uint256 requestId,
+        address bidder,
+        uint256[] calldata watts,
+        uint256[] calldata pricesWeiPerKWh,
+        bytes32 salt
+    ) public view returns (bytes32) {
+        return keccak256(abi.encode(block.chainid, address(this), requestId, bidder, watts, pricesWeiPerKWh, salt));
+    }
+
+    /// @notice Commit to sealed bids before the bidding deadline, or replace the caller's
+    ///         commitment. The first commitment carries the request's bond, if any.
+    /// @param requestId An open sealed request whose bidding deadline has not passed.
+    /// @param commitment `commitmentOf(requestId, msg.sender, watts, prices, salt)`.
+    function commitBids(uint256 requestId, bytes32 commitment) external payable {
+        if (registrationRequired && _enrolment[msg.sender] != Enrolment.Enrolled) revert NotEnrolled(msg.sender);
+        Request storage r = _openRequest(requestId);
+        if (r.flags & _SEALED == 0) revert NotSealed(requestId);
+        if (block.timestamp > r.biddingDeadline) revert BiddingClosed(r.biddingDeadline);
+        Participant storage p = _participants[requestId][msg.sender];
+        if (p.stage == Stage.None) {
+            StoredTerms storage t = _terms[requestId];
+            uint256 bond = t.bondWei;
+            if (msg.value != bond) revert WrongBond(bond, msg.value);
+            if (bond != 0) {
+                p.bond = uint96(bond);
+                t.unrevealedBonds += uint128(bond);
+                emit BondPosted(requestId, msg.sender, bond);
+            }
+            p.stage = Stage.Committed;
+        } else if (msg.value != 0) {
+            revert WrongBond(0, msg.value); // replacing a commitment: the bond is already in
+        }
+        p.commitment = commitment;
+        emit BidsCommitted(requestId, msg.sender, commitment);
+    }
+
+    /// @notice Reveal the caller's sealed bids after the bidding deadline, until the reveal
+    ///         deadline. They enter the book in reveal order; every other rule is the same
+    ///         as for open bids. Without metering, the bond is returned now.
+    /// @param requestId The sealed request.
+    /// @param watts Reductions in W, exactly as committed.
+    /// @param pricesWeiPerKWh Unit prices, exactly as committed.
+    /// @param salt The salt of the commitment.
+    /// @return firstBidId Id of the first revealed bid.
+    function revealBids(
+        uint256 requestId,
+        uint256[] calldata watts,
+        uint256[] calldata pricesWeiPerKWh,
+        bytes32 salt
+    ) external returns (uint256 firstBidId) {
+        Request storage r = _openRequest(requestId);
+        uint256 flags = r.flags;
+        if (flags & _SEALED == 0) revert NotSealed(requestId);
+        StoredTerms storage t = _terms[requestId];
+        if (block.timestamp <= r.biddingDeadline || block.timestamp > t.revealDeadline) {
+            revert RevealWindowClosed(r.biddingDeadline, t.revealDeadline);
+        }
+        Participant storage p = _participants[requestId][msg.sender];
+        if (p.stage != Stage.Committed) revert WrongStage(msg.sender, p.stage);
+        if (commitmentOf(requestId, msg.sender, watts, pricesWeiPerKWh, salt) != p.commitment) {
+            revert CommitmentMismatch();
+        }
+        firstBidId = _record(requestId, r, watts, pricesWeiPerKWh);
+        p.submission = uint32((firstBidId >> _ID_BITS) + 1);
+        p.stage = Stage.Bid;
+        uint256 bond = p.bond;
+        if (bond != 0) {
+            t.unrevealedBonds -= uint128(bond);
+            if (flags & _METERED != 0) {
+                t.heldBonds += uint128(bond); // at stake for delivery now
+            } else {
+                p.bond = 0;
+                _owed[msg.sender] += bond;
+            }
+        }
+        emit BidsRevealed(requestId, msg.sender, firstBidId, watts.length);
+    }
+
+    /// @notice Post the bond of an open, metered request before bidding.
+    /// @param requestId An open metered request with a bond, before its bidding deadline.
+    function postBond(uint256 requestId) external payable {
+        if (registrationRequired && _enrolment[msg.sender] != Enrolment.Enrolled) revert NotEnrolled(msg.sender);
+        Request storage r = _openRequest(requestId);
+        if (r.flags & _SEALED != 0) revert SealedRequest(requestId); // the bond goes with the commitment
+        if (r.flags & _METERED == 0) revert NotMetered(requestId);
+        if (block.timestamp > r.biddingDeadline) revert BiddingClosed(r.biddingDeadline);
+        StoredTerms storage t = _terms[requestId];
+        uint256 bond = t.bondWei;
+        if (msg.value != bond || bond == 0) revert WrongBond(bond, msg.value);
+        Participant storage p = _participants[requestId][msg.sender];
+        if (p.stage != Stage.None) revert WrongStage(msg.sender, p.stage);
+        p.stage = Stage.Bonded;
+        p.bond = uint96(bond);
+        t.heldBonds += uint128(bond);
+        emit BondPosted(requestId, msg.sender, bond);
     }
 
     /// @dev Validate one bid and append it to the queue of its price level; returns it packed.
@@ -580,7 +910,8 @@ contract DemandReduction {
     /// @param levelBidIds The next bids of the level, in queue order, all before the marginal one.
     function proveLevelPrefix(uint256 requestId, uint256 tick, uint256[] calldata levelBidIds) external {
         Request storage r = _openRequest(requestId);
-        if (block.timestamp <= r.biddingDeadline) revert BiddingStillOpen(r.biddingDeadline);
+        uint256 closes = _closesAt(requestId, r);
+        if (block.timestamp <= closes) revert BiddingStillOpen(closes);
         if (tick == 0 || tick > TICKS) revert BadMarginalHint();
         uint256 take = _wantedAt(requestId, r.targetWatts, tick);
         uint256 proof = _levelProof[requestId][tick];
@@ -623,7 +954,7 @@ contract DemandReduction {
 
     function _select(uint256 requestId, uint256[] memory hint) private {
         Request storage r = _openRequest(requestId);
-        uint256 deadline = r.biddingDeadline;
+        uint256 deadline = _closesAt(requestId, r); // the reveal deadline for sealed bids
         if (block.timestamp <= deadline) revert BiddingStillOpen(deadline);
         if (msg.sender != utility && block.timestamp <= deadline + GRACE_PERIOD) {
             revert GracePeriodNotOver(deadline + GRACE_PERIOD);
@@ -640,7 +971,7 @@ contract DemandReduction {
 
         uint256 tickWei = r.tickWei;
         uint256 clearingPrice = c.clearingTick * tickWei;
-        uint256 reserved = r.rule == PricingRule.Uniform
+        uint256 reserved = r.flags & _PAY_AS_BID == 0
             ? c.accepted * r.duration * clearingPrice / WS_PER_KWH
             : c.valueTicks * tickWei * r.duration / WS_PER_KWH;
         uint256 refund = r.budget - reserved; // reserved <= target * duration * cap / 3.6e6 <= budget
@@ -650,7 +981,17 @@ contract DemandReduction {
         r.marginalPos = uint40(c.marginalPos);
         r.acceptedWatts = uint64(c.accepted);
         r.reserved = uint128(reserved);
-        if (refund != 0) _owed[utility] += refund;
+        uint256 toUtility = refund;
+        if (r.flags & _SEALED != 0) {
+            StoredTerms storage t = _terms[requestId];
+            uint256 forfeited = t.unrevealedBonds;
+            if (forfeited != 0) {
+                t.unrevealedBonds = 0;
+                toUtility += forfeited;
+                emit BondsForfeited(requestId, forfeited);
+            }
+        }
+        if (toUtility != 0) _owed[utility] += toUtility;
         emit WinnersSelected(requestId, clearingPrice, c.accepted, reserved, refund);
     }
 
@@ -731,6 +1072,7 @@ contract DemandReduction {
     function claim(uint256 requestId, uint256[] calldata bidIds) external {
         Request storage r = _requests[requestId];
         if (r.status != Status.Settled) revert NotSettled(requestId);
+        if (r.flags & _METERED != 0) revert PaidOnDelivery(requestId);
         uint256 submissions = r.submissions;
         uint256 claimedWatts;
         uint256 paid;
@@ -746,6 +1088,12 @@ contract DemandReduction {
             paid += amount;
             emit PayoutCredited(requestId, bidder, bidId, w, amount);
         }
+        _disburse(requestId, r, claimedWatts, paid);
+    }
+
+    /// @dev Count `claimedWatts` accepted watts worth `paid` wei as taken from the reserve;
+    ///      once every accepted watt is, the rounding dust goes to the utility.
+    function _disburse(uint256 requestId, Request storage r, uint256 claimedWatts, uint256 paid) private {
         if (claimedWatts == 0) return;
         uint256 totalClaimed = r.claimedWatts + claimedWatts;
         uint256 totalPaid = r.paidOut + paid;
@@ -758,6 +1106,161 @@ contract DemandReduction {
                 _owed[utility] += dust;
                 emit DustReturned(requestId, dust);
             }
+        }
+    }
+
+    // ------------------------------------------------------------------ delivery
+
+    /// @notice Report the reduction the caller delivered in a metered request: baseline
+    ///         minus metered consumption over the event window, as average W. The
+    ///         transaction is the consumer's signed statement; the utility, as meter
+    ///         operator, may confirm or dispute it until the dispute deadline.
+    /// @param requestId A settled metered request whose event is over.
+    /// @param deliveredWatts Delivered reduction, W averaged over the event window.
+    function reportDelivery(uint256 requestId, uint256 deliveredWatts) external {
+        Request storage r = _meteredAndSettled(requestId);
+        uint256 eventEnd = uint256(r.eventStart) + r.duration;
+        uint256 reportDeadline = eventEnd + _terms[requestId].reportWindow;
+        if (block.timestamp < eventEnd || block.timestamp > reportDeadline) {
+            revert ReportWindowClosed(eventEnd, reportDeadline);
+        }
+        if (deliveredWatts > type(uint64).max) revert DeliveryTooLarge(type(uint64).max);
+        Participant storage p = _participants[requestId][msg.sender];
+        if (p.stage != Stage.Bid) revert WrongStage(msg.sender, p.stage);
+        p.delivered = uint64(deliveredWatts);
+        p.stage = Stage.Reported;
+        emit DeliveryReported(requestId, msg.sender, deliveredWatts);
+    }
+
+    /// @notice The utility accepts `consumer`'s report and settles it at once.
+    /// @param requestId A settled metered request.
+    /// @param consumer A consumer that reported.
+    function confirmDelivery(uint256 requestId, address consumer) external onlyUtility {
+        Request storage r = _meteredAndSettled(requestId);
+        Participant storage p = _reported(requestId, r, consumer);
+        _settleParticipant(requestId, r, consumer, p);
+    }
+
+    /// @notice The utility, as meter operator, replaces `consumer`'s report by its own
+    ///         lower measurement and settles it at once. The dispute is public on chain.
+    /// @param requestId A settled metered request.
+    /// @param consumer A consumer that reported.
+    /// @param meteredWatts The utility's figure, W averaged over the window, below the report.
+    function disputeDelivery(uint256 requestId, address consumer, uint256 meteredWatts) external onlyUtility {
+        Request storage r = _meteredAndSettled(requestId);
+        Participant storage p = _reported(requestId, r, consumer);
+        uint256 reported = p.delivered;
+        if (meteredWatts >= reported) revert NotADispute(reported, meteredWatts);
+        p.delivered = uint64(meteredWatts);
+        emit DeliveryDisputed(requestId, consumer, reported, meteredWatts);
+        _settleParticipant(requestId, r, consumer, p);
+    }
+
+    /// @notice Settle `consumer` in a metered request, or return its bond from a cancelled
+    ///         request. Anyone may call it: at once for a consumer with nothing accepted,
+    ///         after the report deadline for one that did not report (it delivered
+    ///         nothing), after the dispute deadline for one that reported.
+    /// @param requestId A settled metered request, or a cancelled request.
+    /// @param consumer The participant to settle.
+    function settleDelivery(uint256 requestId, address consumer) external {
+        Request storage r = _knownRequest(requestId);
+        Participant storage p = _participants[requestId][consumer];
+        Stage stage = p.stage;
+        if (r.status == Status.Cancelled) {
+            uint256 bond = p.bond;
+            if (bond == 0 || stage == Stage.Settled) revert WrongStage(consumer, stage);
+            StoredTerms storage t = _terms[requestId];
+            if (stage == Stage.Committed) t.unrevealedBonds -= uint128(bond);
+            else t.heldBonds -= uint128(bond);
+            p.bond = 0;
+            p.stage = Stage.Settled;
+            _owed[consumer] += bond;
+            emit DeliverySettled(requestId, consumer, 0, 0, 0, 0, bond, 0);
+            return;
+        }
+        _meteredAndSettled(requestId);
+        if (stage != Stage.Bonded && stage != Stage.Bid && stage != Stage.Reported) revert WrongStage(consumer, stage);
+        (uint256 accepted,) = _participantOutcome(requestId, r, p.submission);
+        if (accepted != 0) {
+            uint256 reportDeadline = uint256(r.eventStart) + r.duration + _terms[requestId].reportWindow;
+            uint256 due = stage == Stage.Reported ? reportDeadline + _terms[requestId].disputeWindow : reportDeadline;
+            if (block.timestamp <= due) revert TooEarly(due + 1);
+            if (stage != Stage.Reported) p.delivered = 0; // no report: nothing delivered
+        }
+        _settleParticipant(requestId, r, consumer, p);
+    }
+
+    function _meteredAndSettled(uint256 requestId) private view returns (Request storage r) {
+        r = _requests[requestId];
+        if (r.status != Status.Settled) revert NotSettled(requestId);
+        if (r.flags & _METERED == 0) revert NotMetered(requestId);
+    }
+
+    /// @dev The participant, if it reported and the dispute window is still open.
+    function _reported(uint256 requestId, Request storage r, address consumer)
+        private
+        view
+        returns (Participant storage p)
+    {
+        p = _participants[requestId][consumer];
+        if (p.stage != Stage.Reported) revert WrongStage(consumer, p.stage);
+        StoredTerms storage t = _terms[requestId];
+        uint256 disputeDeadline = uint256(r.eventStart) + r.duration + t.reportWindow + t.disputeWindow;
+        if (block.timestamp > disputeDeadline) revert DisputeWindowClosed(disputeDeadline);
+    }
+
+    /// @dev Accepted watts and promised payout over a participant's submission (1-based).
+    function _participantOutcome(uint256 requestId, Request storage r, uint256 submission)
+        private
+        view
+        returns (uint256 accepted, uint256 promised)
+    {
+        if (submission == 0) return (0, 0);
+        uint256 first = (submission - 1) << _ID_BITS;
+        uint256 total = r.submissions;
+        uint256 n = (_bidWords[requestId][(submission - 1) * _KEYS_PER_SUBMISSION] >> _COUNT_SHIFT) & 0x7f;
+        for (uint256 i; i < n; ++i) {
+            (, uint256 bid,,) = _loadBid(requestId, total, first | i);
+            (uint256 w, uint256 amount) = _outcome(r, bid);
+            accepted += w;
+            promised += amount;
+        }
+    }
+
+    /// @dev Pay accepted x min(1, delivered / accepted), take the penalty for the shortfall
+    ///      out of the bond, return the rest of the bond, and send the unearned payout and
+    ///      the penalty to the utility.
+    function _settleParticipant(uint256 requestId, Request storage r, address consumer, Participant storage p)
+        private
+    {
+        (uint256 accepted, uint256 promised) = _participantOutcome(requestId, r, p.submission);
+        uint256 delivered = p.delivered;
+        uint256 credited = delivered < accepted ? delivered : accepted;
+        uint256 bond = p.bond;
+        uint256 payout = accepted == 0 ? 0 : promised * credited / accepted;
+        uint256 penalty = accepted == 0 ? 0 : bond * (accepted - credited) / accepted;
+        p.stage = Stage.Settled;
+        if (bond != 0) {
+            p.bond = 0;
+            _terms[requestId].heldBonds -= uint128(bond);
+        }
+        if (payout + bond - penalty != 0) _owed[consumer] += payout + bond - penalty;
+        uint256 toUtility = promised - payout + penalty;
+        if (toUtility != 0) _owed[utility] += toUtility;
+        if (p.submission != 0) _markClaimed(requestId, r, p.submission);
+        emit DeliverySettled(requestId, consumer, accepted, delivered, payout, penalty, bond - penalty, toUtility);
+        _disburse(requestId, r, accepted, promised);
+    }
+
+    /// @dev Mark every bid of a submission (1-based) claimed.
+    function _markClaimed(uint256 requestId, Request storage r, uint256 submission) private {
+        uint256 first = (submission - 1) << _ID_BITS;
+        uint256 total = r.submissions;
+        mapping(uint256 => uint256) storage words = _bidWords[requestId];
+        uint256 n = (words[(submission - 1) * _KEYS_PER_SUBMISSION] >> _COUNT_SHIFT) & 0x7f;
+        for (uint256 i; i < n; ++i) {
+            (,, uint256 key, uint256 shift) = _loadBid(requestId, total, first | i);
+            words[key] |= _CLAIMED << shift;
         }
     }
 
@@ -796,7 +1299,7 @@ contract DemandReduction {
     function getRequest(uint256 requestId) external view returns (RequestView memory v) {
         Request storage r = _knownRequest(requestId);
         v.status = r.status;
-        v.rule = r.rule;
+        v.rule = r.flags & _PAY_AS_BID == 0 ? PricingRule.Uniform : PricingRule.PayAsBid;
         v.targetWatts = r.targetWatts;
         v.eventStart = r.eventStart;
         v.eventEnd = uint256(r.eventStart) + r.duration;
@@ -852,6 +1355,42 @@ contract DemandReduction {
         }
     }
 
+    /// @notice The terms of `requestId` and the bonds it holds.
+    /// @param requestId The request to look up.
+    function termsOf(uint256 requestId) external view returns (TermsView memory v) {
+        Request storage r = _knownRequest(requestId);
+        StoredTerms storage t = _terms[requestId];
+        v.sealedBids = r.flags & _SEALED != 0;
+        v.metered = r.flags & _METERED != 0;
+        v.revealDeadline = t.revealDeadline;
+        if (v.metered) {
+            v.reportDeadline = uint256(r.eventStart) + r.duration + t.reportWindow;
+            v.disputeDeadline = v.reportDeadline + t.disputeWindow;
+        }
+        v.bondWei = t.bondWei;
+        v.unrevealedBonds = t.unrevealedBonds;
+        v.heldBonds = t.heldBonds;
+    }
+
+    /// @notice Where `consumer` stands in a sealed or metered request.
+    /// @param requestId The request to look up.
+    /// @param consumer The consumer.
+    function participantOf(uint256 requestId, address consumer) external view returns (ParticipantView memory v) {
+        Request storage r = _knownRequest(requestId);
+        Participant storage p = _participants[requestId][consumer];
+        v.stage = p.stage;
+        v.commitment = p.commitment;
+        uint256 submission = p.submission;
+        if (submission != 0) {
+            v.hasBids = true;
+            v.firstBidId = (submission - 1) << _ID_BITS;
+            v.bidCount = (_bidWords[requestId][(submission - 1) * _KEYS_PER_SUBMISSION] >> _COUNT_SHIFT) & 0x7f;
+            (v.acceptedWatts, v.promisedPayout) = _participantOutcome(requestId, r, submission);
+        }
+        v.bond = p.bond;
+        v.deliveredWatts = p.delivered;
+    }
+
     /// @notice How much of price level `tick`'s queue `proveLevelPrefix` has proved so far.
     /// @param requestId The request to look up.
     /// @param tick The price level.
@@ -889,6 +1428,11 @@ contract DemandReduction {
             if (r.status == Status.None) revert UnknownRequest(requestId);
             revert RequestNotOpen(requestId);
         }
+    }
+
+    /// @dev When selection may start: the bidding deadline, or the reveal deadline for sealed bids.
+    function _closesAt(uint256 requestId, Request storage r) private view returns (uint256) {
+        return r.flags & _SEALED != 0 ? _terms[requestId].revealDeadline : r.biddingDeadline;
     }
 
     function _knownRequest(uint256 requestId) private view returns (Request storage r) {
@@ -961,7 +1505,7 @@ contract DemandReduction {
             if (pos >= limit) return (0, 0);
             if (limit - pos < w) w = limit - pos;
         }
-        uint256 priceTick = r.rule == PricingRule.Uniform ? clearingTick : tick;
+        uint256 priceTick = r.flags & _PAY_AS_BID == 0 ? clearingTick : tick;
         amount = w * r.duration * priceTick * r.tickWei / WS_PER_KWH;
     }
 

@@ -15,6 +15,7 @@ from eth_abi import decode as abi_decode
 from eth_utils import function_signature_to_4byte_selector
 from web3 import Web3
 from web3.contract import Contract
+from web3.logs import DISCARD
 
 from .artifacts import load_artifact
 from .chain import ChainError, Signer, TransactionFailed
@@ -78,6 +79,67 @@ class BidInfo:
     claimed: bool
     accepted_watts: int
     payout: int
+
+
+class Stage(IntEnum):
+    """A consumer's stage in a sealed or metered request; values match the contract."""
+
+    NONE = 0
+    COMMITTED = 1
+    BONDED = 2
+    BID = 3
+    REPORTED = 4
+    SETTLED = 5
+
+
+@dataclass(frozen=True)
+class Terms:
+    """Optional request terms: windows in seconds, bond in wei. All zero: an open request."""
+
+    reveal_window: int = 0
+    report_window: int = 0
+    dispute_window: int = 0
+    bond_wei: int = 0
+
+    @property
+    def sealed(self) -> bool:
+        return self.reveal_window > 0
+
+    @property
+    def metered(self) -> bool:
+        return self.report_window > 0
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.reveal_window, self.report_window, self.dispute_window, self.bond_wei)
+
+
+@dataclass(frozen=True)
+class TermsInfo:
+    """A request's terms as the contract reports them (deadlines 0 where a feature is off)."""
+
+    sealed: bool
+    metered: bool
+    reveal_deadline: int
+    report_deadline: int
+    dispute_deadline: int
+    bond_wei: int
+    unrevealed_bonds: int
+    held_bonds: int
+
+
+@dataclass(frozen=True)
+class ParticipantInfo:
+    """A consumer's standing in a sealed or metered request."""
+
+    stage: Stage
+    commitment: bytes
+    has_bids: bool
+    first_bid_id: int
+    bid_count: int
+    bond: int
+    accepted_watts: int
+    promised_payout: int
+    delivered_watts: int
 
 
 @lru_cache(maxsize=None)
@@ -237,6 +299,21 @@ class DemandReduction:
         """Live watts at each of the 128 price levels."""
         return list(self.functions.book(request_id).call())
 
+    def terms_of(self, request_id: int, block: Any = "latest") -> TermsInfo:
+        """Sealed / metered terms of a request, with its deadlines and bonds."""
+        return TermsInfo(*self.functions.termsOf(request_id).call(block_identifier=block))
+
+    def participant_of(self, request_id: int, consumer: str) -> ParticipantInfo:
+        """Where ``consumer`` stands in a sealed or metered request."""
+        v = self.functions.participantOf(request_id, Web3.to_checksum_address(consumer)).call()
+        return ParticipantInfo(Stage(v[0]), bytes(v[1]), *v[2:])
+
+    def commitment_of(self, request_id: int, bidder: str, watts: Sequence[int], prices: Sequence[int],
+                      salt: bytes) -> bytes:
+        """The contract's own hash of sealed bids (``market.commitment`` computes it offline)."""
+        return bytes(self.functions.commitmentOf(
+            request_id, Web3.to_checksum_address(bidder), list(watts), list(prices), salt).call())
+
     # -- transactions ----------------------------------------------------------------------
 
     def _send(self, signer: Signer, call: Any, value: int = 0, gas: int | None = None) -> dict[str, Any]:
@@ -281,8 +358,62 @@ class DemandReduction:
             target_watts, event_start, event_end, bidding_deadline, max_price, int(rule)
         )
         receipt = self._send(signer, call, value=budget)
-        events = self.contract.events.ReductionRequested().process_receipt(receipt)
+        events = self.contract.events.ReductionRequested().process_receipt(receipt, errors=DISCARD)
         return events[0]["args"]["requestId"], receipt
+
+    def request_reduction_with_terms(
+        self,
+        signer: Signer,
+        target_watts: int,
+        event_start: int,
+        event_end: int,
+        bidding_deadline: int,
+        max_price: int,
+        terms: Terms,
+        rule: PricingRule = PricingRule.UNIFORM,
+        budget: int | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Post a sealed and/or metered request; returns (request id, receipt)."""
+        from .market import required_budget
+
+        if budget is None:
+            budget = required_budget(target_watts, event_end - event_start, max_price)
+        call = self.functions.requestReductionWithTerms(
+            target_watts, event_start, event_end, bidding_deadline, max_price, int(rule), terms.as_tuple()
+        )
+        receipt = self._send(signer, call, value=budget)
+        events = self.contract.events.ReductionRequested().process_receipt(receipt, errors=DISCARD)
+        return events[0]["args"]["requestId"], receipt
+
+    def commit_bids(self, signer: Signer, request_id: int, commitment: bytes, bond: int = 0) -> dict[str, Any]:
+        """Commit to sealed bids (the first commitment carries the bond)."""
+        return self._send(signer, self.functions.commitBids(request_id, commitment), value=bond)
+
+    def reveal_bids(self, signer: Signer, request_id: int, watts: Sequence[int], prices: Sequence[int],
+                    salt: bytes) -> dict[str, Any]:
+        """Reveal committed bids during the reveal window."""
+        return self._send(signer, self.functions.revealBids(request_id, list(watts), list(prices), salt))
+
+    def post_bond(self, signer: Signer, request_id: int, bond: int) -> dict[str, Any]:
+        """Post the bond of an open metered request before bidding."""
+        return self._send(signer, self.functions.postBond(request_id), value=bond)
+
+    def report_delivery(self, signer: Signer, request_id: int, delivered_watts: int) -> dict[str, Any]:
+        """Report the reduction delivered over the event window, average W."""
+        return self._send(signer, self.functions.reportDelivery(request_id, delivered_watts))
+
+    def confirm_delivery(self, signer: Signer, request_id: int, consumer: str) -> dict[str, Any]:
+        """Accept a consumer's report and settle it (utility)."""
+        return self._send(signer, self.functions.confirmDelivery(request_id, Web3.to_checksum_address(consumer)))
+
+    def dispute_delivery(self, signer: Signer, request_id: int, consumer: str, metered_watts: int) -> dict[str, Any]:
+        """Replace a consumer's report by the utility's lower measurement and settle it."""
+        return self._send(signer, self.functions.disputeDelivery(
+            request_id, Web3.to_checksum_address(consumer), metered_watts))
+
+    def settle_delivery(self, signer: Signer, request_id: int, consumer: str) -> dict[str, Any]:
+        """Settle a participant after its windows (anyone), or return its bond from a cancelled request."""
+        return self._send(signer, self.functions.settleDelivery(request_id, Web3.to_checksum_address(consumer)))
 
     def submit_bids(
         self, signer: Signer, request_id: int, watts: Sequence[int], prices: Sequence[int]

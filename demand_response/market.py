@@ -158,3 +158,67 @@ def by_bidder(bids: Iterable[Bid], clearing: Clearing) -> dict[str, BidOutcome]:
         entry[0] += outcome.accepted_watts
         entry[1] += outcome.payout
     return {who: BidOutcome(w, p) for who, (w, p) in totals.items()}
+
+
+# -- sealed bids -----------------------------------------------------------------------------
+
+
+def commitment(chain_id: int, contract: str, request_id: int, bidder: str,
+               watts: Sequence[int], prices: Sequence[int], salt: bytes) -> bytes:
+    """The contract's ``commitmentOf``: keccak256(abi.encode(chainid, contract, request,
+    bidder, watts, prices, salt)). Binding chain, contract, request and bidder stops a
+    commitment being replayed elsewhere or revealed by anyone else."""
+    from eth_abi import encode
+    from eth_utils import keccak, to_checksum_address
+
+    if len(salt) != 32:
+        raise ValueError("salt must be 32 bytes")
+    return keccak(encode(
+        ["uint256", "address", "uint256", "address", "uint256[]", "uint256[]", "bytes32"],
+        [chain_id, to_checksum_address(contract), request_id, to_checksum_address(bidder),
+         list(watts), list(prices), salt],
+    ))
+
+
+# -- settlement on measured delivery -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliverySettlement:
+    """How one participant of a metered request is settled (all in wei)."""
+
+    accepted_watts: int
+    delivered_watts: int
+    payout: int  # to the consumer: promised * min(1, delivered / accepted)
+    penalty: int  # out of the bond: bond * shortfall / accepted
+    bond_returned: int  # to the consumer
+    to_utility: int  # unearned payout + penalty
+
+    @property
+    def to_consumer(self) -> int:
+        return self.payout + self.bond_returned
+
+
+def settle_delivery(accepted_watts: int, promised: int, delivered_watts: int, bond: int = 0) -> DeliverySettlement:
+    """The contract's delivery settlement for one consumer, to the wei.
+
+    ``promised`` is the payout of its accepted watts (the sum of its bids' outcomes);
+    a consumer that did not report has ``delivered_watts = 0``.
+    """
+    if min(accepted_watts, promised, delivered_watts, bond) < 0:
+        raise ValueError("amounts must not be negative")
+    credited = min(delivered_watts, accepted_watts)
+    pay = promised * credited // accepted_watts if accepted_watts else 0
+    penalty = bond * (accepted_watts - credited) // accepted_watts if accepted_watts else 0
+    return DeliverySettlement(accepted_watts, delivered_watts, pay, penalty, bond - penalty,
+                              promised - pay + penalty)
+
+
+def delivered_watts(baseline_wh: float, metered_wh: float, duration_s: int) -> int:
+    """Delivered reduction as average W over the window: (baseline - metered) energy / time.
+
+    Never negative: consuming more than the baseline delivers nothing.
+    """
+    if duration_s <= 0:
+        raise ValueError("duration must be positive")
+    return max(0, int((baseline_wh - metered_wh) * 3600 // duration_s))
