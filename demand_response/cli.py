@@ -363,6 +363,8 @@ def cmd_utility(args: argparse.Namespace) -> int:
                 target_kw=args.target_kw, now=now if args.from_sim else max(now, int(time.time())), bidding_window_s=args.bidding_window,
                 event_delay_s=args.event_delay, event_duration_s=args.event_duration,
                 max_price_wei_per_kwh=cap_wei, budget_wei=budget_wei, rule=rule,
+                reveal_window_s=args.reveal_window, report_window_s=args.report_window,
+                dispute_window_s=args.dispute_window, bond_wei=int(round(args.bond_eth * 10**18)),
             )
         except ValueError as exc:
             raise UserError(str(exc)) from None
@@ -382,6 +384,7 @@ def cmd_utility(args: argparse.Namespace) -> int:
         confirmations=settings.confirmations, reorg_depth=settings.reorg_depth,
         auto_withdraw=not args.no_withdraw, only=set(args.request_id) if args.request_id else None,
         exit_when_idle=args.exit_when_idle, rpc_name=_rpc_name(settings),
+        meter_file=Path(args.meter) if args.meter else None,
     )
     daemon.run(_stop_on_signals())
     for info in daemon.settled:
@@ -456,7 +459,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     return run_demo(consumers=args.consumers, results_file=Path(args.results_file), workdir=Path(args.workdir),
-                    bidding_window=args.bidding_window, chain_kind=args.chain)
+                    bidding_window=args.bidding_window, chain_kind=args.chain, market=args.market)
 
 
 # -- parser ---------------------------------------------------------------------------------
@@ -525,6 +528,15 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--max-price-eth", type=float, help="price cap, ETH per kWh")
     q.add_argument("--budget-eth", type=float, help="budget to escrow, ETH (sets the cap when no cap is given)")
     q.add_argument("--rule", default="uniform", help="uniform (default) or pay-as-bid")
+    q.add_argument("--reveal-window", type=int, default=0, metavar="S",
+                   help="sealed bids: seconds after bidding closes for reveals (default 0: open bids)")
+    q.add_argument("--report-window", type=int, default=0, metavar="S",
+                   help="pay on measured delivery: seconds after the event for meter reports (default 0: off)")
+    q.add_argument("--dispute-window", type=int, default=0, metavar="S",
+                   help="metered: seconds after the report deadline to confirm or dispute (default 0)")
+    q.add_argument("--bond-eth", type=float, default=0.0,
+                   help="bond per consumer, ETH: forfeited if sealed bids are not revealed, and the "
+                        "shortfall penalty of metered requests (default 0)")
     q.add_argument("--from-sim", action="store_true",
                    help="target and window from the gridsim feeder simulation (needs the 'grid' extra)")
     q.add_argument("--sim-seed", type=int, default=0, help="--from-sim: population seed")
@@ -535,6 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--request-id", type=int, action="append", help="only these requests (repeatable)")
     q.add_argument("--exit-when-idle", action="store_true", help="exit once no watched request is open")
     q.add_argument("--no-withdraw", action="store_true", help="leave refunds in the contract")
+    q.add_argument("--meter", metavar="FILE",
+                   help="the utility's meter data (meter.json format): confirm reports it supports, "
+                        "dispute the rest; without it reports become final at the dispute deadline")
     q.add_argument("--state-dir", help="where the listener cursor is kept (default database/)")
     q.add_argument("--poll-interval", type=float, help="seconds between polls (default 0.5)")
     q.set_defaults(func=cmd_utility)
@@ -569,6 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-file", default="database/results.json")
     p.add_argument("--workdir", default=".demo")
     p.add_argument("--chain", choices=("ganache", "anvil"), default="ganache")
+    p.add_argument("--market", choices=("sealed-metered", "open"), default="sealed-metered",
+                   help="sealed bids with a bond, paid on delivery decided by gridsim (default), "
+                        "or open bids paid on acceptance")
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -593,8 +611,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
-        from .listener import is_connection_error
+        from .listener import describe_disk_error, disk_error, is_connection_error
 
+        disk = disk_error(exc)
+        if disk is not None:
+            print(f"error: {describe_disk_error(disk)}", file=sys.stderr)
+            return 1
         if is_connection_error(exc):
             print(f"error: lost the RPC endpoint ({type(exc).__name__}); check that the node is running", file=sys.stderr)
             return 1

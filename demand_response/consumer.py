@@ -24,14 +24,17 @@ from typing import Any, Callable, Sequence
 
 from .bids import BidsError, Offer, chunks, from_pairs, load_bids, prepare
 from .chain import Signer, TransactionFailed
-from .contract import DemandReduction, RequestInfo, Status
+from .contract import MAX_UINT, DemandReduction, RequestInfo, Stage, Status, TermsInfo
+from .sealed import COMMITTED, COMMITTING, REVEALED, MeterReadings, SaltStore, SealedEntry
 from .market import PricingRule
 from .listener import Event, LogPoller, StateFile, is_connection_error
 from .results import ResultsFile
 
 log = logging.getLogger("demand_response.consumer")
 
-EVENTS = ("ReductionRequested", "WinnersSelected", "RequestCancelled")
+EVENTS = ("ReductionRequested", "WinnersSelected", "RequestCancelled", "DeliverySettled")
+#: Seconds between checks of sealed and metered requests (reveal, report, settle).
+TERMS_CHECK_INTERVAL = 1.0
 BidsProvider = Callable[[RequestInfo], Sequence[Offer]]
 
 
@@ -88,8 +91,14 @@ class ConsumerAgent:
         chain_id: int,
         auto_withdraw: bool = True,
         label: str | None = None,
+        salts: SaltStore | None = None,
+        meter: MeterReadings | None = None,
     ) -> None:
         self.dr = dr
+        self.salts = salts
+        self.meter = meter
+        self._terms: dict[int, TermsInfo] = {}
+        self._said: set[tuple[int, str]] = set()
         self.signer = signer
         self.bids = bids
         self.results = results
@@ -98,6 +107,9 @@ class ConsumerAgent:
         self.auto_withdraw = auto_withdraw
         self.label = label or signer.label
         self.address = signer.address
+        #: Called with the receipt of each of our bids (the service has the listener check
+        #: that its block stays in the chain).
+        self.watch_receipt: Callable[[Any], None] = lambda receipt: None
 
     def _say(self, message: str, *args: Any, level: int = logging.INFO) -> None:
         log.log(level, f"{self.label}: {message}", *args)
@@ -113,13 +125,27 @@ class ConsumerAgent:
         elif event.name == "WinnersSelected":
             self.handle_settled(rid, event)
         elif event.name == "RequestCancelled" and str(rid) in self.notes:
-            self._record_cancelled(rid)
+            if self.notes[str(rid)].get("terms"):
+                self.check_terms(rid)  # returns a bond, then records
+            else:
+                self._record_cancelled(rid)
+        elif event.name == "DeliverySettled" and str(event.args["consumer"]).lower() == self.address.lower():
+            self.check_terms(rid)
 
     def on_removed(self, key: str, info: list) -> None:
         """A processed event vanished in a reorg; the contract is re-read when it comes back."""
         self.signer.resync()  # our own transactions may have been dropped with it
         self._say("event %s (%s) was removed by a chain reorganisation", key[:18] + "…", info[2] if len(info) > 2 else "?",
                   level=logging.WARNING)
+
+    def on_reorg(self) -> None:
+        """The chain was reorganised (or the node came back without its last blocks), maybe
+        dropping our own transactions: re-check the latest requests not yet recorded (bid
+        again where our bids vanished while bidding is open; record what got settled)."""
+        self.signer.resync()
+        for rid in sorted((int(r) for r in self.notes), reverse=True)[:16]:
+            if self.results.find(self.chain_id, self.dr.address, rid, self.address) is None:
+                self.handle_request(rid)
 
     # -- bidding ----------------------------------------------------------------------------
 
@@ -155,6 +181,21 @@ class ConsumerAgent:
             "request %d heard: %.3f kW wanted, cap %s ETH/kWh, bidding closes in %d s",
             rid, info.target_watts / 1000, eth(info.max_price), info.bidding_deadline - now,
         )
+        terms = self.terms_of(rid)
+        if terms.sealed or terms.metered:
+            self.notes.setdefault(str(rid), {})["terms"] = "sealed" if terms.sealed else "metered"
+            participant = self.dr.participant_of(rid, self.address)
+            entry = self.salts.get(self.address, rid) if self.salts is not None else None
+            if participant.stage != Stage.NONE and not (entry is not None and entry.stage == COMMITTING
+                                                        and participant.stage == Stage.COMMITTED):
+                self._say("already %s on request %d; not bidding again", participant.stage.name.lower(), rid)
+                return
+            if entry is not None and entry.stage == COMMITTING and participant.stage == Stage.COMMITTED:
+                if participant.commitment == entry.commitment:
+                    entry.stage = COMMITTED
+                    self.salts.put(entry)  # type: ignore[union-attr]
+                    self._say("commitment for request %d is on chain; will reveal after the deadline", rid)
+                    return
         requested_block = self.notes.get(str(rid), {}).get("requested_block", 0)
         mine = self.dr.bid_ids_logged(rid, self.address, from_block=requested_block)
         if mine:
@@ -175,6 +216,9 @@ class ConsumerAgent:
         if not ready.submit:
             self._say("no bids at or below the cap for request %d; not bidding", rid)
             return
+        if terms.sealed or terms.metered:
+            self._bid_with_terms(rid, terms, ready.submit)
+            return
         txs = []
         for group in chunks(ready.submit):
             try:
@@ -185,6 +229,7 @@ class ConsumerAgent:
                     self._say("this contract needs enrolment: run `dr register` first", level=logging.ERROR)
                 break
             txs.append(_short(receipt["transactionHash"]))
+            self.watch_receipt(receipt)
         if not txs:
             return
         note = self.notes.setdefault(str(rid), {})
@@ -196,6 +241,239 @@ class ConsumerAgent:
             "/".join(eth(o.price) for o in ready.submit), rid, ", ".join(t[:12] + "…" for t in txs),
         )
 
+    # -- sealed and metered requests --------------------------------------------------------
+
+    def terms_of(self, rid: int) -> TermsInfo:
+        """The request's terms (cached: they never change)."""
+        if rid not in self._terms:
+            self._terms[rid] = self.dr.terms_of(rid)
+        return self._terms[rid]
+
+    def _say_once(self, rid: int, key: str, message: str, *args: Any, level: int = logging.INFO) -> None:
+        if (rid, key) not in self._said:
+            self._said.add((rid, key))
+            self._say(message, *args, level=level)
+
+    def _bid_with_terms(self, rid: int, terms: TermsInfo, offers: Sequence[Offer]) -> None:
+        """One submission per consumer: commit it (sealed) or place it (metered), bond included."""
+        if len(offers) > 64:
+            self._say("request %d takes one batch of at most 64 bids; dropping the %d dearest",
+                      rid, len(offers) - 64, level=logging.WARNING)
+            offers = sorted(offers, key=lambda o: o.price)[:64]
+        watts, prices = [o.watts for o in offers], [o.price for o in offers]
+        note = self.notes.setdefault(str(rid), {})
+        try:
+            if terms.sealed:
+                if self.salts is None:
+                    self._say("request %d takes sealed bids, and this daemon has no salt store; not bidding",
+                              rid, level=logging.ERROR)
+                    return
+                from .market import commitment
+
+                entry = self.salts.get(self.address, rid)
+                if entry is None or entry.stage != COMMITTING:
+                    salt = SaltStore.new_salt()
+                    entry = SealedEntry(rid, self.address, watts, prices, salt,
+                                        commitment(self.chain_id, self.dr.address, rid, self.address, watts, prices,
+                                                   salt))
+                self.salts.put(entry)  # the salt is on disk before the commitment leaves
+                receipt = self.dr.commit_bids(self.signer, rid, entry.commitment, bond=terms.bond_wei)
+                entry.stage, entry.commit_tx = COMMITTED, _short(receipt["transactionHash"])
+                self.salts.put(entry)
+                self.watch_receipt(receipt)
+                note.update(bid_txs=[entry.commit_tx], bid_at=int(time.time()),
+                            offers=[[w, p] for w, p in zip(entry.watts, entry.prices)])
+                self._say("committed %d sealed bid(s), %.3f kW, on request %d%s (tx %s…); reveal after the deadline",
+                          len(entry.watts), sum(entry.watts) / 1000, rid,
+                          f", bond {eth(terms.bond_wei)} ETH" if terms.bond_wei else "", entry.commit_tx[:12])
+                return
+            if terms.bond_wei:
+                self.watch_receipt(self.dr.post_bond(self.signer, rid, terms.bond_wei))
+                self._say("posted bond %s ETH on request %d", eth(terms.bond_wei), rid)
+            receipt = self.dr.submit_bids(self.signer, rid, watts, prices)
+        except TransactionFailed as exc:
+            self._say("bid on request %d refused: %s", rid, exc, level=logging.ERROR)
+            return
+        self.watch_receipt(receipt)
+        note.update(bid_txs=[_short(receipt["transactionHash"])], bid_at=int(time.time()),
+                    offers=[[w, p] for w, p in zip(watts, prices)])
+        self._say("bid %d offer(s), %.3f kW, on metered request %d (tx %s…); paid on measured delivery",
+                  len(watts), sum(watts) / 1000, rid, note["bid_txs"][0][:12])
+
+    def has_pending_terms(self) -> bool:
+        """True while a sealed reveal or a metered settlement of ours is outstanding."""
+        if self.salts is not None and any(e.stage in (COMMITTING, COMMITTED) for e in self.salts.pending(self.address)):
+            return True
+        return any(n.get("terms") and not n.get("done") for n in self.notes.values())
+
+    def _chain_now(self, act_after: int | None = None) -> int:
+        """Chain time; on an idle dev chain, mine a block when wall time has passed ``act_after``."""
+        latest = int(self.dr.w3.eth.get_block("latest")["timestamp"])
+        if act_after is not None and latest <= act_after < time.time():
+            from .config import DEV_CHAIN_IDS
+
+            if self.chain_id in DEV_CHAIN_IDS:
+                self.dr.w3.provider.make_request("evm_mine", [])
+                latest = int(self.dr.w3.eth.get_block("latest")["timestamp"])
+        return latest
+
+    def tick(self) -> None:
+        """Reveal sealed bids in their window; report, settle and record metered requests."""
+        if self.salts is not None:
+            for entry in self.salts.pending(self.address):
+                if entry.stage == COMMITTED:
+                    self._maybe_reveal(entry)
+        for key, note in list(self.notes.items()):
+            if note.get("terms") and not note.get("done") and note.get("bid_txs"):
+                self.check_terms(int(key))
+
+    def _maybe_reveal(self, entry: SealedEntry) -> None:
+        rid = entry.request_id
+        info = self.dr.get_request(rid)
+        terms = self.terms_of(rid)
+        if info.status == Status.CANCELLED:
+            entry.stage = REVEALED  # nothing to reveal into; check_terms returns the bond
+            self.salts.put(entry)  # type: ignore[union-attr]
+            return
+        now = self._chain_now(act_after=info.bidding_deadline)
+        if now <= info.bidding_deadline:
+            return
+        stage = self.dr.participant_of(rid, self.address).stage
+        if stage != Stage.COMMITTED:
+            entry.stage = REVEALED  # revealed before a restart
+            self.salts.put(entry)  # type: ignore[union-attr]
+            return
+        if now > terms.reveal_deadline:
+            self._say_once(rid, "missed", "missed the reveal window of request %d: the sealed bids do not count%s",
+                           rid, " and the bond is forfeited" if terms.bond_wei else "", level=logging.ERROR)
+            return
+        try:
+            receipt = self.dr.reveal_bids(self.signer, rid, entry.watts, entry.prices, entry.salt)
+        except TransactionFailed as exc:
+            self._say_once(rid, "reveal", "reveal on request %d refused: %s", rid, exc, level=logging.ERROR)
+            return
+        entry.stage, entry.reveal_tx = REVEALED, _short(receipt["transactionHash"])
+        self.salts.put(entry)  # type: ignore[union-attr]
+        self.watch_receipt(receipt)
+        self._say("revealed %d bid(s) on request %d (tx %s…)", len(entry.watts), rid, entry.reveal_tx[:12])
+
+    def check_terms(self, rid: int) -> None:
+        """Drive a metered (or cancelled bonded) request of ours to its end and record it."""
+        note = self.notes.setdefault(str(rid), {})
+        if note.get("done") or self.results.find(self.chain_id, self.dr.address, rid, self.address):
+            note["done"] = True
+            return
+        info = self.dr.get_request(rid)
+        terms = self.terms_of(rid)
+        me = self.dr.participant_of(rid, self.address)
+        if info.status == Status.CANCELLED:
+            if me.bond and me.stage != Stage.SETTLED:
+                self.dr.settle_delivery(self.signer, rid, self.address)
+                self._say("request %d was cancelled; bond returned", rid)
+            self._record_cancelled(rid)
+            self._withdraw_owed()
+            note["done"] = True
+            return
+        if info.status != Status.SETTLED:
+            return
+        if not terms.metered:
+            note["done"] = True  # sealed only: outcomes are claimed as for open bids
+            self.handle_settled(rid)
+            return
+        if me.stage == Stage.SETTLED:
+            self._record_delivery(rid, info, terms, me)
+            note["done"] = True
+            return
+        if me.stage not in (Stage.BID, Stage.REPORTED, Stage.BONDED):
+            self._say_once(rid, "out", "request %d settled without our bids (%s)", rid, me.stage.name.lower())
+            self._record_delivery(rid, info, terms, me)
+            note["done"] = True
+            return
+        if me.accepted_watts == 0:
+            if me.bond:
+                self.dr.settle_delivery(self.signer, rid, self.address)  # bond back at once
+            else:
+                self._record_delivery(rid, info, terms, me)
+                note["done"] = True
+            return
+        self._say_once(rid, "won", "request %d: %.3f kW accepted, %s ETH promised; paid on measured delivery after %s",
+                       rid, me.accepted_watts / 1000, eth(me.promised_payout),
+                       time.strftime("%H:%M:%S", time.localtime(info.event_end)))
+        if me.stage == Stage.BID:
+            now = self._chain_now(act_after=info.event_end - 1)
+            if now < info.event_end:
+                return
+            if now <= terms.report_deadline:
+                reading = None
+                if self.meter is not None:
+                    reading = self.meter.delivered(self.address, rid, info.duration, chain_id=self.chain_id,
+                                                   contract=self.dr.address)
+                if reading is None:
+                    self._say_once(rid, "meter", "waiting for a meter reading of request %d in %s", rid,
+                                   self.meter.path if self.meter is not None else "(no meter file)")
+                    return
+                self.watch_receipt(self.dr.report_delivery(self.signer, rid, reading))
+                self._say("reported %.3f kW delivered on request %d (%.3f kW accepted)", reading / 1000, rid,
+                          me.accepted_watts / 1000)
+                return
+            self._say_once(rid, "late", "no meter report for request %d before its deadline: nothing is paid", rid,
+                           level=logging.ERROR)
+            self.dr.settle_delivery(self.signer, rid, self.address)
+            return
+        # Reported: the utility confirms or disputes; after the dispute deadline anyone settles.
+        now = self._chain_now(act_after=terms.dispute_deadline)
+        if now > terms.dispute_deadline:
+            self.dr.settle_delivery(self.signer, rid, self.address)
+
+    def _withdraw_owed(self) -> tuple[str | None, int]:
+        if not self.auto_withdraw:
+            return None, 0
+        owed = self.dr.owed(self.address)
+        if not owed:
+            return None, 0
+        receipt = self.dr.withdraw(self.signer)
+        tx = _short(receipt["transactionHash"])
+        self._say("withdrew %s ETH (tx %s…)", eth(owed), tx[:12])
+        return tx, owed
+
+    def _record_delivery(self, rid: int, info: RequestInfo, terms: TermsInfo, me: Any) -> None:
+        """Record a metered request: promised against delivered against paid."""
+        from .market import settle_delivery
+
+        from .market import DeliverySettlement
+
+        delivered = me.delivered_watts
+        if me.stage == Stage.SETTLED:
+            s = settle_delivery(me.accepted_watts, me.promised_payout, delivered, terms.bond_wei)
+        else:  # never revealed (any bond forfeited at selection), or nothing to settle
+            s = DeliverySettlement(me.accepted_watts, delivered, 0, terms.bond_wei if me.stage == Stage.COMMITTED else 0,
+                                   0, me.promised_payout)
+        withdraw_tx, withdrawn = self._withdraw_owed()
+        mine = self.dr.bids_of(rid, self.address) if me.has_bids else []
+        note = self.notes.get(str(rid), {})
+        record = {
+            "chain_id": self.chain_id, "contract": self.dr.address, "request_id": rid, "account": self.address,
+            "label": self.label, "status": "won" if me.accepted_watts else "lost",
+            "rule": info.rule.name.lower(), "terms": "sealed+metered" if terms.sealed else "metered",
+            "target_kw": info.target_watts / 1000,
+            "bids": [{"bid_id": b.bid_id, "watts": b.watts, "price_wei_per_kwh": b.price,
+                      "cancelled": b.cancelled, "accepted_watts": b.accepted_watts} for b in mine],
+            "offered_kw": sum(b.watts for b in mine if not b.cancelled) / 1000,
+            "accepted_watts": me.accepted_watts, "accepted_kw": me.accepted_watts / 1000,
+            "clearing_price_wei_per_kwh": info.clearing_price,
+            "event_start": info.event_start, "event_end": info.event_end,
+            "promised_payout_wei": me.promised_payout, "delivered_watts": delivered,
+            "penalty_wei": s.penalty, "bond_returned_wei": s.bond_returned, "paid_wei": s.payout,
+            "payout_wei": s.payout, "payout_eth": s.payout / 10**18,
+            "bid_txs": note.get("bid_txs", []), "claim_tx": None,
+            "withdraw_tx": withdraw_tx, "withdrawn_wei": withdrawn,
+            "bid_at": note.get("bid_at"), "recorded_at": int(time.time()),
+        }
+        if self.results.append(record):
+            self._say("request %d: delivered %.3f of %.3f kW, paid %s of %s ETH promised%s; recorded", rid,
+                      delivered / 1000, me.accepted_watts / 1000, eth(s.payout), eth(me.promised_payout),
+                      f", penalty {eth(s.penalty)} ETH" if s.penalty else "")
+
     # -- outcomes ---------------------------------------------------------------------------
 
     def handle_settled(self, rid: int, event: Event | None = None) -> None:
@@ -204,6 +482,9 @@ class ConsumerAgent:
             return
         info = self.dr.get_request(rid)
         if info.status != Status.SETTLED:
+            return
+        if self.terms_of(rid).metered:
+            self.check_terms(rid)  # paid on delivery, not by claim
             return
         mine = self.dr.bids_of(rid, self.address)
         if not mine:
@@ -300,15 +581,21 @@ class ConsumerService:
         reorg_depth: int = 12,
         auto_withdraw: bool = True,
         rpc_name: str = "RPC endpoint",
+        meter_file: Path | None = None,
     ) -> None:
         self.dr = dr
         self.state = StateFile(state_path)
+        #: Salts of sealed bids, next to the cursor file (mode 600).
+        self.salts = SaltStore(Path(state_path).with_name(Path(state_path).name.replace(".cursor-", ".salts-", 1)))
+        self.meter = MeterReadings(meter_file or Path(results.path).with_name("meter.json"))
+        self._next_terms_check = 0.0
         self.poll_interval = poll_interval
         self.rpc_name = rpc_name
         notes = self.state.data.setdefault("agents", {})
         self.agents = [
             ConsumerAgent(dr, s.signer, s.bids, results, notes.setdefault(s.signer.address, {}),
-                          chain_id=chain_id, auto_withdraw=auto_withdraw, label=s.label)
+                          chain_id=chain_id, auto_withdraw=auto_withdraw, label=s.label,
+                          salts=self.salts, meter=self.meter)
             for s in specs
         ]
         self.poller = LogPoller(
@@ -317,6 +604,8 @@ class ConsumerService:
             label=self.agents[0].label if len(specs) == 1 else "fleet",
         )
         self._pool = ThreadPoolExecutor(max_workers=min(32, len(self.agents))) if len(self.agents) > 1 else None
+        for agent in self.agents:
+            agent.watch_receipt = self.poller.watch
 
     def _dispatch(self, event: Event) -> None:
         if self._pool is None:
@@ -338,6 +627,29 @@ class ConsumerService:
         for agent in self.agents:
             agent.on_removed(key, info)
 
+    def _idle(self) -> None:
+        """Between polls: at most once a second, move sealed and metered requests on."""
+        if time.monotonic() < self._next_terms_check:
+            return
+        self._next_terms_check = time.monotonic() + TERMS_CHECK_INTERVAL
+        busy = [agent for agent in self.agents if agent.has_pending_terms()]
+        for agent in busy:
+            try:
+                agent.tick()
+            except Exception as exc:
+                if is_connection_error(exc):
+                    raise
+                log.error("%s: %s: %s", agent.label, type(exc).__name__, exc)
+        if busy:
+            self.state.save()
+
+    def _reorged(self) -> None:
+        if self._pool is None:
+            self.agents[0].on_reorg()
+            return
+        for future in [self._pool.submit(agent.on_reorg) for agent in self.agents]:
+            future.result()
+
     def run(self, stop: threading.Event) -> None:
         """Listen and act until ``stop`` is set."""
         who = self.agents[0].label if len(self.agents) == 1 else f"{len(self.agents)} agents"
@@ -345,7 +657,7 @@ class ConsumerService:
                  who, self.dr.address, self.poller.next_block, self.poll_interval)
         try:
             self.poller.run(self._dispatch, stop, self.poll_interval, on_removed=self._removed,
-                            rpc_name=self.rpc_name)
+                            on_reorg=self._reorged, on_idle=self._idle, rpc_name=self.rpc_name)
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)

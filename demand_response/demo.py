@@ -94,6 +94,21 @@ class _Consumer:
         self._thread.join(timeout=2)
 
 
+def _delivery_table(records: list[dict[str, Any]], names: dict[str, str], bids: dict[str, str]) -> str:
+    header = (f"{'consumer':<11} {'bids (kW @ ETH/kWh)':<34} {'promised kW':>11} {'delivered kW':>12} "
+              f"{'promised ETH':>12} {'paid ETH':>10} {'penalty ETH':>11} {'withdrawn':>9}")
+    lines = [header, "-" * len(header)]
+    for record in sorted(records, key=lambda r: names.get(r["account"], r["account"])):
+        name = names.get(record["account"], record["account"][:10])
+        lines.append(
+            f"{name:<11} {bids.get(name, ''):<34} {record['accepted_kw']:>11.3f} "
+            f"{record.get('delivered_watts', 0) / 1000:>12.3f} {record.get('promised_payout_wei', 0) / ETH:>12.6f} "
+            f"{record['payout_wei'] / ETH:>10.6f} {record.get('penalty_wei', 0) / ETH:>11.6f} "
+            f"{'yes' if record.get('withdraw_tx') else '-':>9}"
+        )
+    return "\n".join(lines)
+
+
 def _table(records: list[dict[str, Any]], names: dict[str, str], bids: dict[str, str]) -> str:
     header = f"{'consumer':<11} {'account':<12} {'bids (kW @ ETH/kWh)':<34} {'won kW':>7} {'clearing':>9} {'paid ETH':>10} {'withdrawn':>10}"
     lines = [header, "-" * len(header)]
@@ -107,14 +122,62 @@ def _table(records: list[dict[str, Any]], names: dict[str, str], bids: dict[str,
     return "\n".join(lines)
 
 
+#: Sealed, metered demo: reveal window, report window, dispute window (s) and bond.
+REVEAL_WINDOW, REPORT_WINDOW, DISPUTE_WINDOW, BOND = 10, 60, 30, 10**15
+#: gridsim homes per demo consumer, and the consumer whose homes only partly comply.
+HOMES_PER_CONSUMER, UNDER_DELIVERY = 3, 0.4
+
+
+def gridsim_deliveries(accepted: dict[str, int], names: dict[str, str], duration_s: int) -> dict[str, int]:
+    """What each winner delivers, decided by gridsim.
+
+    Each demo consumer stands for a block of ``HOMES_PER_CONSUMER`` simulated homes (the
+    most flexible ones of a seeded population, on a fixed summer day from 17:00 UTC, so
+    the demo is the same at any hour). Its accepted watts are split over its homes in
+    proportion to their offers, each home is simulated through the event, and the block
+    delivers the sum. The last winner by name complies only in part (``UNDER_DELIVERY``).
+    """
+    import numpy as np
+
+    from .gridsim import as_request, fleet_bids, make_population, simulate_delivery
+
+    pop = make_population(200, seed=0)
+    day = 1_795_219_200  # 2026-11-21 00:00 UTC; the model's weather is a summer day
+    req = {"event_start": day + 17 * 3600, "event_end": day + 17 * 3600 + duration_s,
+           "max_price_wei_per_kwh": CAP}
+    offers = fleet_bids(pop, as_request(req)).watts.sum(axis=1)
+    order = [int(i) for i in np.argsort(-offers, kind="stable")]
+    winners = sorted((a for a, w in accepted.items() if w), key=lambda a: names.get(a, a))
+    out = {}
+    for k, account in enumerate(sorted(accepted, key=lambda a: names.get(a, a))):
+        homes = order[k * HOMES_PER_CONSUMER:(k + 1) * HOMES_PER_CONSUMER]
+        want = accepted[account]
+        if not want:
+            continue
+        partial = UNDER_DELIVERY if account == winners[-1] else 0.0
+        total_offer = float(sum(offers[h] for h in homes)) or 1.0
+        delivered = 0.0
+        for h in homes:
+            share = int(round(want * float(offers[h]) / total_offer))
+            delivered += simulate_delivery(pop, req, h, share, under_delivery=partial).delivered_w
+        out[account] = int(delivered)
+    return out
+
+
 def run_demo(
     consumers: int = 4,
     results_file: Path = Path("database/results.json"),
     workdir: Path = Path(".demo"),
     bidding_window: int = 6,
     chain_kind: str = "ganache",
+    market: str = "sealed-metered",
 ) -> int:
-    """Run the demo; returns the exit status."""
+    """Run the demo; returns the exit status. ``market`` is ``sealed-metered`` (sealed
+    bids with a bond, paid on delivery decided by gridsim) or ``open`` (open bids, paid on
+    acceptance)."""
+    if market not in ("sealed-metered", "open"):
+        raise ValueError("market must be 'sealed-metered' or 'open'")
+    metered = market == "sealed-metered"
     started = time.monotonic()
     if consumers < 1:
         raise ValueError("the demo needs at least one consumer")
@@ -171,28 +234,58 @@ def run_demo(
         _say("all consumers are listening")
 
         now = max(int(w3.eth.get_block("latest")["timestamp"]), int(time.time()))
+        terms = dict(reveal_window_s=REVEAL_WINDOW, report_window_s=REPORT_WINDOW, dispute_window_s=DISPUTE_WINDOW,
+                     bond_wei=BOND) if metered else {}
         plan = plan_request(target_kw=TARGET_KW, now=now, bidding_window_s=bidding_window,
-                            event_duration_s=3600, max_price_wei_per_kwh=CAP, rule=PricingRule.UNIFORM)
+                            event_duration_s=3600, max_price_wei_per_kwh=CAP, rule=PricingRule.UNIFORM, **terms)
         for line in _preview_lines(plan):
             _say(line)
         rid, receipt = send_request(dr, utility, plan)
         _say(f"utility posted request {rid} in block {receipt['blockNumber']}; bidding closes in {bidding_window} s")
 
+        meter_file = Path(results_file).with_name("meter.json")  # where the consumers' meters write
         daemon = UtilityDaemon(
             dr, utility, state_path=utility_state_path(workdir, chain.chain_id, dr.address, utility.address),
             start_block=start_block, poll_interval=0.25, only={rid}, exit_when_idle=True,
+            meter_file=meter_file if metered else None,
         )
         stop = threading.Event()
         daemon_thread = threading.Thread(target=daemon.run, args=(stop,), daemon=True)
         daemon_thread.start()
-        daemon_thread.join(timeout=bidding_window + 30)
-        stop.set()
+        settle_by = time.monotonic() + bidding_window + (REVEAL_WINDOW if metered else 0) + 30
+        while not daemon.settled and daemon_thread.is_alive() and time.monotonic() < settle_by:
+            time.sleep(0.1)
         if not daemon.settled:
+            stop.set()
             raise RuntimeError("the utility did not settle the request")
         info = daemon.settled[-1]
         _say(outcome_line(info))
+        delivered: dict[str, int] = {}
+        if metered:
+            accepted = {}
+            for b in dr.all_bids(rid):
+                accepted[b.bidder] = accepted.get(b.bidder, 0) + b.accepted_watts
+            delivered = gridsim_deliveries(accepted, names, info.duration)
+            from .sealed import write_readings
+
+            write_readings(meter_file, [
+                {"chain_id": chain.chain_id, "contract": dr.address, "request_id": rid, "account": a,
+                 "delivered_watts": w} for a, w in delivered.items()])
+            for a, w in sorted(delivered.items(), key=lambda x: names.get(x[0], x[0])):
+                _say(f"gridsim: {names.get(a, a)} delivers {w / 1000:.3f} kW of {accepted[a] / 1000:.3f} kW "
+                     f"accepted; its meter reading is in {meter_file}")
+            ahead = info.event_end - int(w3.eth.get_block("latest")["timestamp"]) + 1
+            _say(f"fast-forwarding the chain's clock {ahead} s to the end of the 1 h event")
+            chain.rpc("evm_increaseTime", [ahead])
+            chain.rpc("evm_mine", [])
+        daemon_thread.join(timeout=REPORT_WINDOW + DISPUTE_WINDOW + 30 if metered else 5)
+        stop.set()
 
         bidders = {b.bidder for b in dr.get_bids(rid)}
+        if metered:  # a consumer that committed and did not reveal records its lost bond too
+            from .contract import Stage
+
+            bidders |= {a for a in names if dr.participant_of(rid, a).stage != Stage.NONE}
         wait_until = time.monotonic() + 30
         while time.monotonic() < wait_until:
             done = [a for a in bidders if results.find(chain.chain_id, dr.address, rid, a)]
@@ -207,10 +300,12 @@ def run_demo(
         print()
         print(f"Request {rid}: target {info.target_watts / 1000:.3f} kW, cap {CAP / ETH:.4f} ETH/kWh, "
               f"1 h event, {info.rule.name.lower()} pricing, {info.bid_count} bids")
-        print(_table(records, names, offered))
+        print(_table(records, names, offered) if not metered else _delivery_table(records, names, offered))
         print(f"accepted {info.accepted_watts / 1000:.3f} kW of {info.target_watts / 1000:.3f} kW at "
               f"{info.clearing_price / ETH:.4f} ETH/kWh; paid {sum(r['payout_wei'] for r in records) / ETH:.6f} ETH; "
-              f"refund to the utility {eth(info.budget - info.reserved)} ETH")
+              f"refund to the utility {eth(info.budget - info.reserved)} ETH"
+              + (f", plus {eth(sum(r.get('promised_payout_wei', 0) - r['payout_wei'] + r.get('penalty_wei', 0) for r in records))}"
+                 " ETH unearned pay and penalties" if metered else ""))
         missing = len(bidders) - len(records)
         if missing:
             print(f"warning: {missing} bidder(s) did not record a result in time")

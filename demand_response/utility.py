@@ -11,8 +11,10 @@ from typing import Any, Callable, Iterable
 
 from .chain import ChainError, Signer, TransactionFailed
 from .config import Settings, record_deployment
-from .contract import DemandReduction, RequestInfo, Status
+from .contract import DemandReduction, RequestInfo, Stage, Status, Terms, TermsInfo
 from .listener import Event, LogPoller, StateFile, is_connection_error
+from .sealed import MeterReadings
+from .market import phase
 from .market import PricingRule, WS_PER_KWH, required_budget, round_cap, tick_wei
 
 log = logging.getLogger("demand_response.utility")
@@ -53,6 +55,7 @@ class RequestPlan:
     max_price: int
     budget: int
     rule: PricingRule
+    terms: Terms = Terms()
 
     @property
     def duration(self) -> int:
@@ -70,6 +73,10 @@ def plan_request(
     max_price_wei_per_kwh: int | None = None,
     budget_wei: int | None = None,
     rule: PricingRule = PricingRule.UNIFORM,
+    reveal_window_s: int = 0,
+    report_window_s: int = 0,
+    dispute_window_s: int = 0,
+    bond_wei: int = 0,
 ) -> RequestPlan:
     """Turn user-level choices into contract arguments; either a cap or a budget is needed.
 
@@ -81,8 +88,15 @@ def plan_request(
         raise ValueError("the target must be above 0 kW")
     if bidding_window_s <= 0 or event_duration_s <= 0 or event_delay_s < 0:
         raise ValueError("the bidding window and event duration must be positive")
+    if min(reveal_window_s, report_window_s, dispute_window_s, bond_wei) < 0:
+        raise ValueError("windows and the bond must not be negative")
+    if bond_wei and not (reveal_window_s or report_window_s):
+        raise ValueError("a bond needs sealed bids (a reveal window) or metered settlement (a report window)")
+    if dispute_window_s and not report_window_s:
+        raise ValueError("a dispute window needs metered settlement (a report window)")
+    terms = Terms(reveal_window_s, report_window_s, dispute_window_s, bond_wei)
     deadline = now + bidding_window_s
-    start = deadline + event_delay_s
+    start = deadline + max(event_delay_s, reveal_window_s)  # the event starts after the reveals
     end = start + event_duration_s
     if max_price_wei_per_kwh is None and budget_wei is None:
         raise ValueError("give a maximum price (wei per kWh) or a budget")
@@ -98,7 +112,7 @@ def plan_request(
     budget = minimum if budget_wei is None else budget_wei
     if budget < minimum:
         raise ValueError(f"a budget of {eth(budget)} ETH is below the {eth(minimum)} ETH this cap needs")
-    return RequestPlan(target_watts, start, end, deadline, cap, budget, rule)
+    return RequestPlan(target_watts, start, end, deadline, cap, budget, rule, terms)
 
 
 def preview(plan: RequestPlan) -> str:
@@ -115,6 +129,18 @@ def preview(plan: RequestPlan) -> str:
         f"Budget escrowed {eth(plan.budget)} ETH; paying the cap for the full target costs {eth(full)} ETH "
         f"({eth(per_kw_at_cap)} ETH per kW); the rest is refunded at settlement",
     ]
+    t = plan.terms
+    if t.sealed:
+        lines.append(f"Sealed bids: commitments until bidding closes, reveals until "
+                     f"{time.strftime('%H:%M:%S', time.localtime(plan.bidding_deadline + t.reveal_window))}; "
+                     "winners are selected after that")
+    if t.metered:
+        lines.append(f"Paid on measured delivery: meter reports until {t.report_window} s after the event, "
+                     f"confirm or dispute within {t.dispute_window} s more; undelivered pay comes back")
+    if t.bond_wei:
+        lines.append(f"Bond per consumer {eth(t.bond_wei)} ETH"
+                     + (": forfeited if a commitment is not revealed" if t.sealed else "")
+                     + ("; shortfall penalty out of it" if t.metered else ""))
     for fraction in (0.25, 0.5, 1.0):
         price = round_cap(int(plan.max_price * fraction)) or plan.max_price
         lines.append(
@@ -126,6 +152,11 @@ def preview(plan: RequestPlan) -> str:
 
 def send_request(dr: DemandReduction, signer: Signer, plan: RequestPlan) -> tuple[int, dict[str, Any]]:
     """Post ``plan``; returns (request id, receipt)."""
+    if plan.terms != Terms():
+        return dr.request_reduction_with_terms(
+            signer, plan.target_watts, plan.event_start, plan.event_end, plan.bidding_deadline,
+            plan.max_price, plan.terms, plan.rule, budget=plan.budget,
+        )
     return dr.request_reduction(
         signer, plan.target_watts, plan.event_start, plan.event_end, plan.bidding_deadline,
         plan.max_price, plan.rule, budget=plan.budget,
@@ -150,8 +181,13 @@ def status_rows(dr: DemandReduction, now: int | None = None) -> list[dict[str, A
         state = info.status.name.lower()
         if info.status == Status.OPEN and now is not None and now > info.bidding_deadline:
             state = "awaiting settlement"
+        t = dr.terms_of(rid)
+        ph = phase(int(info.status), now if now is not None else int(time.time()), info.bidding_deadline,
+                   info.event_start, info.event_end, t.reveal_deadline, t.report_deadline, t.dispute_deadline,
+                   delivery_done=info.claimed_watts == info.accepted_watts)
+        kind = "+".join(k for k, on in (("sealed", t.sealed), ("metered", t.metered)) if on) or "open"
         rows.append({
-            "id": rid, "state": state, "rule": info.rule.name.lower(),
+            "id": rid, "state": state, "phase": ph, "terms": kind, "rule": info.rule.name.lower(),
             "target_kw": info.target_watts / 1000, "bids": info.bid_count,
             "cap_eth_per_kwh": info.max_price / ETH, "deadline": info.bidding_deadline,
             "clearing_eth_per_kwh": info.clearing_price / ETH, "accepted_kw": info.accepted_watts / 1000,
@@ -162,12 +198,12 @@ def status_rows(dr: DemandReduction, now: int | None = None) -> list[dict[str, A
 
 def format_status(rows: Iterable[dict[str, Any]]) -> str:
     """A plain-text table of ``status_rows``."""
-    header = f"{'id':>4} {'state':<20} {'rule':<10} {'target kW':>9} {'bids':>5} {'cap ETH/kWh':>12} " \
+    header = f"{'id':>4} {'state':<20} {'phase':<10} {'terms':<14} {'rule':<10} {'target kW':>9} {'bids':>5} {'cap ETH/kWh':>12} " \
              f"{'deadline':>8} {'clear ETH/kWh':>13} {'acc. kW':>8} {'paid ETH':>10}"
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
-            f"{r['id']:>4} {r['state']:<20} {r['rule']:<10} {r['target_kw']:>9.3f} {r['bids']:>5} "
+            f"{r['id']:>4} {r['state']:<20} {r.get('phase', ''):<10} {r.get('terms', 'open'):<14} {r['rule']:<10} {r['target_kw']:>9.3f} {r['bids']:>5} "
             f"{r['cap_eth_per_kwh']:>12.6f} {time.strftime('%H:%M:%S', time.localtime(r['deadline'])):>8} "
             f"{r['clearing_eth_per_kwh']:>13.6f} {r['accepted_kw']:>8.3f} {r['paid_eth']:>10.6f}"
         )
@@ -194,11 +230,18 @@ class UtilityDaemon:
         exit_when_idle: bool = False,
         on_settled: Callable[[RequestInfo], None] | None = None,
         rpc_name: str = "RPC endpoint",
+        meter_file: Path | None = None,
     ) -> None:
         self.dr = dr
         self.signer = signer
         self.state = StateFile(state_path)
         self.open: set[int] = {int(r) for r in self.state.data.get("open", [])}
+        #: Settled metered requests whose participants are not all settled yet.
+        self.metered: set[int] = {int(r) for r in self.state.data.get("metered", [])}
+        #: The utility's own meter data (as meter operator); without it, reports are final
+        #: at the dispute deadline.
+        self.meter = MeterReadings(meter_file) if meter_file is not None else None
+        self._judged: set[tuple[int, str]] = set()
         self.poll_interval = poll_interval
         self.auto_withdraw = auto_withdraw
         self.only = only
@@ -210,6 +253,7 @@ class UtilityDaemon:
         self._stop: threading.Event | None = None
         self._seen_any = bool(self.open)
         self._deadlines: dict[int, int] = {}
+        self._terms: dict[int, TermsInfo] = {}
         self._is_dev: bool | None = None
         self.settled: list[RequestInfo] = []
 
@@ -222,6 +266,7 @@ class UtilityDaemon:
 
     def _save_open(self) -> None:
         self.state.data["open"] = sorted(self.open)
+        self.state.data["metered"] = sorted(self.metered)
         self.state.save()
 
     def _on_event(self, event: Event) -> None:
@@ -242,8 +287,10 @@ class UtilityDaemon:
         self._save_open()
 
     def _tick(self) -> None:
+        if self.metered:
+            self._tick_metered()
         if not self.open:
-            if self.exit_when_idle and self._stop is not None and self._seen_any:
+            if self.exit_when_idle and self._stop is not None and self._seen_any and not self.metered:
                 self._stop.set()
             return
         latest = self.dr.w3.eth.get_block("latest")
@@ -261,11 +308,13 @@ class UtilityDaemon:
                 if info.status == Status.SETTLED:
                     self._report(info)
                 continue
-            self._deadlines[rid] = info.bidding_deadline
-            if now <= info.bidding_deadline:
+            terms = self._terms_of(rid)
+            closes = terms.reveal_deadline if terms.sealed else info.bidding_deadline
+            self._deadlines[rid] = closes
+            if now <= closes:
                 continue
             try:
-                self.dr.select_winners(self.signer, rid)
+                self.poller.watch(self.dr.select_winners(self.signer, rid))
             except TransactionFailed as exc:
                 if exc.error == "BiddingStillOpen":
                     continue  # the chain's clock is behind ours; try again next tick
@@ -278,11 +327,81 @@ class UtilityDaemon:
         if self.auto_withdraw and not self.open:
             self._withdraw()
 
+    def _terms_of(self, rid: int) -> TermsInfo:
+        if rid not in self._terms:
+            self._terms[rid] = self.dr.terms_of(rid)
+        return self._terms[rid]
+
+    def _tick_metered(self) -> None:
+        """Confirm or dispute meter reports with the utility's meter data, then settle every
+        participant once the windows are over, so the unearned budget comes back."""
+        for rid in sorted(self.metered):
+            info = self.dr.get_request(rid)
+            terms = self._terms_of(rid)
+            if info.claimed_watts == info.accepted_watts:
+                self.metered.discard(rid)
+                log.info("utility: request %d: every accepted watt is settled on delivery", rid)
+                self._save_open()
+                if self.auto_withdraw:
+                    self._withdraw()
+                continue
+            latest = int(self.dr.w3.eth.get_block("latest")["timestamp"])
+            if latest + 1 < time.time() and self._dev_chain():
+                self.dr.w3.provider.make_request("evm_mine", [])  # an idle dev chain's clock stands still
+                latest = int(self.dr.w3.eth.get_block("latest")["timestamp"])
+            if latest < info.event_end:
+                continue
+            bidders = sorted({b.bidder for b in self.dr.all_bids(rid)})
+            if latest <= terms.dispute_deadline:
+                if self.meter is None:
+                    continue
+                for who in bidders:
+                    if (rid, who) in self._judged:
+                        continue
+                    p = self.dr.participant_of(rid, who)
+                    if p.stage != Stage.REPORTED:
+                        continue
+                    measured = self.meter.delivered(who, rid, info.duration, chain_id=int(self.dr.w3.eth.chain_id),
+                                                    contract=self.dr.address)
+                    if measured is None:
+                        continue
+                    self._judged.add((rid, who))
+                    if measured >= p.delivered_watts:
+                        self.poller.watch(self.dr.confirm_delivery(self.signer, rid, who))
+                        log.info("utility: request %d: confirmed %s's report of %.3f kW", rid, who[:10],
+                                 p.delivered_watts / 1000)
+                    else:
+                        self.poller.watch(self.dr.dispute_delivery(self.signer, rid, who, measured))
+                        log.warning("utility: request %d: disputed %s's report of %.3f kW; the meter says %.3f kW",
+                                    rid, who[:10], p.delivered_watts / 1000, measured / 1000)
+                continue
+            for who in bidders:
+                p = self.dr.participant_of(rid, who)
+                if p.stage in (Stage.BID, Stage.REPORTED) and p.accepted_watts:
+                    self.poller.watch(self.dr.settle_delivery(self.signer, rid, who))
+                    log.info("utility: request %d: settled %s (%s)", rid, who[:10],
+                             "reported" if p.stage == Stage.REPORTED else "no report: nothing delivered")
+
     def _report(self, info: RequestInfo) -> None:
         self.settled.append(info)
         log.info("utility: %s", outcome_line(info))
+        if self._terms_of(info.request_id).metered and info.accepted_watts:
+            self.metered.add(info.request_id)
+            self._save_open()
         if self.on_settled is not None:
             self.on_settled(info)
+
+    def _reorged(self) -> None:
+        """A reorganisation (or a node back without its last blocks) may have undone a
+        settlement: watch again every recent request that is open."""
+        self.signer.resync()
+        count = self.dr.request_count()
+        for rid in range(max(1, count - 63), count + 1):
+            if (self.only is None or rid in self.only) and rid not in self.open \
+                    and self.dr.get_request(rid).status == Status.OPEN:
+                self.open.add(rid)
+                log.warning("utility: request %d is open again after the reorganisation; watching it", rid)
+        self._save_open()
 
     def _withdraw(self) -> None:
         owed = self.dr.owed(self.signer.address)
@@ -308,7 +427,8 @@ class UtilityDaemon:
                 log.error("utility: %s: %s", type(exc).__name__, exc)
 
         try:
-            self.poller.run(self._on_event, stop, self.poll_interval, on_idle=idle, rpc_name=self.rpc_name)
+            self.poller.run(self._on_event, stop, self.poll_interval, on_idle=idle, on_reorg=self._reorged,
+                            rpc_name=self.rpc_name)
         finally:
             self._save_open()
             log.info("utility: stopped")
