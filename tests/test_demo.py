@@ -20,8 +20,8 @@ def _alive(pid: int) -> bool:
 
 def test_demo_runs_the_whole_market_and_cleans_up(tmp_path: Path) -> None:
     results = tmp_path / "database" / "results.json"
-    done = run_dr(["demo", "--consumers", "3", "--workdir", str(tmp_path / "demo"), "--results-file", str(results)],
-                  tmp_path, timeout=90)
+    done = run_dr(["demo", "--consumers", "3", "--market", "open", "--workdir", str(tmp_path / "demo"),
+                   "--results-file", str(results)], tmp_path, timeout=90)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "all consumers are listening" in out and "request 1 settled" in out
@@ -39,3 +39,30 @@ def test_demo_runs_the_whole_market_and_cleans_up(tmp_path: Path) -> None:
     assert len(pids) == 3 and not any(_alive(p) for p in pids)
     seconds = float(re.search(r"demo finished in ([\d.]+) s", out).group(1))
     assert seconds > 0  # reported, not asserted against a limit (see bench/)
+
+
+def test_sealed_metered_demo_pays_on_delivery_decided_by_gridsim(tmp_path: Path) -> None:
+    """The default demo: sealed bids with a bond, gridsim decides delivery, one winner under-delivers."""
+    results = tmp_path / "database" / "results.json"
+    done = run_dr(["demo", "--consumers", "4", "--chain", "anvil", "--workdir", str(tmp_path / "demo"),
+                   "--results-file", str(results)], tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert out.count("committed") >= 4 and out.count("revealed") >= 4 and "fast-forwarding" in out
+    records = {r["label"]: r for r in json.loads(results.read_text())["results"]}
+    assert set(records) == {"consumer-1", "consumer-2", "consumer-3", "consumer-4"}
+    winners = {k: r for k, r in records.items() if r["accepted_watts"]}
+    full = [r for r in winners.values() if r["delivered_watts"] >= r["accepted_watts"]]
+    short = [r for r in winners.values() if r["delivered_watts"] < r["accepted_watts"]]
+    assert len(full) >= 2 and len(short) == 1
+    from demand_response.demo import BOND
+    from demand_response.market import settle_delivery
+
+    for r in winners.values():  # paid = promised x min(1, delivered / accepted), penalty out of the bond
+        s = settle_delivery(r["accepted_watts"], r["promised_payout_wei"], r["delivered_watts"], BOND)
+        assert (r["paid_wei"], r["penalty_wei"], r["bond_returned_wei"]) == (s.payout, s.penalty, s.bond_returned)
+    assert short[0]["paid_wei"] < short[0]["promised_payout_wei"] and short[0]["penalty_wei"] > 0
+    table = out[out.index("consumer    bids"):]
+    assert "promised kW delivered kW promised ETH   paid ETH penalty ETH" in table
+    meter = json.loads((tmp_path / "database" / "meter.json").read_text())["readings"]
+    assert {m["delivered_watts"] for m in meter} == {r["delivered_watts"] for r in winners.values()}
