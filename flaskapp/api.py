@@ -245,9 +245,18 @@ def utility_preview() -> Any:
         rule = args.get("rule", "uniform")
         if rule not in ("uniform", "pay_as_bid"):
             raise ValueError("rule must be uniform or pay_as_bid")
+        windows = {name: int(args.get(name) or "0") for name in ("reveal_s", "report_s", "dispute_s")}
+        bond_wei = 0
+        if args.get("bond_eth"):
+            bond = Decimal(args["bond_eth"]) * 10**18
+            if not bond.is_finite() or bond != bond.to_integral_value():
+                raise ValueError("bond_eth has more than 18 decimals")
+            bond_wei = int(bond)
+        now, _ = attempt(g, g.chain_time, None)
         data = presenters.plan_preview(g, target_kw=target_kw, bidding_s=bidding_s, delay_min=delay_min,
-                                       duration_min=duration_min, cap_wei=cap_wei, budget_wei=budget_wei, rule=rule)
-    except InvalidOperation:
+                                       duration_min=duration_min, cap_wei=cap_wei, budget_wei=budget_wei, rule=rule,
+                                       bond_wei=bond_wei, now=now, **windows)
+    except (InvalidOperation, ArithmeticError):  # also a number too large for Decimal
         return _error("cannot preview: a field is missing or not a number", 400)
     except ValueError as exc:
         message = str(exc) if "invalid literal" not in str(exc) else "a field is missing or not a whole number"

@@ -193,7 +193,7 @@ def _render_bids(form: BidsForm, code: int = 200, offers: list[tuple[int, int]] 
     over_cap = [i for i, (_, p) in enumerate(offers) if cap and p > cap]
     return render_template(
         "consumer/bids.html", form=form, fill_form=FillForm(), chart=_curve_svg(offers, cap),
-        current=presenters.request_dict(g, current) if current else None, over_cap=over_cap,
+        current=attempt(g, lambda: presenters.request_dict(g, current))[0] if current else None, over_cap=over_cap,
         load_error=load_error, fleet=fleet, bids_file=str(g.settings.bids_file), max_rows=64,
     ), code
 
@@ -285,7 +285,9 @@ def _render_results(code: int = 200) -> Any:
         _, error = attempt(g, lambda: g.session())
         error = error or "no consumer account is configured; set CONSUMER_ACCOUNT (see docs/web.md)"
     records, records_error = presenters.results_records(g, account)
+    records, records_delivery = presenters.record_rows(records)
     return render_template("consumer/results.html", history=history, error=error, records=records,
+                           records_delivery=records_delivery,
                            records_error=records_error, withdraw_form=PlainForm(),
                            results_file=str(g.settings.results_file), account=account,
                            locked=g.needs_password("consumer"), unlock_form=UnlockForm()), code
@@ -308,8 +310,8 @@ def withdraw() -> Any:
                               chain_id=session.chain_id, auto_withdraw=False, label=f"web {signer.address[:10]}")
         claimed = 0
         for info in g.recent_requests():
-            if info.status != Status.SETTLED:
-                continue
+            if info.status != Status.SETTLED or g.terms(info).metered:
+                continue  # a metered request pays on delivery (settleDelivery), not by claim
             mine = dr.bids_of(info.request_id, signer.address)
             pending = [b.bid_id for b in mine if b.accepted_watts and not b.claimed]
             if not pending:

@@ -10,6 +10,7 @@ from wtforms import (
     FieldList,
     Form,
     FormField,
+    HiddenField,
     IntegerField,
     PasswordField,
     RadioField,
@@ -32,7 +33,13 @@ MAX_KW = Decimal(MAX_WATTS) / 1000
 
 
 def _whole_watts(form: Form, field: DecimalField) -> None:
-    if field.data is not None and (field.data * 1000) != (field.data * 1000).to_integral_value():
+    if field.data is None:
+        return
+    try:
+        watts = field.data * 1000
+    except ArithmeticError:  # beyond Decimal's exponent range: NumberRange reports it
+        raise ValidationError("Far too large.") from None
+    if watts != watts.to_integral_value():
         raise ValidationError("At most 3 decimals (bids are in whole watts).")
 
 
@@ -131,15 +138,72 @@ class RequestForm(FlaskForm):
     budget_eth = DecimalField("Budget (ETH, optional)", places=None, validators=[Optional()])
     rule = SelectField("Pricing", choices=[_Choice("uniform", "Uniform price"),
                                            _Choice("pay_as_bid", "Pay as bid")], default="uniform")
+    reveal_s = IntegerField("Reveal window (s)", validators=[
+        Optional(), NumberRange(min=0, max=30 * 86400, message="Between 0 (open bids) and 30 days.")])
+    report_s = IntegerField("Report window (s)", validators=[
+        Optional(), NumberRange(min=0, max=30 * 86400, message="Between 0 (paid on acceptance) and 30 days.")])
+    dispute_s = IntegerField("Dispute window (s)", validators=[
+        Optional(), NumberRange(min=0, max=30 * 86400, message="Between 0 and 30 days.")])
+    bond_eth = DecimalField("Bond per participant (ETH)", places=None, validators=[Optional()])
     preview = SubmitField("Preview")
     post = SubmitField("Post request")
+
+    @property
+    def bond_wei(self) -> int:
+        """The bond in wei (0 when empty)."""
+        return int(self.bond_eth.data * 10**18) if self.bond_eth.data is not None else 0
+
+    def validate_reveal_s(self, field: IntegerField) -> None:
+        delay = self.delay_min.data
+        if field.data and isinstance(delay, int) and field.data > delay * 60:
+            raise ValidationError(f"The reveal window must end by the event start: at most the delay, "
+                                  f"{delay * 60} s. Shorten it or raise the delay.")
+
+    def validate_dispute_s(self, field: IntegerField) -> None:
+        if field.data and not self.report_s.data:
+            raise ValidationError("A dispute window needs metered settlement: set a report window too.")
+
+    def validate_bond_eth(self, field: DecimalField) -> None:
+        if field.data is None:
+            return
+        if field.data < 0:
+            raise ValidationError("The bond cannot be negative.")
+        if field.data >= Decimal(2**96) / 10**18:
+            raise ValidationError("The bond is too large (under 2^96 wei).")
+        wei = field.data * 10**18
+        if wei != wei.to_integral_value():
+            raise ValidationError("At most 18 decimals (whole wei).")
+        if wei >= 2**96:
+            raise ValidationError("The bond is too large (under 2^96 wei).")
+        if wei and not self.reveal_s.data and not self.report_s.data:
+            raise ValidationError("A bond needs sealed bids or metered settlement: set a reveal or report window, "
+                                  "or leave the bond empty.")
 
     def validate_budget_eth(self, field: DecimalField) -> None:
         if field.data is None:
             return
         if field.data <= 0:
             raise ValidationError("The budget must be above 0 (or leave it empty for the minimum).")
+        if field.data >= 2**128:
+            raise ValidationError("The budget is far too large.")
         wei = field.data * 10**18
         if wei != wei.to_integral_value():
             raise ValidationError("At most 18 decimals (whole wei).")
 
+
+
+class DeliveryForm(FlaskForm):
+    """Confirm, dispute (with the utility's metered figure) or settle one participant's delivery."""
+
+    consumer = HiddenField("Consumer", validators=[InputRequired("Which consumer?")])
+    metered_kw = DecimalField("Metered reduction (kW)", places=None,
+                              validators=[Optional(), NumberRange(min=Decimal(0), max=MAX_KW,
+                                                                  message="Between 0 and %(max)s kW."),
+                                          _whole_watts])
+    submit = SubmitField("Go")
+
+    def validate_consumer(self, field: HiddenField) -> None:
+        from web3 import Web3
+
+        if not Web3.is_address(field.data or ""):
+            raise ValidationError("Not an Ethereum address.")

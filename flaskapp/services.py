@@ -25,7 +25,7 @@ from demand_response.accounts import AccountError, keystore_path, load_keystore,
 from demand_response.bids import BidsError
 from demand_response.chain import ChainError, Signer, connect, redact_url
 from demand_response.config import DEV_CHAIN_IDS, KEYS, ConfigError, Settings, load_settings
-from demand_response.contract import DemandReduction, RequestInfo, Status
+from demand_response.contract import DemandReduction, RequestInfo, Status, TermsInfo
 from demand_response.results import ResultsError
 from demand_response.session import Session, resolve_address
 
@@ -48,6 +48,12 @@ APP_KEYS: dict[str, str] = {
     "DR_REFRESH_MS": "2000",  # how often pages poll the JSON API
     "DR_HISTORY": "50",  # how many recent requests pages list
 }
+
+
+#: Request terms by (chain id, contract, request id, bidding deadline, event start): they
+#: never change once posted, so every app in the process shares them.
+_TERMS_CACHE: dict[tuple[int, str, int, int, int], TermsInfo] = {}
+_TERMS_LOCK = threading.Lock()
 
 
 class NeedsPassword(AccountError):
@@ -321,6 +327,35 @@ class Gateway:
         count = dr.request_count()
         low = max(1, count - (limit or self.history) + 1)
         return [dr.get_request(rid) for rid in range(count, low - 1, -1)]
+
+    def chain_time(self) -> int:
+        """The chain's clock as the next transaction would see it: the later of the latest
+        block's timestamp and the wall clock (an idle dev chain makes no blocks, so its latest
+        block lags; a chain moved forward with ``evm_increaseTime`` runs ahead)."""
+        latest = int(self.session().w3.eth.get_block("latest")["timestamp"])
+        return max(latest, int(time.time()))
+
+    def terms(self, info: RequestInfo, fresh: bool = False) -> TermsInfo:
+        """The request's terms (``termsOf``). Deadlines and the bond never change, so lists
+        use a cached copy; ``fresh`` reads the bonds held now. A contract without
+        ``termsOf`` (deployed before terms existed) has plain requests only."""
+        session = self.session()
+        dr = session.dr
+        key = (session.chain_id, dr.address, info.request_id, info.bidding_deadline, info.event_start)
+        cached = _TERMS_CACHE.get(key)
+        if cached is not None and not fresh:
+            return cached
+        from web3.exceptions import BadFunctionCallOutput, ContractLogicError
+
+        try:
+            terms = dr.terms_of(info.request_id)
+        except (BadFunctionCallOutput, ContractLogicError):
+            terms = TermsInfo(False, False, 0, 0, 0, 0, 0, 0)
+        with _TERMS_LOCK:
+            if len(_TERMS_CACHE) > 4096:
+                _TERMS_CACHE.clear()
+            _TERMS_CACHE[key] = terms
+        return terms
 
     def bid_txs(self, request_id: int, bidder: str) -> dict[int, str]:
         """``{bid id: transaction hash}`` of ``bidder``'s bids in ``request_id`` (from BidSubmitted logs)."""

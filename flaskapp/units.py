@@ -31,7 +31,10 @@ class PriceUnit:
             raise ValueError("not a number") from None
         if not number.is_finite():
             raise ValueError("not a finite number")
-        wei = number * self.wei
+        try:
+            wei = number * self.wei
+        except ArithmeticError:  # beyond Decimal's exponent range
+            raise ValueError("a number far too large") from None
         if wei != wei.to_integral_value():
             raise ValueError(f"at most {self.decimals} decimals in {self.label} (whole wei)")
         return int(wei)

@@ -9,16 +9,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
 
 from demand_response.accounts import AccountError
 from demand_response.chain import TransactionFailed
 from demand_response.config import DEV_CHAIN_IDS
-from demand_response.contract import Status
+from demand_response.contract import Status, Terms
 from demand_response.market import PricingRule
 
 from . import presenters
-from .forms import PlainForm, RequestForm, UnlockForm
+from .forms import DeliveryForm, PlainForm, RequestForm, UnlockForm
 from .services import USER_ERRORS, Gateway, RoleDisabled, attempt, one_line
 from .units import fmt_eth
 
@@ -46,7 +46,8 @@ def _form_values(form: RequestForm) -> dict[str, Any]:
         "target_kw": form.target_kw.data, "bidding_s": form.bidding_s.data, "delay_min": form.delay_min.data,
         "duration_min": form.duration_min.data, "cap_wei": g.unit.to_wei(form.cap.data),
         "budget_wei": int(form.budget_eth.data * 10**18) if form.budget_eth.data is not None else None,
-        "rule": form.rule.data,
+        "rule": form.rule.data, "reveal_s": form.reveal_s.data or 0, "report_s": form.report_s.data or 0,
+        "dispute_s": form.dispute_s.data or 0, "bond_wei": form.bond_wei,
     }
 
 
@@ -92,10 +93,14 @@ def create_request() -> Any:
     if not form.validate_on_submit():
         return _render_dashboard(form, code=400)
     values = _form_values(form)
+    now, _ = attempt(g, g.chain_time, None)
     try:
-        preview = presenters.plan_preview(g, **values)
+        preview = presenters.plan_preview(g, **values, now=now)
     except ValueError as exc:
-        form.budget_eth.errors.append(_sentence(str(exc))) if "budget" in str(exc) else form.cap.errors.append(_sentence(str(exc)))
+        text = str(exc)
+        target = next((f for name, f in (("reveal", form.reveal_s), ("dispute", form.dispute_s),
+                                         ("bond", form.bond_eth), ("budget", form.budget_eth)) if name in text), form.cap)
+        target.errors = [*target.errors, _sentence(text)]
         return _render_dashboard(form, code=400)
     if form.preview.data or not form.post.data:
         return _render_dashboard(form, preview=preview)
@@ -103,21 +108,36 @@ def create_request() -> Any:
         signer = g.check_utility()
         dr = g.session().dr
         rule = PricingRule.PAY_AS_BID if values["rule"] == "pay_as_bid" else PricingRule.UNIFORM
-        now = int(time.time())
-        chain_now = int(g.session().w3.eth.get_block("latest")["timestamp"])
-        now = max(now, chain_now)
+        now = g.chain_time()
         deadline = now + values["bidding_s"]
         start = deadline + values["delay_min"] * 60
-        request_id, receipt = dr.request_reduction(
-            signer, preview["target_watts"], start, start + preview["duration_s"], deadline,
-            int(preview["cap_wei_per_kwh"]), rule, budget=int(preview["budget_wei"]),
-        )
+        end = start + preview["duration_s"]
+        if preview["with_terms"]:
+            terms = Terms(values["reveal_s"], values["report_s"], values["dispute_s"], values["bond_wei"])
+            request_id, receipt = dr.request_reduction_with_terms(
+                signer, preview["target_watts"], start, end, deadline, int(preview["cap_wei_per_kwh"]), terms,
+                rule, budget=int(preview["budget_wei"]),
+            )
+        else:
+            request_id, receipt = dr.request_reduction(
+                signer, preview["target_watts"], start, end, deadline,
+                int(preview["cap_wei_per_kwh"]), rule, budget=int(preview["budget_wei"]),
+            )
     except USER_ERRORS as exc:
         flash(f"The request was not posted: {one_line(exc)}", "error")
         return _render_dashboard(form, preview=preview, code=409)
     tx = "0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x")
+    extra = ""
+    if preview["with_terms"]:
+        extra = f", {preview['terms']['display']['mode']}"
+        if values["reveal_s"]:
+            extra += f", reveals until {time.strftime('%H:%M:%S', time.localtime(deadline + values['reveal_s']))}"
+        if values["report_s"]:
+            extra += f", reports until {time.strftime('%H:%M:%S', time.localtime(end + values['report_s']))}"
+        if values["bond_wei"]:
+            extra += f", bond {fmt_eth(values['bond_wei'])}"
     flash(f"Posted request {request_id}: {preview['display']['target']}, bidding closes at "
-          f"{time.strftime('%H:%M:%S', time.localtime(deadline))} (tx {tx}).", "ok")
+          f"{time.strftime('%H:%M:%S', time.localtime(deadline))}{extra} (tx {tx}).", "ok")
     return redirect(url_for("utility.request_detail", request_id=request_id))
 
 
@@ -133,13 +153,21 @@ def request_detail(request_id: int, code: int = 200) -> Any:
     if info is None and error is None:
         return render_template("error.html", title="Not found", status=404,
                                message=f"There is no request {request_id} on this contract."), 404
-    data = svg = None
+    data = svg = row = terms = delivery = None
     if info is not None:
         data, error = attempt(g, lambda: presenters.stack(g, info))
         svg = presenters.stack_svg(g, info, data) if data else None
-    return render_template("utility/request.html", info=info, row=presenters.request_dict(g, info) if info else None,
-                           stack=data, svg=svg, error=error, action_form=PlainForm(), request_id=request_id,
-                           dev_chain=attempt(g, g.is_dev_chain, False)[0]), code
+        chain_now, error2 = attempt(g, g.chain_time, int(time.time()))
+        terms, error3 = attempt(g, lambda: g.terms(info, fresh=True))
+        error = error or error2 or error3
+        if terms is not None:
+            row = presenters.request_dict(g, info, chain_now=chain_now, terms=terms)
+            if terms.metered:
+                delivery, error4 = attempt(g, lambda: presenters.delivery_table(g, info, terms, chain_now))
+                error = error or error4
+    return render_template("utility/request.html", info=info, row=row, terms=terms, delivery=delivery,
+                           stack=data, svg=svg, error=error, action_form=PlainForm(), delivery_form=DeliveryForm(),
+                           request_id=request_id, dev_chain=attempt(g, g.is_dev_chain, False)[0]), code
 
 
 def _get(request_id: int) -> Any:
@@ -162,17 +190,19 @@ def settle(request_id: int) -> Any:
         if info.status != Status.OPEN:
             flash(f"Request {request_id} is already {info.status.name.lower()}.", "info")
             return redirect(url_for("utility.request_detail", request_id=request_id))
-        now = int(time.time())
+        now = g.chain_time()
+        reveal_deadline = g.terms(info).reveal_deadline
         if now <= info.bidding_deadline:
             flash(f"Bidding on request {request_id} is open until "
                   f"{time.strftime('%H:%M:%S', time.localtime(info.bidding_deadline))}; settle after that.", "error")
             return request_detail(request_id, code=409)
+        if reveal_deadline and now <= reveal_deadline:
+            flash(f"Sealed bids of request {request_id} are revealed until "
+                  f"{time.strftime('%H:%M:%S', time.localtime(reveal_deadline))}; settle after that.", "error")
+            return request_detail(request_id, code=409)
         session = g.session()
         signer = g.check_utility()
-        latest = int(session.w3.eth.get_block("latest")["timestamp"])
-        if latest <= info.bidding_deadline and session.chain_id in DEV_CHAIN_IDS:
-            # An idle instamine dev chain makes no blocks: mine one so its clock passes the deadline.
-            session.w3.provider.make_request("evm_mine", [])
+        _nudge_dev_chain(max(info.bidding_deadline, reveal_deadline))
         session.dr.select_winners(signer, request_id)
         settled = session.dr.get_request(request_id)
     except TransactionFailed as exc:
@@ -186,6 +216,94 @@ def settle(request_id: int) -> Any:
         return request_detail(request_id, code=409)
     flash(f"Request {request_id} settled at {g.unit.format(settled.clearing_price)}: "
           f"{settled.accepted_watts / 1000:.3f} kW accepted, refund {fmt_eth(settled.budget - settled.reserved)}.", "ok")
+    return redirect(url_for("utility.request_detail", request_id=request_id))
+
+
+def _nudge_dev_chain(deadline: int) -> None:
+    """An idle instamine dev chain makes no blocks: mine one so its clock passes ``deadline``."""
+    session = gw().session()
+    latest = int(session.w3.eth.get_block("latest")["timestamp"])
+    if latest <= deadline and session.chain_id in DEV_CHAIN_IDS:
+        session.w3.provider.make_request("evm_mine", [])
+
+
+def _hms(ts: int) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(int(ts)))
+
+
+def _refusal(exc: TransactionFailed, who: str) -> str:
+    """A contract refusal of confirm / dispute / settle as one line a person can act on."""
+    args = exc.error_args
+    if exc.error == "NotADispute" and len(args) == 2:
+        return (f"a dispute must be below the consumer's report of {args[0] / 1000:.3f} kW "
+                f"(you entered {args[1] / 1000:.3f} kW); confirm the report instead")
+    if exc.error == "DisputeWindowClosed" and args:
+        return f"the dispute window closed at {_hms(args[0])}; settle {who} instead"
+    if exc.error == "TooEarly" and args:
+        return f"too early: {who} can be settled from {_hms(args[0])}"
+    if exc.error == "WrongStage" and len(args) == 2:
+        from demand_response.contract import Stage
+
+        try:
+            stage = Stage(int(args[1])).name.lower()
+        except ValueError:
+            stage = str(args[1])
+        return f"{who} is at stage {stage!r}, which does not allow that"
+    if exc.error == "NotSettled":
+        return "winners are not selected yet"
+    if exc.error == "NotMetered":
+        return "this request is not paid on metered delivery"
+    if exc.error == "NotUtility":
+        return "only the contract's utility may do that"
+    return one_line(exc)
+
+
+DELIVERY_ACTIONS = {"confirm": "Confirm", "dispute": "Dispute", "settle": "Settlement"}
+
+
+@bp.post("/requests/<int:request_id>/delivery/<action>")
+def delivery(request_id: int, action: str) -> Any:
+    """Confirm or dispute a participant's meter report, or settle it after the windows."""
+    g = gw()
+    if action not in DELIVERY_ACTIONS:
+        abort(404)
+    form = DeliveryForm()
+    if not form.validate_on_submit():
+        if "csrf_token" in form.errors:
+            return request_detail(request_id, code=400)
+        problems = "; ".join(f"{f}: {' '.join(e)}" for f, e in form.errors.items())
+        flash(f"{DELIVERY_ACTIONS[action]} not sent: {problems}", "error")
+        return request_detail(request_id, code=400)
+    if action == "dispute" and form.metered_kw.data is None:
+        flash("Dispute not sent: enter the metered reduction in kW (below the consumer's report).", "error")
+        return request_detail(request_id, code=400)
+    consumer = form.consumer.data
+    who = f"{consumer[:10]}…"
+    try:
+        info = _get(request_id)
+        if info is None:
+            flash(f"There is no request {request_id}.", "error")
+            return redirect(url_for("utility.dashboard"))
+        session = g.session()
+        signer = g.check_utility() if action != "settle" else g.signer("utility")
+        if action == "confirm":
+            session.dr.confirm_delivery(signer, request_id, consumer)
+        elif action == "dispute":
+            session.dr.dispute_delivery(signer, request_id, consumer, int(form.metered_kw.data * 1000))
+        else:
+            terms = g.terms(info)
+            _nudge_dev_chain(max(terms.report_deadline, terms.dispute_deadline))
+            session.dr.settle_delivery(signer, request_id, consumer)
+        participant = session.dr.participant_of(request_id, consumer)
+    except TransactionFailed as exc:
+        flash(f"{DELIVERY_ACTIONS[action]} failed: {_refusal(exc, who)}", "error")
+        return request_detail(request_id, code=409)
+    except USER_ERRORS as exc:
+        flash(f"{DELIVERY_ACTIONS[action]} failed: {one_line(exc)}", "error")
+        return request_detail(request_id, code=409)
+    done = {"confirm": "confirmed", "dispute": "disputed", "settle": "settled"}[action]
+    flash(f"Delivery of {consumer} {done}: {participant.delivered_watts / 1000:.3f} kW of "
+          f"{participant.accepted_watts / 1000:.3f} kW accepted.", "ok")
     return redirect(url_for("utility.request_detail", request_id=request_id))
 
 

@@ -177,6 +177,7 @@ def test_bid_request_settle_withdraw_in_a_browser(stack: dict[str, Any], browser
     utility.click("[data-testid=settle]")
     expect(utility.locator(".flash-ok")).to_contain_text("settled at 70,000 gwei/kWh")
     expect(utility.locator("[data-testid=clearing-price]")).to_have_text("70,000 gwei/kWh")
+    expect(utility.locator("[data-testid=request-phase]")).to_have_text("event")  # market.phase, chain time
     expect(utility.locator("[data-testid=bid-stack] svg rect.step.accepted")).to_have_count(2)
     shot(utility, "utility-stack")
     utility.goto(stack["utility"] + "/utility/")

@@ -23,6 +23,7 @@ from demand_response.chain import Signer, connect  # noqa: E402
 from demand_response.contract import DemandReduction  # noqa: E402
 from flaskapp import create_app  # noqa: E402
 from flaskapp.daemon import stop_all  # noqa: E402
+from flaskapp.units import fmt_eth  # noqa: E402
 
 GWEI = 10**9
 CAP_GWEI = 128_000  # 128e12 wei/kWh: grid step 1,000 gwei
@@ -231,7 +232,8 @@ def test_bid_curve_preview(client: Any) -> None:
 
 POSTS = ["/consumer/bids", "/consumer/bids/fill", "/consumer/daemon/start", "/consumer/daemon/stop",
          "/consumer/unlock", "/consumer/withdraw", "/utility/requests", "/utility/requests/1/settle",
-         "/utility/withdraw", "/utility/unlock"]
+         "/utility/requests/1/delivery/confirm", "/utility/requests/1/delivery/dispute",
+         "/utility/requests/1/delivery/settle", "/utility/withdraw", "/utility/unlock"]
 
 
 @pytest.mark.parametrize("url", POSTS)
@@ -316,6 +318,15 @@ def test_json_api(client: Any, app: Any, keys: list[str]) -> None:
     ("budget_eth", "-1", "The budget must be above 0"),
     ("budget_eth", "0.0000001", "below the"),
     ("rule", "auction", "Not a valid choice"),
+    # Sealed bids, metered settlement and the bond (requestReductionWithTerms).
+    ("reveal_s", "-1", "Between 0 (open bids) and 30 days."),
+    ("report_s", "-60", "Between 0 (paid on acceptance) and 30 days."),
+    ("dispute_s", "-1", "Between 0 and 30 days."),
+    ("reveal_s", "30", "The reveal window must end by the event start: at most the delay, 0 s."),
+    ("dispute_s", "60", "A dispute window needs metered settlement"),
+    ("bond_eth", "0.01", "A bond needs sealed bids or metered settlement"),
+    ("bond_eth", "-0.01", "The bond cannot be negative."),
+    ("bond_eth", "1e40", "The bond is too large"),
 ])
 def test_request_form_errors(client: Any, field: str, value: str, message: str) -> None:
     data = {"target_kw": "3", "bidding_s": "60", "delay_min": "0", "duration_min": "60", "cap": str(CAP_GWEI),
@@ -524,3 +535,161 @@ def test_utility_withdraws_refunds(make_app: Any) -> None:
     assert "of refunds" in html
     assert client.post("/utility/withdraw").status_code == 302
     assert "Withdrew" in client.get("/utility/").get_data(as_text=True)
+
+
+# -- sealed bids and settlement on measured delivery --------------------------------------------
+
+
+def test_preview_api_with_terms(client: Any) -> None:
+    base = "/api/utility/preview?target_kw=3&cap=128000&bidding_s=60&delay_min=2&duration_min=60"
+    data = client.get(base + "&reveal_s=90&report_s=600&dispute_s=300&bond_eth=0.001").get_json()
+    terms = data["terms"]
+    assert data["with_terms"] and terms["sealed"] and terms["metered"] and terms["bond_wei"] == str(10**15)
+    assert terms["reveal_deadline"] == data["bidding_deadline"] + 90
+    assert terms["report_deadline"] == data["event_end"] + 600
+    assert terms["dispute_deadline"] == data["event_end"] + 900
+    plain = client.get(base).get_json()
+    assert not plain["with_terms"] and plain["terms"]["reveal_deadline"] is None
+    for query in ("&reveal_s=121", "&reveal_s=-1", "&dispute_s=5", "&bond_eth=1", "&bond_eth=x", "&report_s=1e3",
+                  "&bond_eth=1e999999999&report_s=5", "&report_s=99999999999"):
+        response = client.get(base + query)
+        assert response.status_code == 400 and response.get_json()["error"].startswith("cannot preview"), query
+
+
+def test_form_preview_shows_the_deadlines(client: Any) -> None:
+    html = client.post("/utility/requests", data={
+        "target_kw": "3", "bidding_s": "60", "delay_min": "2", "duration_min": "60", "cap": str(CAP_GWEI),
+        "rule": "uniform", "reveal_s": "90", "report_s": "600", "dispute_s": "300", "bond_eth": "0.001",
+        "preview": "1"}).get_data(as_text=True)
+    assert "sealed bids, paid on metered delivery; bond 0.001000 ETH" in html
+    for testid in ("preview-reveal", "preview-report", "preview-dispute"):
+        assert re.search(rf'data-testid="{testid}">\d\d:\d\d:\d\d<', html), testid
+
+
+@pytest.fixture(scope="module")
+def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devchain.DevChain]:
+    """Its own chain: this test moves the clock forward, which the shared ganache must not see."""
+    chain = devchain.start("anvil", accounts=6, log_path=tmp_path_factory.mktemp("anvil") / "anvil.log")
+    yield chain
+    chain.stop()
+
+
+def test_sealed_metered_request_through_the_dashboard(anvil: devchain.DevChain, tmp_path: Path) -> None:
+    from demand_response import market
+    from demand_response.contract import Stage
+
+    keys = devchain.dev_private_keys(6, "anvil")
+    w3 = connect(anvil.url)
+    signers = [Signer.from_key(w3, k) for k in keys]
+    dr = DemandReduction.deploy(signers[0])
+    app = create_app({
+        "TESTING": True, "WTF_CSRF_ENABLED": False, "SECRET_KEY": "t", "RPC_URL": anvil.url,
+        "CONTRACT_ADDRESS": dr.address, "UTILITY_PRIVATE_KEY": keys[0], "CONSUMER_PRIVATE_KEY": keys[1],
+        "BIDS_FILE": str(tmp_path / "bids.json"), "RESULTS_FILE": str(tmp_path / "results.json"),
+        "STATE_DIR": str(tmp_path / "state"), "DR_ENV_FILE": str(tmp_path / "missing.env"),
+        "DEPLOYMENTS_FILE": str(tmp_path / "deployments.json"), "START_BLOCK": "0"})
+    client = app.test_client()
+
+    def travel_past(deadline: int) -> None:
+        """Move the chain's clock just past ``deadline``."""
+        latest = int(w3.eth.get_block("latest")["timestamp"])
+        anvil.rpc("evm_increaseTime", [max(0, deadline + 1 - latest)])
+        anvil.rpc("evm_mine", [])
+
+    def api() -> dict[str, Any]:
+        return client.get(f"/api/requests/{rid}").get_json()
+
+    # Nothing is posted for an impossible combination.
+    response = client.post("/utility/requests", data={
+        "target_kw": "3", "bidding_s": "30", "delay_min": "1", "duration_min": "1", "cap": str(CAP_GWEI),
+        "rule": "uniform", "reveal_s": "61", "report_s": "60", "post": "1"})
+    assert response.status_code == 400 and "must end by the event start" in response.get_data(as_text=True)
+    assert dr.request_count() == 0
+
+    rid = post_request(client, bidding_s="30", delay_min="1", duration_min="1", reveal_s="30", report_s="60",
+                       dispute_s="60", bond_eth="0.001")
+    info = dr.get_request(rid)
+    on_chain = dr.terms_of(rid)
+    assert on_chain.sealed and on_chain.metered and on_chain.bond_wei == 10**15
+    row = api()
+    assert row["phase"] == "bidding" and row["terms"] == {
+        "sealed": True, "metered": True, "reveal_deadline": info.bidding_deadline + 30,
+        "report_deadline": info.event_end + 60, "dispute_deadline": info.event_end + 120,
+        "bond_wei": str(10**15), "display": row["terms"]["display"]}
+    console = client.get("/consumer/").get_data(as_text=True)
+    assert f'data-testid="sealed-{rid}"' in console and f'data-testid="metered-{rid}"' in console
+    assert re.search(rf'data-testid="phase-{rid}"[^>]*>bidding<', console)
+    page = client.get(f"/utility/requests/{rid}").get_data(as_text=True)
+    assert 'data-testid="request-phase">bidding<' in page and 'data-testid="reveal-deadline"' in page
+
+    # Three consumers commit (with the bond) and reveal; the third bids above the clearing price.
+    offers = {1: ([2000], [10 * 10**12]), 2: ([1000], [20 * 10**12]), 3: ([500], [30 * 10**12])}
+    salts = {i: bytes([i]) * 32 for i in offers}
+    for i, (watts, prices) in offers.items():
+        commitment = market.commitment(w3.eth.chain_id, dr.address, rid, signers[i].address, watts, prices, salts[i])
+        dr.commit_bids(signers[i], rid, commitment, bond=10**15)
+    travel_past(info.bidding_deadline)
+    assert api()["phase"] == "revealing"
+    response = client.post(f"/utility/requests/{rid}/settle")
+    assert response.status_code == 409 and "revealed until" in response.get_data(as_text=True)
+    for i, (watts, prices) in offers.items():
+        dr.reveal_bids(signers[i], rid, watts, prices, salts[i])
+    travel_past(info.bidding_deadline + 30)
+    assert api()["phase"] == "selecting"
+    assert client.post(f"/utility/requests/{rid}/settle").status_code == 302
+    assert api()["phase"] == "scheduled"
+    travel_past(info.event_end - 1)
+    assert api()["phase"] == "reporting"
+
+    c1, c2, c3 = (signers[i].address for i in (1, 2, 3))
+    dr.report_delivery(signers[1], rid, 2000)
+    dr.report_delivery(signers[2], rid, 1000)
+    page = client.get(f"/utility/requests/{rid}").get_data(as_text=True)
+    assert 'data-testid="delivery"' in page
+    for who in (c1, c2):
+        assert f'data-testid="confirm-{who}"' in page and f'data-testid="dispute-{who}"' in page
+    assert f'data-testid="settle-{c3}"' in page  # nothing accepted: settles at once
+    promised = {who: dr.participant_of(rid, who).promised_payout for who in (c1, c2)}
+    assert promised[c2] == market.payout(1000, 60, 20 * 10**12)
+
+    # A dispute must be below the report: a one-line error, nothing sent.
+    response = client.post(f"/utility/requests/{rid}/delivery/dispute", data={"consumer": c2, "metered_kw": "1"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 409 and "Dispute failed: a dispute must be below the consumer&#39;s report" in html
+    response = client.post(f"/utility/requests/{rid}/delivery/dispute", data={"consumer": c2})
+    assert response.status_code == 400 and "enter the metered reduction" in response.get_data(as_text=True)
+    response = client.post(f"/utility/requests/{rid}/delivery/confirm", data={"consumer": "0x123"})
+    assert response.status_code == 400 and "Not an Ethereum address" in response.get_data(as_text=True)
+    assert dr.participant_of(rid, c2).stage == Stage.REPORTED
+
+    assert client.post(f"/utility/requests/{rid}/delivery/dispute",
+                       data={"consumer": c2, "metered_kw": "0.5"}).status_code == 302
+    assert client.post(f"/utility/requests/{rid}/delivery/confirm", data={"consumer": c1}).status_code == 302
+    assert client.post(f"/utility/requests/{rid}/delivery/settle", data={"consumer": c3}).status_code == 302
+    response = client.post(f"/utility/requests/{rid}/delivery/confirm", data={"consumer": c1})
+    assert response.status_code == 409 and "is at stage &#39;settled&#39;" in response.get_data(as_text=True)
+
+    page = client.get(f"/utility/requests/{rid}").get_data(as_text=True)
+    rows = {who: page[page.find(f'data-testid="participant-{who}"'):].split("</tr>")[0] for who in (c1, c2, c3)}
+    expected = market.settle_delivery(1000, promised[c2], 500, 10**15)
+    assert expected.payout == promised[c2] // 2 and expected.penalty == 10**15 // 2
+    assert ">settled<" in rows[c1] and ">settled<" in rows[c2] and ">settled<" in rows[c3]
+    assert "2.000 kW" in rows[c1] and f">{fmt_eth(promised[c1])}<" in rows[c1]
+    assert "disputed" in rows[c2] and "0.500 kW" in rows[c2] and "1.000 kW" in rows[c2]
+    assert f">{fmt_eth(expected.payout)}<" in rows[c2] and f"penalty {fmt_eth(expected.penalty)}" in rows[c2]
+    assert "data-testid=\"confirm-" not in page and "data-testid=\"dispute-0x" not in page
+    assert 'data-testid="request-phase">settled<' in page  # every accepted watt settled
+    assert api()["phase"] == "settled"
+    history = client.get("/utility/").get_data(as_text=True)
+    assert re.search(rf'data-testid="history-phase-{rid}"[^>]*>settled<', history)
+
+    # The consumer's results show promised vs delivered vs paid from results.json records.
+    Path(tmp_path / "results.json").write_text(json.dumps({"version": 1, "results": [{
+        "request_id": rid, "account": c1, "contract": dr.address, "chain_id": w3.eth.chain_id, "status": "settled",
+        "accepted_watts": 2000, "payout_wei": str(promised[c1]), "promised_payout_wei": str(promised[c1]),
+        "delivered_watts": 2000, "penalty_wei": "0", "bond_returned_wei": str(10**15),
+        "paid_wei": str(promised[c1])}]}))
+    results = client.get("/consumer/results").get_data(as_text=True)
+    assert f'data-testid="record-paid-{rid}">{fmt_eth(promised[c1])}<' in results
+    assert "Promised" in results and "Delivered" in results and "Bond back" in results
+    assert "metered · settled" in results

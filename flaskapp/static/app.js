@@ -194,7 +194,13 @@
       [["Target", data.display.target + ", event " + data.display.window],
        ["Cap", data.display.cap + ", steps of " + data.display.tick],
        ["Escrowed budget", data.display.budget + " (minimum " + data.display.min_budget + ")"],
-       ["Per kW at the cap", data.display.per_kw_at_cap]].forEach(function (pair) {
+       ["Per kW at the cap", data.display.per_kw_at_cap],
+       ["Bidding closes", data.display.deadline]].concat(data.with_terms ? [
+        ["Terms", data.terms.display.mode + (data.terms.bond_wei !== "0" ? "; bond " + data.terms.display.bond : "")]
+      ].concat(data.terms.sealed ? [["Reveals until", data.terms.display.reveal_deadline]] : [])
+       .concat(data.terms.metered ? [["Reports until", data.terms.display.report_deadline],
+                                     ["Disputes until", data.terms.display.dispute_deadline]] : []) : []
+      ).forEach(function (pair) {
         var dt = document.createElement("dt"), dd = document.createElement("dd");
         dt.textContent = pair[0]; dd.textContent = pair[1];
         dl.appendChild(dt); dl.appendChild(dd);
@@ -216,7 +222,8 @@
     }
     function updatePreview() {
       var fd = new FormData(requestForm), params = new URLSearchParams();
-      ["target_kw", "bidding_s", "delay_min", "duration_min", "cap", "budget_eth", "rule"].forEach(function (k) {
+      ["target_kw", "bidding_s", "delay_min", "duration_min", "cap", "budget_eth", "rule",
+       "reveal_s", "report_s", "dispute_s", "bond_eth"].forEach(function (k) {
         var v = fd.get(k);
         if (v !== null && String(v).trim() !== "") { params.append(k, String(v).trim()); }
       });
