@@ -108,7 +108,7 @@ contract DemandReduction {
     /// @notice Optional terms of a request (`requestReductionWithTerms`).
     struct Terms {
         uint256 revealWindow; // seconds after biddingDeadline for reveals; 0: open bids
-        uint256 reportWindow; // seconds after eventEnd for meter reports; 0: pay on acceptance
+        uint256 reportWindow; // seconds after eventEnd (or a later selection) for meter reports; 0: pay on acceptance
         uint256 disputeWindow; // seconds after the report deadline for the utility to confirm or dispute
         uint256 bondWei; // bond per participant, 0: none (needs a sealed or metered request)
     }
@@ -130,6 +130,7 @@ contract DemandReduction {
         uint32 reportWindow;
         uint32 disputeWindow;
         uint96 bondWei;
+        uint40 selectedAt; // metered: when winners were selected
         // slot 1
         uint128 unrevealedBonds; // bonds of commitments not revealed yet
         uint128 heldBonds; // bonds waiting for delivery settlement
@@ -982,6 +983,7 @@ contract DemandReduction {
         r.acceptedWatts = uint64(c.accepted);
         r.reserved = uint128(reserved);
         uint256 toUtility = refund;
+        if (r.flags & _METERED != 0) _terms[requestId].selectedAt = uint40(block.timestamp);
         if (r.flags & _SEALED != 0) {
             StoredTerms storage t = _terms[requestId];
             uint256 forfeited = t.unrevealedBonds;
@@ -1120,7 +1122,7 @@ contract DemandReduction {
     function reportDelivery(uint256 requestId, uint256 deliveredWatts) external {
         Request storage r = _meteredAndSettled(requestId);
         uint256 eventEnd = uint256(r.eventStart) + r.duration;
-        uint256 reportDeadline = eventEnd + _terms[requestId].reportWindow;
+        (uint256 reportDeadline,) = _deliveryDeadlines(r, _terms[requestId]);
         if (block.timestamp < eventEnd || block.timestamp > reportDeadline) {
             revert ReportWindowClosed(eventEnd, reportDeadline);
         }
@@ -1182,12 +1184,27 @@ contract DemandReduction {
         if (stage != Stage.Bonded && stage != Stage.Bid && stage != Stage.Reported) revert WrongStage(consumer, stage);
         (uint256 accepted,) = _participantOutcome(requestId, r, p.submission);
         if (accepted != 0) {
-            uint256 reportDeadline = uint256(r.eventStart) + r.duration + _terms[requestId].reportWindow;
-            uint256 due = stage == Stage.Reported ? reportDeadline + _terms[requestId].disputeWindow : reportDeadline;
+            (uint256 reportDeadline, uint256 disputeDeadline) = _deliveryDeadlines(r, _terms[requestId]);
+            uint256 due = stage == Stage.Reported ? disputeDeadline : reportDeadline;
             if (block.timestamp <= due) revert TooEarly(due + 1);
             if (stage != Stage.Reported) p.delivered = 0; // no report: nothing delivered
         }
         _settleParticipant(requestId, r, consumer, p);
+    }
+
+    /// @dev Report and dispute deadlines of a metered request. The report window runs from
+    ///      the end of the event, or from the selection if that came later, so a late
+    ///      selection cannot leave winners without time to report.
+    function _deliveryDeadlines(Request storage r, StoredTerms storage t)
+        private
+        view
+        returns (uint256 reportDeadline, uint256 disputeDeadline)
+    {
+        uint256 opens = uint256(r.eventStart) + r.duration;
+        uint256 selectedAt = t.selectedAt;
+        if (selectedAt > opens) opens = selectedAt;
+        reportDeadline = opens + t.reportWindow;
+        disputeDeadline = reportDeadline + t.disputeWindow;
     }
 
     function _meteredAndSettled(uint256 requestId) private view returns (Request storage r) {
@@ -1204,8 +1221,7 @@ contract DemandReduction {
     {
         p = _participants[requestId][consumer];
         if (p.stage != Stage.Reported) revert WrongStage(consumer, p.stage);
-        StoredTerms storage t = _terms[requestId];
-        uint256 disputeDeadline = uint256(r.eventStart) + r.duration + t.reportWindow + t.disputeWindow;
+        (, uint256 disputeDeadline) = _deliveryDeadlines(r, _terms[requestId]);
         if (block.timestamp > disputeDeadline) revert DisputeWindowClosed(disputeDeadline);
     }
 
@@ -1238,7 +1254,10 @@ contract DemandReduction {
         uint256 credited = delivered < accepted ? delivered : accepted;
         uint256 bond = p.bond;
         uint256 payout = accepted == 0 ? 0 : promised * credited / accepted;
-        uint256 penalty = accepted == 0 ? 0 : bond * (accepted - credited) / accepted;
+        // Winners selected after the event started could not plan their reduction: no penalty.
+        uint256 penalty = accepted == 0 || _terms[requestId].selectedAt > r.eventStart
+            ? 0
+            : bond * (accepted - credited) / accepted;
         p.stage = Stage.Settled;
         if (bond != 0) {
             p.bond = 0;
@@ -1364,8 +1383,7 @@ contract DemandReduction {
         v.metered = r.flags & _METERED != 0;
         v.revealDeadline = t.revealDeadline;
         if (v.metered) {
-            v.reportDeadline = uint256(r.eventStart) + r.duration + t.reportWindow;
-            v.disputeDeadline = v.reportDeadline + t.disputeWindow;
+            (v.reportDeadline, v.disputeDeadline) = _deliveryDeadlines(r, t);
         }
         v.bondWei = t.bondWei;
         v.unrevealedBonds = t.unrevealedBonds;

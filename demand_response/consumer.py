@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .bids import BidsError, Offer, chunks, from_pairs, load_bids, prepare
-from .chain import Signer, TransactionFailed
-from .contract import MAX_UINT, DemandReduction, RequestInfo, Stage, Status, TermsInfo
+from .chain import FEES_TTL, Signer, TransactionFailed
+from .contract import MAX_UINT, DemandReduction, RequestInfo, Stage, Status, TermsInfo, bid_gas_limit
 from .sealed import COMMITTED, COMMITTING, REVEALED, MeterReadings, SaltStore, SealedEntry
 from .market import PricingRule
 from .listener import Event, LogPoller, StateFile, is_connection_error
@@ -97,7 +97,7 @@ class ConsumerAgent:
         self.dr = dr
         self.salts = salts
         self.meter = meter
-        self._terms: dict[int, TermsInfo] = {}
+        self._terms: dict[tuple[int, Status], TermsInfo] = {}
         self._said: set[tuple[int, str]] = set()
         self.signer = signer
         self.bids = bids
@@ -197,7 +197,7 @@ class ConsumerAgent:
                     self._say("commitment for request %d is on chain; will reveal after the deadline", rid)
                     return
         requested_block = self.notes.get(str(rid), {}).get("requested_block", 0)
-        mine = self.dr.bid_ids_logged(rid, self.address, from_block=requested_block)
+        mine = self.bids_logged(rid, requested_block)
         if mine:
             self._say("already bid on request %d (%d bids on chain); not bidding again", rid, len(mine))
             return
@@ -222,7 +222,8 @@ class ConsumerAgent:
         txs = []
         for group in chunks(ready.submit):
             try:
-                receipt = self.dr.submit_bids(self.signer, rid, [o.watts for o in group], [o.price for o in group])
+                receipt = self.dr.submit_bids(self.signer, rid, [o.watts for o in group], [o.price for o in group],
+                                              gas=bid_gas_limit(len(group)))
             except TransactionFailed as exc:
                 self._say("bid on request %d refused: %s", rid, exc, level=logging.ERROR)
                 if exc.error == "NotEnrolled":
@@ -243,11 +244,16 @@ class ConsumerAgent:
 
     # -- sealed and metered requests --------------------------------------------------------
 
-    def terms_of(self, rid: int) -> TermsInfo:
-        """The request's terms (cached: they never change)."""
-        if rid not in self._terms:
-            self._terms[rid] = self.dr.terms_of(rid)
-        return self._terms[rid]
+    def bids_logged(self, rid: int, from_block: int) -> list[int]:
+        """Ids of our live bids on request ``rid`` (a fleet replaces this with one shared read)."""
+        return self.dr.bid_ids_logged(rid, self.address, from_block=from_block)
+
+    def terms_of(self, rid: int, status: Status = Status.OPEN) -> TermsInfo:
+        """The request's terms, cached per status: a metered request's report and dispute
+        deadlines move at selection if it came after the event."""
+        if (rid, status) not in self._terms:
+            self._terms[(rid, status)] = self.dr.terms_of(rid)
+        return self._terms[(rid, status)]
 
     def _say_once(self, rid: int, key: str, message: str, *args: Any, level: int = logging.INFO) -> None:
         if (rid, key) not in self._said:
@@ -364,7 +370,7 @@ class ConsumerAgent:
             note["done"] = True
             return
         info = self.dr.get_request(rid)
-        terms = self.terms_of(rid)
+        terms = self.terms_of(rid, info.status)
         me = self.dr.participant_of(rid, self.address)
         if info.status == Status.CANCELLED:
             if me.bond and me.stage != Stage.SETTLED:
@@ -603,20 +609,52 @@ class ConsumerService:
             confirmations=confirmations, reorg_depth=reorg_depth,
             label=self.agents[0].label if len(specs) == 1 else "fleet",
         )
-        self._pool = ThreadPoolExecutor(max_workers=min(32, len(self.agents))) if len(self.agents) > 1 else None
+        # A thread per agent (up to 256): an agent's thread mostly waits for its receipt, and
+        # with fewer threads the later agents could only send after the earlier ones' blocks.
+        self._pool = ThreadPoolExecutor(max_workers=min(256, len(self.agents))) if len(self.agents) > 1 else None
         for agent in self.agents:
             agent.watch_receipt = self.poller.watch
+            agent.signer.fee_ttl = FEES_TTL  # the daemon's signers share one fee lookup a second
+        # A fleet reads what is the same for all its agents once per request (see _prefetch):
+        # the terms, and who has bid already.
+        self._logged: tuple[int, int, dict[str, list[int]]] | None = None
+        if self._pool is not None:
+            shared_terms: dict[int, TermsInfo] = {}
+            for agent in self.agents:
+                agent._terms = shared_terms
+                agent.bids_logged = lambda rid, from_block, a=agent: self._bids_logged(a, rid, from_block)
+
+    def _prefetch(self, event: Event) -> None:
+        rid = int(event.args["requestId"])
+        try:
+            self.agents[0].terms_of(rid)
+            self._logged = (rid, event.block_number, self.dr.bid_ids_logged_by_bidder(rid, event.block_number))
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise
+            self._logged = None  # each agent reads (and reports) for itself
+
+    def _bids_logged(self, agent: ConsumerAgent, rid: int, from_block: int) -> list[int]:
+        snapshot = self._logged
+        if snapshot is not None and snapshot[0] == rid and snapshot[1] == from_block:
+            return list(snapshot[2].get(agent.address, []))
+        return self.dr.bid_ids_logged(rid, agent.address, from_block=from_block)
 
     def _dispatch(self, event: Event) -> None:
         if self._pool is None:
             self.agents[0].on_event(event)
             return
+        if event.name == "ReductionRequested":
+            self._prefetch(event)
         errors = []
-        for future in [self._pool.submit(agent.on_event, event) for agent in self.agents]:
-            try:
-                future.result()
-            except Exception as exc:
-                errors.append(exc)
+        try:
+            for future in [self._pool.submit(agent.on_event, event) for agent in self.agents]:
+                try:
+                    future.result()
+                except Exception as exc:
+                    errors.append(exc)
+        finally:
+            self._logged = None
         retry = [e for e in errors if is_connection_error(e)]
         if retry:
             raise retry[0]

@@ -15,6 +15,7 @@ from eth_abi import decode as abi_decode
 from eth_utils import function_signature_to_4byte_selector
 from web3 import Web3
 from web3.contract import Contract
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
 from web3.logs import DISCARD
 
 from .artifacts import load_artifact
@@ -22,6 +23,21 @@ from .chain import ChainError, Signer, TransactionFailed
 from .market import PricingRule
 
 MAX_UINT = 2**256 - 1
+
+
+def bid_gas_limit(n_bids: int) -> int:
+    """A gas limit for ``submitBids`` of ``n_bids`` that needs no estimate.
+
+    Measured worst case (a bidder's first submission on a fresh metered request, every bid
+    on a new price level, registration on): 102,676 gas for 1 bid, 151,377 for 2, 253,052
+    for 5, 1,536,163 for 64. This bound leaves at least 40 % headroom; unused gas is not
+    charged, it only has to be covered by the balance at the offered fee.
+    """
+    return 100_000 + 50_000 * max(1, n_bids)
+#: Extra gas on claims and delivery settlements: whichever is mined last also returns the
+#: rounding dust to the utility (a new storage slot and an event, about 24,000 gas), which
+#: an estimate made while others were still pending does not include.
+DUST_GAS_MARGIN = 40_000
 #: Submissions read per getBids call: keeps each eth_call far below a node's gas cap.
 PAGE_SUBMISSIONS = 8
 #: Submissions scanned per bidsOf call: the headers cost ~2,100 gas each (~2M gas a page).
@@ -287,6 +303,19 @@ class DemandReduction:
         cancelled = {e["args"]["bidId"] for e in gone}
         return [e["args"]["bidId"] for e in placed if e["args"]["bidId"] not in cancelled]
 
+    def bid_ids_logged_by_bidder(self, request_id: int, from_block: int = 0) -> dict[str, list[int]]:
+        """``bid_ids_logged`` for every bidder at once: ``{checksum address: live bid ids}``
+        (a fleet reads this once per request instead of once per agent)."""
+        filters = {"requestId": request_id}
+        placed = self.contract.events.BidSubmitted().get_logs(argument_filters=filters, from_block=from_block)
+        gone = self.contract.events.BidCancelled().get_logs(argument_filters=filters, from_block=from_block)
+        cancelled = {e["args"]["bidId"] for e in gone}
+        out: dict[str, list[int]] = {}
+        for e in placed:
+            if e["args"]["bidId"] not in cancelled:
+                out.setdefault(Web3.to_checksum_address(e["args"]["bidder"]), []).append(e["args"]["bidId"])
+        return out
+
     def outcome_of(self, request_id: int, consumer: str) -> tuple[int, int]:
         """(accepted watts, payout wei) of ``consumer`` in ``request_id``."""
         return tuple(self.functions.outcomeOf(request_id, Web3.to_checksum_address(consumer)).call())
@@ -319,7 +348,9 @@ class DemandReduction:
     def _send(self, signer: Signer, call: Any, value: int = 0, gas: int | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"from": signer.address, "value": value}
         if gas is not None:
+            # Nothing left for web3 to look up (it would fetch the fees the signer fetches too).
             params["gas"] = gas
+            params.update(signer.fees().fields)
         try:
             tx = call.build_transaction(params)
         except Exception as exc:
@@ -336,6 +367,11 @@ class DemandReduction:
                     f"(value {Web3.from_wei(value, 'ether')} ETH plus gas); fund the account and retry"
                 ) from exc
             raise ChainError(f"the node refused a transaction from {signer.label}: {message}") from exc
+        if gas is None:
+            # web3 filled in the bare estimate, so Signer's margin never applied. Without one, a
+            # claim estimated before another consumer's claim was mined ran out of gas when it
+            # became the last claim (that one also pays the dust out): same margin as Signer's.
+            tx["gas"] = int(tx["gas"] * 1.2) + 10_000
         return signer.send(tx, decode_error=decode_revert)
 
     def request_reduction(
@@ -404,22 +440,44 @@ class DemandReduction:
 
     def confirm_delivery(self, signer: Signer, request_id: int, consumer: str) -> dict[str, Any]:
         """Accept a consumer's report and settle it (utility)."""
-        return self._send(signer, self.functions.confirmDelivery(request_id, Web3.to_checksum_address(consumer)))
+        call = self.functions.confirmDelivery(request_id, Web3.to_checksum_address(consumer))
+        return self._send(signer, call, gas=self._with_margin(signer, call))
 
     def dispute_delivery(self, signer: Signer, request_id: int, consumer: str, metered_watts: int) -> dict[str, Any]:
         """Replace a consumer's report by the utility's lower measurement and settle it."""
-        return self._send(signer, self.functions.disputeDelivery(
-            request_id, Web3.to_checksum_address(consumer), metered_watts))
+        call = self.functions.disputeDelivery(request_id, Web3.to_checksum_address(consumer), metered_watts)
+        return self._send(signer, call, gas=self._with_margin(signer, call))
 
     def settle_delivery(self, signer: Signer, request_id: int, consumer: str) -> dict[str, Any]:
         """Settle a participant after its windows (anyone), or return its bond from a cancelled request."""
-        return self._send(signer, self.functions.settleDelivery(request_id, Web3.to_checksum_address(consumer)))
+        call = self.functions.settleDelivery(request_id, Web3.to_checksum_address(consumer))
+        return self._send(signer, call, gas=self._with_margin(signer, call))
 
     def submit_bids(
-        self, signer: Signer, request_id: int, watts: Sequence[int], prices: Sequence[int]
+        self, signer: Signer, request_id: int, watts: Sequence[int], prices: Sequence[int],
+        gas: int | None = None,
     ) -> dict[str, Any]:
-        """Place bids; returns the receipt."""
-        return self._send(signer, self.functions.submitBids(request_id, list(watts), list(prices)))
+        """Place bids; returns the receipt.
+
+        With ``gas`` (the consumer daemon passes ``bid_gas_limit(len(watts))``) the transaction
+        is sent at once, without ``eth_estimateGas``: ganache 7.9.2 takes ~0.5 s per estimate,
+        one at a time, and never answers an estimate during which a block is mined (see
+        docs/performance.md, "Latency: causes and fixes"). A bid that then reverts on chain
+        is replayed with ``eth_call`` so that the error still carries the contract's reason.
+        """
+        call = self.functions.submitBids(request_id, list(watts), list(prices))
+        try:
+            return self._send(signer, call, gas=gas)
+        except TransactionFailed as exc:
+            if gas is None or exc.error is not None:
+                raise
+            try:
+                call.call({"from": signer.address})
+            except (ContractLogicError, ContractCustomError, Web3RPCError, ValueError) as replay:
+                decoded = decode_revert(replay)
+                if decoded is not None:
+                    raise decoded from exc
+            raise
 
     def cancel_bids(self, signer: Signer, request_id: int, bid_ids: Iterable[int]) -> dict[str, Any]:
         """Withdraw bids before the deadline."""
@@ -467,9 +525,22 @@ class DemandReduction:
         )
         return [b.bid_id for b in bids[: marginal + 1] if b.price == result.clearing_price]
 
+    def _with_margin(self, signer: Signer, call: Any, margin: int = DUST_GAS_MARGIN) -> int | None:
+        """An estimate plus ``margin``, or None to let ``_send`` report why it would revert."""
+        try:
+            return int(call.estimate_gas({"from": signer.address})) + margin
+        except Exception:
+            return None
+
     def claim(self, signer: Signer, request_id: int, bid_ids: Iterable[int]) -> dict[str, Any]:
-        """Credit the payouts of ``bid_ids`` to their bidders."""
-        return self._send(signer, self.functions.claim(request_id, list(bid_ids)))
+        """Credit the payouts of ``bid_ids`` to their bidders.
+
+        The gas estimate gets ``DUST_GAS_MARGIN`` on top: when other winners' claims are mined
+        first, this one may become the last and also return the rounding dust to the
+        utility, which the estimate (made before) did not include.
+        """
+        call = self.functions.claim(request_id, list(bid_ids))
+        return self._send(signer, call, gas=self._with_margin(signer, call))
 
     def withdraw(self, signer: Signer) -> dict[str, Any]:
         """Pay ``signer`` what it is owed."""

@@ -253,7 +253,7 @@ class UtilityDaemon:
         self._stop: threading.Event | None = None
         self._seen_any = bool(self.open)
         self._deadlines: dict[int, int] = {}
-        self._terms: dict[int, TermsInfo] = {}
+        self._terms: dict[tuple[int, bool], TermsInfo] = {}
         self._is_dev: bool | None = None
         self.settled: list[RequestInfo] = []
 
@@ -327,17 +327,18 @@ class UtilityDaemon:
         if self.auto_withdraw and not self.open:
             self._withdraw()
 
-    def _terms_of(self, rid: int) -> TermsInfo:
-        if rid not in self._terms:
-            self._terms[rid] = self.dr.terms_of(rid)
-        return self._terms[rid]
+    def _terms_of(self, rid: int, settled: bool = False) -> TermsInfo:
+        """Terms, cached per phase: a late selection moves a metered request's deadlines."""
+        if (rid, settled) not in self._terms:
+            self._terms[(rid, settled)] = self.dr.terms_of(rid)
+        return self._terms[(rid, settled)]
 
     def _tick_metered(self) -> None:
         """Confirm or dispute meter reports with the utility's meter data, then settle every
         participant once the windows are over, so the unearned budget comes back."""
         for rid in sorted(self.metered):
             info = self.dr.get_request(rid)
-            terms = self._terms_of(rid)
+            terms = self._terms_of(rid, settled=True)
             if info.claimed_watts == info.accepted_watts:
                 self.metered.discard(rid)
                 log.info("utility: request %d: every accepted watt is settled on delivery", rid)

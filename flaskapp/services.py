@@ -52,7 +52,7 @@ APP_KEYS: dict[str, str] = {
 
 #: Request terms by (chain id, contract, request id, bidding deadline, event start): they
 #: never change once posted, so every app in the process shares them.
-_TERMS_CACHE: dict[tuple[int, str, int, int, int], TermsInfo] = {}
+_TERMS_CACHE: dict[tuple[int, str, int, int, int, int], TermsInfo] = {}
 _TERMS_LOCK = threading.Lock()
 
 
@@ -336,12 +336,15 @@ class Gateway:
         return max(latest, int(time.time()))
 
     def terms(self, info: RequestInfo, fresh: bool = False) -> TermsInfo:
-        """The request's terms (``termsOf``). Deadlines and the bond never change, so lists
-        use a cached copy; ``fresh`` reads the bonds held now. A contract without
+        """The request's terms (``termsOf``). They only change at selection, so lists use a
+        copy cached per status; ``fresh`` reads the bonds held now. A contract without
         ``termsOf`` (deployed before terms existed) has plain requests only."""
         session = self.session()
         dr = session.dr
-        key = (session.chain_id, dr.address, info.request_id, info.bidding_deadline, info.event_start)
+        # The status is part of the key: a metered request's report and dispute deadlines run
+        # from the selection when it came after the event, so they are final once settled.
+        key = (session.chain_id, dr.address, info.request_id, info.bidding_deadline, info.event_start,
+               int(info.status))
         cached = _TERMS_CACHE.get(key)
         if cached is not None and not fresh:
             return cached
