@@ -155,6 +155,7 @@ contract DemandReduction {
         uint256 bondWei;
         uint256 unrevealedBonds;
         uint256 heldBonds;
+        uint256 selectedAt; // metered: when winners were selected (0 before)
     }
 
     /// @notice A consumer's standing in a sealed or metered request.
@@ -1388,6 +1389,7 @@ contract DemandReduction {
         v.bondWei = t.bondWei;
         v.unrevealedBonds = t.unrevealedBonds;
         v.heldBonds = t.heldBonds;
+        v.selectedAt = t.selectedAt;
     }
 
     /// @notice Where `consumer` stands in a sealed or metered request.
@@ -1405,7 +1407,8 @@ contract DemandReduction {
             v.bidCount = (_bidWords[requestId][(submission - 1) * _KEYS_PER_SUBMISSION] >> _COUNT_SHIFT) & 0x7f;
             (v.acceptedWatts, v.promisedPayout) = _participantOutcome(requestId, r, submission);
         }
-        v.bond = p.bond;
+        // A commitment never revealed lost its bond at selection.
+        v.bond = p.stage == Stage.Committed && r.status == Status.Settled ? 0 : p.bond;
         v.deliveredWatts = p.delivered;
     }
 

@@ -34,6 +34,12 @@ REPLACEMENT_BUMP = 1.125
 DEFAULT_RECEIPT_TIMEOUT = 120.0
 #: HTTP timeout for a node on this machine (seconds).
 LOCAL_TIMEOUT = 10.0
+#: How long fee fields fetched by one signer are reused by all signers on a connection (s).
+FEES_TTL = 1.0
+_FEES_LOCK = threading.Lock()
+#: How long a head block number read while waiting for receipts is shared (s).
+HEAD_TTL = 0.05
+_HEAD_LOCK = threading.Lock()
 
 
 class ChainError(RuntimeError):
@@ -60,12 +66,22 @@ def connect(url: str, timeout: float = 30.0) -> Web3:
         # was seen to leave a request unanswered until the client gave up; a short timeout
         # lets web3 retry read calls soon instead of after 30 s.
         kwargs: dict[str, Any] = {"timeout": min(timeout, LOCAL_TIMEOUT) if _is_loopback(url) else timeout}
-        provider: Any = Web3.HTTPProvider(url, request_kwargs=kwargs)
+        # web3 re-asks eth_chainId before every call, estimate and send it validates (8 round
+        # trips per bid, which a fleet of 100 paid 800 times); it cannot change, so cache it.
+        # One session for all threads, with room for a fleet's agents: web3's default keeps
+        # one session per thread in a cache of 100, so a fleet of 100+ threads would keep
+        # evicting and reconnecting.
+        provider: Any = Web3.HTTPProvider(url, request_kwargs=kwargs, exception_retry_configuration=_retry_reads(),
+                                          session=_shared_session(),
+                                          cache_allowed_requests=True, cacheable_requests={"eth_chainId"})
     elif url.startswith(("ws://", "wss://")):
         provider = Web3.LegacyWebSocketProvider(url, websocket_timeout=timeout)
     else:
         provider = Web3.IPCProvider(url, timeout=timeout)
     w3 = Web3(provider)
+    # Signer always sets the fees itself; this middleware would still fetch the latest block
+    # before every node-signed send (a fleet on a dev chain: one extra round trip per bid).
+    w3.middleware_onion.remove("gas_price_strategy")
     try:
         chain_id = w3.eth.chain_id
     except Exception as exc:  # requests/aiohttp/OSError all mean the same to a user
@@ -79,6 +95,30 @@ def connect(url: str, timeout: float = 30.0) -> Web3:
         w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
     log.debug("connected to chain %s at %s", chain_id, redact_url(url))
     return w3
+
+
+def _shared_session() -> Any:
+    """A requests session safe to share between threads, pooling up to 256 keep-alive connections."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=256)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _retry_reads() -> Any:
+    """web3's retry of idempotent calls (reads, estimates, receipts; never a send), also on a
+    reset or refused connection: web3 retries only the builtin ``ConnectionError``, which
+    requests' ``ConnectionError`` is not, so one dropped connection failed a whole round."""
+    import requests
+    from web3.providers.rpc.utils import ExceptionRetryConfiguration
+
+    return ExceptionRetryConfiguration(
+        errors=(ConnectionError, requests.ConnectionError, requests.HTTPError, requests.Timeout),
+        retries=4, backoff_factor=0.1)
 
 
 def _is_loopback(url: str) -> bool:
@@ -142,6 +182,8 @@ class Signer:
         self._lock = threading.Lock()
         self._nonce: int | None = None
         self._chain_id: int | None = None
+        #: Seconds for which fees fetched by one signer serve all signers on the connection.
+        self.fee_ttl = 0.0
 
     @classmethod
     def from_key(cls, w3: Web3, private_key: str, **kwargs: Any) -> "Signer":
@@ -151,16 +193,34 @@ class Signer:
     # -- fees and nonces -------------------------------------------------------------
 
     def fees(self) -> Fees:
-        """EIP-1559 fees when the latest block has a base fee, else a legacy gas price."""
+        """EIP-1559 fees when the latest block has a base fee, else a legacy gas price.
+
+        With ``fee_ttl`` > 0 (the consumer daemon sets ``FEES_TTL``) the answer is shared by
+        every such signer on this connection for that long: a fleet of 100 agents bidding on
+        one request asks the node once, not 100 times (2 × base fee leaves room for the base
+        fee to rise meanwhile). By default every call asks the node.
+        """
+        if self.fee_ttl <= 0:
+            return self._fetch_fees()
+        with _FEES_LOCK:  # one signer asks, the others wait for its answer
+            cached = vars(self.w3).get("_dr_fees")
+            if cached is not None and time.monotonic() - cached[0] < self.fee_ttl:
+                return Fees(dict(cached[1]))
+            return self._fetch_fees()
+
+    def _fetch_fees(self) -> Fees:
         latest = self.w3.eth.get_block("latest")
         base = latest.get("baseFeePerGas")
         if base is None:
-            return Fees({"gasPrice": int(self.w3.eth.gas_price)})
-        try:
-            tip = int(self.w3.eth.max_priority_fee)
-        except Exception:
-            tip = 1_000_000_000
-        return Fees({"maxFeePerGas": 2 * int(base) + tip, "maxPriorityFeePerGas": tip})
+            fields = {"gasPrice": int(self.w3.eth.gas_price)}
+        else:
+            try:
+                tip = int(self.w3.eth.max_priority_fee)
+            except Exception:
+                tip = 1_000_000_000
+            fields = {"maxFeePerGas": 2 * int(base) + tip, "maxPriorityFeePerGas": tip}
+        self.w3._dr_fees = (time.monotonic(), fields)  # type: ignore[attr-defined]
+        return Fees(dict(fields))
 
     def _next_nonce(self) -> int:
         # The account belongs to this signer: read the chain's nonce once, then count.
@@ -178,10 +238,20 @@ class Signer:
             self._chain_id = int(self.w3.eth.chain_id)
         return self._chain_id
 
+    def prime(self) -> None:
+        """Read the chain id and the account's nonce now, so that the first send need not.
+
+        A nonce that goes stale meanwhile is refused by the node and re-read (``send``)."""
+        _ = self.chain_id
+        with self._lock:
+            if self._nonce is None:
+                self._nonce = self.w3.eth.get_transaction_count(self.address, "pending")
+
     def resync(self) -> None:
         """Forget the cached nonce (after a node restart or an external transaction)."""
         with self._lock:
             self._nonce = None
+        vars(self.w3).pop("_dr_fees", None)
 
     def balance(self) -> int:
         """The account's balance in wei."""
@@ -261,24 +331,30 @@ class Signer:
     def _wait(self, tx: dict[str, Any], tx_hash: bytes, fees: Fees) -> Any:
         """Poll for a receipt of any version of ``tx``; while it is stuck, replace it.
 
-        Polls start at 20 ms and back off to 0.5 s, so a local chain answers at once and a
-        public one is not hammered. After ``stuck_after`` seconds without a receipt, a
-        locally signed transaction is re-sent with the same nonce and higher fees; the
-        first version to be mined wins.
+        The first poll is immediate (an automining chain has the receipt already). After
+        that the receipt is asked for only when the head has moved (or once a second): the
+        head is one ``eth_blockNumber`` shared by all signers on the connection (``_head``),
+        checked every 0.1 s backing off to 0.5 s. So a fleet's agents waiting for the next
+        block do not crowd out the ones still sending, and a public node is not hammered.
+        After ``stuck_after`` seconds without a receipt, a locally signed transaction is
+        re-sent with the same nonce and higher fees; the first version to be mined wins.
         """
         start = time.monotonic()
         deadline = start + self.receipt_timeout
         replace_at = start + self.stuck_after
         hashes = [tx_hash]
-        delay = 0.02
+        delay = 0.1
+        head, polled_head, polled_at = self._head(), None, 0.0
         while True:
-            for candidate in reversed(hashes):
-                try:
-                    receipt = self.w3.eth.get_transaction_receipt(candidate)
-                except TransactionNotFound:
-                    continue
-                if receipt is not None:
-                    return receipt
+            if head is None or head != polled_head or time.monotonic() - polled_at >= 1.0:
+                polled_head, polled_at = head, time.monotonic()
+                for candidate in reversed(hashes):
+                    try:
+                        receipt = self.w3.eth.get_transaction_receipt(candidate)
+                    except TransactionNotFound:
+                        continue
+                    if receipt is not None:
+                        return receipt
             now = time.monotonic()
             if now >= deadline:
                 raise ChainError(
@@ -296,6 +372,22 @@ class Signer:
                 replace_at = now + self.stuck_after
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+            head = self._head()
+
+    def _head(self) -> int | None:
+        """The latest block number, one raw ``eth_blockNumber`` per ``HEAD_TTL`` shared by all
+        signers on this connection; None if it cannot be read (then receipts are polled)."""
+        with _HEAD_LOCK:
+            cached = vars(self.w3).get("_dr_head")
+            if cached is not None and time.monotonic() - cached[0] < HEAD_TTL:
+                return cached[1]
+            try:
+                reply = self.w3.provider.make_request("eth_blockNumber", [])
+                head = int(reply["result"], 16)
+            except Exception:
+                return None
+            self.w3._dr_head = (time.monotonic(), head)  # type: ignore[attr-defined]
+            return head
 
     def _failure(
         self,

@@ -450,7 +450,8 @@ class ConsumerAgent:
 
         delivered = me.delivered_watts
         if me.stage == Stage.SETTLED:
-            s = settle_delivery(me.accepted_watts, me.promised_payout, delivered, terms.bond_wei)
+            s = settle_delivery(me.accepted_watts, me.promised_payout, delivered, terms.bond_wei,
+                                selected_late=terms.selected_at > info.event_start)
         else:  # never revealed (any bond forfeited at selection), or nothing to settle
             s = DeliverySettlement(me.accepted_watts, delivered, 0, terms.bond_wei if me.stage == Stage.COMMITTED else 0,
                                    0, me.promised_payout)
@@ -691,6 +692,12 @@ class ConsumerService:
     def run(self, stop: threading.Event) -> None:
         """Listen and act until ``stop`` is set."""
         who = self.agents[0].label if len(self.agents) == 1 else f"{len(self.agents)} agents"
+        if self._pool is not None:
+            # Each agent's nonce read now, not all at once when the first request arrives.
+            try:
+                list(self._pool.map(lambda agent: agent.signer.prime(), self.agents))
+            except Exception as exc:  # they are read on the first send instead
+                log.debug("fleet: could not read the nonces up front: %s", exc)
         log.info("%s: listening for requests on %s from block %d (poll every %.2f s)",
                  who, self.dr.address, self.poller.next_block, self.poll_interval)
         try:

@@ -141,6 +141,7 @@ class TermsInfo:
     bond_wei: int
     unrevealed_bonds: int
     held_bonds: int
+    selected_at: int = 0  # metered: when winners were selected (0 before)
 
 
 @dataclass(frozen=True)

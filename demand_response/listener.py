@@ -15,6 +15,7 @@ the head moved, in ranges of at most ``max_range`` blocks.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import threading
@@ -35,10 +36,35 @@ class RetryLater(Exception):
     """Raised by a handler to leave an event unprocessed and retry after a backoff."""
 
 
+#: errno values of a local file that cannot be written (full or read-only disk, limits).
+_DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def disk_error(exc: BaseException) -> OSError | None:
+    """The local file-system error behind ``exc`` (a full disk, a read-only folder), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and not isinstance(current, (ConnectionError, TimeoutError)) and (
+                current.errno in _DISK_ERRNOS or current.filename is not None):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def describe_disk_error(exc: OSError) -> str:
+    """``cannot write FILE: REASON`` in one line."""
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"cannot write{where}: {exc.strerror or exc}"
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """True when ``exc`` (or what caused it) means the RPC endpoint could not be reached."""
     import requests
 
+    if disk_error(exc) is not None:
+        return False
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -139,6 +165,10 @@ class LogPoller:
             cursor.clear()
             cursor.update({"address": self.address, "next_block": start_block, "seen": {}})
         self._head: tuple[int, str] | None = None
+        #: Set by ``poll`` when the chain was reorganised below the last head; see ``_check_fork``.
+        self.reorged = False
+        self._watched: dict[int, str] = {}
+        self._watch_lock = threading.Lock()
 
     @property
     def next_block(self) -> int:
@@ -169,6 +199,7 @@ class LogPoller:
         head = (int(reply["result"]["number"], 16), str(reply["result"]["hash"]))
         if head == self._head:
             return [], []
+        self._check_fork(head)
         safe = head[0] - self.confirmations
         start = max(0, min(self.next_block, safe + 1) - self.reorg_depth)
         if safe < start:
@@ -202,6 +233,45 @@ class LogPoller:
         self._pending_safe = safe
         return [e for e in events if e.key not in self._seen], removed
 
+    def _check_fork(self, head: tuple[int, str]) -> None:
+        """Notice a reorganisation below the last head seen, even one that removed no watched
+        event (a block with only this daemon's own transaction) or a node that came back
+        without its last blocks; ``run`` then calls ``on_reorg``. The last head is kept in the
+        cursor, so this also works across a daemon restart."""
+        last = self._head or tuple(self.state.data["cursor"].get("head") or ())
+        with self._watch_lock:
+            blocks = dict(self._watched)
+        if last and head != tuple(last):
+            blocks[int(last[0])] = str(last[1])
+        gone = None
+        for number, old_hash in sorted(blocks.items()):
+            if number <= head[0]:
+                block = self._block(number)
+                if block and str(block["hash"]) == old_hash:
+                    continue
+            gone = (number, old_hash)
+            break
+        with self._watch_lock:
+            for number in list(self._watched):
+                if gone is not None or number < head[0] - self.reorg_depth:
+                    del self._watched[number]
+        if gone is not None:
+            log.warning("%s: chain reorganised: block %d is no longer %s… (head now %d); re-checking recent work",
+                        self.label, gone[0], gone[1][:12], head[0])
+            self.reorged = True
+
+    def _block(self, number: int) -> Any:
+        reply = self.w3.provider.make_request("eth_getBlockByNumber", [hex(number), False])
+        if "error" in reply:
+            raise RetryLater(f"eth_getBlockByNumber failed: {reply.get('error')}")
+        return reply.get("result")
+
+    def watch(self, receipt: Any) -> None:
+        """Check on later polls that the block of ``receipt`` (this daemon's own transaction)
+        stays in the chain, for ``reorg_depth`` blocks; if it goes, ``run`` calls ``on_reorg``."""
+        with self._watch_lock:
+            self._watched[int(receipt["blockNumber"])] = _hex(receipt["blockHash"])
+
     def mark(self, event: Event) -> None:
         """Record ``event`` as processed (persisted on the next ``commit``)."""
         self._seen[event.key] = [event.block_number, event.block_hash, event.name]
@@ -217,6 +287,7 @@ class LogPoller:
             return
         cursor = self.state.data["cursor"]
         cursor["next_block"] = max(self.next_block, safe + 1)
+        cursor["head"] = list(self._pending_head)
         horizon = cursor["next_block"] - self.reorg_depth - 1
         for key in [k for k, v in self._seen.items() if v[0] < horizon]:
             del self._seen[key]
@@ -232,6 +303,7 @@ class LogPoller:
         *,
         on_removed: Callable[[str, list], None] | None = None,
         on_idle: Callable[[], None] | None = None,
+        on_reorg: Callable[[], None] | None = None,
         max_backoff: float = 30.0,
         rpc_name: str = "RPC endpoint",
     ) -> None:
@@ -239,13 +311,24 @@ class LogPoller:
 
         A handler that raises a connection error or ``RetryLater`` leaves its event for the
         next round (after a backoff); any other exception is logged in one line and the
-        event counts as processed.
+        event counts as processed. ``on_reorg`` is called once after a reorganisation below
+        the last head (see ``_check_fork``), before the round's events are handled.
         """
         backoff = 0.0
         down_since: float | None = None
         while not stop.is_set():
             try:
                 events, removed = self.poll()
+                if self.reorged:
+                    if on_reorg is not None:
+                        try:
+                            on_reorg()
+                        except Exception as exc:
+                            if is_connection_error(exc):
+                                raise
+                            log.error("%s: re-checking after the reorganisation failed: %s: %s",
+                                      self.label, type(exc).__name__, exc)
+                    self.reorged = False
                 for key, info in removed:
                     self.forget(key)
                     if on_removed is not None:
@@ -256,7 +339,7 @@ class LogPoller:
                     try:
                         handle(event)
                     except Exception as exc:
-                        if is_connection_error(exc):
+                        if is_connection_error(exc) or disk_error(exc) is not None:
                             raise
                         log.error("%s: %s for %s in block %d failed: %s", self.label, type(exc).__name__,
                                   event.name, event.block_number, exc)
@@ -269,16 +352,21 @@ class LogPoller:
                 if down_since is not None:
                     log.warning("%s: %s is back after %.1f s; caught up to block %d",
                                 self.label, rpc_name, time.monotonic() - down_since, self.next_block - 1)
-                    down_since, backoff = None, 0.0
+                    down_since = None
+                backoff = 0.0
                 stop.wait(interval)
             except Exception as exc:
-                if not is_connection_error(exc):
+                disk = disk_error(exc)
+                if disk is None and not is_connection_error(exc):
                     raise
                 self._head = None
                 self._pending_safe = None
-                if down_since is None:
-                    down_since = time.monotonic()
                 backoff = min(max_backoff, max(interval, backoff * 2 or 0.5))
-                log.warning("%s: %s unreachable (%s); retrying in %.1f s", self.label, rpc_name,
-                            type(exc).__name__, backoff)
+                if disk is not None:  # a full or read-only disk: keep the event and retry
+                    log.error("%s: %s; retrying in %.1f s", self.label, describe_disk_error(disk), backoff)
+                else:
+                    if down_since is None:
+                        down_since = time.monotonic()
+                    log.warning("%s: %s unreachable (%s); retrying in %.1f s", self.label, rpc_name,
+                                type(exc).__name__, backoff)
                 stop.wait(backoff)

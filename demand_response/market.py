@@ -199,17 +199,20 @@ class DeliverySettlement:
         return self.payout + self.bond_returned
 
 
-def settle_delivery(accepted_watts: int, promised: int, delivered_watts: int, bond: int = 0) -> DeliverySettlement:
+def settle_delivery(accepted_watts: int, promised: int, delivered_watts: int, bond: int = 0,
+                    selected_late: bool = False) -> DeliverySettlement:
     """The contract's delivery settlement for one consumer, to the wei.
 
     ``promised`` is the payout of its accepted watts (the sum of its bids' outcomes);
-    a consumer that did not report has ``delivered_watts = 0``.
+    a consumer that did not report has ``delivered_watts = 0``. ``selected_late``: winners
+    were selected after the event started, so they could not plan their reduction and no
+    shortfall penalty applies.
     """
     if min(accepted_watts, promised, delivered_watts, bond) < 0:
         raise ValueError("amounts must not be negative")
     credited = min(delivered_watts, accepted_watts)
     pay = promised * credited // accepted_watts if accepted_watts else 0
-    penalty = bond * (accepted_watts - credited) // accepted_watts if accepted_watts else 0
+    penalty = bond * (accepted_watts - credited) // accepted_watts if accepted_watts and not selected_late else 0
     return DeliverySettlement(accepted_watts, delivered_watts, pay, penalty, bond - penalty,
                               promised - pay + penalty)
 

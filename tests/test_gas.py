@@ -22,7 +22,7 @@ import pytest
 
 from demand_response import devchain
 from demand_response.chain import Signer, connect
-from demand_response.contract import DemandReduction
+from demand_response.contract import DemandReduction, Terms
 
 CAP = 128 * 10**12
 TICK = CAP // 128
@@ -32,19 +32,39 @@ EVENT_END = EVENT_START + 3600
 TARGET = 50_000
 BUDGET = 10**18
 CONSUMERS = 100
+# Sealed and metered terms: windows with no zero bytes, and a bond.
+WINDOW = 0xF1F1
+BOND = 10**15
+SALT = bytes([0x5A] * 32)
+SEALED_METERED = Terms(reveal_window=WINDOW, report_window=WINDOW, dispute_window=WINDOW, bond_wei=BOND)
+METERED = Terms(report_window=WINDOW, dispute_window=WINDOW, bond_wei=BOND)
 
 PINNED = {
-    "deploy": 3_200_080,
-    "request": 95_428,
-    "bid1_median": 60_551,
-    "bid5_median_per_bid": 28_639,
-    "cancel1": 57_682,
-    "settle_10": 200_218,
-    "settle_100": 125_607,
-    "settle_1000": 90_590,
-    "settle_10000": 87_751,
-    "claim1": 85_527,
-    "withdraw": 32_756,
+    "deploy": 4_812_483,
+    "request": 95_845,
+    "bid1_median": 60_901,
+    "bid5_median_per_bid": 28_544,
+    "cancel1": 57_798,
+    "settle_10": 199_846,
+    "settle_100": 125_338,
+    "settle_1000": 90_752,
+    "settle_10000": 88_018,
+    "claim1": 85_690,
+    "withdraw": 32_784,
+    # Sealed and metered requests (test_sealed_and_metered_gas), each on a fresh deployment.
+    "sealed_request_terms": 122_153,
+    "sealed_commit_first": 98_053,
+    "sealed_reveal1": 95_767,
+    "sealed_reveal5": 185_183,
+    "sealed_select": 180_313,
+    "metered_report": 34_680,
+    "metered_confirm": 110_072,
+    "metered_dispute": 95_764,
+    "metered_settle": 121_532,
+    "metered_post_bond": 73_282,
+    "metered_bid1": 83_381,
+    "open_bid1_first": 78_001,
+    "open_bid5_first": 167_321,
 }
 
 
@@ -145,3 +165,69 @@ def test_settlement_gas_does_not_grow_with_bids(fresh, n: int) -> None:
     supply = sum(dr.book(rid))
     assert dr.get_request(rid).accepted_watts == min(TARGET, supply)
     assert receipt["gasUsed"] == PINNED[f"settle_{n}"]
+
+
+def _to(chain: devchain.DevChain, w3, timestamp: int) -> None:
+    """Move chain time to just after ``timestamp``."""
+    now = w3.eth.get_block("latest")["timestamp"]
+    chain.rpc("evm_increaseTime", [timestamp - now + 1])
+    chain.rpc("evm_mine", [])
+
+
+def _salt_without_zero_bytes_in_commitment(dr: DemandReduction, rid: int, bidder: str, bids: tuple) -> bytes:
+    """The first salt SALT, SALT+1, ... whose commitment has no zero byte (the salt has none either)."""
+    for k in range(200):
+        salt = SALT[:-1] + bytes([SALT[-1] + k])
+        if 0 not in dr.commitment_of(rid, bidder, *bids, salt):
+            return salt
+    raise AssertionError("no salt found")
+
+
+def test_sealed_and_metered_gas(fresh) -> None:
+    """A sealed, metered request with a bond on a fresh deployment: request, commits (the
+    first with its bond), reveals of 1 and 5 bids, selection, report, confirm, dispute and
+    settlement by a third party; then an open metered request: postBond and a 1-bid
+    submission. For the open-vs-sealed comparison, the same 1 and 5 bids are also placed as
+    the first submissions of the plain request of ``fresh``."""
+    chain, w3, plain, utility, consumers, plain_rid, _ = fresh
+    # Calldata holds addresses and commitments, which differ between ganache and anvil
+    # (accounts, chain id): use addresses, and salts giving commitments, without zero bytes,
+    # so that calldata costs, and so the pins, are the same on both.
+    a, b, c, d = [x for x in consumers if 0 not in bytes.fromhex(x.address[2:])][:4]
+    one = ([4000], [2 * TICK])
+    five = ([3000, 2500, 2000, 1500, 1000], [TICK, 3 * TICK, 5 * TICK, 7 * TICK, 9 * TICK])
+    gas = {"open_bid1_first": plain.submit_bids(a, plain_rid, *one)["gasUsed"],
+           "open_bid5_first": plain.submit_bids(b, plain_rid, *five)["gasUsed"]}
+
+    dr = DemandReduction.deploy(utility)
+    rid, receipt = dr.request_reduction_with_terms(utility, TARGET, EVENT_START, EVENT_END, DEADLINE, CAP,
+                                                   SEALED_METERED, budget=BUDGET)
+    gas["sealed_request_terms"] = receipt["gasUsed"]
+    mid, _ = dr.request_reduction_with_terms(utility, TARGET, EVENT_START, EVENT_END, DEADLINE, CAP, METERED,
+                                             budget=BUDGET)
+    plan = {a: one, b: five, c: ([6000], [4 * TICK])}
+    salts = {}
+    for i, (who, bids) in enumerate(plan.items()):
+        salts[who] = salt = _salt_without_zero_bytes_in_commitment(dr, rid, who.address, bids)
+        receipt = dr.commit_bids(who, rid, dr.commitment_of(rid, who.address, *bids, salt), bond=BOND)
+        if i == 0:
+            gas["sealed_commit_first"] = receipt["gasUsed"]
+    gas["metered_post_bond"] = dr.post_bond(d, mid, BOND)["gasUsed"]
+    gas["metered_bid1"] = dr.submit_bids(d, mid, *one)["gasUsed"]
+
+    _to(chain, w3, DEADLINE)
+    gas["sealed_reveal1"] = dr.reveal_bids(a, rid, *one, salts[a])["gasUsed"]
+    gas["sealed_reveal5"] = dr.reveal_bids(b, rid, *five, salts[b])["gasUsed"]
+    dr.reveal_bids(c, rid, *plan[c], salts[c])
+    _to(chain, w3, DEADLINE + WINDOW)
+    gas["sealed_select"] = dr.select_winners(utility, rid)["gasUsed"]
+    _to(chain, w3, EVENT_END)
+    gas["metered_report"] = dr.report_delivery(a, rid, 3900)["gasUsed"]
+    dr.report_delivery(b, rid, 9000)
+    dr.report_delivery(c, rid, 5000)
+    gas["metered_confirm"] = dr.confirm_delivery(utility, rid, a.address)["gasUsed"]
+    gas["metered_dispute"] = dr.dispute_delivery(utility, rid, c.address, 4500)["gasUsed"]
+    _to(chain, w3, EVENT_END + 2 * WINDOW)
+    gas["metered_settle"] = dr.settle_delivery(d, rid, b.address)["gasUsed"]
+    assert dr.terms_of(rid).held_bonds == 0
+    assert gas == {k: PINNED[k] for k in gas}

@@ -35,11 +35,14 @@ def atomic_write_text(path: Path | str, text: str, mode: int | None = None) -> N
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # e.g. EFBIG/ENOSPC from write(): name the file the user knows, not the temp file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
