@@ -52,12 +52,13 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30, interval: f
 class Daemon:
     """A ``dr`` daemon subprocess whose combined output goes to a log file."""
 
-    def __init__(self, args: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None, **popen) -> None:
         self.log = log
         self._handle = open(log, "ab")
         self.process = subprocess.Popen(
             [PYTHON, "-m", "demand_response", *args], cwd=cwd, env=env or dr_env(),
             stdout=self._handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            **popen,
         )
 
     def output(self) -> str:
