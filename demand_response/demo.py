@@ -126,6 +126,8 @@ def _table(records: list[dict[str, Any]], names: dict[str, str], bids: dict[str,
 REVEAL_WINDOW, REPORT_WINDOW, DISPUTE_WINDOW, BOND = 10, 60, 30, 10**15
 #: gridsim homes per demo consumer, and the consumer whose homes only partly comply.
 HOMES_PER_CONSUMER, UNDER_DELIVERY = 3, 0.4
+#: Seconds between the end of the reveals and the start of the event (the winners' notice).
+NOTICE = 60
 
 
 def gridsim_deliveries(accepted: dict[str, int], names: dict[str, str], duration_s: int) -> dict[str, int]:
@@ -234,8 +236,10 @@ def run_demo(
         _say("all consumers are listening")
 
         now = max(int(w3.eth.get_block("latest")["timestamp"]), int(time.time()))
+        # The event starts a minute after the reveals close: winners selected after the event
+        # started would owe no shortfall penalty (they could not have planned for it).
         terms = dict(reveal_window_s=REVEAL_WINDOW, report_window_s=REPORT_WINDOW, dispute_window_s=DISPUTE_WINDOW,
-                     bond_wei=BOND) if metered else {}
+                     bond_wei=BOND, event_delay_s=REVEAL_WINDOW + NOTICE) if metered else {}
         plan = plan_request(target_kw=TARGET_KW, now=now, bidding_window_s=bidding_window,
                             event_duration_s=3600, max_price_wei_per_kwh=CAP, rule=PricingRule.UNIFORM, **terms)
         for line in _preview_lines(plan):
@@ -275,7 +279,8 @@ def run_demo(
                 _say(f"gridsim: {names.get(a, a)} delivers {w / 1000:.3f} kW of {accepted[a] / 1000:.3f} kW "
                      f"accepted; its meter reading is in {meter_file}")
             ahead = info.event_end - int(w3.eth.get_block("latest")["timestamp"]) + 1
-            _say(f"fast-forwarding the chain's clock {ahead} s to the end of the 1 h event")
+            _say(f"fast-forwarding the chain's clock {ahead} s to the end of the 1 h event "
+                 f"(it started {NOTICE} s after the reveals closed)")
             chain.rpc("evm_increaseTime", [ahead])
             chain.rpc("evm_mine", [])
         daemon_thread.join(timeout=REPORT_WINDOW + DISPUTE_WINDOW + 30 if metered else 5)

@@ -137,6 +137,9 @@ def preview(plan: RequestPlan) -> str:
     if t.metered:
         lines.append(f"Paid on measured delivery: meter reports until {t.report_window} s after the event, "
                      f"confirm or dispute within {t.dispute_window} s more; undelivered pay comes back")
+    if t.metered and t.bond_wei and plan.event_start <= plan.bidding_deadline + t.reveal_window:
+        lines.append("Note: the event starts when bidding (or the reveals) close, so the winners are selected "
+                     "after it starts and no shortfall penalty can apply; give notice with --event-delay")
     if t.bond_wei:
         lines.append(f"Bond per consumer {eth(t.bond_wei)} ETH"
                      + (": forfeited if a commitment is not revealed" if t.sealed else "")

@@ -122,8 +122,15 @@ def test_request_and_deploy_gas(fresh) -> None:
     assert first["request"] == PINNED["request"]
 
 
+def _medians_on_anvil_only(chain) -> None:
+    if chain.kind == "ganache" and not os.environ.get("DR_SLOW"):
+        pytest.skip("100 transactions take ~30 s each way on ganache's JS EVM; the anvil run pins the same "
+                    "figures, and every other pin is checked on both (set DR_SLOW=1 to run it here too)")
+
+
 def test_one_bid_transaction_median(fresh) -> None:
     chain, w3, dr, utility, consumers, rid, _ = fresh
+    _medians_on_anvil_only(chain)
     rng = random.Random(1)
     gas = [dr.submit_bids(c, rid, *_random_bids(rng, 1))["gasUsed"] for c in consumers]
     median = int(statistics.median(gas))
@@ -133,6 +140,7 @@ def test_one_bid_transaction_median(fresh) -> None:
 
 def test_five_bid_batch_median_per_bid(fresh) -> None:
     chain, w3, dr, utility, consumers, rid, _ = fresh
+    _medians_on_anvil_only(chain)
     rng = random.Random(5)
     gas = [dr.submit_bids(c, rid, *_random_bids(rng, 5))["gasUsed"] for c in consumers]
     per_bid = int(statistics.median(gas)) // 5

@@ -63,8 +63,9 @@ def test_salts_on_disk_survive_sigkill_and_a_lost_salt_costs_only_the_bond(tmp_p
     a.wait_for("listening for requests")
     b.wait_for("listening for requests")
     now = max(int(w3.eth.get_block("latest")["timestamp"]), int(time.time()))
-    plan = plan_request(target_kw=3, now=now, bidding_window_s=6, event_duration_s=3600, max_price_wei_per_kwh=CAP,
-                        reveal_window_s=14, report_window_s=120, dispute_window_s=0, bond_wei=BOND)
+    plan = plan_request(target_kw=3, now=now, bidding_window_s=6, event_delay_s=14 + 60, event_duration_s=3600,
+                        max_price_wei_per_kwh=CAP, reveal_window_s=14, report_window_s=120, dispute_window_s=0,
+                        bond_wei=BOND)
     rid, _ = send_request(dr, utility, plan)
     for d in (a, b):
         d.wait_for(f"on request {rid}, bond 0.001000 ETH")

@@ -27,8 +27,8 @@ Chain time is deterministic: the fixture makes each block exactly 1 s after the 
 (``anvil_setBlockTimestampInterval``), so the model knows the timestamp of the next
 transaction and can aim at ``deadline`` and ``deadline + GRACE_PERIOD`` to the second.
 
-Size: DR_STATEFUL_EXAMPLES valid runs (default 30; hypothesis adds short invalid ones)
-of up to DR_STATEFUL_STEPS steps (default 30): about 1,000 steps, about a minute on 2
+Size: DR_STATEFUL_EXAMPLES valid runs (default 20; hypothesis adds short invalid ones)
+of up to DR_STATEFUL_STEPS steps (default 30): about 650 steps, about 40 s on 2
 loaded cores. Hypothesis enables a random subset of the rules in each run (swarm
 testing), so the mix of steps varies from session to session; DR_STATEFUL_STATS=path
 writes the counts. The long run (docs/security.md):
@@ -59,7 +59,7 @@ from demand_response.market import GRACE_PERIOD, Bid, Clearing, PricingRule, cle
 
 # Hypothesis spends its first 10 examples on short "zero-extended" runs, so runs beyond
 # 10 are the long random ones.
-EXAMPLES = int(os.environ.get("DR_STATEFUL_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("DR_STATEFUL_EXAMPLES", "20"))
 STEPS = int(os.environ.get("DR_STATEFUL_STEPS", "30"))
 STATS_FILE = os.environ.get("DR_STATEFUL_STATS")  # optional: write step counts here (JSON)
 

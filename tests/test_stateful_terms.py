@@ -26,7 +26,7 @@ more than it is owed; every expected revert names the right custom error.
 
 Chain time is deterministic (1-second blocks, as in tests/test_stateful.py). Size:
 DR_TERMS_EXAMPLES runs (default 60; hypothesis makes the first 10 short) of up to
-DR_TERMS_STEPS steps (default 30), about a minute; DR_TERMS_DEBUG=1 prints the step counts.
+DR_TERMS_STEPS steps (default 30), about 50 s; DR_TERMS_DEBUG=1 prints the step counts.
 The default run is derandomized (the same histories every time, which reach every stage:
 the test asserts it); DR_TERMS_RANDOM=1 explores new ones; a long run: ``DR_TERMS_EXAMPLES=200 DR_TERMS_STEPS=50``.
 """
