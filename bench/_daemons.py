@@ -152,4 +152,6 @@ def wait_for_bidders(dr: DemandReduction, rid: int, from_block: int, bidders: se
             missing = [b for b in bidders if len(found.get(b, [])) < bids_each]
             raise RuntimeError(f"{len(missing)} of {len(bidders)} consumers did not bid on request {rid} "
                                f"within {timeout:.0f} s")
-        time.sleep(0.1)
+        # Latencies come from the watcher's block stamps, not from this loop; polling slowly
+        # keeps this process (decoding every bid log each time) from taking CPU the daemons need.
+        time.sleep(0.5)

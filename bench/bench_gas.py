@@ -23,7 +23,8 @@ from _common import ROOT, write_json  # noqa: E402
 
 from demand_response import devchain  # noqa: E402
 from demand_response.chain import Signer, connect  # noqa: E402
-from demand_response.contract import DemandReduction  # noqa: E402
+from demand_response.contract import DemandReduction, Terms  # noqa: E402
+from demand_response.market import commitment  # noqa: E402
 
 CAP = 128 * 10**12
 TICK = CAP // 128
@@ -153,6 +154,71 @@ def measure_operations(chain: devchain.DevChain) -> dict:
     return out
 
 
+SEALED_CONSUMERS = CONSUMERS  # the crowd of the pinned medians: the same levels fill up
+BOND = 10**15
+
+
+def measure_terms(chain: devchain.DevChain) -> dict:
+    """Open against sealed (commit + reveal) per bid, with the same random bids as the open
+    medians, and the metered steps (bond, report, confirm, dispute, settle), medians over
+    ``SEALED_CONSUMERS`` consumers on fresh deployments. Open figures here are each
+    consumer's first submission in the same scenario, the fair comparison."""
+    out: dict = {}
+    for bond in (0, BOND):
+        tag = "_bond" if bond else ""
+        for n in (1, 5):
+            sc = Scenario(chain)
+            rng = random.Random(100 + n)
+            bids = [_random_bids(rng, n) for _ in range(SEALED_CONSUMERS)]
+            open_gas = [sc.dr.submit_bids(c, sc.rid, *b)["gasUsed"] for c, b in zip(sc.consumers, bids)]
+            rid, receipt = sc.dr.request_reduction_with_terms(
+                sc.utility, TARGET, EVENT_START, EVENT_END, DEADLINE, CAP, Terms(reveal_window=600, bond_wei=bond),
+                budget=BUDGET)
+            if n == 1:
+                out[f"request_sealed{tag}"] = receipt["gasUsed"]
+            chain_id = sc.w3.eth.chain_id
+            salts = [bytes([i + 1]) * 32 for i in range(SEALED_CONSUMERS)]
+            commit_gas = []
+            for c, b, salt in zip(sc.consumers, bids, salts):
+                h = commitment(chain_id, sc.dr.address, rid, c.address, b[0], b[1], salt)
+                commit_gas.append(sc.dr.commit_bids(c, rid, h, bond=bond)["gasUsed"])
+            sc.close_bidding()
+            reveal_gas = [sc.dr.reveal_bids(c, rid, b[0], b[1], salt)["gasUsed"]
+                          for c, b, salt in zip(sc.consumers, bids, salts)]
+            sc.close()
+            o, cm, rv = (int(statistics.median(g)) for g in (open_gas, commit_gas, reveal_gas))
+            out[f"open_bid{n}_tx"] = o
+            out[f"open_per_bid_{n}"] = o // n
+            out[f"sealed{tag}_commit{n}_tx"], out[f"sealed{tag}_reveal{n}_tx"] = cm, rv
+            out[f"sealed{tag}_per_bid_{n}"] = (cm + rv) // n
+
+    sc = Scenario(chain)
+    rid, receipt = sc.dr.request_reduction_with_terms(
+        sc.utility, TARGET, EVENT_START, EVENT_END, DEADLINE, CAP,
+        Terms(report_window=3600, dispute_window=3600, bond_wei=BOND), budget=BUDGET)
+    out["request_metered"] = receipt["gasUsed"]
+    a, b, c = sc.consumers[:3]
+    out["metered_post_bond"] = sc.dr.post_bond(a, rid, BOND)["gasUsed"]
+    out["metered_bid1"] = sc.dr.submit_bids(a, rid, [4000], [2 * TICK])["gasUsed"]
+    for who, price in ((b, 3 * TICK), (c, 4 * TICK)):
+        sc.dr.post_bond(who, rid, BOND)
+        sc.dr.submit_bids(who, rid, [4000], [price])
+    sc.close_bidding()
+    out["metered_select"] = sc.dr.select_winners(sc.utility, rid)["gasUsed"]
+    now = sc.w3.eth.get_block("latest")["timestamp"]
+    chain.rpc("evm_increaseTime", [EVENT_END - now + 1])
+    chain.rpc("evm_mine", [])
+    out["metered_report"] = sc.dr.report_delivery(a, rid, 4000)["gasUsed"]
+    sc.dr.report_delivery(b, rid, 3000)
+    out["metered_confirm"] = sc.dr.confirm_delivery(sc.utility, rid, a.address)["gasUsed"]
+    out["metered_dispute"] = sc.dr.dispute_delivery(sc.utility, rid, b.address, 2000)["gasUsed"]
+    chain.rpc("evm_increaseTime", [7300])
+    chain.rpc("evm_mine", [])
+    out["metered_settle_unreported"] = sc.dr.settle_delivery(a, rid, c.address)["gasUsed"]
+    sc.close()
+    return out
+
+
 def measure_settlement(chain: devchain.DevChain, n: int) -> dict:
     """Settlement gas after n bids (test_gas's fill with seed n)."""
     sc = Scenario(chain)
@@ -190,6 +256,10 @@ def run(sizes: list[int], kind: str = "anvil", log=print) -> dict:
         result["ops"] = measure_operations(chain)
         log(f"  gas: operations measured in {time.perf_counter() - t0:.1f} s: "
             + ", ".join(f"{k}={v}" for k, v in result["ops"].items() if isinstance(v, int)))
+        t0 = time.perf_counter()
+        result["terms"] = measure_terms(chain)
+        log(f"  gas: sealed and metered measured in {time.perf_counter() - t0:.1f} s: "
+            + ", ".join(f"{k}={v}" for k, v in result["terms"].items()))
         rows = []
         for n in sizes:
             row = measure_settlement(chain, n)

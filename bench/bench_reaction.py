@@ -37,7 +37,7 @@ from _daemons import (  # noqa: E402
 from demand_response import devchain  # noqa: E402
 from demand_response.bids import save_bids  # noqa: E402
 from demand_response.chain import Signer, connect  # noqa: E402
-from demand_response.contract import DemandReduction  # noqa: E402
+from demand_response.contract import DemandReduction, bid_gas_limit  # noqa: E402
 from demand_response.listener import event_topics  # noqa: E402
 
 CHAINS = [("ganache", None, "ganache 7.9.2, automine"), ("anvil", 1, "anvil 1.7.1, --block-time 1")]
@@ -109,9 +109,48 @@ def _floor(w3, dr, utility, watcher, account: str, rounds: int) -> dict:
     for _ in range(rounds):
         rid, _, _ = post_request(w3, dr, utility)
         t0 = time.monotonic()
-        receipt = dr.submit_bids(signer, rid, [w for w, _ in OFFERS], [p for _, p in OFFERS])
+        receipt = dr.submit_bids(signer, rid, [w for w, _ in OFFERS], [p for _, p in OFFERS],
+                                 gas=bid_gas_limit(len(OFFERS)))  # as the daemon sends it: no estimate
         lat.append(watcher.seen(int(receipt["blockNumber"])) - t0)
     return summary(lat)
+
+
+def _chain_floor(w3, dr, utility, watcher, accounts: list[str], rounds: int) -> tuple[list[float], list[int]]:
+    """The chain's own limit for N consumers: N pre-built submitBids sent at once by this process
+    (one raw eth_sendTransaction each, gas given, 16 connections), timed from the first send to
+    the block holding each one. No client can do better on this chain."""
+    import requests
+    from concurrent.futures import ThreadPoolExecutor
+
+    lat: list[float] = []
+    blocks: list[int] = []
+    local = threading.local()
+    data_for = {}
+
+    def send(account: str) -> None:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        tx = {"from": account, "to": dr.address, "data": data_for["data"], "gas": hex(400_000)}
+        reply = session.post(watcher.url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_sendTransaction",
+                                                "params": [tx]}, timeout=120).json()
+        if "result" not in reply:
+            raise RuntimeError(f"direct send refused: {reply}")
+
+    with ThreadPoolExecutor(max_workers=min(16, len(accounts))) as pool:
+        for _ in range(rounds):
+            first = w3.eth.block_number + 1
+            rid, req_block, _ = post_request(w3, dr, utility)
+            data_for["data"] = dr.functions.submitBids(
+                rid, [w for w, _ in OFFERS], [p for _, p in OFFERS])._encode_transaction_data()
+            t0 = time.monotonic()
+            list(pool.map(send, accounts))
+            found = wait_for_bidders(dr, rid, first, set(accounts), len(OFFERS))
+            for b in accounts:
+                bid_block = min(x["block"] for x in found[b])
+                lat.append(watcher.seen(bid_block) - t0)
+                blocks.append(bid_block - req_block)
+            time.sleep(0.3)
+    return lat, blocks
 
 
 def run_chain(kind: str, block_time: float | None, rounds: dict, sizes: dict, log=print) -> dict:
@@ -137,7 +176,10 @@ def run_chain(kind: str, block_time: float | None, rounds: dict, sizes: dict, lo
         out["floor"] = _floor(w3, dr, utility, watcher, accounts[-1], rounds["floor"])
         log(f"  reaction/{kind}: floor (bare bid round trip) p50 {out['floor']['p50_s']} s")
 
-        # Separate processes.
+        # Separate processes. Each configuration gets a fresh contract: a daemon re-reads the
+        # last 12 blocks when it starts (reorg safety) and would first bid on the previous
+        # configuration's still-open requests, one receipt after another.
+        dr = DemandReduction.deploy(utility)
         bidders = accounts[nxt:nxt + n_proc]
         start = w3.eth.block_number + 1
         t0 = time.monotonic()
@@ -157,6 +199,7 @@ def run_chain(kind: str, block_time: float | None, rounds: dict, sizes: dict, lo
 
         # Fleets.
         for n in n_fleets:
+            dr = DemandReduction.deploy(utility)
             bidders = accounts[nxt:nxt + n]
             start = w3.eth.block_number + 1
             log_path = work / f"fleet{n}.log"
@@ -169,9 +212,16 @@ def run_chain(kind: str, block_time: float | None, rounds: dict, sizes: dict, lo
                 f"p95 {out[f'fleet_{n}']['p95_s']} s")
             stop(procs)
             procs = []
+            # The chain's limit for the same number of consumers, with the same accounts.
+            lat, blocks = _chain_floor(w3, dr, utility, watcher, bidders,
+                                       rounds["fleet"] if n <= 10 else rounds["big_fleet"])
+            out[f"floor_direct_{n}"] = _stats(lat, blocks)
+            log(f"  reaction/{kind}: chain floor, {n} direct sends p50 {out[f'floor_direct_{n}']['p50_s']} s, "
+                f"p95 {out[f'floor_direct_{n}']['p95_s']} s")
             nxt += n
 
         # Seed-style baseline.
+        dr = DemandReduction.deploy(utility)
         bidders = accounts[nxt:nxt + n_seed]
         with _SeedStyle(w3, dr, bidders):
             lat, blocks, _ = _rounds(w3, dr, utility, watcher, bidders, rounds["seed_style"])
