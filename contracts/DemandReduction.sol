@@ -566,11 +566,8 @@ contract DemandReduction {
         Request storage r;
         (requestId, r) =
             _newRequest(targetWatts, eventStart, eventEnd, biddingDeadline, maxPriceWeiPerKWh, pricingRule);
-        uint256 revealDeadline;
-        if (sealedBids) {
-            revealDeadline = biddingDeadline + terms.revealWindow;
-            if (revealDeadline > eventStart) revert RevealAfterEventStart(revealDeadline, eventStart);
-        }
+        uint256 revealDeadline = sealedBids ? biddingDeadline + terms.revealWindow : 0;
+        if (revealDeadline > eventStart) revert RevealAfterEventStart(revealDeadline, eventStart);
         r.flags |= (sealedBids ? _SEALED : 0) | (metered ? _METERED : 0);
         StoredTerms storage t = _terms[requestId];
         t.revealDeadline = uint40(revealDeadline);

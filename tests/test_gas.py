@@ -40,7 +40,7 @@ SEALED_METERED = Terms(reveal_window=WINDOW, report_window=WINDOW, dispute_windo
 METERED = Terms(report_window=WINDOW, dispute_window=WINDOW, bond_wei=BOND)
 
 PINNED = {
-    "deploy": 4_812_483,
+    "deploy": 4_812_243,
     "request": 95_845,
     "bid1_median": 60_901,
     "bid5_median_per_bid": 28_544,
@@ -52,7 +52,7 @@ PINNED = {
     "claim1": 85_690,
     "withdraw": 32_784,
     # Sealed and metered requests (test_sealed_and_metered_gas), each on a fresh deployment.
-    "sealed_request_terms": 122_153,
+    "sealed_request_terms": 122_128,
     "sealed_commit_first": 98_053,
     "sealed_reveal1": 95_767,
     "sealed_reveal5": 185_183,
