@@ -385,15 +385,19 @@ class DemandReduction:
         max_price: int,
         rule: PricingRule = PricingRule.UNIFORM,
         budget: int | None = None,
+        terms: Terms | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        """Post a request; returns (request id, receipt). ``budget`` defaults to the minimum."""
+        """Post a request; returns (request id, receipt). ``budget`` defaults to the minimum;
+        with ``terms`` it goes through ``requestReductionWithTerms``."""
         from .market import required_budget
 
         if budget is None:
             budget = required_budget(target_watts, event_end - event_start, max_price)
-        call = self.functions.requestReduction(
-            target_watts, event_start, event_end, bidding_deadline, max_price, int(rule)
-        )
+        args = (target_watts, event_start, event_end, bidding_deadline, max_price, int(rule))
+        if terms is None:
+            call = self.functions.requestReduction(*args)
+        else:
+            call = self.functions.requestReductionWithTerms(*args, terms.as_tuple())
         receipt = self._send(signer, call, value=budget)
         events = self.contract.events.ReductionRequested().process_receipt(receipt, errors=DISCARD)
         return events[0]["args"]["requestId"], receipt
@@ -411,16 +415,8 @@ class DemandReduction:
         budget: int | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """Post a sealed and/or metered request; returns (request id, receipt)."""
-        from .market import required_budget
-
-        if budget is None:
-            budget = required_budget(target_watts, event_end - event_start, max_price)
-        call = self.functions.requestReductionWithTerms(
-            target_watts, event_start, event_end, bidding_deadline, max_price, int(rule), terms.as_tuple()
-        )
-        receipt = self._send(signer, call, value=budget)
-        events = self.contract.events.ReductionRequested().process_receipt(receipt, errors=DISCARD)
-        return events[0]["args"]["requestId"], receipt
+        return self.request_reduction(signer, target_watts, event_start, event_end, bidding_deadline, max_price,
+                                      rule, budget, terms=terms)
 
     def commit_bids(self, signer: Signer, request_id: int, commitment: bytes, bond: int = 0) -> dict[str, Any]:
         """Commit to sealed bids (the first commitment carries the bond)."""
