@@ -208,7 +208,10 @@ def test_reorg_dropping_only_the_bid_and_then_the_settlement(tmp_path: Path, anv
         wait_until(lambda: len(dr.bids_of(rid, me)) == 1, timeout=15, what="the bid placed again after the reorg")
         deadline = dr.get_request(rid).bidding_deadline
         wait_until(lambda: dr.get_request(rid).status == Status.SETTLED, timeout=30, what="settlement")
-        anvil.rpc("anvil_reorg", [1, []])  # ... and the settlement's block
+        # ... and the settlement's block, with whatever came after it (the consumer may have
+        # claimed and withdrawn in the blocks since: those go too).
+        settled_in = dr.contract.events.WinnersSelected().get_logs(from_block=start)[-1]["blockNumber"]
+        anvil.rpc("anvil_reorg", [w3.eth.block_number - settled_in + 1, []])
         assert dr.get_request(rid).status == Status.OPEN and time.time() > deadline
         wait_until(lambda: dr.get_request(rid).status == Status.SETTLED, timeout=30, what="settlement again")
         consumer.wait_for(f"recorded request {rid}", timeout=30)

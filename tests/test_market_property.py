@@ -6,7 +6,7 @@ withdrawals), settles, claims everything and withdraws, then compares every bid'
 accepted watts and payout, the clearing price, the reserve, the refund and the dust with
 the reference clearing, and checks that no wei was created or lost.
 
-CI runs DR_MARKET_EXAMPLES (default 120) examples; the long run is documented in
+CI runs DR_MARKET_EXAMPLES (default 100) examples; the long run is documented in
 docs/contract.md (DR_MARKET_EXAMPLES=5000).
 """
 
@@ -25,7 +25,7 @@ from demand_response.contract import DemandReduction
 from demand_response.market import Bid, PricingRule, clear, required_budget
 
 TICK = CAP // 128
-EXAMPLES = int(os.environ.get("DR_MARKET_EXAMPLES", "120"))
+EXAMPLES = int(os.environ.get("DR_MARKET_EXAMPLES", "100"))
 
 bid_strategy = st.tuples(st.integers(1, 20_000), st.integers(1, 128))
 submission = st.tuples(
