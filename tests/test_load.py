@@ -63,8 +63,11 @@ def test_fleet_bids_on_overlapping_requests(tmp_path: Path) -> None:
                 time.sleep(0.5)
             wait_until(lambda: all(dr.get_request(r).status == Status.SETTLED for r in rids), timeout=120,
                        interval=0.5, what="every request settled")
-            wait_until(lambda: len(ResultsFile(results).records()) == CONSUMERS * REQUESTS, timeout=30,
-                       interval=0.5, what="every agent's record")
+            # Winners claim and withdraw after each settlement: two transactions each, at the
+            # fleet's rate, so the wait grows with the load.
+            wait_until(lambda: len(ResultsFile(results).records()) == CONSUMERS * REQUESTS,
+                       timeout=30 + CONSUMERS * REQUESTS // 8, interval=0.5,
+                       what=f"every agent's record ({CONSUMERS * REQUESTS})")
             elapsed = time.monotonic() - began
         finally:
             codes = [agents.stop(timeout=60), utility.stop()]
