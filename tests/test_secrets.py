@@ -101,7 +101,8 @@ def test_keystore_daemon_and_accounts_commands_never_show_password_or_key(tmp_pa
 def test_gitignore_covers_env_keystores_and_state() -> None:
     paths = [".env", "keystores/home.json", "consumer.keystore", ".brownie/accounts/utility.json",
              "database/results.json", "database/.cursor-consumer-1337-x.json", "database/.results.json.lock",
-             "deployments.json", ".demo/consumer-1/bids.json"]
+             "deployments.json", ".demo/consumer-1/bids.json", "database/.salts-1337-5fbdb231-70997970.json",
+             "database/meter.json"]
     done = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=ROOT, capture_output=True, text=True)
     ignored = set(done.stdout.split())
     assert ignored == set(paths), f"not ignored: {sorted(set(paths) - ignored)}"
