@@ -1252,8 +1252,8 @@ contract DemandReduction {
         uint256 credited = delivered < accepted ? delivered : accepted;
         uint256 bond = p.bond;
         uint256 payout = accepted == 0 ? 0 : promised * credited / accepted;
-        // Winners selected after the event started could not plan their reduction: no penalty.
-        uint256 penalty = accepted == 0 || _terms[requestId].selectedAt > r.eventStart
+        // Winners selected once the event had started could not plan their reduction: no penalty.
+        uint256 penalty = accepted == 0 || _terms[requestId].selectedAt >= r.eventStart
             ? 0
             : bond * (accepted - credited) / accepted;
         p.stage = Stage.Settled;

@@ -451,7 +451,7 @@ class ConsumerAgent:
         delivered = me.delivered_watts
         if me.stage == Stage.SETTLED:
             s = settle_delivery(me.accepted_watts, me.promised_payout, delivered, terms.bond_wei,
-                                selected_late=terms.selected_at > info.event_start)
+                                selected_late=terms.selected_at >= info.event_start)
         else:  # never revealed (any bond forfeited at selection), or nothing to settle
             s = DeliverySettlement(me.accepted_watts, delivered, 0, terms.bond_wei if me.stage == Stage.COMMITTED else 0,
                                    0, me.promised_payout)

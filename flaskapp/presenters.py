@@ -448,7 +448,7 @@ def delivery_table(gw: Gateway, info: RequestInfo, terms: TermsInfo, chain_now: 
             can_settle = selected and stage in (Stage.BONDED, Stage.BID, Stage.REPORTED) and (
                 p.accepted_watts == 0 or chain_now > due)
         if_confirmed = settle_delivery(p.accepted_watts, p.promised_payout, p.delivered_watts, p.bond,
-                                       selected_late=terms.selected_at > info.event_start) \
+                                       selected_late=terms.selected_at >= info.event_start) \
             if stage == Stage.REPORTED else None
         totals["accepted_watts"] += p.accepted_watts
         totals["promised_wei"] += p.promised_payout

@@ -40,7 +40,7 @@ SEALED_METERED = Terms(reveal_window=WINDOW, report_window=WINDOW, dispute_windo
 METERED = Terms(report_window=WINDOW, dispute_window=WINDOW, bond_wei=BOND)
 
 PINNED = {
-    "deploy": 4_812_243,
+    "deploy": 4_812_459,
     "request": 95_845,
     "bid1_median": 60_901,
     "bid5_median_per_bid": 28_544,
@@ -58,9 +58,9 @@ PINNED = {
     "sealed_reveal5": 185_183,
     "sealed_select": 180_313,
     "metered_report": 34_680,
-    "metered_confirm": 110_072,
-    "metered_dispute": 95_764,
-    "metered_settle": 121_532,
+    "metered_confirm": 110_075,
+    "metered_dispute": 95_767,
+    "metered_settle": 121_535,
     "metered_post_bond": 73_282,
     "metered_bid1": 83_381,
     "open_bid1_first": 78_001,

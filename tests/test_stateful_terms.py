@@ -402,7 +402,7 @@ class TermsMachine(RuleBasedStateMachine):
     def _settled(self, r: Req, who: str, receipt) -> None:
         """Check one delivery settlement against market.settle_delivery and book it."""
         p = r.parts[who]
-        late = r.selected_at > r.start  # selected after the event started: no penalty
+        late = r.selected_at >= r.start  # selected once the event had started: no penalty
         s = market.settle_delivery(p.accepted, p.promised, p.delivered, p.bond, selected_late=late)
         event = self.events(receipt, "DeliverySettled")[0]
         assert (event["acceptedWatts"], event["deliveredWatts"], event["payout"], event["penalty"],
