@@ -43,6 +43,14 @@ def eth(wei: int) -> str:
     return f"{wei / 10**18:.6f}"
 
 
+def _revert_name(exc: Exception) -> str:
+    """The contract error name of a failed call, if it decodes ('' otherwise)."""
+    from .contract import decode_revert
+
+    decoded = decode_revert(exc)
+    return decoded.error or "" if decoded is not None else ""
+
+
 def _short(tx_hash: Any) -> str:
     text = tx_hash.hex() if isinstance(tx_hash, (bytes, bytearray)) else str(tx_hash)
     text = text if text.startswith("0x") else "0x" + text
@@ -333,9 +341,24 @@ class ConsumerAgent:
             if note.get("terms") and not note.get("done") and note.get("bid_txs"):
                 self.check_terms(int(key))
 
+    def _gone(self, rid: int, exc: Exception) -> bool:
+        """True (after one warning) when ``rid`` no longer exists, e.g. a dev chain was reset."""
+        if is_connection_error(exc) or "UnknownRequest" not in f"{type(exc).__name__} {exc} {_revert_name(exc)}":
+            return False
+        self._say_once(rid, "gone", "request %d no longer exists on chain (reset or reorganised away); "
+                       "forgetting it", rid, level=logging.WARNING)
+        return True
+
     def _maybe_reveal(self, entry: SealedEntry) -> None:
         rid = entry.request_id
-        info = self.dr.get_request(rid)
+        try:
+            info = self.dr.get_request(rid)
+        except Exception as exc:
+            if not self._gone(rid, exc):
+                raise
+            entry.stage = "gone"
+            self.salts.put(entry)  # type: ignore[union-attr]
+            return
         terms = self.terms_of(rid)
         if info.status == Status.CANCELLED:
             entry.stage = REVEALED  # nothing to reveal into; check_terms returns the bond
@@ -369,7 +392,13 @@ class ConsumerAgent:
         if note.get("done") or self.results.find(self.chain_id, self.dr.address, rid, self.address):
             note["done"] = True
             return
-        info = self.dr.get_request(rid)
+        try:
+            info = self.dr.get_request(rid)
+        except Exception as exc:
+            if not self._gone(rid, exc):
+                raise
+            note["done"] = True
+            return
         terms = self.terms_of(rid, info.status)
         me = self.dr.participant_of(rid, self.address)
         if info.status == Status.CANCELLED:

@@ -34,6 +34,10 @@ def bid_gas_limit(n_bids: int) -> int:
     charged, it only has to be covered by the balance at the offered fee.
     """
     return 100_000 + 50_000 * max(1, n_bids)
+#: Fixed gas limits of the sealed and metered consumer transactions (measured: first commit
+#: with a bond 98,053; postBond 73,282; report 34,680; a reveal costs a bid batch plus the
+#: hash, the stage and the bond's return, at most about 45,000).
+COMMIT_GAS, POST_BOND_GAS, REPORT_GAS, REVEAL_EXTRA_GAS = 150_000, 120_000, 80_000, 80_000
 #: Extra gas on claims and delivery settlements: whichever is mined last also returns the
 #: rounding dust to the utility (a new storage slot and an event, about 24,000 gas), which
 #: an estimate made while others were still pending does not include.
@@ -420,20 +424,21 @@ class DemandReduction:
 
     def commit_bids(self, signer: Signer, request_id: int, commitment: bytes, bond: int = 0) -> dict[str, Any]:
         """Commit to sealed bids (the first commitment carries the bond)."""
-        return self._send(signer, self.functions.commitBids(request_id, commitment), value=bond)
+        return self._send_fixed(signer, self.functions.commitBids(request_id, commitment), COMMIT_GAS, value=bond)
 
     def reveal_bids(self, signer: Signer, request_id: int, watts: Sequence[int], prices: Sequence[int],
                     salt: bytes) -> dict[str, Any]:
         """Reveal committed bids during the reveal window."""
-        return self._send(signer, self.functions.revealBids(request_id, list(watts), list(prices), salt))
+        call = self.functions.revealBids(request_id, list(watts), list(prices), salt)
+        return self._send_fixed(signer, call, bid_gas_limit(len(watts)) + REVEAL_EXTRA_GAS)
 
     def post_bond(self, signer: Signer, request_id: int, bond: int) -> dict[str, Any]:
         """Post the bond of an open metered request before bidding."""
-        return self._send(signer, self.functions.postBond(request_id), value=bond)
+        return self._send_fixed(signer, self.functions.postBond(request_id), POST_BOND_GAS, value=bond)
 
     def report_delivery(self, signer: Signer, request_id: int, delivered_watts: int) -> dict[str, Any]:
         """Report the reduction delivered over the event window, average W."""
-        return self._send(signer, self.functions.reportDelivery(request_id, delivered_watts))
+        return self._send_fixed(signer, self.functions.reportDelivery(request_id, delivered_watts), REPORT_GAS)
 
     def confirm_delivery(self, signer: Signer, request_id: int, consumer: str) -> dict[str, Any]:
         """Accept a consumer's report and settle it (utility)."""
@@ -463,13 +468,20 @@ class DemandReduction:
         is replayed with ``eth_call`` so that the error still carries the contract's reason.
         """
         call = self.functions.submitBids(request_id, list(watts), list(prices))
+        return self._send(signer, call, gas=gas) if gas is None else self._send_fixed(signer, call, gas)
+
+    def _send_fixed(self, signer: Signer, call: Any, gas: int, value: int = 0) -> dict[str, Any]:
+        """Send with a fixed gas limit and no estimate; a revert on chain is replayed with
+        ``eth_call`` so that the error still names the contract's reason. For the daemons'
+        time-critical transactions (bids, commitments, reveals, reports): ganache 7.9.2 never
+        answers an estimate during which a block is mined."""
         try:
-            return self._send(signer, call, gas=gas)
+            return self._send(signer, call, value=value, gas=gas)
         except TransactionFailed as exc:
-            if gas is None or exc.error is not None:
+            if exc.error is not None:
                 raise
             try:
-                call.call({"from": signer.address})
+                call.call({"from": signer.address, "value": value})
             except (ContractLogicError, ContractCustomError, Web3RPCError, ValueError) as replay:
                 decoded = decode_revert(replay)
                 if decoded is not None:

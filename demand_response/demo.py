@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -184,6 +185,10 @@ def run_demo(
     if consumers < 1:
         raise ValueError("the demo needs at least one consumer")
     workdir.mkdir(parents=True, exist_ok=True)
+    # Every run starts a new chain: cursors, notes and salts of an earlier run describe a
+    # chain that is gone (and its deterministic addresses would be mistaken for this one's).
+    for stale in [*workdir.glob("consumer-*"), *workdir.glob(".cursor-*"), *workdir.glob(".salts-*")]:
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     results = ResultsFile(results_file)
     procs: list[_Consumer] = []
     lines: queue.Queue[tuple[str, str]] = queue.Queue()
@@ -199,6 +204,14 @@ def run_demo(
         utility = Signer.from_key(w3, keys[0], label="utility")
         dr = deploy(settings, utility, chain.chain_id)
         start_block = w3.eth.block_number
+        from .sealed import drop_readings
+
+        # An earlier demo deployed at this same address on its own (now gone) chain: its
+        # results and meter readings would be taken for this run's.
+        dropped = results.forget_deployment(chain.chain_id, dr.address)
+        drop_readings(Path(results_file).with_name("meter.json"), chain.chain_id, dr.address)
+        if dropped:
+            _say(f"dropped {dropped} result(s) of an earlier demo at the same address from {results_file}")
         _say(f"deployed DemandReduction at {dr.address} (chain {chain.chain_id}, block {start_block})")
 
         names: dict[str, str] = {}

@@ -88,3 +88,15 @@ class ResultsFile:
             records.append(record)
             atomic_write_text(self.path, json.dumps({"version": 1, "results": records}, indent=2) + "\n")
             return True
+
+    def forget_deployment(self, chain_id: int, contract: str) -> int:
+        """Drop the records of one deployment (a dev chain that was reset reuses its address);
+        returns how many were dropped."""
+        with self._locked():
+            records = self._read()
+            keep = [r for r in records
+                    if not (int(r.get("chain_id", -1)) == int(chain_id)
+                            and str(r.get("contract", "")).lower() == contract.lower())]
+            if len(keep) != len(records):
+                atomic_write_text(self.path, json.dumps({"version": 1, "results": keep}, indent=2) + "\n")
+            return len(records) - len(keep)

@@ -25,7 +25,7 @@ from .artifacts import atomic_write_text
 from .market import delivered_watts
 
 #: Stages of a sealed entry: the salt is on disk (commit maybe sent), the commit is mined,
-#: the reveal is mined.
+#: the reveal is mined. An entry whose request no longer exists (a reset dev chain) is "gone".
 COMMITTING, COMMITTED, REVEALED = "committing", "committed", "revealed"
 
 
@@ -86,9 +86,10 @@ class SaltStore:
             return self._entries.get((account.lower(), request_id))
 
     def pending(self, account: str) -> list[SealedEntry]:
-        """Entries of ``account`` not revealed yet."""
+        """Entries of ``account`` still to be committed or revealed."""
         with self._lock:
-            return [e for (a, _), e in sorted(self._entries.items()) if a == account.lower() and e.stage != REVEALED]
+            return [e for (a, _), e in sorted(self._entries.items())
+                    if a == account.lower() and e.stage in (COMMITTING, COMMITTED)]
 
     def put(self, entry: SealedEntry) -> None:
         """Store (or update) an entry durably before returning."""
@@ -161,3 +162,18 @@ def write_readings(path: Path | str, readings: list[dict[str, Any]]) -> None:
     rows = [r for r in rows if (str(r.get("account", "")).lower(), int(r.get("request_id", -1))) not in keys]
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps({"version": 1, "readings": rows + list(readings)}, indent=1) + "\n")
+
+
+def drop_readings(path: Path | str, chain_id: int, contract: str) -> None:
+    """Remove the readings of one deployment from a meter file (a reset dev chain reuses addresses)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8")).get("readings", [])
+    except (OSError, ValueError, AttributeError):
+        return
+    keep = [r for r in rows if not (str(r.get("contract", "")).lower() == contract.lower()
+                                    and int(r.get("chain_id", chain_id)) == chain_id)]
+    if len(keep) != len(rows):
+        atomic_write_text(path, json.dumps({"version": 1, "readings": keep}, indent=1) + "\n")

@@ -112,3 +112,23 @@ def test_plan_starts_the_event_after_the_reveals_and_previews_the_terms() -> Non
     text = preview(plan)
     assert "Sealed bids" in text and "measured delivery" in text and "Bond per consumer 0.001" in text
     assert json.dumps(plan.terms.as_tuple()) == "[30, 600, 300, 1000000000000000]"
+
+
+def test_a_reset_dev_chain_forgets_the_old_deployment_results_and_readings(tmp_path: Path) -> None:
+    """`make demo` redeploys at the same address on a new chain: the old run's records and
+    meter readings must not be taken for the new run's (other deployments are kept)."""
+    from demand_response.results import ResultsFile
+    from demand_response.sealed import drop_readings
+
+    results = ResultsFile(tmp_path / "results.json")
+    for contract in (CONTRACT, ACCOUNT):
+        results.append({"chain_id": 1337, "contract": contract, "request_id": 1, "account": ACCOUNT})
+    assert results.forget_deployment(1337, CONTRACT.lower()) == 1
+    assert [r["contract"] for r in results.records()] == [ACCOUNT]
+    meter = tmp_path / "meter.json"
+    write_readings(meter, [{"chain_id": 1337, "contract": CONTRACT, "account": ACCOUNT, "request_id": 1,
+                            "delivered_watts": 5},
+                           {"chain_id": 1, "contract": CONTRACT, "account": ACCOUNT, "request_id": 2,
+                            "delivered_watts": 6}])
+    drop_readings(meter, 1337, CONTRACT)
+    assert [r["delivered_watts"] for r in json.loads(meter.read_text())["readings"]] == [6]
