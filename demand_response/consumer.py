@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .bids import BidsError, Offer, chunks, from_pairs, load_bids, prepare
-from .chain import FEES_TTL, Signer, TransactionFailed
+from .chain import FEES_TTL, RpcBatcher, Signer, TransactionFailed
 from .contract import MAX_UINT, DemandReduction, RequestInfo, Stage, Status, TermsInfo, bid_gas_limit
 from .sealed import COMMITTED, COMMITTING, REVEALED, MeterReadings, SaltStore, SealedEntry
 from .market import PricingRule
@@ -642,9 +642,12 @@ class ConsumerService:
         # A thread per agent (up to 256): an agent's thread mostly waits for its receipt, and
         # with fewer threads the later agents could only send after the earlier ones' blocks.
         self._pool = ThreadPoolExecutor(max_workers=min(256, len(self.agents))) if len(self.agents) > 1 else None
+        # A fleet's sends and receipt polls go out together, as JSON-RPC batches (RpcBatcher).
+        self.batcher = RpcBatcher(dr.w3) if len(self.agents) > 1 else None
         for agent in self.agents:
             agent.watch_receipt = self.poller.watch
             agent.signer.fee_ttl = FEES_TTL  # the daemon's signers share one fee lookup a second
+            agent.signer.batcher = self.batcher
         # A fleet reads what is the same for all its agents once per request (see _prefetch):
         # the terms, and who has bid already.
         self._logged: tuple[int, int, dict[str, list[int]]] | None = None
