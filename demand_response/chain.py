@@ -60,6 +60,19 @@ class TransactionFailed(ChainError):
         self.error_args = args
 
 
+class Retry(ChainError):
+    """The work this transaction was for should be retried later (the daemons keep the event)."""
+
+
+class WaitInterrupted(Retry):
+    """The daemon is stopping; a receipt wait gave up (the transaction may still be mined)."""
+
+
+class TransactionDropped(Retry):
+    """A sent transaction will never be mined: the node no longer knows it (dropped from its
+    pool, or reorganised away), or another transaction used its nonce."""
+
+
 class _NonceError(ChainError):
     """The node refused the transaction's nonce."""
 
@@ -298,6 +311,8 @@ class Signer:
         self.fee_ttl = 0.0
         #: Shared by a fleet's signers: sends and receipt polls go out in JSON-RPC batches.
         self.batcher: RpcBatcher | None = None
+        #: Set by a daemon when it stops: a receipt wait then gives up at once (``WaitInterrupted``).
+        self.cancel: threading.Event | None = None
 
     @classmethod
     def from_key(cls, w3: Web3, private_key: str, **kwargs: Any) -> "Signer":
@@ -456,7 +471,11 @@ class Signer:
         checked every 0.1 s backing off to 0.5 s. So a fleet's agents waiting for the next
         block do not crowd out the ones still sending, and a public node is not hammered.
         After ``stuck_after`` seconds without a receipt, a locally signed transaction is
-        re-sent with the same nonce and higher fees; the first version to be mined wins.
+        re-sent with the same nonce and higher fees; the first version to be mined wins. A
+        node-signed one (dev chains) cannot be re-signed: if the node no longer knows it (a
+        reorganisation dropped its block, or the pool evicted it) the wait ends with
+        ``TransactionDropped`` instead of running into the receipt timeout. ``cancel`` ends
+        the wait with ``WaitInterrupted``, so a daemon stops at once on SIGINT.
         """
         start = time.monotonic()
         deadline = start + self.receipt_timeout
@@ -472,11 +491,22 @@ class Signer:
                     if receipt is not None:
                         return receipt
             now = time.monotonic()
+            if self.cancel is not None and self.cancel.is_set():
+                raise WaitInterrupted(f"stopped while waiting for the receipt of {tx_hash.hex()} from {self.label}")
             if now >= deadline:
                 raise ChainError(
                     f"no receipt for {tx_hash.hex()} from {self.label} after "
                     f"{self.receipt_timeout:.0f} s; the node may be down or fees too low"
                 )
+            if now >= replace_at:
+                self._fill_gap(tx)
+                problem = self._lost(tx, hashes)
+                if problem is not None:
+                    with self._lock:
+                        self._nonce = None  # read again from the chain for the next send
+                    raise TransactionDropped(f"transaction {tx_hash.hex()} from {self.label} {problem}")
+                if self._local is None:
+                    replace_at = now + self.stuck_after
             if self._local is not None and now >= replace_at:
                 fees = fees.bumped()
                 log.warning("%s: transaction %s not mined after %.0f s; replacing it with higher fees",
@@ -489,6 +519,61 @@ class Signer:
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
             head = self._head()
+
+    def _lost(self, tx: dict[str, Any], hashes: list[bytes]) -> str | None:
+        """Why ``tx`` (sent as ``hashes``) can never be mined, or None (asked once no receipt came).
+
+        * Its nonce was used by another transaction, which was mined instead.
+        * A node-signed transaction the node no longer knows at all (locally signed ones
+          are re-sent with higher fees instead).
+        Unreachable nodes and unclear answers say None: the wait goes on.
+        """
+        nonce = int(tx["nonce"])
+        try:
+            mined = self._mined_nonce()  # before the receipts: ours may be mined in between
+            if any(self._receipt(h) is not None for h in hashes):
+                return None  # mined after all, just now
+            if mined > nonce:
+                return f"was displaced: another transaction with nonce {nonce} was mined"
+            if self._local is None:
+                for h in hashes:
+                    reply = self.w3.provider.make_request("eth_getTransactionByHash", ["0x" + bytes(h).hex()])
+                    if not (isinstance(reply, dict) and "result" in reply and reply["result"] is None):
+                        return None
+                return "is no longer known to the node (its block was reorganised away, or the pool dropped it)"
+        except Exception:
+            return None
+        return None
+
+    def _fill_gap(self, tx: dict[str, Any]) -> None:
+        """If an earlier transaction of ours was lost (a reorganisation, or a node restarted
+        without its last blocks), ``tx`` waits behind the gap in its nonces for ever, and
+        higher fees do not help. Fill the gap with 0-value transfers to ourselves, so that
+        ``tx`` is mined as sent. (Sending ``tx`` again with a lower nonce instead would let the
+        stranded copy be mined too once the gap closed: a bid placed twice.) What the lost
+        transaction did is the daemons' business: they re-check their work after a reorg."""
+        nonce = int(tx["nonce"])
+        try:
+            reply = self.w3.provider.make_request("eth_getTransactionCount", [self.address, "pending"])
+            following = int(reply["result"], 16)
+        except Exception:
+            return
+        if following >= nonce:
+            return
+        log.warning("%s: nonces %d-%d were lost (reorganisation or node restart); filling the gap so that "
+                    "transaction %d can be mined", self.label, following, nonce - 1, nonce)
+        fees = self.fees().bumped()
+        for missing in range(following, nonce):
+            filler = {"from": self.address, "to": self.address, "value": 0, "gas": 21_000, "nonce": missing,
+                      "chainId": self.chain_id, **fees.fields}
+            try:
+                self._submit(filler)
+            except ChainError as exc:  # e.g. filled meanwhile by a resent original
+                log.warning("%s: could not fill nonce %d: %s", self.label, missing, exc)
+
+    def _mined_nonce(self) -> int:
+        """The account's next nonce counting mined transactions only."""
+        return int(self.w3.provider.make_request("eth_getTransactionCount", [self.address, "latest"])["result"], 16)
 
     def _receipt(self, tx_hash: bytes) -> Any:
         """The receipt of ``tx_hash``, or None while it is not mined."""

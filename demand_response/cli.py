@@ -7,6 +7,7 @@ status 1; a wrong command line exits 2 (argparse); Ctrl-C exits 130.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import getpass
 import json
 import logging
@@ -602,6 +603,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     _setup_logging(args)
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints every thread's stack: where is it stuck?
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

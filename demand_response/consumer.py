@@ -724,6 +724,8 @@ class ConsumerService:
     def run(self, stop: threading.Event) -> None:
         """Listen and act until ``stop`` is set."""
         who = self.agents[0].label if len(self.agents) == 1 else f"{len(self.agents)} agents"
+        for agent in self.agents:
+            agent.signer.cancel = stop  # a receipt wait ends at once when the daemon is stopped
         if self._pool is not None:
             # Each agent's nonce read now, not all at once when the first request arrives.
             try:

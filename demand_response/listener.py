@@ -28,6 +28,7 @@ from eth_utils import event_abi_to_log_topic
 from web3 import Web3
 
 from .artifacts import atomic_write_text, load_artifact
+from .chain import Retry
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def is_connection_error(exc: BaseException) -> bool:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                                ConnectionError, TimeoutError, RetryLater)):
+                                ConnectionError, TimeoutError, RetryLater, Retry)):
             return True
         if isinstance(current, OSError) and not isinstance(current, FileNotFoundError):
             return True
@@ -78,6 +79,18 @@ def is_connection_error(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def _retry_cause(exc: BaseException) -> BaseException | None:
+    """The ``Retry`` or ``RetryLater`` in ``exc``'s chain, if there is one."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (Retry, RetryLater)):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def event_topics(*names: str) -> dict[str, str]:
@@ -362,8 +375,12 @@ class LogPoller:
                 self._head = None
                 self._pending_safe = None
                 backoff = min(max_backoff, max(interval, backoff * 2 or 0.5))
+                retry = _retry_cause(exc)
                 if disk is not None:  # a full or read-only disk: keep the event and retry
                     log.error("%s: %s; retrying in %.1f s", self.label, describe_disk_error(disk), backoff)
+                elif retry is not None:  # e.g. our transaction was dropped: do that work again
+                    if not stop.is_set():
+                        log.warning("%s: %s; retrying in %.1f s", self.label, retry, backoff)
                 else:
                     if down_since is None:
                         down_since = time.monotonic()

@@ -416,6 +416,7 @@ class UtilityDaemon:
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set (or, with ``exit_when_idle``, until nothing is open)."""
         self._stop = stop
+        self.signer.cancel = stop  # a receipt wait ends at once when the daemon is stopped
         for rid in sorted(self.only or ()):
             self._seen_any = True
             if rid <= self.dr.request_count() and self.dr.get_request(rid).status == Status.OPEN:

@@ -14,7 +14,8 @@ import pytest
 from eth_account import Account
 
 from demand_response import devchain
-from demand_response.chain import ChainError, Signer, connect
+from demand_response.chain import ChainError, Signer, TransactionDropped, WaitInterrupted, connect
+from demand_response.listener import is_connection_error
 
 
 @pytest.fixture
@@ -74,6 +75,91 @@ def test_a_stuck_transaction_is_replaced_with_higher_fees(anvil) -> None:
     assert receipt["status"] == 1
     assert mined["maxFeePerGas"] > w3.eth.get_block(receipt["blockNumber"])["baseFeePerGas"] * 2  # a bumped fee
     assert w3.eth.get_transaction_count(signer.address) == 1  # the replacement took the original's place
+
+
+def _send_in_thread(signer: Signer, to: str) -> tuple[threading.Thread, dict]:
+    result: dict = {}
+
+    def send() -> None:
+        try:
+            result["receipt"] = signer.send({"to": to, "value": 7, "gas": 21_000})
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            result["error"] = exc
+            result["at"] = time.monotonic()
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    return thread, result
+
+
+def test_a_receipt_wait_ends_at_once_when_the_daemon_stops(anvil) -> None:
+    w3 = connect(anvil.url)
+    signer = Signer(w3, w3.eth.accounts[1], stuck_after=60)
+    signer.cancel = threading.Event()
+    anvil.rpc("evm_setAutomine", [False])  # the receipt never comes
+    try:
+        thread, result = _send_in_thread(signer, w3.eth.accounts[2])
+        time.sleep(0.5)
+        assert thread.is_alive()  # still waiting
+        stopped_at = time.monotonic()
+        signer.cancel.set()
+        thread.join(timeout=5)
+        assert isinstance(result.get("error"), WaitInterrupted)
+        assert result["at"] - stopped_at < 1.0  # the next poll, not the 120 s receipt timeout
+        assert is_connection_error(result["error"])  # the daemon keeps the event and retries it
+    finally:
+        anvil.rpc("evm_setAutomine", [True])
+
+
+def test_a_node_signed_transaction_dropped_by_the_node_ends_the_wait(anvil) -> None:
+    """A reorganisation (or the pool) can drop a transaction the node signed; it cannot be
+    re-signed with higher fees like a local one, so the wait says so instead of timing out."""
+    w3 = connect(anvil.url)
+    signer = Signer(w3, w3.eth.accounts[1], stuck_after=0.5, receipt_timeout=60)
+    anvil.rpc("evm_setAutomine", [False])
+    try:
+        nonce = w3.eth.get_transaction_count(signer.address)
+        thread, result = _send_in_thread(signer, w3.eth.accounts[2])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not anvil.rpc("txpool_content", [])["pending"]:
+            time.sleep(0.05)
+        pending = anvil.rpc("txpool_content", [])["pending"]
+        (tx,) = [tx for by_nonce in pending.values() for tx in by_nonce.values()]
+        anvil.rpc("anvil_dropTransaction", [tx["hash"]])
+        thread.join(timeout=10)
+        error = result.get("error")
+        assert isinstance(error, TransactionDropped), result
+        assert tx["hash"][2:12] in str(error) and "\n" not in str(error)
+        assert is_connection_error(error)  # retried by the daemons, like an outage
+    finally:
+        anvil.rpc("evm_setAutomine", [True])
+    # The nonce was given back: the next send uses it and is mined.
+    receipt = signer.send({"to": w3.eth.accounts[2], "value": 1, "gas": 21_000})
+    assert receipt["status"] == 1 and w3.eth.get_transaction(receipt["transactionHash"])["nonce"] == nonce
+
+
+def test_a_transaction_behind_a_lost_one_is_mined_once_the_gap_is_filled(anvil) -> None:
+    """A reorganisation (or a node restarted without its last blocks) loses our mined
+    transaction; the signer still counts its nonce, so the next transaction would wait behind
+    the gap for ever. Seen in the fault tests: the utility's refund withdrawal hung after the
+    settlement it followed was reorganised away. The gap is filled with a 0-value transfer
+    to ourselves, and the transaction is mined as sent, once."""
+    w3 = connect(anvil.url)
+    signer = Signer(w3, w3.eth.accounts[1], stuck_after=0.5, receipt_timeout=60)
+    signer.send({"to": w3.eth.accounts[2], "value": 1, "gas": 21_000})
+    anvil.rpc("anvil_reorg", [1, []])  # its block goes, and anvil drops the transaction
+    assert w3.eth.get_transaction_count(signer.address) == 0
+    before = w3.eth.get_balance(w3.eth.accounts[2])
+    started = time.monotonic()
+    receipt = signer.send({"to": w3.eth.accounts[2], "value": 2, "gas": 21_000})
+    assert receipt["status"] == 1 and time.monotonic() - started < 10
+    assert w3.eth.get_transaction(receipt["transactionHash"])["nonce"] == 1
+    filler = w3.eth.get_transaction_by_block(receipt["blockNumber"] - 1, 0) \
+        if w3.eth.get_block(receipt["blockNumber"])["transactions"][0] == receipt["transactionHash"] \
+        else w3.eth.get_transaction_by_block(receipt["blockNumber"], 0)
+    assert filler["nonce"] == 0 and filler["to"] == signer.address and filler["value"] == 0
+    assert w3.eth.get_balance(w3.eth.accounts[2]) == before + 2  # mined once, nothing else sent to it
+    assert w3.eth.get_transaction_count(signer.address) == 2
 
 
 def test_the_nonce_is_resynced_when_another_sender_used_the_account(anvil) -> None:

@@ -14,9 +14,12 @@ Every test checks the chain through ``demand_response.contract`` and the consume
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
 import re
+import signal
 import time
 from pathlib import Path
 from typing import Iterator
@@ -209,10 +212,13 @@ def test_reorg_dropping_only_the_bid_and_then_the_settlement(tmp_path: Path, anv
         deadline = dr.get_request(rid).bidding_deadline
         wait_until(lambda: dr.get_request(rid).status == Status.SETTLED, timeout=30, what="settlement")
         # ... and the settlement's block, with whatever came after it (the consumer may have
-        # claimed and withdrawn in the blocks since: those go too).
-        settled_in = dr.contract.events.WinnersSelected().get_logs(from_block=start)[-1]["blockNumber"]
-        anvil.rpc("anvil_reorg", [w3.eth.block_number - settled_in + 1, []])
-        assert dr.get_request(rid).status == Status.OPEN and time.time() > deadline
+        # claimed and withdrawn in the blocks since: those go too). Both daemons are paused
+        # meanwhile: a claim mined between reading the head and the reorg would shift the
+        # replaced blocks past the settlement (seen once: the settlement survived).
+        with _paused(consumer, utility):
+            settled_in = dr.contract.events.WinnersSelected().get_logs(from_block=start)[-1]["blockNumber"]
+            anvil.rpc("anvil_reorg", [w3.eth.block_number - settled_in + 1, []])
+            assert dr.get_request(rid).status == Status.OPEN and time.time() > deadline
         wait_until(lambda: dr.get_request(rid).status == Status.SETTLED, timeout=30, what="settlement again")
         consumer.wait_for(f"recorded request {rid}", timeout=30)
     finally:
@@ -221,6 +227,19 @@ def test_reorg_dropping_only_the_bid_and_then_the_settlement(tmp_path: Path, anv
     _check_settlement(dr, rid, results, {"c": me}, {"c": 1})
     _lines_ok(consumer.output())
     _lines_ok(utility.output())
+
+
+@contextlib.contextmanager
+def _paused(*daemons):
+    """SIGSTOP the daemons (after what they already sent has been mined), SIGCONT them after."""
+    for d in daemons:
+        os.killpg(d.process.pid, signal.SIGSTOP)
+    time.sleep(0.3)
+    try:
+        yield
+    finally:
+        for d in daemons:
+            os.killpg(d.process.pid, signal.SIGCONT)
 
 
 # -- a consumer SIGKILLed again and again --------------------------------------------------------
@@ -377,8 +396,13 @@ def test_full_disk_keeps_the_old_results_and_says_so_in_one_line(tmp_path: Path,
         rid = _post(w3, dr, window=3)
         consumer.wait_for(f"on request {rid} (tx")
         deadline = dr.get_request(rid).bidding_deadline
-        wait_until(lambda: time.time() > deadline + 1, timeout=20, what="deadline")
-        anvil.rpc("evm_mine", [])
+        # The chain's clock, not ours: anvil_reorg (the reorg test, same node) leaves anvil's
+        # clock behind the wall clock by the span it replaced.
+        def chain_past_deadline() -> bool:
+            anvil.rpc("evm_mine", [])
+            return w3.eth.get_block("latest")["timestamp"] > deadline
+
+        wait_until(chain_past_deadline, timeout=30, interval=0.25, what="the chain's clock past the deadline")
         dr.select_winners(Signer(w3, w3.eth.accounts[0]), rid)
         consumer.wait_for("cannot write", timeout=20)
         assert results.read_bytes() == before  # the old history is intact, not truncated
