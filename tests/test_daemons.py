@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Iterator
@@ -224,3 +226,22 @@ def test_rpc_outage_backs_off_and_recovers(tmp_path: Path, node: devchain.DevCha
     assert code == 0
     assert "Traceback" not in consumer.output()
     assert len(dr.bids_of(rid, w3.eth.accounts[6])) == 1
+
+
+def test_sigusr1_prints_every_threads_stack_and_the_daemon_runs_on(tmp_path: Path, node: devchain.DevChain,
+                                                                 w3: Web3) -> None:
+    """`kill -USR1 PID` on a daemon that seems stuck shows where each thread is (docs/operations.md)."""
+    dr, start = _deploy(w3, node, tmp_path)
+    save_bids(tmp_path / "c-bids.json", [(1000, 10 * 10**14)])
+    consumer = _consumer(tmp_path, node.url, dr, 6, start, "c")
+    try:
+        consumer.wait_for("listening for requests")
+        os.kill(consumer.process.pid, signal.SIGUSR1)
+        consumer.wait_for("_run_module_as_main", timeout=10)  # the main thread's stack ends the dump
+        dump = consumer.output()
+        assert "most recent call first" in dump and "listener.py" in dump
+        rid = _request(w3, dr, window=10)
+        consumer.wait_for(f"on request {rid} (tx", timeout=20)  # still working
+    finally:
+        code = consumer.stop()
+    assert code == 0
