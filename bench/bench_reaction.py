@@ -5,8 +5,8 @@ For every configuration the real daemons run as a user starts them
 (``python -m demand_response consumer run`` per process, or ``consumer fleet -n N``).
 A watcher in this process stamps the wall time at which every block is first seen
 (``eth_blockNumber`` every 20 ms); a consumer's latency is stamp(block holding its first
-bid) - stamp(block holding the request). Chains: ganache automine and anvil with
-``--block-time 1``; on the latter the delay in blocks is reported as well.
+bid) - stamp(block holding the request). Chains: ganache automine, anvil automine and anvil
+with ``--block-time 1``; on the last the delay in blocks is reported as well.
 
 Paired baselines, measured in the same run on the same chain:
 * ``seed-style``: 10 in-process consumers that, like the seed's brownie consumer, poll an
@@ -40,7 +40,13 @@ from demand_response.chain import Signer, connect  # noqa: E402
 from demand_response.contract import DemandReduction, bid_gas_limit  # noqa: E402
 from demand_response.listener import event_topics  # noqa: E402
 
-CHAINS = [("ganache", None, "ganache 7.9.2, automine"), ("anvil", 1, "anvil 1.7.1, --block-time 1")]
+#: (report key, node, block time, label). The issue asks for ganache automine and anvil with
+#: 1 s blocks; anvil automine is the second automining chain: ganache mines one block per
+#: transaction, one at a time (~25-30 ms each here), so 100 bids cannot all land within 1 s
+#: on it whatever the client does (its "floor direct 100" row measures that in every run).
+CHAINS = [("ganache", "ganache", None, "ganache 7.9.2, automine"),
+          ("anvil_automine", "anvil", None, "anvil 1.7.1, automine"),
+          ("anvil", "anvil", 1, "anvil 1.7.1, --block-time 1")]
 SEED_POLL_S = 2.0
 
 
@@ -153,11 +159,12 @@ def _chain_floor(w3, dr, utility, watcher, accounts: list[str], rounds: int) -> 
     return lat, blocks
 
 
-def run_chain(kind: str, block_time: float | None, rounds: dict, sizes: dict, log=print) -> dict:
-    """All configurations on one fresh chain."""
+def run_chain(kind: str, block_time: float | None, rounds: dict, sizes: dict, log=print, name: str = "") -> dict:
+    """All configurations on one fresh chain (``name`` labels the progress lines)."""
+    name = name or kind
     n_proc, n_fleets, n_seed = sizes["processes"], sizes["fleet"], sizes["seed_style"]
     n_accounts = 1 + n_proc + sum(n_fleets) + n_seed + 1
-    work = Path(tempfile.mkdtemp(prefix=f"bench-reaction-{kind}-"))
+    work = Path(tempfile.mkdtemp(prefix=f"bench-reaction-{name}-"))
     chain = devchain.start(kind, accounts=n_accounts, balance_eth=10_000, block_time=block_time,
                            log_path=work / "chain.log")
     watcher = BlockWatcher(chain.url)
@@ -174,7 +181,7 @@ def run_chain(kind: str, block_time: float | None, rounds: dict, sizes: dict, lo
 
         # The floor first, on a quiet chain.
         out["floor"] = _floor(w3, dr, utility, watcher, accounts[-1], rounds["floor"])
-        log(f"  reaction/{kind}: floor (bare bid round trip) p50 {out['floor']['p50_s']} s")
+        log(f"  reaction/{name}: floor (bare bid round trip) p50 {out['floor']['p50_s']} s")
 
         # Separate processes. Each configuration gets a fresh contract: a daemon re-reads the
         # last 12 blocks when it starts (reorg safety) and would first bid on the previous
@@ -191,7 +198,7 @@ def run_chain(kind: str, block_time: float | None, rounds: dict, sizes: dict, lo
         startup = time.monotonic() - t0
         lat, blocks, _ = _rounds(w3, dr, utility, watcher, bidders, rounds["processes"])
         out[f"processes_{n_proc}"] = dict(_stats(lat, blocks), startup_all_s=round(startup, 2))
-        log(f"  reaction/{kind}: {n_proc} processes p50 {out[f'processes_{n_proc}']['p50_s']} s, "
+        log(f"  reaction/{name}: {n_proc} processes p50 {out[f'processes_{n_proc}']['p50_s']} s, "
             f"p95 {out[f'processes_{n_proc}']['p95_s']} s")
         stop(procs)
         procs = []
@@ -208,7 +215,7 @@ def run_chain(kind: str, block_time: float | None, rounds: dict, sizes: dict, lo
             wait_text(log_path, "listening for requests", procs=procs)
             lat, blocks, _ = _rounds(w3, dr, utility, watcher, bidders, rounds["fleet"] if n <= 10 else rounds["big_fleet"])
             out[f"fleet_{n}"] = _stats(lat, blocks)
-            log(f"  reaction/{kind}: fleet of {n} p50 {out[f'fleet_{n}']['p50_s']} s, "
+            log(f"  reaction/{name}: fleet of {n} p50 {out[f'fleet_{n}']['p50_s']} s, "
                 f"p95 {out[f'fleet_{n}']['p95_s']} s")
             stop(procs)
             procs = []
@@ -216,7 +223,7 @@ def run_chain(kind: str, block_time: float | None, rounds: dict, sizes: dict, lo
             lat, blocks = _chain_floor(w3, dr, utility, watcher, bidders,
                                        rounds["fleet"] if n <= 10 else rounds["big_fleet"])
             out[f"floor_direct_{n}"] = _stats(lat, blocks)
-            log(f"  reaction/{kind}: chain floor, {n} direct sends p50 {out[f'floor_direct_{n}']['p50_s']} s, "
+            log(f"  reaction/{name}: chain floor, {n} direct sends p50 {out[f'floor_direct_{n}']['p50_s']} s, "
                 f"p95 {out[f'floor_direct_{n}']['p95_s']} s")
             nxt += n
 
@@ -226,7 +233,7 @@ def run_chain(kind: str, block_time: float | None, rounds: dict, sizes: dict, lo
         with _SeedStyle(w3, dr, bidders):
             lat, blocks, _ = _rounds(w3, dr, utility, watcher, bidders, rounds["seed_style"])
         out[f"seed_style_{n_seed}"] = _stats(lat, blocks)
-        log(f"  reaction/{kind}: seed-style baseline ({n_seed} consumers, {SEED_POLL_S:.0f} s filter poll) "
+        log(f"  reaction/{name}: seed-style baseline ({n_seed} consumers, {SEED_POLL_S:.0f} s filter poll) "
             f"p50 {out[f'seed_style_{n_seed}']['p50_s']} s, p95 {out[f'seed_style_{n_seed}']['p95_s']} s")
     finally:
         stop(procs)
@@ -246,9 +253,9 @@ def run(rounds: dict | None = None, sizes: dict | None = None, log=print) -> dic
     sizes = sizes or {"processes": 10, "fleet": [10, 100], "seed_style": 10}
     result: dict = {"rounds": rounds, "offers_per_consumer": len(OFFERS), "poll_interval_s": 0.2,
                     "seed_poll_s": SEED_POLL_S, "sizes": sizes, "chains": {}}
-    for kind, block_time, label in CHAINS:
-        data = run_chain(kind, block_time, rounds, sizes, log)
-        result["chains"][kind] = {"label": label, "block_time_s": block_time, **data}
+    for key, kind, block_time, label in CHAINS:
+        data = run_chain(kind, block_time, rounds, sizes, log, name=key)
+        result["chains"][key] = {"label": label, "block_time_s": block_time, **data}
     return result
 
 
