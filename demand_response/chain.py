@@ -45,6 +45,8 @@ HEAD_TTL = 0.05
 _HEAD_LOCK = threading.Lock()
 #: Retries of a receipt poll that met a reset connection (batched polls; web3 retries its own).
 RECEIPT_RETRIES = 4
+#: Most lost nonces a signer fills with 0-value transfers (see ``Signer._fill_gap``).
+MAX_GAP = 8
 
 
 class ChainError(RuntimeError):
@@ -198,6 +200,8 @@ class RpcBatcher:
         #: Counters for tests and benchmarks: HTTP requests made and calls carried.
         self.posts = 0
         self.calls = 0
+        #: False once the endpoint has refused a batch: then every call goes on its own.
+        self.batching = True
 
     def call(self, method: str, params: list[Any]) -> Any:
         """The ``result`` of ``method(params)``; raises ``Web3RPCError`` for an error reply and
@@ -231,13 +235,10 @@ class RpcBatcher:
 
     def _post(self, batch: list["_Call"]) -> None:
         try:
-            if len(batch) == 1:
-                replies: Any = [self.provider.make_request(batch[0].method, batch[0].params)]
+            if len(batch) == 1 or not self.batching:
+                replies: Any = [self.provider.make_request(c.method, c.params) for c in batch]
             else:
-                replies = self.provider.make_batch_request([(c.method, c.params) for c in batch])
-                if not isinstance(replies, list) or len(replies) != len(batch):
-                    # A node without batch support answers with one error: send one by one.
-                    replies = [self.provider.make_request(c.method, c.params) for c in batch]
+                replies = self._batch(batch)
             self.posts += 1
             self.calls += len(batch)
             for item, reply in zip(batch, replies):
@@ -248,6 +249,31 @@ class RpcBatcher:
         finally:
             for item in batch:
                 item.done.set()
+
+    def _batch(self, batch: list["_Call"]) -> list[Any]:
+        """One batch request; if the endpoint refuses batches, the calls one by one, and no
+        batches from then on. Only a refusal the node cannot have acted on (an HTTP 4xx, or
+        one error object instead of a list) is retried call by call: re-sending transactions
+        the node did accept could place a bid twice."""
+        import requests
+
+        try:
+            replies = self.provider.make_batch_request([(c.method, c.params) for c in batch])
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if not 400 <= status < 500:
+                raise
+            refused = f"HTTP {status}"
+        except AttributeError:  # web3 sorting a lone error object (IPC / WebSocket providers)
+            refused = "an error instead of a list"
+        else:
+            if isinstance(replies, list) and len(replies) == len(batch):
+                return replies
+            refused = "an error instead of a list"
+        self.batching = False
+        log.warning("the RPC endpoint refused a JSON-RPC batch (%s); sending one call at a time from now on",
+                    refused)
+        return [self.provider.make_request(c.method, c.params) for c in batch]
 
 
 class _Call:
@@ -481,6 +507,7 @@ class Signer:
         deadline = start + self.receipt_timeout
         replace_at = start + self.stuck_after
         hashes = [tx_hash]
+        gap_seen = False
         delay = 0.1
         head, polled_head, polled_at = self._head(), None, 0.0
         while True:
@@ -499,7 +526,7 @@ class Signer:
                     f"{self.receipt_timeout:.0f} s; the node may be down or fees too low"
                 )
             if now >= replace_at:
-                self._fill_gap(tx)
+                gap_seen = self._fill_gap(tx, confirmed=gap_seen)
                 problem = self._lost(tx, hashes)
                 if problem is not None:
                     with self._lock:
@@ -545,31 +572,78 @@ class Signer:
             return None
         return None
 
-    def _fill_gap(self, tx: dict[str, Any]) -> None:
+    def _fill_gap(self, tx: dict[str, Any], confirmed: bool) -> bool:
         """If an earlier transaction of ours was lost (a reorganisation, or a node restarted
         without its last blocks), ``tx`` waits behind the gap in its nonces for ever, and
         higher fees do not help. Fill the gap with 0-value transfers to ourselves, so that
         ``tx`` is mined as sent. (Sending ``tx`` again with a lower nonce instead would let the
         stranded copy be mined too once the gap closed: a bid placed twice.) What the lost
-        transaction did is the daemons' business: they re-check their work after a reorg."""
+        transaction did is the daemons' business: they re-check their work after a reorg.
+
+        A gap is filled only when two checks ``stuck_after`` apart both saw it (``confirmed``:
+        the previous check did), since a node behind a load balancer may briefly answer from
+        a backend that is behind; and at most ``MAX_GAP`` nonces: a larger gap (a dev chain
+        reset under a running daemon) ends the wait with ``TransactionDropped``. Returns
+        whether a gap is there now (and not filled).
+        """
         nonce = int(tx["nonce"])
         try:
             reply = self.w3.provider.make_request("eth_getTransactionCount", [self.address, "pending"])
             following = int(reply["result"], 16)
         except Exception:
-            return
+            return False
         if following >= nonce:
-            return
+            return False
+        if not confirmed:
+            return True
+        if nonce - following > MAX_GAP:
+            with self._lock:
+                self._nonce = None
+            raise TransactionDropped(
+                f"transaction {int(tx['nonce'])} from {self.label} waits behind {nonce - following} lost nonces "
+                f"(more than {MAX_GAP}: was the chain reset?); its nonce is read again")
         log.warning("%s: nonces %d-%d were lost (reorganisation or node restart); filling the gap so that "
                     "transaction %d can be mined", self.label, following, nonce - 1, nonce)
         fees = self.fees().bumped()
         for missing in range(following, nonce):
+            if self.cancel is not None and self.cancel.is_set():
+                break
             filler = {"from": self.address, "to": self.address, "value": 0, "gas": 21_000, "nonce": missing,
                       "chainId": self.chain_id, **fees.fields}
             try:
                 self._submit(filler)
             except ChainError as exc:  # e.g. filled meanwhile by a resent original
                 log.warning("%s: could not fill nonce %d: %s", self.label, missing, exc)
+        return False
+
+    def wait_for_own_pending(self, timeout: float, cancel: threading.Event | None = None) -> int:
+        """Wait up to ``timeout`` s until the transactions this account has in the node's pool
+        are mined; returns how many are still pending (0 if the node cannot tell).
+
+        A daemon calls this when it starts: a bid sent just before a crash or a stop may still
+        be pending, and a daemon that looked only at mined bids would bid again."""
+        deadline = time.monotonic() + timeout
+        announced = False
+        while True:
+            try:
+                pending = int(self.w3.eth.get_transaction_count(self.address, "pending"))
+                mined = int(self.w3.eth.get_transaction_count(self.address, "latest"))
+            except Exception:
+                return 0
+            left = pending - mined
+            if left <= 0:
+                if announced:
+                    log.info("%s: the earlier transaction(s) are mined", self.label)
+                return 0
+            if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
+                log.warning("%s: %d transaction(s) sent before this start are still pending after %.0f s",
+                            self.label, left, timeout)
+                return left
+            if not announced:
+                log.info("%s: %d transaction(s) sent before this start are still pending; waiting for them "
+                         "before acting", self.label, left)
+                announced = True
+            time.sleep(0.5)
 
     def _mined_nonce(self) -> int:
         """The account's next nonce counting mined transactions only."""

@@ -604,7 +604,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args)
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints every thread's stack: where is it stuck?
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        try:
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
+        except (ValueError, OSError, AttributeError):  # stderr is not a real file (embedded, tests)
+            pass
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

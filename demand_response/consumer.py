@@ -726,12 +726,20 @@ class ConsumerService:
         who = self.agents[0].label if len(self.agents) == 1 else f"{len(self.agents)} agents"
         for agent in self.agents:
             agent.signer.cancel = stop  # a receipt wait ends at once when the daemon is stopped
-        if self._pool is not None:
-            # Each agent's nonce read now, not all at once when the first request arrives.
-            try:
-                list(self._pool.map(lambda agent: agent.signer.prime(), self.agents))
-            except Exception as exc:  # they are read on the first send instead
-                log.debug("fleet: could not read the nonces up front: %s", exc)
+
+        def ready(agent: ConsumerAgent) -> None:
+            # A bid sent just before a crash or a stop may still be pending: the daemon only
+            # looks at mined bids before bidding, so it waits for those first.
+            agent.signer.wait_for_own_pending(2 * agent.signer.stuck_after, stop)
+            agent.signer.prime()  # the nonce read now, not on the first request's hot path
+
+        try:
+            if self._pool is not None:
+                list(self._pool.map(ready, self.agents))
+            else:
+                ready(self.agents[0])
+        except Exception as exc:  # read on the first send instead
+            log.debug("could not read the nonces up front: %s", exc)
         log.info("%s: listening for requests on %s from block %d (poll every %.2f s)",
                  who, self.dr.address, self.poller.next_block, self.poll_interval)
         try:

@@ -14,7 +14,7 @@ import pytest
 from eth_account import Account
 
 from demand_response import devchain
-from demand_response.chain import ChainError, Signer, TransactionDropped, WaitInterrupted, connect
+from demand_response.chain import MAX_GAP, ChainError, Signer, TransactionDropped, WaitInterrupted, connect
 from demand_response.listener import is_connection_error
 
 
@@ -160,6 +160,40 @@ def test_a_transaction_behind_a_lost_one_is_mined_once_the_gap_is_filled(anvil) 
     assert filler["nonce"] == 0 and filler["to"] == signer.address and filler["value"] == 0
     assert w3.eth.get_balance(w3.eth.accounts[2]) == before + 2  # mined once, nothing else sent to it
     assert w3.eth.get_transaction_count(signer.address) == 2
+
+
+def test_a_gap_too_large_to_fill_ends_the_wait(anvil) -> None:
+    """More lost nonces than MAX_GAP (say, a dev chain reset under a running daemon): no
+    flood of fillers; the wait ends and the nonce is read again."""
+    w3 = connect(anvil.url)
+    signer = Signer(w3, w3.eth.accounts[1], stuck_after=0.3, receipt_timeout=60)
+    for _ in range(MAX_GAP + 1):
+        signer.send({"to": w3.eth.accounts[2], "value": 1, "gas": 21_000})
+    anvil.rpc("anvil_reorg", [MAX_GAP + 1, []])
+    with pytest.raises(TransactionDropped, match="lost nonces"):
+        signer.send({"to": w3.eth.accounts[2], "value": 2, "gas": 21_000})
+    assert w3.eth.get_transaction_count(signer.address, "latest") == 0  # nothing was filled
+    assert signer.send({"to": w3.eth.accounts[2], "value": 3, "gas": 21_000})["status"] == 1
+
+
+def test_a_restarted_daemon_waits_for_its_pending_transactions(anvil) -> None:
+    """A bid sent just before a crash may still be pending when the daemon starts again; the
+    consumer waits for it (wait_for_own_pending) before it looks for its mined bids."""
+    w3 = connect(anvil.url)
+    anvil.rpc("evm_setAutomine", [False])
+    try:
+        Signer(w3, w3.eth.accounts[1]).send({"to": w3.eth.accounts[2], "value": 1, "gas": 21_000}, wait=False)
+        restarted = Signer(w3, w3.eth.accounts[1])
+        started = time.monotonic()
+        assert restarted.wait_for_own_pending(0.6) == 1  # not mined: gives up after the timeout
+        assert 0.5 <= time.monotonic() - started < 3
+        threading.Timer(0.7, lambda: anvil.rpc("evm_mine", [])).start()
+        started = time.monotonic()
+        assert restarted.wait_for_own_pending(10) == 0
+        assert 0.5 <= time.monotonic() - started < 5
+    finally:
+        anvil.rpc("evm_setAutomine", [True])
+    assert Signer(w3, w3.eth.accounts[2]).wait_for_own_pending(10) == 0  # nothing pending: at once
 
 
 def test_the_nonce_is_resynced_when_another_sender_used_the_account(anvil) -> None:
