@@ -286,6 +286,24 @@ class _Call:
         self.done = threading.Event()
 
 
+def _maybe_delivered(exc: BaseException) -> bool:
+    """True when a request failed after it may have reached the node (a read timeout, a
+    connection reset mid-request); False when it surely did not (no connection made)."""
+    import requests
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.Timeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        if isinstance(reason, MaxRetryError):
+            reason = reason.reason
+        return not isinstance(reason, NewConnectionError)
+    return False
+
+
 def _rpc_tx(tx: dict[str, Any]) -> dict[str, Any]:
     """A transaction dict as JSON-RPC wants it: quantities in hex, bytes as 0x-hex."""
     out: dict[str, Any] = {}
@@ -339,6 +357,8 @@ class Signer:
         self.batcher: RpcBatcher | None = None
         #: Set by a daemon when it stops: a receipt wait then gives up at once (``WaitInterrupted``).
         self.cancel: threading.Event | None = None
+        #: (nonce, hash) of a locally signed send that got no answer and was not mined yet.
+        self._unconfirmed: tuple[int, bytes] | None = None
 
     @classmethod
     def from_key(cls, w3: Web3, private_key: str, **kwargs: Any) -> "Signer":
@@ -435,6 +455,8 @@ class Signer:
             except (ContractLogicError, ContractCustomError, ValueError) as exc:
                 raise self._failure(exc, decode_error) from exc
         with self._lock:
+            if self._unconfirmed is not None:
+                self._check_unconfirmed()
             fees = self.fees()
             tx.update(fees.fields)
             for attempt in (1, 2):
@@ -454,6 +476,7 @@ class Signer:
         if not wait:
             return {"transactionHash": tx_hash}
         receipt = self._wait(tx, tx_hash, fees)
+        self._unconfirmed = None
         if receipt["status"] != 1:
             raise self._failure(None, decode_error, receipt)
         return dict(receipt)
@@ -462,10 +485,21 @@ class Signer:
         try:
             if self._local is not None:
                 signed = self._local.sign_transaction(tx)
-                if self.batcher is not None:
-                    return HexBytes(self.batcher.call("eth_sendRawTransaction",
-                                                      ["0x" + bytes(signed.raw_transaction).hex()]))
-                return self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                try:
+                    if self.batcher is not None:
+                        return HexBytes(self.batcher.call("eth_sendRawTransaction",
+                                                          ["0x" + bytes(signed.raw_transaction).hex()]))
+                    return self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                except Exception as exc:
+                    if not _maybe_delivered(exc):
+                        raise
+                    # The node may have it: wait for this very transaction (its hash is known)
+                    # rather than fail and let the caller send the same bid again with a new
+                    # nonce. If it never arrived, the wait re-sends it with higher fees.
+                    log.warning("%s: no answer to the send of %s (%s); waiting for it in case the node has it",
+                                self.label, HexBytes(signed.hash).hex(), type(exc).__name__)
+                    self._unconfirmed = (int(tx["nonce"]), HexBytes(signed.hash))
+                    return HexBytes(signed.hash)
             if self.batcher is not None:
                 return HexBytes(self.batcher.call("eth_sendTransaction", [_rpc_tx(tx)]))
             return self.w3.eth.send_transaction(tx)
@@ -477,6 +511,21 @@ class Signer:
             if "funds" in message.lower() or self.balance() < tx["gas"] * price + int(tx.get("value", 0)):
                 raise ChainError(self._funds_message(tx)) from exc
             raise ChainError(f"the node rejected a transaction from {self.label}: {message}") from exc
+
+    def _check_unconfirmed(self) -> None:
+        """The last send got no answer and its wait failed too (the node was down): if the
+        node never got that transaction, its nonce is free again; use it rather than leave
+        a gap that ``_fill_gap`` would have to fill later. Called under ``_lock``."""
+        nonce, tx_hash = self._unconfirmed  # type: ignore[misc]
+        try:
+            known = self.w3.provider.make_request("eth_getTransactionByHash", ["0x" + bytes(tx_hash).hex()])
+            following = int(self.w3.provider.make_request(
+                "eth_getTransactionCount", [self.address, "pending"])["result"], 16)
+        except Exception:
+            return  # ask again before the next send
+        if known.get("result") is None and following <= nonce:
+            self._nonce = following
+        self._unconfirmed = None
 
     def _funds_message(self, tx: dict[str, Any]) -> str:
         balance = self.balance()

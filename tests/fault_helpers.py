@@ -93,7 +93,8 @@ class FlakyRpcProxy:
     """An HTTP JSON-RPC forwarder on 127.0.0.1 with switchable faults.
 
     Modes: ``ok`` (forward), ``delay`` (forward after ``delay`` s), ``reset`` (answer every
-    request with a TCP reset: the node is down), ``flaky`` (reset a seeded fraction
+    request with a TCP reset: the node is down), ``lose_send_reply`` (forward a raw
+    transaction, then reset instead of answering; everything else normally), ``flaky`` (reset a seeded fraction
     ``p_reset`` of requests, stall a fraction ``p_stall`` for ``stall`` s and then close
     without an answer, delay the rest). Every request is time-stamped in ``hits``.
     """
@@ -166,6 +167,14 @@ class FlakyRpcProxy:
                 with self._lock:
                     self.hits.append((time.monotonic(), mode))
                     roll = self._random.random()
+                if mode == "lose_send_reply" and b"eth_sendRawTransaction" in body:
+                    # the node gets the transaction, the client never hears back
+                    forward = http.client.HTTPConnection("127.0.0.1", self.target_port, timeout=30)
+                    forward.request("POST", "/", body, {"Content-Type": "application/json"})
+                    forward.getresponse().read()
+                    forward.close()
+                    self._reset(client)
+                    return
                 if mode == "reset" or (mode == "flaky" and roll < self.p_reset):
                     self._reset(client)
                     return

@@ -14,7 +14,9 @@ import pytest
 from eth_account import Account
 
 from demand_response import devchain
-from demand_response.chain import MAX_GAP, ChainError, Signer, TransactionDropped, WaitInterrupted, connect
+from demand_response.chain import (
+    MAX_GAP, ChainError, RpcBatcher, Signer, TransactionDropped, WaitInterrupted, connect,
+)
 from demand_response.listener import is_connection_error
 
 
@@ -194,6 +196,43 @@ def test_a_restarted_daemon_waits_for_its_pending_transactions(anvil) -> None:
     finally:
         anvil.rpc("evm_setAutomine", [True])
     assert Signer(w3, w3.eth.accounts[2]).wait_for_own_pending(10) == 0  # nothing pending: at once
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_send_whose_answer_is_lost_is_waited_for_not_sent_again(anvil, batched) -> None:
+    """The node gets a locally signed transaction but the connection drops before it answers:
+    the signer knows the hash and waits for that transaction; sending the bid again with a
+    new nonce could place it twice. (A node that cannot be reached at all still fails fast.)"""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fault_helpers import FlakyRpcProxy
+
+    proxy = FlakyRpcProxy(anvil.port)
+    try:
+        w3 = connect(proxy.url)
+        signer = Signer.from_key(w3, _key(1), stuck_after=5)
+        if batched:
+            signer.batcher = RpcBatcher(w3)
+        to = w3.eth.accounts[2]
+        before = w3.eth.get_balance(to)
+        proxy.set("lose_send_reply")
+        receipt = signer.send({"to": to, "value": 11, "gas": 21_000})
+        proxy.set("ok")
+        assert receipt["status"] == 1
+        assert w3.eth.get_balance(to) == before + 11  # once
+        assert w3.eth.get_transaction_count(signer.address) == 1
+        proxy.set("reset")  # nothing reaches the node: an error, as before
+        with pytest.raises(Exception) as info:
+            signer.send({"to": to, "value": 1, "gas": 21_000})
+        assert is_connection_error(info.value)
+        proxy.set("ok")  # back: the next send takes the nonce the lost one never used
+        receipt = signer.send({"to": to, "value": 2, "gas": 21_000})
+        assert receipt["status"] == 1 and w3.eth.get_transaction(receipt["transactionHash"])["nonce"] == 1
+        assert w3.eth.get_balance(to) == before + 13
+    finally:
+        proxy.close()
 
 
 def test_the_nonce_is_resynced_when_another_sender_used_the_account(anvil) -> None:
