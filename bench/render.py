@@ -377,32 +377,28 @@ def _latency_fixes() -> list[str]:
     if not path.exists():
         return []
     data = json.loads(path.read_text())
-    L = ["### Latency: causes and fixes", "", *data["summary"], "",
-         f"Before/after, measured {data['measured']['date']} (load average {data['measured']['load']}): "
+    L = ["### Latency: causes and fixes", "", *data["summary"], ""]
+    L += _before_after(data, "unanswered requests before / after",
+                       lambda b, a: f"{b.get('unanswered_requests', 0)} / {a.get('unanswered_requests', 0)}")
+    for more in data.get("followups", []):
+        L += [f"#### {more['title']}", "", *more["summary"], ""]
+        L += _before_after(more, "fleet CPU per bid before / after, ms",
+                           lambda b, a: f"{b['fleet_cpu_ms_per_bid_tx']} / **{a['fleet_cpu_ms_per_bid_tx']}**")
+    return L
+
+
+def _before_after(data: dict, last_header: str, last_cell) -> list[str]:
+    """One before/after latency table (bench/latency_fixes.json), with its notes."""
+    L = [f"Before/after, measured {data['measured']['date']} (load average {data['measured']['load']}): "
          f"{data['measured']['method']}", "",
          "| chain | configuration | before p50 / p95 s | after p50 / p95 s | before / after blocks p95 | "
-         "unanswered requests before / after |", "|---|---|---:|---:|---:|---:|"]
+         f"{last_header} |", "|---|---|---:|---:|---:|---:|"]
     for row in data["rows"]:
         b, a = row["before"], row["after"]
         blocks = f"{b.get('blocks_p95', '')} / {a.get('blocks_p95', '')}" if row.get("block_time") else ""
         L.append(f"| {row['chain']} | {row['config']} | {b.get('p50_s', '?')} / {b.get('p95_s', '?')} | "
-                 f"**{a.get('p50_s', '?')} / {a.get('p95_s', '?')}** | {blocks} | "
-                 f"{b.get('unanswered_requests', 0)} / {a.get('unanswered_requests', 0)} |")
-    L += ["", *data.get("notes", []), ""]
-    for more in data.get("followups", []):
-        L += [f"#### {more['title']}", "", *more["summary"], "",
-              f"Before/after, measured {more['measured']['date']} (load average {more['measured']['load']}): "
-              f"{more['measured']['method']}", "",
-              "| chain | configuration | before p50 / p95 s | after p50 / p95 s | before / after blocks p95 | "
-              "fleet CPU per bid before / after, ms |", "|---|---|---:|---:|---:|---:|"]
-        for row in more["rows"]:
-            b, a = row["before"], row["after"]
-            blocks = f"{b.get('blocks_p95', '')} / {a.get('blocks_p95', '')}" if row.get("block_time") else ""
-            L.append(f"| {row['chain']} | {row['config']} | {b['p50_s']} / {b['p95_s']} | "
-                     f"**{a['p50_s']} / {a['p95_s']}** | {blocks} | "
-                     f"{b['fleet_cpu_ms_per_bid_tx']} / **{a['fleet_cpu_ms_per_bid_tx']}** |")
-        L += ["", *more.get("notes", []), ""]
-    return L
+                 f"**{a.get('p50_s', '?')} / {a.get('p95_s', '?')}** | {blocks} | {last_cell(b, a)} |")
+    return L + ["", *data.get("notes", []), ""]
 
 
 def _throughput_section(tp: dict) -> list[str]:

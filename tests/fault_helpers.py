@@ -15,6 +15,7 @@ import struct
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from demand_response import devchain
 
@@ -205,3 +206,12 @@ class FlakyRpcProxy:
                 client.close()
             except OSError:
                 pass
+
+
+def reply_json(handler: Any, data: bytes, status: int = 200) -> None:
+    """Answer an ``http.server`` request with a JSON body (the test proxies' replies)."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

@@ -15,6 +15,7 @@ from eth_account import Account
 from hexbytes import HexBytes
 from web3 import Web3
 
+from fault_helpers import reply_json
 from demand_response import devchain
 from demand_response.chain import ChainError, RpcBatcher, Signer, connect
 from demand_response.contract import _call_data, load_artifact
@@ -112,11 +113,7 @@ class _NoBatchProxy(BaseHTTPRequestHandler):
             request = urllib.request.Request(self.upstream, body, {"Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=10) as response:
                 data = response.read()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply_json(self, data)
 
     def log_message(self, *args: object) -> None:
         pass

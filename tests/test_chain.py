@@ -13,6 +13,7 @@ from typing import Iterator
 import pytest
 from eth_account import Account
 
+from fault_helpers import FlakyRpcProxy, reply_json
 from demand_response import devchain
 from demand_response.chain import (
     MAX_GAP, ChainError, RpcBatcher, Signer, TransactionDropped, WaitInterrupted, connect,
@@ -203,12 +204,6 @@ def test_a_send_whose_answer_is_lost_is_waited_for_not_sent_again(anvil, batched
     """The node gets a locally signed transaction but the connection drops before it answers:
     the signer knows the hash and waits for that transaction; sending the bid again with a
     new nonce could place it twice. (A node that cannot be reached at all still fails fast.)"""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from fault_helpers import FlakyRpcProxy
-
     proxy = FlakyRpcProxy(anvil.port)
     try:
         w3 = connect(proxy.url)
@@ -271,11 +266,7 @@ class _PoAProxy(BaseHTTPRequestHandler):
         if isinstance(result, dict) and "extraData" in result:
             result["extraData"] = "0x" + "ab" * 97
         data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply_json(self, data)
 
     def log_message(self, *args: object) -> None:
         pass
