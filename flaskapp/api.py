@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from demand_response.bids import BidsError, parse_bids, save_bids
+from demand_response.bids import MAX_WATTS, BidsError, parse_bids, save_bids
 
 from . import presenters
 from .charts import merit_order_svg
@@ -193,9 +193,10 @@ def bids_curve() -> Any:
         try:
             watts = int(Decimal(kw) * 1000)
             wei = g.unit.to_wei(price)
-        except (InvalidOperation, ValueError):
+        except (InvalidOperation, ValueError, OverflowError):  # OverflowError: int(Decimal('inf'))
             continue
-        if watts > 0 and wei > 0:
+        # Bounded like real bids: 1e999 is finite for Decimal but not for the chart's floats.
+        if 0 < watts <= MAX_WATTS and 0 < wei < 2**128:
             offers.append((wei, watts))
     cap = None
     if request.args.get("cap", "").isdigit():

@@ -18,7 +18,7 @@ from wtforms import (
     SubmitField,
     ValidationError,
 )
-from wtforms.validators import InputRequired, NumberRange, Optional
+from wtforms.validators import InputRequired, NumberRange, Optional, StopValidation
 
 from demand_response.bids import MAX_WATTS
 
@@ -30,6 +30,13 @@ except ImportError:  # pragma: no cover - older WTForms
 
 MAX_ROWS = 64  # one transaction's worth of bids
 MAX_KW = Decimal(MAX_WATTS) / 1000
+
+
+def _finite(form: Form, field: DecimalField) -> None:
+    """Validator: a number, not NaN or Infinity (which Decimal parses, and which made the
+    validators after this one raise instead of report; found by test_fuzz_api)."""
+    if field.data is not None and not field.data.is_finite():
+        raise StopValidation("Enter a number.")
 
 
 def _whole_watts(form: Form, field: DecimalField) -> None:
@@ -65,12 +72,12 @@ class BidRow(Form):
 
     kw = DecimalField(
         "Reduction (kW)", places=None,
-        validators=[InputRequired("Enter the kW you can cut."),
+        validators=[InputRequired("Enter the kW you can cut."), _finite,
                     NumberRange(min=Decimal("0.001"), max=MAX_KW, message="Between 0.001 and %(max)s kW."),
                     _whole_watts],
     )
     price = DecimalField("Price", places=None,
-                         validators=[InputRequired("Enter the least you accept per kWh."), _PriceInUnit()])
+                         validators=[InputRequired("Enter the least you accept per kWh."), _finite, _PriceInUnit()])
 
 
 class BidsForm(FlaskForm):
@@ -120,7 +127,7 @@ class RequestForm(FlaskForm):
     """The utility's demand-reduction request."""
 
     target_kw = DecimalField("Target reduction (kW)", places=None,
-                             validators=[InputRequired("Enter the reduction you need."),
+                             validators=[InputRequired("Enter the reduction you need."), _finite,
                                          NumberRange(min=Decimal("0.001"), max=MAX_KW,
                                                      message="Between 0.001 and %(max)s kW."),
                                          _whole_watts])
@@ -134,8 +141,8 @@ class RequestForm(FlaskForm):
                                 validators=[InputRequired("How long must the reduction last?"),
                                             NumberRange(min=1, max=7 * 1440, message="Between 1 min and 7 days.")])
     cap = DecimalField("Price cap", places=None,
-                       validators=[InputRequired("Enter the most you pay per kWh."), _PriceInUnit()])
-    budget_eth = DecimalField("Budget (ETH, optional)", places=None, validators=[Optional()])
+                       validators=[InputRequired("Enter the most you pay per kWh."), _finite, _PriceInUnit()])
+    budget_eth = DecimalField("Budget (ETH, optional)", places=None, validators=[Optional(), _finite])
     rule = SelectField("Pricing", choices=[_Choice("uniform", "Uniform price"),
                                            _Choice("pay_as_bid", "Pay as bid")], default="uniform")
     reveal_s = IntegerField("Reveal window (s)", validators=[
@@ -144,7 +151,7 @@ class RequestForm(FlaskForm):
         Optional(), NumberRange(min=0, max=30 * 86400, message="Between 0 (paid on acceptance) and 30 days.")])
     dispute_s = IntegerField("Dispute window (s)", validators=[
         Optional(), NumberRange(min=0, max=30 * 86400, message="Between 0 and 30 days.")])
-    bond_eth = DecimalField("Bond per participant (ETH)", places=None, validators=[Optional()])
+    bond_eth = DecimalField("Bond per participant (ETH)", places=None, validators=[Optional(), _finite])
     preview = SubmitField("Preview")
     post = SubmitField("Post request")
 
@@ -197,7 +204,7 @@ class DeliveryForm(FlaskForm):
 
     consumer = HiddenField("Consumer", validators=[InputRequired("Which consumer?")])
     metered_kw = DecimalField("Metered reduction (kW)", places=None,
-                              validators=[Optional(), NumberRange(min=Decimal(0), max=MAX_KW,
+                              validators=[Optional(), _finite, NumberRange(min=Decimal(0), max=MAX_KW,
                                                                   message="Between 0 and %(max)s kW."),
                                           _whole_watts])
     submit = SubmitField("Go")
