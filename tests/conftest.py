@@ -11,11 +11,19 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from web3 import Web3
 
 from demand_response import devchain
 from demand_response.chain import Signer, connect
 from demand_response.contract import DemandReduction, decode_revert
+
+# CI (CI=true) runs the same Hypothesis examples every time: a failure there reproduces, and
+# the suite's duration stays steady (random examples made one stateful test take 17-65 s).
+# Locally each run explores new examples; the DR_*_EXAMPLES variables make longer runs.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    hypothesis_settings.load_profile("ci")
 
 #: Accounts on the session chain: 0 is the utility, the rest are consumers.
 ACCOUNTS = int(os.environ.get("DR_TEST_ACCOUNTS", "60"))
