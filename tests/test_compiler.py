@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -97,7 +98,31 @@ def test_no_compiler_names_every_place_searched(clean_env: Path, monkeypatch: py
         assert place in message
 
 
-def test_committed_artifacts_match_a_fresh_compile(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def brownie_compile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subprocess.Popen]]:
+    """``brownie compile`` of a copy of the project, started in the background at once: it runs
+    while ``test_committed_artifacts_match_a_fresh_compile`` compiles with the adapter (two
+    solcjs compiles of ~30 s each, side by side on two cores instead of one after the other)."""
+    tmp = tmp_path_factory.mktemp("brownie")
+    project = tmp / "project"
+    project.mkdir()
+    shutil.copytree(ROOT / "contracts", project / "contracts")
+    shutil.copy(ROOT / "brownie-config.yaml", project / "brownie-config.yaml")
+    solcx_dir = tmp / "solcx"
+    compiler.install_solcx_shim(solcx_dir)
+    home = tmp / "home"  # brownie writes its data folder under HOME; keep the real one clean
+    home.mkdir()
+    env = dict(os.environ, SOLCX_BINARY_PATH=str(solcx_dir), HOME=str(home))
+    brownie = Path(sys.executable).parent / "brownie"
+    proc = subprocess.Popen([str(brownie), "compile"], cwd=project, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    yield project, proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+def test_committed_artifacts_match_a_fresh_compile(tmp_path: Path, brownie_compile) -> None:
     written = compiler.compile_project(ROOT, tmp_path / "build", tmp_path / "pkg")
     fresh = written["DemandReduction"].read_text()
     committed = (ROOT / "build" / "contracts" / "DemandReduction.json").read_text()
@@ -106,20 +131,10 @@ def test_committed_artifacts_match_a_fresh_compile(tmp_path: Path) -> None:
         PACKAGE_ARTIFACT_DIR / "DemandReduction.json").read_text()
 
 
-def test_brownie_compile_uses_the_same_settings(tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    project.mkdir()
-    shutil.copytree(ROOT / "contracts", project / "contracts")
-    shutil.copy(ROOT / "brownie-config.yaml", project / "brownie-config.yaml")
-    solcx_dir = tmp_path / "solcx"
-    compiler.install_solcx_shim(solcx_dir)
-    home = tmp_path / "home"  # brownie writes its data folder under HOME; keep the real one clean
-    home.mkdir()
-    env = dict(os.environ, SOLCX_BINARY_PATH=str(solcx_dir), HOME=str(home))
-    brownie = Path(sys.executable).parent / "brownie"
-    result = subprocess.run([str(brownie), "compile"], cwd=project, env=env, capture_output=True, text=True,
-                            timeout=300, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_brownie_compile_uses_the_same_settings(brownie_compile) -> None:
+    project, proc = brownie_compile
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
     theirs = json.loads((project / "build" / "contracts" / "DemandReduction.json").read_text())
     ours = json.loads((ROOT / "build" / "contracts" / "DemandReduction.json").read_text())
     assert theirs["bytecode"] == ours["bytecode"]
