@@ -76,7 +76,10 @@
         .then(function (r) { return r.json().then(function (data) { return { ok: r.ok, data: data }; }); })
         .then(function (res) {
           var sig = signature(res.data);
-          if (last !== null && sig !== last) {
+          // The first answer is compared with nothing: the page may have been rendered a moment
+          // before a change (a daemon started from this page says "starting" and is listening
+          // 50 ms later), so it refreshes the regions once too.
+          if (last === null || sig !== last) {
             refreshRegions(groups[src].map(function (el) { return el.id; }));
           }
           last = sig;
