@@ -649,7 +649,7 @@ class Signer:
             with self._lock:
                 self._nonce = None
             raise TransactionDropped(
-                f"transaction {int(tx['nonce'])} from {self.label} waits behind {nonce - following} lost nonces "
+                f"transaction {nonce} from {self.label} waits behind {nonce - following} lost nonces "
                 f"(more than {MAX_GAP}: was the chain reset?); its nonce is read again")
         log.warning("%s: nonces %d-%d were lost (reorganisation or node restart); filling the gap so that "
                     "transaction %d can be mined", self.label, following, nonce - 1, nonce)

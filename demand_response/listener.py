@@ -41,16 +41,22 @@ class RetryLater(Exception):
 _DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def disk_error(exc: BaseException) -> OSError | None:
-    """The local file-system error behind ``exc`` (a full disk, a read-only folder), if any."""
+def _causes(exc: BaseException) -> Iterable[BaseException]:
+    """``exc`` and what caused it (``__cause__``, else ``__context__``), each once."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def disk_error(exc: BaseException) -> OSError | None:
+    """The local file-system error behind ``exc`` (a full disk, a read-only folder), if any."""
+    for current in _causes(exc):
         if isinstance(current, OSError) and not isinstance(current, (ConnectionError, TimeoutError)) and (
                 current.errno in _DISK_ERRNOS or current.filename is not None):
             return current
-        current = current.__cause__ or current.__context__
     return None
 
 
@@ -66,10 +72,7 @@ def is_connection_error(exc: BaseException) -> bool:
 
     if disk_error(exc) is not None:
         return False
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _causes(exc):
         if isinstance(current, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                                 ConnectionError, TimeoutError, RetryLater, Retry)):
             return True
@@ -77,20 +80,12 @@ def is_connection_error(exc: BaseException) -> bool:
             return True
         if "cannot reach the RPC endpoint" in str(current) or "no receipt for" in str(current):
             return True
-        current = current.__cause__ or current.__context__
     return False
 
 
 def _retry_cause(exc: BaseException) -> BaseException | None:
     """The ``Retry`` or ``RetryLater`` in ``exc``'s chain, if there is one."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, (Retry, RetryLater)):
-            return current
-        current = current.__cause__ or current.__context__
-    return None
+    return next((c for c in _causes(exc) if isinstance(c, (Retry, RetryLater))), None)
 
 
 def event_topics(*names: str) -> dict[str, str]:
