@@ -47,10 +47,12 @@ $(SOLCX_BINARY_PATH)/solc-v0.8.24: | $(VENV)/.stamp
 demo: bootstrap
 	@$(PY) -m demand_response demo
 
+# Two xdist workers, one test file per worker at a time: each worker runs its own chains.
+TEST_WORKERS ?= 2
 test: bootstrap browser-deps
-	@$(PY) -m pytest
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-# Headless Chromium for tests/test_browser.py (Debian's package; Playwright drives it and
+# Headless Chromium for tests/web/test_browser.py (Debian's package; Playwright drives it and
 # never downloads a browser). Without root or apt the browser tests skip with the reason.
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -61,10 +63,10 @@ browser-deps:
 	  else echo "note: chromium is missing and cannot be installed here; browser tests will be skipped"; fi; }
 
 screenshots: bootstrap browser-deps
-	@DR_SCREENSHOT_DIR=$(CURDIR)/docs/img $(PY) -m pytest tests/test_browser.py -q
+	@DR_SCREENSHOT_DIR=$(CURDIR)/docs/img $(PY) -m pytest tests/web/test_browser.py -q
 
 test-fast: bootstrap
-	@$(PY) -m pytest -m "not slow" -x -q
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" -q
 
 bench: bootstrap
 	@$(PY) bench/run.py $(BENCH_ARGS)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Gas per operation and settlement gas against the number of bids, on anvil.
 
-The scenarios are built exactly as in ``tests/test_gas.py`` (same constants, seeds and
+The scenarios are built exactly as in ``tests/contract/test_gas.py`` (same constants, seeds and
 fill pattern), so the figures here must equal the pinned ones; the report says whether
 they do. Each scenario starts from a fresh deployment (``evm_snapshot`` / ``evm_revert``).
 
@@ -43,17 +43,17 @@ SEED_OPS = {"request": 48_917, "bid1_median": 96_139}
 SEED_MAX_BIDS_PER_BLOCK = 240
 
 def _pinned() -> dict[str, int]:
-    """The exact figures pinned in tests/test_gas.py (one source of truth), read without pytest."""
+    """The exact figures pinned in tests/contract/test_gas.py (one source of truth), read without pytest."""
     import ast
 
-    source = (Path(__file__).resolve().parent.parent / "tests" / "test_gas.py").read_text()
+    source = (Path(__file__).resolve().parent.parent / "tests" / "contract" / "test_gas.py").read_text()
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "PINNED":
             return ast.literal_eval(node.value)
-    raise RuntimeError("PINNED not found in tests/test_gas.py")
+    raise RuntimeError("PINNED not found in tests/contract/test_gas.py")
 
 
-# Pinned in tests/test_gas.py: the bench checks it reproduces them.
+# Pinned in tests/contract/test_gas.py: the bench checks it reproduces them.
 PINNED = _pinned()
 
 

@@ -179,7 +179,7 @@ def _plots(report: dict, log) -> list[str]:
 def _gas_section(g: dict) -> list[str]:
     ops, seed = g["ops"], g["seed_ops"]
     L = ["## 1. Gas", "",
-         f"Measured on {g['chain']} (shanghai; identical to ganache, see `tests/test_gas.py`), scenarios built "
+         f"Measured on {g['chain']} (shanghai; identical to ganache, see `tests/contract/test_gas.py`), scenarios built "
          "exactly as in the pinned tests: fresh deployment per scenario, target 50 kW, one-hour event, cap "
          "128 × 10^12 wei/kWh, random grid prices and 500–5,000 W bids (seeded). Gas is deterministic, so these "
          "are exact figures, not samples.", "",
@@ -226,7 +226,7 @@ def _gas_section(g: dict) -> list[str]:
           f"10,000 bids: {_ok(largest >= TARGETS['settle_n'])}.",
           f"* The seed settles at most about {g['seed_max_bids_per_block']} bids in a block; past that, its escrow is "
           "stuck. Its dotted line in the plot is a linear lower bound (its real cost grows faster than linearly).",
-          "* The pinned figures in `tests/test_gas.py` were reproduced: "
+          "* The pinned figures in `tests/contract/test_gas.py` were reproduced: "
           + ", ".join(f"{k} {'=' if v['equal'] else '≠'} {v['pinned']:,}" for k, v in g["pins"].items()) + ".",
           "", "![settlement gas against bids](img/perf-gas-vs-bids.png)", "",
           "![gas per operation](img/perf-gas-ops.png)", ""]
@@ -258,7 +258,7 @@ def _terms_gas(t: dict) -> list[str]:
           "Sealing roughly doubles or triples the cost of a 1-bid offer and adds about 60–85 % to a 5-bid curve, "
           "because the reveal repeats the bids in calldata and the commitment is a second transaction; a household "
           "that offers its whole curve in one commitment pays the commitment once. Exact pins for these operations "
-          "are in `tests/test_gas.py` (`sealed_*`, `metered_*`).", ""]
+          "are in `tests/contract/test_gas.py` (`sealed_*`, `metered_*`).", ""]
     return L
 
 
@@ -641,7 +641,7 @@ def render_doc(report: dict, images: list[str]) -> str:
           "```", "",
           "Each benchmark also runs alone (`bench/bench_gas.py`, `bench_reaction.py`, `bench_throughput.py`, "
           "`bench_footprint.py`, `bench_compile.py`, `bench_gridsim.py`) and writes its own JSON. Raw numbers: "
-          "`bench/report.json`. Exact gas is also pinned by the test suite (`tests/test_gas.py`).", ""]
+          "`bench/report.json`. Exact gas is also pinned by the test suite (`tests/contract/test_gas.py`).", ""]
     return "\n".join(L)
 
 

@@ -2,6 +2,21 @@
 
 Brownie's pytest plugin is disabled in pyproject.toml (``-p no:pytest-brownie``); these
 fixtures manage the chain themselves.
+
+The suite is organised in tiers, one folder each, and every test carries its tier's marker:
+
+=========  ===============================================================================
+unit       pure Python: bids, gridsim, stores; no chain (``-m unit`` runs in seconds)
+contract   the contract on a real chain: paths, errors, gas pins, limits, property/stateful
+daemons    signer, listener and daemons as real processes, faults against real nodes
+tooling    the CLI, brownie scripts, the compiler, the consumer board's light install
+web        the Flask app: views, API fuzzing, headless Chromium
+e2e        the demo end to end, secrets in every output
+=========  ===============================================================================
+
+``slow`` marks tests over ~20 s (``make test-fast`` leaves them out). ``make test`` runs the
+tiers on two xdist workers, one test file per worker at a time (``--dist loadfile``): each
+worker starts its own chains, so nothing is shared between workers.
 """
 
 from __future__ import annotations
@@ -24,6 +39,17 @@ from demand_response.contract import DemandReduction, decode_revert
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
     hypothesis_settings.load_profile("ci")
+
+TIERS = ("unit", "contract", "daemons", "tooling", "web", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its tier (the folder it lives in)."""
+    for item in items:
+        tier = item.path.parent.name
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
 
 #: Accounts on the session chain: 0 is the utility, the rest are consumers.
 ACCOUNTS = int(os.environ.get("DR_TEST_ACCOUNTS", "60"))

@@ -16,7 +16,7 @@ The cycle: start ganache, deploy, write the consumer's bids, start the consumer 
 deadline, wait until the consumer has claimed, withdrawn and written ``results.json``, stop
 it with SIGTERM. It prints one line per step with its time, and a JSON summary (timings,
 the consumer's peak RSS, its result record). Exit status 0 only if the consumer bid, won and
-recorded its result. Used by ``tests/test_iot.py`` and ``tools/iot/check.sh`` (make iot-check).
+recorded its result. Used by ``tests/tooling/test_iot.py`` and ``tools/iot/check.sh`` (make iot-check).
 """
 
 from __future__ import annotations

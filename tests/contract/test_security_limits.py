@@ -13,7 +13,7 @@
   docs/security.md were first documented by ``xfail(strict=True)`` tests; F-1, F-2 and F-3
   are fixed and those tests now pass as ordinary tests.
 
-The existing path/error tests (tests/test_contract.py) are not repeated here.
+The existing path/error tests (tests/contract/test_contract.py) are not repeated here.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ U64 = 2**64 - 1
 U128 = 2**128 - 1
 CAP = 128 * 10**12
 TICK = CAP // 128
-#: Selection scans 128 levels whatever the number of bids: tests/test_gas.py pins the exact
+#: Selection scans 128 levels whatever the number of bids: tests/contract/test_gas.py pins the exact
 #: figures; this bound only has to separate "constant" from "grows with the bids".
 SELECT_GAS_BOUND = 250_000
 

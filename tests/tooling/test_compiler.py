@@ -15,7 +15,7 @@ import pytest
 from demand_response import compiler
 from demand_response.artifacts import PACKAGE_ARTIFACT_DIR
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _fake_solc(path: Path, version: str = compiler.SOLC_VERSION, forward: bool = True) -> Path:

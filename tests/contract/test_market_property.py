@@ -1,7 +1,7 @@
 """The contract and market.py agree to the wei on random markets (hypothesis, real anvil).
 
-It runs on anvil for speed; ganache gives the same EVM results (tests/test_gas.py pins
-identical gas on both, and tests/test_contract.py runs on ganache). Each example posts a request, places random bids from several consumers (with ties and
+It runs on anvil for speed; ganache gives the same EVM results (tests/contract/test_gas.py pins
+identical gas on both, and tests/contract/test_contract.py runs on ganache). Each example posts a request, places random bids from several consumers (with ties and
 withdrawals), settles, claims everything and withdraws, then compares every bid's
 accepted watts and payout, the clearing price, the reserve, the refund and the dust with
 the reference clearing, and checks that no wei was created or lost.

@@ -39,7 +39,7 @@ from demand_response.contract import DemandReduction  # noqa: E402
 from flaskapp import create_app  # noqa: E402
 from flaskapp.daemon import stop_all  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHOTS = Path(os.environ.get("DR_SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="dr-screenshots-"))
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",

@@ -31,7 +31,7 @@ from demand_response.contract import DemandReduction  # noqa: E402
 from flaskapp import create_app  # noqa: E402
 
 EXAMPLES = int(os.environ.get("DR_FUZZ_EXAMPLES", "100"))
-SPEC = json.loads((Path(__file__).resolve().parent.parent / "flaskapp" / "static" / "openapi.json").read_text())
+SPEC = json.loads((Path(__file__).resolve().parents[2] / "flaskapp" / "static" / "openapi.json").read_text())
 COUNT = {"requests": 0}
 
 nasty_text = st.one_of(

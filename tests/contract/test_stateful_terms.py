@@ -24,7 +24,7 @@ every delivery settlement equals ``market.settle_delivery`` (event and credits);
 withdrawal pays exactly what was owed and a second one is refused, so nobody withdraws
 more than it is owed; every expected revert names the right custom error.
 
-Chain time is deterministic (1-second blocks, as in tests/test_stateful.py). Size:
+Chain time is deterministic (1-second blocks, as in tests/contract/test_stateful.py). Size:
 DR_TERMS_EXAMPLES runs (default 60; hypothesis makes the first 10 short) of up to
 DR_TERMS_STEPS steps (default 30), about 50 s; DR_TERMS_DEBUG=1 prints the step counts.
 The default run is derandomized (the same histories every time, which reach every stage:

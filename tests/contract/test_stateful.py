@@ -32,7 +32,7 @@ of up to DR_STATEFUL_STEPS steps (default 30): about 650 steps, about 40 s on 2
 loaded cores. Hypothesis enables a random subset of the rules in each run (swarm
 testing), so the mix of steps varies from session to session; DR_STATEFUL_STATS=path
 writes the counts. The long run (docs/security.md):
-``DR_STATEFUL_EXAMPLES=200 DR_STATEFUL_STEPS=50 .venv/bin/python -m pytest tests/test_stateful.py``.
+``DR_STATEFUL_EXAMPLES=200 DR_STATEFUL_STEPS=50 .venv/bin/python -m pytest tests/contract/test_stateful.py``.
 """
 
 from __future__ import annotations
