@@ -40,7 +40,7 @@ hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
     hypothesis_settings.load_profile("ci")
 
-TIERS = ("unit", "contract", "daemons", "tooling", "web", "e2e")
+TIERS = ("unit", "contract", "daemons", "tooling", "web", "e2e", "openadr")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

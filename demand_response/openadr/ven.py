@@ -1,0 +1,177 @@
+"""The consumer side as an OpenADR 2.0b VEN of a utility's VTN (through OpenLEADR).
+
+It registers under a name that proves its Ethereum address, hears advance notices and
+awards (load-dispatch events), opts in or out of each award, hears cancellations, and
+reports real-power telemetry. The consumer daemon runs it beside its chain listener:
+an award heard here and the award read from the chain are the same fact, twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from ._loop import LoopThread
+from .context import MarketContext, OpenAdrError, ven_name_for
+
+log = logging.getLogger(__name__)
+
+OPT_IN, OPT_OUT = "optIn", "optOut"
+
+
+@dataclass(frozen=True)
+class Award:
+    """What the VTN sent: an advance notice (``kind='notice'``) or a dispatch (``'dispatch'``)."""
+
+    event_id: str
+    kind: str
+    context: MarketContext
+    watts: int
+    start: datetime
+    end: datetime
+    cancelled: bool = False
+
+    @property
+    def request_id(self) -> int | None:
+        """The request this event belongs to."""
+        return self.context.request_id
+
+
+def _award(event: dict[str, Any]) -> Award | None:
+    """Read an OpenLEADR event dict; None when it is not one of ours."""
+    descriptor = event["event_descriptor"]
+    try:
+        context = MarketContext.parse(descriptor.get("market_context", ""))
+    except OpenAdrError as exc:
+        log.warning("event %s ignored: %s", descriptor.get("event_id"), exc)
+        return None
+    signals = event.get("event_signals") or []
+    if len(signals) != 1 or not signals[0].get("intervals"):
+        return None
+    signal = signals[0]
+    interval = signal["intervals"][0]
+    if signal["signal_name"] == "LOAD_DISPATCH":
+        kind, watts = "dispatch", int(round(-float(interval["signal_payload"])))
+    elif signal["signal_name"] == "x-DR-REQUEST":
+        kind, watts = "notice", int(round(float(interval["signal_payload"])))
+    else:
+        return None
+    start = interval["dtstart"]
+    return Award(descriptor["event_id"], kind, context, watts, start, start + interval["duration"],
+                 descriptor.get("event_status") == "cancelled")
+
+
+class ConsumerVen:
+    """A VEN for one consumer key: awards go to ``awards`` (a queue) and ``on_award``.
+
+    ``decide(award)`` returns True to opt in to a dispatch (default: opt in); ``read_power()``
+    returns the current real power in W for telemetry (no telemetry when None).
+    ``programme`` (chain id and contract) makes the VEN opt out of any event outside it.
+    """
+
+    def __init__(
+        self,
+        vtn_url: str,
+        vtn_id: str,
+        private_key: str,
+        *,
+        programme: MarketContext | None = None,
+        decide: Callable[[Award], bool] | None = None,
+        read_power: Callable[[], float] | None = None,
+        on_award: Callable[[Award], None] | None = None,
+        resource_id: str = "meter",
+        sampling_interval: float = 10.0,
+    ) -> None:
+        self.vtn_url, self.vtn_id = vtn_url, vtn_id
+        self._key = private_key
+        self.programme = programme.programme if programme else None
+        self.decide = decide
+        self.read_power = read_power
+        self.on_award = on_award
+        self.resource_id = resource_id
+        self.sampling_interval = sampling_interval
+        self.awards: "queue.Queue[Award]" = queue.Queue()
+        self.ven_id: str | None = None
+        self._loop: LoopThread | None = None
+        self._client: Any = None
+
+    def start(self) -> "ConsumerVen":
+        """Register at the VTN, register telemetry and start polling.
+
+        Raises ``OpenAdrError`` with one line when the VTN refuses the registration.
+        """
+        from openleadr import OpenADRClient
+
+        self._loop = LoopThread("ven")
+
+        async def _start() -> None:
+            client = OpenADRClient(ven_name=ven_name_for(self.vtn_id, self._key), vtn_url=self.vtn_url,
+                                   show_fingerprint=False, allow_jitter=False)
+            client.add_handler("on_event", self._on_event)
+            client.add_handler("on_update_event", self._on_event)
+            if self.read_power is not None:
+                client.add_report(
+                    callback=self._power, resource_id=self.resource_id, measurement="power_real",
+                    unit="W", scale="none", report_duration=timedelta(hours=1),
+                    sampling_rate=timedelta(seconds=self.sampling_interval),
+                )
+            self._client = client
+            await client.run()
+
+        self._loop.call(_start)
+        if not self._client.registration_id:
+            self.stop()
+            raise OpenAdrError(f"the VTN at {self.vtn_url} refused this VEN's registration; "
+                               "check that the consumer is enrolled and the clocks agree")
+        self.ven_id = self._client.ven_id
+        return self
+
+    def stop(self) -> None:
+        """Stop polling and reporting."""
+        if self._loop is not None:
+            if self._client is not None:
+                try:
+                    self._loop.call(self._client.stop)
+                except Exception as exc:  # already stopped after a refused registration
+                    log.debug("VEN stop: %s", exc)
+            self._loop.close()
+            self._loop = None
+
+    def __enter__(self) -> "ConsumerVen":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def next_award(self, timeout: float = 10.0, kind: str | None = None) -> Award:
+        """The next award (of ``kind`` if given) heard from the VTN; raises ``queue.Empty``."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            award = self.awards.get(timeout=max(0.0, deadline - time.monotonic()))
+            if kind is None or award.kind == kind:
+                return award
+
+    # -- OpenLEADR handlers (loop thread) --------------------------------------------------
+
+    def _power(self) -> float:
+        return float(self.read_power()) if self.read_power else 0.0
+
+    def _on_event(self, event: dict[str, Any]) -> str:
+        award = _award(event)
+        if award is None:
+            return OPT_OUT
+        if self.programme is not None and award.context.programme != self.programme:
+            log.warning("event %s is for %s, not our programme %s; opting out", award.event_id,
+                        award.context, self.programme)
+            return OPT_OUT
+        self.awards.put(award)
+        if self.on_award is not None:
+            self.on_award(award)
+        if award.cancelled or award.kind != "dispatch":
+            return OPT_IN
+        return OPT_IN if self.decide is None or self.decide(award) else OPT_OUT

@@ -1,0 +1,304 @@
+"""The utility's OpenADR 2.0b VTN (through OpenLEADR), tied to a DemandReduction contract.
+
+Offers stay on chain; OpenADR carries enrolment, notices, awards, opt-in/out and telemetry:
+
+* a VEN registers under a name proving its Ethereum address (``context.verify_ven_name``);
+  the address must be enrolled on the contract (any address in open mode). Registrations
+  live in our ``VtnStore`` (SQLite), so a restarted VTN still knows every VEN;
+* ``announce(request)`` sends every registered VEN an advance notice (signal ``x-DR-REQUEST``,
+  level = target W, over the event window, no response required);
+* ``dispatch(request, winners)`` sends each winner's VEN a ``LOAD_DISPATCH`` event (delta,
+  -accepted W, real power) over the event window; its opt-in/opt-out is recorded and passed
+  to ``on_opt``; ``expected_under_delivery(request)`` sums the opt-outs;
+* ``cancel(request)`` cancels the request's events;
+* every VEN's real-power telemetry reaches ``on_telemetry`` (one ``Telemetry`` per reading).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..contract import DemandReduction, RequestInfo
+from ._loop import LoopThread
+from .context import MarketContext, OpenAdrError, verify_ven_name
+from .store import DISPATCH, NOTICE, EventRecord, Ven, VtnStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VTN_ID = "DemandReductionVTN"  # OpenADR wants a VTN id that is not all lower case
+NOTICE_SIGNAL = "x-DR-REQUEST"
+_SCALES = {"none": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "m": 1e-3}
+#: The contract's enrolment state for an enrolled consumer (``enrolmentOf``).
+_ENROLLED = 2
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """One real-power reading a VEN reported."""
+
+    address: str
+    ven_id: str
+    resource_id: str
+    time: datetime
+    watts: float
+
+
+def winners_of(dr: DemandReduction, request_id: int) -> dict[str, int]:
+    """Accepted watts per winning address of a settled request, read from the chain."""
+    winners: dict[str, int] = {}
+    for bid in dr.all_bids(request_id):
+        if bid.accepted_watts:
+            winners[bid.bidder] = winners.get(bid.bidder, 0) + bid.accepted_watts
+    return winners
+
+
+def _utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+class UtilityVtn:
+    """An OpenLEADR VTN for one contract, with registrations and events in a SQLite store."""
+
+    def __init__(
+        self,
+        dr: DemandReduction,
+        store_path: Path | str,
+        *,
+        vtn_id: str = DEFAULT_VTN_ID,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        poll_interval: float = 10.0,
+        report_interval: float = 60.0,
+        on_opt: Callable[[EventRecord, str], None] | None = None,
+        on_telemetry: Callable[[Telemetry], None] | None = None,
+    ) -> None:
+        self.dr = dr
+        self.vtn_id = vtn_id
+        self.host, self.port = host, port
+        self.poll_interval = poll_interval
+        self.report_interval = report_interval
+        self.on_opt = on_opt
+        self.on_telemetry = on_telemetry
+        self.store = VtnStore(store_path)
+        self._chain_id = dr.w3.eth.chain_id
+        self._loop: LoopThread | None = None
+        self._server: Any = None
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The URL VENs connect to."""
+        return f"http://{self.host}:{self.port}/OpenADR2/Simple/2.0b"
+
+    def programme(self) -> MarketContext:
+        """The market context of the whole programme (this contract on this chain)."""
+        return MarketContext(self._chain_id, self.dr.address)
+
+    def start(self) -> "UtilityVtn":
+        """Serve on ``host:port`` and re-queue the active events the store remembers."""
+        from openleadr import OpenADRServer
+
+        self._loop = LoopThread(f"vtn-{self.port}")
+
+        async def _start() -> None:
+            server = OpenADRServer(
+                vtn_id=self.vtn_id, http_host=self.host, http_port=self.port,
+                requested_poll_freq=timedelta(seconds=self.poll_interval),
+                ven_lookup=self._ven_lookup, show_fingerprint=False,
+            )
+            server.add_handler("on_create_party_registration", self._on_registration)
+            server.add_handler("on_register_report", self._on_register_report)
+            server.add_handler("on_cancel_party_registration", self._on_cancel_registration)
+            self._server = server
+            for event in self.store.events(status="active"):
+                self._queue(event)
+            await server.run()
+
+        self._loop.call(_start)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the store's connection."""
+        if self._loop is not None:
+            if self._server is not None:
+                self._loop.call(self._server.stop)
+            self._loop.close()
+            self._loop = None
+        self.store.close()
+
+    def __enter__(self) -> "UtilityVtn":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what the utility daemon calls -----------------------------------------------------
+
+    def announce(self, request: RequestInfo | int) -> dict[str, str]:
+        """Send every registered VEN an advance notice of ``request``; returns address → event id."""
+        info = self._info(request)
+        sent = {}
+        for ven in self.store.vens():
+            sent[ven.address] = self._send(ven, info, NOTICE, info.target_watts)
+        return sent
+
+    def dispatch(self, request: RequestInfo | int, winners: Mapping[str, int] | None = None) -> dict[str, str]:
+        """Send each winner's VEN a load-dispatch event for its accepted watts.
+
+        ``winners`` maps address → accepted W (read from the chain when omitted). A winner
+        with no registered VEN is logged and left out. Returns address → event id.
+        """
+        info = self._info(request)
+        winners = winners_of(self.dr, info.request_id) if winners is None else winners
+        sent = {}
+        for address, watts in winners.items():
+            if watts <= 0:
+                continue
+            ven = self.store.ven_by_address(address)
+            if ven is None:
+                log.warning("winner %s of request %d has no registered VEN; no dispatch event", address, info.request_id)
+                continue
+            sent[ven.address] = self._send(ven, info, DISPATCH, int(watts))
+        return sent
+
+    def cancel(self, request: RequestInfo | int) -> int:
+        """Cancel every active event of ``request`` (notices and dispatches); returns how many."""
+        request_id = request.request_id if isinstance(request, RequestInfo) else int(request)
+        cancelled = self.store.cancel_request(request_id)
+
+        async def _cancel() -> None:
+            for event in cancelled:
+                self._server.cancel_event(event.ven_id, event.event_id)
+
+        self._require_loop().call(_cancel)
+        return len(cancelled)
+
+    def expected_under_delivery(self, request_id: int) -> dict[str, int]:
+        """Watts winners opted out of (address → W), for the dashboard."""
+        return self.store.expected_under_delivery(request_id)
+
+    def registered(self) -> list[Ven]:
+        """The registered VENs."""
+        return self.store.vens()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _require_loop(self) -> LoopThread:
+        if self._loop is None or self._server is None:
+            raise RuntimeError("the VTN is not running; call start() first")
+        return self._loop
+
+    def _info(self, request: RequestInfo | int) -> RequestInfo:
+        return request if isinstance(request, RequestInfo) else self.dr.get_request(int(request))
+
+    def _send(self, ven: Ven, info: RequestInfo, kind: str, watts: int) -> str:
+        context = str(MarketContext(self._chain_id, self.dr.address, info.request_id))
+        record = EventRecord(uuid.uuid4().hex, ven.ven_id, ven.address, info.request_id, context, kind,
+                             watts, info.event_start, info.event_end)
+        self.store.add_event(record)
+
+        async def _add() -> None:
+            self._queue(record)
+
+        self._require_loop().call(_add)
+        return record.event_id
+
+    def _queue(self, record: EventRecord) -> None:
+        """Put a stored event on the VEN's OpenLEADR queue (on the loop thread)."""
+        from openleadr import enums, objects
+
+        start = _utc(record.start)
+        duration = timedelta(seconds=max(0, record.end - record.start))
+        if record.kind == DISPATCH:
+            signal = objects.EventSignal(
+                intervals=[objects.Interval(dtstart=start, duration=duration, signal_payload=-record.watts, uid=0)],
+                signal_name="LOAD_DISPATCH", signal_type="delta", signal_id=f"{record.event_id}-0",
+                measurement=enums.MEASUREMENTS.REAL_POWER,
+            )
+            required = "always"
+        else:
+            signal = objects.EventSignal(
+                intervals=[objects.Interval(dtstart=start, duration=duration, signal_payload=record.watts, uid=0)],
+                signal_name=NOTICE_SIGNAL, signal_type="level", signal_id=f"{record.event_id}-0",
+            )
+            required = "never"
+        event = objects.Event(
+            event_descriptor=objects.EventDescriptor(
+                event_id=record.event_id, modification_number=record.modification,
+                market_context=record.context, event_status="far",
+            ),
+            event_signals=[signal],
+            targets=[objects.Target(ven_id=record.ven_id)],
+            response_required=required,
+        )
+        callback = partial(self._opted) if required == "always" else None
+        self._server.add_raw_event(record.ven_id, event, callback=callback)
+
+    def _opted(self, ven_id: str, event_id: str, opt_type: str) -> None:
+        if not self.store.record_opt(ven_id, event_id, opt_type):
+            log.warning("ignored %r from VEN %s for event %s (not its event)", opt_type, ven_id, event_id)
+            return
+        event = self.store.event(event_id)
+        if self.on_opt is not None and event is not None:
+            self.on_opt(event, opt_type)
+
+    # -- OpenLEADR handlers (loop thread) --------------------------------------------------
+
+    def _ven_lookup(self, ven_id: str) -> dict[str, Any]:
+        ven = self.store.ven(ven_id)
+        if ven is None:
+            return {}
+        return {"ven_id": ven.ven_id, "ven_name": ven.address, "registration_id": ven.registration_id,
+                "fingerprint": None}
+
+    def _on_registration(self, payload: dict[str, Any]) -> tuple[str, str] | bool:
+        try:
+            address = verify_ven_name(self.vtn_id, payload.get("ven_name", ""))
+        except OpenAdrError as exc:
+            log.warning("VEN registration refused: %s", exc)
+            return False
+        if self.dr.registration_required() and self.dr.functions.enrolmentOf(address).call() != _ENROLLED:
+            log.warning("VEN registration refused: %s is not enrolled on %s; enrol it first", address, self.dr.address)
+            return False
+        ven = self.store.register(address)
+        log.info("VEN %s registered for %s", ven.ven_id, address)
+        return ven.ven_id, ven.registration_id
+
+    def _on_cancel_registration(self, payload: dict[str, Any]) -> None:
+        ven_id = payload.get("ven_id")
+        if ven_id:
+            self.store.unregister(ven_id)
+
+    def _on_register_report(self, ven_id: str, resource_id: str, measurement: str, unit: str | None,
+                            scale: str | None, min_sampling_interval: timedelta,
+                            max_sampling_interval: timedelta) -> tuple | None:
+        ven = self.store.ven(ven_id)
+        if ven is None or unit != "W":
+            return None  # only real power (W) telemetry of a registered VEN
+        interval = timedelta(seconds=self.report_interval)
+        if min_sampling_interval and interval < min_sampling_interval:
+            interval = min_sampling_interval
+        factor = _SCALES.get(scale or "none", 1.0)
+        return partial(self._telemetry, ven.address, ven_id, str(resource_id), factor), interval, interval
+
+    def _telemetry(self, address: str, ven_id: str, resource_id: str, factor: float,
+                   values: list[tuple[datetime, Any]]) -> None:
+        for when, value in values:
+            try:
+                watts = float(value) * factor
+            except (TypeError, ValueError):
+                log.warning("VEN %s sent a non-numeric reading %r; ignored", ven_id, value)
+                continue
+            if not math.isfinite(watts):
+                log.warning("VEN %s sent a non-finite reading %r; ignored", ven_id, value)
+                continue
+            if self.on_telemetry is not None:
+                self.on_telemetry(Telemetry(address, ven_id, resource_id, when, watts))
