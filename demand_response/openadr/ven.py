@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -124,8 +125,8 @@ class ConsumerVen:
         self._loop.call(_start)
         if not self._client.registration_id:
             self.stop()
-            raise OpenAdrError(f"the VTN at {self.vtn_url} refused this VEN's registration; "
-                               "check that the consumer is enrolled and the clocks agree")
+            raise OpenAdrError(f"the VTN at {self.vtn_url} did not register this VEN: it is unreachable or it "
+                               "refused (check the URL, that the consumer is enrolled and that the clocks agree)")
         self.ven_id = self._client.ven_id
         return self
 
@@ -148,8 +149,6 @@ class ConsumerVen:
 
     def next_award(self, timeout: float = 10.0, kind: str | None = None) -> Award:
         """The next award (of ``kind`` if given) heard from the VTN; raises ``queue.Empty``."""
-        import time
-
         deadline = time.monotonic() + timeout
         while True:
             award = self.awards.get(timeout=max(0.0, deadline - time.monotonic()))

@@ -11,7 +11,12 @@ Offers stay on chain; OpenADR carries enrolment, notices, awards, opt-in/out and
   -accepted W, real power) over the event window; its opt-in/opt-out is recorded and passed
   to ``on_opt``; ``expected_under_delivery(request)`` sums the opt-outs;
 * ``cancel(request)`` cancels the request's events;
-* every VEN's real-power telemetry reaches ``on_telemetry`` (one ``Telemetry`` per reading).
+* every VEN's real-power telemetry reaches ``on_telemetry`` (one ``Telemetry`` per reading;
+  ``telemetry.IntervalFeed`` turns them into the meter data store's interval readings).
+
+With ``oadr3`` (an ``oadr3.Oadr3Store``, the one the web app's OpenADR 3.0 blueprint serves),
+the same three calls also publish the program, the notice and the dispatch events there, and
+a cancellation deletes them: one call from the utility daemon serves both protocols.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..contract import DemandReduction, RequestInfo
+from . import oadr3 as _oadr3
 from ._loop import LoopThread
 from .context import MarketContext, OpenAdrError, verify_ven_name
 from .store import DISPATCH, NOTICE, EventRecord, Ven, VtnStore
@@ -78,6 +84,7 @@ class UtilityVtn:
         report_interval: float = 60.0,
         on_opt: Callable[[EventRecord, str], None] | None = None,
         on_telemetry: Callable[[Telemetry], None] | None = None,
+        oadr3: _oadr3.Oadr3Store | None = None,
     ) -> None:
         self.dr = dr
         self.vtn_id = vtn_id
@@ -87,6 +94,7 @@ class UtilityVtn:
         self.on_opt = on_opt
         self.on_telemetry = on_telemetry
         self.store = VtnStore(store_path)
+        self.oadr3 = oadr3
         self._chain_id = dr.w3.eth.chain_id
         self._loop: LoopThread | None = None
         self._server: Any = None
@@ -122,7 +130,13 @@ class UtilityVtn:
                 self._queue(event)
             await server.run()
 
-        self._loop.call(_start)
+        try:
+            self._loop.call(_start)
+        except OSError as exc:
+            self._loop.close()
+            self._loop = None
+            raise OpenAdrError(f"the VTN cannot listen on {self.host}:{self.port} ({exc.strerror or exc}); "
+                               "choose another port") from exc
         return self
 
     def stop(self) -> None:
@@ -148,6 +162,9 @@ class UtilityVtn:
         sent = {}
         for ven in self.store.vens():
             sent[ven.address] = self._send(ven, info, NOTICE, info.target_watts)
+        if self.oadr3 is not None:
+            _oadr3.publish_notice(self.oadr3, self._context(info.request_id), info.target_watts,
+                                 info.event_start, info.event_end)
         return sent
 
     def dispatch(self, request: RequestInfo | int, winners: Mapping[str, int] | None = None) -> dict[str, str]:
@@ -162,6 +179,9 @@ class UtilityVtn:
         for address, watts in winners.items():
             if watts <= 0:
                 continue
+            if self.oadr3 is not None:
+                _oadr3.publish_dispatch(self.oadr3, self._context(info.request_id), address, int(watts),
+                                       info.event_start, info.event_end)
             ven = self.store.ven_by_address(address)
             if ven is None:
                 log.warning("winner %s of request %d has no registered VEN; no dispatch event", address, info.request_id)
@@ -179,6 +199,8 @@ class UtilityVtn:
                 self._server.cancel_event(event.ven_id, event.event_id)
 
         self._require_loop().call(_cancel)
+        if self.oadr3 is not None:
+            _oadr3.cancel_request(self.oadr3, self._context(request_id))
         return len(cancelled)
 
     def expected_under_delivery(self, request_id: int) -> dict[str, int]:
@@ -199,8 +221,11 @@ class UtilityVtn:
     def _info(self, request: RequestInfo | int) -> RequestInfo:
         return request if isinstance(request, RequestInfo) else self.dr.get_request(int(request))
 
+    def _context(self, request_id: int) -> MarketContext:
+        return MarketContext(self._chain_id, self.dr.address, request_id)
+
     def _send(self, ven: Ven, info: RequestInfo, kind: str, watts: int) -> str:
-        context = str(MarketContext(self._chain_id, self.dr.address, info.request_id))
+        context = str(self._context(info.request_id))
         record = EventRecord(uuid.uuid4().hex, ven.ven_id, ven.address, info.request_id, context, kind,
                              watts, info.event_start, info.event_end)
         self.store.add_event(record)

@@ -17,6 +17,7 @@ from demand_response import devchain
 from demand_response.chain import Signer
 from demand_response.contract import DemandReduction, Status
 from demand_response.openadr.context import MarketContext, OpenAdrError, ven_name_for
+from demand_response.openadr.oadr3 import Oadr3Store
 from demand_response.openadr.store import OPT_IN, OPT_OUT
 from demand_response.openadr.ven import ConsumerVen
 from demand_response.openadr.vtn import DEFAULT_VTN_ID, Telemetry, UtilityVtn
@@ -101,23 +102,28 @@ def test_a_winner_hears_its_award_opts_in_reports_power_and_is_paid_on_chain(anv
         vtn.stop()
 
 
-def test_a_cancelled_request_cancels_its_events_at_the_ven(anvil, w3, dr, utility, keys, tmp_path):
+def test_a_cancelled_request_cancels_its_events_at_the_ven_and_in_the_3_0_api(anvil, w3, dr, utility, keys, tmp_path):
     (alice,) = _enrol(dr, utility, keys[1:2])
-    vtn = _vtn(dr, tmp_path, devchain.free_port())
+    api = Oadr3Store(tmp_path / "oadr3.sqlite")
+    vtn = _vtn(dr, tmp_path, devchain.free_port(), oadr3=api)
     ven = _ven(vtn, keys[1])
     try:
         rid = _request(anvil, w3, dr, utility, target=1000)
         vtn.announce(rid)
         assert not ven.next_award(kind="notice").cancelled
+        context = f"dr://{w3.eth.chain_id}/{dr.address}/{rid}"
+        assert [e["eventName"] for e in api.find("EVENT")] == [context]
         dr.cancel_request(utility, rid)
         assert vtn.cancel(rid) == 1
         heard = ven.next_award(kind="notice")
         assert heard.cancelled and heard.request_id == rid
         assert [e.status for e in vtn.store.events(rid)] == ["cancelled"]
         assert vtn.cancel(rid) == 0  # nothing left to cancel
+        assert api.find("EVENT") == []
     finally:
         ven.stop()
         vtn.stop()
+        api.close()
 
 
 def test_a_restarted_vtn_keeps_registrations_and_dispatches_to_a_known_ven(anvil, w3, dr, utility, keys, tmp_path):
@@ -194,5 +200,14 @@ def test_a_ven_ignores_events_outside_its_programme(anvil, w3, dr, utility, keys
         vtn.stop()
 
 
-def test_the_vtn_id_is_not_lower_case(anvil):
-    assert not DEFAULT_VTN_ID.islower()
+def test_a_busy_port_and_an_unreachable_vtn_are_one_line_errors(anvil, w3, dr, utility, keys, tmp_path):
+    assert not DEFAULT_VTN_ID.islower()  # OpenADR refuses an all-lower-case VTN id
+    port = devchain.free_port()
+    vtn = _vtn(dr, tmp_path, port)
+    try:
+        with pytest.raises(OpenAdrError, match=f"cannot listen on 127.0.0.1:{port}"):
+            UtilityVtn(dr, tmp_path / "other.sqlite", port=port).start()
+    finally:
+        vtn.stop()
+    with pytest.raises(OpenAdrError, match="unreachable or it refused"):
+        ConsumerVen(vtn.url, vtn.vtn_id, keys[1]).start()
