@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ._loop import LoopThread
 from .context import MarketContext, OpenAdrError, ven_name_for
@@ -154,6 +155,14 @@ class ConsumerVen:
             award = self.awards.get(timeout=max(0.0, deadline - time.monotonic()))
             if kind is None or award.kind == kind:
                 return award
+
+    def iter_awards(self, stop: threading.Event | None = None, poll: float = 0.5) -> Iterator[Award]:
+        """Yield awards as they arrive until ``stop`` is set (the consumer daemon's loop)."""
+        while stop is None or not stop.is_set():
+            try:
+                yield self.awards.get(timeout=poll)
+            except queue.Empty:
+                continue
 
     # -- OpenLEADR handlers (loop thread) --------------------------------------------------
 

@@ -112,6 +112,7 @@ class UtilityVtn:
 
     def start(self) -> "UtilityVtn":
         """Serve on ``host:port`` and re-queue the active events the store remembers."""
+        from aiohttp import web
         from openleadr import OpenADRServer
 
         self._loop = LoopThread(f"vtn-{self.port}")
@@ -128,7 +129,12 @@ class UtilityVtn:
             self._server = server
             for event in self.store.events(status="active"):
                 self._queue(event)
-            await server.run()
+            # OpenADRServer.run() without its banner on stdout (the daemons own their output)
+            runner = web.AppRunner(server.app)
+            await runner.setup()
+            server.app_runner = runner
+            await web.TCPSite(runner, host=self.host, port=self.port).start()
+            log.info("OpenADR 2.0b VTN %s listening at %s", self.vtn_id, self.url)
 
         try:
             self._loop.call(_start)
