@@ -138,27 +138,36 @@ def quote_fees(w3: Any, model: FeeModel | str, tip: int | None = None) -> FeeQuo
     model = FeeModel(model)
     price = current_gas_price(w3, tip)
     if model is FeeModel.OP_STACK:
-        oracle = _oracle(w3, OP_GAS_PRICE_ORACLE, _OP_ABI, "GasPriceOracle")
-        f = oracle.functions
-        params = OpL1Params(int(f.l1BaseFee().call()), int(f.blobBaseFee().call()),
-                            int(f.baseFeeScalar().call()), int(f.blobBaseFeeScalar().call()))
-        return FeeQuote(model, price, op=params)
+        f = _oracle(w3, OP_GAS_PRICE_ORACLE, _OP_ABI, "GasPriceOracle").functions
+        values = _read("GasPriceOracle", lambda: [int(c().call()) for c in (
+            f.l1BaseFee, f.blobBaseFee, f.baseFeeScalar, f.blobBaseFeeScalar)])
+        return FeeQuote(model, price, op=OpL1Params(*values))
     if model is FeeModel.ARBITRUM:
-        prices = _oracle(w3, ARB_GAS_INFO, _ARB_ABI, "ArbGasInfo").functions.getPricesInWei().call()
+        f = _oracle(w3, ARB_GAS_INFO, _ARB_ABI, "ArbGasInfo").functions
+        prices = _read("ArbGasInfo", lambda: f.getPricesInWei().call())
         return FeeQuote(model, price, l1_per_byte=int(prices[1]))
     return FeeQuote(model, price)
+
+
+def _read(name: str, call: Any) -> Any:
+    """An oracle read; a revert or a malformed answer becomes one FeeError line."""
+    try:
+        return call()
+    except Exception as exc:  # ContractLogicError, BadFunctionCallOutput, decoding errors
+        raise FeeError(f"the {name} did not answer ({type(exc).__name__}); this chain does not "
+                       "implement the fee model its network profile says; check NETWORK") from None
 
 
 def op_l1_fee(w3: Any, unsigned_tx: bytes) -> int:
     """The OP Stack oracle's own L1 fee for an unsigned RLP-encoded transaction (``getL1Fee``)."""
     oracle = _oracle(w3, OP_GAS_PRICE_ORACLE, _OP_ABI, "GasPriceOracle")
-    return int(oracle.functions.getL1Fee(bytes(unsigned_tx)).call())
+    return int(_read("GasPriceOracle", oracle.functions.getL1Fee(bytes(unsigned_tx)).call))
 
 
 def op_l1_fee_upper_bound(w3: Any, unsigned_size: int) -> int:
     """The OP Stack oracle's upper bound for a transaction of this size (``getL1FeeUpperBound``, Fjord)."""
     oracle = _oracle(w3, OP_GAS_PRICE_ORACLE, _OP_ABI, "GasPriceOracle")
-    return int(oracle.functions.getL1FeeUpperBound(int(unsigned_size)).call())
+    return int(_read("GasPriceOracle", oracle.functions.getL1FeeUpperBound(int(unsigned_size)).call))
 
 
 def unsigned_tx_bytes(tx: Mapping[str, Any]) -> bytes:
