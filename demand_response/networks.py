@@ -97,7 +97,7 @@ def _profiles() -> dict[str, Network]:
         Network("optimism", "https://mainnet.optimism.io", 10, "OP Mainnet (OP Stack)", fee_model=op,
                 explorer="https://optimistic.etherscan.io"),
         Network("optimism-sepolia", "https://sepolia.optimism.io", 11155420, "OP Sepolia testnet (OP Stack)",
-                fee_model=op, explorer="https://sepolia-optimism.etherscan.io", testnet=True),
+                fee_model=op, explorer="https://optimism-sepolia.blockscout.com", testnet=True),
         # Arbitrum: L2 gas whose amount includes the L1 share (ArbGasInfo precompile)
         Network("arbitrum", "https://arb1.arbitrum.io/rpc", 42161, "Arbitrum One", fee_model=arb,
                 explorer="https://arbiscan.io"),
