@@ -123,19 +123,35 @@ def parse_amount(value: object, cur: Currency, *, what: str = "amount", allow_ze
         raise UnitError(f"{what} must be more than 0 {cur.symbol}")
     if number and number.adjusted() > 80:  # far beyond uint256 (about 1.2e77 base units)
         raise UnitError(f"{what} {value!s} is far too large")
-    exponent = number.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < 0 and number != number.to_integral_value():
-        places = -number.normalize().as_tuple().exponent  # type: ignore[operator]
-        if places > cur.decimals:
-            smallest = format(Decimal(1).scaleb(-cur.decimals), "f")
-            raise UnitError(f"{what} {value!s} has {places} decimals; {cur.symbol} has at most "
-                            f"{cur.decimals} (its smallest unit is {smallest} {cur.symbol})")
-    with localcontext() as ctx:
-        ctx.prec = 100
-        base = int(number.scaleb(cur.decimals))
+    base, places = _scaled(number, cur.decimals)
+    if places > cur.decimals:
+        smallest = format(Decimal(1).scaleb(-cur.decimals), "f")
+        raise UnitError(f"{what} {value!s} has {places} decimals; {cur.symbol} has at most "
+                        f"{cur.decimals} (its smallest unit is {smallest} {cur.symbol})")
     if base > MAX_UINT256:
         raise UnitError(f"{what} {value!s} is too large for a contract (above 2^256-1 base units)")
     return base
+
+
+def _scaled(number: Decimal, decimals: int) -> tuple[int, int]:
+    """(``number`` × 10**decimals as an exact integer, decimals ``number`` really has).
+
+    Integer arithmetic on the digits: Decimal operations round to the context's precision
+    (28 digits), which would silently drop a 19th decimal of a large amount. The integer is
+    only meaningful when the second value is at most ``decimals`` (then it is exact); call
+    after checking ``number.adjusted()`` so the digits are bounded.
+    """
+    _, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    trailing = 0
+    while trailing < len(digits) and digits[len(digits) - 1 - trailing] == 0:
+        trailing += 1
+    significant = digits[:len(digits) - trailing]
+    exponent += trailing
+    places = max(0, -exponent)
+    if not significant or places > decimals:
+        return 0, (places if significant else 0)
+    return int("".join(map(str, significant))) * 10 ** (exponent + decimals), places
 
 
 def parse_price(value: object, cur: Currency, *, what: str = "price") -> int:
@@ -148,12 +164,14 @@ def parse_kw(value: object, *, what: str = "power") -> int:
     number = _decimal(_split_unit(value, "kW", what), what)
     if number <= 0:
         raise UnitError(f"{what} {value!s} kW must be positive")
-    watts = number * 1000
-    if watts != watts.to_integral_value():
+    if number.adjusted() > 9:
+        raise UnitError(f"{what} {value!s} kW is too large (at most 4,294,967.295 kW)")
+    watts, places = _scaled(number, 3)
+    if places > 3:
         raise UnitError(f"{what} {value!s} kW has more than 3 decimals (whole watts)")
     if watts > 2**32 - 1:
         raise UnitError(f"{what} {value!s} kW is too large (at most 4,294,967.295 kW)")
-    return int(watts)
+    return watts
 
 
 # -- formatting -----------------------------------------------------------------------------

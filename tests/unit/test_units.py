@@ -52,6 +52,15 @@ def test_a_price_that_is_not_an_exact_amount_is_refused_with_one_line(text: str,
     assert "\n" not in message
 
 
+def test_a_large_amount_keeps_its_last_decimal_beyond_decimals_precision() -> None:
+    # 31 significant digits: Decimal's default 28-digit context would round the last one away
+    assert units.parse_amount("100000000000.000000000000000001", ETH) == 10**29 + 1
+    with pytest.raises(UnitError, match="has 19 decimals"):
+        units.parse_amount("100000000000.0000000000000000001", ETH)
+    with pytest.raises(UnitError, match="more than 3 decimals"):
+        units.parse_kw("1000000.0000000000000000000000001")
+
+
 def test_a_price_above_uint256_is_refused() -> None:
     with pytest.raises(UnitError, match="too large for a contract"):
         units.parse_price("1e70", ETH)
@@ -149,13 +158,13 @@ def test_a_decimal_parses_exactly_or_is_refused_for_too_many_decimals(cur: Curre
                                                                       places: int) -> None:
     digits = str(frac % 10**places).rjust(places, "0") if places else ""
     text = f"{whole}.{digits}" if digits else str(whole)
-    exact = Decimal(text)
-    needed = -exact.normalize().as_tuple().exponent if exact != exact.to_integral_value() else 0
+    needed = len(digits.rstrip("0"))
     if needed > cur.decimals:
         with pytest.raises(UnitError, match="decimals"):
             units.parse_amount(text, cur)
-    else:
-        assert units.parse_amount(text, cur) == int(exact * cur.one)
+    else:  # integer arithmetic: Decimal would round past 28 digits
+        fraction = int(digits.rstrip("0") or "0") * 10 ** (cur.decimals - needed)
+        assert units.parse_amount(text, cur) == whole * cur.one + fraction
 
 
 @given(cur=_currencies, base=st.integers(min_value=0, max_value=10**30))
@@ -167,3 +176,13 @@ def test_the_display_form_is_within_half_a_shown_digit_of_the_amount(cur: Curren
     assert abs(shown - exact) <= Decimal(1).scaleb(-max(places, min(cur.decimals, 6))) / 2
     if base:
         assert shown != 0  # a non-zero amount never reads as 0
+
+
+@given(text=st.one_of(st.text(max_size=40), st.from_regex(r"-?[0-9]{0,40}(\.[0-9]{0,40})?([eE][+-]?[0-9]{1,12})?")))
+def test_any_text_is_a_price_or_one_unit_error_never_another_exception(text: str) -> None:
+    try:
+        value = units.parse_price(text, USDC)
+    except UnitError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert 0 < value <= units.MAX_UINT256
