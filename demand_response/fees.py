@@ -285,6 +285,7 @@ class ParticipationCost:
     """What one event's transactions cost a household."""
 
     plan: str
+    transactions: int
     gas: int
     native_cost: int  # base units of the native currency, L1 data fees included
     l1_fee: int  # the L1 data fee part of native_cost
@@ -293,8 +294,8 @@ class ParticipationCost:
 
     def describe(self, native: Currency = ETH, rate: ReferenceRate | None = None) -> str:
         """One line: ``3 transactions, 179,375 gas: 0.000179 ETH (≈ $0.54)``."""
-        steps = len(PLANS.get(self.plan, ())) or 1
-        text = (f"{steps} transaction{'s' if steps > 1 else ''}, {self.gas:,} gas: "
+        steps = self.transactions
+        text = (f"{steps} transaction{'s' if steps != 1 else ''}, {self.gas:,} gas: "
                 f"{format_amount(self.native_cost, native, rate=rate)}")
         if self.currency != native:
             text += f" = {format_amount(self.cost, self.currency)}"
@@ -326,7 +327,7 @@ def participation_cost(plan: str | Sequence[Step], quote: FeeQuote, *, native: C
     gas = sum(s.gas for s in steps)
     l1 = sum(quote.l1_fee(s.unsigned_size) for s in steps)
     native_cost = gas * quote.gas_price + l1
-    return ParticipationCost(name, gas, native_cost, l1,
+    return ParticipationCost(name, len(steps), gas, native_cost, l1,
                              convert(native_cost, native, settlement, settlement_per_native), settlement)
 
 

@@ -87,6 +87,9 @@ def test_the_one_transaction_target_costs_a_third_of_today() -> None:
     today = fees.participation_cost("open", quote)
     target = fees.participation_cost("open-target", quote)
     assert target.native_cost * 2.9 < today.native_cost
+    assert target.describe() == "1 transaction, 60,901 gas: 0.000061 ETH"
+    custom = fees.participation_cost((fees.BID, fees.WITHDRAW), quote)
+    assert (custom.plan, custom.transactions, custom.gas) == ("bid+withdraw", 2, 93_685)
 
 
 def test_a_cost_in_another_currency_needs_a_rate_and_is_rounded_up() -> None:
