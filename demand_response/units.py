@@ -311,9 +311,11 @@ class ReferenceRate:
     def format_fiat(self, base_units: int, cur: Currency | None = None) -> str:
         """The fiat figure for people: ``$0.54``, ``€0.0012``, ``12.5 CHF``."""
         value = self.fiat_value(base_units, cur)
-        text = f"{value:,.2f}" if abs(value) >= Decimal("0.01") or not value else _display(value, 12, 2)
-        sign = _FIAT_SIGNS.get(self.fiat)
-        return f"{sign}{text}" if sign else f"{text} {self.fiat}"
+        size = abs(value)
+        text = f"{size:,.2f}" if size >= Decimal("0.01") or not size else _display(size, 12, 2)
+        minus = "-" if value < 0 and text.strip("0.,") else ""
+        symbol = _FIAT_SIGNS.get(self.fiat)
+        return f"{minus}{symbol}{text}" if symbol else f"{minus}{text} {self.fiat}"
 
 
 _FIAT_SIGNS = {"USD": "$", "EUR": "€", "GBP": "£"}

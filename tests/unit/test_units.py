@@ -105,6 +105,14 @@ def test_a_reference_rate_shows_a_fiat_figure_beside_ether_only() -> None:
     assert units.format_amount(350_000, USDC, rate=rate) == "0.35 USDC"  # a stablecoin needs none
 
 
+def test_net_earnings_below_zero_read_with_a_leading_minus() -> None:
+    rate = units.parse_rate("3000")
+    assert units.format_amount(-538_125, USDC) == "-0.538125 USDC"
+    assert units.format_amount(-179_375 * 10**9, ETH, rate=rate) == "-0.000179 ETH (≈ -$0.54)"
+    assert units.format_amount(-1, ETH) == "-0.000000000000000001 ETH"
+    assert units.parse_rate("2500", fiat="CHF").format_fiat(-10**18) == "-2,500.00 CHF"
+
+
 def test_the_reference_rate_comes_from_settings_and_is_checked() -> None:
     assert units.reference_rate({"USD_PER_ETH": "2500"}, ETH) == units.ReferenceRate("USD", "ETH", Decimal(2500))
     assert units.reference_rate({}, ETH) is None
