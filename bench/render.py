@@ -168,6 +168,11 @@ def _plots(report: dict, log) -> list[str]:
         fig.savefig(IMG / "perf-gridsim.png", dpi=110)
         plt.close(fig)
         made.append("perf-gridsim.png")
+    econ = _sec(report, "economics")
+    if econ:
+        import bench_economics
+
+        made.append(bench_economics.plot(econ, IMG))
     for m in made:
         log(f"  wrote docs/img/{m}")
     return made
@@ -611,6 +616,11 @@ def render_doc(report: dict, images: list[str]) -> str:
     if c:
         L.append(f"| compile (solcjs via adapter) | native: {c['native']['compile_s'] if c.get('native') else 'n/a'} | "
                  f"**{c['solcjs']['compile_s']} s** | | |")
+    econ = _sec(report, "economics")
+    if econ:
+        import bench_economics
+
+        L += bench_economics.summary_rows(econ)
     L.append("")
     errors = {k: v["error"] for k, v in report.get("sections", {}).items() if "error" in v}
     if errors:
@@ -619,6 +629,8 @@ def render_doc(report: dict, images: list[str]) -> str:
                     (gs, _gridsim_section), (c, _compile_section)):
         if sec:
             L += fn(sec)
+    if econ:
+        L += bench_economics.section(econ, "7")
     L += _public_section(g)
     L += ["## Method notes", "",
           "* Chains are started fresh by each benchmark on free ports (`demand_response.devchain`): ganache 7.9.2 and "
@@ -640,7 +652,7 @@ def render_doc(report: dict, images: list[str]) -> str:
           ".venv/bin/python bench/run.py --render-only  # re-render this page and the plots from report.json",
           "```", "",
           "Each benchmark also runs alone (`bench/bench_gas.py`, `bench_reaction.py`, `bench_throughput.py`, "
-          "`bench_footprint.py`, `bench_compile.py`, `bench_gridsim.py`) and writes its own JSON. Raw numbers: "
+          "`bench_footprint.py`, `bench_compile.py`, `bench_gridsim.py`, `bench_economics.py`) and writes its own JSON. Raw numbers: "
           "`bench/report.json`. Exact gas is also pinned by the test suite (`tests/contract/test_gas.py`).", ""]
     return "\n".join(L)
 
