@@ -240,6 +240,7 @@ def instrument(w3: Any) -> Any:
         return response
 
     provider.make_request = make_request
+    provider._request_func_cache = (None, None)  # web3 caches the middleware chain around the old one
     manager = getattr(provider, "_request_session_manager", None)
     if manager is not None and hasattr(manager, "make_post_request"):
         post = manager.make_post_request
