@@ -160,8 +160,9 @@ class HealthCheck:
         except Exception as exc:
             self._w3 = None
             self._head = None
-            return Check(False, f"the node at {where} is not answering ({type(exc).__name__}); "
-                                "check RPC_URL and that the node is running").as_dict(url=where), None
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            return Check(False, f"the node at {where} is not answering; check RPC_URL and that the node is "
+                                "running").as_dict(url=where, error=type(cause).__name__), None
         info = {"url": where, "chain_id": chain_id, "head": head}
         if self.chain_id is not None and chain_id != self.chain_id:
             return Check(False, f"the node at {where} is on chain {chain_id}, not {self.chain_id}; "
