@@ -24,9 +24,9 @@ from demand_response.chain import Signer, connect
 from demand_response.contract import DemandReduction
 
 
-def _get(url: str) -> tuple[int, dict[str, str], str]:
+def _get(url: str, **headers: str) -> tuple[int, dict[str, str], str]:
     try:
-        with urllib.request.urlopen(urllib.request.Request(url), timeout=10) as reply:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as reply:
             return reply.status, dict(reply.headers), reply.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read().decode()
@@ -87,8 +87,9 @@ def test_run_flask_serves_with_gunicorn_on_loopback_with_metrics_and_health(env:
     assert "Do not use it in a production deployment" not in log  # Flask's warning
 
 
-def test_two_workers_with_json_logs_answer_503_when_the_node_is_gone(env: dict[str, str], tmp_path: Path) -> None:
-    env = dict(env, DR_ENV_FILE=str(tmp_path / "other.env"), LOG_FORMAT="json", WEB_WORKERS="2")
+def test_two_workers_json_logs_a_metrics_token_and_503_when_the_node_is_gone(env: dict[str, str], tmp_path: Path) -> None:
+    env = dict(env, DR_ENV_FILE=str(tmp_path / "other.env"), LOG_FORMAT="json", WEB_WORKERS="2",
+               METRICS_TOKEN="scrape-t0ken")
     (tmp_path / "other.env").write_text(f"RPC_URL=http://127.0.0.1:{devchain.free_port()}\n"
                                         f"CONTRACT_ADDRESS={'0x' + '42' * 20}\n")
     server = _Server([], env, tmp_path / "web.log")
@@ -96,6 +97,9 @@ def test_two_workers_with_json_logs_answer_503_when_the_node_is_gone(env: dict[s
         status, _, body = _get(server.url + "/healthz")
         report = json.loads(body)
         assert status == 503 and not report["checks"]["node"]["ok"]
+        assert _get(server.url + "/metrics")[0] == 401
+        assert _get(server.url + "/metrics", Authorization="Bearer wrong")[0] == 401
+        assert _get(server.url + "/metrics", Authorization="Bearer scrape-t0ken")[0] == 200
     finally:
         assert server.stop() == 0
     lines = [json.loads(line) for line in (tmp_path / "web.log").read_text().splitlines() if line.startswith("{")]
