@@ -225,6 +225,8 @@ def instrument(w3: Any) -> Any:
     inner = provider.make_request
 
     def make_request(method: Any, params: Any) -> Any:
+        if getattr(_calls, "failures", None) is not None:  # nested (web3's request cache): the outer call counts
+            return inner(method, params)
         _calls.failures = 0
         try:
             response = inner(method, params)

@@ -130,6 +130,13 @@ def test_rpc_errors_and_web3_transport_retries_are_counted_by_kind(
     try:
         w3 = metrics.instrument(connect(node.url))
         assert metrics.instrument(w3) is w3  # idempotent: wrapped once
+        # Wrapped before its first call, with web3's request cache (which calls make_request
+        # again inside the wrapper), as chain.connect builds it.
+        from web3 import Web3
+
+        fresh = metrics.instrument(Web3(Web3.HTTPProvider(node.url, cache_allowed_requests=True,
+                                                          cacheable_requests={"eth_chainId"})))
+        assert fresh.eth.chain_id == fresh.eth.chain_id == node.chain_id
         before = _scrape(server)
         assert w3.eth.block_number == 0
         reply = w3.provider.make_request("eth_noSuchMethod", [])
