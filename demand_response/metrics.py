@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import threading
+import time
 from socketserver import ThreadingMixIn
 from typing import Any, Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds from hearing a request to the bid's receipt.
 REACTION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+#: Requests heard whose reaction is still awaited, at most (oldest forgotten first).
+_HEARD_KEPT = 4096
 #: What ``/metrics`` says when prometheus-client is not installed.
 MISSING = "metrics need prometheus-client: pip install 'demand-response[ops]'"
 
@@ -90,10 +93,27 @@ def registry() -> Any:
 # -- recorders (each a no-op without prometheus-client) -------------------------------------
 
 
-def request_heard() -> None:
-    """A ``ReductionRequested`` event reached the daemon."""
+def request_heard(request_id: int | None = None, account: str | None = None) -> None:
+    """A ``ReductionRequested`` event reached the daemon (of ``account``, which may react to it:
+    ``reacted`` then observes the reaction time)."""
     if metrics := _m():
         metrics.requests_heard.inc()
+        if request_id is not None:
+            with _lock:
+                heard = _state.setdefault("heard", {})
+                heard[(int(request_id), str(account).lower())] = time.monotonic()
+                while len(heard) > _HEARD_KEPT:  # requests never bid on (above the cap, say)
+                    del heard[next(iter(heard))]
+
+
+def reacted(request_id: int, account: str) -> None:
+    """``account``'s first transaction on ``request_id`` (a bid or a sealed commitment) was mined:
+    observe the seconds since the request was heard (once per request and account)."""
+    if metrics := _m():
+        with _lock:
+            heard = _state.get("heard", {}).pop((int(request_id), str(account).lower()), None)
+        if heard is not None:
+            metrics.reaction.observe(max(0.0, time.monotonic() - heard))
 
 
 def bids_sent(count: int = 1) -> None:
@@ -102,10 +122,12 @@ def bids_sent(count: int = 1) -> None:
         metrics.bids_sent.inc(count)
 
 
-def bids_mined(count: int = 1) -> None:
-    """``count`` bids were mined."""
+def bids_mined(count: int = 1, request_id: int | None = None, account: str | None = None) -> None:
+    """``count`` bids were mined (with the request and the bidder: also ``reacted``)."""
     if (metrics := _m()) and count > 0:
         metrics.bids_mined.inc(count)
+    if request_id is not None and account is not None:
+        reacted(request_id, account)
 
 
 def observe_reaction(seconds: float) -> None:
