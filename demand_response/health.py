@@ -218,8 +218,8 @@ class HealthCheck:
                 each[name] = Check(False, f"the listener is {got.lag} blocks behind the head (limit "
                                           f"{self.max_lag_blocks})").as_dict(**extra)
             else:
-                each[name] = Check(True, "beating" + (f", {got.lag} block{'' if got.lag == 1 else 's'} behind" if got.lag is not None else "")
-                                   ).as_dict(**extra)
+                behind = "" if got.lag is None else f", {got.lag} block{'' if got.lag == 1 else 's'} behind"
+                each[name] = Check(True, "beating" + behind).as_dict(**extra)
         bad = [n for n, c in each.items() if not c["ok"]]
         detail = f"{len(names) - len(bad)} of {len(names)} well" + (f"; not well: {', '.join(bad)}" if bad else "")
         return Check(not bad, detail).as_dict(daemons=each)

@@ -31,6 +31,9 @@ _HEARD_KEPT = 4096
 #: What ``/metrics`` says when prometheus-client is not installed.
 MISSING = "metrics need prometheus-client: pip install 'demand-response[ops]'"
 
+_TEXT = "text/plain; charset=utf-8"
+_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+
 #: A health callable: (HTTP status, JSON-able report).
 HealthFn = Callable[[], "tuple[int, dict[str, Any]]"]
 
@@ -296,7 +299,7 @@ def exposition(accept: str | None = None) -> tuple[int, bytes, str]:
     """(HTTP status, body, content type) of a scrape of the package's metrics."""
     metrics = _m()
     if metrics is None:
-        return 503, (MISSING + "\n").encode(), "text/plain; charset=utf-8"
+        return 503, (MISSING + "\n").encode(), _TEXT
     from prometheus_client.exposition import choose_encoder
 
     encoder, content_type = choose_encoder(accept or "")
@@ -318,17 +321,17 @@ def wsgi_app(health: HealthFn | None = None, token: str | None = None) -> Callab
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
-            status, body, ctype = 405, b"GET only\n", "text/plain; charset=utf-8"
+            status, body, ctype = 405, b"GET only\n", _TEXT
         elif path == "/metrics" and not token_ok(environ.get("HTTP_AUTHORIZATION"), token):
-            status, body, ctype = 401, b"metrics need Authorization: Bearer <METRICS_TOKEN>\n", "text/plain; charset=utf-8"
+            status, body, ctype = 401, b"metrics need Authorization: Bearer <METRICS_TOKEN>\n", _TEXT
         elif path == "/metrics":
             status, body, ctype = exposition(environ.get("HTTP_ACCEPT"))
         elif path == "/healthz" and health is not None:
             status, report = health()
             body, ctype = json.dumps(report, sort_keys=True).encode(), "application/json"
         else:
-            status, body, ctype = 404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8"
-        reason = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}[status]
+            status, body, ctype = 404, b"not found: try /metrics or /healthz\n", _TEXT
+        reason = _REASONS[status]
         start_response(f"{status} {reason}", [("Content-Type", ctype), ("Content-Length", str(len(body))),
                                               ("Cache-Control", "no-store")])
         return [body]
@@ -375,7 +378,8 @@ def serve(port: int, host: str = "127.0.0.1", health: HealthFn | None = None,
     from .config import ConfigError
 
     try:
-        server = make_server(host, port, wsgi_app(health, token), server_class=_ThreadingServer, handler_class=_QuietHandler)
+        server = make_server(host, port, wsgi_app(health, token), server_class=_ThreadingServer,
+                             handler_class=_QuietHandler)
     except OSError as exc:
         raise ConfigError(f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}); "
                           "choose another METRICS_PORT or leave it empty") from None
