@@ -9,7 +9,8 @@ the JSON format writes one object a line with the same fields::
 
 plus ``"exception"`` when there is one. Both redact secrets: the values of the password and
 key settings found in the environment (``*_PASS``, ``*_PASSWORD``, ``*_PRIVATE_KEY``,
-``FLASK_SECRET_KEY``) and the credentials of any ``scheme://user:pass@host`` URL.
+``*_TOKEN``, ``*_PROJECT_ID``, ``FLASK_SECRET_KEY``) and the credentials of any
+``scheme://user:pass@host`` URL.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 FORMATS = ("text", "json")
 REDACTED = "[redacted]"
 
-_SECRET_KEY = re.compile(r"(_PASS|_PASSWORD|_PRIVATE_KEY|SECRET_KEY|_TOKEN)$")
+_SECRET_KEY = re.compile(r"(_PASS|_PASSWORD|_PRIVATE_KEY|SECRET_KEY|_TOKEN|_PROJECT_ID)$")
 _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 
 

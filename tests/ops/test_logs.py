@@ -56,14 +56,15 @@ def test_secrets_from_the_environment_never_appear(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("CONSUMER_ACCOUNT_PASS", PASSWORD)
     monkeypatch.setenv("UTILITY_PRIVATE_KEY", KEY)
     monkeypatch.setenv("FLASK_SECRET_KEY", "f" * 64)
+    monkeypatch.setenv("WEB3_INFURA_PROJECT_ID", "0123abcd4567ef")
     monkeypatch.setenv("LOG_LEVEL", "INFO")  # not a secret: stays readable
-    record = _record("oops %s %s %s %s via https://user:pw@rpc.example/v3/abc at INFO", PASSWORD.upper(),
+    record = _record("oops %s %s %s %s via https://user:pw@rpc.example/v3/0123abcd4567ef at INFO", PASSWORD.upper(),
                      KEY.removeprefix("0x"), KEY, json.dumps({"p": PASSWORD}))
     for kind in logs.FORMATS:
         out = logs.formatter(kind).format(record)
-        for needle in (PASSWORD, KEY.removeprefix("0x"), "user:pw"):
+        for needle in (PASSWORD, KEY.removeprefix("0x"), "user:pw", "0123abcd4567ef"):
             assert needle.lower() not in out.lower(), (kind, out)
-        assert out.count(logs.REDACTED) == 5 and "at INFO" in out
+        assert out.count(logs.REDACTED) == 6 and "at INFO" in out
         if kind == "json":
             json.loads(out)
 
