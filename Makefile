@@ -11,7 +11,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all bootstrap browser-deps screenshots demo test test-fast compile lock bench audit iot-check clean help
+.PHONY: all bootstrap browser-deps ops-deps screenshots demo test test-fast compile lock bench audit iot-check clean help
 
 help:
 	@echo "make demo     run a full request -> bids -> settlement -> withdraw cycle on a local chain"
@@ -49,7 +49,7 @@ demo: bootstrap
 
 # Two xdist workers, one test file per worker at a time: each worker runs its own chains.
 TEST_WORKERS ?= 2
-test: bootstrap browser-deps
+test: bootstrap browser-deps ops-deps
 	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Headless Chromium for tests/web/test_browser.py (Debian's package; Playwright drives it and
@@ -61,6 +61,16 @@ browser-deps:
 	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
 	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: chromium is missing and cannot be installed here; browser tests will be skipped"; fi; }
+
+# systemd-analyze for tests/ops/test_systemd_units.py (Debian's systemd package; installing it does not
+# start systemd). Without root or apt the unit checks skip with the reason.
+ops-deps:
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "==> installing systemd (apt) for systemd-analyze"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null; \
+	  else echo "note: systemd-analyze is missing and cannot be installed here; unit checks will be skipped"; fi; }
 
 screenshots: bootstrap browser-deps
 	@DR_SCREENSHOT_DIR=$(CURDIR)/docs/img $(PY) -m pytest tests/web/test_browser.py -q
@@ -89,8 +99,8 @@ iot-check: bootstrap
 
 lock:
 	@rm -rf /tmp/dr-lockenv && $(PYTHON) -m venv /tmp/dr-lockenv
-	@/tmp/dr-lockenv/bin/pip install --quiet ".[dev,grid,web]"
-	@{ echo "# Exact versions for the dev/test environment: \`pip install -r requirements.lock -e .[dev,grid,web]\`."; \
+	@/tmp/dr-lockenv/bin/pip install --quiet ".[dev,grid,web,ops]"
+	@{ echo "# Exact versions for the dev/test environment: \`pip install -r requirements.lock -e .[dev,grid,web,ops]\`."; \
 	   echo "# Satisfies eth-brownie 1.22.2 (web3 7.16.0, pytest 9.1.1, hypothesis 6.27.3, python-dotenv 0.16.0)."; \
 	   echo "# Regenerate: make lock"; \
 	   /tmp/dr-lockenv/bin/pip freeze --exclude demand-response; } > requirements.lock

@@ -12,6 +12,7 @@ daemons    signer, listener and daemons as real processes, faults against real n
 tooling    the CLI, brownie scripts, the compiler, the consumer board's light install
 web        the Flask app: views, API fuzzing, headless Chromium
 e2e        the demo end to end, secrets in every output
+ops        metrics, health, JSON logs, the production server, the systemd units
 =========  ===============================================================================
 
 ``slow`` marks tests over ~20 s (``make test-fast`` leaves them out). ``make test`` runs the
@@ -22,6 +23,7 @@ worker starts its own chains, so nothing is shared between workers.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -40,15 +42,14 @@ hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
     hypothesis_settings.load_profile("ci")
 
-TIERS = ("unit", "contract", "daemons", "tooling", "web", "e2e", "openadr")
-
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test with its tier (the folder it lives in)."""
+    """Mark every test with its tier: the folder under tests/ it lives in (markers in pyproject.toml)."""
+    root = Path(__file__).parent
     for item in items:
-        tier = item.path.parent.name
-        if tier in TIERS:
-            item.add_marker(getattr(pytest.mark, tier))
+        parts = item.path.relative_to(root).parts
+        if len(parts) > 1:
+            item.add_marker(getattr(pytest.mark, parts[0]))
 
 
 #: Accounts on the session chain: 0 is the utility, the rest are consumers.

@@ -1,0 +1,117 @@
+"""``run_flask.sh``: gunicorn by default, on 127.0.0.1, answering HTTP; ``--dev`` runs Flask's server.
+
+Real processes on free ports, a real anvil behind ``/healthz``; the operations views of the
+web app (``flaskapp/ops.py``) are scraped through the production server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from daemon_helpers import ROOT, dr_env, wait_until
+from demand_response import devchain
+from demand_response.chain import Signer, connect
+from demand_response.contract import DemandReduction
+
+
+def _get(url: str, **headers: str) -> tuple[int, dict[str, str], str]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as reply:
+            return reply.status, dict(reply.headers), reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read().decode()
+    except OSError:
+        return 0, {}, ""
+
+
+class _Server:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.port = devchain.free_port()
+        self.log = log
+        self._out = open(log, "ab")
+        env = dict(env, FLASK_RUN_PORT=str(self.port))
+        self.process = subprocess.Popen([str(ROOT / "run_flask.sh"), *args], cwd=ROOT, env=env, stdout=self._out,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_until(lambda: _get(self.url + "/")[0] or self.process.poll() is not None, 60, what="the web server")
+        assert self.process.poll() is None, log.read_text()
+
+    def stop(self) -> int:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            code = self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            code = self.process.wait(10)
+        self._out.close()
+        return code
+
+
+@pytest.fixture()
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    node = devchain.start("anvil", accounts=2, chain_id=31337, log_path=tmp_path / "anvil.log")
+    w3 = connect(node.url)
+    address = DemandReduction.deploy(Signer(w3, w3.eth.accounts[0])).address
+    (tmp_path / ".env").write_text(f"RPC_URL={node.url}\nCONTRACT_ADDRESS={address}\nSTATE_DIR={tmp_path}\n")
+    yield dr_env(DR_ENV_FILE=str(tmp_path / ".env"), WEB_ACCESS_LOG="")
+    node.stop()
+
+
+def test_run_flask_serves_with_gunicorn_on_loopback_with_metrics_and_health(env: dict[str, str], tmp_path: Path) -> None:
+    server = _Server([], env, tmp_path / "web.log")
+    try:
+        status, headers, _ = _get(server.url + "/")
+        assert status == 200 and headers["Server"] == "gunicorn"
+        status, headers, body = _get(server.url + "/metrics")
+        assert status == 200 and headers["Content-Type"].startswith("text/plain; version=")
+        names = {f.name for f in text_string_to_metric_families(body)}
+        assert {"dr_bids_sent", "dr_rpc_errors", "dr_listener_lag_blocks"} <= names
+        status, headers, body = _get(server.url + "/healthz")
+        report = json.loads(body)
+        assert status == 200 and report["status"] == "ok", report
+        assert report["checks"]["daemons"]["detail"] == "no daemon runs in this process"
+    finally:
+        assert server.stop() == 0
+    log = (tmp_path / "web.log").read_text()
+    assert f"Listening at: http://127.0.0.1:{server.port}" in log and "Starting gunicorn" in log
+    assert "Do not use it in a production deployment" not in log  # Flask's warning
+
+
+def test_two_workers_json_logs_a_metrics_token_and_503_when_the_node_is_gone(env: dict[str, str], tmp_path: Path) -> None:
+    env = dict(env, DR_ENV_FILE=str(tmp_path / "other.env"), LOG_FORMAT="json", WEB_WORKERS="2",
+               METRICS_TOKEN="scrape-t0ken")
+    (tmp_path / "other.env").write_text(f"RPC_URL=http://127.0.0.1:{devchain.free_port()}\n"
+                                        f"CONTRACT_ADDRESS={'0x' + '42' * 20}\n")
+    server = _Server([], env, tmp_path / "web.log")
+    try:
+        status, _, body = _get(server.url + "/healthz")
+        report = json.loads(body)
+        assert status == 503 and not report["checks"]["node"]["ok"]
+        assert _get(server.url + "/metrics")[0] == 401
+        assert _get(server.url + "/metrics", Authorization="Bearer wrong")[0] == 401
+        assert _get(server.url + "/metrics", Authorization="Bearer scrape-t0ken")[0] == 200
+    finally:
+        assert server.stop() == 0
+    lines = [json.loads(line) for line in (tmp_path / "web.log").read_text().splitlines() if line.startswith("{")]
+    assert any(line["message"].startswith("Starting gunicorn") for line in lines)
+    assert sum(line["message"].startswith("Booting worker") for line in lines) == 2
+
+
+def test_dev_flag_runs_flasks_development_server(env: dict[str, str], tmp_path: Path) -> None:
+    server = _Server(["--dev"], env, tmp_path / "dev.log")
+    try:
+        status, headers, _ = _get(server.url + "/")
+        assert status == 200 and headers["Server"].startswith("Werkzeug")
+    finally:
+        server.stop()
+    assert "gunicorn" not in (tmp_path / "dev.log").read_text().lower()
