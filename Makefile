@@ -11,7 +11,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all bootstrap browser-deps screenshots demo test test-fast compile lock bench audit iot-check clean help
+.PHONY: all bootstrap browser-deps db-deps screenshots demo test test-fast compile lock bench audit iot-check clean help
 
 help:
 	@echo "make demo     run a full request -> bids -> settlement -> withdraw cycle on a local chain"
@@ -49,8 +49,16 @@ demo: bootstrap
 
 # Two xdist workers, one test file per worker at a time: each worker runs its own chains.
 TEST_WORKERS ?= 2
-test: bootstrap browser-deps
+test: bootstrap browser-deps db-deps
 	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# PostgreSQL server binaries for tests/daemons/test_meter_store_pg.py (the test initdb's a
+# throwaway cluster on a free port). Without root or apt that test skips with the reason.
+db-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "==> installing postgresql (apt)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "==> postgresql not installed (needs root): the PostgreSQL meter store test will skip"; fi; }
 
 # Headless Chromium for tests/web/test_browser.py (Debian's package; Playwright drives it and
 # never downloads a browser). Without root or apt the browser tests skip with the reason.

@@ -2,7 +2,7 @@
 """`make bench`: run every benchmark in bench/, write bench/report.json, the plots
 docs/img/perf-*.png and docs/performance.md (rendered from the JSON, never edited by hand).
 
-    .venv/bin/python bench/run.py [--full] [--only gas,latency,throughput,footprint,gridsim,compile]
+    .venv/bin/python bench/run.py [--full] [--only gas,latency,throughput,footprint,gridsim,compile,mv]
     .venv/bin/python bench/run.py --render-only      # re-render the doc and plots from report.json
 
 The default run takes a few minutes; --full adds 100,000 bids, more rounds and the slower
@@ -25,7 +25,7 @@ from _common import ROOT, machine, write_json  # noqa: E402
 
 REPORT = ROOT / "bench" / "report.json"
 WORK = ROOT / "bench" / ".work"
-SECTIONS = ("calibration", "gas", "latency", "throughput", "footprint", "gridsim", "compile")
+SECTIONS = ("calibration", "gas", "latency", "throughput", "footprint", "gridsim", "compile", "mv")
 
 
 def log(msg: str) -> None:
@@ -113,7 +113,13 @@ def compile_(full: bool) -> dict:
     return bench_compile.run(3 if full else 1, log)
 
 
-RUNNERS = {"calibration": calibration, "gas": gas, "latency": latency, "throughput": throughput,
+def mv(full: bool) -> dict:
+    import bench_mv
+
+    return bench_mv.run(1000, 10_000, log=log)
+
+
+RUNNERS = {"mv": mv, "calibration": calibration, "gas": gas, "latency": latency, "throughput": throughput,
            "footprint": footprint, "gridsim": gridsim, "compile": compile_}
 
 
