@@ -31,7 +31,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from demand_response.gridsim.history import simulate_history  # noqa: E402
-from demand_response.mv import METHODS, Series, compute  # noqa: E402
+from demand_response.mv import METHODS, compute  # noqa: E402
 
 DAY0 = 1752451200 - 45 * 86400  # 46 days ending Monday 2025-07-14
 DAYS = 46
@@ -50,8 +50,8 @@ def _stats(errors: list[int], actuals: list[int]) -> dict:
 def accuracy(homes: int, seed: int, log=print) -> dict:
     hist = simulate_history(homes, DAYS, DAY0, seed=seed, event_days=EVENT_DAYS)
     events = hist.events
-    placebo = [k for k in range(DAYS - 10, DAYS) if hist.is_business_day(k) and k not in EVENT_DAYS]
-    series = [Series.of(hist.readings(i)) for i in range(homes)]
+    placebo = [k for k in range(DAYS - 16, DAYS) if hist.is_business_day(k) and k not in EVENT_DAYS]
+    series = [hist.series(i) for i in range(homes)]
     out: dict = {"homes": homes, "days": DAYS, "interval_s": hist.interval_s, "placebo_days": len(placebo),
                  "window": "17:00-19:00 UTC", "methods": {}}
     for method in METHODS:
@@ -111,7 +111,7 @@ def timing(meters: int, seed: int, log=print) -> dict:
     hist = simulate_history(meters, DAYS, DAY0, seed=seed, event_days=EVENT_DAYS)
     t_sim = time.perf_counter() - t0
     t0 = time.perf_counter()
-    series = [Series.of(hist.readings(i)) for i in range(meters)]
+    series = [hist.series(i) for i in range(meters)]
     t_load = time.perf_counter() - t0
     ev_start, ev_end = hist.events[-1]
     per: dict = {}

@@ -7,9 +7,11 @@ whose true reduction is known exactly:
 * daily weather: a seeded AR(1) walk of the daily maximum around ``mean_max_c`` (daily
   minimum 10 °C lower), which drives the HVAC baseline through the ETP house physics of
   :func:`~demand_response.gridsim.devices.baseline_components`;
-* behaviour: each home's non-HVAC load varies by a day factor (log-normal, ``day_sd``)
+* behaviour: each home's non-flexible load varies by a day factor (log-normal, ``day_sd``)
   and an interval factor (log-normal, ``interval_sd``); weekends and ``holidays`` scale it
-  by ``weekend_factor``;
+  by ``weekend_factor``; the HVAC load by a day factor (log-normal, ``hvac_day_sd``:
+  occupancy, windows, setpoint changes); an EV is plugged in on a given evening with
+  probability ``ev_plug_p``;
 * events: on each of ``event_days`` every home sheds ``participation`` x its feasible
   constant reduction (:func:`~demand_response.gridsim.devices.device_flexibility`) over
   the event hours, never below zero consumption, then pays back ``rebound`` of the shed
@@ -25,7 +27,7 @@ import datetime as _dt
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
@@ -33,6 +35,9 @@ from ..market import delivered_watts
 from .devices import baseline_components, device_flexibility
 from .population import Population, make_population
 from .weather import SECONDS_PER_DAY, Request
+
+if TYPE_CHECKING:
+    from ..mv.baselines import Series
 
 
 @dataclass
@@ -78,6 +83,12 @@ class History:
         cf = int(self.counterfactual_event_wh[i, e])
         return delivered_watts(cf, cf - int(self.true_reduction_wh[i, e]), b - a)
 
+    def series(self, i: int) -> "Series":
+        """Household ``i``'s readings as a :class:`demand_response.mv.Series` (fast path for baselines)."""
+        from ..mv.baselines import Series
+
+        return Series(self.interval_s, dict(zip(self.starts.tolist(), self.wh[i].tolist())))
+
     def meter_id(self, i: int, prefix: str = "home-") -> str:
         """The meter id used for home ``i`` in files and stores."""
         return f"{prefix}{i:05d}"
@@ -104,6 +115,7 @@ def simulate_history(n: "int | Population", days: int, day0: int, *, seed: int =
                      utc_offset_hours: float = 0.0, mean_max_c: float = 31.0, weather_sd_c: float = 3.0,
                      weather_ar: float = 0.7, day_sd: float = 0.10, interval_sd: float = 0.30,
                      weekend_factor: float = 1.15, holidays: Sequence[str] = (), participation: float = 0.9,
+                     hvac_day_sd: float = 0.15, ev_plug_p: float = 0.8,
                      rebound: float = 0.5, rebound_h: float = 2.0, **population: Any) -> History:
     """Simulate ``days`` days of interval data for ``n`` homes (or a given population).
 
@@ -147,12 +159,14 @@ def simulate_history(n: "int | Population", days: int, day0: int, *, seed: int =
         factor = np.exp(day_sd * r.standard_normal((pop.n, 1)) + interval_sd * r.standard_normal((pop.n, per_day))
                         - 0.5 * (day_sd**2 + interval_sd**2))
         flexible_base = comp["base"] * factor * (1.0 if business else weekend_factor)
-        net_w = flexible_base + comp["hvac"] + comp["water_heater"] + comp["ev"] - comp["pv"]
+        hvac = comp["hvac"] * np.exp(hvac_day_sd * r.standard_normal((pop.n, 1)) - 0.5 * hvac_day_sd**2)
+        plugged = r.random((pop.n, 1)) < ev_plug_p
+        net_w = flexible_base + hvac + comp["water_heater"] + comp["ev"] * plugged - comp["pv"]
         cf = np.rint(net_w * (interval_s / 3600.0)).astype(np.int64)
         day_wh = cf.copy()
         if k in ev_set:
             flex = device_flexibility(pop, req)
-            shed_w = participation * (flex.hvac_w + flex.wh_w + flex.ev_w + flex.bat_w)
+            shed_w = participation * (flex.hvac_w + flex.wh_w + flex.ev_w * plugged[:, 0] + flex.bat_w)
             lo, hi = e_lo // interval_s, e_hi // interval_s
             want = np.rint(shed_w * (interval_s / 3600.0)).astype(np.int64)[:, None]
             cut = np.minimum(want, np.maximum(cf[:, lo:hi], 0))
