@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import csv
 import io as _io
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from ..artifacts import atomic_write_text
 from .readings import MeterDataError, Reading, check_meter_id, check_reading
 
 CSV_HEADER = ("meter_id", "start", "seconds", "wh")
@@ -27,20 +26,6 @@ _ATOM = "http://www.w3.org/2005/Atom"
 _ESPI = "http://naesb.org/espi"
 _UOM_WH = 72  # ESPI UomType: watt-hours
 _KIND_ELECTRICITY = 0  # ESPI ServiceKind
-
-
-def _write_atomic(path: "str | Path", text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent or "."))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _open_checked(path: "str | Path") -> Path:
@@ -76,9 +61,11 @@ def read_csv(path: "str | Path") -> dict[str, list[Reading]]:
                     values.append(int(text))
                 except ValueError:
                     try:
-                        values.append(float(text))
+                        number = float(text)
                     except ValueError:
                         values.append(text)
+                    else:  # "250.0" from a spreadsheet is 250 Wh; "0.25" is refused (kWh?)
+                        values.append(int(number) if number.is_integer() else number)
             try:
                 check_meter_id(meter)
                 out.setdefault(meter, []).append(check_reading(meter, values))
@@ -101,7 +88,7 @@ def csv_text(by_meter: Mapping[str, Iterable[Sequence[int]]]) -> str:
 
 def write_csv(path: "str | Path", by_meter: Mapping[str, Iterable[Sequence[int]]]) -> None:
     """Write readings as CSV, atomically."""
-    _write_atomic(path, csv_text(by_meter))
+    atomic_write_text(path, csv_text(by_meter))
 
 
 # -- Green Button ---------------------------------------------------------------------------
@@ -226,7 +213,7 @@ def green_button_xml(by_meter: Mapping[str, Iterable[Sequence[int]]]) -> str:
 
 def write_green_button(path: "str | Path", by_meter: Mapping[str, Iterable[Sequence[int]]]) -> None:
     """Write readings as a Green Button (ESPI) feed, atomically."""
-    _write_atomic(path, green_button_xml(by_meter))
+    atomic_write_text(path, green_button_xml(by_meter))
 
 
 def read_any(path: "str | Path", meter_id: str | None = None) -> dict[str, list[Reading]]:

@@ -96,7 +96,8 @@ class MeterStore:
             path = str(Path(path).expanduser())
         try:
             conn = sqlite3.connect(path, isolation_level=None, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL") if path != ":memory:" else None
+            if path != ":memory:":
+                conn.execute("PRAGMA journal_mode=WAL")  # readers go on while one writer writes
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the meter store {path}: {exc}; is it an SQLite file you can write?") from None
         return cls(conn, "sqlite")
@@ -121,7 +122,7 @@ class MeterStore:
         cur = self._conn.cursor()
         try:
             if self.dialect == "sqlite":
-                cur.execute("BEGIN IMMEDIATE")  # one writer at a time; readers go on (WAL)
+                cur.execute("BEGIN IMMEDIATE")  # one writer at a time
             yield cur
         except BaseException:
             self._conn.rollback() if self.dialect == "postgresql" else cur.execute("ROLLBACK")
@@ -157,10 +158,15 @@ class MeterStore:
         """
         checked = {check_meter_id(m): list(rows) for m, rows in batches.items()}
         total = 0
-        with self._transaction() as cur:
-            for meter_id, raw in checked.items():
-                rows = self._add_one(cur, meter_id, raw)
-                total += len(rows)
+        try:
+            with self._transaction() as cur:
+                for meter_id, raw in checked.items():
+                    total += len(self._add_one(cur, meter_id, raw))
+        except Exception as exc:
+            if type(exc).__name__ in ("IntegrityError", "UniqueViolation"):  # sqlite3 / psycopg
+                raise MeterDataError(f"another writer stored readings of {', '.join(sorted(checked))} at the same "
+                                     "time; nothing of this batch was stored: import it again") from None
+            raise
         return total
 
     def _add_one(self, cur: Any, meter_id: str, raw: list) -> list[Reading]:

@@ -133,3 +133,26 @@ def test_concurrent_writers_to_one_meter_cannot_both_extend_it(pg_url, store):
         with pytest.raises(MeterDataError, match="overlap the stored"):
             store.add_readings("a", _run(4, T0 + 4 * Q))
     assert store.count("a") == 8
+
+
+def test_two_writers_racing_to_create_one_meter_store_it_once(pg_url, store):
+    import threading
+
+    errors: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def write() -> None:
+        with MeterStore.open(pg_url) as mine:
+            barrier.wait()
+            try:
+                mine.add_readings("race", _run(96))
+            except MeterDataError as exc:
+                errors.append(str(exc))
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(errors) == 3 and all("another writer" in e or "overlap the stored" in e for e in errors)
+    assert store.count("race") == 96

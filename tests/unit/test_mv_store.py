@@ -100,3 +100,13 @@ def test_a_second_connection_sees_committed_data_only(tmp_path):
         with pytest.raises(MeterDataError):
             a.add_readings("m", _run(2, T0 + 3 * Q) + [(T0 + 9 * Q, Q, 1)])
         assert b.count("m") == 3
+
+
+def test_the_mv_core_imports_without_numpy_or_pandas():
+    import subprocess
+    import sys
+
+    code = ("import sys, demand_response.mv, demand_response.mv.io, demand_response.mv.commands; "
+            "print(sorted(m for m in ('numpy', 'pandas', 'psycopg', 'opendsm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
