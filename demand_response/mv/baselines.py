@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..market import delivered_watts as _delivered_watts
-from .readings import INTERVALS_S, MeterDataError, Reading
+from .readings import INTERVALS_S, MeterDataError
 
 DAY = 86400
 HOUR = 3600

@@ -21,7 +21,6 @@ from demand_response.devchain import free_port
 from demand_response.mv import MeterDataError, MeterStore, Reading, caiso_x_of_y, fingerprint
 from demand_response.mv.io import csv_text
 
-pytestmark = pytest.mark.daemons
 
 T0 = 1752451200
 Q = 900

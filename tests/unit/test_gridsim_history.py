@@ -9,7 +9,6 @@ from demand_response.gridsim.history import simulate_history
 from demand_response.mv import MeterStore, caiso_x_of_y, check_series, sum_results
 from demand_response.mv.io import read_csv
 
-pytestmark = pytest.mark.unit
 
 DAY0 = 1752451200 - 30 * 86400  # 2025-06-14, a Saturday; day 30 is Monday 2025-07-14
 

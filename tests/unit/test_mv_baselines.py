@@ -11,12 +11,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from demand_response import market
 from demand_response.mv import (InsufficientHistory, MeterDataError, caiso_x_of_y, compute, meter_before_after,
                                 pjm_high_x_of_y, sum_results)
 
-pytestmark = pytest.mark.unit
 
 D = 1752451200  # 2025-07-14 00:00 UTC, a Monday
 H = 3600
@@ -181,3 +182,27 @@ def test_a_portfolio_is_settled_on_its_summed_energies():
                      excluded=[EARLIER_EVENT])
     assert b.delivered_watts == 0  # consumed more than its baseline alone
     assert sum_results([a, b]) == (4400, 3800, 300)  # (4400 - 3800) Wh over 2 h
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 4000), min_size=25 * 24, max_size=25 * 24), st.integers(0, 4000), st.randoms())
+def test_any_history_gives_an_order_free_bounded_exact_baseline(values, event_wh, rnd):
+    rows = [(D - 25 * 86400 + i * H, H, v) for i, v in enumerate(values)]
+    rows += [(D + h * H, H, event_wh) for h in range(24)]
+    shuffled = list(rows)
+    rnd.shuffle(shuffled)
+    for method in ("caiso-10in10", "pjm-high4of5", "meter-before-after"):
+        try:
+            r = compute(method, rows, *EVENT)
+        except InsufficientHistory:
+            continue
+        assert compute(method, shuffled, *EVENT) == r  # the order readings arrive in changes nothing
+        assert r.delivered_watts == market.delivered_watts(r.baseline_total_wh, r.metered_total_wh, 7200)
+        if method == "caiso-10in10":
+            used = {iso: [v for (t, _, v) in rows if dt.datetime.fromtimestamp(t, tz=dt.timezone.utc)
+                          .date().isoformat() == iso] for iso in r.days_used}
+            for k, b in enumerate(r.baseline_wh):
+                hour = 14 + k
+                lo = min(day[hour] for day in used.values())
+                hi = max(day[hour] for day in used.values())
+                assert lo * 8 // 10 - 1 <= b <= hi * 12 // 10 + 1  # an average, times a ratio within ±20 %

@@ -15,7 +15,7 @@ from demand_response.gridsim.weather import Request, outdoor_temperature  # noqa
 from demand_response.mv import MeterDataError  # noqa: E402
 from demand_response.mv.caltrack import caltrack_baseline, sample_readings  # noqa: E402
 
-pytestmark = [pytest.mark.unit, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 def _temperatures(hist) -> dict[int, float]:

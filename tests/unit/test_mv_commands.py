@@ -10,7 +10,6 @@ from demand_response.gridsim.history import simulate_history
 from demand_response.mv import MeterDataError, MeterStore
 from demand_response.mv.commands import baseline_command, check_command, import_command
 
-pytestmark = pytest.mark.unit
 
 DAY0 = 1752451200 - 20 * 86400
 

@@ -8,7 +8,6 @@ import pytest
 
 from demand_response.mv import Fingerprint, MeterDataError, caiso_x_of_y, canonical_text, fingerprint, recompute
 
-pytestmark = pytest.mark.unit
 
 D = 1752451200  # Monday
 H = 3600

@@ -9,7 +9,6 @@ import pytest
 from demand_response.mv import MeterDataError, MeterStore, canonical_text, data_hash
 from demand_response.mv.io import csv_text, read_any, read_csv, read_green_button, write_csv, write_green_button
 
-pytestmark = pytest.mark.unit
 
 T0 = 1752451200
 DATA = {"home-00001": [(T0 + i * 900, 900, 200 + (i * 37) % 311 - 60) for i in range(3 * 96)],

@@ -6,7 +6,6 @@ import pytest
 
 from demand_response.mv import MeterDataError, MeterStore, Reading, StoreError
 
-pytestmark = pytest.mark.unit
 
 T0 = 1752451200
 Q = 900
