@@ -11,7 +11,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all bootstrap browser-deps ops-deps screenshots demo test test-fast compile lock bench audit iot-check clean help
+.PHONY: all bootstrap system-deps screenshots demo test test-fast compile lock bench audit iot-check clean help
 
 help:
 	@echo "make demo     run a full request -> bids -> settlement -> withdraw cycle on a local chain"
@@ -49,30 +49,29 @@ demo: bootstrap
 
 # Two xdist workers, one test file per worker at a time: each worker runs its own chains.
 TEST_WORKERS ?= 2
-test: bootstrap browser-deps ops-deps
+test: bootstrap system-deps
 	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-# Headless Chromium for tests/web/test_browser.py (Debian's package; Playwright drives it and
-# never downloads a browser). Without root or apt the browser tests skip with the reason.
-browser-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "==> installing chromium (apt)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
-	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "note: chromium is missing and cannot be installed here; browser tests will be skipped"; fi; }
+# Debian packages the tests drive for real, each checked by the command it provides:
+#   chromium        headless browser for tests/web/test_browser.py (Playwright never downloads one)
+#   systemd         systemd-analyze for tests/ops/test_systemd_units.py (installing it starts nothing)
+#   postgresql      initdb/postgres for tests/daemons/test_meter_store_pg.py (a throwaway cluster)
+#   mosquitto       the MQTT broker for tests/devices/ (started per test on a free port)
+# One apt-get for whatever is missing. Without root (or passwordless sudo) nothing is
+# installed and the tests that need a missing package skip with the reason.
+SYSTEM_DEPS := chromium:chromium systemd-analyze:systemd initdb:postgresql mosquitto:mosquitto
+system-deps:
+	@missing=""; for pair in $(SYSTEM_DEPS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/$$cmd >/dev/null 2>&1 || \
+	  ls /usr/sbin/$$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then SUDO=""; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo"; \
+	  else echo "note: cannot install$$missing here (needs root); the tests that need them will skip"; exit 0; fi; \
+	  echo "==> installing$$missing (apt)"; $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
-# systemd-analyze for tests/ops/test_systemd_units.py (Debian's systemd package; installing it does not
-# start systemd). Without root or apt the unit checks skip with the reason.
-ops-deps:
-	@command -v systemd-analyze >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "==> installing systemd (apt) for systemd-analyze"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null; \
-	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
-	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null; \
-	  else echo "note: systemd-analyze is missing and cannot be installed here; unit checks will be skipped"; fi; }
-
-screenshots: bootstrap browser-deps
+screenshots: bootstrap system-deps
 	@DR_SCREENSHOT_DIR=$(CURDIR)/docs/img $(PY) -m pytest tests/web/test_browser.py -q
 
 test-fast: bootstrap
@@ -99,8 +98,8 @@ iot-check: bootstrap
 
 lock:
 	@rm -rf /tmp/dr-lockenv && $(PYTHON) -m venv /tmp/dr-lockenv
-	@/tmp/dr-lockenv/bin/pip install --quiet ".[dev,grid,web,ops]"
-	@{ echo "# Exact versions for the dev/test environment: \`pip install -r requirements.lock -e .[dev,grid,web,ops]\`."; \
+	@/tmp/dr-lockenv/bin/pip install --quiet ".[dev,grid,web,ops,mv]"
+	@{ echo "# Exact versions for the dev/test environment: \`pip install -r requirements.lock -e .[dev,grid,web,ops,mv]\`."; \
 	   echo "# Satisfies eth-brownie 1.22.2 (web3 7.16.0, pytest 9.1.1, hypothesis 6.27.3, python-dotenv 0.16.0)."; \
 	   echo "# Regenerate: make lock"; \
 	   /tmp/dr-lockenv/bin/pip freeze --exclude demand-response; } > requirements.lock

@@ -478,6 +478,26 @@ def _gridsim_section(gs: dict) -> list[str]:
     return L
 
 
+def _mv_section(mv: dict) -> list[str]:
+    acc, tm = mv["accuracy"], mv["timing"]
+    sizes = [k for k in ("1", "10", "100", "1000") if k in next(iter(acc["methods"].values()))]
+    L = ["## 7. Measurement and verification (baselines)", "",
+         f"`bench/bench_mv.py`: {acc['homes']:,} gridsim homes, {acc['days']} days of "
+         f"{acc['interval_s'] // 60}-min data, {acc['placebo_days']} placebo event days ({acc['window']}, no event: "
+         "any difference is baseline error). Bias % = mean error / mean load; precision = relative RMSE %. "
+         "Portfolios: errors summed over disjoint groups first. docs/mv.md discusses the figures.", "",
+         "| method | " + " | ".join(f"{int(k):,} home{'s' if k != '1' else ''}: bias / rRMSE %" for k in sizes)
+         + " | single home median abs % | last event: estimated vs true kWh |",
+         "|---|" + "---:|" * (len(sizes) + 2)]
+    for name, row in acc["methods"].items():
+        L.append(f"| {name} | " + " | ".join(f"{row[k]['bias_pct']} / **{row[k]['rel_rmse_pct']}**" for k in sizes)
+                 + f" | {row['single_median_abs_pct']} | {row['event']['estimated_kwh']} vs {row['event']['true_kwh']} |")
+    L += ["", f"Time to baseline {tm['meters']:,} meters for one event (pure Python, one core): "
+          + ", ".join(f"{m} {s} s" for m, s in tm["baseline_s"].items())
+          + f"; reading them into memory {tm['load_series_s']} s.", ""]
+    return L
+
+
 def _compile_section(c: dict) -> list[str]:
     s = c["solcjs"]
     native = c.get("native")
@@ -626,7 +646,7 @@ def render_doc(report: dict, images: list[str]) -> str:
     if errors:
         L += ["**Sections that failed in this run:** " + "; ".join(f"{k}: {v}" for k, v in errors.items()), ""]
     for sec, fn in ((g, _gas_section), (lat, _latency_section), (tp, _throughput_section), (fp, _footprint_section),
-                    (gs, _gridsim_section), (c, _compile_section)):
+                    (gs, _gridsim_section), (c, _compile_section), (_sec(report, "mv"), _mv_section)):
         if sec:
             L += fn(sec)
     if econ:

@@ -2,7 +2,7 @@
 """`make bench`: run every benchmark in bench/, write bench/report.json, the plots
 docs/img/perf-*.png and docs/performance.md (rendered from the JSON, never edited by hand).
 
-    .venv/bin/python bench/run.py [--full] [--only gas,latency,throughput,footprint,gridsim,compile,economics]
+    .venv/bin/python bench/run.py [--full] [--only gas,latency,throughput,footprint,gridsim,compile,economics,mv]
     .venv/bin/python bench/run.py --render-only      # re-render the doc and plots from report.json
 
 The default run takes a few minutes; --full adds 100,000 bids, more rounds and the slower
@@ -25,7 +25,7 @@ from _common import ROOT, machine, write_json  # noqa: E402
 
 REPORT = ROOT / "bench" / "report.json"
 WORK = ROOT / "bench" / ".work"
-SECTIONS = ("calibration", "gas", "latency", "throughput", "footprint", "gridsim", "compile", "economics")
+SECTIONS = ("calibration", "gas", "latency", "throughput", "footprint", "gridsim", "compile", "economics", "mv")
 
 
 def log(msg: str) -> None:
@@ -119,8 +119,14 @@ def economics(full: bool) -> dict:
     return bench_economics.run(10_000 if full else 1_000, 100 if full else 40, log=log)
 
 
+def mv(full: bool) -> dict:
+    import bench_mv
+
+    return bench_mv.run(1000, 10_000, log=log)
+
+
 RUNNERS = {"calibration": calibration, "gas": gas, "latency": latency, "throughput": throughput,
-           "footprint": footprint, "gridsim": gridsim, "compile": compile_, "economics": economics}
+           "footprint": footprint, "gridsim": gridsim, "compile": compile_, "economics": economics, "mv": mv}
 
 
 # -- main -----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from .bids import BidArrays, bids_document, bids_for_request, fleet_bids, househ
 from .commands import feeder_command, simulate_command
 from .delivery import Delivery, delivered_reduction, simulate_delivery
 from .devices import Flexibility, baseline_components, device_flexibility
+from .history import History, simulate_history
 from .feeder import FeederDay, clear_bids, feeder_day, feeder_delivered, suggest_request
 from .plot import plot_feeder, plot_household
 from .population import Population, PopulationParams, make_population
@@ -24,6 +25,7 @@ __all__ = [
     "BidArrays",
     "Delivery",
     "FeederDay",
+    "History",
     "Flexibility",
     "Population",
     "PopulationParams",
@@ -45,6 +47,7 @@ __all__ = [
     "simulate_command",
     "feeder_command",
     "simulate_delivery",
+    "simulate_history",
     "suggest_request",
     "usd_to_wei",
     "wei_to_usd",
