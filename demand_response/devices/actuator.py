@@ -49,6 +49,7 @@ class Actuator:
         self._lock = threading.RLock()
         self._drivers: dict[str, Driver] = dict(drivers or {})
         self._resources: dict[str, Any] = {}  # shared connections (MQTT buses, the OCPP server)
+        self._saved: str | None = None
         self.plans: dict[int, Plan] = self._load_state()
         if restore_on_start:
             self.restore_if_over(self.clock.now())
@@ -318,9 +319,12 @@ class Actuator:
                               "(devices revert on their own timers)") from None
 
     def _save_state(self) -> None:
+        text = json.dumps({"plans": [p.to_dict() for p in self.plans.values()]}, indent=1, sort_keys=True) + "\n"
+        if text == self._saved:
+            return  # unchanged: no write (the scheduler ticks every second)
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.state_path, json.dumps({"plans": [p.to_dict() for p in self.plans.values()]},
-                                                      indent=1, sort_keys=True) + "\n")
+        atomic_write_text(self.state_path, text)
+        self._saved = text
 
 
 class Scheduler:
