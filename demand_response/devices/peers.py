@@ -376,9 +376,11 @@ class SimChargePoint:
     def connect(self, timeout: float = 10.0) -> "SimChargePoint":
         """Connect and boot (BootNotification); returns when the manager accepted it."""
         self._task = asyncio.run_coroutine_threadsafe(self._run(), self.loop)
-        if not self.connected.wait(timeout):
-            exc = self._task.exception(timeout=0.1) if self._task.done() else None
-            raise ConnectionError(f"charger {self.station_id} could not connect to {self.url}: {exc}")
+        deadline = time.monotonic() + timeout
+        while not self.connected.wait(0.02):
+            if self._task.done() or time.monotonic() > deadline:
+                exc = self._task.exception(timeout=0.1) if self._task.done() else "timed out"
+                raise ConnectionError(f"charger {self.station_id} could not connect to {self.url}: {exc}")
         return self
 
     def disconnect(self) -> None:
@@ -445,7 +447,11 @@ class SimInverter:
         return self.offsets[704] + model.points[name].offset
 
     def reg(self, name: str) -> int:
-        """The current value of a model 704 register (one-register points)."""
+        """The current value of a model 704 register (one-register points), timer applied."""
+        self._update()
+        return self._reg(name)
+
+    def _reg(self, name: str) -> int:
         return self.registers[self._point_addr(name) - SUNSPEC_BASE]
 
     def _set_reg(self, name: str, value: int, size: int = 1) -> None:
@@ -461,18 +467,22 @@ class SimInverter:
             remaining = max(0, int(self.revert_deadline - now + 0.999))
             self._set_reg("WMaxLimPctRvrtRem", remaining, 2)
             if now >= self.revert_deadline:
-                self._set_reg("WMaxLimPctEna", self.reg("WMaxLimPctEnaRvrt"))
-                self._set_reg("WMaxLimPct", self.reg("WMaxLimPctRvrt"))
+                self._set_reg("WMaxLimPctEna", self._reg("WMaxLimPctEnaRvrt"))
+                self._set_reg("WMaxLimPct", self._reg("WMaxLimPctRvrt"))
                 self.revert_deadline = None
         w_addr = self.offsets[701] + self.models[701].points["W"].offset - SUNSPEC_BASE
-        self.registers[w_addr] = int(round(self.power_w)) & 0xFFFF
+        self.registers[w_addr] = int(round(self._power())) & 0xFFFF
+
+    def _power(self) -> float:
+        if self._reg("WMaxLimPctEna") == 1:
+            return min(self.draw_w, self.rated_w * self._reg("WMaxLimPct") / 100.0)
+        return self.draw_w
 
     @property
     def power_w(self) -> float:
-        """What the device draws now, under its limit."""
-        if self.reg("WMaxLimPctEna") == 1:
-            return min(self.draw_w, self.rated_w * self.reg("WMaxLimPct") / 100.0)
-        return self.draw_w
+        """What the device draws now, under its limit (its revert timer applied)."""
+        self._update()
+        return self._power()
 
     async def _action(self, function_code: int, start_address: int, address: int, count: int,
                       current_registers: list[int], set_values: Any) -> None:
@@ -487,7 +497,7 @@ class SimInverter:
         tms_addr = self._point_addr("WMaxLimPctRvrtTms")
         if address <= tms_addr + 1 and address + len(set_values) > tms_addr:
             tms = (self.registers[tms_addr - SUNSPEC_BASE] << 16) | self.registers[tms_addr - SUNSPEC_BASE + 1]
-            self.revert_deadline = time.time() + tms if tms and self.reg("WMaxLimPctEna") == 1 else None
+            self.revert_deadline = time.time() + tms if tms and self._reg("WMaxLimPctEna") == 1 else None
         self._update()
         current_registers[:] = self.registers[start_address - SUNSPEC_BASE:][:len(current_registers)]
 

@@ -25,6 +25,9 @@ from . import require
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "ocpp2.0.1"
+#: The profile starts this many seconds before now (and lasts as much longer), so a charger
+#: whose clock is a little behind ours applies the cap at once.
+CLOCK_SKEW_S = 60
 
 
 def iso(t: float) -> str:
@@ -160,6 +163,8 @@ class ChargingStationManager:
         except DeviceError:
             raise
         except Exception as exc:  # CallError from the charger, or the link dropped mid-call
+            if exc.__class__.__name__.startswith("ConnectionClosed"):
+                raise DeviceError(f"charger {station} is not connected (its link closed)") from None
             raise DeviceError(f"charger {station}: {type(payload).__name__} failed ({exc.__class__.__name__}: "
                               f"{exc})") from None
 
@@ -187,7 +192,8 @@ class OcppCharger(Driver):
     def shed(self, limit_w: float | None, revert_after_s: int) -> Ack:
         """Cap the charger at ``limit_w`` W (0 when None) with a profile that lasts ``revert_after_s``."""
         call = self.server._ocpp.call
-        now = self.clock.now()
+        now = self.clock.now() - CLOCK_SKEW_S  # a charger whose clock runs a little behind still applies it
+        revert_after_s = int(revert_after_s) + CLOCK_SKEW_S
         limit = float(self.spec.min_w if limit_w is None else max(limit_w, self.spec.min_w))
         profile = {
             "id": self.profile_id, "stack_level": int(self.spec.options.get("stack_level", 9)),
