@@ -11,7 +11,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all bootstrap browser-deps screenshots demo test test-fast compile lock bench audit iot-check clean help
+.PHONY: all bootstrap system-deps browser-deps screenshots demo test test-fast compile lock bench audit iot-check clean help
 
 help:
 	@echo "make demo     run a full request -> bids -> settlement -> withdraw cycle on a local chain"
@@ -49,20 +49,30 @@ demo: bootstrap
 
 # Two xdist workers, one test file per worker at a time: each worker runs its own chains.
 TEST_WORKERS ?= 2
-test: bootstrap browser-deps
+test: bootstrap system-deps
 	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-# Headless Chromium for tests/web/test_browser.py (Debian's package; Playwright drives it and
-# never downloads a browser). Without root or apt the browser tests skip with the reason.
-browser-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "==> installing chromium (apt)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
-	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "note: chromium is missing and cannot be installed here; browser tests will be skipped"; fi; }
+# System packages the tests drive for real, from Debian: headless Chromium for
+# tests/web/test_browser.py (Playwright drives it and never downloads a browser) and the
+# Mosquitto MQTT broker for tests/devices (each test starts its own on a free port; the
+# package's own service is not needed). Without root or apt, the tests that need a missing
+# one skip with the reason.
+SYSTEM_DEPS := chromium mosquitto
+system-deps:
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="chromium"; \
+	  { command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto; } || missing="$$missing mosquitto"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      echo "==> installing$$missing (apt)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+	      sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    else echo "note:$$missing missing and cannot be installed here; browser/device tests that need it will be skipped"; fi; \
+	  fi
 
-screenshots: bootstrap browser-deps
+# The old name, kept for scripts that call it.
+browser-deps: system-deps
+
+screenshots: bootstrap system-deps
 	@DR_SCREENSHOT_DIR=$(CURDIR)/docs/img $(PY) -m pytest tests/web/test_browser.py -q
 
 test-fast: bootstrap

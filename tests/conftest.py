@@ -12,6 +12,7 @@ daemons    signer, listener and daemons as real processes, faults against real n
 tooling    the CLI, brownie scripts, the compiler, the consumer board's light install
 web        the Flask app: views, API fuzzing, headless Chromium
 e2e        the demo end to end, secrets in every output
+devices    device drivers against real protocol peers: Mosquitto, OCPP, Modbus, HA's REST API
 =========  ===============================================================================
 
 ``slow`` marks tests over ~20 s (``make test-fast`` leaves them out). ``make test`` runs the
@@ -40,7 +41,7 @@ hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
     hypothesis_settings.load_profile("ci")
 
-TIERS = ("unit", "contract", "daemons", "tooling", "web", "e2e")
+TIERS = ("unit", "contract", "daemons", "tooling", "web", "e2e", "devices")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

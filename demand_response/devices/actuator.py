@@ -29,6 +29,9 @@ _FINAL = frozenset({"restored", "reverted", "overridden", "missed"})
 
 OptOutCallback = Callable[[OptOut], None]
 
+#: Seconds between polls of a shed device's state (is it still off?) during an event.
+OVERRIDE_POLL_S = 10.0
+
 
 class Actuator:
     """Plans, sheds, restores and reads the configured devices; one entry point for the daemon.
@@ -50,6 +53,7 @@ class Actuator:
         self._drivers: dict[str, Driver] = dict(drivers or {})
         self._resources: dict[str, Any] = {}  # shared connections (MQTT buses, the OCPP server)
         self._saved: str | None = None
+        self._checked: dict[str, float] = {}  # device -> when its override state was last polled
         self.plans: dict[int, Plan] = self._load_state()
         if restore_on_start:
             self.restore_if_over(self.clock.now())
@@ -251,6 +255,9 @@ class Actuator:
                         plan.award.request_id, step.device, ack.error, _hms(step.revert_at or now))
 
     def _check_override(self, plan: Plan, step: Step, now: float) -> None:
+        if now - self._checked.get(step.device, float("-inf")) < OVERRIDE_POLL_S:
+            return
+        self._checked[step.device] = now
         try:
             state = self.driver(step.device).is_shed()
         except DeviceError:

@@ -73,6 +73,7 @@ def test_switching_it_on_in_home_assistant_during_the_event_is_an_opt_out(ha, ma
     actuator.plan(Award(4, 1000, int(now), int(now) + 60))
     actuator.tick()
     ha.set_state("switch.aircon", "on")
+    clock.advance(10)  # the actuator polls a shed device's state every 10 s
     actuator.tick()
     assert [(o.device, o.source, o.before_event) for o in outs] == [("aircon", "device", False)]
     actuator.close()

@@ -116,7 +116,7 @@ def test_a_button_pressed_during_the_event_is_reported_as_an_opt_out(broker, clo
     actuator.plan(Award(11, 3500, int(start), int(start) + 300))
     actuator.tick()
     shelly.press()
-    wait_for(lambda: (actuator.tick(), outs)[1], what="the override to be noticed")
+    wait_for(lambda: (clock.advance(10), actuator.tick(), outs)[2], what="the override to be noticed")
     assert [(o.device, o.before_event, o.source, o.shed_w) for o in outs] == [("dryer", False, "device", 1500)]
     assert actuator.plans[11].step("dryer").status == "overridden"
     clock.advance(301)
