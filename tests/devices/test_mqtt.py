@@ -102,8 +102,8 @@ def test_a_broker_lost_mid_event_delays_the_restore_until_it_is_back(broker, clo
     wait_for(lambda: actuator.driver("water-heater").bus.connected.is_set() and plug.ready.is_set(), timeout=10,
              what="reconnection")
     wait_for(lambda: (actuator.tick(), plug.on)[1], timeout=10, what="restore after reconnection")
-    restores = [r for r in actuator.commands.records() if r["command"] == "restore"]
-    assert [r["ok"] for r in restores] == [False, True]
+    oks = [r["ok"] for r in actuator.commands.records() if r["command"] == "restore"]
+    assert oks[0] is False and oks[-1] is True  # failed while the broker was down, done once it was back
     actuator.close()
 
 
