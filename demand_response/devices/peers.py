@@ -84,12 +84,14 @@ class _MqttPeer:
         self.client.reconnect_delay_set(min_delay=1, max_delay=2)
         self.client.on_connect = lambda c, u, f, rc, p: self._connected()
         self.client.on_message = lambda c, u, m: self._message(m.topic, m.payload.decode("utf-8", "replace"))
+        # ready once the broker has confirmed the subscription: commands sent before would be lost
+        self.client.on_subscribe = lambda c, u, mid, codes, p: self.ready.set()
         self.ready = threading.Event()
         self.client.connect_async("127.0.0.1", port, keepalive=10)
         self.client.loop_start()
 
     def _connected(self) -> None:
-        self.ready.set()
+        """Subclasses subscribe here; ``ready`` is set when the broker acknowledges."""
 
     def _message(self, topic: str, payload: str) -> None:
         raise NotImplementedError
