@@ -69,7 +69,7 @@ class Actuator:
             existing = self.plans.get(award.request_id)
             if existing is not None:
                 return existing
-            busy = {s.device for p in self.plans.values() if p.award.start < award.end and award.start < p.award.end
+            busy = {s.device for p in self.plans.values() if p.award.start < award.end and award.start < p.end
                     for s in p.steps if s.status not in _FINAL}
             plan = plan_award(award, self.config.devices, exclude=frozenset(busy))
             plan.opted_out = []
@@ -90,7 +90,7 @@ class Actuator:
         with self._lock:
             done = []
             for plan in self._plans(request_id):
-                if request_id is None and not (plan.award.start <= now < plan.award.end):
+                if request_id is None and not (plan.award.start <= now < plan.end):
                     continue
                 for step in plan.steps:
                     if step.status in ("planned", "failed"):
@@ -115,13 +115,27 @@ class Actuator:
             self._save_state()
             return done
 
+    def cancel(self, request_id: int, now: float | None = None) -> list[Step]:
+        """The event will not happen (request cancelled): end it now and restore what it shed.
+
+        A restore that fails is retried by :meth:`tick` like one at the normal end.
+        """
+        now = self.clock.now() if now is None else now
+        with self._lock:
+            plan = self.plans.get(request_id)
+            if plan is None:
+                return []
+            plan.ended_at = now
+            self._log(request_id, None, "cancel", {"ended_at": now}, Ack(True), now)
+            return self.restore_if_over(now)
+
     def restore_if_over(self, now: float | None = None) -> list[Step]:
         """Restore what events that have ended left shed (call on daemon start)."""
         now = self.clock.now() if now is None else now
         with self._lock:
             done = []
             for plan in list(self.plans.values()):
-                if now >= plan.award.end:
+                if now >= plan.end:
                     for step in plan.steps:
                         if step.status == "shed":
                             self._restore_step(plan, step, now)
@@ -137,7 +151,7 @@ class Actuator:
         now = self.clock.now() if now is None else now
         with self._lock:
             for plan in list(self.plans.values()):
-                running = plan.award.start <= now < plan.award.end
+                running = plan.award.start <= now < plan.end
                 for step in plan.steps:
                     if running and step.status in ("planned", "failed"):
                         self._shed_step(plan, step, now)
@@ -147,7 +161,7 @@ class Actuator:
 
     def next_wakeup(self, now: float) -> float | None:
         """The next event start or end after ``now`` (for the scheduler), or None."""
-        times = [t for p in self.plans.values() for t in (p.award.start, p.award.end) if t > now]
+        times = [t for p in self.plans.values() for t in (p.award.start, p.end) if t > now]
         return min(times) if times else None
 
     def read_power(self) -> dict[str, float | None]:
@@ -170,7 +184,7 @@ class Actuator:
             outs = []
             for plan in self.plans.values():
                 step = plan.step(device)
-                if step is None or step.status in _FINAL or now >= plan.award.end:
+                if step is None or step.status in _FINAL or now >= plan.end:
                     continue
                 if step.status == "shed":
                     self._restore_step(plan, step, now, reason="user override")
@@ -223,7 +237,7 @@ class Actuator:
     # -- steps -------------------------------------------------------------------------------
 
     def _shed_step(self, plan: Plan, step: Step, now: float) -> None:
-        revert_after = int(math.ceil(plan.award.end - now)) + self.config.revert_margin_s
+        revert_after = int(math.ceil(plan.end - now)) + self.config.revert_margin_s
         params = {"limit_w": step.limit_w, "shed_w": step.shed_w, "revert_after_s": revert_after}
         ack = self._call(step.device, lambda d: d.shed(step.limit_w, revert_after))
         self._log(plan.award.request_id, step, "shed", params, ack, now)
@@ -231,7 +245,7 @@ class Actuator:
             step.status, step.revert_at, step.note = "shed", now + revert_after, ""
             log.info("request %d: %s shed (%s) until %s, device reverts by itself at %s", plan.award.request_id,
                      step.device, "off" if step.limit_w is None else f"capped at {step.limit_w / 1000:.3f} kW",
-                     _hms(plan.award.end), _hms(now + revert_after))
+                     _hms(plan.end), _hms(now + revert_after))
         else:
             if step.status != "failed":
                 log.warning("request %d: %s could not be shed: %s (retrying)", plan.award.request_id, step.device,
@@ -298,7 +312,7 @@ class Actuator:
 
     def _prune(self, now: float, force_ids: set[int] | None = None) -> None:
         for rid, plan in list(self.plans.items()):
-            over = now >= plan.award.end or rid in (force_ids or set())
+            over = now >= plan.end or rid in (force_ids or set())
             if over and all(s.status in _FINAL for s in plan.steps):
                 self._log(rid, None, "event_done", {"steps": {s.device: s.status for s in plan.steps},
                                                     "opted_out": plan.opted_out}, Ack(True), now)

@@ -58,6 +58,12 @@ class Plan:
     award: Award
     steps: list[Step]
     opted_out: list[str] = field(default_factory=list)
+    ended_at: float | None = None  # set when the event ends early (request cancelled)
+
+    @property
+    def end(self) -> float:
+        """When shedding stops: the award's end, or earlier if the event was cancelled."""
+        return self.award.end if self.ended_at is None else min(self.award.end, self.ended_at)
 
     @property
     def planned_w(self) -> float:
@@ -75,12 +81,14 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the actuator's state file)."""
-        return {"award": asdict(self.award), "steps": [asdict(s) for s in self.steps], "opted_out": list(self.opted_out)}
+        return {"award": asdict(self.award), "steps": [asdict(s) for s in self.steps], "opted_out": list(self.opted_out),
+                "ended_at": self.ended_at}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Plan":
         """Inverse of :meth:`to_dict`."""
-        return cls(Award(**data["award"]), [Step(**s) for s in data["steps"]], list(data.get("opted_out", [])))
+        return cls(Award(**data["award"]), [Step(**s) for s in data["steps"]], list(data.get("opted_out", [])),
+                   data.get("ended_at"))
 
 
 @dataclass(frozen=True)

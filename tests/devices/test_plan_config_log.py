@@ -140,3 +140,20 @@ def test_an_override_of_an_unknown_device_is_refused(make_config, clock):
     with pytest.raises(KeyError):
         actuator.user_override("toaster")
     actuator.close()
+
+
+def test_a_cancelled_request_restores_at_once_mid_event_and_sheds_nothing_before_it(make_config, clock):
+    actuator = Actuator(_sim_config(make_config), clock=clock)
+    now = int(clock.now())
+    actuator.plan(Award(9, 500, now, now + 600))
+    actuator.plan(Award(10, 500, now + 3600, now + 4200))
+    actuator.tick()
+    assert actuator.driver("hvac").is_shed()
+    clock.advance(60)
+    actuator.cancel(9)
+    actuator.cancel(10)
+    assert not actuator.driver("hvac").is_shed() and actuator.plans == {}
+    Scheduler(actuator).run_until(now + 4300)
+    assert [c["shed"] for c in actuator.driver("hvac").commands] == [True, False]
+    assert [r["command"] for r in actuator.commands.records()].count("cancel") == 2
+    actuator.close()
