@@ -59,3 +59,27 @@ class CommandLog:
                     continue
                 if isinstance(record, dict):
                     yield record
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One readable line for a command-log record (what the demo and a CLI print)."""
+    at = str(record.get("at_utc", ""))[11:19]
+    device = record.get("device") or "-"
+    command = record.get("command", "?")
+    params = record.get("params") or {}
+    if command == "plan":
+        steps = ", ".join(f"{s['device']} {s['shed_w'] / 1000:.3f} kW" for s in params.get("steps", []))
+        text = f"plan {params.get('accepted_w', 0) / 1000:.3f} kW: {steps or 'no device'}"
+        if params.get("shortfall_w"):
+            text += f" ({params['shortfall_w'] / 1000:.3f} kW not covered)"
+    elif command == "shed":
+        how = "off" if params.get("limit_w") is None else f"cap {params['limit_w'] / 1000:.3f} kW"
+        text = f"shed {device} ({how}, device reverts itself after {params.get('revert_after_s')} s)"
+    elif command == "event_done":
+        text = "event over: " + ", ".join(f"{d} {s}" for d, s in (params.get("steps") or {}).items())
+    else:
+        text = f"{command} {device}"
+    outcome = "acknowledged" if record.get("ok") else f"FAILED: {record.get('error')}"
+    if command in ("shed", "restore"):
+        text += f": {outcome}"
+    return f"{at} request {record.get('request_id')}: {text}"

@@ -56,6 +56,7 @@ class MqttBus:
         self._handlers: list[tuple[str, Handler]] = []
         self._waiters: list[_Waiter] = []
         self.connected = threading.Event()
+        self._closing = False
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=broker.client_id, clean_session=True)
         if broker.username:
             import os
@@ -84,7 +85,7 @@ class MqttBus:
         log.info("MQTT connected to %s:%d", self.broker.host, self.broker.port)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
-        if self.connected.is_set():
+        if self.connected.is_set() and not self._closing:
             log.warning("MQTT connection to %s:%d lost (%s); reconnecting", self.broker.host, self.broker.port,
                         reason_code)
         self.connected.clear()
@@ -158,6 +159,7 @@ class MqttBus:
 
     def close(self) -> None:
         """Say ``offline`` (retained), disconnect and stop the network thread."""
+        self._closing = True
         if self.connected.is_set():
             info = self.client.publish(f"{self.status_topic}/online", "offline", qos=1, retain=True)
             try:
