@@ -157,3 +157,25 @@ def test_a_cancelled_request_restores_at_once_mid_event_and_sheds_nothing_before
     assert [c["shed"] for c in actuator.driver("hvac").commands] == [True, False]
     assert [r["command"] for r in actuator.commands.records()].count("cancel") == 2
     actuator.close()
+
+
+def test_without_the_devices_extra_a_plug_fails_with_one_line_naming_the_extra(make_config, clock):
+    import subprocess
+    import sys
+
+    config = make_config([{"name": "wh", "kind": "tasmota", "broker": "home", "topic": "wh", "shed_w": 2000}],
+                         brokers={"home": {"host": "127.0.0.1", "port": 1}})
+    code = f"""
+import sys
+sys.modules["paho"] = None  # as if paho-mqtt were not installed (the consumer's light install)
+from demand_response.devices import Actuator, Award, load_config
+actuator = Actuator(load_config({str(Path(config.state_file).parent / 'devices.json')!r}))
+actuator.plan(Award(1, 1000, 0, 10**10))
+actuator.tick()
+print([r["error"] for r in actuator.commands.records() if r["command"] == "shed"][0])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ("the paho-mqtt package is missing; install the 'devices' extra: "
+                                  "pip install 'demand-response[devices]'")

@@ -334,8 +334,9 @@ class ShellyPlug(Driver):
         frame = {"id": rid, "src": self.src, "method": method, "params": params}
 
         def match(topic: str, payload: bytes) -> dict[str, Any] | None:
-            data = _json(payload)
-            return data if isinstance(data, dict) and data.get("id") == rid else None
+            data = _json(payload)  # a reply must come from the device we asked (not any client on the broker)
+            ok = isinstance(data, dict) and data.get("id") == rid and data.get("src") == self.device_id
+            return data if ok else None
 
         reply, _ = self.bus.request(f"{self.device_id}/rpc", json.dumps(frame), f"{self.src}/rpc", match,
                                     self.timeout_s if timeout is None else timeout)
