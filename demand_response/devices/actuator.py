@@ -19,7 +19,7 @@ from typing import Any, Callable
 from ..artifacts import atomic_write_text
 from .clock import Clock, SystemClock
 from .config import DevicesConfig
-from .core import Ack, Award, DeviceError, DeviceSpec, Driver, OptOut, Plan, Step, plan_award
+from .core import Ack, Award, DeviceError, Driver, OptOut, Plan, Step, plan_award
 from .log import CommandLog
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class Actuator:
         self._drivers: dict[str, Driver] = dict(drivers or {})
         self._resources: dict[str, Any] = {}  # shared connections (MQTT buses, the OCPP server)
         self._saved: str | None = None
+        self.overrides: dict[str, float] = {}  # device -> until when the user wants it left alone
         self._checked: dict[str, float] = {}  # device -> when its override state was last polled
         self.plans: dict[int, Plan] = self._load_state()
         if restore_on_start:
@@ -71,6 +72,7 @@ class Actuator:
                 return existing
             busy = {s.device for p in self.plans.values() if p.award.start < award.end and award.start < p.end
                     for s in p.steps if s.status not in _FINAL}
+            busy |= {d for d, until in self.overrides.items() if award.start < until}  # the user said no
             plan = plan_award(award, self.config.devices, exclude=frozenset(busy))
             plan.opted_out = []
             self.plans[award.request_id] = plan
@@ -175,16 +177,21 @@ class Actuator:
                 out[spec.name] = None
         return out
 
-    def user_override(self, device: str, now: float | None = None) -> list[OptOut]:
-        """The user wants ``device`` left alone: drop it from every plan, put it back if shed,
-        and report an opt-out for each event it was in (before the event where possible)."""
+    def user_override(self, device: str, now: float | None = None, until: float | None = None) -> list[OptOut]:
+        """The user wants ``device`` left alone: drop it from the events planned so far (or, with
+        ``until``, from every event that starts before then, including ones planned later), put it
+        back if shed, and report an opt-out for each event (before the event where possible)."""
         now = self.clock.now() if now is None else now
         self.config.spec(device)  # KeyError for an unknown device
         with self._lock:
+            if until is not None and until > now:
+                self.overrides[device] = float(until)
             outs = []
             for plan in self.plans.values():
                 step = plan.step(device)
                 if step is None or step.status in _FINAL or now >= plan.end:
+                    continue
+                if until is not None and plan.award.start >= until:
                     continue
                 if step.status == "shed":
                     self._restore_step(plan, step, now, reason="user override")
@@ -332,6 +339,7 @@ class Actuator:
     def _load_state(self) -> dict[int, Plan]:
         try:
             data = json.loads(self.state_path.read_text(encoding="utf-8"))
+            self.overrides = {str(d): float(t) for d, t in (data.get("overrides") or {}).items()}
             return {int(p["award"]["request_id"]): Plan.from_dict(p) for p in data.get("plans", [])}
         except FileNotFoundError:
             return {}
@@ -340,7 +348,12 @@ class Actuator:
                               "(devices revert on their own timers)") from None
 
     def _save_state(self) -> None:
-        text = json.dumps({"plans": [p.to_dict() for p in self.plans.values()]}, indent=1, sort_keys=True) + "\n"
+        now = self.clock.now()
+        self.overrides = {d: t for d, t in self.overrides.items() if t > now}
+        state = {"plans": [p.to_dict() for p in self.plans.values()]}
+        if self.overrides:
+            state["overrides"] = self.overrides
+        text = json.dumps(state, indent=1, sort_keys=True) + "\n"
         if text == self._saved:
             return  # unchanged: no write (the scheduler ticks every second)
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -377,10 +390,3 @@ class Scheduler:
 
 def _hms(t: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t))
-
-
-def spec_summary(spec: DeviceSpec) -> str:
-    """One line describing a configured device (for ``dr devices``-style listings)."""
-    what = (f"cap {spec.max_w / 1000:.3f} kW down to {spec.min_w / 1000:.3f} kW" if spec.cappable
-            else f"switch {spec.shed_w / 1000:.3f} kW off")
-    return f"{spec.name} ({spec.kind}): {what}, priority {spec.priority}"

@@ -179,3 +179,21 @@ print([r["error"] for r in actuator.commands.records() if r["command"] == "shed"
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ("the paho-mqtt package is missing; install the 'devices' extra: "
                                   "pip install 'demand-response[devices]'")
+
+
+def test_an_override_until_tonight_keeps_the_device_out_of_events_planned_later_even_after_a_restart(make_config,
+                                                                                                     clock):
+    config = _sim_config(make_config)
+    outs = []
+    actuator = Actuator(config, clock=clock, on_opt_out=outs.append)
+    now = int(clock.now())
+    actuator.plan(Award(11, 500, now + 60, now + 660))
+    actuator.user_override("hvac", until=now + 7200)
+    assert [(o.request_id, o.before_event) for o in outs] == [(11, True)]
+    actuator.close()
+    again = Actuator(config, clock=clock)
+    later = again.plan(Award(12, 500, now + 3600, now + 4200))
+    assert [s.device for s in later.steps] == ["ev"]
+    after = again.plan(Award(13, 500, now + 7200, now + 7800))
+    assert [s.device for s in after.steps] == ["hvac"]
+    again.close()
