@@ -31,6 +31,8 @@ OptOutCallback = Callable[[OptOut], None]
 
 #: Seconds between polls of a shed device's state (is it still off?) during an event.
 OVERRIDE_POLL_S = 10.0
+#: Seconds between two attempts at a command a device did not acknowledge.
+RETRY_S = 15.0
 
 
 class Actuator:
@@ -55,6 +57,7 @@ class Actuator:
         self._saved: str | None = None
         self.overrides: dict[str, float] = {}  # device -> until when the user wants it left alone
         self._checked: dict[str, float] = {}  # device -> when its override state was last polled
+        self._failed_at: dict[tuple[int, str], float] = {}  # (request, device) -> last unacknowledged command
         self.plans: dict[int, Plan] = self._load_state()
         if restore_on_start:
             self.restore_if_over(self.clock.now())
@@ -139,7 +142,7 @@ class Actuator:
             for plan in list(self.plans.values()):
                 if now >= plan.end:
                     for step in plan.steps:
-                        if step.status == "shed":
+                        if step.status == "shed" and self._may_retry(plan, step, now):
                             self._restore_step(plan, step, now)
                             done.append(step)
                         elif step.status in ("planned", "failed"):
@@ -155,7 +158,7 @@ class Actuator:
             for plan in list(self.plans.values()):
                 running = plan.award.start <= now < plan.end
                 for step in plan.steps:
-                    if running and step.status in ("planned", "failed"):
+                    if running and step.status in ("planned", "failed") and self._may_retry(plan, step, now):
                         self._shed_step(plan, step, now)
                     elif running and step.status == "shed":
                         self._check_override(plan, step, now)
@@ -243,11 +246,27 @@ class Actuator:
 
     # -- steps -------------------------------------------------------------------------------
 
+    def _may_retry(self, plan: Plan, step: Step, now: float) -> bool:
+        """False within RETRY_S of an unacknowledged command to this step's device (no log flood,
+        no tick blocked on a dead device every second); a device whose timer expired is settled."""
+        last = self._failed_at.get((plan.award.request_id, step.device))
+        if last is None or now - last >= RETRY_S:
+            return True
+        return step.status == "shed" and step.revert_at is not None and now >= step.revert_at
+
+    def _failed(self, plan: Plan, step: Step, now: float, ok: bool) -> None:
+        key = (plan.award.request_id, step.device)
+        if ok:
+            self._failed_at.pop(key, None)
+        else:
+            self._failed_at[key] = now
+
     def _shed_step(self, plan: Plan, step: Step, now: float) -> None:
         revert_after = int(math.ceil(plan.end - now)) + self.config.revert_margin_s
         params = {"limit_w": step.limit_w, "shed_w": step.shed_w, "revert_after_s": revert_after}
         ack = self._call(step.device, lambda d: d.shed(step.limit_w, revert_after))
         self._log(plan.award.request_id, step, "shed", params, ack, now)
+        self._failed(plan, step, now, ack.ok)
         if ack.ok:
             step.status, step.revert_at, step.note = "shed", now + revert_after, ""
             log.info("request %d: %s shed (%s) until %s, device reverts by itself at %s", plan.award.request_id,
@@ -262,6 +281,7 @@ class Actuator:
     def _restore_step(self, plan: Plan, step: Step, now: float, reason: str = "event over") -> None:
         ack = self._call(step.device, lambda d: d.restore())
         self._log(plan.award.request_id, step, "restore", {"reason": reason}, ack, now)
+        self._failed(plan, step, now, ack.ok)
         if ack.ok:
             step.status, step.note = "restored", ""
             log.info("request %d: %s restored (%s)", plan.award.request_id, step.device, reason)

@@ -89,6 +89,7 @@ def test_home_assistant_down_at_the_end_is_retried_until_it_answers(ha, make_con
     actuator.tick()
     assert "not reachable" in actuator.plans[5].steps[0].note
     ha.start()
+    clock.advance(15)  # failed commands are retried every 15 s
     actuator.tick()
     assert 5 not in actuator.plans and ha.public("switch.aircon")["state"] == "on"
     actuator.close()

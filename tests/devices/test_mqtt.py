@@ -101,7 +101,8 @@ def test_a_broker_lost_mid_event_delays_the_restore_until_it_is_back(broker, clo
     broker.start()
     wait_for(lambda: actuator.driver("water-heater").bus.connected.is_set() and plug.ready.is_set(), timeout=10,
              what="reconnection")
-    wait_for(lambda: (actuator.tick(), plug.on)[1], timeout=10, what="restore after reconnection")
+    wait_for(lambda: (clock.advance(15), actuator.tick(), plug.on)[2], timeout=10,
+             what="restore after reconnection (retried every 15 s)")
     oks = [r["ok"] for r in actuator.commands.records() if r["command"] == "restore"]
     assert oks[0] is False and oks[-1] is True  # failed while the broker was down, done once it was back
     actuator.close()

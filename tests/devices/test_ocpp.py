@@ -67,6 +67,7 @@ def test_a_charger_lost_mid_event_is_restored_once_it_reconnects(station, clock,
     step = actuator.plans[3].steps[0]
     assert step.status == "shed" and "not connected" in step.note
     charger.connect()
+    clock.advance(15)  # failed commands are retried every 15 s
     actuator.tick()
     assert 3 not in actuator.plans and charger.power_w == 7400
     assert [r["ok"] for r in actuator.commands.records() if r["command"] == "restore"] == [False, True]

@@ -58,6 +58,7 @@ def test_a_modbus_link_lost_mid_event_is_retried_until_the_device_answers(invert
     actuator.tick()
     assert actuator.plans[3].steps[0].status == "shed"
     inverter.start()
+    clock.advance(15)  # failed commands are retried every 15 s
     actuator.tick()
     assert 3 not in actuator.plans and inverter.reg("WMaxLimPctEna") == 0
     assert [r["ok"] for r in actuator.commands.records() if r["command"] == "restore"] == [False, True]
@@ -89,4 +90,11 @@ def test_an_unreachable_inverter_is_a_one_line_failure_in_the_log(make_config, c
     actuator.tick()
     record = next(r for r in actuator.commands.records() if r["command"] == "shed")
     assert not record["ok"] and "\n" not in record["error"] and "not reachable" in record["error"]
+    for _ in range(14):  # ticks every second: the dead device is not asked again for 15 s
+        clock.advance(1)
+        actuator.tick()
+    assert [r["command"] for r in actuator.commands.records()].count("shed") == 1
+    clock.advance(1)
+    actuator.tick()
+    assert [r["command"] for r in actuator.commands.records()].count("shed") == 2
     actuator.close()
