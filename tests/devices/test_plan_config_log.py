@@ -197,3 +197,13 @@ def test_an_override_until_tonight_keeps_the_device_out_of_events_planned_later_
     after = again.plan(Award(13, 500, now + 7200, now + 7800))
     assert [s.device for s in after.steps] == ["hvac"]
     again.close()
+
+
+def test_a_corrupt_state_file_stops_the_actuator_with_one_line_that_says_what_to_do(make_config, clock):
+    from demand_response.devices import DeviceError
+
+    config = _sim_config(make_config)
+    Path(config.state_file).write_text('{"plans": [{"award": ', encoding="utf-8")
+    with pytest.raises(DeviceError, match="unreadable actuator state") as caught:
+        Actuator(config, clock=clock)
+    assert "\n" not in str(caught.value) and "move it aside" in str(caught.value)
