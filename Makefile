@@ -57,7 +57,6 @@ test: bootstrap system-deps
 # Mosquitto MQTT broker for tests/devices (each test starts its own on a free port; the
 # package's own service is not needed). Without root or apt, the tests that need a missing
 # one skip with the reason.
-SYSTEM_DEPS := chromium mosquitto
 system-deps:
 	@missing=""; command -v chromium >/dev/null 2>&1 || missing="chromium"; \
 	  { command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto; } || missing="$$missing mosquitto"; \
