@@ -98,8 +98,8 @@ iot-check: bootstrap
 
 lock:
 	@rm -rf /tmp/dr-lockenv && $(PYTHON) -m venv /tmp/dr-lockenv
-	@/tmp/dr-lockenv/bin/pip install --quiet ".[dev,grid,web,ops,mv]"
-	@{ echo "# Exact versions for the dev/test environment: \`pip install -r requirements.lock -e .[dev,grid,web,ops,mv]\`."; \
+	@/tmp/dr-lockenv/bin/pip install --quiet ".[dev,grid,web,ops,mv,devices,openadr]"
+	@{ echo "# Exact versions for the dev/test environment: \`pip install -r requirements.lock -e .[dev,grid,web,ops,mv,devices,openadr]\`."; \
 	   echo "# Satisfies eth-brownie 1.22.2 (web3 7.16.0, pytest 9.1.1, hypothesis 6.27.3, python-dotenv 0.16.0)."; \
 	   echo "# Regenerate: make lock"; \
 	   /tmp/dr-lockenv/bin/pip freeze --exclude demand-response; } > requirements.lock

@@ -12,6 +12,9 @@ daemons    signer, listener and daemons as real processes, faults against real n
 tooling    the CLI, brownie scripts, the compiler, the consumer board's light install
 web        the Flask app: views, API fuzzing, headless Chromium
 e2e        the demo end to end, secrets in every output
+devices    device drivers against real peers on loopback: Mosquitto, OCPP, Modbus, HA's REST API
+openadr    an OpenADR 2.0b VTN and VENs and the 3.0 API on loopback, with a real chain
+ops        metrics, health, JSON logs, the production server, systemd units
 ops        metrics, health, JSON logs, the production server, the systemd units
 =========  ===============================================================================
 
