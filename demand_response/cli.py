@@ -15,10 +15,10 @@ import signal
 import sys
 import threading
 import time
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .market import PricingRule
 
 log = logging.getLogger("demand_response.cli")
 
@@ -40,6 +40,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     g.add_argument("--log-file", help="also append log lines to this file")
+
+
+def _decimal_arg(text: str) -> Decimal:
+    """An argparse type: an exact decimal number (money and kW are never binary floats)."""
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value.is_finite():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def _settings(args: argparse.Namespace, **extra: Any):
@@ -306,11 +317,11 @@ def _apply_feeder_suggestion(args: argparse.Namespace, chain_now: int) -> int:
                         f"under the {s['threshold_pct']:.0f} % threshold: nothing to request")
     duration = s["event_end"] - s["event_start"]
     start = s["event_start"]
-    while start < now + args.bidding_window:  # the same time of day, next day if it has passed
+    while start < now + args.bidding_window + args.reveal_window:  # same time of day, next day if passed
         start += 86400
-    args.target_kw = s["target_watts"] / 1000  # exact watts: target_kw is rounded for display
+    args.target_kw = Decimal(int(s["target_watts"])) / 1000  # exact watts
     args.event_duration = duration
-    args.event_delay = start - (now + args.bidding_window)
+    args.event_start = start
     print(f"Feeder {s['network']} ({s['n_houses']} houses) peaks at {s['peak_loading_pct']:.1f} %: "
           f"asking for {s['target_watts'] / 1000:.3f} kW over {duration // 60} min "
           f"from {time.strftime('%Y-%m-%d %H:%M', time.gmtime(start))} UTC")
@@ -319,13 +330,54 @@ def _apply_feeder_suggestion(args: argparse.Namespace, chain_now: int) -> int:
     return now
 
 
+def _ask_request(args: argparse.Namespace) -> None:
+    """Fill the request's flags from prompts (``dr utility request`` without --target-kw)."""
+    print("New demand reduction request (Enter accepts the default)")
+    args.target_kw = _ask("Target reduction, kW")
+    args.bidding_window = _number(_ask("Bidding window, seconds", "60"), "bidding window", int)
+    args.event_delay = _number(_ask("Event starts this many seconds after bidding closes", "0"), "delay", int)
+    args.event_duration = _number(_ask("Event duration, seconds", "3600"), "duration", int)
+    cap = _ask("Maximum price, ETH per kWh (empty: give a budget instead)", "")
+    if cap:
+        args.max_price_eth = cap
+    else:
+        args.budget_eth = _ask("Budget, ETH")
+    args.rule = _ask("Pricing rule (uniform / pay-as-bid)", "uniform")
+
+
+def _request(args: argparse.Namespace, dr: Any, signer: Any, chain_now: int) -> int:
+    """``dr utility request``: plan (demand_response.planner), preview, confirm, send."""
+    from .planner import plan_request, preview, send_request
+
+    now = max(chain_now, int(time.time()))
+    args.event_start = None
+    if args.from_sim:
+        now = _apply_feeder_suggestion(args, chain_now)
+    interactive = args.target_kw is None
+    if interactive:
+        _ask_request(args)
+    plan = plan_request(
+        target_kw=args.target_kw, now=now, bidding_window_s=args.bidding_window,
+        event_delay_s=None if args.event_start is not None else args.event_delay, event_start=args.event_start,
+        event_duration_s=args.event_duration, max_price_wei_per_kwh=args.max_price_wei,
+        max_price_eth_per_kwh=args.max_price_eth, budget_eth=args.budget_eth, rule=args.rule,
+        reveal_window_s=args.reveal_window, report_window_s=args.report_window,
+        dispute_window_s=args.dispute_window, bond_eth=args.bond_eth,
+    )
+    print(preview(plan))
+    if interactive and _ask("Send it? (y/n)", "y").lower() not in ("y", "yes"):
+        print("not sent")
+        return 0
+    rid, receipt = send_request(dr, signer, plan)
+    print(f"request {rid} posted in block {receipt['blockNumber']} (tx 0x{bytes(receipt['transactionHash']).hex()}); "
+          f"settle it with `dr utility run`")
+    return 0
+
+
 def cmd_utility(args: argparse.Namespace) -> int:
     from .accounts import resolve_signer
     from .session import open_session
-    from .utility import (
-        UtilityDaemon, format_status, outcome_line, plan_request, preview, send_request, status_rows,
-        utility_state_path,
-    )
+    from .utility import UtilityDaemon, format_status, outcome_line, status_rows, utility_state_path
 
     settings = _settings(args, state_dir=getattr(args, "state_dir", None),
                          poll_interval=getattr(args, "poll_interval", None))
@@ -337,46 +389,7 @@ def cmd_utility(args: argparse.Namespace) -> int:
         return 0
     signer = resolve_signer(w3, "utility", settings)
     if args.action == "request":
-        if args.from_sim:
-            now = _apply_feeder_suggestion(args, now)
-        interactive = args.target_kw is None
-        if interactive:
-            print("New demand reduction request (Enter accepts the default)")
-            args.target_kw = _number(_ask("Target reduction, kW"), "target")
-            args.bidding_window = _number(_ask("Bidding window, seconds", "60"), "bidding window", int)
-            args.event_delay = _number(_ask("Event starts this many seconds after bidding closes", "0"), "delay", int)
-            args.event_duration = _number(_ask("Event duration, seconds", "3600"), "duration", int)
-            cap = _ask("Maximum price, ETH per kWh (empty: give a budget instead)", "")
-            if cap:
-                args.max_price_eth = _number(cap, "maximum price")
-            else:
-                args.budget_eth = _number(_ask("Budget, ETH"), "budget")
-            args.rule = _ask("Pricing rule (uniform / pay-as-bid)", "uniform")
-        cap_wei = args.max_price_wei
-        if cap_wei is None and args.max_price_eth is not None:
-            cap_wei = int(round(args.max_price_eth * 10**18))
-        budget_wei = int(round(args.budget_eth * 10**18)) if args.budget_eth is not None else None
-        rule = {"uniform": PricingRule.UNIFORM, "pay-as-bid": PricingRule.PAY_AS_BID}.get(args.rule)
-        if rule is None:
-            raise UserError(f"pricing rule {args.rule!r}: use uniform or pay-as-bid")
-        try:
-            plan = plan_request(
-                target_kw=args.target_kw, now=now if args.from_sim else max(now, int(time.time())), bidding_window_s=args.bidding_window,
-                event_delay_s=args.event_delay, event_duration_s=args.event_duration,
-                max_price_wei_per_kwh=cap_wei, budget_wei=budget_wei, rule=rule,
-                reveal_window_s=args.reveal_window, report_window_s=args.report_window,
-                dispute_window_s=args.dispute_window, bond_wei=int(round(args.bond_eth * 10**18)),
-            )
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-        print(preview(plan))
-        if interactive and _ask("Send it? (y/n)", "y").lower() not in ("y", "yes"):
-            print("not sent")
-            return 0
-        rid, receipt = send_request(dr, signer, plan)
-        print(f"request {rid} posted in block {receipt['blockNumber']} (tx 0x{bytes(receipt['transactionHash']).hex()}); "
-              f"settle it with `dr utility run`")
-        return 0
+        return _request(args, dr, signer, now)
     # run
     daemon = UtilityDaemon(
         dr, signer,
@@ -520,22 +533,23 @@ def build_parser() -> argparse.ArgumentParser:
     ut = p.add_subparsers(dest="action", required=True)
     q = ut.add_parser("request", help="post a reduction request (prompts when no flags are given)")
     _common(q)
-    q.add_argument("--target-kw", type=float, help="reduction wanted, kW")
+    q.add_argument("--target-kw", type=_decimal_arg, help="reduction wanted, kW")
     q.add_argument("--bidding-window", type=int, default=60, help="seconds until bidding closes (default 60)")
     q.add_argument("--event-delay", type=int, default=0, help="seconds from bidding close to event start (default 0)")
     q.add_argument("--event-duration", type=int, default=3600, help="event length, seconds (default 3600)")
     cap = q.add_mutually_exclusive_group()
     cap.add_argument("--max-price-wei", type=int, help="price cap, wei per kWh")
-    cap.add_argument("--max-price-eth", type=float, help="price cap, ETH per kWh")
-    q.add_argument("--budget-eth", type=float, help="budget to escrow, ETH (sets the cap when no cap is given)")
+    cap.add_argument("--max-price-eth", type=_decimal_arg, help="price cap, ETH per kWh")
+    q.add_argument("--budget-eth", type=_decimal_arg, help="budget to escrow, ETH (sets the cap when no cap is given)")
     q.add_argument("--rule", default="uniform", help="uniform (default) or pay-as-bid")
     q.add_argument("--reveal-window", type=int, default=0, metavar="S",
-                   help="sealed bids: seconds after bidding closes for reveals (default 0: open bids)")
+                   help="sealed bids: seconds after bidding closes for reveals (default 0: open bids); "
+                        "the event must not start before the reveals close: --event-delay at least S")
     q.add_argument("--report-window", type=int, default=0, metavar="S",
                    help="pay on measured delivery: seconds after the event for meter reports (default 0: off)")
     q.add_argument("--dispute-window", type=int, default=0, metavar="S",
                    help="metered: seconds after the report deadline to confirm or dispute (default 0)")
-    q.add_argument("--bond-eth", type=float, default=0.0,
+    q.add_argument("--bond-eth", type=_decimal_arg,
                    help="bond per consumer, ETH: forfeited if sealed bids are not revealed, and the "
                         "shortfall penalty of metered requests (default 0)")
     q.add_argument("--from-sim", action="store_true",
@@ -599,6 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .chain import ChainError
     from .config import ConfigError
     from .devchain import DevChainError
+    from .planner import PlanError
     from .results import ResultsError
 
     args = build_parser().parse_args(argv)
@@ -613,7 +628,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (UserError, ChainError, AccountError, BidsError, ConfigError, DevChainError, ResultsError) as exc:
+    except (UserError, ChainError, AccountError, BidsError, ConfigError, DevChainError, ResultsError,
+            PlanError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
