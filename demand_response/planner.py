@@ -173,6 +173,16 @@ class _Checker:
         return wei
 
 
+def eth_to_wei(value: Number, what: str = "amount") -> int:
+    """An ETH amount as exact wei; :class:`PlanError` if it is not a number, is negative or is
+    finer than 1 wei."""
+    check = _Checker()
+    wei = check.wei(what, what, None, value)
+    if check.problems or wei is None:
+        raise PlanError(check.problems or [Problem(what, f"give the {what} in ETH")])
+    return wei
+
+
 def _span(seconds: int) -> str:
     """A duration in one unit a person reads at once."""
     if seconds >= DAY and seconds % DAY == 0:
@@ -400,6 +410,6 @@ def send_request(dr: "DemandReduction", signer: "Signer", plan: RequestPlan) -> 
 
 
 __all__ = [
-    "MAX_BOND_WEI", "MAX_DURATION_S", "MAX_WINDOW_S", "PlanError", "Problem", "RequestPlan", "eth_text",
+    "MAX_BOND_WEI", "MAX_DURATION_S", "MAX_WINDOW_S", "PlanError", "Problem", "RequestPlan", "eth_text", "eth_to_wei",
     "plan_request", "preview", "send_request",
 ]
