@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .chain import ChainError, Signer, TransactionFailed
+from .chain import Signer
+from .errors import ChainError, TransactionFailed
 from .config import Settings, record_deployment
 from .contract import DemandReduction, RequestInfo, Stage, Status, TermsInfo
 from .listener import Event, LogPoller, StateFile, is_connection_error
