@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Union
 
+from . import errors
 from .contract import Terms
 from .market import TICKS, WS_PER_KWH, PricingRule, required_budget, round_cap, tick_wei
 
@@ -67,8 +68,11 @@ class Problem:
     message: str
 
 
-class PlanError(ValueError):
-    """The request cannot be posted as given; ``problems`` has one entry per wrong input."""
+class PlanError(errors.PlanError):
+    """The request cannot be posted as given; ``problems`` has one entry per wrong input.
+
+    A :class:`demand_response.errors.PlanError` (so a ``UserError``, a ``DRError`` and a
+    ``ValueError``) that also says which input each problem is about."""
 
     def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
         self.problems = tuple(problems)

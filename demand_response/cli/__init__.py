@@ -3,7 +3,8 @@
 Each group module (``compile``, ``node``, ``deploy``, ``accounts``, ``fund``, ``consumer``,
 ``utility``, ``register``, ``simulate``, ``demo``) has ``add_to(commands)``, which declares its
 parser next to its handlers. Every error a user can cause ends with one line on stderr
-(``error: ...``) and exit status 1 (caught here, in one place); a wrong command line exits 2
+(``error: ...``) and exit status 1: every ``DRError`` (demand_response.errors) is caught here, in
+one place, by type, and so are a full disk and a lost RPC endpoint; a wrong command line exits 2
 (argparse); Ctrl-C exits 130. ``dr`` alone, or a group without its action, prints help.
 """
 
@@ -39,21 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_error(exc: BaseException) -> str | None:
-    """The one line for an error a user caused (or can fix), else None (a bug: traceback)."""
-    from ..accounts import AccountError
-    from ..bids import BidsError
-    from ..chain import ChainError
-    from ..config import ConfigError
-    from ..devchain import DevChainError
-    from ..planner import PlanError
-    from ..results import ResultsError
-    from ..sealed import SaltStoreError
+    """The one line for an error a user caused or can fix, classified by type; None for a bug
+    (which keeps its traceback)."""
+    from ..errors import DRError, describe_disk_error, disk_error, is_connection_error
 
-    if isinstance(exc, (UserError, ChainError, AccountError, BidsError, ConfigError, DevChainError,
-                        ResultsError, PlanError, SaltStoreError)):
+    if isinstance(exc, DRError):
         return str(exc)
-    from ..listener import describe_disk_error, disk_error, is_connection_error
-
     disk = disk_error(exc)
     if disk is not None:
         return describe_disk_error(disk)

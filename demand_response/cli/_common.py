@@ -15,12 +15,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..errors import UserError  # noqa: F401  (a problem with the command's input: one line)
+
 if TYPE_CHECKING:
     from ..config import Settings
-
-class UserError(Exception):
-    """A problem with the command's input; printed as one line."""
-
 
 # -- option groups ----------------------------------------------------------------------------
 

@@ -29,8 +29,6 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise UserError(f"compiling needs the dev extra ({exc}); run `make bootstrap` or "
                         "pip install '.[dev]'") from None
-    except compiler.CompilerError as exc:
-        raise UserError(str(exc)) from None
     for name, path in written.items():
         print(f"{name}: {path} and the package's ABI copy")
     return 0

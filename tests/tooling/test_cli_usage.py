@@ -145,7 +145,8 @@ def test_a_named_network_checks_its_chain_id_also_when_rpc_url_is_set(tmp_path: 
         assert code == 1 and err.startswith("error: wrong chain") and f"chain id {expected}" in err, err
     (tmp_path / ".env").write_text(f"RPC_URL={chain.url}\nCONTRACT_ADDRESS={deployed.address}\nCHAIN_ID=1337\n")
     code, out, err = _main(["utility", "status", "--network", "sepolia"], capsys, monkeypatch, tmp_path)
-    assert code == 1 and "network 'sepolia' is chain 11155111 but CHAIN_ID is 1337" in err
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "sepolia" in err and "11155111" in err and "CHAIN_ID" in err and "1337" in err
     code, out, err = _main(["utility", "status", "--network", "dev"], capsys, monkeypatch, tmp_path)
     assert code == 0, err
 
