@@ -373,7 +373,7 @@ def preview(plan: RequestPlan) -> str:
         f"Price cap {_eth(plan.max_price)} ETH/kWh (grid step {_eth(tick_wei(plan.max_price))} ETH/kWh)"
         + ("; your cap was lowered onto the contract's price grid" if plan.cap_rounded else ""),
         f"Budget escrowed {_eth(plan.budget)} ETH; paying the cap for the full target costs {_eth(full)} ETH "
-        f"({_eth(per_kw_at_cap)} ETH per kW); the rest is refunded at settlement",
+        f"({_eth(per_kw_at_cap)} ETH per kW); the rest is refunded when the winners are selected",
     ]
     t = plan.terms
     if t.sealed:
@@ -392,7 +392,7 @@ def preview(plan: RequestPlan) -> str:
     for fraction in (0.25, 0.5, 1.0):
         price = round_cap(int(plan.max_price * fraction)) or plan.max_price
         cost = required_budget(plan.target_watts, plan.duration, price)
-        lines.append(f"  if it clears at {_eth(price)} ETH/kWh: pays {_eth(cost)} ETH, "
+        lines.append(f"  if it clears at {_eth(price)} ETH/kWh: winners are promised {_eth(cost)} ETH, "
                      f"refund {_eth(plan.budget - cost)} ETH")
     return "\n".join(lines)
 

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable
 
 from .chain import Signer
 from .errors import ChainError, TransactionFailed
@@ -14,7 +14,6 @@ from .config import Settings, record_deployment
 from .contract import DemandReduction, RequestInfo, Stage, Status, TermsInfo
 from .listener import Event, LogPoller, StateFile, is_connection_error
 from .sealed import MeterReadings
-from .market import phase
 from .planner import RequestPlan, plan_request, preview, send_request
 
 log = logging.getLogger("demand_response.utility")
@@ -45,52 +44,13 @@ def deploy(settings: Settings, signer: Signer, chain_id: int, registration_requi
 
 
 def outcome_line(info: RequestInfo) -> str:
-    """One line summarising a settled request."""
+    """One line summarising a request whose winners are selected (words: docs/web.md's glossary)."""
     refund = info.budget - info.reserved
     return (
-        f"request {info.request_id} settled: clearing price {eth(info.clearing_price)} ETH/kWh, "
+        f"request {info.request_id}: winners selected at clearing price {eth(info.clearing_price)} ETH/kWh, "
         f"accepted {info.accepted_watts / 1000:.3f} kW of {info.target_watts / 1000:.3f} kW target, "
-        f"payouts {eth(info.reserved)} ETH, refund {eth(refund)} ETH"
+        f"promised {eth(info.reserved)} ETH, refund {eth(refund)} ETH"
     )
-
-
-def status_rows(dr: DemandReduction, now: int | None = None) -> list[dict[str, Any]]:
-    """Every request with its state, for ``dr utility status``."""
-    rows = []
-    for rid in range(1, dr.request_count() + 1):
-        info = dr.get_request(rid)
-        state = info.status.name.lower()
-        if info.status == Status.OPEN and now is not None and now > info.bidding_deadline:
-            state = "awaiting settlement"
-        t = dr.terms_of(rid)
-        ph = phase(int(info.status), now if now is not None else int(time.time()), info.bidding_deadline,
-                   info.event_start, info.event_end, t.reveal_deadline, t.report_deadline, t.dispute_deadline,
-                   delivery_done=info.claimed_watts == info.accepted_watts)
-        kind = "+".join(k for k, on in (("sealed", t.sealed), ("metered", t.metered)) if on) or "open"
-        rows.append({
-            "id": rid, "state": state, "phase": ph, "terms": kind, "rule": info.rule.name.lower(),
-            "target_kw": info.target_watts / 1000, "bids": info.bid_count,
-            "cap_eth_per_kwh": info.max_price / ETH, "deadline": info.bidding_deadline,
-            "clearing_eth_per_kwh": info.clearing_price / ETH, "accepted_kw": info.accepted_watts / 1000,
-            "paid_eth": info.paid_out / ETH, "budget_eth": info.budget / ETH,
-        })
-    return rows
-
-
-def format_status(rows: Iterable[dict[str, Any]]) -> str:
-    """A plain-text table of ``status_rows``."""
-    header = f"{'id':>4} {'state':<20} {'phase':<10} {'terms':<14} {'rule':<10} {'target kW':>9} {'bids':>5} {'cap ETH/kWh':>12} " \
-             f"{'deadline':>8} {'clear ETH/kWh':>13} {'acc. kW':>8} {'paid ETH':>10}"
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(
-            f"{r['id']:>4} {r['state']:<20} {r.get('phase', ''):<10} {r.get('terms', 'open'):<14} {r['rule']:<10} {r['target_kw']:>9.3f} {r['bids']:>5} "
-            f"{r['cap_eth_per_kwh']:>12.6f} {time.strftime('%H:%M:%S', time.localtime(r['deadline'])):>8} "
-            f"{r['clearing_eth_per_kwh']:>13.6f} {r['accepted_kw']:>8.3f} {r['paid_eth']:>10.6f}"
-        )
-    if len(lines) == 2:
-        lines.append("(no requests yet)")
-    return "\n".join(lines)
 
 
 class UtilityDaemon:
@@ -323,6 +283,6 @@ def utility_state_path(state_dir: Path, chain_id: int, contract: str, account: s
 
 
 __all__ = [
-    "ChainError", "RequestPlan", "UtilityDaemon", "deploy", "format_status", "outcome_line", "plan_request",
-    "preview", "send_request", "status_rows", "utility_state_path",
+    "ChainError", "RequestPlan", "UtilityDaemon", "deploy", "outcome_line", "plan_request",
+    "preview", "send_request", "utility_state_path",
 ]

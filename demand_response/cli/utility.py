@@ -181,9 +181,55 @@ def settle(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    """``dr utility status``: every request with its state."""
-    from ..utility import format_status, status_rows
-
+    """``dr utility status``: every request with its state and phase (demand_response.lifecycle)."""
     _, session, chain_now = _open(args)
     print(format_status(status_rows(session.dr, max(chain_now, int(time.time())))))
     return 0
+
+
+def status_rows(dr: Any, now: int) -> list[dict[str, Any]]:
+    """Every request with its state and phase at chain time ``now`` and its quantities, named
+    as in the glossary of docs/web.md (budget, promised, paid, refund)."""
+    from ..lifecycle import lifecycle
+
+    rows = []
+    for rid in range(1, dr.request_count() + 1):
+        info = dr.get_request(rid)
+        terms = dr.terms_of(rid)
+        life = lifecycle(info, terms, now)
+        kind = "+".join(k for k, on in (("sealed", terms.sealed), ("metered", terms.metered)) if on) or "open"
+        rows.append({
+            "id": rid, "state": life.state, "phase": life.phase, "terms": kind, "rule": info.rule.name.lower(),
+            "target_watts": info.target_watts, "bids": info.bid_count, "cap_wei_per_kwh": info.max_price,
+            "deadline": info.bidding_deadline, "selected": life.selected,
+            "clearing_wei_per_kwh": info.clearing_price, "accepted_watts": info.accepted_watts,
+            "budget_wei": info.budget, "promised_wei": info.reserved, "paid_wei": info.paid_out,
+        })
+    return rows
+
+
+_COLUMNS = (("id", 4, ">"), ("state", 9, "<"), ("phase", 10, "<"), ("terms", 14, "<"), ("rule", 10, "<"),
+            ("target kW", 9, ">"), ("bids", 5, ">"), ("cap ETH/kWh", 12, ">"), ("deadline", 8, ">"),
+            ("clear ETH/kWh", 13, ">"), ("acc. kW", 8, ">"), ("promised ETH", 12, ">"), ("paid ETH", 10, ">"))
+
+
+def format_status(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of ``status_rows``; figures fixed at selection show '-' before it."""
+    def eth(wei: int) -> str:
+        return f"{wei / 10**18:.6f}"
+
+    header = " ".join(f"{name:{align}{width}}" for name, width, align in _COLUMNS)
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        picked = r["selected"]
+        cells = (r["id"], r["state"], r["phase"], r["terms"], r["rule"], f"{r['target_watts'] / 1000:.3f}", r["bids"],
+                 eth(r["cap_wei_per_kwh"]), time.strftime("%H:%M:%S", time.localtime(r["deadline"])),
+                 eth(r["clearing_wei_per_kwh"]) if picked else "-",
+                 f"{r['accepted_watts'] / 1000:.3f}" if picked else "-",
+                 eth(r["promised_wei"]) if picked else "-", eth(r["paid_wei"]))
+        lines.append(" ".join(f"{str(c):{align}{width}}" for c, (_, width, align) in zip(cells, _COLUMNS)))
+    if len(lines) == 2:
+        lines.append("(no requests yet)")
+    lines.append("states: open (bidding, revealing) -> closed (winners not selected) -> selected "
+                 "(winners not all paid) -> settled (every winner paid); or cancelled")
+    return "\n".join(lines)

@@ -167,3 +167,31 @@ def test_a_corrupt_salts_file_is_one_line_not_a_traceback(tmp_path: Path, chain,
     assert lines[-1].startswith("error: ") and "unreadable salt file" in lines[-1] and "move it aside" in lines[-1]
     assert [line for line in lines if line.startswith("error")] == lines[-1:]
     assert salts.read_text().endswith('"not json enough"')  # left as it was, for the owner to look at
+
+
+def test_status_says_selected_until_every_winner_is_paid_then_settled(tmp_path: Path, chain, deployed, w3: Web3,
+                                                                       capsys, monkeypatch) -> None:
+    """Bug 5: winners selected and nobody paid was shown as 'settled'."""
+    utility, bidder = Signer(w3, w3.eth.accounts[0]), Signer(w3, w3.eth.accounts[9])
+    chain.rpc("evm_mine", [])
+    now = int(w3.eth.get_block("latest")["timestamp"])
+    rid, _ = deployed.request_reduction(utility, 2000, now + 3600, now + 7200, now + 5, 128 * 10**12)
+    deployed.submit_bids(bidder, rid, [1500], [64 * 10**12])
+    chain.rpc("evm_increaseTime", [10])
+    chain.rpc("evm_mine", [])
+    deployed.select_winners(utility, rid)
+    args = ["utility", "status", "--rpc-url", chain.url, "--contract", deployed.address]
+
+    code, out, err = _main(args, capsys, monkeypatch, tmp_path)
+    assert code == 0, err
+    row = next(line.split() for line in out.splitlines() if line.split()[:1] == [str(rid)])
+    assert row[1:3] == ["selected", "scheduled"] and "settled" not in row
+    header = out.splitlines()[0]
+    assert "promised ETH" in header and "paid ETH" in header and "payout" not in out
+    promised = deployed.get_request(rid).reserved
+    assert row[-2:] == [f"{promised / 10**18:.6f}", "0.000000"]  # promised, nothing paid yet
+
+    deployed.claim(bidder, rid, [b.bid_id for b in deployed.bids_of(rid, bidder.address)])
+    code, out, err = _main(args, capsys, monkeypatch, tmp_path)
+    row = next(line.split() for line in out.splitlines() if line.split()[:1] == [str(rid)])
+    assert row[1:3] == ["settled", "settled"] and row[-1] == row[-2] == f"{promised / 10**18:.6f}"
