@@ -25,7 +25,7 @@ REGISTRY_HOSTS = [
     DOT.join(("registry", "npmjs", "org")), DOT.join(("registry", "npmjs", "com")),
     DOT.join(("registry", "yarnpkg", "com")),
 ]
-#: Any country mirror of Debian (ftp.XX.debian.org, deb.XX...) as well.
+#: Any country mirror of Debian as well (ftp, deb or http, then a country code, then the domain).
 DEBIAN_MIRROR = re.compile(r"\b(?:ftp|deb|http)\.[a-z]{2}\." + re.escape(DOT.join(("debian", "org"))), re.I)
 
 
