@@ -62,7 +62,13 @@ RULES = {"uniform": PricingRule.UNIFORM, "pay-as-bid": PricingRule.PAY_AS_BID,
 
 @dataclass(frozen=True)
 class Problem:
-    """One wrong input: ``field`` is the planner's parameter name, ``message`` the sentence."""
+    """One wrong input and the sentence that names it and the fix.
+
+    ``field`` is the input it is about: a parameter name of :func:`plan_request`
+    (``target_kw``, ``bidding_window_s``, ``event_delay_s``, ``event_start``,
+    ``event_duration_s``, ``rule``, ``reveal_window_s``, ``report_window_s``,
+    ``dispute_window_s``), or for money given in wei or ETH, ``max_price``, ``budget`` or ``bond``.
+    """
 
     field: str
     message: str
