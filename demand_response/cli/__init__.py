@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import importlib
 import signal
 import sys
 from typing import Sequence
 
+from . import accounts, consumer, demo, deploy, fund, node, register, simulate, utility
+from . import compile as compile_group
 from ._common import UserError, setup_logging
 
-#: Command groups in the order ``dr --help`` lists them.
-GROUPS = ("compile", "node", "deploy", "accounts", "fund", "consumer", "utility", "register", "simulate", "demo")
+#: Command group modules in the order ``dr --help`` lists them (each imports only the standard
+#: library and _common at module level; a command's work is imported when it runs).
+_MODULES = (compile_group, node, deploy, accounts, fund, consumer, utility, register, simulate, demo)
+#: The command groups' names.
+GROUPS = tuple(module.__name__.rpartition(".")[2] for module in _MODULES)
 
 __all__ = ["GROUPS", "UserError", "build_parser", "main"]
 
@@ -32,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="`dr COMMAND --help` describes a command. Settings come from .env, then the environment, "
                "then flags (README.md, docs/operations.md).")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in GROUPS:
-        importlib.import_module(f".{name}", __name__).add_to(commands)
+    for module in _MODULES:
+        module.add_to(commands)
     for group in commands.choices.values():
         group.set_defaults(help_parser=group)  # `dr utility` alone prints the group's help
     return parser
