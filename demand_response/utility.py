@@ -14,7 +14,7 @@ from .config import Settings, record_deployment
 from .contract import DemandReduction, RequestInfo, Stage, Status, TermsInfo
 from .listener import Event, LogPoller, StateFile, is_connection_error
 from .sealed import MeterReadings
-from .planner import RequestPlan, plan_request, preview, send_request
+from .planner import MIN_CAP_WEI_PER_KWH, RequestPlan, plan_request, preview, send_request
 
 log = logging.getLogger("demand_response.utility")
 
@@ -283,6 +283,6 @@ def utility_state_path(state_dir: Path, chain_id: int, contract: str, account: s
 
 
 __all__ = [
-    "ChainError", "RequestPlan", "UtilityDaemon", "deploy", "outcome_line", "plan_request",
+    "ChainError", "MIN_CAP_WEI_PER_KWH", "RequestPlan", "UtilityDaemon", "deploy", "outcome_line", "plan_request",
     "preview", "send_request", "utility_state_path",
 ]
