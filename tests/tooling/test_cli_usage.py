@@ -151,12 +151,22 @@ def test_a_named_network_checks_its_chain_id_also_when_rpc_url_is_set(tmp_path: 
     assert code == 0, err
 
 
+def _salts_file(state: Path, chain_id: int, contract: str, account: str) -> Path:
+    """Where `dr consumer run` keeps its salts (config.salts_file once every path comes from
+    the settings; next to the cursor file before)."""
+    try:
+        from demand_response.config import salts_file
+    except ImportError:
+        cursor = state_path_for(state, chain_id, contract, account, "consumer")
+        return cursor.with_name(cursor.name.replace(".cursor-", ".salts-", 1))
+    return salts_file(state, "consumer", chain_id, contract, account)
+
+
 def test_a_corrupt_salts_file_is_one_line_not_a_traceback(tmp_path: Path, chain, deployed, w3: Web3) -> None:
     account = w3.eth.accounts[7]
     state = tmp_path / "state"
     state.mkdir()
-    cursor = state_path_for(state, chain.chain_id, deployed.address, account, "consumer")
-    salts = cursor.with_name(cursor.name.replace(".cursor-", ".salts-", 1))
+    salts = _salts_file(state, chain.chain_id, deployed.address, account)
     salts.write_text('{"version": 1, "entries": [{"request_id": "not json enough"')
     (tmp_path / "bids.json").write_text(json.dumps({"version": 1, "bids": [{"kw": 1, "price_wei_per_kwh": 10**12}]}))
     result = run_dr(["consumer", "run", "--rpc-url", chain.url, "--contract", deployed.address, "--account-index", "7",
