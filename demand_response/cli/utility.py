@@ -66,14 +66,17 @@ def _add_request(actions: argparse._SubParsersAction) -> None:
     q.set_defaults(func=request)
 
 
-def _open(args: argparse.Namespace) -> tuple[Any, Any, int]:
-    """(settings, session, chain time)."""
+def _open(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(settings, session): the chain and the contract, checked."""
     from ..session import open_session
 
     settings = settings_from(args, state_dir=getattr(args, "state_dir", None),
                              poll_interval=getattr(args, "poll_interval", None))
-    session = open_session(settings)
-    return settings, session, int(session.w3.eth.get_block("latest")["timestamp"])
+    return settings, open_session(settings)
+
+
+def _chain_time(session: Any) -> int:
+    return int(session.w3.eth.get_block("latest")["timestamp"])
 
 
 # -- request ----------------------------------------------------------------------------------
@@ -127,8 +130,9 @@ def request(args: argparse.Namespace) -> int:
     from ..accounts import resolve_signer
     from ..planner import plan_request, preview, send_request
 
-    settings, session, chain_now = _open(args)
+    settings, session = _open(args)
     signer = resolve_signer(session.w3, "utility", settings)
+    chain_now = _chain_time(session)
     now = max(chain_now, int(time.time()))
     args.event_start = None
     if args.from_sim:
@@ -162,7 +166,7 @@ def settle(args: argparse.Namespace) -> int:
     from ..accounts import resolve_signer
     from ..utility import UtilityDaemon, outcome_line, utility_state_path
 
-    settings, session, _ = _open(args)
+    settings, session = _open(args)
     dr = session.dr
     signer = resolve_signer(session.w3, "utility", settings)
     daemon = UtilityDaemon(
@@ -182,8 +186,8 @@ def settle(args: argparse.Namespace) -> int:
 
 def status(args: argparse.Namespace) -> int:
     """``dr utility status``: every request with its state and phase (demand_response.lifecycle)."""
-    _, session, chain_now = _open(args)
-    print(format_status(status_rows(session.dr, max(chain_now, int(time.time())))))
+    _, session = _open(args)
+    print(format_status(status_rows(session.dr, max(_chain_time(session), int(time.time())))))
     return 0
 
 
