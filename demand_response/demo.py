@@ -26,7 +26,8 @@ from .chain import Signer, connect
 from .config import load_settings
 from .market import PricingRule
 from .results import ResultsFile
-from .utility import UtilityDaemon, deploy, eth, outcome_line, plan_request, send_request, utility_state_path
+from .planner import plan_request, preview, send_request
+from .utility import UtilityDaemon, deploy, eth, outcome_line, utility_state_path
 
 ETH = 10**18
 CAP = 128 * 10**14  # 0.0128 ETH per kWh: price step 0.0001 ETH/kWh
@@ -255,7 +256,7 @@ def run_demo(
                      bond_wei=BOND, event_delay_s=REVEAL_WINDOW + NOTICE) if metered else {}
         plan = plan_request(target_kw=TARGET_KW, now=now, bidding_window_s=bidding_window,
                             event_duration_s=3600, max_price_wei_per_kwh=CAP, rule=PricingRule.UNIFORM, **terms)
-        for line in _preview_lines(plan):
+        for line in preview(plan).splitlines():
             _say(line)
         rid, receipt = send_request(dr, utility, plan)
         _say(f"utility posted request {rid} in block {receipt['blockNumber']}; bidding closes in {bidding_window} s")
@@ -333,9 +334,3 @@ def run_demo(
         for proc in procs:
             proc.stop()
         chain.stop()
-
-
-def _preview_lines(plan: Any) -> list[str]:
-    from .utility import preview
-
-    return preview(plan).splitlines()

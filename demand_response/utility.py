@@ -5,17 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable
 
-from .chain import ChainError, Signer, TransactionFailed
+from .chain import Signer
+from .errors import ChainError, TransactionFailed
 from .config import Settings, record_deployment
-from .contract import DemandReduction, RequestInfo, Stage, Status, Terms, TermsInfo
+from .contract import DemandReduction, RequestInfo, Stage, Status, TermsInfo
 from .listener import Event, LogPoller, StateFile, is_connection_error
 from .sealed import MeterReadings
-from .market import phase
-from .market import PricingRule, WS_PER_KWH, required_budget, round_cap, tick_wei
+from .planner import MIN_CAP_WEI_PER_KWH, RequestPlan, plan_request, preview, send_request
 
 log = logging.getLogger("demand_response.utility")
 
@@ -44,175 +43,14 @@ def deploy(settings: Settings, signer: Signer, chain_id: int, registration_requi
     return dr
 
 
-@dataclass(frozen=True)
-class RequestPlan:
-    """A reduction request before it is sent."""
-
-    target_watts: int
-    event_start: int
-    event_end: int
-    bidding_deadline: int
-    max_price: int
-    budget: int
-    rule: PricingRule
-    terms: Terms = Terms()
-
-    @property
-    def duration(self) -> int:
-        """Event length in seconds."""
-        return self.event_end - self.event_start
-
-
-def plan_request(
-    *,
-    target_kw: float,
-    now: int,
-    bidding_window_s: int = 60,
-    event_delay_s: int = 0,
-    event_duration_s: int = 3600,
-    max_price_wei_per_kwh: int | None = None,
-    budget_wei: int | None = None,
-    rule: PricingRule = PricingRule.UNIFORM,
-    reveal_window_s: int = 0,
-    report_window_s: int = 0,
-    dispute_window_s: int = 0,
-    bond_wei: int = 0,
-) -> RequestPlan:
-    """Turn user-level choices into contract arguments; either a cap or a budget is needed.
-
-    With a budget only, the cap is the highest grid price the budget covers for the full
-    target. With a cap only, the budget is the minimum the contract accepts.
-    """
-    target_watts = round(target_kw * 1000)
-    if target_watts <= 0:
-        raise ValueError("the target must be above 0 kW")
-    if bidding_window_s <= 0 or event_duration_s <= 0 or event_delay_s < 0:
-        raise ValueError("the bidding window and event duration must be positive")
-    if min(reveal_window_s, report_window_s, dispute_window_s, bond_wei) < 0:
-        raise ValueError("windows and the bond must not be negative")
-    if bond_wei and not (reveal_window_s or report_window_s):
-        raise ValueError("a bond needs sealed bids (a reveal window) or metered settlement (a report window)")
-    if dispute_window_s and not report_window_s:
-        raise ValueError("a dispute window needs metered settlement (a report window)")
-    terms = Terms(reveal_window_s, report_window_s, dispute_window_s, bond_wei)
-    deadline = now + bidding_window_s
-    start = deadline + max(event_delay_s, reveal_window_s)  # the event starts after the reveals
-    end = start + event_duration_s
-    if max_price_wei_per_kwh is None and budget_wei is None:
-        raise ValueError("give a maximum price (wei per kWh) or a budget")
-    if max_price_wei_per_kwh is None:
-        cap = round_cap(budget_wei * WS_PER_KWH // (target_watts * event_duration_s))
-        if cap <= 0:
-            raise ValueError("the budget is too small for that target and duration")
-    else:
-        cap = round_cap(max_price_wei_per_kwh)
-        if cap <= 0:
-            raise ValueError("the maximum price must be at least 128 wei per kWh")
-    minimum = required_budget(target_watts, event_duration_s, cap)
-    budget = minimum if budget_wei is None else budget_wei
-    if budget < minimum:
-        raise ValueError(f"a budget of {eth(budget)} ETH is below the {eth(minimum)} ETH this cap needs")
-    return RequestPlan(target_watts, start, end, deadline, cap, budget, rule, terms)
-
-
-def preview(plan: RequestPlan) -> str:
-    """A few lines describing what the request may cost and pay."""
-    hours = plan.duration / 3600
-    full = required_budget(plan.target_watts, plan.duration, plan.max_price)
-    per_kw_at_cap = required_budget(1000, plan.duration, plan.max_price)
-    lines = [
-        f"Request: {plan.target_watts / 1000:.3f} kW for {hours:.2f} h "
-        f"({time.strftime('%H:%M:%S', time.localtime(plan.event_start))}–"
-        f"{time.strftime('%H:%M:%S', time.localtime(plan.event_end))}), bidding closes "
-        f"{time.strftime('%H:%M:%S', time.localtime(plan.bidding_deadline))}, {plan.rule.name.lower()} pricing",
-        f"Price cap {eth(plan.max_price)} ETH/kWh (grid step {eth(tick_wei(plan.max_price))} ETH/kWh)",
-        f"Budget escrowed {eth(plan.budget)} ETH; paying the cap for the full target costs {eth(full)} ETH "
-        f"({eth(per_kw_at_cap)} ETH per kW); the rest is refunded at settlement",
-    ]
-    t = plan.terms
-    if t.sealed:
-        lines.append(f"Sealed bids: commitments until bidding closes, reveals until "
-                     f"{time.strftime('%H:%M:%S', time.localtime(plan.bidding_deadline + t.reveal_window))}; "
-                     "winners are selected after that")
-    if t.metered:
-        lines.append(f"Paid on measured delivery: meter reports until {t.report_window} s after the event, "
-                     f"confirm or dispute within {t.dispute_window} s more; undelivered pay comes back")
-    if t.metered and t.bond_wei and plan.event_start <= plan.bidding_deadline + t.reveal_window:
-        lines.append("Note: the event starts when bidding (or the reveals) close, so the winners are selected "
-                     "after it starts and no shortfall penalty can apply; give notice with --event-delay")
-    if t.bond_wei:
-        lines.append(f"Bond per consumer {eth(t.bond_wei)} ETH"
-                     + (": forfeited if a commitment is not revealed" if t.sealed else "")
-                     + ("; shortfall penalty out of it" if t.metered else ""))
-    for fraction in (0.25, 0.5, 1.0):
-        price = round_cap(int(plan.max_price * fraction)) or plan.max_price
-        lines.append(
-            f"  if it clears at {eth(price)} ETH/kWh: pays {eth(required_budget(plan.target_watts, plan.duration, price))} ETH,"
-            f" refund {eth(plan.budget - required_budget(plan.target_watts, plan.duration, price))} ETH"
-        )
-    return "\n".join(lines)
-
-
-def send_request(dr: DemandReduction, signer: Signer, plan: RequestPlan) -> tuple[int, dict[str, Any]]:
-    """Post ``plan``; returns (request id, receipt)."""
-    if plan.terms != Terms():
-        return dr.request_reduction_with_terms(
-            signer, plan.target_watts, plan.event_start, plan.event_end, plan.bidding_deadline,
-            plan.max_price, plan.terms, plan.rule, budget=plan.budget,
-        )
-    return dr.request_reduction(
-        signer, plan.target_watts, plan.event_start, plan.event_end, plan.bidding_deadline,
-        plan.max_price, plan.rule, budget=plan.budget,
-    )
-
-
 def outcome_line(info: RequestInfo) -> str:
-    """One line summarising a settled request."""
+    """One line summarising a request whose winners are selected (words: docs/web.md's glossary)."""
     refund = info.budget - info.reserved
     return (
-        f"request {info.request_id} settled: clearing price {eth(info.clearing_price)} ETH/kWh, "
+        f"request {info.request_id}: winners selected at clearing price {eth(info.clearing_price)} ETH/kWh, "
         f"accepted {info.accepted_watts / 1000:.3f} kW of {info.target_watts / 1000:.3f} kW target, "
-        f"payouts {eth(info.reserved)} ETH, refund {eth(refund)} ETH"
+        f"promised {eth(info.reserved)} ETH, refund {eth(refund)} ETH"
     )
-
-
-def status_rows(dr: DemandReduction, now: int | None = None) -> list[dict[str, Any]]:
-    """Every request with its state, for ``dr utility status``."""
-    rows = []
-    for rid in range(1, dr.request_count() + 1):
-        info = dr.get_request(rid)
-        state = info.status.name.lower()
-        if info.status == Status.OPEN and now is not None and now > info.bidding_deadline:
-            state = "awaiting settlement"
-        t = dr.terms_of(rid)
-        ph = phase(int(info.status), now if now is not None else int(time.time()), info.bidding_deadline,
-                   info.event_start, info.event_end, t.reveal_deadline, t.report_deadline, t.dispute_deadline,
-                   delivery_done=info.claimed_watts == info.accepted_watts)
-        kind = "+".join(k for k, on in (("sealed", t.sealed), ("metered", t.metered)) if on) or "open"
-        rows.append({
-            "id": rid, "state": state, "phase": ph, "terms": kind, "rule": info.rule.name.lower(),
-            "target_kw": info.target_watts / 1000, "bids": info.bid_count,
-            "cap_eth_per_kwh": info.max_price / ETH, "deadline": info.bidding_deadline,
-            "clearing_eth_per_kwh": info.clearing_price / ETH, "accepted_kw": info.accepted_watts / 1000,
-            "paid_eth": info.paid_out / ETH, "budget_eth": info.budget / ETH,
-        })
-    return rows
-
-
-def format_status(rows: Iterable[dict[str, Any]]) -> str:
-    """A plain-text table of ``status_rows``."""
-    header = f"{'id':>4} {'state':<20} {'phase':<10} {'terms':<14} {'rule':<10} {'target kW':>9} {'bids':>5} {'cap ETH/kWh':>12} " \
-             f"{'deadline':>8} {'clear ETH/kWh':>13} {'acc. kW':>8} {'paid ETH':>10}"
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(
-            f"{r['id']:>4} {r['state']:<20} {r.get('phase', ''):<10} {r.get('terms', 'open'):<14} {r['rule']:<10} {r['target_kw']:>9.3f} {r['bids']:>5} "
-            f"{r['cap_eth_per_kwh']:>12.6f} {time.strftime('%H:%M:%S', time.localtime(r['deadline'])):>8} "
-            f"{r['clearing_eth_per_kwh']:>13.6f} {r['accepted_kw']:>8.3f} {r['paid_eth']:>10.6f}"
-        )
-    if len(lines) == 2:
-        lines.append("(no requests yet)")
-    return "\n".join(lines)
 
 
 class UtilityDaemon:
@@ -445,6 +283,6 @@ def utility_state_path(state_dir: Path, chain_id: int, contract: str, account: s
 
 
 __all__ = [
-    "ChainError", "RequestPlan", "UtilityDaemon", "deploy", "format_status", "outcome_line", "plan_request",
-    "preview", "send_request", "status_rows", "utility_state_path",
+    "ChainError", "MIN_CAP_WEI_PER_KWH", "RequestPlan", "UtilityDaemon", "deploy", "outcome_line", "plan_request",
+    "preview", "send_request", "utility_state_path",
 ]

@@ -116,7 +116,7 @@ def test_full_cycle_three_consumers_and_utility_daemon(tmp_path: Path, node: dev
         for c in consumers:
             c.wait_for("on request 1 (tx")
         assert "skipping bid 1.000 kW" in consumers[2].output()
-        utility.wait_for("request 1 settled", timeout=30)
+        utility.wait_for("request 1: winners selected", timeout=30)
         utility.wait_for("withdrew refund", timeout=20)
         results = ResultsFile(tmp_path / "database" / "results.json")
         wait_until(lambda: len(results.records()) == 3, timeout=90, what="three results")

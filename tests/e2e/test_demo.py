@@ -24,7 +24,7 @@ def test_demo_runs_the_whole_market_and_cleans_up(tmp_path: Path) -> None:
                    "--results-file", str(results)], tmp_path, timeout=90)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    assert "all consumers are listening" in out and "request 1 settled" in out
+    assert "all consumers are listening" in out and "request 1: winners selected" in out
     table = out[out.index("consumer    account"):]
     rows = {line.split()[0]: line.split() for line in table.splitlines() if line.startswith("consumer-")}
     assert set(rows) == {"consumer-1", "consumer-2", "consumer-3"}

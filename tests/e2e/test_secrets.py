@@ -47,7 +47,7 @@ def test_demo_outputs_and_files_contain_no_private_key(tmp_path: Path) -> None:
     done = run_dr(["demo", "--consumers", "2", "--chain", "anvil", "--bidding-window", "3", "--workdir", str(tmp_path / "demo"),
                    "--results-file", str(results)], tmp_path, timeout=90)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "request 1 settled" in done.stdout
+    assert "request 1: winners selected" in done.stdout
     keys = devchain.dev_private_keys(3, "anvil")
     node_log = tmp_path / "demo" / "anvil.log"
     # The node's own log is the one exception: a dev node prints its deterministic, public

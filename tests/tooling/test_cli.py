@@ -79,6 +79,24 @@ def test_request_with_budget_sets_the_cap(tmp_path: Path, chain, deployed, capsy
     assert "Budget escrowed 0.010000 ETH" in out
 
 
+def test_request_refuses_reveals_past_the_event_start_and_fractional_watts(tmp_path: Path, chain, deployed, capsys,
+                                                                         monkeypatch) -> None:
+    """The planner decides for the CLI as for the web: the event start is never moved."""
+    code, out, err = _main(["utility", "request", "--rpc-url", chain.url, "--contract", deployed.address,
+                            "--target-kw", "1.0005", "--max-price-eth", "0.001", "--reveal-window", "120"],
+                           capsys, monkeypatch, tmp_path)
+    assert code == 1 and deployed.request_count() == 0
+    line = err.strip()
+    assert len(line.splitlines()) == 1 and line.startswith("error: ")
+    assert "not a whole number of watts" in line and "reveal window (120 s) would end after the event starts" in line
+    code, out, err = _main(["utility", "request", "--rpc-url", chain.url, "--contract", deployed.address,
+                            "--target-kw", "1.001", "--max-price-eth", "0.001", "--reveal-window", "120",
+                            "--event-delay", "120"], capsys, monkeypatch, tmp_path)
+    assert code == 0, err
+    info = deployed.get_request(1)
+    assert info.target_watts == 1001 and info.event_start == info.bidding_deadline + 120
+
+
 def test_accounts_new_import_list_and_wrong_password(tmp_path: Path, chain, deployed, capsys, monkeypatch) -> None:
     keystores = tmp_path / "keys"
     (tmp_path / "pw").write_text("correct horse\n")

@@ -20,25 +20,43 @@ pytest.importorskip("pandapower")
 
 def test_simulate_writes_a_households_bids_and_a_plot(tmp_path: Path) -> None:
     out, plot = tmp_path / "bids.json", tmp_path / "house.png"
-    result = run_dr(["simulate", "--households", "50", "--household", "3", "--seed", "7", "--event-start",
-                     "1795284000", "--event-end", "1795287600", "--out", str(out), "--plot", str(plot)], tmp_path)
+    args = ["simulate", "--households", "50", "--household", "3", "--seed", "7", "--event-start",
+            "1795284000", "--event-end", "1795287600", "--out", str(out)]
+    result = run_dr([*args, "--plot", str(plot)], tmp_path)
     assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
     offers = load_bids(out).bids
-    assert summary["household"] == 3 and summary["n_bids"] == len(offers) > 0
+    lines = result.stdout.splitlines()  # a summary for people, not a JSON blob
+    assert lines[0] == f"Wrote {len(offers)} bids of household 3 of 50 (seed 7) to {out}"
+    assert lines[1].startswith("Event 2026-11-21 ") and "UTC (1 h), outdoor peak 33 °C" in lines[1]
+    assert lines[2].startswith(f"Offered {sum(o.watts for o in offers) / 1000:.3f} kW from 1 household(s) at ")
+    assert lines[-1] == f"Plot: {plot}"
     assert [o.price for o in offers] == sorted(o.price for o in offers)  # a monotone curve
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    machine = run_dr([*args, "--json"], tmp_path)  # the figures for scripts
+    summary = json.loads(machine.stdout)
+    assert summary["household"] == 3 and summary["n_bids"] == len(offers) > 0
+
+
+def test_simulate_refuses_a_household_outside_the_population(tmp_path: Path) -> None:
+    result = run_dr(["simulate", "--households", "5", "--household", "5"], tmp_path)
+    assert result.returncode == 1 and result.stderr == "error: --household must be 0 to 4 (there are 5 households)\n"
 
 
 def test_feeder_day_with_delivered_reductions(tmp_path: Path) -> None:
     plot = tmp_path / "feeder.png"
-    result = run_dr(["simulate", "--feeder", "--seed", "0", "--plot", str(plot)], tmp_path, timeout=180)
+    result = run_dr(["simulate", "--feeder", "--seed", "0", "--plot", str(plot), "--json"], tmp_path, timeout=180)
     assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout.split("\n", 1)[1])
+    assert result.stderr.startswith("Simulating the feeder day")  # progress stays out of the JSON
+    summary = json.loads(result.stdout)
     assert summary["overloaded"] and summary["peak_loading_pct"] > 100
     assert summary["accepted_watts"] >= summary["target_watts"] > 0
     assert summary["peak_after_pct"] < summary["peak_before_pct"]
     assert plot.exists()
+    from demand_response.cli.simulate import feeder_text
+
+    text = feeder_text(summary)  # what `dr simulate --feeder` prints without --json
+    assert f"peaks at {summary['peak_loading_pct']:.1f} % of its rating" in text
+    assert f"peak {summary['peak_before_pct']:.1f} % -> {summary['peak_after_pct']:.1f} %" in text
 
 
 def test_utility_request_from_the_feeder_simulation(tmp_path: Path, chain, w3: Web3) -> None:

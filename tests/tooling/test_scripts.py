@@ -72,10 +72,17 @@ def test_brownie_run_deploy_register_and_plain_python(project, chain) -> None:
     assert not (Path(env["HOME"]) / ".brownie" / "accounts").exists() or os.listdir(Path(env["HOME"]) / ".brownie" / "accounts") == []
 
 
+LIVE_ENV = ("# my live network\nCONTRACT_ADDRESS=0x5FbDB2315678afecb367f032d93F642f64180aa3\n"
+            "UTILITY_ACCOUNT=live-utility\nUTILITY_ACCOUNT_PASS=not-on-this-chain\n")
+
+
 @pytest.mark.parametrize("network, chain_id", [("development", "31337"), ("ganache-cli", "1337")])
 def test_brownie_run_deploy_on_a_chain_brownie_starts(project, network: str, chain_id: str) -> None:
-    """brownie's own development network (anvil) and its ganache network, started by brownie itself."""
+    """brownie's own development network (anvil) and its ganache network, started by brownie itself:
+    throwaway chains, which never read or write .env (bug 6: CONTRACT_ADDRESS was overwritten
+    and the live keystore account was asked for)."""
     proj, env = project
+    (proj / ".env").write_text(LIVE_ENV)
     if network == "ganache-cli":  # brownie starts ganache at istanbul by default (README, brownie-config.yaml)
         modified = _brownie(["networks", "modify", "ganache-cli", "evm_version=shanghai"], proj, env)
         assert modified.returncode == 0, modified.stdout + modified.stderr
@@ -83,4 +90,10 @@ def test_brownie_run_deploy_on_a_chain_brownie_starts(project, network: str, cha
     assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
     record = json.loads((proj / "deployments.json").read_text())[network][chain_id]
     assert f"deployed DemandReduction at {record['address']}" in deployed.stdout
+    assert "throwaway chain" in deployed.stdout and "live-utility" not in deployed.stdout
     assert "Compiling" not in deployed.stdout  # the committed artifacts were used as they are
+    assert (proj / ".env").read_text() == LIVE_ENV
+    if network == "development":
+        remote = _brownie(["run", "scripts/deploy.py", "main", "remote", "--network", network], proj, env)
+        assert remote.returncode != 0 and "`remote` is for a live network" in remote.stdout + remote.stderr
+        assert (proj / ".env").read_text() == LIVE_ENV

@@ -1,4 +1,4 @@
-"""Salt store, meter readings and request planning for sealed and metered requests (no chain)."""
+"""Salt store and meter readings for sealed and metered requests (no chain)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 from demand_response.market import commitment, delivered_watts, phase, settle_delivery
 from demand_response.sealed import (COMMITTED, COMMITTING, MeterReadings, SaltStore, SaltStoreError, SealedEntry,
                                     write_readings)
-from demand_response.utility import plan_request, preview
 
 ACCOUNT = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -93,25 +92,6 @@ def test_phases() -> None:
                                                           "reporting", "disputing", "settling"]
     assert phase(2, now=460, delivery_done=True, **args) == "settled"
     assert phase(3, now=0, **args) == "cancelled"
-
-
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(bond_wei=10**15), "a bond needs sealed bids"),
-    (dict(dispute_window_s=60), "a dispute window needs metered settlement"),
-    (dict(reveal_window_s=-1), "must not be negative"),
-])
-def test_plan_rejects_terms_that_make_no_sense(kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        plan_request(target_kw=5, now=1000, max_price_wei_per_kwh=128 * 10**12, **kwargs)
-
-
-def test_plan_starts_the_event_after_the_reveals_and_previews_the_terms() -> None:
-    plan = plan_request(target_kw=5, now=1000, bidding_window_s=60, max_price_wei_per_kwh=128 * 10**12,
-                        reveal_window_s=30, report_window_s=600, dispute_window_s=300, bond_wei=10**15)
-    assert plan.event_start == 1000 + 60 + 30 and plan.terms.sealed and plan.terms.metered
-    text = preview(plan)
-    assert "Sealed bids" in text and "measured delivery" in text and "Bond per consumer 0.001" in text
-    assert json.dumps(plan.terms.as_tuple()) == "[30, 600, 300, 1000000000000000]"
 
 
 def test_a_reset_dev_chain_forgets_the_old_deployment_results_and_readings(tmp_path: Path) -> None:

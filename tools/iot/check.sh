@@ -12,16 +12,15 @@
 #   5. the cycle (tools/iot/scenario.py): ganache and the utility natively, the consumer daemon
 #      under emulation as the unit's user; it must bid, win, be paid and record its result.
 #
-# Needs root, network access to Debian's and PyPI's mirrors, and the project bootstrapped
-# (make bootstrap: .venv and node_modules). Timings go to $IOT_WORK/iot-check.json.
-# Env: IOT_WORK (default /var/tmp/dr-iot-check), IOT_MIRROR (default http://deb.debian.org/debian),
-# IOT_SUITE (bookworm), IOT_FRESH_BASE=1 to rebuild the cached root, IOT_WINDOW (bidding s, 30),
+# Needs root, network access to a Debian mirror and to the Python package index, and the project
+# bootstrapped (make bootstrap: .venv and node_modules). Timings go to $IOT_WORK/iot-check.json.
+# Env: IOT_WORK (default /var/tmp/dr-iot-check), IOT_MIRROR (default: the Debian mirror of this
+# machine's own apt sources, found by tools/iot/apt_mirror.py), IOT_SUITE (bookworm), IOT_FRESH_BASE=1 to rebuild the cached root, IOT_WINDOW (bidding s, 30),
 # IOT_REUSE_BOARD=1 to skip the install and rerun only the account and cycle steps on the last board.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${IOT_WORK:-/var/tmp/dr-iot-check}
-MIRROR=${IOT_MIRROR:-http://deb.debian.org/debian}
 SUITE=${IOT_SUITE:-bookworm}
 WINDOW=${IOT_WINDOW:-30}
 BASE=$WORK/rootfs-base
@@ -49,6 +48,12 @@ in_board() { chroot "$BOARD" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin
 
 [ "$(id -u)" = 0 ] || die "run as root: debootstrap, chroot and binfmt_misc need it"
 [ -x "$PY" ] && [ -e "$REPO/node_modules/.bin/ganache" ] || die "bootstrap the project first: make bootstrap"
+MIRROR=${IOT_MIRROR:-}
+if [ -z "$MIRROR" ]; then
+  MIRROR=$("$PY" "$REPO/tools/iot/apt_mirror.py") \
+    || die "no Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d/; set IOT_MIRROR"
+  say "Debian mirror from this machine's apt sources: $MIRROR (IOT_MIRROR overrides it)"
+fi
 mkdir -p "$WORK"
 exec 9>"$WORK/.lock"
 flock -n 9 || die "another iot-check is using $WORK"

@@ -39,7 +39,7 @@ from demand_response import devchain  # noqa: E402
 from demand_response.bids import save_bids  # noqa: E402
 from demand_response.chain import Signer, connect  # noqa: E402
 from demand_response.contract import DemandReduction, Status  # noqa: E402
-from demand_response.utility import plan_request, send_request  # noqa: E402
+from demand_response.planner import plan_request, send_request  # noqa: E402
 
 CAP = 128 * 10**14  # 0.0128 ETH/kWh price cap (tick 0.0001 ETH/kWh)
 OFFER_WATTS, OFFER_PRICE = 1500, 30 * 10**14  # the consumer offers 1.5 kW at 0.003 ETH/kWh

@@ -1,0 +1,175 @@
+"""What every ``dr`` command group shares: option groups, settings, logging, prompts, signals.
+
+Imports nothing heavy at module level: ``dr --help`` and a consumer board's start stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import signal
+import sys
+import threading
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import UserError  # noqa: F401  (a problem with the command's input: one line)
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+# -- option groups ----------------------------------------------------------------------------
+
+
+def log_options(parser: argparse.ArgumentParser) -> None:
+    """-v / -q / --log-file."""
+    g = parser.add_argument_group("output")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    g.add_argument("--log-file", help="also append log lines to this file")
+
+
+def env_options(parser: argparse.ArgumentParser) -> None:
+    """--env-file, for commands that read settings but no chain."""
+    parser.add_argument("--env-file", help="the .env file to read (default ./.env or DR_ENV_FILE)")
+
+
+def connection_options(parser: argparse.ArgumentParser, contract: bool = True) -> None:
+    """How a command finds the chain (and, with ``contract``, the contract), plus the output options."""
+    g = parser.add_argument_group("connection")
+    g.add_argument("--network", help="dev (default), ganache, anvil, sepolia, mainnet; a named network's "
+                                     "chain id is always checked, also when RPC_URL gives the URL")
+    g.add_argument("--rpc-url", help="JSON-RPC endpoint (overrides RPC_URL and --network's URL)")
+    if contract:
+        g.add_argument("--contract", dest="contract_address", help="contract address (overrides CONTRACT_ADDRESS)")
+    g.add_argument("--env-file", help="the .env file to read (default ./.env or DR_ENV_FILE)")
+    if contract:
+        g.add_argument("--deployments-file", help="where deployments are recorded (default ./deployments.json)")
+    log_options(parser)
+
+
+def decimal_arg(text: str) -> Decimal:
+    """An argparse type: an exact decimal number (kW and ETH are never binary floats)."""
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value.is_finite():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+def named_network_chain(settings: "Settings") -> "Settings":
+    """A named network always checks its chain id, also when ``RPC_URL`` gives the URL.
+
+    ``load_settings`` only expects the network's chain id when the URL is the network's own;
+    with ``RPC_URL`` set, ``--network sepolia`` was silently ignored. A ``CHAIN_ID`` that
+    contradicts the named network is refused.
+    """
+    from ..config import NETWORKS, ConfigError
+
+    network = NETWORKS.get(settings.network)
+    if network is None or network.chain_id is None:
+        return settings
+    if settings.expected_chain_id is None:
+        return settings.with_(expected_chain_id=network.chain_id)
+    if settings.expected_chain_id != network.chain_id:
+        raise ConfigError(f"network {network.name!r} is chain {network.chain_id} but CHAIN_ID is "
+                          f"{settings.expected_chain_id}; fix NETWORK / --network or CHAIN_ID")
+    return settings
+
+
+def settings_from(args: argparse.Namespace, **extra: Any) -> "Settings":
+    """Settings from .env, the environment and the connection flags (``extra`` on top)."""
+    from ..config import load_settings
+
+    flags = {k: getattr(args, k, None) for k in ("network", "rpc_url", "contract_address", "deployments_file")}
+    flags.update(extra)
+    return named_network_chain(load_settings(getattr(args, "env_file", None), **flags))
+
+
+def rpc_name(settings: Any) -> str:
+    """The endpoint as log lines name it (credentials redacted)."""
+    from ..chain import redact_url
+
+    return f"RPC endpoint {redact_url(settings.rpc_url)}"
+
+
+# -- process ----------------------------------------------------------------------------------
+
+
+def setup_logging(args: argparse.Namespace, default: str = "INFO") -> None:
+    """Log lines to stderr (and ``--log-file``) at the level -v / -q ask for."""
+    level = logging.DEBUG if getattr(args, "verbose", False) else (
+        logging.WARNING if getattr(args, "quiet", False) else getattr(logging, default, logging.INFO))
+    fmt = logging.Formatter("%(asctime)s.%(msecs)03d %(message)s", "%H:%M:%S")
+    root = logging.getLogger()
+    root.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(fmt)
+    root.addHandler(handler)
+    if getattr(args, "log_file", None):
+        file_handler = logging.FileHandler(args.log_file)
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        root.addHandler(file_handler)
+    root.setLevel(level)
+    for noisy in ("web3", "urllib3", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT/SIGTERM, so daemons stop cleanly mid-wait."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        logging.getLogger("demand_response").info("stopping (%s)…", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+# -- prompts ----------------------------------------------------------------------------------
+
+
+def ask(prompt: str, default: str | None = None) -> str:
+    """One answer from stdin; Enter takes ``default``."""
+    suffix = f" [{default}]" if default is not None else ""
+    try:
+        answer = input(f"{prompt}{suffix}: ").strip()
+    except EOFError:
+        answer = ""
+    if not answer and default is None:
+        raise UserError(f"no answer for {prompt!r}")
+    return answer or str(default)
+
+
+def number(text: str, what: str, kind: Callable[[str], Any] = float) -> Any:
+    """``text`` as a number, or a one-line error naming ``what``."""
+    try:
+        return kind(text)
+    except ValueError:
+        raise UserError(f"{what}: {text!r} is not a number") from None
+
+
+def read_secret(path: str | None, prompt: str, confirm: bool = False) -> str:
+    """A password or key from a file, or typed without echo."""
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").rstrip("\n")
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    if not sys.stdin.isatty():
+        raise UserError("no terminal to ask for the secret; pass --password-file / --key-file")
+    value = getpass.getpass(prompt)
+    if confirm and getpass.getpass("Repeat: ") != value:
+        raise UserError("the two entries differ")
+    return value

@@ -1,0 +1,130 @@
+"""``dr consumer run|fleet``: the bidding daemon, one account or a fleet in one process."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ._common import UserError, connection_options, rpc_name, settings_from, stop_on_signals
+
+
+def add_to(commands: argparse._SubParsersAction) -> None:
+    """Add ``dr consumer run`` and ``dr consumer fleet``."""
+    p = commands.add_parser("consumer", help="the consumer bidding daemon")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    q = actions.add_parser("run", help="run one consumer until Ctrl-C")
+    connection_options(q)
+    _daemon_options(q)
+    q.add_argument("--account-index", type=int, help="dev chains: use the node's unlocked account #N")
+    q.add_argument("--household", type=int, default=0, help="fleet-file entry / gridsim household to use")
+    q.add_argument("--label", help="name used in log lines and results")
+    q.set_defaults(func=run)
+    q = actions.add_parser("fleet", help="run N consumer agents with N accounts in one process")
+    connection_options(q)
+    _daemon_options(q)
+    q.add_argument("-n", type=int, required=True, help="number of agents")
+    q.add_argument("--first-account", type=int, default=1, help="dev chains: first unlocked account to use")
+    q.add_argument("--account-prefix", help="keystores PREFIX-0 … PREFIX-(N-1), password CONSUMER_ACCOUNT_PASS")
+    q.set_defaults(func=run)
+
+
+def _daemon_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("daemon")
+    g.add_argument("--bids-file", help="bids file (default BIDS_FILE or database/bids.json)")
+    g.add_argument("--bids-source", choices=("file", "gridsim"), help="where offers come from (default file)")
+    g.add_argument("--seed", type=int, default=0, help="gridsim population seed")
+    g.add_argument("--results-file", help="results history (default RESULTS_FILE or database/results.json)")
+    g.add_argument("--state-dir", help="where the listener cursor is kept (default database/)")
+    g.add_argument("--poll-interval", type=float, help="seconds between polls (default 0.2)")
+    g.add_argument("--confirmations", type=int, help="blocks to stay behind the head (default 0)")
+    g.add_argument("--reorg-depth", type=int, help="recent blocks re-scanned every poll (default 12)")
+    g.add_argument("--from-block", type=int, dest="start_block", help="first block when there is no cursor")
+    g.add_argument("--no-withdraw", action="store_true", help="claim but do not withdraw")
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    settings = settings_from(
+        args, bids_file=args.bids_file, bids_source=args.bids_source, results_file=args.results_file,
+        state_dir=args.state_dir, poll_interval=args.poll_interval, confirmations=args.confirmations,
+        reorg_depth=args.reorg_depth, start_block=args.start_block,
+    )
+    if args.no_withdraw:
+        settings = settings.with_(auto_withdraw=False)
+    return settings
+
+
+def _provider(settings: Any, index: int, seed: int) -> Any:
+    from ..consumer import file_bids, gridsim_bids
+
+    if settings.bids_source == "gridsim":
+        return gridsim_bids(household_index=index, seed=seed)
+    if settings.bids_source != "file":
+        raise UserError(f"BIDS_SOURCE={settings.bids_source!r}: use 'file' or 'gridsim'")
+    return file_bids(settings.bids_file, index)
+
+
+def _check_bids(settings: Any) -> None:
+    if settings.bids_source == "file":
+        from ..bids import load_bids
+
+        load_bids(settings.bids_file)  # refuse to start on a bad file; it is re-read per request
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one consumer, or a fleet, until Ctrl-C / SIGTERM."""
+    from ..accounts import resolve_signer
+    from ..consumer import AgentSpec, ConsumerService, state_path_for
+    from ..results import ResultsFile
+    from ..session import open_session
+
+    settings = _settings(args)
+    _check_bids(settings)
+    session = open_session(settings)
+    if args.action == "run":
+        signer = resolve_signer(session.w3, "consumer", settings, account_index=args.account_index)
+        label = args.label or f"consumer {signer.address[:10]}"
+        specs = [AgentSpec(signer, _provider(settings, args.household, args.seed), label)]
+        kind, owner = "consumer", signer.address
+    else:
+        specs = _fleet_specs(session, settings, args)
+        kind, owner = f"fleet{args.n}", specs[0].signer.address
+    service = ConsumerService(
+        session.dr, session.chain_id, specs,
+        state_path=state_path_for(settings.state_dir, session.chain_id, session.dr.address, owner, kind),
+        results=ResultsFile(settings.results_file), start_block=session.start_block(),
+        poll_interval=settings.poll_interval, confirmations=settings.confirmations,
+        reorg_depth=settings.reorg_depth, auto_withdraw=settings.auto_withdraw, rpc_name=rpc_name(settings),
+    )
+    service.run(stop_on_signals())
+    return 0
+
+
+def _fleet_specs(session: Any, settings: Any, args: argparse.Namespace) -> list:
+    from ..accounts import AccountError, load_keystore
+    from ..chain import Signer
+    from ..config import DEV_CHAIN_IDS
+    from ..consumer import AgentSpec
+
+    n = args.n
+    if n < 1:
+        raise UserError("-n must be at least 1")
+    signers: list[Signer] = []
+    if args.account_prefix:
+        password = settings.get("CONSUMER_ACCOUNT_PASS")
+        if password is None:
+            raise AccountError("CONSUMER_ACCOUNT_PASS is needed to unlock the fleet's keystores")
+        for i in range(n):
+            account = load_keystore(f"{args.account_prefix}-{i}", password, settings)
+            signers.append(Signer(session.w3, account, label=f"{args.account_prefix}-{i}",
+                                  receipt_timeout=settings.receipt_timeout))
+    else:
+        if session.chain_id not in DEV_CHAIN_IDS:
+            raise AccountError(f"on a live chain, give the fleet keystores with --account-prefix NAME "
+                               f"(NAME-0 … NAME-{n - 1})")
+        accounts = session.w3.eth.accounts
+        first = args.first_account
+        if first + n > len(accounts):
+            raise UserError(f"the dev chain has {len(accounts)} accounts; -n {n} from #{first} does not fit")
+        signers = [Signer(session.w3, accounts[first + i], label=f"agent {i} ({accounts[first + i][:10]})",
+                          receipt_timeout=settings.receipt_timeout, stuck_after=2.0) for i in range(n)]
+    return [AgentSpec(s, _provider(settings, i, args.seed), s.label) for i, s in enumerate(signers)]

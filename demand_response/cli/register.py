@@ -1,0 +1,41 @@
+"""``dr register``: enrolment when the contract is in registered mode."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import connection_options, settings_from
+
+
+def add_to(commands: argparse._SubParsersAction) -> None:
+    """Add ``dr register``."""
+    p = commands.add_parser("register", help="enrolment in registered mode",
+                            description="As a consumer: ask the utility for enrolment. As the utility: "
+                                        "--enrol ADDRESS enrols a consumer.")
+    connection_options(p)
+    p.add_argument("--enrol", action="append", metavar="ADDRESS", help="(utility) enrol this consumer")
+    p.add_argument("--account-index", type=int, help="dev chains: the consumer's unlocked account #N")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Request enrolment (consumer) or enrol addresses (utility)."""
+    from ..accounts import resolve_signer
+    from ..session import open_session
+
+    settings = settings_from(args)
+    session = open_session(settings)
+    dr = session.dr
+    if not dr.registration_required():
+        print(f"the contract at {dr.address} is open: no enrolment is needed")
+        return 0
+    if args.enrol:
+        signer = resolve_signer(session.w3, "utility", settings)
+        for address in args.enrol:
+            dr.enrol(signer, address)
+            print(f"enrolled {address}")
+        return 0
+    signer = resolve_signer(session.w3, "consumer", settings, account_index=args.account_index)
+    dr.request_enrolment(signer)
+    print(f"enrolment requested for {signer.address}; the utility enrols it with `dr register --enrol {signer.address}`")
+    return 0

@@ -1,0 +1,239 @@
+"""``dr utility request|run|status``: post reduction requests, settle them, list them."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ._common import UserError, ask, connection_options, decimal_arg, number, rpc_name, settings_from, \
+    stop_on_signals
+
+
+def add_to(commands: argparse._SubParsersAction) -> None:
+    """Add ``dr utility request``, ``run`` and ``status``."""
+    p = commands.add_parser("utility", help="request reductions, settle them, show status")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    _add_request(actions)
+    q = actions.add_parser("run", help="settle open requests at their deadlines and withdraw refunds")
+    connection_options(q)
+    q.add_argument("--request-id", type=int, action="append", help="only these requests (repeatable)")
+    q.add_argument("--exit-when-idle", action="store_true", help="exit once no watched request is open")
+    q.add_argument("--no-withdraw", action="store_true", help="leave refunds in the contract")
+    q.add_argument("--meter", metavar="FILE",
+                   help="the utility's meter data (meter.json format): confirm reports it supports, "
+                        "dispute the rest; without it reports become final at the dispute deadline")
+    q.add_argument("--state-dir", help="where the listener cursor is kept (default database/)")
+    q.add_argument("--poll-interval", type=float, help="seconds between polls (default 0.5)")
+    q.set_defaults(func=settle)
+    q = actions.add_parser("status", help="list requests and their states")
+    connection_options(q)
+    q.set_defaults(func=status)
+
+
+def _add_request(actions: argparse._SubParsersAction) -> None:
+    q = actions.add_parser(
+        "request", help="post a reduction request (prompts when no flags are given)",
+        description="Plan a request (demand_response.planner: whole watts, exact ETH, the cap lowered onto "
+                    "the contract's price grid, reveals closing by the event start), preview what it may "
+                    "pay, and post it. Without --target-kw it asks for each value.")
+    connection_options(q)
+    q.add_argument("--target-kw", type=decimal_arg, help="reduction wanted, kW (whole watts: 3 decimals at most)")
+    q.add_argument("--bidding-window", type=int, default=60, help="seconds until bidding closes (default 60)")
+    q.add_argument("--event-delay", type=int, default=0, help="seconds from bidding close to event start (default 0)")
+    q.add_argument("--event-duration", type=int, default=3600, help="event length, seconds (default 3600)")
+    cap = q.add_mutually_exclusive_group()
+    cap.add_argument("--max-price-wei", type=int, help="price cap, wei per kWh")
+    cap.add_argument("--max-price-eth", type=decimal_arg, help="price cap, ETH per kWh")
+    q.add_argument("--budget-eth", type=decimal_arg, help="budget to escrow, ETH (sets the cap when no cap is given)")
+    q.add_argument("--rule", default="uniform", help="uniform (default) or pay-as-bid")
+    q.add_argument("--reveal-window", type=int, default=0, metavar="S",
+                   help="sealed bids: seconds after bidding closes for reveals (default 0: open bids); "
+                        "the reveals must close by the event start: --event-delay at least S")
+    q.add_argument("--report-window", type=int, default=0, metavar="S",
+                   help="pay on measured delivery: seconds after the event for meter reports (default 0: off)")
+    q.add_argument("--dispute-window", type=int, default=0, metavar="S",
+                   help="metered: seconds after the report deadline to confirm or dispute (default 0)")
+    q.add_argument("--bond-eth", type=decimal_arg,
+                   help="bond per consumer, ETH: forfeited if sealed bids are not revealed, and the "
+                        "shortfall penalty of metered requests (default 0)")
+    q.add_argument("--from-sim", action="store_true",
+                   help="target and window from the gridsim feeder simulation (needs the 'grid' extra)")
+    q.add_argument("--sim-seed", type=int, default=0, help="--from-sim: population seed")
+    q.add_argument("--sim-outdoor-max-c", type=float, default=38.0, help="--from-sim: the day's peak temperature")
+    q.set_defaults(func=request)
+
+
+def _open(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(settings, session): the chain and the contract, checked."""
+    from ..session import open_session
+
+    settings = settings_from(args, state_dir=getattr(args, "state_dir", None),
+                             poll_interval=getattr(args, "poll_interval", None))
+    return settings, open_session(settings)
+
+
+def _chain_time(session: Any) -> int:
+    return int(session.w3.eth.get_block("latest")["timestamp"])
+
+
+# -- request ----------------------------------------------------------------------------------
+
+
+def _apply_feeder_suggestion(args: argparse.Namespace, chain_now: int) -> int:
+    """Fill target and window of ``--from-sim`` from the feeder simulation.
+
+    Returns the time the plan is anchored to (taken after the simulation, which takes seconds).
+    """
+    from .simulate import feeder_suggestion
+
+    print("Simulating the feeder to find its overload window…", flush=True)
+    s = feeder_suggestion(args.sim_seed, args.sim_outdoor_max_c)
+    now = max(chain_now, int(time.time()))
+    if not s["overloaded"]:
+        raise UserError(f"the simulated feeder peaks at {s['peak_loading_pct']:.1f} % of its transformer, "
+                        f"under the {s['threshold_pct']:.0f} % threshold: nothing to request")
+    duration = s["event_end"] - s["event_start"]
+    start = s["event_start"]
+    while start < now + args.bidding_window + args.reveal_window:  # same time of day, next day if passed
+        start += 86400
+    args.target_kw = Decimal(int(s["target_watts"])) / 1000  # exact watts
+    args.event_duration = duration
+    args.event_start = start
+    print(f"Feeder {s['network']} ({s['n_houses']} houses) peaks at {s['peak_loading_pct']:.1f} %: "
+          f"asking for {s['target_watts'] / 1000:.3f} kW over {duration // 60} min "
+          f"from {time.strftime('%Y-%m-%d %H:%M', time.gmtime(start))} UTC")
+    if args.max_price_wei is None and args.max_price_eth is None and args.budget_eth is None:
+        raise UserError("--from-sim sets the target and window; also give --max-price-eth or --budget-eth")
+    return now
+
+
+def _ask_request(args: argparse.Namespace) -> None:
+    """Fill the request's flags from prompts."""
+    print("New demand reduction request (Enter accepts the default)")
+    args.target_kw = ask("Target reduction, kW")
+    args.bidding_window = number(ask("Bidding window, seconds", "60"), "bidding window", int)
+    args.event_delay = number(ask("Event starts this many seconds after bidding closes", "0"), "delay", int)
+    args.event_duration = number(ask("Event duration, seconds", "3600"), "duration", int)
+    cap = ask("Maximum price, ETH per kWh (empty: give a budget instead)", "")
+    if cap:
+        args.max_price_eth = cap
+    else:
+        args.budget_eth = ask("Budget, ETH")
+    args.rule = ask("Pricing rule (uniform / pay-as-bid)", "uniform")
+
+
+def request(args: argparse.Namespace) -> int:
+    """Plan (demand_response.planner), preview, confirm when prompted, send."""
+    from ..accounts import resolve_signer
+    from ..planner import plan_request, preview, send_request
+
+    settings, session = _open(args)
+    signer = resolve_signer(session.w3, "utility", settings)
+    chain_now = _chain_time(session)
+    now = max(chain_now, int(time.time()))
+    args.event_start = None
+    if args.from_sim:
+        now = _apply_feeder_suggestion(args, chain_now)
+    interactive = args.target_kw is None
+    if interactive:
+        _ask_request(args)
+    plan = plan_request(
+        target_kw=args.target_kw, now=now, bidding_window_s=args.bidding_window,
+        event_delay_s=None if args.event_start is not None else args.event_delay, event_start=args.event_start,
+        event_duration_s=args.event_duration, max_price_wei_per_kwh=args.max_price_wei,
+        max_price_eth_per_kwh=args.max_price_eth, budget_eth=args.budget_eth, rule=args.rule,
+        reveal_window_s=args.reveal_window, report_window_s=args.report_window,
+        dispute_window_s=args.dispute_window, bond_eth=args.bond_eth,
+    )
+    print(preview(plan))
+    if interactive and ask("Send it? (y/n)", "y").lower() not in ("y", "yes"):
+        print("not sent")
+        return 0
+    rid, receipt = send_request(session.dr, signer, plan)
+    print(f"request {rid} posted in block {receipt['blockNumber']} (tx 0x{bytes(receipt['transactionHash']).hex()}); "
+          f"settle it with `dr utility run`")
+    return 0
+
+
+# -- run and status ---------------------------------------------------------------------------
+
+
+def settle(args: argparse.Namespace) -> int:
+    """``dr utility run``: the settling daemon until Ctrl-C (or idle with --exit-when-idle)."""
+    from ..accounts import resolve_signer
+    from ..utility import UtilityDaemon, outcome_line, utility_state_path
+
+    settings, session = _open(args)
+    dr = session.dr
+    signer = resolve_signer(session.w3, "utility", settings)
+    daemon = UtilityDaemon(
+        dr, signer,
+        state_path=utility_state_path(settings.state_dir, session.chain_id, dr.address, signer.address),
+        start_block=session.start_block(), poll_interval=settings.poll_interval if args.poll_interval else 0.5,
+        confirmations=settings.confirmations, reorg_depth=settings.reorg_depth,
+        auto_withdraw=not args.no_withdraw, only=set(args.request_id) if args.request_id else None,
+        exit_when_idle=args.exit_when_idle, rpc_name=rpc_name(settings),
+        meter_file=Path(args.meter) if args.meter else None,
+    )
+    daemon.run(stop_on_signals())
+    for info in daemon.settled:
+        print(outcome_line(info))
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    """``dr utility status``: every request with its state and phase (demand_response.lifecycle)."""
+    _, session = _open(args)
+    print(format_status(status_rows(session.dr, max(_chain_time(session), int(time.time())))))
+    return 0
+
+
+def status_rows(dr: Any, now: int) -> list[dict[str, Any]]:
+    """Every request with its state and phase at chain time ``now`` and its quantities, named
+    as in the glossary of docs/web.md (budget, promised, paid, refund)."""
+    from ..lifecycle import lifecycle
+
+    rows = []
+    for rid in range(1, dr.request_count() + 1):
+        info = dr.get_request(rid)
+        terms = dr.terms_of(rid)
+        life = lifecycle(info, terms, now)
+        kind = "+".join(k for k, on in (("sealed", terms.sealed), ("metered", terms.metered)) if on) or "open"
+        rows.append({
+            "id": rid, "state": life.state, "phase": life.phase, "terms": kind, "rule": info.rule.name.lower(),
+            "target_watts": info.target_watts, "bids": info.bid_count, "cap_wei_per_kwh": info.max_price,
+            "deadline": info.bidding_deadline, "selected": life.selected,
+            "clearing_wei_per_kwh": info.clearing_price, "accepted_watts": info.accepted_watts,
+            "budget_wei": info.budget, "promised_wei": info.reserved, "paid_wei": info.paid_out,
+        })
+    return rows
+
+
+_COLUMNS = (("id", 4, ">"), ("state", 9, "<"), ("phase", 10, "<"), ("terms", 14, "<"), ("rule", 10, "<"),
+            ("target kW", 9, ">"), ("bids", 5, ">"), ("cap ETH/kWh", 12, ">"), ("deadline", 8, ">"),
+            ("clear ETH/kWh", 13, ">"), ("acc. kW", 8, ">"), ("promised ETH", 12, ">"), ("paid ETH", 10, ">"))
+
+
+def format_status(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of ``status_rows``; figures fixed at selection show '-' before it."""
+    def eth(wei: int) -> str:
+        return f"{wei / 10**18:.6f}"
+
+    header = " ".join(f"{name:{align}{width}}" for name, width, align in _COLUMNS)
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        picked = r["selected"]
+        cells = (r["id"], r["state"], r["phase"], r["terms"], r["rule"], f"{r['target_watts'] / 1000:.3f}", r["bids"],
+                 eth(r["cap_wei_per_kwh"]), time.strftime("%H:%M:%S", time.localtime(r["deadline"])),
+                 eth(r["clearing_wei_per_kwh"]) if picked else "-",
+                 f"{r['accepted_watts'] / 1000:.3f}" if picked else "-",
+                 eth(r["promised_wei"]) if picked else "-", eth(r["paid_wei"]))
+        lines.append(" ".join(f"{str(c):{align}{width}}" for c, (_, width, align) in zip(cells, _COLUMNS)))
+    if len(lines) == 2:
+        lines.append("(no requests yet)")
+    lines.append("states: open (bidding, revealing) -> closed (winners not selected) -> selected "
+                 "(winners not all paid) -> settled (every winner paid); or cancelled")
+    return "\n".join(lines)
