@@ -30,6 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .networks import FeeModel
 from .units import ETH, Currency, ReferenceRate, format_amount
+from .errors import ChainError
 
 #: OP Stack ``GasPriceOracle`` predeploy (every OP Stack chain).
 OP_GAS_PRICE_ORACLE = "0x420000000000000000000000000000000000000F"
@@ -62,7 +63,7 @@ _ARB_ABI = [
 ]
 
 
-class FeeError(RuntimeError):
+class FeeError(ChainError, RuntimeError):
     """A chain's fee oracle could not be read; ``str()`` is one line naming the chain and the fix."""
 
 

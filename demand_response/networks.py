@@ -20,6 +20,7 @@ from enum import Enum
 from typing import Mapping
 
 from .units import ETH, Currency, currency
+from .errors import ConfigError
 
 LOCAL_RPC_URL = "http://127.0.0.1:8545"
 #: Chain ids of local development chains (ganache, anvil/hardhat).
@@ -27,7 +28,7 @@ DEV_CHAIN_IDS = frozenset({1337, 31337})
 _INFURA_KEY = "{WEB3_INFURA_PROJECT_ID}"
 
 
-class NetworkError(ValueError):
+class NetworkError(ConfigError):
     """A network choice a user can fix (unknown name, wrong chain id); ``str()`` is one line."""
 
 

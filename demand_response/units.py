@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import Iterable, Mapping
+from .errors import UserError
 
 #: Largest integer a contract stores (uint256).
 MAX_UINT256 = 2**256 - 1
@@ -28,7 +29,7 @@ DISPLAY_DECIMALS = 6
 _TINY_SIGNIFICANT = 3
 
 
-class UnitError(ValueError):
+class UnitError(UserError, ValueError):
     """An amount, price or rate a person typed that cannot be used; ``str()`` is one line."""
 
 

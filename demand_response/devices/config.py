@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .core import CAP_KINDS, KINDS, DeviceSpec
+from .. import errors
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TOPIC = re.compile(r"^[^\s/#+\x00][^\s#+\x00]{0,199}$")
@@ -36,7 +37,7 @@ _KIND_KEYS: dict[str, tuple[set[str], set[str]]] = {  # kind: (required, optiona
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.ConfigError):
     """The devices file is wrong; ``str()`` is one line per mistake."""
 
     def __init__(self, path: str | Path, problems: list[str]) -> None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from ..errors import DRError
 
 SWITCH_KINDS = ("tasmota", "shelly", "homeassistant")
 CAP_KINDS = ("ocpp", "sunspec")
 KINDS = SWITCH_KINDS + CAP_KINDS + ("simulation",)
 
 
-class DeviceError(Exception):
+class DeviceError(DRError):
     """A device could not be reached or refused a command (one line, names the device)."""
 
 

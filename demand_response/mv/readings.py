@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Iterable, NamedTuple, Sequence
+from ..errors import UserError
 
 #: Interval lengths accepted (seconds): 15, 20, 30 and 60 minutes, each dividing an hour.
 INTERVALS_S = (900, 1200, 1800, 3600)
@@ -19,7 +20,7 @@ MAX_AVERAGE_W = 200_000
 _METER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")
 
 
-class MeterDataError(ValueError):
+class MeterDataError(UserError, ValueError):
     """Bad meter data a user can fix. ``str()`` is one line that names the problem and the fix."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from .readings import MeterDataError, Reading, check_meter_id, check_series
+from ..errors import UserError
 
 MARK_KINDS = ("event", "outage")
 
@@ -42,7 +43,7 @@ _SCHEMA = (
 )
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """The store cannot be opened or used (not the data's fault); one line with the fix."""
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from web3 import Web3
+from ..errors import UserError
 
 SCHEME = "dr"
 #: A registration proof older (or further in the future) than this is refused: it bounds replay.
@@ -32,7 +33,7 @@ PROOF_MAX_AGE = 300
 _CONTEXT = re.compile(r"^dr://(\d{1,20})/(0x[0-9a-fA-F]{40})(?:/(\d{1,78}))?$")
 
 
-class OpenAdrError(ValueError):
+class OpenAdrError(UserError, ValueError):
     """A malformed market context, VEN name or OpenADR payload (one clear line)."""
 
 

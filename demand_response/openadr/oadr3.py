@@ -27,6 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..errors import UserError
 from .context import MarketContext
 
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / "openadr3-3.0.1.yaml"
@@ -68,7 +69,7 @@ CREATE INDEX IF NOT EXISTS objects_by_kind ON objects (kind, program_id);
 """
 
 
-class Oadr3Error(ValueError):
+class Oadr3Error(UserError, ValueError):
     """A request the 3.0 API refuses: ``status`` is the HTTP code, the message one line."""
 
     def __init__(self, message: str, status: int = 400) -> None:
