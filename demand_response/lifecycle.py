@@ -1,0 +1,140 @@
+"""Where a request is in its life: one state and phase vocabulary for the CLI, the web and the API.
+
+A request has a coarse **state** and a finer **phase**, both computed here from what the
+contract reports (the request, its terms) and the chain's clock, and nowhere else:
+
+=========  ==========  ===============================================================
+state      phase       meaning
+=========  ==========  ===============================================================
+open       bidding     bidding is open (commitments, in sealed mode)
+open       revealing   sealed bids are being revealed
+closed     selecting   bidding closed, winners not selected yet
+selected   scheduled   winners selected, the event has not started
+selected   event       the event is running
+selected   reporting   metered: consumers report their metered delivery
+selected   disputing   metered: the utility may confirm or dispute reports
+selected   settling    the event is over and some winners are not paid yet
+settled    settled     every accepted watt is paid (or nothing was accepted)
+cancelled  cancelled   the utility cancelled the request; bidders withdraw
+=========  ==========  ===============================================================
+
+"settled" means paid, never just "winners selected": the contract's status 2 (named
+``Settled`` on chain) is the state ``selected`` here until every accepted watt is paid
+(``claimedWatts == acceptedWatts``). The module imports nothing of the package, so every
+layer can use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+#: The contract's request status values (``contract.Status``).
+_OPEN, _SELECTED, _CANCELLED = 1, 2, 3
+
+#: Every phase, in life-cycle order, with what it means for people.
+PHASES: dict[str, str] = {
+    "bidding": "bidding is open",
+    "revealing": "sealed bids are being revealed",
+    "selecting": "bidding closed, winners not selected yet",
+    "scheduled": "winners selected, the event has not started",
+    "event": "the event is running",
+    "reporting": "consumers report their metered delivery",
+    "disputing": "the utility may confirm or dispute reports",
+    "settling": "the event is over and some winners are not paid yet",
+    "settled": "every winner is paid",
+    "cancelled": "cancelled",
+}
+
+#: The coarse state of each phase.
+STATE_OF_PHASE: dict[str, str] = {
+    "bidding": "open",
+    "revealing": "open",
+    "selecting": "closed",
+    "scheduled": "selected",
+    "event": "selected",
+    "reporting": "selected",
+    "disputing": "selected",
+    "settling": "selected",
+    "settled": "settled",
+    "cancelled": "cancelled",
+}
+
+#: Every state, in life-cycle order, with what it means for people.
+STATES: dict[str, str] = {
+    "open": "bids are accepted (or revealed)",
+    "closed": "bidding closed, winners not selected yet",
+    "selected": "winners selected, not every winner is paid yet",
+    "settled": "every winner is paid",
+    "cancelled": "cancelled",
+}
+
+
+class RequestFacts(Protocol):
+    """What the life cycle reads of a request (``contract.RequestInfo`` has it)."""
+
+    status: int
+    bidding_deadline: int
+    event_start: int
+    event_end: int
+    accepted_watts: int
+    claimed_watts: int
+
+
+class TermsFacts(Protocol):
+    """What the life cycle reads of a request's terms (``contract.TermsInfo`` has it)."""
+
+    reveal_deadline: int
+    report_deadline: int
+    dispute_deadline: int
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """A request's state and phase at one chain time."""
+
+    state: str
+    phase: str
+
+    @property
+    def meaning(self) -> str:
+        """The phase in words."""
+        return PHASES[self.phase]
+
+    @property
+    def selected(self) -> bool:
+        """Winners are selected: clearing price, accepted kW and payouts are final."""
+        return self.state in ("selected", "settled")
+
+
+def phase(info: RequestFacts, terms: TermsFacts, now: int) -> str:
+    """The phase of a request at chain time ``now`` (see the table in the module docstring)."""
+    status = int(info.status)
+    if status == _CANCELLED:
+        return "cancelled"
+    if status == _OPEN:
+        if now <= info.bidding_deadline:
+            return "bidding"
+        if terms.reveal_deadline and now <= terms.reveal_deadline:
+            return "revealing"
+        return "selecting"
+    if status != _SELECTED:
+        raise ValueError(f"unknown request status {status}")
+    if info.claimed_watts >= info.accepted_watts:
+        return "settled"
+    if now < info.event_start:
+        return "scheduled"
+    if now < info.event_end:
+        return "event"
+    if terms.report_deadline:
+        if now <= terms.report_deadline:
+            return "reporting"
+        if now <= terms.dispute_deadline:
+            return "disputing"
+    return "settling"
+
+
+def lifecycle(info: RequestFacts, terms: TermsFacts, now: int) -> Lifecycle:
+    """The state and phase of a request at chain time ``now``."""
+    name = phase(info, terms, now)
+    return Lifecycle(STATE_OF_PHASE[name], name)
