@@ -204,3 +204,36 @@ def test_bid_request_settle_withdraw_in_a_browser(stack: dict[str, Any], browser
     page.click("[data-testid=stop-daemon]")
     expect(page.locator("[data-testid=daemon-state]")).to_have_text("stopped")
     assert not errors, errors
+
+
+def _invalid_fields(page: Any) -> dict[str, str]:
+    """``{accessible name: invalid value}`` of every form field Chromium's accessibility tree
+    marks invalid (the tree assistive technology reads, through the DevTools protocol)."""
+    cdp = page.context.new_cdp_session(page)
+    try:
+        nodes = cdp.send("Accessibility.getFullAXTree")["nodes"]
+    finally:
+        cdp.detach()
+    out = {}
+    for node in nodes:
+        for prop in node.get("properties", []):
+            if prop["name"] == "invalid" and prop["value"].get("value") not in (None, "false"):
+                out[(node.get("name") or {}).get("value", "?")] = prop["value"]["value"]
+    return out
+
+
+def test_valid_form_fields_are_not_invalid_in_the_accessibility_tree(stack: dict[str, Any], browser: Any) -> None:
+    page = browser.new_page()
+    for url in (stack["consumer"] + "/consumer/bids", stack["consumer"] + "/consumer/",
+                stack["utility"] + "/utility/"):
+        page.goto(url)
+        assert page.locator("input").count() > 1
+        assert page.locator("[aria-invalid=None], [aria-describedby=None]").count() == 0, url
+        assert _invalid_fields(page) == {}, url
+    # A field with an error is announced invalid, and only that one.
+    page.goto(stack["utility"] + "/utility/")
+    page.fill("#target_kw", "-1")
+    page.click("#preview")
+    sync_api.expect(page.locator("#target_kw")).to_have_attribute("aria-invalid", "true")
+    assert list(_invalid_fields(page).values()) == ["true"]
+    page.close()
