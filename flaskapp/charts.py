@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from html import escape
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from .units import PriceUnit
 
@@ -145,7 +145,3 @@ def merit_order_svg(
     out.append("</svg>")
     return "\n".join(out)
 
-
-def book_levels(book: Sequence[int], tick_wei: int) -> list[tuple[int, int]]:
-    """``(price, watts)`` of the non-empty levels of a contract book (index i is (i+1)*tick)."""
-    return [((i + 1) * tick_wei, int(w)) for i, w in enumerate(book) if w]

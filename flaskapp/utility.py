@@ -13,13 +13,13 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 
 from demand_response.accounts import AccountError
 from demand_response.chain import TransactionFailed
-from demand_response.config import DEV_CHAIN_IDS
 from demand_response.contract import Status, Terms
 from demand_response.market import PricingRule
 
-from . import presenters
+from . import presenters, queries
+from .errors import USER_ERRORS, RoleDisabled, attempt, one_line
+from .services import Services
 from .forms import DeliveryForm, PlainForm, RequestForm, UnlockForm
-from .services import USER_ERRORS, Gateway, RoleDisabled, attempt, one_line
 from .units import fmt_eth
 
 bp = Blueprint("utility", __name__, url_prefix="/utility")
@@ -29,14 +29,14 @@ DISABLED = ("The utility dashboard is only available when this server is configu
             "on a local dev chain. See docs/web.md.")
 
 
-def gw() -> Gateway:
-    """This app's gateway."""
+def gw() -> Services:
+    """This app's services."""
     return current_app.extensions["dr"]
 
 
 @bp.before_request
 def _role() -> None:
-    if not gw().utility_enabled:
+    if not gw().config.utility_enabled:
         raise RoleDisabled(DISABLED)
 
 
@@ -53,23 +53,23 @@ def _form_values(form: RequestForm) -> dict[str, Any]:
 
 def _render_dashboard(form: RequestForm | None = None, preview: dict[str, Any] | None = None, code: int = 200) -> Any:
     g = gw()
-    chain = g.chain_status()
+    chain = g.chain.status()
     account, utility_error = None, None
     if chain.connected:
-        signer, utility_error = attempt(g, g.check_utility)
-        account = signer.address if signer else g.account("utility")
+        signer, utility_error = attempt(g.signers.utility)
+        account = signer.address if signer else g.signers.address("utility")
     history, history_error = ({"requests": [], "totals": None}, None)
     stacks: dict[int, str] = {}
     owed = None
     if chain.connected:
-        history, history_error = attempt(g, lambda: presenters.utility_history(g), {"requests": [], "totals": None})
+        history, history_error = attempt(lambda: queries.utility_history(g), {"requests": [], "totals": None})
         for index, row in enumerate(history["requests"]):
             if row["state"] in ("open", "closed") or index == 0:
-                info, _ = attempt(g, lambda rid=row["id"]: g.session().dr.get_request(rid))
+                info, _ = attempt(lambda rid=row["id"]: g.chain.session().dr.get_request(rid))
                 if info is not None:
-                    stacks[row["id"]], _ = attempt(g, lambda i=info: presenters.stack_svg(g, i), "")
+                    stacks[row["id"]], _ = attempt(lambda i=info: queries.stack_svg(g, i), "")
         if account:
-            owed, _ = attempt(g, lambda: g.session().dr.owed(account))
+            owed, _ = attempt(lambda: g.chain.session().dr.owed(account))
     if form is None:
         form = RequestForm(formdata=None)
         if not form.cap.data:
@@ -77,7 +77,7 @@ def _render_dashboard(form: RequestForm | None = None, preview: dict[str, Any] |
     return render_template(
         "utility/dashboard.html", chain=chain, account=account, utility_error=utility_error, form=form,
         preview=preview, history=history, history_error=history_error, stacks=stacks, owed=owed,
-        action_form=PlainForm(), unlock_form=UnlockForm(), locked=g.needs_password("utility"),
+        action_form=PlainForm(), unlock_form=UnlockForm(), locked=g.signers.needs_password("utility"),
     ), code
 
 
@@ -93,9 +93,9 @@ def create_request() -> Any:
     if not form.validate_on_submit():
         return _render_dashboard(form, code=400)
     values = _form_values(form)
-    now, _ = attempt(g, g.chain_time, None)
+    now, _ = attempt(g.chain.now, None)
     try:
-        preview = presenters.plan_preview(g, **values, now=now)
+        preview = presenters.plan_preview(g.unit, **values, now=now)
     except ValueError as exc:
         text = str(exc)
         target = next((f for name, f in (("reveal", form.reveal_s), ("dispute", form.dispute_s),
@@ -105,10 +105,10 @@ def create_request() -> Any:
     if form.preview.data or not form.post.data:
         return _render_dashboard(form, preview=preview)
     try:
-        signer = g.check_utility()
-        dr = g.session().dr
+        signer = g.signers.utility()
+        dr = g.chain.session().dr
         rule = PricingRule.PAY_AS_BID if values["rule"] == "pay_as_bid" else PricingRule.UNIFORM
-        now = g.chain_time()
+        now = g.chain.now()
         deadline = now + values["bidding_s"]
         start = deadline + values["delay_min"] * 60
         end = start + preview["duration_s"]
@@ -149,32 +149,25 @@ def _sentence(text: str) -> str:
 @bp.get("/requests/<int:request_id>")
 def request_detail(request_id: int, code: int = 200) -> Any:
     g = gw()
-    info, error = attempt(g, lambda: _get(request_id))
+    info, error = attempt(lambda: gw().reads.request(request_id))
     if info is None and error is None:
         return render_template("error.html", title="Not found", status=404,
                                message=f"There is no request {request_id} on this contract."), 404
     data = svg = row = terms = delivery = None
     if info is not None:
-        data, error = attempt(g, lambda: presenters.stack(g, info))
-        svg = presenters.stack_svg(g, info, data) if data else None
-        chain_now, error2 = attempt(g, g.chain_time, int(time.time()))
-        terms, error3 = attempt(g, lambda: g.terms(info, fresh=True))
+        data, error = attempt(lambda: queries.stack(g, info))
+        svg = queries.stack_svg(g, info, data) if data else None
+        chain_now, error2 = attempt(g.chain.now, int(time.time()))
+        terms, error3 = attempt(lambda: g.reads.terms(info, fresh=True))
         error = error or error2 or error3
         if terms is not None:
-            row = presenters.request_dict(g, info, chain_now=chain_now, terms=terms)
+            row = queries.request_row(g, info, chain_now=chain_now, terms=terms)
             if terms.metered:
-                delivery, error4 = attempt(g, lambda: presenters.delivery_table(g, info, terms, chain_now))
+                delivery, error4 = attempt(lambda: queries.delivery_table(g, info, terms, chain_now))
                 error = error or error4
     return render_template("utility/request.html", info=info, row=row, terms=terms, delivery=delivery,
                            stack=data, svg=svg, error=error, action_form=PlainForm(), delivery_form=DeliveryForm(),
-                           request_id=request_id, dev_chain=attempt(g, g.is_dev_chain, False)[0]), code
-
-
-def _get(request_id: int) -> Any:
-    dr = gw().session().dr
-    if not 1 <= request_id <= dr.request_count():
-        return None
-    return dr.get_request(request_id)
+                           request_id=request_id, dev_chain=attempt(g.chain.is_dev, False)[0]), code
 
 
 @bp.post("/requests/<int:request_id>/settle")
@@ -183,15 +176,15 @@ def settle(request_id: int) -> Any:
     if not PlainForm().validate_on_submit():
         return request_detail(request_id, code=400)
     try:
-        info = _get(request_id)
+        info = gw().reads.request(request_id)
         if info is None:
             flash(f"There is no request {request_id}.", "error")
             return redirect(url_for("utility.dashboard"))
         if info.status != Status.OPEN:
             flash(f"Request {request_id} is already {info.status.name.lower()}.", "info")
             return redirect(url_for("utility.request_detail", request_id=request_id))
-        now = g.chain_time()
-        reveal_deadline = g.terms(info).reveal_deadline
+        now = g.chain.now()
+        reveal_deadline = g.reads.terms(info).reveal_deadline
         if now <= info.bidding_deadline:
             flash(f"Bidding on request {request_id} is open until "
                   f"{time.strftime('%H:%M:%S', time.localtime(info.bidding_deadline))}; settle after that.", "error")
@@ -200,9 +193,9 @@ def settle(request_id: int) -> Any:
             flash(f"Sealed bids of request {request_id} are revealed until "
                   f"{time.strftime('%H:%M:%S', time.localtime(reveal_deadline))}; settle after that.", "error")
             return request_detail(request_id, code=409)
-        session = g.session()
-        signer = g.check_utility()
-        _nudge_dev_chain(max(info.bidding_deadline, reveal_deadline))
+        session = g.chain.session()
+        signer = g.signers.utility()
+        g.chain.nudge(max(info.bidding_deadline, reveal_deadline))
         session.dr.select_winners(signer, request_id)
         settled = session.dr.get_request(request_id)
     except TransactionFailed as exc:
@@ -217,14 +210,6 @@ def settle(request_id: int) -> Any:
     flash(f"Request {request_id} settled at {g.unit.format(settled.clearing_price)}: "
           f"{settled.accepted_watts / 1000:.3f} kW accepted, refund {fmt_eth(settled.budget - settled.reserved)}.", "ok")
     return redirect(url_for("utility.request_detail", request_id=request_id))
-
-
-def _nudge_dev_chain(deadline: int) -> None:
-    """An idle instamine dev chain makes no blocks: mine one so its clock passes ``deadline``."""
-    session = gw().session()
-    latest = int(session.w3.eth.get_block("latest")["timestamp"])
-    if latest <= deadline and session.chain_id in DEV_CHAIN_IDS:
-        session.w3.provider.make_request("evm_mine", [])
 
 
 def _hms(ts: int) -> str:
@@ -280,19 +265,19 @@ def delivery(request_id: int, action: str) -> Any:
     consumer = form.consumer.data
     who = f"{consumer[:10]}…"
     try:
-        info = _get(request_id)
+        info = gw().reads.request(request_id)
         if info is None:
             flash(f"There is no request {request_id}.", "error")
             return redirect(url_for("utility.dashboard"))
-        session = g.session()
-        signer = g.check_utility() if action != "settle" else g.signer("utility")
+        session = g.chain.session()
+        signer = g.signers.utility() if action != "settle" else g.signers.signer("utility")
         if action == "confirm":
             session.dr.confirm_delivery(signer, request_id, consumer)
         elif action == "dispute":
             session.dr.dispute_delivery(signer, request_id, consumer, int(form.metered_kw.data * 1000))
         else:
-            terms = g.terms(info)
-            _nudge_dev_chain(max(terms.report_deadline, terms.dispute_deadline))
+            terms = g.reads.terms(info)
+            g.chain.nudge(max(terms.report_deadline, terms.dispute_deadline))
             session.dr.settle_delivery(signer, request_id, consumer)
         participant = session.dr.participant_of(request_id, consumer)
     except TransactionFailed as exc:
@@ -313,8 +298,8 @@ def withdraw() -> Any:
     if not PlainForm().validate_on_submit():
         return _render_dashboard(code=400)
     try:
-        signer = g.check_utility()
-        dr = g.session().dr
+        signer = g.signers.utility()
+        dr = g.chain.session().dr
         owed = dr.owed(signer.address)
         if not owed:
             flash("Nothing to withdraw.", "info")
@@ -333,7 +318,7 @@ def unlock() -> Any:
     if not form.validate_on_submit():
         return _render_dashboard(code=400)
     try:
-        address = gw().unlock("utility", form.password.data)
+        address = gw().signers.unlock("utility", form.password.data)
     except AccountError as exc:
         flash(_sentence(one_line(exc)), "error")
         return _render_dashboard(code=400)

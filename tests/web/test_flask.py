@@ -70,7 +70,7 @@ def make_app(node: devchain.DevChain, contract: str, keys: list[str], tmp_path: 
             "CONSUMER_PRIVATE_KEY": keys[consumer], "BIDS_FILE": str(tmp_path / "bids.json"),
             "RESULTS_FILE": str(tmp_path / "results.json"), "STATE_DIR": str(tmp_path / "state"),
             "DR_ENV_FILE": str(tmp_path / "missing.env"), "DEPLOYMENTS_FILE": str(tmp_path / "deployments.json"),
-            "POLL_INTERVAL": "0.1", "DR_RPC_TIMEOUT": "5",
+            "POLL_INTERVAL": "0.1",
         }
         if utility is not None:
             config["UTILITY_PRIVATE_KEY"] = keys[utility]
@@ -292,7 +292,7 @@ def test_json_api(client: Any, app: Any, keys: list[str]) -> None:
 
     preview = client.get("/api/utility/preview?target_kw=3&cap=128000&duration_min=60").get_json()
     assert preview["min_budget_wei"] == str(3000 * 3600 * CAP_GWEI * GWEI // 3_600_000)
-    assert preview["scenarios"][-1]["payout_wei"] == preview["min_budget_wei"]
+    assert preview["scenarios"][-1]["promised_wei"] == preview["min_budget_wei"]
     for query in ("target_kw=&cap=1", "target_kw=1&cap=abc", "target_kw=1&cap=128000&budget_eth=0.0000001",
                   "target_kw=0&cap=1000", "target_kw=1.0001&cap=1000", "target_kw=1&cap=1000&rule=x"):
         response = client.get(f"/api/utility/preview?{query}")
@@ -495,7 +495,7 @@ def test_full_cycle_bid_settle_withdraw(make_app: Any, node: devchain.DevChain) 
     wait_for(lambda: client.get(f"/api/requests/{rid}").get_json()["state"] == "closed", 30, "deadline")
     assert client.post(f"/utility/requests/{rid}/settle").status_code == 302
     settled = client.get(f"/api/requests/{rid}").get_json()
-    assert settled["state"] == "settled" and settled["accepted_watts"] == 3000
+    assert settled["state"] in ("selected", "settled") and settled["accepted_watts"] == 3000
     assert settled["clearing_price_wei_per_kwh"] == str(60_000 * GWEI)
     stack = client.get(f"/api/requests/{rid}/stack").get_json()
     assert [lvl["watts"] for lvl in stack["levels"]] == [2000, 2000]
@@ -510,8 +510,9 @@ def test_full_cycle_bid_settle_withdraw(make_app: Any, node: devchain.DevChain) 
     history = wait_for(recorded, 30, "the daemon's claim")
     payout = 3000 * 3600 * 60_000 * GWEI // 3_600_000
     row = next(r for r in history["requests"] if r["request"]["id"] == rid)
-    assert row["accepted_watts"] == 3000 and row["payout_wei"] == str(payout)
+    assert row["accepted_watts"] == 3000 and row["promised_wei"] == str(payout)
     assert history["owed_wei"] == str(payout) and history["can_withdraw"]
+    assert row["request"]["state"] == "settled" and row["paid_wei"] == str(payout)  # claimed: paid
     page = client.get("/consumer/results").get_data(as_text=True)
     assert 'data-testid="withdraw"' in page and "3.000 kW" in page
     response = client.post("/consumer/withdraw")
@@ -524,6 +525,29 @@ def test_full_cycle_bid_settle_withdraw(make_app: Any, node: devchain.DevChain) 
     client.post("/consumer/daemon/stop")
     records = json.loads(Path(app.extensions["dr"].settings.results_file).read_text())["results"]
     assert any(r["request_id"] == rid and r["accepted_watts"] == 3000 for r in records)
+
+
+def test_selected_winners_are_not_settled_until_they_are_paid(make_app: Any, node: devchain.DevChain,
+                                                              keys: list[str]) -> None:
+    client = make_app(csrf=False).test_client()
+    rid = post_request(client, target_kw="1", bidding_s="8")
+    dr = DemandReduction.at(connect(node.url), client.application.extensions["dr"].chain.session().dr.address)
+    bidder = Signer.from_key(dr.w3, keys[5])
+    dr.submit_bids(bidder, rid, [1000], [50_000 * GWEI])
+    wait_for(lambda: client.get(f"/api/requests/{rid}").get_json()["state"] == "closed", 30, "deadline")
+    assert client.post(f"/utility/requests/{rid}/settle").status_code == 302
+
+    row = client.get(f"/api/requests/{rid}").get_json()
+    assert (row["state"], row["phase"]) == ("selected", "event")  # paid by claim, nobody claimed
+    assert row["promised_wei"] == str(50_000 * GWEI) and row["paid_wei"] == "0"
+    page = client.get(f"/utility/requests/{rid}").get_data(as_text=True)
+    assert ">settled<" not in page and 'data-testid="request-state">selected<' in page
+    assert re.search(r'data-testid="request-paid">0\.000000 ETH<', page)
+    assert re.search(r'data-testid="request-promised">0\.000050 ETH<', page)
+
+    dr.claim(bidder, rid, [b.bid_id for b in dr.bids_of(rid, bidder.address)])
+    row = client.get(f"/api/requests/{rid}").get_json()
+    assert (row["state"], row["phase"], row["paid_wei"]) == ("settled", "settled", row["promised_wei"])
 
 
 def test_utility_withdraws_refunds(make_app: Any) -> None:
