@@ -8,12 +8,14 @@ JavaScript numbers); watts and unix times are integers. Errors are
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from demand_response.bids import MAX_WATTS, BidsError, parse_bids, save_bids
+from demand_response.planner import PlanError, plan_request
 
 from . import presenters, queries
 from .errors import RoleDisabled, attempt, one_line
@@ -88,7 +90,6 @@ def requests_list() -> Any:
     rows, failure = _chain_or_503(lambda: queries.consumer_requests(g, account, open_only=open_only))
     if failure:
         return failure
-    import time
 
     return jsonify({"server_time": int(time.time()), "account": account, "requests": rows})
 
@@ -223,47 +224,34 @@ def results() -> Any:
 
 @bp.get("/utility/preview")
 def utility_preview() -> Any:
-    """Payout preview of a request (market.py formulas); query as the request form's fields."""
+    """Payout preview of a request (the package's planner); query as the request form's fields."""
     _need("utility")
     g = gw()
     args = request.args
+
+    def whole(name: str, default: str) -> int:
+        text = args.get(name) or default
+        if not text.strip().lstrip("-").isdigit():
+            raise ValueError(f"{name} must be a whole number")
+        return int(text)
+
     try:
-        target_kw = Decimal(args.get("target_kw", ""))
-        bidding_s = int(args.get("bidding_s", "60"))
-        delay_min = int(args.get("delay_min", "0"))
-        duration_min = int(args.get("duration_min", "60"))
-        cap_wei = g.unit.to_wei(args.get("cap", ""))
-        budget = args.get("budget_eth") or None
-        budget_wei = None
-        if budget is not None:
-            value = Decimal(budget) * 10**18
-            if value != value.to_integral_value():
-                raise ValueError("budget_eth has more than 18 decimals")
-            budget_wei = int(value)
-        if target_kw <= 0 or bidding_s <= 0 or duration_min <= 0 or delay_min < 0:
-            raise ValueError("target_kw, bidding_s and duration_min must be positive, delay_min at least 0")
-        if (target_kw * 1000) != (target_kw * 1000).to_integral_value():
-            raise ValueError("target_kw has more than 3 decimals (whole watts)")
-        rule = args.get("rule", "uniform")
-        if rule not in ("uniform", "pay_as_bid"):
-            raise ValueError("rule must be uniform or pay_as_bid")
-        windows = {name: int(args.get(name) or "0") for name in ("reveal_s", "report_s", "dispute_s")}
-        bond_wei = 0
-        if args.get("bond_eth"):
-            bond = Decimal(args["bond_eth"]) * 10**18
-            if not bond.is_finite() or bond != bond.to_integral_value():
-                raise ValueError("bond_eth has more than 18 decimals")
-            bond_wei = int(bond)
         now, _ = attempt(g.chain.now, None)
-        data = presenters.plan_preview(g.unit, target_kw=target_kw, bidding_s=bidding_s, delay_min=delay_min,
-                                       duration_min=duration_min, cap_wei=cap_wei, budget_wei=budget_wei, rule=rule,
-                                       bond_wei=bond_wei, now=now, **windows)
-    except (InvalidOperation, ArithmeticError):  # also a number too large for Decimal
-        return _error("cannot preview: a field is missing or not a number", 400)
-    except ValueError as exc:
-        message = str(exc) if "invalid literal" not in str(exc) else "a field is missing or not a whole number"
+        plan = plan_request(
+            target_kw=args.get("target_kw") or None, now=now or int(time.time()),
+            bidding_window_s=whole("bidding_s", "60"), event_delay_s=whole("delay_min", "0") * 60,
+            event_duration_s=whole("duration_min", "60") * 60, max_price_wei_per_kwh=g.unit.to_wei(args.get("cap", "")),
+            budget_eth=args.get("budget_eth") or None, rule=args.get("rule", "uniform"),
+            reveal_window_s=whole("reveal_s", "0"), report_window_s=whole("report_s", "0"),
+            dispute_window_s=whole("dispute_s", "0"), bond_eth=args.get("bond_eth") or None,
+        )
+    except PlanError as exc:
+        return _error(f"cannot preview: {exc}", 400)
+    except (InvalidOperation, ArithmeticError, ValueError) as exc:
+        message = str(exc) if isinstance(exc, ValueError) and "invalid literal" not in str(exc) \
+            else "a field is missing or not a number"
         return _error(f"cannot preview: {message}", 400)
-    return jsonify(data)
+    return jsonify(presenters.plan_preview(plan, g.unit))
 
 
 @bp.get("/utility/requests")

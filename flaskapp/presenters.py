@@ -13,9 +13,10 @@ import time
 from decimal import Decimal
 from typing import Any, Iterable
 
-from demand_response.contract import BidInfo, ParticipantInfo, RequestInfo, Stage, Status, TermsInfo
+from demand_response.contract import BidInfo, ParticipantInfo, RequestInfo, Stage, Status, Terms, TermsInfo
 from demand_response.lifecycle import delivery_actions, lifecycle
-from demand_response.market import payout, required_budget, round_cap, settle_delivery, tick_wei
+from demand_response.market import payout, required_budget, settle_delivery, tick_wei
+from demand_response.planner import RequestPlan
 
 from .units import PriceUnit, fmt_eth, fmt_kw
 
@@ -227,71 +228,35 @@ def record_rows(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bo
     return rows, any_delivery
 
 
-MAX_WINDOW_S = 30 * 86400
-MAX_BOND_WEI = 2**96 - 1
-
-
-def check_terms(delay_min: int, reveal_s: int, report_s: int, dispute_s: int, bond_wei: int) -> None:
-    """The contract's rules for request terms (``requestReductionWithTerms``); ``ValueError``
-    naming the field and the fix."""
-    for name, value in (("reveal_s", reveal_s), ("report_s", report_s), ("dispute_s", dispute_s)):
-        if not 0 <= value <= MAX_WINDOW_S:
-            raise ValueError(f"{name} must be between 0 (off) and {MAX_WINDOW_S} s (30 days)")
-    if not 0 <= bond_wei <= MAX_BOND_WEI:
-        raise ValueError("bond_eth must be between 0 and 2^96 - 1 wei")
-    if reveal_s > delay_min * 60:
-        raise ValueError(f"the reveal window ({reveal_s} s) would end after the event starts "
-                         f"({delay_min} min after bidding closes); shorten it or raise the delay")
-    if dispute_s and not report_s:
-        raise ValueError("a dispute window needs metered settlement: set a report window too")
-    if bond_wei and not reveal_s and not report_s:
-        raise ValueError("a bond needs sealed bids or metered settlement: set a reveal or report window")
-
-
-def plan_preview(unit: PriceUnit, *, target_kw: Decimal, bidding_s: int, delay_min: int, duration_min: int,
-                 cap_wei: int, budget_wei: int | None, rule: str, reveal_s: int = 0, report_s: int = 0,
-                 dispute_s: int = 0, bond_wei: int = 0, now: int | None = None) -> dict[str, Any]:
-    """What a request would escrow and pay (``market.py`` formulas) and, with terms, its
-    deadlines; ``ValueError`` if impossible."""
-    check_terms(delay_min, reveal_s, report_s, dispute_s, bond_wei)
-    target_watts = int(target_kw * 1000)
-    duration = duration_min * 60
-    cap = round_cap(cap_wei)
-    if cap <= 0:
-        raise ValueError(f"the price cap must be at least {unit.format(128)}")
-    minimum = required_budget(target_watts, duration, cap)
-    budget = minimum if budget_wei is None else budget_wei
-    if budget < minimum:
-        raise ValueError(f"a budget of {fmt_eth(budget)} is below the {fmt_eth(minimum)} this cap needs "
-                         "for the full target; raise it or leave it empty")
-    now = int(time.time()) if now is None else now
-    deadline = now + bidding_s
-    start = deadline + delay_min * 60
-    end = start + duration
-    terms = TermsInfo(reveal_s > 0, report_s > 0, deadline + reveal_s if reveal_s else 0,
-                      end + report_s if report_s else 0, end + report_s + dispute_s if report_s else 0,
-                      bond_wei, 0, 0)
+def plan_preview(plan: RequestPlan, unit: PriceUnit) -> dict[str, Any]:
+    """What a planned request (``demand_response.planner``) would escrow and promise at a
+    few clearing prices (``market.py`` formulas), with its deadlines."""
+    duration, cap, budget = plan.duration, plan.max_price, plan.budget
+    terms = TermsInfo(plan.terms.sealed, plan.terms.metered, plan.reveal_deadline,
+                      plan.event_end + plan.terms.report_window if plan.terms.metered else 0,
+                      plan.event_end + plan.terms.report_window + plan.terms.dispute_window if plan.terms.metered else 0,
+                      plan.terms.bond_wei, 0, 0)
+    step = tick_wei(cap)
     scenarios = []
     for fraction in (Decimal("0.25"), Decimal("0.5"), Decimal("0.75"), Decimal(1)):
-        step = tick_wei(cap)
         price = max(step, int(cap * fraction) // step * step)
-        cost = payout(target_watts, duration, price)
+        cost = payout(plan.target_watts, duration, price)
         scenarios.append({"price_wei_per_kwh": str(price), "promised_wei": str(cost), "refund_wei": str(budget - cost),
                           "display": {"price": unit.format(price), "promised": fmt_eth(cost),
                                       "refund": fmt_eth(budget - cost)}})
+    minimum, per_kw = plan.minimum_budget, required_budget(1000, duration, cap)
     return {
-        "target_watts": target_watts, "duration_s": duration, "bidding_deadline": deadline,
-        "event_start": start, "event_end": start + duration, "rule": rule,
-        "cap_wei_per_kwh": str(cap), "cap_rounded": cap != cap_wei, "tick_wei_per_kwh": str(tick_wei(cap)),
-        "min_budget_wei": str(minimum), "budget_wei": str(budget),
-        "per_kw_at_cap_wei": str(required_budget(1000, duration, cap)),
+        "target_watts": plan.target_watts, "duration_s": duration, "bidding_deadline": plan.bidding_deadline,
+        "event_start": plan.event_start, "event_end": plan.event_end, "rule": plan.rule.name.lower(),
+        "cap_wei_per_kwh": str(cap), "cap_rounded": plan.cap_rounded, "tick_wei_per_kwh": str(step),
+        "min_budget_wei": str(minimum), "budget_wei": str(budget), "per_kw_at_cap_wei": str(per_kw),
         "scenarios": scenarios,
         "terms": terms_dict(terms),
-        "with_terms": bool(reveal_s or report_s or dispute_s or bond_wei),
-        "display": {"cap": unit.format(cap), "tick": unit.format(tick_wei(cap)), "min_budget": fmt_eth(minimum),
-                    "budget": fmt_eth(budget), "per_kw_at_cap": fmt_eth(required_budget(1000, duration, cap)),
-                    "target": fmt_kw(target_watts), "deadline": _hm(deadline, seconds=True),
-                    "window": f"{_hm(start)}–{_hm(start + duration)}"},
+        "with_terms": plan.terms != Terms(),
+        "display": {"cap": unit.format(cap), "tick": unit.format(step), "min_budget": fmt_eth(minimum),
+                    "budget": fmt_eth(budget), "per_kw_at_cap": fmt_eth(per_kw),
+                    "target": fmt_kw(plan.target_watts), "deadline": _hm(plan.bidding_deadline, seconds=True),
+                    "window": f"{_hm(plan.event_start)}–{_hm(plan.event_end)}"},
     }
 
 

@@ -13,8 +13,8 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 
 from demand_response.accounts import AccountError
 from demand_response.chain import TransactionFailed
-from demand_response.contract import Status, Terms
-from demand_response.market import PricingRule
+from demand_response.contract import Status
+from demand_response.planner import PlanError, RequestPlan, plan_request, send_request
 
 from . import presenters, queries
 from .errors import USER_ERRORS, RoleDisabled, attempt, one_line
@@ -40,15 +40,29 @@ def _role() -> None:
         raise RoleDisabled(DISABLED)
 
 
-def _form_values(form: RequestForm) -> dict[str, Any]:
+#: The request form's field of each planner input.
+PLAN_FIELDS = {"target_kw": "target_kw", "bidding_window_s": "bidding_s", "event_delay_s": "delay_min",
+               "event_start": "delay_min", "event_duration_s": "duration_min", "max_price": "cap",
+               "budget": "budget_eth", "rule": "rule", "reveal_window_s": "reveal_s", "report_window_s": "report_s",
+               "dispute_window_s": "dispute_s", "bond": "bond_eth"}
+
+
+def _plan(form: RequestForm, now: int) -> RequestPlan:
+    """The package's planner (``demand_response.planner``) on the form's values."""
     g = gw()
-    return {
-        "target_kw": form.target_kw.data, "bidding_s": form.bidding_s.data, "delay_min": form.delay_min.data,
-        "duration_min": form.duration_min.data, "cap_wei": g.unit.to_wei(form.cap.data),
-        "budget_wei": int(form.budget_eth.data * 10**18) if form.budget_eth.data is not None else None,
-        "rule": form.rule.data, "reveal_s": form.reveal_s.data or 0, "report_s": form.report_s.data or 0,
-        "dispute_s": form.dispute_s.data or 0, "bond_wei": form.bond_wei,
-    }
+    return plan_request(
+        target_kw=form.target_kw.data, now=now, bidding_window_s=form.bidding_s.data,
+        event_delay_s=form.delay_min.data * 60, event_duration_s=form.duration_min.data * 60,
+        max_price_wei_per_kwh=g.unit.to_wei(form.cap.data), budget_eth=form.budget_eth.data, rule=form.rule.data,
+        reveal_window_s=form.reveal_s.data or 0, report_window_s=form.report_s.data or 0,
+        dispute_window_s=form.dispute_s.data or 0, bond_wei=form.bond_wei,
+    )
+
+
+def _show_problems(form: RequestForm, exc: PlanError) -> None:
+    for problem in exc.problems:
+        field = getattr(form, PLAN_FIELDS.get(problem.field, "cap"))
+        field.errors = [*field.errors, _sentence(problem.message)]
 
 
 def _render_dashboard(form: RequestForm | None = None, preview: dict[str, Any] | None = None, code: int = 200) -> Any:
@@ -92,50 +106,36 @@ def create_request() -> Any:
     form = RequestForm()
     if not form.validate_on_submit():
         return _render_dashboard(form, code=400)
-    values = _form_values(form)
     now, _ = attempt(g.chain.now, None)
     try:
-        preview = presenters.plan_preview(g.unit, **values, now=now)
-    except ValueError as exc:
-        text = str(exc)
-        target = next((f for name, f in (("reveal", form.reveal_s), ("dispute", form.dispute_s),
-                                         ("bond", form.bond_eth), ("budget", form.budget_eth)) if name in text), form.cap)
-        target.errors = [*target.errors, _sentence(text)]
+        plan = _plan(form, now or int(time.time()))
+    except PlanError as exc:
+        _show_problems(form, exc)
         return _render_dashboard(form, code=400)
+    preview = presenters.plan_preview(plan, g.unit)
     if form.preview.data or not form.post.data:
         return _render_dashboard(form, preview=preview)
     try:
         signer = g.signers.utility()
-        dr = g.chain.session().dr
-        rule = PricingRule.PAY_AS_BID if values["rule"] == "pay_as_bid" else PricingRule.UNIFORM
-        now = g.chain.now()
-        deadline = now + values["bidding_s"]
-        start = deadline + values["delay_min"] * 60
-        end = start + preview["duration_s"]
-        if preview["with_terms"]:
-            terms = Terms(values["reveal_s"], values["report_s"], values["dispute_s"], values["bond_wei"])
-            request_id, receipt = dr.request_reduction_with_terms(
-                signer, preview["target_watts"], start, end, deadline, int(preview["cap_wei_per_kwh"]), terms,
-                rule, budget=int(preview["budget_wei"]),
-            )
-        else:
-            request_id, receipt = dr.request_reduction(
-                signer, preview["target_watts"], start, end, deadline,
-                int(preview["cap_wei_per_kwh"]), rule, budget=int(preview["budget_wei"]),
-            )
+        plan = _plan(form, g.chain.now())  # bidding runs its full window from now
+        request_id, receipt = send_request(g.chain.session().dr, signer, plan)
+    except PlanError as exc:
+        _show_problems(form, exc)
+        return _render_dashboard(form, preview=preview, code=400)
     except USER_ERRORS as exc:
         flash(f"The request was not posted: {one_line(exc)}", "error")
         return _render_dashboard(form, preview=preview, code=409)
+    deadline, terms = plan.bidding_deadline, plan.terms
     tx = "0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x")
     extra = ""
     if preview["with_terms"]:
         extra = f", {preview['terms']['display']['mode']}"
-        if values["reveal_s"]:
-            extra += f", reveals until {time.strftime('%H:%M:%S', time.localtime(deadline + values['reveal_s']))}"
-        if values["report_s"]:
-            extra += f", reports until {time.strftime('%H:%M:%S', time.localtime(end + values['report_s']))}"
-        if values["bond_wei"]:
-            extra += f", bond {fmt_eth(values['bond_wei'])}"
+        if terms.sealed:
+            extra += f", reveals until {_hms(plan.reveal_deadline)}"
+        if terms.metered:
+            extra += f", reports until {_hms(plan.event_end + terms.report_window)}"
+        if terms.bond_wei:
+            extra += f", bond {fmt_eth(terms.bond_wei)}"
     flash(f"Posted request {request_id}: {preview['display']['target']}, bidding closes at "
           f"{time.strftime('%H:%M:%S', time.localtime(deadline))}{extra} (tx {tx}).", "ok")
     return redirect(url_for("utility.request_detail", request_id=request_id))

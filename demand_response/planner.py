@@ -1,0 +1,405 @@
+"""Request planning: what a person asks for → the arguments the contract takes.
+
+One planner for the CLI (``dr utility request``), the web console and the demo. It is pure:
+it reads no chain and no clock (the caller passes ``now``, the chain's time). Its answer is
+a :class:`RequestPlan` in the contract's units (integer watts, unix seconds, wei), or a
+:class:`PlanError` carrying one :class:`Problem` per wrong input, each naming the input and
+the fix. :func:`send_request` posts a plan through the wrapper's one request path.
+
+The rules, decided here once:
+
+- **Target**: kW, converted exactly (decimal arithmetic, never binary floating point) to
+  watts. The contract counts whole watts, so a target that is not a whole number of watts
+  (more than three decimals of kW) is refused, never rounded or truncated.
+- **Money**: ETH amounts are converted exactly to wei; an amount finer than 1 wei is
+  refused. The one value the planner adjusts is the price cap, which goes *down* to the
+  contract's grid (a multiple of :data:`~demand_response.market.TICKS` wei per kWh): the
+  utility never pays more than the cap it gave; :attr:`RequestPlan.cap_rounded` says so.
+- **Reveal window**: sealed bids are revealed between the bidding deadline and the reveal
+  deadline, and the contract needs the reveals closed when the event starts. The planner
+  never moves the event start a person asked for: a reveal window longer than the delay
+  between bidding close and event start is refused, with the delay it would need.
+- **Cap or budget**: at least one. With a budget only, the cap is the highest grid price
+  the budget pays for the full target; with a cap only, the budget is the minimum the
+  contract accepts (the full target at the cap); with both, the budget must cover that.
+  A request that would escrow 0 wei is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Union
+
+from .contract import Terms
+from .market import TICKS, WS_PER_KWH, PricingRule, required_budget, round_cap, tick_wei
+
+if TYPE_CHECKING:
+    from .chain import Signer
+    from .contract import DemandReduction
+
+#: A number as a person typed it: exact decimals, strings, or (from flags) floats.
+Number = Union[Decimal, str, int, float]
+
+ETH = 10**18
+DAY = 86400
+#: Longest bidding, reveal, report and dispute window, and longest delay to the event.
+MAX_WINDOW_S = 30 * DAY
+#: Longest event.
+MAX_DURATION_S = 7 * DAY
+#: The contract's storage bounds.
+MAX_TARGET_WATTS = 2**64 - 1
+MAX_BOND_WEI = 2**96 - 1
+MAX_BUDGET_WEI = 2**128 - 1
+MAX_CAP_WEI = (2**64 - 1) * TICKS
+
+RULES = {"uniform": PricingRule.UNIFORM, "pay-as-bid": PricingRule.PAY_AS_BID,
+         "pay_as_bid": PricingRule.PAY_AS_BID}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One wrong input: ``field`` is the planner's parameter name, ``message`` the sentence."""
+
+    field: str
+    message: str
+
+
+class PlanError(ValueError):
+    """The request cannot be posted as given; ``problems`` has one entry per wrong input."""
+
+    def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(p.message for p in self.problems))
+
+    def for_field(self, field: str) -> list[str]:
+        """The messages about one input (for a form that shows them next to the field)."""
+        return [p.message for p in self.problems if p.field == field]
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """A validated reduction request in the contract's units, before it is sent."""
+
+    target_watts: int
+    event_start: int
+    event_end: int
+    bidding_deadline: int
+    max_price: int
+    budget: int
+    rule: PricingRule
+    terms: Terms = Terms()
+    #: The cap a person gave was lowered onto the contract's price grid.
+    cap_rounded: bool = False
+
+    @property
+    def duration(self) -> int:
+        """Event length in seconds."""
+        return self.event_end - self.event_start
+
+    @property
+    def minimum_budget(self) -> int:
+        """What the full target costs at the cap: the least the contract accepts."""
+        return required_budget(self.target_watts, self.duration, self.max_price)
+
+    @property
+    def reveal_deadline(self) -> int:
+        """When sealed bids must be revealed (0: open bids)."""
+        return self.bidding_deadline + self.terms.reveal_window if self.terms.sealed else 0
+
+
+def eth_text(wei: int) -> str:
+    """Wei as an exact ETH figure without trailing zeros ("0.000128 ETH")."""
+    text = f"{Decimal(wei) / ETH:.18f}".rstrip("0").rstrip(".")
+    return f"{text} ETH"
+
+
+def _decimal(value: Number) -> Decimal | None:
+    """``value`` as an exact finite decimal (floats through their shortest text), or None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    except (InvalidOperation, ValueError, TypeError):
+        return None
+    return number if number.is_finite() else None
+
+
+class _Checker:
+    """Collects problems while the inputs are read."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def fail(self, field: str, message: str) -> None:
+        self.problems.append(Problem(field, message))
+
+    def seconds(self, field: str, what: str, value: Any, low: int, high: int) -> int | None:
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(field, f"the {what} must be a whole number of seconds, not {value!r}")
+            return None
+        if not low <= value <= high:
+            self.fail(field, f"the {what} must be between {_span(low)} and {_span(high)}, not {_span(value)}")
+            return None
+        return value
+
+    def wei(self, field: str, what: str, wei: int | None, eth: Number | None) -> int | None:
+        """An amount given in wei or in ETH (not both), exact; None if absent or wrong."""
+        if wei is not None and eth is not None:
+            self.fail(field, f"give the {what} once: in wei or in ETH, not both")
+            return None
+        if eth is not None:
+            number = _decimal(eth)
+            if number is None:
+                self.fail(field, f"the {what} must be a number of ETH, not {eth!r}")
+                return None
+            exact = number * ETH
+            if exact != exact.to_integral_value():
+                self.fail(field, f"the {what} of {eth} ETH is finer than 1 wei (18 decimals at most)")
+                return None
+            wei = int(exact)
+        if wei is None:
+            return None
+        if isinstance(wei, bool) or not isinstance(wei, int):
+            self.fail(field, f"the {what} must be a whole number of wei, not {wei!r}")
+            return None
+        if wei < 0:
+            self.fail(field, f"the {what} must not be negative")
+            return None
+        return wei
+
+
+def _span(seconds: int) -> str:
+    """A duration in one unit a person reads at once."""
+    if seconds >= DAY and seconds % DAY == 0:
+        return f"{seconds // DAY} days" if seconds != DAY else "1 day"
+    return f"{seconds} s"
+
+
+def _target_watts(check: _Checker, target_kw: Number | None) -> int | None:
+    if target_kw is None:
+        check.fail("target_kw", "give the target reduction in kW")
+        return None
+    kw = _decimal(target_kw)
+    if kw is None:
+        check.fail("target_kw", f"the target must be a number of kW, not {target_kw!r}")
+        return None
+    watts = kw * 1000
+    if watts <= 0:
+        check.fail("target_kw", "the target must be above 0 kW")
+        return None
+    if watts != watts.to_integral_value():
+        check.fail("target_kw", f"the target {target_kw} kW is not a whole number of watts; "
+                                "the contract counts whole watts: give at most 3 decimals of kW")
+        return None
+    if watts > MAX_TARGET_WATTS:
+        check.fail("target_kw", f"the target must be at most {MAX_TARGET_WATTS // 1000} kW")
+        return None
+    return int(watts)
+
+
+def _rule(check: _Checker, rule: PricingRule | str) -> PricingRule:
+    if isinstance(rule, PricingRule):
+        return rule
+    found = RULES.get(str(rule).strip().lower())
+    if found is None:
+        check.fail("rule", f"pricing rule {rule!r}: use uniform or pay-as-bid")
+        return PricingRule.UNIFORM
+    return found
+
+
+def _cap_and_budget(check: _Checker, watts: int | None, duration: int | None,
+                    cap_wei: int | None, budget_wei: int | None) -> tuple[int, int, bool] | None:
+    """(cap on the grid, budget, cap was lowered) from whichever of cap and budget was given."""
+    if cap_wei is None and budget_wei is None:
+        if not any(p.field in ("max_price", "budget") for p in check.problems):
+            check.fail("max_price", "give a price cap per kWh or a budget (or both)")
+        return None
+    if budget_wei is not None and budget_wei > MAX_BUDGET_WEI:
+        check.fail("budget", f"the budget must be at most {eth_text(MAX_BUDGET_WEI)}")
+        return None
+    if cap_wei is not None:
+        cap = round_cap(cap_wei)
+        if cap <= 0:
+            check.fail("max_price", f"the price cap must be at least {TICKS} wei per kWh "
+                                    f"({eth_text(TICKS)}/kWh)")
+            return None
+        if cap > MAX_CAP_WEI:
+            check.fail("max_price", f"the price cap must be at most {eth_text(MAX_CAP_WEI)}/kWh")
+            return None
+    if watts is None or duration is None:
+        return None
+    if cap_wei is None:
+        assert budget_wei is not None
+        cap = min(round_cap(budget_wei * WS_PER_KWH // (watts * duration)), MAX_CAP_WEI)
+        if cap <= 0:
+            least = required_budget(watts, duration, TICKS)
+            check.fail("budget", f"a budget of {eth_text(budget_wei)} is too small for {watts / 1000:g} kW over "
+                                 f"{_span(duration)}: it takes at least {eth_text(least)} (a cap of {TICKS} wei/kWh)")
+            return None
+        return cap, budget_wei, False
+    minimum = required_budget(watts, duration, cap)
+    budget = minimum if budget_wei is None else budget_wei
+    if budget < minimum:
+        check.fail("budget", f"a budget of {eth_text(budget)} is below the {eth_text(minimum)} the full target "
+                             "costs at this cap; raise it, lower the cap, or leave the budget out")
+        return None
+    if budget == 0:
+        check.fail("budget", f"{watts / 1000:g} kW over {_span(duration)} at {eth_text(cap)}/kWh pays less than "
+                             "1 wei: raise the cap, the target or the duration")
+        return None
+    if budget > MAX_BUDGET_WEI:
+        check.fail("budget", f"the full target at this cap costs more than the contract holds "
+                             f"({eth_text(MAX_BUDGET_WEI)}); lower the cap or the target")
+        return None
+    return cap, budget, cap != cap_wei
+
+
+def plan_request(
+    *,
+    target_kw: Number | None,
+    now: int,
+    bidding_window_s: int = 60,
+    event_delay_s: int | None = None,
+    event_start: int | None = None,
+    event_duration_s: int = 3600,
+    max_price_wei_per_kwh: int | None = None,
+    max_price_eth_per_kwh: Number | None = None,
+    budget_wei: int | None = None,
+    budget_eth: Number | None = None,
+    rule: PricingRule | str = PricingRule.UNIFORM,
+    reveal_window_s: int = 0,
+    report_window_s: int = 0,
+    dispute_window_s: int = 0,
+    bond_wei: int | None = None,
+    bond_eth: Number | None = None,
+) -> RequestPlan:
+    """Validate what a person asked for and turn it into contract arguments.
+
+    ``now`` is the chain's time; bidding closes ``bidding_window_s`` after it. The event
+    starts ``event_delay_s`` after bidding closes (default 0), or at the unix time
+    ``event_start``. Money is given in wei or in ETH (``*_eth``), not both. Raises
+    :class:`PlanError` with one problem per wrong input (rules: see the module docstring).
+    """
+    check = _Checker()
+    watts = _target_watts(check, target_kw)
+    window = check.seconds("bidding_window_s", "bidding window", bidding_window_s, 1, MAX_WINDOW_S)
+    duration = check.seconds("event_duration_s", "event duration", event_duration_s, 1, MAX_DURATION_S)
+    reveal = check.seconds("reveal_window_s", "reveal window", reveal_window_s, 0, MAX_WINDOW_S)
+    report = check.seconds("report_window_s", "report window", report_window_s, 0, MAX_WINDOW_S)
+    dispute = check.seconds("dispute_window_s", "dispute window", dispute_window_s, 0, MAX_WINDOW_S)
+    chosen_rule = _rule(check, rule)
+    bond = check.wei("bond", "bond", bond_wei, bond_eth)
+    if bond is not None and bond > MAX_BOND_WEI:
+        check.fail("bond", f"the bond must be at most {eth_text(MAX_BOND_WEI)}")
+    bond = bond or 0
+    if bond and reveal == 0 and report == 0:
+        check.fail("bond", "a bond needs sealed bids or metered settlement: set a reveal or a report window")
+    if dispute and report == 0:
+        check.fail("dispute_window_s", "a dispute window needs metered settlement: set a report window too")
+
+    deadline = now + window if window is not None else None
+    delay: int | None = None
+    if event_start is not None and event_delay_s is not None:
+        check.fail("event_start", "give the event start once: as a time or as a delay after bidding closes")
+    elif event_start is not None:
+        if deadline is not None:
+            delay = event_start - deadline
+            if delay < 0:
+                check.fail("event_start", f"the event starts {_clock(event_start)}, before bidding closes "
+                                          f"({_clock(deadline)}); start it later or shorten the bidding window")
+                delay = None
+            elif delay > MAX_WINDOW_S:
+                check.fail("event_start", f"the event must start within {_span(MAX_WINDOW_S)} of bidding close")
+                delay = None
+    else:
+        delay = check.seconds("event_delay_s", "event delay", 0 if event_delay_s is None else event_delay_s,
+                              0, MAX_WINDOW_S)
+    if reveal and delay is not None and reveal > delay:
+        check.fail("reveal_window_s", f"the reveal window ({reveal} s) would end after the event starts "
+                                      f"({delay} s after bidding closes): the event delay must be at least "
+                                      f"{reveal} s, or shorten the reveal window")
+
+    cap_wei = check.wei("max_price", "price cap", max_price_wei_per_kwh, max_price_eth_per_kwh)
+    budget_in = check.wei("budget", "budget", budget_wei, budget_eth)
+    money = _cap_and_budget(check, watts, duration, cap_wei, budget_in)
+
+    if check.problems:
+        raise PlanError(check.problems)
+    assert watts is not None and deadline is not None and delay is not None and duration is not None
+    assert money is not None
+    cap, budget, rounded = money
+    start = deadline + delay
+    terms = Terms(reveal or 0, report or 0, dispute or 0, bond)
+    return RequestPlan(watts, start, start + duration, deadline, cap, budget, chosen_rule, terms, rounded)
+
+
+def _clock(ts: int) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def _eth(wei: int) -> str:
+    """Wei as ETH with 6 decimals, as the utility's other output prints it."""
+    return f"{wei / ETH:.6f}"
+
+
+def preview(plan: RequestPlan) -> str:
+    """A few lines describing what the request may cost and pay."""
+    hours = plan.duration / 3600
+    full = plan.minimum_budget
+    per_kw_at_cap = required_budget(1000, plan.duration, plan.max_price)
+    lines = [
+        f"Request: {plan.target_watts / 1000:.3f} kW for {hours:.2f} h "
+        f"({_clock(plan.event_start)}–{_clock(plan.event_end)}), bidding closes "
+        f"{_clock(plan.bidding_deadline)}, {plan.rule.name.lower()} pricing",
+        f"Price cap {_eth(plan.max_price)} ETH/kWh (grid step {_eth(tick_wei(plan.max_price))} ETH/kWh)"
+        + ("; your cap was lowered onto the contract's price grid" if plan.cap_rounded else ""),
+        f"Budget escrowed {_eth(plan.budget)} ETH; paying the cap for the full target costs {_eth(full)} ETH "
+        f"({_eth(per_kw_at_cap)} ETH per kW); the rest is refunded at settlement",
+    ]
+    t = plan.terms
+    if t.sealed:
+        lines.append(f"Sealed bids: commitments until bidding closes, reveals until {_clock(plan.reveal_deadline)}; "
+                     "winners are selected after that")
+    if t.metered:
+        lines.append(f"Paid on measured delivery: meter reports until {t.report_window} s after the event, "
+                     f"confirm or dispute within {t.dispute_window} s more; undelivered pay comes back")
+    if t.metered and t.bond_wei and plan.event_start <= max(plan.bidding_deadline, plan.reveal_deadline):
+        lines.append("Note: the event starts when bidding (or the reveals) close, so the winners are selected "
+                     "after it starts and no shortfall penalty can apply; give notice with an event delay")
+    if t.bond_wei:
+        lines.append(f"Bond per consumer {_eth(t.bond_wei)} ETH"
+                     + (": forfeited if a commitment is not revealed" if t.sealed else "")
+                     + ("; shortfall penalty out of it" if t.metered else ""))
+    for fraction in (0.25, 0.5, 1.0):
+        price = round_cap(int(plan.max_price * fraction)) or plan.max_price
+        cost = required_budget(plan.target_watts, plan.duration, price)
+        lines.append(f"  if it clears at {_eth(price)} ETH/kWh: pays {_eth(cost)} ETH, "
+                     f"refund {_eth(plan.budget - cost)} ETH")
+    return "\n".join(lines)
+
+
+def send_request(dr: "DemandReduction", signer: "Signer", plan: RequestPlan) -> tuple[int, dict[str, Any]]:
+    """Post ``plan`` through the wrapper's ``request_reduction``; returns (request id, receipt).
+
+    Raises :class:`PlanError` if the chain's clock has passed the plan's bidding deadline
+    (plan again with a fresh ``now``).
+    """
+    chain_now = int(dr.w3.eth.get_block("latest")["timestamp"])
+    if chain_now >= plan.bidding_deadline:
+        raise PlanError([Problem("bidding_window_s", f"bidding would have closed at {_clock(plan.bidding_deadline)}, "
+                                                     "which has passed; plan the request again")])
+    return dr.request_reduction(
+        signer, plan.target_watts, plan.event_start, plan.event_end, plan.bidding_deadline, plan.max_price,
+        plan.rule, budget=plan.budget, terms=plan.terms if plan.terms != Terms() else None,
+    )
+
+
+__all__ = [
+    "MAX_BOND_WEI", "MAX_DURATION_S", "MAX_WINDOW_S", "PlanError", "Problem", "RequestPlan", "eth_text",
+    "plan_request", "preview", "send_request",
+]
