@@ -12,12 +12,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from demand_response.chain import ChainError, redact_url
-from demand_response.config import DEV_CHAIN_IDS, ConfigError
+from demand_response.chain import redact_url
+from demand_response.config import DEV_CHAIN_IDS
+from demand_response.errors import ConfigError, ConnectionProblem
 from demand_response.session import Session, open_session
 
 from .config import AppConfig
-from .errors import USER_ERRORS, ChainUnavailable, is_unavailable, one_line
+from .errors import USER_ERRORS, is_unavailable, one_line
 
 #: How long a failed connection is remembered before the next attempt (s).
 RETRY_AFTER = 2.0
@@ -52,7 +53,7 @@ class ChainLink:
         self.on_drop: list[Any] = []  # callbacks run when the session is dropped
 
     def session(self) -> Session:
-        """The session; ``ChainUnavailable``/``ChainError``/``ConfigError`` with one line if none."""
+        """The session; ``ConnectionProblem``/``ChainError``/``ConfigError`` with one line if none."""
         if self.config.error:
             raise ConfigError(self.config.error)
         with self._lock:
@@ -65,9 +66,9 @@ class ChainLink:
                 self._session = open_session(settings)
             except Exception as exc:
                 if isinstance(exc, USER_ERRORS) and is_unavailable(exc):
-                    problem: Exception = ChainUnavailable(one_line(exc))
+                    problem: Exception = ConnectionProblem(one_line(exc))
                 elif not isinstance(exc, USER_ERRORS):  # anything else from the node: "not answering"
-                    problem = ChainUnavailable(
+                    problem = ConnectionProblem(
                         f"the chain at {redact_url(settings.rpc_url)} is not answering ({type(exc).__name__}); "
                         "check RPC_URL and that the node is running")
                 else:
@@ -92,11 +93,11 @@ class ChainLink:
             session = self.session()
             latest = session.w3.eth.get_block("latest")
         except Exception as exc:  # whatever the node did, the header says it and the page renders
-            if isinstance(exc, USER_ERRORS) and not isinstance(exc, ChainUnavailable):
+            if isinstance(exc, USER_ERRORS) and not isinstance(exc, ConnectionProblem):
                 status.error = one_line(exc)
                 return status
             self.drop()
-            status.error = one_line(exc) if isinstance(exc, ChainUnavailable) else \
+            status.error = one_line(exc) if isinstance(exc, ConnectionProblem) else \
                 f"the chain stopped answering ({type(exc).__name__}); check that the node is running"
             return status
         status.connected = True

@@ -45,13 +45,14 @@ def consumer_status() -> dict[str, Any]:
     g = gw()
     chain = g.chain.status()
     account = g.signers.address("consumer") if chain.connected or g.signers.needs_password("consumer") else g.signers.address("consumer")
-    balance = owed = None
+    balance = owed = external = None
     if chain.connected and account:
+        external, _ = attempt(lambda: daemon().holder(g.settings, chain.chain_id, account))
         (balance, owed), _ = attempt(lambda: (g.chain.session().w3.eth.get_balance(account), g.chain.session().dr.owed(account)),
                                      (None, None))
     return {"chain": chain.as_dict(), "account": account, "balance_wei": None if balance is None else str(balance),
             "owed_wei": None if owed is None else str(owed), "locked": g.signers.needs_password("consumer"),
-            "daemon": daemon().status(), "server_time": int(time.time())}
+            "daemon": daemon().status(external), "server_time": int(time.time())}
 
 
 # -- console ---------------------------------------------------------------------------

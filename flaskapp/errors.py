@@ -3,9 +3,11 @@
 The HTTP status comes from the error's type (``status_of``), never from its text:
 
 * a form without its CSRF token: 400; a role this server does not serve: 403;
-* ``ChainUnavailable`` (the node does not answer): 503, and the session is dropped so the
-  next request reconnects;
-* any other error a user can cause or fix (``USER_ERRORS``): 409, with its one line;
+* the node does not answer (``demand_response.errors.ConnectionProblem``, or what
+  ``is_connection_error`` recognises by type): 503, and the session is dropped so the next
+  request reconnects;
+* any other error of the package (``DRError``: the user's input, files, accounts, a
+  contract refusal) or a request the planner refuses: 409, with its one line;
 * Werkzeug's HTTP errors keep their code; anything else is a 500 that names the type and
   logs the traceback on the server (never shown on the page).
 """
@@ -19,19 +21,12 @@ from flask import Flask, current_app, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from demand_response.accounts import AccountError
-from demand_response.bids import BidsError
-from demand_response.chain import ChainError
-from demand_response.config import ConfigError
-from demand_response.results import ResultsError
+from demand_response.errors import AccountError, ChainError, DRError, is_connection_error
+from demand_response.planner import PlanError
 
 log = logging.getLogger("flaskapp")
 
 T = TypeVar("T")
-
-
-class ChainUnavailable(ChainError):
-    """The chain's node does not answer (down, unreachable, or stopped mid-request)."""
 
 
 class RoleDisabled(Exception):
@@ -48,7 +43,7 @@ class NeedsPassword(AccountError):
 
 
 #: Errors a user can cause or fix; pages show their one-line message, never a traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (ChainError, ConfigError, BidsError, ResultsError)
+USER_ERRORS: tuple[type[Exception], ...] = (DRError, PlanError)
 
 #: Titles of the error page, by status.
 _TITLES = {400: "Bad request", 403: "Not available", 404: "Not found", 405: "Not allowed", 409: "Problem",
@@ -67,11 +62,7 @@ def one_line(exc: BaseException) -> str:
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """True when ``exc`` means the node could not be reached (by type, or by what caused it)."""
-    if isinstance(exc, ChainUnavailable):
-        return True
-    from demand_response.listener import is_connection_error
-
+    """True when ``exc`` means the node could not be reached (by its type or its causes' types)."""
     return is_connection_error(exc)
 
 

@@ -478,6 +478,36 @@ def test_one_daemon_per_account(make_app: Any) -> None:
     b.post("/consumer/daemon/stop")
 
 
+def test_the_console_shows_a_cli_daemon_and_refuses_a_second(make_app: Any, node: devchain.DevChain,
+                                                              contract: str, tmp_path: Path) -> None:
+    from daemon_helpers import Daemon
+
+    app = make_app(consumer=2, csrf=False)
+    client = app.test_client()
+    (tmp_path / "bids.json").write_text('{"version": 1, "bids": [{"kw": 1.0, "price_wei_per_kwh": 5000000000}]}')
+    cli = Daemon(["consumer", "run", "--rpc-url", node.url, "--contract", contract, "--account-index", "2",
+                  "--bids-file", str(tmp_path / "bids.json"), "--results-file", str(tmp_path / "cli-results.json"),
+                  "--state-dir", str(tmp_path / "state")], tmp_path, tmp_path / "cli.log")
+    try:
+        cli.wait_for("listening for requests")
+        status = client.get("/api/daemon").get_json()
+        assert status["state"] == "stopped"  # this server's own daemon
+        shown = client.get("/api/status").get_json()["daemon"]
+        assert shown["state"] == "external" and shown["running"]
+        assert shown["external"] == {"pid": cli.process.pid, "daemon": "consumer run",
+                                     "started_at": shown["external"]["started_at"]}
+        page = client.get("/consumer/").get_data(as_text=True)
+        assert 'data-testid="external-daemon"' in page and f"consumer run (pid {cli.process.pid})" in page
+        assert 'data-testid="start-daemon"' not in page
+        response = client.post("/consumer/daemon/start", data={"source": "file"})
+        assert response.status_code == 409
+        assert f"already used by consumer run (pid {cli.process.pid})" in response.get_data(as_text=True)
+        assert client.get("/api/daemon").get_json()["state"] == "stopped"
+    finally:
+        assert cli.stop() == 0
+    assert client.get("/api/status").get_json()["daemon"]["state"] == "stopped"
+
+
 def test_full_cycle_bid_settle_withdraw(make_app: Any, node: devchain.DevChain) -> None:
     # START_BLOCK: the daemon starts at the head instead of replaying this module's history.
     head = int(str(node.rpc("eth_blockNumber")), 16)
