@@ -181,34 +181,36 @@ def settle(request_id: int) -> Any:
             flash(f"There is no request {request_id}.", "error")
             return redirect(url_for("utility.dashboard"))
         if info.status != Status.OPEN:
-            flash(f"Request {request_id} is already {info.status.name.lower()}.", "info")
+            state = "cancelled" if info.status == Status.CANCELLED else "past selection: its winners are selected"
+            flash(f"Request {request_id} is already {state}.", "info")
             return redirect(url_for("utility.request_detail", request_id=request_id))
         now = g.chain.now()
         reveal_deadline = g.reads.terms(info).reveal_deadline
         if now <= info.bidding_deadline:
             flash(f"Bidding on request {request_id} is open until "
-                  f"{time.strftime('%H:%M:%S', time.localtime(info.bidding_deadline))}; settle after that.", "error")
+                  f"{time.strftime('%H:%M:%S', time.localtime(info.bidding_deadline))}; select winners after that.", "error")
             return request_detail(request_id, code=409)
         if reveal_deadline and now <= reveal_deadline:
             flash(f"Sealed bids of request {request_id} are revealed until "
-                  f"{time.strftime('%H:%M:%S', time.localtime(reveal_deadline))}; settle after that.", "error")
+                  f"{time.strftime('%H:%M:%S', time.localtime(reveal_deadline))}; select winners after that.", "error")
             return request_detail(request_id, code=409)
         session = g.chain.session()
         signer = g.signers.utility()
         g.chain.nudge(max(info.bidding_deadline, reveal_deadline))
         session.dr.select_winners(signer, request_id)
-        settled = session.dr.get_request(request_id)
+        selected = session.dr.get_request(request_id)
     except TransactionFailed as exc:
         if exc.error == "BiddingStillOpen":
             flash("The chain's clock has not passed the bidding deadline yet; try again in a few seconds.", "error")
         else:
-            flash(f"Settlement failed: {one_line(exc)}", "error")
+            flash(f"Selecting winners failed: {one_line(exc)}", "error")
         return request_detail(request_id, code=409)
     except USER_ERRORS as exc:
-        flash(f"Settlement failed: {one_line(exc)}", "error")
+        flash(f"Selecting winners failed: {one_line(exc)}", "error")
         return request_detail(request_id, code=409)
-    flash(f"Request {request_id} settled at {g.unit.format(settled.clearing_price)}: "
-          f"{settled.accepted_watts / 1000:.3f} kW accepted, refund {fmt_eth(settled.budget - settled.reserved)}.", "ok")
+    flash(f"Winners of request {request_id} selected at {g.unit.format(selected.clearing_price)}: "
+          f"{selected.accepted_watts / 1000:.3f} kW accepted, {fmt_eth(selected.reserved)} promised, "
+          f"refund {fmt_eth(selected.budget - selected.reserved)}.", "ok")
     return redirect(url_for("utility.request_detail", request_id=request_id))
 
 

@@ -355,7 +355,7 @@ def test_settle_before_the_deadline_is_refused_clearly(client: Any) -> None:
     rid = post_request(client, bidding_s="600")
     response = client.post(f"/utility/requests/{rid}/settle")
     assert response.status_code == 409
-    assert "settle after that" in response.get_data(as_text=True)
+    assert "select winners after that" in response.get_data(as_text=True)
     response = client.post("/utility/requests/9999/settle")
     assert response.status_code == 302
 
