@@ -19,15 +19,11 @@ from demand_response.planner import PlanError, plan_request
 
 from . import presenters, queries
 from .errors import RoleDisabled, attempt, one_line
-from .services import Services
+from .services import web as gw
 from .charts import merit_order_svg
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-
-def gw() -> Services:
-    """This app's services."""
-    return current_app.extensions["dr"]
 
 
 def _error(message: str, status: int) -> tuple[Response, int]:

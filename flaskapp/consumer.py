@@ -15,18 +15,14 @@ from demand_response.contract import Status
 from demand_response.market import snap_price_up
 
 from . import presenters, queries
-from .errors import USER_ERRORS, RoleDisabled, attempt, one_line
-from .services import Services
+from .errors import USER_ERRORS, RoleDisabled, attempt, one_line, sentence
+from .services import web as gw
 from .charts import merit_order_svg
 from .daemon import DaemonManager
 from .forms import BidsForm, DaemonStartForm, FillForm, PlainForm, UnlockForm
 
 bp = Blueprint("consumer", __name__, url_prefix="/consumer")
 
-
-def gw() -> Services:
-    """This app's services."""
-    return current_app.extensions["dr"]
 
 
 def daemon() -> DaemonManager:
@@ -91,7 +87,7 @@ def daemon_start() -> Any:
         try:
             g.signers.unlock("consumer", form.password.data)
         except AccountError as exc:
-            form.password.errors.append(_sentence(one_line(exc)))
+            form.password.errors.append(sentence(one_line(exc)))
             return _render_console(start_form=form, code=400)
     source = form.source.data
     try:
@@ -137,8 +133,8 @@ def unlock() -> Any:
     try:
         address = gw().signers.unlock("consumer", form.password.data)
     except AccountError as exc:
-        form.password.errors.append(_sentence(one_line(exc)))
-        flash(_sentence(one_line(exc)), "error")
+        form.password.errors.append(sentence(one_line(exc)))
+        flash(sentence(one_line(exc)), "error")
         if request.form.get("next", "").endswith("/results"):
             return _render_results(code=400)
         return _render_console(unlock_form=form, code=400)
@@ -148,10 +144,6 @@ def unlock() -> Any:
         target = url_for("consumer.console")  # only local paths: no open redirect
     return redirect(target)
 
-
-def _sentence(text: str) -> str:
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith(".") else text + "."
 
 
 # -- bids ------------------------------------------------------------------------------

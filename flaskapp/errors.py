@@ -61,6 +61,12 @@ def one_line(exc: BaseException) -> str:
     return text[:400]
 
 
+def sentence(text: str) -> str:
+    """``text`` as a sentence: capitalised, with a full stop (for messages under a field)."""
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True when ``exc`` means the node could not be reached (by its type or its causes' types)."""
     return is_connection_error(exc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 
 from demand_response.accounts import AccountError
 from demand_response.chain import TransactionFailed
@@ -17,8 +17,8 @@ from demand_response.contract import Status
 from demand_response.planner import PlanError, RequestPlan, plan_request, send_request
 
 from . import presenters, queries
-from .errors import USER_ERRORS, RoleDisabled, attempt, one_line
-from .services import Services
+from .errors import USER_ERRORS, RoleDisabled, attempt, one_line, sentence
+from .services import web as gw
 from .forms import DeliveryForm, PlainForm, RequestForm, UnlockForm
 from .units import fmt_eth
 
@@ -28,10 +28,6 @@ DISABLED = ("The utility dashboard is only available when this server is configu
             "account: set UTILITY_ACCOUNT (and UTILITY_ACCOUNT_PASS) or UTILITY_PRIVATE_KEY, or DR_ROLE=utility "
             "on a local dev chain. See docs/web.md.")
 
-
-def gw() -> Services:
-    """This app's services."""
-    return current_app.extensions["dr"]
 
 
 @bp.before_request
@@ -62,7 +58,7 @@ def _plan(form: RequestForm, now: int) -> RequestPlan:
 def _show_problems(form: RequestForm, exc: PlanError) -> None:
     for problem in exc.problems:
         field = getattr(form, PLAN_FIELDS.get(problem.field, "cap"))
-        field.errors = [*field.errors, _sentence(problem.message)]
+        field.errors = [*field.errors, sentence(problem.message)]
 
 
 def _render_dashboard(form: RequestForm | None = None, preview: dict[str, Any] | None = None, code: int = 200) -> Any:
@@ -140,10 +136,6 @@ def create_request() -> Any:
           f"{time.strftime('%H:%M:%S', time.localtime(deadline))}{extra} (tx {tx}).", "ok")
     return redirect(url_for("utility.request_detail", request_id=request_id))
 
-
-def _sentence(text: str) -> str:
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith(".") else text + "."
 
 
 @bp.get("/requests/<int:request_id>")
@@ -322,7 +314,7 @@ def unlock() -> Any:
     try:
         address = gw().signers.unlock("utility", form.password.data)
     except AccountError as exc:
-        flash(_sentence(one_line(exc)), "error")
+        flash(sentence(one_line(exc)), "error")
         return _render_dashboard(code=400)
     flash(f"Utility account {address} unlocked until the server stops.", "ok")
     return redirect(url_for("utility.dashboard"))
