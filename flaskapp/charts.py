@@ -64,7 +64,7 @@ def merit_order_svg(
     cap_off_chart = bool(cap_value and y_candidates and cap_value > highest * CAP_OFF_CHART_RATIO)
     if cap_value and not cap_off_chart:
         highest = max(highest, cap_value)
-    y_max = highest * 1.08
+    y_max = highest * (1.2 if cap_off_chart else 1.08)  # room for the off-chart cap's label
     x_step, y_step = _nice_step(x_max), _nice_step(y_max)
     x_max = max(x_max, x_step)
     pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
@@ -140,7 +140,7 @@ def merit_order_svg(
     else:
         out.append(f'<text x="{LEFT + pw / 2:.1f}" y="{TOP + ph / 2:.1f}" class="empty" text-anchor="middle">no bids yet</text>')
     if cap and cap_off_chart:
-        out.append(f'<text x="{W - RIGHT - 6}" y="{TOP + 14}" class="label cap-off" text-anchor="end">'
+        out.append(f'<text x="{LEFT + 6}" y="{TOP + 14}" class="label cap-off">'
                    f'↑ cap {escape(unit.format(cap))} (above this scale)</text>')
     elif cap:
         y = sy(float(unit.from_wei(cap)))
