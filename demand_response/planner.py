@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Union
 
+from . import errors
 from .contract import Terms
 from .market import TICKS, WS_PER_KWH, PricingRule, required_budget, round_cap, tick_wei
 
@@ -67,8 +68,11 @@ class Problem:
     message: str
 
 
-class PlanError(ValueError):
-    """The request cannot be posted as given; ``problems`` has one entry per wrong input."""
+class PlanError(errors.PlanError):
+    """The request cannot be posted as given; ``problems`` has one entry per wrong input.
+
+    A :class:`demand_response.errors.PlanError` (so a ``UserError``, a ``DRError`` and a
+    ``ValueError``) that also says which input each problem is about."""
 
     def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
         self.problems = tuple(problems)
@@ -171,6 +175,16 @@ class _Checker:
             self.fail(field, f"the {what} must not be negative")
             return None
         return wei
+
+
+def eth_to_wei(value: Number, what: str = "amount") -> int:
+    """An ETH amount as exact wei; :class:`PlanError` if it is not a number, is negative or is
+    finer than 1 wei."""
+    check = _Checker()
+    wei = check.wei(what, what, None, value)
+    if check.problems or wei is None:
+        raise PlanError(check.problems or [Problem(what, f"give the {what} in ETH")])
+    return wei
 
 
 def _span(seconds: int) -> str:
@@ -359,7 +373,7 @@ def preview(plan: RequestPlan) -> str:
         f"Price cap {_eth(plan.max_price)} ETH/kWh (grid step {_eth(tick_wei(plan.max_price))} ETH/kWh)"
         + ("; your cap was lowered onto the contract's price grid" if plan.cap_rounded else ""),
         f"Budget escrowed {_eth(plan.budget)} ETH; paying the cap for the full target costs {_eth(full)} ETH "
-        f"({_eth(per_kw_at_cap)} ETH per kW); the rest is refunded at settlement",
+        f"({_eth(per_kw_at_cap)} ETH per kW); the rest is refunded when the winners are selected",
     ]
     t = plan.terms
     if t.sealed:
@@ -378,7 +392,7 @@ def preview(plan: RequestPlan) -> str:
     for fraction in (0.25, 0.5, 1.0):
         price = round_cap(int(plan.max_price * fraction)) or plan.max_price
         cost = required_budget(plan.target_watts, plan.duration, price)
-        lines.append(f"  if it clears at {_eth(price)} ETH/kWh: pays {_eth(cost)} ETH, "
+        lines.append(f"  if it clears at {_eth(price)} ETH/kWh: winners are promised {_eth(cost)} ETH, "
                      f"refund {_eth(plan.budget - cost)} ETH")
     return "\n".join(lines)
 
@@ -400,6 +414,6 @@ def send_request(dr: "DemandReduction", signer: "Signer", plan: RequestPlan) -> 
 
 
 __all__ = [
-    "MAX_BOND_WEI", "MAX_DURATION_S", "MAX_WINDOW_S", "PlanError", "Problem", "RequestPlan", "eth_text",
+    "MAX_BOND_WEI", "MAX_DURATION_S", "MAX_WINDOW_S", "PlanError", "Problem", "RequestPlan", "eth_text", "eth_to_wei",
     "plan_request", "preview", "send_request",
 ]
