@@ -7,7 +7,7 @@ The HTTP status comes from the error's type (``status_of``), never from its text
   ``is_connection_error`` recognises by type): 503, and the session is dropped so the next
   request reconnects;
 * any other error of the package (``DRError``: the user's input, files, accounts, a
-  contract refusal) or a request the planner refuses: 409, with its one line;
+  contract refusal, a request the planner refuses): 409, with its one line;
 * Werkzeug's HTTP errors keep their code; anything else is a 500 that names the type and
   logs the traceback on the server (never shown on the page).
 """
@@ -22,7 +22,6 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from demand_response.errors import AccountError, ChainError, DRError, is_connection_error
-from demand_response.planner import PlanError
 
 log = logging.getLogger("flaskapp")
 
@@ -43,7 +42,7 @@ class NeedsPassword(AccountError):
 
 
 #: Errors a user can cause or fix; pages show their one-line message, never a traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (DRError, PlanError)
+USER_ERRORS: tuple[type[Exception], ...] = (DRError,)
 
 #: Titles of the error page, by status.
 _TITLES = {400: "Bad request", 403: "Not available", 404: "Not found", 405: "Not allowed", 409: "Problem",
