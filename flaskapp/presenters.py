@@ -214,11 +214,14 @@ def delivery_record(record: dict[str, Any], promised: int | None = None) -> dict
 
 
 def record_rows(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
-    """results.json records for the page, each with ``delivery`` when it has any delivery
-    key; and whether any has (so the table shows those columns)."""
+    """results.json records for the page, each with what was ``paid`` and, when it has any
+    delivery key, ``delivery``; and whether any has (so the table shows those columns)."""
     rows, any_delivery = [], False
     for record in records:
         row = dict(record)
+        # What was paid: metered records say it as paid_wei, the others as payout_wei.
+        paid = _int_or_none(record.get("paid_wei"))
+        row["paid"] = paid if paid is not None else (_int_or_none(record.get("payout_wei")) or 0)
         if any(record.get(key) is not None for key in DELIVERY_KEYS):
             row["delivery"] = delivery_record(record)
             any_delivery = True
