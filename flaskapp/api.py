@@ -93,13 +93,7 @@ def requests_list() -> Any:
 def _request_or_error(request_id: int) -> Any:
     g = gw()
 
-    def read() -> Any:
-        dr = g.chain.session().dr
-        if not 1 <= request_id <= dr.request_count():
-            return None
-        return dr.get_request(request_id)
-
-    info, failure = _chain_or_503(read)
+    info, failure = _chain_or_503(lambda: g.reads.request(request_id))
     if failure:
         return None, failure
     if info is None:

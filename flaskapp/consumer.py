@@ -40,11 +40,11 @@ def consumer_status() -> dict[str, Any]:
     """Account, balance, owed, chain and daemon: what the status panel and /api/status show."""
     g = gw()
     chain = g.chain.status()
-    account = g.signers.address("consumer") if chain.connected or g.signers.needs_password("consumer") else g.signers.address("consumer")
+    account = g.signers.address("consumer")
     balance = owed = external = None
     if chain.connected and account:
         external, _ = attempt(lambda: daemon().holder(g.settings, chain.chain_id, account))
-        (balance, owed), _ = attempt(lambda: (g.chain.session().w3.eth.get_balance(account), g.chain.session().dr.owed(account)),
+        (balance, owed), _ = attempt(lambda: (g.reads.balance(account), g.reads.owed(account)),
                                      (None, None))
     return {"chain": chain.as_dict(), "account": account, "balance_wei": None if balance is None else str(balance),
             "owed_wei": None if owed is None else str(owed), "locked": g.signers.needs_password("consumer"),
@@ -306,16 +306,17 @@ def withdraw() -> Any:
         for info in g.reads.recent_requests():
             if info.status != Status.SETTLED or g.reads.terms(info).metered:
                 continue  # a metered request pays on delivery (settleDelivery), not by claim
-            mine = dr.bids_of(info.request_id, signer.address)
+            mine = g.reads.bids_of(info.request_id, signer.address)
             pending = [b.bid_id for b in mine if b.accepted_watts and not b.claimed]
             if not pending:
                 continue
             agent.handle_settled(info.request_id)  # claims and records, like the daemon does
-            still = [b.bid_id for b in dr.bids_of(info.request_id, signer.address) if b.accepted_watts and not b.claimed]
+            still = [b.bid_id for b in g.reads.bids_of(info.request_id, signer.address)
+                     if b.accepted_watts and not b.claimed]
             if still:
                 dr.claim(signer, info.request_id, still)
             claimed += 1
-        owed = dr.owed(signer.address)
+        owed = g.reads.owed(signer.address)
         if not owed:
             flash("Nothing to withdraw: you are owed 0 ETH.", "info")
             return redirect(url_for("consumer.results"))

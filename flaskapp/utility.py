@@ -75,11 +75,11 @@ def _render_dashboard(form: RequestForm | None = None, preview: dict[str, Any] |
         history, history_error = attempt(lambda: queries.utility_history(g), {"requests": [], "totals": None})
         for index, row in enumerate(history["requests"]):
             if row["state"] in ("open", "closed") or index == 0:
-                info, _ = attempt(lambda rid=row["id"]: g.chain.session().dr.get_request(rid))
+                info, _ = attempt(lambda rid=row["id"]: g.reads.request(rid))
                 if info is not None:
                     stacks[row["id"]], _ = attempt(lambda i=info: queries.stack_svg(g, i), "")
         if account:
-            owed, _ = attempt(lambda: g.chain.session().dr.owed(account))
+            owed, _ = attempt(lambda: g.reads.owed(account))
     if form is None:
         form = RequestForm(formdata=None)
         if not form.cap.data:
@@ -190,7 +190,7 @@ def settle(request_id: int) -> Any:
         signer = g.signers.utility()
         g.chain.nudge(max(info.bidding_deadline, reveal_deadline))
         session.dr.select_winners(signer, request_id)
-        selected = session.dr.get_request(request_id)
+        selected = g.reads.request(request_id)
     except TransactionFailed as exc:
         if exc.error == "BiddingStillOpen":
             flash("The chain's clock has not passed the bidding deadline yet; try again in a few seconds.", "error")
@@ -273,7 +273,7 @@ def delivery(request_id: int, action: str) -> Any:
             terms = g.reads.terms(info)
             g.chain.nudge(max(terms.report_deadline, terms.dispute_deadline))
             session.dr.settle_delivery(signer, request_id, consumer)
-        participant = session.dr.participant_of(request_id, consumer)
+        participant = g.reads.participant(request_id, consumer)
     except TransactionFailed as exc:
         flash(f"{DELIVERY_ACTIONS[action]} failed: {_refusal(exc, who)}", "error")
         return request_detail(request_id, code=409)
@@ -293,12 +293,11 @@ def withdraw() -> Any:
         return _render_dashboard(code=400)
     try:
         signer = g.signers.utility()
-        dr = g.chain.session().dr
-        owed = dr.owed(signer.address)
+        owed = g.reads.owed(signer.address)
         if not owed:
             flash("Nothing to withdraw.", "info")
             return redirect(url_for("utility.dashboard"))
-        dr.withdraw(signer)
+        g.chain.session().dr.withdraw(signer)
     except USER_ERRORS as exc:
         flash(f"Withdrawal failed: {one_line(exc)}", "error")
         return _render_dashboard(code=409)
