@@ -22,7 +22,8 @@ The rules, decided here once:
 - **Cap or budget**: at least one. With a budget only, the cap is the highest grid price
   the budget pays for the full target; with a cap only, the budget is the minimum the
   contract accepts (the full target at the cap); with both, the budget must cover that.
-  A request that would escrow 0 wei is refused.
+  The cap, given or afforded, must be at least :data:`MIN_CAP_WEI_PER_KWH` (0.000001 ETH
+  per kWh, the smallest price the tools print): below it every figure reads 0.000000 ETH.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ MAX_TARGET_WATTS = 2**64 - 1
 MAX_BOND_WEI = 2**96 - 1
 MAX_BUDGET_WEI = 2**128 - 1
 MAX_CAP_WEI = (2**64 - 1) * TICKS
+#: The lowest price cap a request may have: 0.000001 ETH per kWh, the smallest price the tools
+#: print (6 decimals of ETH). Below it every figure of the request would read 0.000000 ETH and
+#: no household could be paid a visible amount for a kWh (issue 14, bug 13).
+MIN_CAP_WEI_PER_KWH = 10**12
 
 RULES = {"uniform": PricingRule.UNIFORM, "pay-as-bid": PricingRule.PAY_AS_BID,
          "pay_as_bid": PricingRule.PAY_AS_BID}
@@ -62,7 +67,13 @@ RULES = {"uniform": PricingRule.UNIFORM, "pay-as-bid": PricingRule.PAY_AS_BID,
 
 @dataclass(frozen=True)
 class Problem:
-    """One wrong input: ``field`` is the planner's parameter name, ``message`` the sentence."""
+    """One wrong input and the sentence that names it and the fix.
+
+    ``field`` is the input it is about: a parameter name of :func:`plan_request`
+    (``target_kw``, ``bidding_window_s``, ``event_delay_s``, ``event_start``,
+    ``event_duration_s``, ``rule``, ``reveal_window_s``, ``report_window_s``,
+    ``dispute_window_s``), or for money given in wei or ETH, ``max_price``, ``budget`` or ``bond``.
+    """
 
     field: str
     message: str
@@ -238,9 +249,9 @@ def _cap_and_budget(check: _Checker, watts: int | None, duration: int | None,
         return None
     if cap_wei is not None:
         cap = round_cap(cap_wei)
-        if cap <= 0:
-            check.fail("max_price", f"the price cap must be at least {TICKS} wei per kWh "
-                                    f"({eth_text(TICKS)}/kWh)")
+        if cap < MIN_CAP_WEI_PER_KWH:
+            check.fail("max_price", f"a price cap of {cap_wei} wei per kWh is below the least the tools accept, "
+                                    f"{_eth(MIN_CAP_WEI_PER_KWH)} ETH per kWh; raise the cap")
             return None
         if cap > MAX_CAP_WEI:
             check.fail("max_price", f"the price cap must be at most {eth_text(MAX_CAP_WEI)}/kWh")
@@ -250,10 +261,11 @@ def _cap_and_budget(check: _Checker, watts: int | None, duration: int | None,
     if cap_wei is None:
         assert budget_wei is not None
         cap = min(round_cap(budget_wei * WS_PER_KWH // (watts * duration)), MAX_CAP_WEI)
-        if cap <= 0:
-            least = required_budget(watts, duration, TICKS)
-            check.fail("budget", f"a budget of {eth_text(budget_wei)} is too small for {watts / 1000:g} kW over "
-                                 f"{_span(duration)}: it takes at least {eth_text(least)} (a cap of {TICKS} wei/kWh)")
+        if cap < MIN_CAP_WEI_PER_KWH:
+            need = required_budget(watts, duration, MIN_CAP_WEI_PER_KWH)
+            check.fail("budget", f"a budget of {budget_wei} wei cannot pay even {_eth(MIN_CAP_WEI_PER_KWH)} ETH per "
+                                 f"kWh for the {watts * duration / WS_PER_KWH:g} kWh asked; give a budget of at least "
+                                 f"{_eth(need)} ETH, or a smaller target or a shorter event")
             return None
         return cap, budget_wei, False
     minimum = required_budget(watts, duration, cap)
@@ -261,10 +273,6 @@ def _cap_and_budget(check: _Checker, watts: int | None, duration: int | None,
     if budget < minimum:
         check.fail("budget", f"a budget of {eth_text(budget)} is below the {eth_text(minimum)} the full target "
                              "costs at this cap; raise it, lower the cap, or leave the budget out")
-        return None
-    if budget == 0:
-        check.fail("budget", f"{watts / 1000:g} kW over {_span(duration)} at {eth_text(cap)}/kWh pays less than "
-                             "1 wei: raise the cap, the target or the duration")
         return None
     if budget > MAX_BUDGET_WEI:
         check.fail("budget", f"the full target at this cap costs more than the contract holds "
@@ -414,6 +422,6 @@ def send_request(dr: "DemandReduction", signer: "Signer", plan: RequestPlan) -> 
 
 
 __all__ = [
-    "MAX_BOND_WEI", "MAX_DURATION_S", "MAX_WINDOW_S", "PlanError", "Problem", "RequestPlan", "eth_text", "eth_to_wei",
+    "MAX_BOND_WEI", "MAX_DURATION_S", "MAX_WINDOW_S", "MIN_CAP_WEI_PER_KWH", "PlanError", "Problem", "RequestPlan", "eth_text", "eth_to_wei",
     "plan_request", "preview", "send_request",
 ]

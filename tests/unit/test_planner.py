@@ -9,7 +9,8 @@ from decimal import Decimal
 import pytest
 
 from demand_response.market import TICKS, PricingRule, required_budget
-from demand_response.planner import (MAX_BOND_WEI, MAX_WINDOW_S, PlanError, RequestPlan, plan_request, preview)
+from demand_response.planner import (MAX_BOND_WEI, MAX_WINDOW_S, MIN_CAP_WEI_PER_KWH, PlanError, RequestPlan,
+                                     plan_request, preview)
 
 NOW = 1_700_000_000
 CAP = 128 * 10**12  # 0.000128 ETH/kWh
@@ -75,7 +76,7 @@ def test_the_cap_goes_down_onto_the_price_grid_and_says_so() -> None:
     plan = _plan(max_price_wei_per_kwh=CAP + 127)
     assert plan.max_price == CAP and plan.cap_rounded
     assert "lowered onto the contract's price grid" in preview(plan)
-    assert "at least 128 wei" in _problems(max_price_wei_per_kwh=TICKS - 1)["max_price"]
+    assert "below the least the tools accept" in _problems(max_price_wei_per_kwh=TICKS - 1)["max_price"]
 
 
 def test_money_in_eth_is_exact_and_finer_than_a_wei_is_refused() -> None:
@@ -90,15 +91,22 @@ def test_a_budget_alone_buys_the_highest_grid_cap_it_covers() -> None:
     plan = _plan(max_price_wei_per_kwh=None, budget_wei=10**16, target_kw=5, event_duration_s=3600)
     assert plan.budget == 10**16 and plan.max_price % TICKS == 0
     assert required_budget(5000, 3600, plan.max_price) <= 10**16 < required_budget(5000, 3600, plan.max_price + TICKS)
-    assert "too small" in _problems(max_price_wei_per_kwh=None, budget_wei=1)["budget"]
+    assert "cannot pay even" in _problems(max_price_wei_per_kwh=None, budget_wei=1)["budget"]
 
 
 def test_a_budget_below_the_full_target_at_the_cap_is_refused() -> None:
     assert "below the" in _problems(budget_wei=required_budget(5000, 3600, CAP) - 1)["budget"]
 
 
-def test_a_request_that_would_escrow_nothing_is_refused() -> None:
-    assert "less than 1 wei" in _problems(target_kw="0.001", event_duration_s=1, max_price_wei_per_kwh=TICKS)["budget"]
+def test_a_cap_or_budget_that_cannot_pay_a_visible_price_per_kwh_is_refused() -> None:
+    """Bug 13: below 0.000001 ETH/kWh every figure printed as 0.000000 ETH and was posted anyway."""
+    message = _problems(max_price_wei_per_kwh=None, target_kw=8, budget_wei=10**9)["budget"]
+    assert message == ("a budget of 1000000000 wei cannot pay even 0.000001 ETH per kWh for the 8 kWh asked; "
+                       "give a budget of at least 0.000008 ETH, or a smaller target or a shorter event")
+    assert "0.000001 ETH per kWh; raise the cap" in _problems(max_price_wei_per_kwh=MIN_CAP_WEI_PER_KWH - 1)["max_price"]
+    plan = _plan(max_price_wei_per_kwh=None, target_kw=8, budget_wei=8 * MIN_CAP_WEI_PER_KWH)
+    assert plan.max_price == MIN_CAP_WEI_PER_KWH
+    assert "Price cap 0.000001 ETH/kWh" in preview(plan) and "Budget escrowed 0.000008 ETH" in preview(plan)
 
 
 def test_neither_cap_nor_budget_is_one_problem() -> None:
