@@ -329,6 +329,8 @@ def test_json_api(client: Any, app: Any, keys: list[str]) -> None:
     ("bond_eth", "1e40", "The bond is too large"),
     # Found by test_fuzz_api: WTForms' NumberRange made a 400-digit integer a float (a 500).
     ("duration_min", "9" * 400, "Too large."),
+    # The planner's rules, shown under their fields: a cap whose figures would all read 0.000000 ETH.
+    ("cap", "500", "below the least the tools accept"),
     ("reveal_s", "9" * 400, "Too large."),
 ])
 def test_request_form_errors(client: Any, field: str, value: str, message: str) -> None:
