@@ -138,3 +138,33 @@ def lifecycle(info: RequestFacts, terms: TermsFacts, now: int) -> Lifecycle:
     """The state and phase of a request at chain time ``now``."""
     name = phase(info, terms, now)
     return Lifecycle(STATE_OF_PHASE[name], name)
+
+
+@dataclass(frozen=True)
+class DeliveryActions:
+    """What the utility can do now about one participant of a metered request."""
+
+    can_confirm: bool
+    can_dispute: bool
+    can_settle: bool
+    settle_from: int | None  # chain time from which settling is allowed, when not yet
+
+
+def delivery_actions(info: RequestFacts, terms: TermsFacts, stage: str, accepted_watts: int,
+                     reported_watts: int, bond: int, now: int) -> DeliveryActions:
+    """The contract's rules for ``confirmDelivery``, ``disputeDelivery`` and ``settleDelivery``
+    of one participant at stage ``stage`` (``contract.Stage`` name in lower case) at chain
+    time ``now``: a report can be confirmed or disputed (below a non-zero report) until the
+    dispute deadline; a participant is settled after the report deadline (after the dispute
+    deadline once it reported) or at once when nothing of it was accepted; in a cancelled
+    request only a held bond is settled (returned)."""
+    status = int(info.status)
+    if status == _CANCELLED:
+        return DeliveryActions(False, False, bond > 0 and stage != "settled", None)
+    selected = status == _SELECTED
+    in_dispute_window = selected and now <= terms.dispute_deadline
+    due = terms.dispute_deadline if stage == "reported" else terms.report_deadline
+    can_settle = selected and stage in ("bonded", "bid", "reported") and (accepted_watts == 0 or now > due)
+    reported = stage == "reported" and in_dispute_window
+    settle_from = None if can_settle or stage == "settled" or not selected else due + 1
+    return DeliveryActions(reported, reported and reported_watts > 0, can_settle, settle_from)

@@ -8,23 +8,22 @@ JavaScript numbers); watts and unix times are integers. Errors are
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from demand_response.bids import MAX_WATTS, BidsError, parse_bids, save_bids
+from demand_response.planner import PlanError, plan_request
 
-from . import presenters
+from . import presenters, queries
+from .errors import RoleDisabled, attempt, one_line
+from .services import web as gw
 from .charts import merit_order_svg
-from .services import Gateway, RoleDisabled, attempt, one_line
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-
-def gw() -> Gateway:
-    """This app's gateway."""
-    return current_app.extensions["dr"]
 
 
 def _error(message: str, status: int) -> tuple[Response, int]:
@@ -33,16 +32,16 @@ def _error(message: str, status: int) -> tuple[Response, int]:
 
 def _need(role: str) -> None:
     g = gw()
-    if role == "utility" and not g.utility_enabled:
+    if role == "utility" and not g.config.utility_enabled:
         from .utility import DISABLED
 
         raise RoleDisabled(DISABLED)
-    if role == "consumer" and not g.consumer_enabled:
+    if role == "consumer" and not g.config.consumer_enabled:
         raise RoleDisabled("The consumer API is switched off on this server (DR_ROLE=utility).")
 
 
 def _chain_or_503(fn: Any) -> Any:
-    value, error = attempt(gw(), fn)
+    value, error = attempt(fn)
     if error is not None:
         return None, _error(error, 503)
     return value, None
@@ -58,15 +57,15 @@ def health() -> Any:
 def status() -> Any:
     """Chain, consumer account, balance, owed and daemon status."""
     g = gw()
-    if g.consumer_enabled:
+    if g.config.consumer_enabled:
         from .consumer import consumer_status
 
         data = consumer_status()
     else:
         import time
 
-        data = {"chain": g.chain_status().as_dict(), "account": None, "daemon": None, "server_time": int(time.time())}
-    data["roles"] = {"consumer": g.consumer_enabled, "utility": g.utility_enabled}
+        data = {"chain": g.chain.status().as_dict(), "account": None, "daemon": None, "server_time": int(time.time())}
+    data["roles"] = {"consumer": g.config.consumer_enabled, "utility": g.config.utility_enabled}
     data["price_unit"] = g.unit.label
     return jsonify(data)
 
@@ -83,11 +82,10 @@ def requests_list() -> Any:
     """Recent requests (``?state=open`` for open ones), with this consumer's bids."""
     g = gw()
     open_only = request.args.get("state", "all") == "open"
-    account = g.account("consumer") if g.consumer_enabled else None
-    rows, failure = _chain_or_503(lambda: presenters.consumer_requests(g, account, open_only=open_only))
+    account = g.signers.address("consumer") if g.config.consumer_enabled else None
+    rows, failure = _chain_or_503(lambda: queries.consumer_requests(g, account, open_only=open_only))
     if failure:
         return failure
-    import time
 
     return jsonify({"server_time": int(time.time()), "account": account, "requests": rows})
 
@@ -95,13 +93,7 @@ def requests_list() -> Any:
 def _request_or_error(request_id: int) -> Any:
     g = gw()
 
-    def read() -> Any:
-        dr = g.session().dr
-        if not 1 <= request_id <= dr.request_count():
-            return None
-        return dr.get_request(request_id)
-
-    info, failure = _chain_or_503(read)
+    info, failure = _chain_or_503(lambda: g.reads.request(request_id))
     if failure:
         return None, failure
     if info is None:
@@ -116,9 +108,9 @@ def request_one(request_id: int) -> Any:
     info, failure = _request_or_error(request_id)
     if failure:
         return failure
-    row = presenters.request_dict(g, info)
-    account = g.account("consumer") if g.consumer_enabled else None
-    row["my_bids"], error = attempt(g, lambda: presenters.my_bids(g, info, account) if account else [], [])
+    row = queries.request_row(g, info)
+    account = g.signers.address("consumer") if g.config.consumer_enabled else None
+    row["my_bids"], error = attempt(lambda: queries.my_bids(g, info, account) if account else [], [])
     return jsonify(row)
 
 
@@ -129,10 +121,10 @@ def request_stack(request_id: int) -> Any:
     info, failure = _request_or_error(request_id)
     if failure:
         return failure
-    data, failure = _chain_or_503(lambda: presenters.stack(g, info))
+    data, failure = _chain_or_503(lambda: queries.stack(g, info))
     if failure:
         return failure
-    data["request"] = presenters.request_dict(g, info)
+    data["request"] = queries.request_row(g, info)
     return jsonify(data)
 
 
@@ -143,7 +135,7 @@ def request_stack_svg(request_id: int) -> Any:
     info, failure = _request_or_error(request_id)
     if failure:
         return failure
-    svg, failure = _chain_or_503(lambda: presenters.stack_svg(g, info))
+    svg, failure = _chain_or_503(lambda: queries.stack_svg(g, info))
     if failure:
         return failure
     return Response(svg, mimetype="image/svg+xml")
@@ -154,7 +146,7 @@ def bids_get() -> Any:
     """The saved bids (bids.json), in wei and in the page's unit."""
     _need("consumer")
     g = gw()
-    offers, error, fleet = presenters.saved_offers(g)
+    offers, error, fleet = queries.saved_offers(g)
     if error:
         return _error(error, 409)
     return jsonify({"file": str(g.settings.bids_file), "fleet": fleet, "price_unit": g.unit.label,
@@ -210,59 +202,46 @@ def results() -> Any:
     """This consumer's history: per request accepted kW, clearing price and payout; owed wei."""
     _need("consumer")
     g = gw()
-    account = g.account("consumer")
-    records, records_error = presenters.results_records(g, account)
+    account = g.signers.address("consumer")
+    records, records_error = queries.results_records(g, account)
     if not account:
         return jsonify({"account": None, "history": None, "records": records, "records_error": records_error,
                         "error": "no consumer account is available (chain down or none configured)"})
-    history, error = attempt(g, lambda: presenters.consumer_history(g, account))
+    history, error = attempt(lambda: queries.consumer_history(g, account))
     return jsonify({"account": account, "history": history, "error": error, "records": records,
                     "records_error": records_error})
 
 
 @bp.get("/utility/preview")
 def utility_preview() -> Any:
-    """Payout preview of a request (market.py formulas); query as the request form's fields."""
+    """Payout preview of a request (the package's planner); query as the request form's fields."""
     _need("utility")
     g = gw()
     args = request.args
+
+    def whole(name: str, default: str) -> int:
+        text = args.get(name) or default
+        if not text.strip().lstrip("-").isdigit():
+            raise ValueError(f"{name} must be a whole number")
+        return int(text)
+
     try:
-        target_kw = Decimal(args.get("target_kw", ""))
-        bidding_s = int(args.get("bidding_s", "60"))
-        delay_min = int(args.get("delay_min", "0"))
-        duration_min = int(args.get("duration_min", "60"))
-        cap_wei = g.unit.to_wei(args.get("cap", ""))
-        budget = args.get("budget_eth") or None
-        budget_wei = None
-        if budget is not None:
-            value = Decimal(budget) * 10**18
-            if value != value.to_integral_value():
-                raise ValueError("budget_eth has more than 18 decimals")
-            budget_wei = int(value)
-        if target_kw <= 0 or bidding_s <= 0 or duration_min <= 0 or delay_min < 0:
-            raise ValueError("target_kw, bidding_s and duration_min must be positive, delay_min at least 0")
-        if (target_kw * 1000) != (target_kw * 1000).to_integral_value():
-            raise ValueError("target_kw has more than 3 decimals (whole watts)")
-        rule = args.get("rule", "uniform")
-        if rule not in ("uniform", "pay_as_bid"):
-            raise ValueError("rule must be uniform or pay_as_bid")
-        windows = {name: int(args.get(name) or "0") for name in ("reveal_s", "report_s", "dispute_s")}
-        bond_wei = 0
-        if args.get("bond_eth"):
-            bond = Decimal(args["bond_eth"]) * 10**18
-            if not bond.is_finite() or bond != bond.to_integral_value():
-                raise ValueError("bond_eth has more than 18 decimals")
-            bond_wei = int(bond)
-        now, _ = attempt(g, g.chain_time, None)
-        data = presenters.plan_preview(g, target_kw=target_kw, bidding_s=bidding_s, delay_min=delay_min,
-                                       duration_min=duration_min, cap_wei=cap_wei, budget_wei=budget_wei, rule=rule,
-                                       bond_wei=bond_wei, now=now, **windows)
-    except (InvalidOperation, ArithmeticError):  # also a number too large for Decimal
-        return _error("cannot preview: a field is missing or not a number", 400)
-    except ValueError as exc:
-        message = str(exc) if "invalid literal" not in str(exc) else "a field is missing or not a whole number"
+        now, _ = attempt(g.chain.now, None)
+        plan = plan_request(
+            target_kw=args.get("target_kw") or None, now=now or int(time.time()),
+            bidding_window_s=whole("bidding_s", "60"), event_delay_s=whole("delay_min", "0") * 60,
+            event_duration_s=whole("duration_min", "60") * 60, max_price_wei_per_kwh=g.unit.to_wei(args.get("cap", "")),
+            budget_eth=args.get("budget_eth") or None, rule=args.get("rule", "uniform"),
+            reveal_window_s=whole("reveal_s", "0"), report_window_s=whole("report_s", "0"),
+            dispute_window_s=whole("dispute_s", "0"), bond_eth=args.get("bond_eth") or None,
+        )
+    except PlanError as exc:
+        return _error(f"cannot preview: {exc}", 400)
+    except (InvalidOperation, ArithmeticError, ValueError) as exc:
+        message = str(exc) if isinstance(exc, ValueError) and "invalid literal" not in str(exc) \
+            else "a field is missing or not a number"
         return _error(f"cannot preview: {message}", 400)
-    return jsonify(data)
+    return jsonify(presenters.plan_preview(plan, g.unit))
 
 
 @bp.get("/utility/requests")
@@ -270,7 +249,7 @@ def utility_requests() -> Any:
     """Every recent request with totals (utility view)."""
     _need("utility")
     g = gw()
-    data, failure = _chain_or_503(lambda: presenters.utility_history(g))
+    data, failure = _chain_or_503(lambda: queries.utility_history(g))
     if failure:
         return failure
     return jsonify(data)

@@ -2,20 +2,24 @@
 
 ``merit_order_svg`` draws a supply curve: offers sorted by unit price, as a step chart of
 cumulative kW (x) against price per kWh (y). The consumer's bid preview and the utility's
-live bid stack use it; the utility's adds the target (a vertical line) and, once settled,
-the clearing price (a horizontal line).
+live bid stack use it; the utility's adds the target (a vertical line) and, once winners
+are selected, the clearing price (a horizontal line). The price cap is a dashed line, or,
+when it is more than ``CAP_OFF_CHART_RATIO`` times the highest bid, a label at the top edge
+("↑ cap … (above this scale)"), so bids far below the cap are not squashed onto the axis.
 """
 
 from __future__ import annotations
 
 import math
 from html import escape
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from .units import PriceUnit
 
 W, H = 640, 300
 LEFT, RIGHT, TOP, BOTTOM = 78, 18, 16, 46
+#: A cap more than this many times the highest bid (or clearing price) is drawn off the chart.
+CAP_OFF_CHART_RATIO = 3.0
 
 
 def _nice_step(span: float, ticks: int = 5) -> float:
@@ -51,11 +55,16 @@ def merit_order_svg(
     prices = [unit.from_wei(p) for p, _ in steps]
     x_max = max([total_kw, (target_watts or 0) / 1000 * 1.1, 0.001])
     y_candidates = [float(p) for p in prices]
-    if cap:
-        y_candidates.append(float(unit.from_wei(cap)))
     if clearing_price:
         y_candidates.append(float(unit.from_wei(clearing_price)))
-    y_max = max(y_candidates + [1e-9]) * 1.08
+    highest = max(y_candidates + [1e-9])
+    cap_value = float(unit.from_wei(cap)) if cap else None
+    # The cap sets the scale only when it is near the bids; far above them it would squash
+    # every bid onto the axis, so it is marked at the top edge as off the chart instead.
+    cap_off_chart = bool(cap_value and y_candidates and cap_value > highest * CAP_OFF_CHART_RATIO)
+    if cap_value and not cap_off_chart:
+        highest = max(highest, cap_value)
+    y_max = highest * (1.2 if cap_off_chart else 1.08)  # room for the off-chart cap's label
     x_step, y_step = _nice_step(x_max), _nice_step(y_max)
     x_max = max(x_max, x_step)
     pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
@@ -67,6 +76,8 @@ def merit_order_svg(
         return TOP + ph * (1 - price / y_max)
 
     desc_parts = [f"{len(steps)} price level(s), {total_kw:.3f} kW offered in total"]
+    if cap and cap_off_chart:
+        desc_parts.append(f"cap {unit.format(cap)}, above the chart's scale")
     if target_watts:
         desc_parts.append(f"target {target_watts / 1000:.3f} kW")
     if clearing_price:
@@ -128,7 +139,10 @@ def merit_order_svg(
         out.append(f'<polyline points="{" ".join(points)}" class="curve"/>')
     else:
         out.append(f'<text x="{LEFT + pw / 2:.1f}" y="{TOP + ph / 2:.1f}" class="empty" text-anchor="middle">no bids yet</text>')
-    if cap:
+    if cap and cap_off_chart:
+        out.append(f'<text x="{LEFT + 6}" y="{TOP + 14}" class="label cap-off">'
+                   f'↑ cap {escape(unit.format(cap))} (above this scale)</text>')
+    elif cap:
         y = sy(float(unit.from_wei(cap)))
         out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="cap"/>')
         out.append(f'<text x="{LEFT + 6}" y="{y - 5:.1f}" class="label">cap {escape(unit.format(cap))}</text>')
@@ -145,7 +159,3 @@ def merit_order_svg(
     out.append("</svg>")
     return "\n".join(out)
 
-
-def book_levels(book: Sequence[int], tick_wei: int) -> list[tuple[int, int]]:
-    """``(price, watts)`` of the non-empty levels of a contract book (index i is (i+1)*tick)."""
-    return [((i + 1) * tick_wei, int(w)) for i, w in enumerate(book) if w]

@@ -14,18 +14,15 @@ from demand_response.chain import redact_url
 from demand_response.contract import Status
 from demand_response.market import snap_price_up
 
-from . import presenters
+from . import presenters, queries
+from .errors import USER_ERRORS, RoleDisabled, attempt, one_line, sentence
+from .services import web as gw
 from .charts import merit_order_svg
 from .daemon import DaemonManager
 from .forms import BidsForm, DaemonStartForm, FillForm, PlainForm, UnlockForm
-from .services import USER_ERRORS, Gateway, RoleDisabled, attempt, one_line
 
 bp = Blueprint("consumer", __name__, url_prefix="/consumer")
 
-
-def gw() -> Gateway:
-    """This app's gateway."""
-    return current_app.extensions["dr"]
 
 
 def daemon() -> DaemonManager:
@@ -35,22 +32,23 @@ def daemon() -> DaemonManager:
 
 @bp.before_request
 def _role() -> None:
-    if not gw().consumer_enabled:
+    if not gw().config.consumer_enabled:
         raise RoleDisabled("The consumer console is switched off on this server (DR_ROLE=utility).")
 
 
 def consumer_status() -> dict[str, Any]:
     """Account, balance, owed, chain and daemon: what the status panel and /api/status show."""
     g = gw()
-    chain = g.chain_status()
-    account = g.account("consumer") if chain.connected or g.needs_password("consumer") else g.account("consumer")
-    balance = owed = None
+    chain = g.chain.status()
+    account = g.signers.address("consumer")
+    balance = owed = external = None
     if chain.connected and account:
-        (balance, owed), _ = attempt(g, lambda: (g.session().w3.eth.get_balance(account), g.session().dr.owed(account)),
+        external, _ = attempt(lambda: daemon().holder(g.settings, chain.chain_id, account))
+        (balance, owed), _ = attempt(lambda: (g.reads.balance(account), g.reads.owed(account)),
                                      (None, None))
     return {"chain": chain.as_dict(), "account": account, "balance_wei": None if balance is None else str(balance),
-            "owed_wei": None if owed is None else str(owed), "locked": g.needs_password("consumer"),
-            "daemon": daemon().status(), "server_time": int(time.time())}
+            "owed_wei": None if owed is None else str(owed), "locked": g.signers.needs_password("consumer"),
+            "daemon": daemon().status(external), "server_time": int(time.time())}
 
 
 # -- console ---------------------------------------------------------------------------
@@ -62,7 +60,7 @@ def _render_console(start_form: DaemonStartForm | None = None, unlock_form: Unlo
     status = consumer_status()
     requests, req_error = [], None
     if status["chain"]["connected"]:
-        requests, req_error = attempt(g, lambda: presenters.consumer_requests(g, status["account"]), [])
+        requests, req_error = attempt(lambda: queries.consumer_requests(g, status["account"]), [])
     start_form = start_form or DaemonStartForm(source=g.settings.bids_source if g.settings.bids_source in ("file", "gridsim") else "file")
     return render_template(
         "consumer/console.html", status=status, requests=requests, req_error=req_error,
@@ -82,14 +80,14 @@ def daemon_start() -> Any:
     form = DaemonStartForm()
     if not form.validate_on_submit():
         return _render_console(start_form=form, code=400)
-    if g.needs_password("consumer"):
+    if g.signers.needs_password("consumer"):
         if not form.password.data:
             form.password.errors.append("Enter the keystore password to start the daemon.")
             return _render_console(start_form=form, code=400)
         try:
-            g.unlock("consumer", form.password.data)
+            g.signers.unlock("consumer", form.password.data)
         except AccountError as exc:
-            form.password.errors.append(_sentence(one_line(exc)))
+            form.password.errors.append(sentence(one_line(exc)))
             return _render_console(start_form=form, code=400)
     source = form.source.data
     try:
@@ -105,9 +103,9 @@ def daemon_start() -> Any:
         else:
             from demand_response.consumer import gridsim_bids
 
-            provider = gridsim_bids(household_index=g.household, seed=g.gridsim_seed)
-        session = g.session()
-        signer = g.signer("consumer")
+            provider = gridsim_bids(household_index=g.config.household, seed=g.config.gridsim_seed)
+        session = g.chain.session()
+        signer = g.signers.signer("consumer")
         daemon().start(session, signer, provider, source, g.settings, redact_url(g.settings.rpc_url))
     except USER_ERRORS as exc:
         flash(f"Could not start the daemon: {one_line(exc)}", "error")
@@ -133,10 +131,10 @@ def unlock() -> Any:
     if not form.validate_on_submit():
         return _render_console(unlock_form=form, code=400)
     try:
-        address = gw().unlock("consumer", form.password.data)
+        address = gw().signers.unlock("consumer", form.password.data)
     except AccountError as exc:
-        form.password.errors.append(_sentence(one_line(exc)))
-        flash(_sentence(one_line(exc)), "error")
+        form.password.errors.append(sentence(one_line(exc)))
+        flash(sentence(one_line(exc)), "error")
         if request.form.get("next", "").endswith("/results"):
             return _render_results(code=400)
         return _render_console(unlock_form=form, code=400)
@@ -146,10 +144,6 @@ def unlock() -> Any:
         target = url_for("consumer.console")  # only local paths: no open redirect
     return redirect(target)
 
-
-def _sentence(text: str) -> str:
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith(".") else text + "."
 
 
 # -- bids ------------------------------------------------------------------------------
@@ -172,7 +166,7 @@ def _curve_svg(offers: list[tuple[int, int]], cap: int | None) -> str:
 def _current_request() -> Any:
     """The open request bids would go to next (None when there is none or no chain)."""
     g = gw()
-    requests, _ = attempt(g, lambda: g.recent_requests(10), [])
+    requests, _ = attempt(lambda: g.reads.recent_requests(10), [])
     now = int(time.time())
     live = [r for r in requests if r.status == Status.OPEN and r.bidding_deadline >= now]
     return live[-1] if live else None
@@ -193,7 +187,7 @@ def _render_bids(form: BidsForm, code: int = 200, offers: list[tuple[int, int]] 
     over_cap = [i for i, (_, p) in enumerate(offers) if cap and p > cap]
     return render_template(
         "consumer/bids.html", form=form, fill_form=FillForm(), chart=_curve_svg(offers, cap),
-        current=attempt(g, lambda: presenters.request_dict(g, current))[0] if current else None, over_cap=over_cap,
+        current=attempt(lambda: queries.request_row(g, current))[0] if current else None, over_cap=over_cap,
         load_error=load_error, fleet=fleet, bids_file=str(g.settings.bids_file), max_rows=64,
     ), code
 
@@ -202,7 +196,7 @@ def _render_bids(form: BidsForm, code: int = 200, offers: list[tuple[int, int]] 
 def bids() -> Any:
     g = gw()
     if request.method == "GET":
-        offers, error, fleet = presenters.saved_offers(g)
+        offers, error, fleet = queries.saved_offers(g)
         form = BidsForm(formdata=None, data={"rows": _rows_from_offers(offers) or [{}]})
         return _render_bids(form, offers=offers, load_error=error, fleet=fleet)
     form = BidsForm()
@@ -235,7 +229,7 @@ def fill() -> Any:
     """Fill the form (not the file) from gridsim, for the current or the next request."""
     g = gw()
     if not FillForm().validate_on_submit():
-        offers, error, fleet = presenters.saved_offers(g)
+        offers, error, fleet = queries.saved_offers(g)
         return _render_bids(BidsForm(formdata=None, data={"rows": _rows_from_offers(offers) or [{}]}), code=400)
     current = _current_request()
     if current is not None:
@@ -249,7 +243,7 @@ def fill() -> Any:
     try:
         from demand_response.gridsim import bids_for_request
 
-        pairs = bids_for_request(window, household_index=g.household, seed=g.gridsim_seed)
+        pairs = bids_for_request(window, household_index=g.config.household, seed=g.config.gridsim_seed)
     except Exception as exc:  # ImportError (numpy missing) or a simulation error
         flash(f"The household simulation is not available: {type(exc).__name__}: {one_line(exc)}", "error")
         return redirect(url_for("consumer.bids"))
@@ -263,7 +257,7 @@ def fill() -> Any:
         flash(f"The simulated household has no flexibility for {what}; enter bids by hand.", "info")
         return redirect(url_for("consumer.bids"))
     form = BidsForm(formdata=None, data={"rows": _rows_from_offers(offers)})
-    flash(f"Filled {len(offers)} bid(s) from household {g.household} for {what}. Review them, then save.", "ok")
+    flash(f"Filled {len(offers)} bid(s) from household {g.config.household} for {what}. Review them, then save.", "ok")
     return _render_bids(form, offers=offers)
 
 
@@ -277,20 +271,20 @@ def results() -> Any:
 
 def _render_results(code: int = 200) -> Any:
     g = gw()
-    account = g.account("consumer")
+    account = g.signers.address("consumer")
     history, error = None, None
     if account:
-        history, error = attempt(g, lambda: presenters.consumer_history(g, account))
+        history, error = attempt(lambda: queries.consumer_history(g, account))
     else:
-        _, error = attempt(g, lambda: g.session())
+        _, error = attempt(lambda: g.chain.session())
         error = error or "no consumer account is configured; set CONSUMER_ACCOUNT (see docs/web.md)"
-    records, records_error = presenters.results_records(g, account)
+    records, records_error = queries.results_records(g, account)
     records, records_delivery = presenters.record_rows(records)
     return render_template("consumer/results.html", history=history, error=error, records=records,
                            records_delivery=records_delivery,
                            records_error=records_error, withdraw_form=PlainForm(),
                            results_file=str(g.settings.results_file), account=account,
-                           locked=g.needs_password("consumer"), unlock_form=UnlockForm()), code
+                           locked=g.signers.needs_password("consumer"), unlock_form=UnlockForm()), code
 
 
 @bp.post("/withdraw")
@@ -303,25 +297,26 @@ def withdraw() -> Any:
     if not PlainForm().validate_on_submit():
         return _render_results(code=400)
     try:
-        session = g.session()
-        signer = g.signer("consumer")
+        session = g.chain.session()
+        signer = g.signers.signer("consumer")
         dr = session.dr
         agent = ConsumerAgent(dr, signer, lambda info: (), ResultsFile(g.settings.results_file), {},
                               chain_id=session.chain_id, auto_withdraw=False, label=f"web {signer.address[:10]}")
         claimed = 0
-        for info in g.recent_requests():
-            if info.status != Status.SETTLED or g.terms(info).metered:
+        for info in g.reads.recent_requests():
+            if info.status != Status.SETTLED or g.reads.terms(info).metered:
                 continue  # a metered request pays on delivery (settleDelivery), not by claim
-            mine = dr.bids_of(info.request_id, signer.address)
+            mine = g.reads.bids_of(info.request_id, signer.address)
             pending = [b.bid_id for b in mine if b.accepted_watts and not b.claimed]
             if not pending:
                 continue
             agent.handle_settled(info.request_id)  # claims and records, like the daemon does
-            still = [b.bid_id for b in dr.bids_of(info.request_id, signer.address) if b.accepted_watts and not b.claimed]
+            still = [b.bid_id for b in g.reads.bids_of(info.request_id, signer.address)
+                     if b.accepted_watts and not b.claimed]
             if still:
                 dr.claim(signer, info.request_id, still)
             claimed += 1
-        owed = dr.owed(signer.address)
+        owed = g.reads.owed(signer.address)
         if not owed:
             flash("Nothing to withdraw: you are owed 0 ETH.", "info")
             return redirect(url_for("consumer.results"))

@@ -4,8 +4,9 @@
 ``dr consumer run`` runs) and runs it in a thread. Guarantees:
 
 * one daemon per account: a process-wide registry refuses a second thread for the same
-  (chain, contract, account), and an exclusive lock file in ``STATE_DIR`` refuses a
-  daemon that another process (``dr consumer run``, another web app) already runs;
+  (chain, contract, account), and the package's account lock (``demand_response.locks``,
+  in ``STATE_DIR``, the one ``dr consumer run`` and ``dr utility run`` take) refuses a daemon
+  that another process already runs; ``external`` shows such a daemon on the page;
 * no orphans: the thread is a daemon thread, it is stopped and joined on ``stop()`` and at
   interpreter exit, and it holds no child processes;
 * status for the page: listening or reconnecting, the last event seen, the last error and
@@ -16,16 +17,15 @@ from __future__ import annotations
 
 import atexit
 import collections
-import fcntl
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from demand_response.chain import ChainError
+from demand_response import locks
+from demand_response.errors import UserError
 from demand_response.consumer import AgentSpec, ConsumerService, state_path_for
 from demand_response.listener import Event
 from demand_response.results import ResultsFile
@@ -36,7 +36,7 @@ _REGISTRY: dict[tuple[int, str, str], "DaemonHandle"] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
-class DaemonError(ChainError):
+class DaemonError(UserError):
     """The daemon cannot be started or stopped; ``str()`` is one clear line."""
 
 
@@ -90,7 +90,6 @@ class DaemonHandle:
     error: str | None = None
     poll_interval: float = 0.2
     logs: _LogBuffer | None = None
-    lock_handle: Any = None
 
     @property
     def alive(self) -> bool:
@@ -119,37 +118,30 @@ class DaemonHandle:
         }
 
 
-def _lock_file(state_dir: Path, key: tuple[int, str, str]) -> Any:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / f".daemon-{key[0]}-{key[1][2:10]}-{key[2][2:10]}.lock"
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise DaemonError(
-            f"another process already runs a consumer daemon for {key[2]} (lock {path.name} is held); "
-            "stop it first (one daemon per account)"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
-
-
 class DaemonManager:
     """Starts, stops and reports the consumer daemon of one app."""
 
     def __init__(self) -> None:
         self.current: DaemonHandle | None = None
 
-    def status(self) -> dict[str, Any]:
-        """The current daemon's status, or a stopped one."""
-        if self.current is None:
-            return {"state": "stopped", "running": False, "listening": False, "last_event": None,
-                    "error": None, "log": [], "account": None}
-        return self.current.status()
+    def status(self, external: locks.Holder | None = None) -> dict[str, Any]:
+        """The current daemon's status; else, with ``external`` (the holder of the account's
+        lock, ``locks.holder``), a daemon this server did not start; else a stopped one."""
+        if self.current is not None and (self.current.alive or external is None):
+            return self.current.status()
+        if external is not None:
+            return {"state": "external", "running": True, "listening": False, "last_event": None,
+                    "error": None, "log": [], "account": None, "external": {
+                        "pid": external.pid, "daemon": external.daemon or "a daemon",
+                        "started_at": external.started_at}}
+        return {"state": "stopped", "running": False, "listening": False, "last_event": None,
+                "error": None, "log": [], "account": None}
+
+    def holder(self, settings: Any, chain_id: int, account: str) -> locks.Holder | None:
+        """Who else holds ``account``'s lock (None when this server's daemon does, or nobody)."""
+        if self.current is not None and self.current.alive and self.current.account.lower() == account.lower():
+            return None
+        return locks.holder(Path(settings.state_dir), chain_id, account)
 
     def start(
         self, session: Any, signer: Any, bids: Callable, bids_source: str, settings: Any, rpc_name: str,
@@ -162,20 +154,17 @@ class DaemonManager:
                 if running is self.current:
                     raise DaemonError(f"the daemon for {signer.address} is already running")
                 raise DaemonError(f"a consumer daemon for {signer.address} is already running in this server")
-            lock_handle = _lock_file(Path(settings.state_dir), key)
             handle = DaemonHandle(key, signer.address, int(session.chain_id), session.dr.address, bids_source,
-                                  poll_interval=settings.poll_interval, lock_handle=lock_handle)
-            try:
-                service = _WatchedService(
-                    session.dr, session.chain_id, [AgentSpec(signer, bids, f"consumer {signer.address[:10]}")],
-                    state_path=state_path_for(settings.state_dir, session.chain_id, session.dr.address, signer.address),
-                    results=ResultsFile(settings.results_file), start_block=session.start_block(),
-                    poll_interval=settings.poll_interval, confirmations=settings.confirmations,
-                    reorg_depth=settings.reorg_depth, auto_withdraw=settings.auto_withdraw, rpc_name=rpc_name,
-                )
-            except Exception:
-                lock_handle.close()
-                raise
+                                  poll_interval=settings.poll_interval)
+            service = _WatchedService(
+                session.dr, session.chain_id, [AgentSpec(signer, bids, f"consumer {signer.address[:10]}")],
+                state_path=state_path_for(settings.state_dir, session.chain_id, session.dr.address, signer.address),
+                results=ResultsFile(settings.results_file), start_block=session.start_block(),
+                poll_interval=settings.poll_interval, confirmations=settings.confirmations,
+                reorg_depth=settings.reorg_depth, auto_withdraw=settings.auto_withdraw, rpc_name=rpc_name,
+                lock_dir=Path(settings.state_dir), daemon="web console",
+            )
+            service.acquire_locks()  # AccountBusy (one line naming the holder) before any thread starts
             service.handle = handle
             poll = service.poller.poll
 
@@ -210,12 +199,6 @@ class DaemonManager:
             log.error("consumer daemon for %s failed: %s", handle.account, handle.error)
         finally:
             handle.stopped_at = int(time.time())
-            if handle.lock_handle is not None:
-                try:
-                    handle.lock_handle.close()
-                except OSError:
-                    pass
-                handle.lock_handle = None
             with _REGISTRY_LOCK:
                 if _REGISTRY.get(handle.key) is handle:
                     del _REGISTRY[handle.key]

@@ -39,6 +39,13 @@ def _finite(form: Form, field: DecimalField) -> None:
         raise StopValidation("Enter a number.")
 
 
+def _not_huge(form: Form, field: IntegerField) -> None:
+    """An integer beyond any window or duration stops here: WTForms' ``NumberRange`` turns it
+    into a float, which overflows (a 500) for numbers of more than ~308 digits."""
+    if field.data is not None and abs(field.data) > 10**12:
+        raise StopValidation("Too large.")
+
+
 def _whole_watts(form: Form, field: DecimalField) -> None:
     if field.data is None:
         return
@@ -133,24 +140,24 @@ class RequestForm(FlaskForm):
                                          _whole_watts])
     bidding_s = IntegerField("Bidding window (s)", default=60,
                              validators=[InputRequired("How long may consumers bid?"),
-                                         NumberRange(min=5, max=30 * 86400, message="Between 5 s and 30 days.")])
+                                         _not_huge, NumberRange(min=5, max=30 * 86400, message="Between 5 s and 30 days.")])
     delay_min = IntegerField("Delay after bidding (min)", default=0,
                              validators=[InputRequired("Enter 0 to start right after bidding closes."),
-                                         NumberRange(min=0, max=30 * 1440, message="Between 0 and 43,200 min.")])
+                                         _not_huge, NumberRange(min=0, max=30 * 1440, message="Between 0 and 43,200 min.")])
     duration_min = IntegerField("Duration (min)", default=60,
                                 validators=[InputRequired("How long must the reduction last?"),
-                                            NumberRange(min=1, max=7 * 1440, message="Between 1 min and 7 days.")])
+                                            _not_huge, NumberRange(min=1, max=7 * 1440, message="Between 1 min and 7 days.")])
     cap = DecimalField("Price cap", places=None,
                        validators=[InputRequired("Enter the most you pay per kWh."), _finite, _PriceInUnit()])
     budget_eth = DecimalField("Budget (ETH, optional)", places=None, validators=[Optional(), _finite])
     rule = SelectField("Pricing", choices=[_Choice("uniform", "Uniform price"),
                                            _Choice("pay_as_bid", "Pay as bid")], default="uniform")
     reveal_s = IntegerField("Reveal window (s)", validators=[
-        Optional(), NumberRange(min=0, max=30 * 86400, message="Between 0 (open bids) and 30 days.")])
+        Optional(), _not_huge, NumberRange(min=0, max=30 * 86400, message="Between 0 (open bids) and 30 days.")])
     report_s = IntegerField("Report window (s)", validators=[
-        Optional(), NumberRange(min=0, max=30 * 86400, message="Between 0 (paid on acceptance) and 30 days.")])
+        Optional(), _not_huge, NumberRange(min=0, max=30 * 86400, message="Between 0 (paid on acceptance) and 30 days.")])
     dispute_s = IntegerField("Dispute window (s)", validators=[
-        Optional(), NumberRange(min=0, max=30 * 86400, message="Between 0 and 30 days.")])
+        Optional(), _not_huge, NumberRange(min=0, max=30 * 86400, message="Between 0 and 30 days.")])
     bond_eth = DecimalField("Bond per participant (ETH)", places=None, validators=[Optional(), _finite])
     preview = SubmitField("Preview")
     post = SubmitField("Post request")
@@ -159,16 +166,6 @@ class RequestForm(FlaskForm):
     def bond_wei(self) -> int:
         """The bond in wei (0 when empty)."""
         return int(self.bond_eth.data * 10**18) if self.bond_eth.data is not None else 0
-
-    def validate_reveal_s(self, field: IntegerField) -> None:
-        delay = self.delay_min.data
-        if field.data and isinstance(delay, int) and field.data > delay * 60:
-            raise ValidationError(f"The reveal window must end by the event start: at most the delay, "
-                                  f"{delay * 60} s. Shorten it or raise the delay.")
-
-    def validate_dispute_s(self, field: IntegerField) -> None:
-        if field.data and not self.report_s.data:
-            raise ValidationError("A dispute window needs metered settlement: set a report window too.")
 
     def validate_bond_eth(self, field: DecimalField) -> None:
         if field.data is None:
@@ -182,9 +179,8 @@ class RequestForm(FlaskForm):
             raise ValidationError("At most 18 decimals (whole wei).")
         if wei >= 2**96:
             raise ValidationError("The bond is too large (under 2^96 wei).")
-        if wei and not self.reveal_s.data and not self.report_s.data:
-            raise ValidationError("A bond needs sealed bids or metered settlement: set a reveal or report window, "
-                                  "or leave the bond empty.")
+        # Rules between fields (a bond or a dispute window needs what it needs, the reveal
+        # window ends by the event start) are the planner's: demand_response.planner.
 
     def validate_budget_eth(self, field: DecimalField) -> None:
         if field.data is None:

@@ -9,17 +9,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 
 from demand_response.accounts import AccountError
 from demand_response.chain import TransactionFailed
-from demand_response.config import DEV_CHAIN_IDS
-from demand_response.contract import Status, Terms
-from demand_response.market import PricingRule
+from demand_response.contract import Status
+from demand_response.planner import PlanError, RequestPlan, plan_request, send_request
 
-from . import presenters
+from . import presenters, queries
+from .errors import USER_ERRORS, RoleDisabled, attempt, one_line, sentence
+from .services import web as gw
 from .forms import DeliveryForm, PlainForm, RequestForm, UnlockForm
-from .services import USER_ERRORS, Gateway, RoleDisabled, attempt, one_line
 from .units import fmt_eth
 
 bp = Blueprint("utility", __name__, url_prefix="/utility")
@@ -29,47 +29,57 @@ DISABLED = ("The utility dashboard is only available when this server is configu
             "on a local dev chain. See docs/web.md.")
 
 
-def gw() -> Gateway:
-    """This app's gateway."""
-    return current_app.extensions["dr"]
-
 
 @bp.before_request
 def _role() -> None:
-    if not gw().utility_enabled:
+    if not gw().config.utility_enabled:
         raise RoleDisabled(DISABLED)
 
 
-def _form_values(form: RequestForm) -> dict[str, Any]:
+#: The request form's field of each planner input.
+PLAN_FIELDS = {"target_kw": "target_kw", "bidding_window_s": "bidding_s", "event_delay_s": "delay_min",
+               "event_start": "delay_min", "event_duration_s": "duration_min", "max_price": "cap",
+               "budget": "budget_eth", "rule": "rule", "reveal_window_s": "reveal_s", "report_window_s": "report_s",
+               "dispute_window_s": "dispute_s", "bond": "bond_eth"}
+
+
+def _plan(form: RequestForm, now: int) -> RequestPlan:
+    """The package's planner (``demand_response.planner``) on the form's values."""
     g = gw()
-    return {
-        "target_kw": form.target_kw.data, "bidding_s": form.bidding_s.data, "delay_min": form.delay_min.data,
-        "duration_min": form.duration_min.data, "cap_wei": g.unit.to_wei(form.cap.data),
-        "budget_wei": int(form.budget_eth.data * 10**18) if form.budget_eth.data is not None else None,
-        "rule": form.rule.data, "reveal_s": form.reveal_s.data or 0, "report_s": form.report_s.data or 0,
-        "dispute_s": form.dispute_s.data or 0, "bond_wei": form.bond_wei,
-    }
+    return plan_request(
+        target_kw=form.target_kw.data, now=now, bidding_window_s=form.bidding_s.data,
+        event_delay_s=form.delay_min.data * 60, event_duration_s=form.duration_min.data * 60,
+        max_price_wei_per_kwh=g.unit.to_wei(form.cap.data), budget_eth=form.budget_eth.data, rule=form.rule.data,
+        reveal_window_s=form.reveal_s.data or 0, report_window_s=form.report_s.data or 0,
+        dispute_window_s=form.dispute_s.data or 0, bond_wei=form.bond_wei,
+    )
+
+
+def _show_problems(form: RequestForm, exc: PlanError) -> None:
+    for problem in exc.problems:
+        field = getattr(form, PLAN_FIELDS.get(problem.field, "cap"))
+        field.errors = [*field.errors, sentence(problem.message)]
 
 
 def _render_dashboard(form: RequestForm | None = None, preview: dict[str, Any] | None = None, code: int = 200) -> Any:
     g = gw()
-    chain = g.chain_status()
+    chain = g.chain.status()
     account, utility_error = None, None
     if chain.connected:
-        signer, utility_error = attempt(g, g.check_utility)
-        account = signer.address if signer else g.account("utility")
+        signer, utility_error = attempt(g.signers.utility)
+        account = signer.address if signer else g.signers.address("utility")
     history, history_error = ({"requests": [], "totals": None}, None)
     stacks: dict[int, str] = {}
     owed = None
     if chain.connected:
-        history, history_error = attempt(g, lambda: presenters.utility_history(g), {"requests": [], "totals": None})
+        history, history_error = attempt(lambda: queries.utility_history(g), {"requests": [], "totals": None})
         for index, row in enumerate(history["requests"]):
             if row["state"] in ("open", "closed") or index == 0:
-                info, _ = attempt(g, lambda rid=row["id"]: g.session().dr.get_request(rid))
+                info, _ = attempt(lambda rid=row["id"]: g.reads.request(rid))
                 if info is not None:
-                    stacks[row["id"]], _ = attempt(g, lambda i=info: presenters.stack_svg(g, i), "")
+                    stacks[row["id"]], _ = attempt(lambda i=info: queries.stack_svg(g, i), "")
         if account:
-            owed, _ = attempt(g, lambda: g.session().dr.owed(account))
+            owed, _ = attempt(lambda: g.reads.owed(account))
     if form is None:
         form = RequestForm(formdata=None)
         if not form.cap.data:
@@ -77,7 +87,7 @@ def _render_dashboard(form: RequestForm | None = None, preview: dict[str, Any] |
     return render_template(
         "utility/dashboard.html", chain=chain, account=account, utility_error=utility_error, form=form,
         preview=preview, history=history, history_error=history_error, stacks=stacks, owed=owed,
-        action_form=PlainForm(), unlock_form=UnlockForm(), locked=g.needs_password("utility"),
+        action_form=PlainForm(), unlock_form=UnlockForm(), locked=g.signers.needs_password("utility"),
     ), code
 
 
@@ -92,89 +102,64 @@ def create_request() -> Any:
     form = RequestForm()
     if not form.validate_on_submit():
         return _render_dashboard(form, code=400)
-    values = _form_values(form)
-    now, _ = attempt(g, g.chain_time, None)
+    now, _ = attempt(g.chain.now, None)
     try:
-        preview = presenters.plan_preview(g, **values, now=now)
-    except ValueError as exc:
-        text = str(exc)
-        target = next((f for name, f in (("reveal", form.reveal_s), ("dispute", form.dispute_s),
-                                         ("bond", form.bond_eth), ("budget", form.budget_eth)) if name in text), form.cap)
-        target.errors = [*target.errors, _sentence(text)]
+        plan = _plan(form, now or int(time.time()))
+    except PlanError as exc:
+        _show_problems(form, exc)
         return _render_dashboard(form, code=400)
+    preview = presenters.plan_preview(plan, g.unit)
     if form.preview.data or not form.post.data:
         return _render_dashboard(form, preview=preview)
     try:
-        signer = g.check_utility()
-        dr = g.session().dr
-        rule = PricingRule.PAY_AS_BID if values["rule"] == "pay_as_bid" else PricingRule.UNIFORM
-        now = g.chain_time()
-        deadline = now + values["bidding_s"]
-        start = deadline + values["delay_min"] * 60
-        end = start + preview["duration_s"]
-        if preview["with_terms"]:
-            terms = Terms(values["reveal_s"], values["report_s"], values["dispute_s"], values["bond_wei"])
-            request_id, receipt = dr.request_reduction_with_terms(
-                signer, preview["target_watts"], start, end, deadline, int(preview["cap_wei_per_kwh"]), terms,
-                rule, budget=int(preview["budget_wei"]),
-            )
-        else:
-            request_id, receipt = dr.request_reduction(
-                signer, preview["target_watts"], start, end, deadline,
-                int(preview["cap_wei_per_kwh"]), rule, budget=int(preview["budget_wei"]),
-            )
+        signer = g.signers.utility()
+        plan = _plan(form, g.chain.now())  # bidding runs its full window from now
+        request_id, receipt = send_request(g.chain.session().dr, signer, plan)
+    except PlanError as exc:
+        _show_problems(form, exc)
+        return _render_dashboard(form, preview=preview, code=400)
     except USER_ERRORS as exc:
         flash(f"The request was not posted: {one_line(exc)}", "error")
         return _render_dashboard(form, preview=preview, code=409)
+    deadline, terms = plan.bidding_deadline, plan.terms
     tx = "0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x")
     extra = ""
     if preview["with_terms"]:
         extra = f", {preview['terms']['display']['mode']}"
-        if values["reveal_s"]:
-            extra += f", reveals until {time.strftime('%H:%M:%S', time.localtime(deadline + values['reveal_s']))}"
-        if values["report_s"]:
-            extra += f", reports until {time.strftime('%H:%M:%S', time.localtime(end + values['report_s']))}"
-        if values["bond_wei"]:
-            extra += f", bond {fmt_eth(values['bond_wei'])}"
+        if terms.sealed:
+            extra += f", reveals until {_hms(plan.reveal_deadline)}"
+        if terms.metered:
+            extra += f", reports until {_hms(plan.event_end + terms.report_window)}"
+        if terms.bond_wei:
+            extra += f", bond {fmt_eth(terms.bond_wei)}"
     flash(f"Posted request {request_id}: {preview['display']['target']}, bidding closes at "
           f"{time.strftime('%H:%M:%S', time.localtime(deadline))}{extra} (tx {tx}).", "ok")
     return redirect(url_for("utility.request_detail", request_id=request_id))
 
 
-def _sentence(text: str) -> str:
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith(".") else text + "."
-
 
 @bp.get("/requests/<int:request_id>")
 def request_detail(request_id: int, code: int = 200) -> Any:
     g = gw()
-    info, error = attempt(g, lambda: _get(request_id))
+    info, error = attempt(lambda: gw().reads.request(request_id))
     if info is None and error is None:
         return render_template("error.html", title="Not found", status=404,
                                message=f"There is no request {request_id} on this contract."), 404
     data = svg = row = terms = delivery = None
     if info is not None:
-        data, error = attempt(g, lambda: presenters.stack(g, info))
-        svg = presenters.stack_svg(g, info, data) if data else None
-        chain_now, error2 = attempt(g, g.chain_time, int(time.time()))
-        terms, error3 = attempt(g, lambda: g.terms(info, fresh=True))
+        data, error = attempt(lambda: queries.stack(g, info))
+        svg = queries.stack_svg(g, info, data) if data else None
+        chain_now, error2 = attempt(g.chain.now, int(time.time()))
+        terms, error3 = attempt(lambda: g.reads.terms(info, fresh=True))
         error = error or error2 or error3
         if terms is not None:
-            row = presenters.request_dict(g, info, chain_now=chain_now, terms=terms)
+            row = queries.request_row(g, info, chain_now=chain_now, terms=terms)
             if terms.metered:
-                delivery, error4 = attempt(g, lambda: presenters.delivery_table(g, info, terms, chain_now))
+                delivery, error4 = attempt(lambda: queries.delivery_table(g, info, terms, chain_now))
                 error = error or error4
     return render_template("utility/request.html", info=info, row=row, terms=terms, delivery=delivery,
                            stack=data, svg=svg, error=error, action_form=PlainForm(), delivery_form=DeliveryForm(),
-                           request_id=request_id, dev_chain=attempt(g, g.is_dev_chain, False)[0]), code
-
-
-def _get(request_id: int) -> Any:
-    dr = gw().session().dr
-    if not 1 <= request_id <= dr.request_count():
-        return None
-    return dr.get_request(request_id)
+                           request_id=request_id, dev_chain=attempt(g.chain.is_dev, False)[0]), code
 
 
 @bp.post("/requests/<int:request_id>/settle")
@@ -183,48 +168,42 @@ def settle(request_id: int) -> Any:
     if not PlainForm().validate_on_submit():
         return request_detail(request_id, code=400)
     try:
-        info = _get(request_id)
+        info = gw().reads.request(request_id)
         if info is None:
             flash(f"There is no request {request_id}.", "error")
             return redirect(url_for("utility.dashboard"))
         if info.status != Status.OPEN:
-            flash(f"Request {request_id} is already {info.status.name.lower()}.", "info")
+            state = "cancelled" if info.status == Status.CANCELLED else "past selection: its winners are selected"
+            flash(f"Request {request_id} is already {state}.", "info")
             return redirect(url_for("utility.request_detail", request_id=request_id))
-        now = g.chain_time()
-        reveal_deadline = g.terms(info).reveal_deadline
+        now = g.chain.now()
+        reveal_deadline = g.reads.terms(info).reveal_deadline
         if now <= info.bidding_deadline:
             flash(f"Bidding on request {request_id} is open until "
-                  f"{time.strftime('%H:%M:%S', time.localtime(info.bidding_deadline))}; settle after that.", "error")
+                  f"{time.strftime('%H:%M:%S', time.localtime(info.bidding_deadline))}; select winners after that.", "error")
             return request_detail(request_id, code=409)
         if reveal_deadline and now <= reveal_deadline:
             flash(f"Sealed bids of request {request_id} are revealed until "
-                  f"{time.strftime('%H:%M:%S', time.localtime(reveal_deadline))}; settle after that.", "error")
+                  f"{time.strftime('%H:%M:%S', time.localtime(reveal_deadline))}; select winners after that.", "error")
             return request_detail(request_id, code=409)
-        session = g.session()
-        signer = g.check_utility()
-        _nudge_dev_chain(max(info.bidding_deadline, reveal_deadline))
+        session = g.chain.session()
+        signer = g.signers.utility()
+        g.chain.nudge(max(info.bidding_deadline, reveal_deadline))
         session.dr.select_winners(signer, request_id)
-        settled = session.dr.get_request(request_id)
+        selected = g.reads.request(request_id)
     except TransactionFailed as exc:
         if exc.error == "BiddingStillOpen":
             flash("The chain's clock has not passed the bidding deadline yet; try again in a few seconds.", "error")
         else:
-            flash(f"Settlement failed: {one_line(exc)}", "error")
+            flash(f"Selecting winners failed: {one_line(exc)}", "error")
         return request_detail(request_id, code=409)
     except USER_ERRORS as exc:
-        flash(f"Settlement failed: {one_line(exc)}", "error")
+        flash(f"Selecting winners failed: {one_line(exc)}", "error")
         return request_detail(request_id, code=409)
-    flash(f"Request {request_id} settled at {g.unit.format(settled.clearing_price)}: "
-          f"{settled.accepted_watts / 1000:.3f} kW accepted, refund {fmt_eth(settled.budget - settled.reserved)}.", "ok")
+    flash(f"Winners of request {request_id} selected at {g.unit.format(selected.clearing_price)}: "
+          f"{selected.accepted_watts / 1000:.3f} kW accepted, {fmt_eth(selected.reserved)} promised, "
+          f"refund {fmt_eth(selected.budget - selected.reserved)}.", "ok")
     return redirect(url_for("utility.request_detail", request_id=request_id))
-
-
-def _nudge_dev_chain(deadline: int) -> None:
-    """An idle instamine dev chain makes no blocks: mine one so its clock passes ``deadline``."""
-    session = gw().session()
-    latest = int(session.w3.eth.get_block("latest")["timestamp"])
-    if latest <= deadline and session.chain_id in DEV_CHAIN_IDS:
-        session.w3.provider.make_request("evm_mine", [])
 
 
 def _hms(ts: int) -> str:
@@ -280,21 +259,21 @@ def delivery(request_id: int, action: str) -> Any:
     consumer = form.consumer.data
     who = f"{consumer[:10]}…"
     try:
-        info = _get(request_id)
+        info = gw().reads.request(request_id)
         if info is None:
             flash(f"There is no request {request_id}.", "error")
             return redirect(url_for("utility.dashboard"))
-        session = g.session()
-        signer = g.check_utility() if action != "settle" else g.signer("utility")
+        session = g.chain.session()
+        signer = g.signers.utility() if action != "settle" else g.signers.signer("utility")
         if action == "confirm":
             session.dr.confirm_delivery(signer, request_id, consumer)
         elif action == "dispute":
             session.dr.dispute_delivery(signer, request_id, consumer, int(form.metered_kw.data * 1000))
         else:
-            terms = g.terms(info)
-            _nudge_dev_chain(max(terms.report_deadline, terms.dispute_deadline))
+            terms = g.reads.terms(info)
+            g.chain.nudge(max(terms.report_deadline, terms.dispute_deadline))
             session.dr.settle_delivery(signer, request_id, consumer)
-        participant = session.dr.participant_of(request_id, consumer)
+        participant = g.reads.participant(request_id, consumer)
     except TransactionFailed as exc:
         flash(f"{DELIVERY_ACTIONS[action]} failed: {_refusal(exc, who)}", "error")
         return request_detail(request_id, code=409)
@@ -313,13 +292,12 @@ def withdraw() -> Any:
     if not PlainForm().validate_on_submit():
         return _render_dashboard(code=400)
     try:
-        signer = g.check_utility()
-        dr = g.session().dr
-        owed = dr.owed(signer.address)
+        signer = g.signers.utility()
+        owed = g.reads.owed(signer.address)
         if not owed:
             flash("Nothing to withdraw.", "info")
             return redirect(url_for("utility.dashboard"))
-        dr.withdraw(signer)
+        g.chain.session().dr.withdraw(signer)
     except USER_ERRORS as exc:
         flash(f"Withdrawal failed: {one_line(exc)}", "error")
         return _render_dashboard(code=409)
@@ -333,9 +311,9 @@ def unlock() -> Any:
     if not form.validate_on_submit():
         return _render_dashboard(code=400)
     try:
-        address = gw().unlock("utility", form.password.data)
+        address = gw().signers.unlock("utility", form.password.data)
     except AccountError as exc:
-        flash(_sentence(one_line(exc)), "error")
+        flash(sentence(one_line(exc)), "error")
         return _render_dashboard(code=400)
     flash(f"Utility account {address} unlocked until the server stops.", "ok")
     return redirect(url_for("utility.dashboard"))

@@ -216,7 +216,7 @@
       data.scenarios.forEach(function (s) {
         var tr = document.createElement("tr");
         tr.appendChild(cell(s.display.price, true));
-        tr.appendChild(cell(s.display.payout, true));
+        tr.appendChild(cell(s.display.promised, true));
         tr.appendChild(cell(s.display.refund, true));
         tbody.appendChild(tr);
       });

@@ -175,9 +175,9 @@ def test_bid_request_settle_withdraw_in_a_browser(stack: dict[str, Any], browser
     # 5. Settlement: the settle button once bidding has closed.
     expect(utility.locator("[data-testid=request-state]")).to_have_text("closed", timeout=90_000)
     utility.click("[data-testid=settle]")
-    expect(utility.locator(".flash-ok")).to_contain_text("settled at 70,000 gwei/kWh")
+    expect(utility.locator(".flash-ok")).to_contain_text("Winners of request 1 selected at 70,000 gwei/kWh")
     expect(utility.locator("[data-testid=clearing-price]")).to_have_text("70,000 gwei/kWh")
-    expect(utility.locator("[data-testid=request-phase]")).to_have_text("event")  # market.phase, chain time
+    expect(utility.locator("[data-testid=request-phase]")).to_have_text(re.compile("event|settled"))  # lifecycle, chain time
     expect(utility.locator("[data-testid=bid-stack] svg rect.step.accepted")).to_have_count(2)
     shot(utility, "utility-stack")
     utility.goto(stack["utility"] + "/utility/")
@@ -190,7 +190,7 @@ def test_bid_request_settle_withdraw_in_a_browser(stack: dict[str, Any], browser
     page.bring_to_front()
     page.goto(stack["consumer"] + "/consumer/results")
     expect(page.locator("[data-testid=accepted-1]")).to_have_text("3.000 kW")
-    expect(page.locator("[data-testid=payout-1]")).to_have_text("0.000210 ETH")  # 3 kW x 1 h x 70,000 gwei
+    expect(page.locator("[data-testid=payout-1]")).to_contain_text("0.000210 ETH")  # 3 kW x 1 h x 70,000 gwei
     withdraw = page.locator("[data-testid=withdraw]")
     expect(withdraw).to_be_visible()
     shot(page, "results")
@@ -204,3 +204,36 @@ def test_bid_request_settle_withdraw_in_a_browser(stack: dict[str, Any], browser
     page.click("[data-testid=stop-daemon]")
     expect(page.locator("[data-testid=daemon-state]")).to_have_text("stopped")
     assert not errors, errors
+
+
+def _invalid_fields(page: Any) -> dict[str, str]:
+    """``{accessible name: invalid value}`` of every form field Chromium's accessibility tree
+    marks invalid (the tree assistive technology reads, through the DevTools protocol)."""
+    cdp = page.context.new_cdp_session(page)
+    try:
+        nodes = cdp.send("Accessibility.getFullAXTree")["nodes"]
+    finally:
+        cdp.detach()
+    out = {}
+    for node in nodes:
+        for prop in node.get("properties", []):
+            if prop["name"] == "invalid" and prop["value"].get("value") not in (None, "false"):
+                out[(node.get("name") or {}).get("value", "?")] = prop["value"]["value"]
+    return out
+
+
+def test_valid_form_fields_are_not_invalid_in_the_accessibility_tree(stack: dict[str, Any], browser: Any) -> None:
+    page = browser.new_page()
+    for url in (stack["consumer"] + "/consumer/bids", stack["consumer"] + "/consumer/",
+                stack["utility"] + "/utility/"):
+        page.goto(url)
+        assert page.locator("input").count() > 1
+        assert page.locator("[aria-invalid=None], [aria-describedby=None]").count() == 0, url
+        assert _invalid_fields(page) == {}, url
+    # A field with an error is announced invalid, and only that one.
+    page.goto(stack["utility"] + "/utility/")
+    page.fill("#target_kw", "-1")
+    page.click("#preview")
+    sync_api.expect(page.locator("#target_kw")).to_have_attribute("aria-invalid", "true")
+    assert list(_invalid_fields(page).values()) == ["true"]
+    page.close()

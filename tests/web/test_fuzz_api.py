@@ -74,7 +74,7 @@ def app_and_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[An
         "CONSUMER_PRIVATE_KEY": keys[1], "UTILITY_PRIVATE_KEY": keys[0],
         "BIDS_FILE": str(folder / "database" / "bids.json"), "RESULTS_FILE": str(folder / "database" / "results.json"),
         "STATE_DIR": str(folder / "database"), "DR_ENV_FILE": str(folder / "missing.env"),
-        "DEPLOYMENTS_FILE": str(folder / "deployments.json"), "POLL_INTERVAL": "0.1", "DR_RPC_TIMEOUT": "5",
+        "DEPLOYMENTS_FILE": str(folder / "deployments.json"), "POLL_INTERVAL": "0.1",
     })
     try:
         yield app, folder / "database" / "bids.json"

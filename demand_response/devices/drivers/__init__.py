@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from ..clock import Clock
 from ..config import DevicesConfig
 from ..core import DeviceError, DeviceSpec, Driver
-
-_EXTRA = {"paho": "paho-mqtt", "ocpp": "ocpp", "websockets": "websockets", "sunspec2": "pysunspec2",
-          "pymodbus": "pymodbus", "numpy": "numpy"}
-
-
-def require(module: str) -> Any:
-    """Import ``module`` or raise a one-line DeviceError naming the extra to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        top = module.split(".")[0]
-        extra = "sim" if top == "numpy" else "devices"
-        raise DeviceError(f"the {_EXTRA.get(top, top)} package is missing; install the '{extra}' extra: "
-                          f"pip install 'demand-response[{extra}]'") from None
-
+from ._extras import require  # noqa: F401  (the drivers' one way to import their library)
 
 def make_driver(spec: DeviceSpec, config: DevicesConfig, resources: dict[str, Any], clock: Clock) -> Driver:
     """Build the driver for ``spec``, sharing connections (an MQTT broker, the OCPP server) in ``resources``."""

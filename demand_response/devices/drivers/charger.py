@@ -20,7 +20,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..core import Ack, DeviceError, DeviceSpec, Driver
-from . import require
+from ._extras import require
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from ..config import BrokerConfig
 from ..core import Ack, DeviceError, DeviceSpec, Driver
-from . import require
+from ._extras import require
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..core import Ack, DeviceSpec, Driver
-from . import require
+from ._extras import require
 
 
 class SimulatedDevice(Driver):

@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from ..core import Ack, DeviceError, DeviceSpec, Driver
-from . import require
+from ._extras import require
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,111 @@
+"""The web app's configuration: the package's ``Settings`` plus the web-only keys.
+
+The keys ``dr`` reads (``.env``, the environment, see ``.env.template``) are merged by
+``demand_response.config.load_settings``; the web-only keys (``APP_KEYS``, docs/web.md)
+come from the app's config, then the environment, then the same ``.env`` values.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from demand_response.config import KEYS, ConfigError, Settings, load_settings
+
+from .errors import one_line
+from .units import PriceUnit, price_unit
+
+#: App-only settings (besides demand_response.config.KEYS), with their defaults.
+APP_KEYS: dict[str, str] = {
+    "DR_ROLE": "auto",  # auto | consumer | utility | both
+    "DR_PRICE_UNIT": "gwei",  # wei | gwei | eth
+    "DR_CONSUMER_INDEX": "1",  # dev chains only: the node's unlocked account for the consumer
+    "DR_UTILITY_INDEX": "0",  # dev chains only: the node's unlocked account for the utility
+    "DR_HOUSEHOLD": "0",  # gridsim household index for "fill from simulation"
+    "DR_GRIDSIM_SEED": "0",
+    "DR_REFRESH_MS": "2000",  # how often pages poll the JSON API
+    "DR_HISTORY": "50",  # how many recent requests pages list
+}
+
+
+@dataclass
+class AppConfig:
+    """Settings, web options and the first configuration problem found (shown on every page)."""
+
+    settings: Settings
+    environ: dict[str, str]
+    options: dict[str, str]
+    unit: PriceUnit = field(default_factory=lambda: price_unit("gwei"))
+    error: str | None = None
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any]) -> "AppConfig":
+        """Merge ``overrides`` (the app's config) over the environment and ``.env``."""
+        environ = dict(os.environ)
+        for key in (*KEYS, *APP_KEYS, "DR_ENV_FILE"):
+            if overrides.get(key) is not None:
+                environ[key] = str(overrides[key])
+        error = None
+        try:
+            settings = load_settings(environ=environ)
+        except ConfigError as exc:
+            error, settings = one_line(exc), Settings()
+        options = {key: environ.get(key) or settings.get(key) or default for key, default in APP_KEYS.items()}
+        config = cls(settings, environ, options, error=error)
+        try:
+            config.unit = price_unit(options["DR_PRICE_UNIT"])
+        except ValueError as exc:
+            config.error = config.error or one_line(exc)
+        for key in ("DR_REFRESH_MS", "DR_HISTORY", "DR_HOUSEHOLD", "DR_GRIDSIM_SEED",
+                    "DR_CONSUMER_INDEX", "DR_UTILITY_INDEX"):
+            if not options[key].strip().isdigit():
+                config.error = config.error or f"{key}={options[key]!r} is not a whole number"
+                options[key] = APP_KEYS[key]
+        return config
+
+    def number(self, key: str) -> int:
+        """A web-only whole-number option."""
+        return int(self.options[key])
+
+    @property
+    def refresh_ms(self) -> int:
+        """How often pages poll the JSON API."""
+        return self.number("DR_REFRESH_MS")
+
+    @property
+    def history(self) -> int:
+        """How many recent requests pages list."""
+        return self.number("DR_HISTORY")
+
+    @property
+    def household(self) -> int:
+        """The gridsim household "fill from simulation" uses."""
+        return self.number("DR_HOUSEHOLD")
+
+    @property
+    def gridsim_seed(self) -> int:
+        """The gridsim seed."""
+        return self.number("DR_GRIDSIM_SEED")
+
+    # -- roles ---------------------------------------------------------------------------
+
+    def configured(self, role: str) -> bool:
+        """An account (key or keystore) is configured for ``role``."""
+        prefix = role.upper()
+        return bool(self.environ.get(f"{prefix}_PRIVATE_KEY") or self.settings.get(f"{prefix}_ACCOUNT"))
+
+    @property
+    def role(self) -> str:
+        """The configured role setting (auto, consumer, utility or both)."""
+        return self.options["DR_ROLE"].strip().lower()
+
+    @property
+    def utility_enabled(self) -> bool:
+        """Utility pages: DR_ROLE utility/both, or auto with a utility account configured."""
+        return self.role in ("utility", "both") or (self.role == "auto" and self.configured("utility"))
+
+    @property
+    def consumer_enabled(self) -> bool:
+        """Consumer pages: everything except DR_ROLE=utility."""
+        return self.role != "utility"

@@ -1,0 +1,76 @@
+"""The presenters are pure functions of chain data: no chain here, only dataclasses.
+
+They name every quantity once (docs/web.md, "Glossary"): a request whose winners are
+selected and unpaid shows what was *promised* and 0 *paid*, and is never "settled".
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from demand_response.contract import BidInfo, ParticipantInfo, RequestInfo, Stage, Status, TermsInfo
+from demand_response.market import PricingRule, payout, settle_delivery
+from flaskapp import presenters
+from flaskapp.reads import DeliveryLogs
+from flaskapp.units import price_unit
+
+GWEI = 10**9
+UNIT = price_unit("gwei")
+NOW = 1_800_000_000
+PRICE = 70_000 * GWEI
+PROMISED = payout(3000, 3600, PRICE)
+SELECTED = RequestInfo(1, Status.SETTLED, PricingRule.UNIFORM, 3000, NOW + 100, NOW + 3700, NOW - 10,
+                       128_000 * GWEI, 1000 * GWEI, 10**15, 2, 2, PRICE, 3000, PROMISED, 0, 0)
+OPEN_TERMS = TermsInfo(False, False, 0, 0, 0, 0, 0, 0)
+METERED = TermsInfo(False, True, 0, NOW + 3800, NOW + 3900, 10**14, 0, 0, selected_at=NOW)
+
+
+def test_a_selected_unpaid_request_shows_promised_and_zero_paid_and_is_not_settled() -> None:
+    row = presenters.request_dict(SELECTED, OPEN_TERMS, UNIT, NOW, NOW)
+    assert (row["state"], row["phase"]) == ("selected", "scheduled")
+    assert row["promised_wei"] == str(PROMISED) and row["paid_wei"] == "0"
+    assert row["display"]["promised"] == "0.000210 ETH" and row["display"]["paid"] == "0.000000 ETH"
+    assert row["refund_wei"] == str(10**15 - PROMISED)
+
+
+def test_a_fully_paid_request_is_settled_and_paid_equals_promised() -> None:
+    paid = replace(SELECTED, paid_out=PROMISED, claimed_watts=3000)
+    row = presenters.request_dict(paid, OPEN_TERMS, UNIT, NOW, NOW + 4000)
+    assert (row["state"], row["phase"], row["paid_wei"]) == ("settled", "settled", str(PROMISED))
+
+
+def test_before_selection_selection_figures_are_empty() -> None:
+    open_ = replace(SELECTED, status=Status.OPEN, clearing_price=0, accepted_watts=0, reserved=0)
+    row = presenters.request_dict(open_, OPEN_TERMS, UNIT, NOW - 20, NOW - 20)
+    assert (row["state"], row["phase"]) == ("open", "bidding")
+    assert row["promised_wei"] is None and row["accepted_watts"] is None and row["display"]["promised"] == "—"
+
+
+def test_a_consumers_history_row_separates_promised_paid_and_unclaimed() -> None:
+    bids = [BidInfo(0, "0xC", 2000, PRICE, False, False, 2000, payout(2000, 3600, PRICE)),
+            BidInfo(1, "0xC", 2000, PRICE, False, True, 1000, payout(1000, 3600, PRICE))]
+    request = presenters.request_dict(SELECTED, OPEN_TERMS, UNIT, NOW, NOW)
+    row = presenters.history_row(request, OPEN_TERMS, bids, {}, ["0xabc"])
+    assert row["promised_wei"] == str(PROMISED)
+    assert row["paid_wei"] == str(payout(1000, 3600, PRICE))  # the claimed bid
+    assert row["unclaimed_wei"] == str(payout(2000, 3600, PRICE))
+    history = presenters.consumer_history("0xC", [row], owed=5)
+    assert history["totals"]["promised_wei"] == str(PROMISED) and history["can_withdraw"]
+
+
+def test_the_delivery_table_pays_by_the_packages_settlement_rule() -> None:
+    who = "0x00000000000000000000000000000000000000C1"
+    reported = ParticipantInfo(Stage.REPORTED, b"", True, 0, 1, 10**14, 3000, PROMISED, 1500)
+    table = presenters.delivery_table(SELECTED, METERED, [(who, reported)], DeliveryLogs({}, {}, {}), NOW + 3850)
+    row = table["participants"][0]
+    expected = settle_delivery(3000, PROMISED, 1500, 10**14, selected_late=False)
+    assert row["if_confirmed_wei"] == str(expected.payout) and row["promised_wei"] == str(PROMISED)
+    assert row["can_confirm"] and row["can_dispute"] and not row["can_settle"]
+    assert row["settle_from"] == METERED.dispute_deadline + 1
+    settled_event = {"deliveredWatts": 1500, "payout": expected.payout, "penalty": expected.penalty,
+                     "bondReturned": expected.bond_returned}
+    done = replace(reported, stage=Stage.SETTLED)
+    table = presenters.delivery_table(SELECTED, METERED, [(who, done)],
+                                      DeliveryLogs({}, {}, {who.lower(): settled_event}), NOW + 4000)
+    assert table["participants"][0]["paid_wei"] == str(expected.payout)
+    assert table["totals"]["paid_wei"] == str(expected.payout) and table["totals"]["promised_wei"] == str(PROMISED)
