@@ -8,6 +8,7 @@ keys (``DR_ROLE``, ``DR_PRICE_UNIT``, ``FLASK_SECRET_KEY`` …).
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import time
@@ -57,10 +58,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from .api import bp as api_bp
     from .consumer import bp as consumer_bp
+    from .ops import bp as ops_bp
     from .utility import bp as utility_bp
 
-    for blueprint in (consumer_bp, utility_bp, api_bp):
+    for blueprint in (consumer_bp, utility_bp, api_bp, ops_bp):
         app.register_blueprint(blueprint)
+    if services.config.utility_enabled:
+        _serve_openadr3(app)
     app.jinja_env.filters.update(kw=fmt_kw, eth=fmt_eth, short=short_hex, price=services.unit.format,
                                  hms=_clock("%H:%M:%S"), when=_clock("%d %b %H:%M:%S"))
     app.context_processor(lambda: {"cfg": services.config, "unit": services.unit,
@@ -70,6 +74,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.add_url_rule("/", "index", lambda: redirect(url_for(
         "consumer.console" if services.config.consumer_enabled else "utility.dashboard")))
     return app
+
+
+def _serve_openadr3(app: Flask) -> None:
+    """The OpenADR 3.0.1 VTN API (docs/openadr.md) on a utility's app, when the openadr extra is installed."""
+    try:
+        from . import openadr3
+    except ImportError as exc:
+        logging.getLogger("flaskapp").info("OpenADR 3 API not served: %s (install the 'openadr' extra)", exc)
+        return
+    openadr3.register(app)
 
 
 def _clock(fmt: str) -> Any:

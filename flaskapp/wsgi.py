@@ -1,8 +1,8 @@
 """The production entry of the web app: ``gunicorn 'flaskapp.wsgi:build()'``.
 
 ``build()`` configures logging (``LOG_FORMAT`` text or json, ``LOG_LEVEL``; secrets redacted,
-see ``demand_response.logs``) and returns ``create_app()`` with the operations views
-(``/metrics``, ``/healthz``: ``flaskapp/ops.py``) registered once. ``run_flask.sh`` and
+see ``demand_response.logs``) and returns ``create_app()`` (which serves the operations views
+``/metrics`` and ``/healthz`` of ``flaskapp/ops.py``). ``run_flask.sh`` and
 ``deploy/dr-web.service`` start it through ``deploy/gunicorn.conf.py``.
 """
 
@@ -19,7 +19,7 @@ def build() -> Flask:
     from demand_response import logs
     from demand_response.config import ConfigError, load_settings
 
-    from . import create_app, ops
+    from . import create_app
 
     try:  # LOG_FORMAT / LOG_LEVEL from .env too; a bad .env is reported by the app's pages
         settings = load_settings()
@@ -31,7 +31,4 @@ def build() -> Flask:
     except ConfigError as exc:
         logs.configure(level, "text")
         logging.getLogger("flaskapp").error("%s; writing text lines", exc)
-    app = create_app()
-    if ops.bp.name not in app.blueprints:
-        app.register_blueprint(ops.bp)
-    return app
+    return create_app()
