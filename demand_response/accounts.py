@@ -28,13 +28,10 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from .artifacts import atomic_write_text
-from .chain import ChainError, Signer
+from .chain import Signer
+from .errors import AccountError, ChainError
+from .files import atomic_write_text
 from .config import DEV_CHAIN_IDS, Settings
-
-
-class AccountError(ChainError):
-    """A keystore problem (missing file, wrong password); ``str()`` is one clear line."""
 
 
 def keystore_dir(settings: Settings | None = None) -> Path:

@@ -29,7 +29,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .artifacts import atomic_write_text
+from .errors import BidsError
+from .files import atomic_write_text
 from .market import MAX_BIDS_PER_CALL, snap_price_up
 
 MAX_FILE_BYTES = 1 << 20
@@ -40,10 +41,6 @@ _TOP_KEYS = {"version", "source", "bids", "fleet"}
 _LEGACY_KEYS = {"energy", "price"}
 _BID_KEYS = {"watts", "kw", "price_wei_per_kwh"}
 _ENTRY_KEYS = {"household", "bids"}
-
-
-class BidsError(ValueError):
-    """``bids.json`` is invalid; ``str()`` is one line naming the field and the problem."""
 
 
 @dataclass(frozen=True)

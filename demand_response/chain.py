@@ -7,6 +7,8 @@
   nonce under a lock, so one daemon can send from several threads; it uses EIP-1559 fees
   where the chain has a base fee and legacy gas prices elsewhere; it waits for receipts
   with a timeout and replaces a transaction that is stuck below the market.
+
+The error types live in ``errors`` and are re-exported here for older imports.
 """
 
 from __future__ import annotations
@@ -30,6 +32,19 @@ from web3.exceptions import (
     Web3RPCError,
 )
 
+from .errors import (
+    ChainError,
+    ConnectionProblem,
+    InsufficientFunds,
+    ReceiptTimeout,
+    Retry,
+    TransactionDropped,
+    TransactionFailed,
+    TransactionRejected,
+    WaitInterrupted,
+    is_connection_error,
+)
+
 log = logging.getLogger(__name__)
 
 #: Fee bump for a replacement; nodes require at least 10 %.
@@ -47,32 +62,6 @@ _HEAD_LOCK = threading.Lock()
 RECEIPT_RETRIES = 4
 #: Most lost nonces a signer fills with 0-value transfers (see ``Signer._fill_gap``).
 MAX_GAP = 8
-
-
-class ChainError(RuntimeError):
-    """A problem with the chain a user can fix; ``str()`` is one clear line."""
-
-
-class TransactionFailed(ChainError):
-    """A transaction reverted; ``error`` is the decoded custom error name, if any."""
-
-    def __init__(self, message: str, error: str | None = None, args: tuple = ()) -> None:
-        super().__init__(message)
-        self.error = error
-        self.error_args = args
-
-
-class Retry(ChainError):
-    """The work this transaction was for should be retried later (the daemons keep the event)."""
-
-
-class WaitInterrupted(Retry):
-    """The daemon is stopping; a receipt wait gave up (the transaction may still be mined)."""
-
-
-class TransactionDropped(Retry):
-    """A sent transaction will never be mined: the node no longer knows it (dropped from its
-    pool, or reorganised away), or another transaction used its nonce."""
 
 
 class _NonceError(ChainError):
@@ -105,7 +94,7 @@ def connect(url: str, timeout: float = 30.0) -> Web3:
     try:
         chain_id = w3.eth.chain_id
     except Exception as exc:  # requests/aiohttp/OSError all mean the same to a user
-        raise ChainError(
+        raise ConnectionProblem(
             f"cannot reach the RPC endpoint {redact_url(url)} ({type(exc).__name__}); "
             "check RPC_URL / --network and that the node is running"
         ) from exc
@@ -509,8 +498,8 @@ class Signer:
                 raise _NonceError(message) from exc
             price = tx.get("maxFeePerGas", tx.get("gasPrice", 0))
             if "funds" in message.lower() or self.balance() < tx["gas"] * price + int(tx.get("value", 0)):
-                raise ChainError(self._funds_message(tx)) from exc
-            raise ChainError(f"the node rejected a transaction from {self.label}: {message}") from exc
+                raise InsufficientFunds(self._funds_message(tx)) from exc
+            raise TransactionRejected(f"the node rejected a transaction from {self.label}: {message}") from exc
 
     def _check_unconfirmed(self) -> None:
         """The last send got no answer and its wait failed too (the node was down): if the
@@ -570,7 +559,7 @@ class Signer:
             if self.cancel is not None and self.cancel.is_set():
                 raise WaitInterrupted(f"stopped while waiting for the receipt of {tx_hash.hex()} from {self.label}")
             if now >= deadline:
-                raise ChainError(
+                raise ReceiptTimeout(
                     f"no receipt for {tx_hash.hex()} from {self.label} after "
                     f"{self.receipt_timeout:.0f} s; the node may be down or fees too low"
                 )
@@ -710,8 +699,6 @@ class Signer:
                 raw = self.batcher.call("eth_getTransactionReceipt", ["0x" + bytes(tx_hash).hex()])
                 break
             except Exception as exc:
-                from .listener import is_connection_error
-
                 if attempt == RECEIPT_RETRIES or not is_connection_error(exc):
                     raise
                 time.sleep(0.1 * 2**attempt)

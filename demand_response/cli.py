@@ -18,13 +18,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .errors import DRError, UserError
 from .market import PricingRule
 
 log = logging.getLogger("demand_response.cli")
-
-
-class UserError(Exception):
-    """A problem with the command's input; printed as one line."""
 
 
 # -- shared plumbing ------------------------------------------------------------------------
@@ -594,13 +591,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dr``."""
-    from .accounts import AccountError
-    from .bids import BidsError
-    from .chain import ChainError
-    from .config import ConfigError
-    from .devchain import DevChainError
-    from .results import ResultsError
-
     args = build_parser().parse_args(argv)
     _setup_logging(args)
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints every thread's stack: where is it stuck?
@@ -613,11 +603,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (UserError, ChainError, AccountError, BidsError, ConfigError, DevChainError, ResultsError) as exc:
+    except DRError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
-        from .listener import describe_disk_error, disk_error, is_connection_error
+        from .errors import describe_disk_error, disk_error, is_connection_error
 
         disk = disk_error(exc)
         if disk is not None:

@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifacts import PACKAGE_ARTIFACT_DIR, atomic_write_text
+from .artifacts import PACKAGE_ARTIFACT_DIR
+from .errors import CompilerError
+from .files import atomic_write_text
 
 SOLC_VERSION = "0.8.24"
 EVM_VERSION = "shanghai"  # ganache 7.9.2 stops at shanghai
@@ -36,10 +38,6 @@ CONTRACTS = ("DemandReduction",)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NPM_ADAPTER = PROJECT_ROOT / "tools" / "solc-npm"
-
-
-class CompilerError(RuntimeError):
-    """No usable compiler, or the compiler rejected the sources."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from .artifacts import atomic_write_text
+from .errors import ConfigError
+from .files import atomic_write_text
 
 DEFAULT_ENV_FILE = ".env"
 DEFAULT_DEPLOYMENTS_FILE = "deployments.json"
@@ -34,10 +35,6 @@ DEFAULT_NETWORK = "dev"
 LOCAL_RPC_URL = "http://127.0.0.1:8545"
 #: Chain ids of local development chains (ganache, anvil/hardhat): unlocked accounts allowed.
 DEV_CHAIN_IDS = frozenset({1337, 31337})
-
-
-class ConfigError(ValueError):
-    """A configuration problem a user can fix; ``str()`` is one clear line."""
 
 
 @dataclass(frozen=True)

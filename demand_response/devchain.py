@@ -17,15 +17,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import DevChainError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # ganache's and anvil's --deterministic mnemonic.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 GANACHE_MNEMONIC = "myth like bonus scare over problem client lizard pioneer submit female collect"
 BLOCK_GAS_LIMIT = 30_000_000
-
-
-class DevChainError(RuntimeError):
-    """The local chain could not be started."""
 
 
 def free_port() -> int:

@@ -15,7 +15,6 @@ the head moved, in ranges of at most ``max_range`` blocks.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import threading
@@ -27,65 +26,17 @@ from typing import Any, Callable, Iterable
 from eth_utils import event_abi_to_log_topic
 from web3 import Web3
 
-from .artifacts import atomic_write_text, load_artifact
-from .chain import Retry
+from .artifacts import load_artifact
+from .errors import (  # noqa: F401 - disk_error and describe_disk_error re-exported
+    RetryLater,
+    describe_disk_error,
+    disk_error,
+    is_connection_error,
+    retry_cause,
+)
+from .files import atomic_write_text
 
 log = logging.getLogger(__name__)
-
-
-class RetryLater(Exception):
-    """Raised by a handler to leave an event unprocessed and retry after a backoff."""
-
-
-#: errno values of a local file that cannot be written (full or read-only disk, limits).
-_DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
-
-
-def _causes(exc: BaseException) -> Iterable[BaseException]:
-    """``exc`` and what caused it (``__cause__``, else ``__context__``), each once."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def disk_error(exc: BaseException) -> OSError | None:
-    """The local file-system error behind ``exc`` (a full disk, a read-only folder), if any."""
-    for current in _causes(exc):
-        if isinstance(current, OSError) and not isinstance(current, (ConnectionError, TimeoutError)) and (
-                current.errno in _DISK_ERRNOS or current.filename is not None):
-            return current
-    return None
-
-
-def describe_disk_error(exc: OSError) -> str:
-    """``cannot write FILE: REASON`` in one line."""
-    where = f" {exc.filename}" if exc.filename else ""
-    return f"cannot write{where}: {exc.strerror or exc}"
-
-
-def is_connection_error(exc: BaseException) -> bool:
-    """True when ``exc`` (or what caused it) means the RPC endpoint could not be reached."""
-    import requests
-
-    if disk_error(exc) is not None:
-        return False
-    for current in _causes(exc):
-        if isinstance(current, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                                ConnectionError, TimeoutError, RetryLater, Retry)):
-            return True
-        if isinstance(current, OSError) and not isinstance(current, FileNotFoundError):
-            return True
-        if "cannot reach the RPC endpoint" in str(current) or "no receipt for" in str(current):
-            return True
-    return False
-
-
-def _retry_cause(exc: BaseException) -> BaseException | None:
-    """The ``Retry`` or ``RetryLater`` in ``exc``'s chain, if there is one."""
-    return next((c for c in _causes(exc) if isinstance(c, (Retry, RetryLater))), None)
 
 
 def event_topics(*names: str) -> dict[str, str]:
@@ -370,7 +321,7 @@ class LogPoller:
                 self._head = None
                 self._pending_safe = None
                 backoff = min(max_backoff, max(interval, backoff * 2 or 0.5))
-                retry = _retry_cause(exc)
+                retry = retry_cause(exc)
                 if disk is not None:  # a full or read-only disk: keep the event and retry
                     log.error("%s: %s; retrying in %.1f s", self.label, describe_disk_error(disk), backoff)
                 elif retry is not None:  # e.g. our transaction was dropped: do that work again

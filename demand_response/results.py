@@ -19,11 +19,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from .artifacts import atomic_write_text
-
-
-class ResultsError(ValueError):
-    """The results file is unreadable; ``str()`` is one clear line."""
+from .errors import ResultsError
+from .files import atomic_write_text
 
 
 def record_key(record: dict[str, Any]) -> tuple[int, str, int, str]:

@@ -21,16 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifacts import atomic_write_text
+from .errors import SaltStoreError
+from .files import atomic_write_text
 from .market import delivered_watts
 
 #: Stages of a sealed entry: the salt is on disk (commit maybe sent), the commit is mined,
 #: the reveal is mined. An entry whose request no longer exists (a reset dev chain) is "gone".
 COMMITTING, COMMITTED, REVEALED = "committing", "committed", "revealed"
-
-
-class SaltStoreError(RuntimeError):
-    """The salt file is unreadable: refuse to go on rather than lose track of salts."""
 
 
 @dataclass

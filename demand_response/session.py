@@ -9,9 +9,10 @@ from typing import Any
 
 from web3 import Web3
 
-from .chain import ChainError, connect, redact_url
+from .chain import connect, redact_url
 from .config import Settings, read_deployments
 from .contract import DemandReduction
+from .errors import ContractNotFound, WrongChain
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def connect_checked(settings: Settings) -> tuple[Web3, int]:
     chain_id = int(w3.eth.chain_id)
     expected = settings.expected_chain_id
     if expected is not None and chain_id != expected:
-        raise ChainError(
+        raise WrongChain(
             f"wrong chain: network {settings.network!r} expects chain id {expected} but "
             f"{redact_url(settings.rpc_url)} reports {chain_id}; fix --network / RPC_URL / CHAIN_ID"
         )
@@ -68,7 +69,7 @@ def resolve_address(settings: Settings, chain_id: int) -> tuple[str, dict[str, A
         matching = [e for _, e in records if int(e.get("chain_id", -1)) == chain_id]
         if records and not matching:
             network, entry = records[0]
-            raise ChainError(
+            raise WrongChain(
                 f"wrong chain: contract {address} was deployed on chain {entry.get('chain_id')} "
                 f"(network {network}) but the endpoint reports chain {chain_id}; fix RPC_URL / --network "
                 "or CONTRACT_ADDRESS"
@@ -80,18 +81,18 @@ def resolve_address(settings: Settings, chain_id: int) -> tuple[str, dict[str, A
         return entry["address"], entry
     if by_chain:
         recorded = ", ".join(f"chain {c}" for c in sorted(by_chain))
-        raise ChainError(
+        raise WrongChain(
             f"wrong chain: network {settings.network!r} has deployments on {recorded} but the endpoint "
             f"reports chain {chain_id}; fix RPC_URL / --network, or deploy here with `dr deploy`"
         )
-    raise ChainError(
+    raise ContractNotFound(
         f"no contract address for network {settings.network!r} (chain {chain_id}); deploy with "
         "`dr deploy` or set CONTRACT_ADDRESS in .env / --contract"
     )
 
 
 def open_session(settings: Settings) -> Session:
-    """Connect, check the chain id, find and check the contract (one-line ``ChainError`` on failure)."""
+    """Connect, check the chain id, find and check the contract (a one-line ``ChainError`` on failure)."""
     w3, chain_id = connect_checked(settings)
     address, deployment = resolve_address(settings, chain_id)
     dr = DemandReduction.at(w3, address)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .chain import ChainError, Signer, TransactionFailed
+from .chain import Signer
+from .errors import ChainError, PlanError, TransactionFailed
 from .config import Settings, record_deployment
 from .contract import DemandReduction, RequestInfo, Stage, Status, Terms, TermsInfo
 from .listener import Event, LogPoller, StateFile, is_connection_error
@@ -85,33 +86,33 @@ def plan_request(
     """
     target_watts = round(target_kw * 1000)
     if target_watts <= 0:
-        raise ValueError("the target must be above 0 kW")
+        raise PlanError("the target must be above 0 kW")
     if bidding_window_s <= 0 or event_duration_s <= 0 or event_delay_s < 0:
-        raise ValueError("the bidding window and event duration must be positive")
+        raise PlanError("the bidding window and event duration must be positive")
     if min(reveal_window_s, report_window_s, dispute_window_s, bond_wei) < 0:
-        raise ValueError("windows and the bond must not be negative")
+        raise PlanError("windows and the bond must not be negative")
     if bond_wei and not (reveal_window_s or report_window_s):
-        raise ValueError("a bond needs sealed bids (a reveal window) or metered settlement (a report window)")
+        raise PlanError("a bond needs sealed bids (a reveal window) or metered settlement (a report window)")
     if dispute_window_s and not report_window_s:
-        raise ValueError("a dispute window needs metered settlement (a report window)")
+        raise PlanError("a dispute window needs metered settlement (a report window)")
     terms = Terms(reveal_window_s, report_window_s, dispute_window_s, bond_wei)
     deadline = now + bidding_window_s
     start = deadline + max(event_delay_s, reveal_window_s)  # the event starts after the reveals
     end = start + event_duration_s
     if max_price_wei_per_kwh is None and budget_wei is None:
-        raise ValueError("give a maximum price (wei per kWh) or a budget")
+        raise PlanError("give a maximum price (wei per kWh) or a budget")
     if max_price_wei_per_kwh is None:
         cap = round_cap(budget_wei * WS_PER_KWH // (target_watts * event_duration_s))
         if cap <= 0:
-            raise ValueError("the budget is too small for that target and duration")
+            raise PlanError("the budget is too small for that target and duration")
     else:
         cap = round_cap(max_price_wei_per_kwh)
         if cap <= 0:
-            raise ValueError("the maximum price must be at least 128 wei per kWh")
+            raise PlanError("the maximum price must be at least 128 wei per kWh")
     minimum = required_budget(target_watts, event_duration_s, cap)
     budget = minimum if budget_wei is None else budget_wei
     if budget < minimum:
-        raise ValueError(f"a budget of {eth(budget)} ETH is below the {eth(minimum)} ETH this cap needs")
+        raise PlanError(f"a budget of {eth(budget)} ETH is below the {eth(minimum)} ETH this cap needs")
     return RequestPlan(target_watts, start, end, deadline, cap, budget, rule, terms)
 
 
