@@ -28,6 +28,7 @@ from .contract import MAX_UINT, DemandReduction, RequestInfo, Stage, Status, Ter
 from .sealed import COMMITTED, COMMITTING, REVEALED, MeterReadings, SaltStore, SealedEntry
 from .market import PricingRule
 from .listener import Event, LogPoller, StateFile, is_connection_error
+from .locks import AccountLocks
 from .results import ResultsFile
 
 log = logging.getLogger("demand_response.consumer")
@@ -618,8 +619,14 @@ class ConsumerService:
         auto_withdraw: bool = True,
         rpc_name: str = "RPC endpoint",
         meter_file: Path | None = None,
+        lock_dir: Path | None = None,
+        daemon: str | None = None,
     ) -> None:
         self.dr = dr
+        #: One lock per account (``locks``), taken by ``acquire_locks`` or at the start of ``run``.
+        self.locks = AccountLocks(lock_dir if lock_dir is not None else Path(state_path).parent, chain_id,
+                                  [s.signer.address for s in specs],
+                                  daemon or ("consumer run" if len(specs) == 1 else f"consumer fleet of {len(specs)}"))
         self.state = StateFile(state_path)
         #: Salts of sealed bids, next to the cursor file (mode 600).
         self.salts = SaltStore(Path(state_path).with_name(Path(state_path).name.replace(".cursor-", ".salts-", 1)))
@@ -721,8 +728,21 @@ class ConsumerService:
         for future in [self._pool.submit(agent.on_reorg) for agent in self.agents]:
             future.result()
 
+    def acquire_locks(self) -> None:
+        """Take the lock of every agent's account now; ``AccountBusy`` if another daemon has one.
+        (``run`` does it anyway; a caller that starts ``run`` in a thread calls this first to
+        hear of a busy account at once.)"""
+        self.locks.acquire()
+
     def run(self, stop: threading.Event) -> None:
-        """Listen and act until ``stop`` is set."""
+        """Listen and act until ``stop`` is set (holding every agent's account lock)."""
+        self.locks.acquire()
+        try:
+            self._run(stop)
+        finally:
+            self.locks.release()
+
+    def _run(self, stop: threading.Event) -> None:
         who = self.agents[0].label if len(self.agents) == 1 else f"{len(self.agents)} agents"
         for agent in self.agents:
             agent.signer.cancel = stop  # a receipt wait ends at once when the daemon is stopped

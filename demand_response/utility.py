@@ -14,6 +14,7 @@ from .errors import ChainError, PlanError, TransactionFailed
 from .config import Settings, record_deployment
 from .contract import DemandReduction, RequestInfo, Stage, Status, Terms, TermsInfo
 from .listener import Event, LogPoller, StateFile, is_connection_error
+from .locks import AccountLocks
 from .sealed import MeterReadings
 from .market import phase
 from .market import PricingRule, WS_PER_KWH, required_budget, round_cap, tick_wei
@@ -235,9 +236,15 @@ class UtilityDaemon:
         on_settled: Callable[[RequestInfo], None] | None = None,
         rpc_name: str = "RPC endpoint",
         meter_file: Path | None = None,
+        lock_dir: Path | None = None,
+        chain_id: int | None = None,
     ) -> None:
         self.dr = dr
         self.signer = signer
+        #: The utility account's lock (``locks``): one daemon per account.
+        self.locks = AccountLocks(lock_dir if lock_dir is not None else Path(state_path).parent,
+                                  chain_id if chain_id is not None else int(dr.w3.eth.chain_id),
+                                  [signer.address], "utility run")
         self.state = StateFile(state_path)
         self.open: set[int] = {int(r) for r in self.state.data.get("open", [])}
         #: Settled metered requests whose participants are not all settled yet.
@@ -416,6 +423,13 @@ class UtilityDaemon:
 
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set (or, with ``exit_when_idle``, until nothing is open)."""
+        self.locks.acquire()
+        try:
+            self._run(stop)
+        finally:
+            self.locks.release()
+
+    def _run(self, stop: threading.Event) -> None:
         self._stop = stop
         self.signer.cancel = stop  # a receipt wait ends at once when the daemon is stopped
         for rid in sorted(self.only or ()):
