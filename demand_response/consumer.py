@@ -29,6 +29,7 @@ from .sealed import COMMITTED, COMMITTING, REVEALED, MeterReadings, SaltStore, S
 from .market import PricingRule
 from .listener import Event, LogPoller, StateFile, is_connection_error
 from .locks import AccountLocks
+from .payments import settle_participant, tx_hex, withdraw_owed
 from .results import ResultsFile
 
 log = logging.getLogger("demand_response.consumer")
@@ -404,7 +405,7 @@ class ConsumerAgent:
         me = self.dr.participant_of(rid, self.address)
         if info.status == Status.CANCELLED:
             if me.bond and me.stage != Stage.SETTLED:
-                self.dr.settle_delivery(self.signer, rid, self.address)
+                self._settle(rid)
                 self._say("request %d was cancelled; bond returned", rid)
             self._record_cancelled(rid)
             self._withdraw_owed()
@@ -427,7 +428,7 @@ class ConsumerAgent:
             return
         if me.accepted_watts == 0:
             if me.bond:
-                self.dr.settle_delivery(self.signer, rid, self.address)  # bond back at once
+                self._settle(rid)  # bond back at once
             else:
                 self._record_delivery(rid, info, terms, me)
                 note["done"] = True
@@ -454,23 +455,28 @@ class ConsumerAgent:
                 return
             self._say_once(rid, "late", "no meter report for request %d before its deadline: nothing is paid", rid,
                            level=logging.ERROR)
-            self.dr.settle_delivery(self.signer, rid, self.address)
+            self._settle(rid)
             return
         # Reported: the utility confirms or disputes; after the dispute deadline anyone settles.
         now = self._chain_now(act_after=terms.dispute_deadline)
         if now > terms.dispute_deadline:
-            self.dr.settle_delivery(self.signer, rid, self.address)
+            self._settle(rid)
+
+    def _settle(self, rid: int) -> None:
+        """Settle our participation in ``rid``; the utility may have done it first (no error)."""
+        if settle_participant(self.dr, self.signer, rid, self.address) is None:
+            self._say("request %d: already settled by someone else meanwhile", rid)
 
     def _withdraw_owed(self) -> tuple[str | None, int]:
+        """Withdraw what we are owed (when auto-withdraw is on and it is worth the gas):
+        (tx, wei), or (None, 0) when nothing was sent."""
         if not self.auto_withdraw:
             return None, 0
-        owed = self.dr.owed(self.address)
-        if not owed:
+        done = withdraw_owed(self.dr, self.signer)
+        if done is None:
             return None, 0
-        receipt = self.dr.withdraw(self.signer)
-        tx = _short(receipt["transactionHash"])
-        self._say("withdrew %s ETH (tx %s…)", eth(owed), tx[:12])
-        return tx, owed
+        self._say("withdrew %s ETH (tx %s…)", eth(done.wei), done.tx[:12])
+        return done.tx, done.wei
 
     def _record_delivery(self, rid: int, info: RequestInfo, terms: TermsInfo, me: Any) -> None:
         """Record a metered request: promised against delivered against paid."""
@@ -539,13 +545,7 @@ class ConsumerAgent:
             receipt = self.dr.claim(self.signer, rid, to_claim)
             claim_tx = _short(receipt["transactionHash"])
             self._say("claimed %d winning bid(s) on request %d (tx %s…)", len(to_claim), rid, claim_tx[:12])
-        withdraw_tx, withdrawn = None, 0
-        if self.auto_withdraw:
-            owed = self.dr.owed(self.address)
-            if owed:
-                receipt = self.dr.withdraw(self.signer)
-                withdraw_tx, withdrawn = _short(receipt["transactionHash"]), owed
-                self._say("withdrew %s ETH (tx %s…)", eth(owed), withdraw_tx[:12])
+        withdraw_tx, withdrawn = self._withdraw_owed()
         note = self.notes.get(str(rid), {})
         settled_at = None
         if event is not None:

@@ -15,6 +15,7 @@ from .config import Settings, record_deployment
 from .contract import DemandReduction, RequestInfo, Stage, Status, Terms, TermsInfo
 from .listener import Event, LogPoller, StateFile, is_connection_error
 from .locks import AccountLocks
+from .payments import settle_participant, withdraw_owed
 from .sealed import MeterReadings
 from .market import phase
 from .market import PricingRule, WS_PER_KWH, required_budget, round_cap, tick_wei
@@ -390,7 +391,11 @@ class UtilityDaemon:
             for who in bidders:
                 p = self.dr.participant_of(rid, who)
                 if p.stage in (Stage.BID, Stage.REPORTED) and p.accepted_watts:
-                    self.poller.watch(self.dr.settle_delivery(self.signer, rid, who))
+                    receipt = settle_participant(self.dr, self.signer, rid, who)
+                    if receipt is None:  # the consumer settled itself first: a race lost, not an error
+                        log.info("utility: request %d: %s was settled meanwhile by someone else", rid, who[:10])
+                        continue
+                    self.poller.watch(receipt)
                     log.info("utility: request %d: settled %s (%s)", rid, who[:10],
                              "reported" if p.stage == Stage.REPORTED else "no report: nothing delivered")
 
@@ -416,10 +421,9 @@ class UtilityDaemon:
         self._save_open()
 
     def _withdraw(self) -> None:
-        owed = self.dr.owed(self.signer.address)
-        if owed:
-            receipt = self.dr.withdraw(self.signer)
-            log.info("utility: withdrew refund %s ETH (tx %s…)", eth(owed), receipt["transactionHash"].hex()[:12])
+        done = withdraw_owed(self.dr, self.signer)
+        if done is not None:
+            log.info("utility: withdrew refund %s ETH (tx %s…)", eth(done.wei), done.tx[2:14])
 
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set (or, with ``exit_when_idle``, until nothing is open)."""
