@@ -7,7 +7,9 @@ Networks
     ``anvil``    an anvil on http://127.0.0.1:8545
     ``sepolia``  Sepolia through Infura (needs ``WEB3_INFURA_PROJECT_ID``)
     anything else: set ``RPC_URL`` (a private PoA chain, another provider...). ``RPC_URL``
-    always wins over the network's default URL.
+    always wins over the network's default URL, but a named network with a known chain id
+    (``--network sepolia``, ``NETWORK=mainnet``...) is still checked: the endpoint must
+    report that chain id (``expected_chain_id``, checked by ``check_chain_id``).
 
 Deployments are recorded per network and chain id in ``deployments.json`` (path:
 ``DEPLOYMENTS_FILE``); ``CONTRACT_ADDRESS`` in ``.env`` is written on deploy and overrides
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import ConfigError
+from .errors import ConfigError, WrongChain
 from .files import atomic_write_text
 
 DEFAULT_ENV_FILE = ".env"
@@ -151,6 +153,30 @@ def network_url(name: str, values: Mapping[str, str]) -> str:
     return network.url
 
 
+def expected_chain_id(network: str, chain_id_value: str | None) -> int | None:
+    """The chain id the endpoint must report: ``CHAIN_ID`` if set, else the named network's
+    (whatever URL is used: ``RPC_URL`` does not switch the check off). ``CHAIN_ID`` that
+    contradicts a named network's id is a ``ConfigError``."""
+    configured = _as_int("CHAIN_ID", chain_id_value)
+    known = NETWORKS[network].chain_id if network in NETWORKS else None
+    if configured is not None and known is not None and configured != known:
+        raise ConfigError(f"CHAIN_ID={configured} contradicts network {network!r} (chain id {known}); "
+                          "fix CHAIN_ID or --network / NETWORK")
+    return configured if configured is not None else known
+
+
+def check_chain_id(settings: "Settings", chain_id: int) -> None:
+    """Raise ``WrongChain`` (one line) when the endpoint's ``chain_id`` is not the expected one."""
+    expected = settings.expected_chain_id
+    if expected is not None and int(chain_id) != expected:
+        from .chain import redact_url
+
+        raise WrongChain(
+            f"wrong chain: network {settings.network!r} expects chain id {expected} but "
+            f"{redact_url(settings.rpc_url)} reports {chain_id}; fix --network / RPC_URL / CHAIN_ID"
+        )
+
+
 def load_settings(
     env_file: str | Path | None = None,
     *,
@@ -170,9 +196,7 @@ def load_settings(
     network = flags.pop("network", None) or values.get("NETWORK") or DEFAULT_NETWORK
     explicit_url = flags.pop("rpc_url", None) or values.get("RPC_URL")
     rpc_url = explicit_url or network_url(network, values)
-    expected = _as_int("CHAIN_ID", values.get("CHAIN_ID"))
-    if expected is None and not explicit_url and network in NETWORKS:
-        expected = NETWORKS[network].chain_id
+    expected = expected_chain_id(network, values.get("CHAIN_ID"))
     settings = Settings(
         network=network,
         rpc_url=rpc_url,
