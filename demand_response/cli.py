@@ -215,8 +215,7 @@ def _check_bids(settings: Any) -> None:
 
 def cmd_consumer(args: argparse.Namespace) -> int:
     from .accounts import resolve_signer
-    from .consumer import AgentSpec, ConsumerService, state_path_for
-    from .results import ResultsFile
+    from .consumer import AgentSpec, ConsumerService
     from .session import open_session
 
     settings = _consumer_settings(args)
@@ -226,17 +225,9 @@ def cmd_consumer(args: argparse.Namespace) -> int:
         signer = resolve_signer(session.w3, "consumer", settings, account_index=args.account_index)
         label = args.label or f"consumer {signer.address[:10]}"
         specs = [AgentSpec(signer, _provider(settings, args.household, args.seed), label)]
-        kind, owner = "consumer", signer.address
     else:
         specs = _fleet_specs(session, settings, args)
-        kind, owner = f"fleet{args.n}", specs[0].signer.address
-    service = ConsumerService(
-        session.dr, session.chain_id, specs,
-        state_path=state_path_for(settings.state_dir, session.chain_id, session.dr.address, owner, kind),
-        results=ResultsFile(settings.results_file), start_block=session.start_block(),
-        poll_interval=settings.poll_interval, confirmations=settings.confirmations,
-        reorg_depth=settings.reorg_depth, auto_withdraw=settings.auto_withdraw, rpc_name=_rpc_name(settings),
-    )
+    service = ConsumerService.from_settings(session, settings, specs, rpc_name=_rpc_name(settings))
     stop = _stop_on_signals()
     service.run(stop)
     return 0
@@ -321,7 +312,6 @@ def cmd_utility(args: argparse.Namespace) -> int:
     from .session import open_session
     from .utility import (
         UtilityDaemon, format_status, outcome_line, plan_request, preview, send_request, status_rows,
-        utility_state_path,
     )
 
     settings = _settings(args, state_dir=getattr(args, "state_dir", None),
@@ -376,8 +366,8 @@ def cmd_utility(args: argparse.Namespace) -> int:
         return 0
     # run
     daemon = UtilityDaemon(
-        dr, signer,
-        state_path=utility_state_path(settings.state_dir, session.chain_id, dr.address, signer.address),
+        dr, signer, chain_id=session.chain_id, lock_dir=settings.lock_dir,
+        state_path=settings.cursor_file("utility", session.chain_id, dr.address, signer.address),
         start_block=session.start_block(), poll_interval=settings.poll_interval if args.poll_interval else 0.5,
         confirmations=settings.confirmations, reorg_depth=settings.reorg_depth,
         auto_withdraw=not args.no_withdraw, only=set(args.request_id) if args.request_id else None,
@@ -456,7 +446,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(consumers=args.consumers, results_file=Path(args.results_file), workdir=Path(args.workdir),
+    return run_demo(consumers=args.consumers, results_file=Path(args.results_file) if args.results_file else None,
+                    workdir=Path(args.workdir),
                     bidding_window=args.bidding_window, chain_kind=args.chain, market=args.market)
 
 
@@ -579,7 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole market on an embedded local chain, in under a minute")
     p.add_argument("--consumers", type=int, default=4)
     p.add_argument("--bidding-window", type=int, default=6)
-    p.add_argument("--results-file", default="database/results.json")
+    p.add_argument("--results-file", help="the demo's records (default WORKDIR/results.json: never mixed with "
+                                          "a real consumer's database/results.json)")
     p.add_argument("--workdir", default=".demo")
     p.add_argument("--chain", choices=("ganache", "anvil"), default="ganache")
     p.add_argument("--market", choices=("sealed-metered", "open"), default="sealed-metered",

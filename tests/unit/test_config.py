@@ -46,3 +46,21 @@ def test_the_wrong_chain_is_named_with_the_fix_and_without_the_url_secret(tmp_pa
     message = str(caught.value)
     assert message.startswith("wrong chain: network 'mainnet' expects chain id 1 but https://node.example/…")
     assert "SECRET" not in message and "\n" not in message
+
+
+def test_every_state_file_path_comes_from_the_settings(tmp_path: Path) -> None:
+    contract, account = "0x" + "ab" * 20, "0x" + "CD" * 20
+    settings = load_settings(tmp_path / ".env", environ={"STATE_DIR": str(tmp_path / "st")},
+                             results_file=tmp_path / "db" / "results.json")
+    assert settings.cursor_file("consumer", 1337, contract, account) == \
+        tmp_path / "st" / ".cursor-consumer-1337-abababab-cdcdcdcd.json"
+    assert settings.salts_file("fleet3", 1337, contract, account) == \
+        tmp_path / "st" / ".salts-fleet3-1337-abababab-cdcdcdcd.json"
+    assert settings.meter_file == tmp_path / "db" / "meter.json"  # default: beside the results
+    assert settings.lock_dir == tmp_path / "st"
+
+
+def test_meter_file_and_lock_dir_can_be_set_on_their_own(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path / ".env", environ={"METER_FILE": "/srv/meter.json", "LOCK_DIR": "/run/dr"})
+    assert settings.meter_file == Path("/srv/meter.json") and settings.lock_dir == Path("/run/dr")
+    assert load_settings(tmp_path / ".env", environ={}, lock_dir="/tmp/x").lock_dir == Path("/tmp/x")
