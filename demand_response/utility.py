@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable
 
 from .chain import Signer
 from .errors import ChainError, PlanError, TransactionFailed
-from .config import Settings, record_deployment
+from .config import Settings, cursor_file, record_deployment
 from .contract import DemandReduction, RequestInfo, Stage, Status, Terms, TermsInfo
 from .listener import Event, LogPoller, StateFile, is_connection_error
 from .locks import AccountLocks
@@ -24,6 +24,10 @@ log = logging.getLogger("demand_response.utility")
 
 EVENTS = ("ReductionRequested", "WinnersSelected", "RequestCancelled")
 ETH = 10**18
+#: The lowest price cap a request may have: 0.000001 ETH per kWh, the smallest price the
+#: tools print (6 decimals of ETH). Below it every figure of the request would read 0.000000
+#: ETH and no household could be paid a visible amount for a kWh (issue 14, bug 13).
+MIN_CAP_WEI_PER_KWH = 10**12
 
 
 def eth(wei: int) -> str:
@@ -84,7 +88,9 @@ def plan_request(
     """Turn user-level choices into contract arguments; either a cap or a budget is needed.
 
     With a budget only, the cap is the highest grid price the budget covers for the full
-    target. With a cap only, the budget is the minimum the contract accepts.
+    target. With a cap only, the budget is the minimum the contract accepts. A cap (given, or
+    afforded by the budget) below ``MIN_CAP_WEI_PER_KWH`` is refused with a ``PlanError``
+    naming the least budget that would do.
     """
     target_watts = round(target_kw * 1000)
     if target_watts <= 0:
@@ -105,12 +111,18 @@ def plan_request(
         raise PlanError("give a maximum price (wei per kWh) or a budget")
     if max_price_wei_per_kwh is None:
         cap = round_cap(budget_wei * WS_PER_KWH // (target_watts * event_duration_s))
-        if cap <= 0:
-            raise PlanError("the budget is too small for that target and duration")
+        if cap < MIN_CAP_WEI_PER_KWH:
+            kwh = target_watts * event_duration_s / WS_PER_KWH
+            need = required_budget(target_watts, event_duration_s, MIN_CAP_WEI_PER_KWH)
+            raise PlanError(
+                f"a budget of {budget_wei} wei cannot pay even {eth(MIN_CAP_WEI_PER_KWH)} ETH per kWh for the "
+                f"{kwh:g} kWh asked; give a budget of at least {need / ETH:.6f} ETH, or a smaller target "
+                "or a shorter event")
     else:
         cap = round_cap(max_price_wei_per_kwh)
-        if cap <= 0:
-            raise PlanError("the maximum price must be at least 128 wei per kWh")
+        if cap < MIN_CAP_WEI_PER_KWH:
+            raise PlanError(f"a price cap of {max_price_wei_per_kwh} wei per kWh is below the least the tools "
+                            f"accept, {eth(MIN_CAP_WEI_PER_KWH)} ETH per kWh; raise the cap")
     minimum = required_budget(target_watts, event_duration_s, cap)
     budget = minimum if budget_wei is None else budget_wei
     if budget < minimum:
@@ -459,8 +471,8 @@ class UtilityDaemon:
 
 
 def utility_state_path(state_dir: Path, chain_id: int, contract: str, account: str) -> Path:
-    """The cursor file of the utility daemon."""
-    return Path(state_dir) / f".cursor-utility-{chain_id}-{contract[2:10].lower()}-{account[2:10].lower()}.json"
+    """The cursor file of the utility daemon (``config.cursor_file``)."""
+    return cursor_file(state_dir, "utility", chain_id, contract, account)
 
 
 __all__ = [
