@@ -33,9 +33,9 @@ from .chain import Signer, connect
 from .config import load_settings
 from .market import TICKS, PricingRule
 from .results import ResultsFile
-from .utility import UtilityDaemon, deploy, eth, outcome_line, plan_request, send_request
+from .units import ETH, eth
+from .utility import UtilityDaemon, deploy, outcome_line, plan_request, send_request
 
-ETH = 10**18
 CAP = TICKS * 10**14  # 0.0128 ETH per kWh: price step 0.0001 ETH/kWh
 TARGET_KW = 8.0
 

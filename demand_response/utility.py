@@ -16,6 +16,7 @@ from .contract import DemandReduction, RequestInfo, Stage, Status, Terms, TermsI
 from .listener import Event, LogPoller, StateFile, is_connection_error
 from .locks import AccountLocks
 from .payments import settle_participant, withdraw_owed
+from .units import ETH, eth
 from .sealed import MeterReadings
 from .market import phase
 from .market import PricingRule, WS_PER_KWH, required_budget, round_cap, tick_wei
@@ -23,16 +24,10 @@ from .market import PricingRule, WS_PER_KWH, required_budget, round_cap, tick_we
 log = logging.getLogger("demand_response.utility")
 
 EVENTS = ("ReductionRequested", "WinnersSelected", "RequestCancelled")
-ETH = 10**18
 #: The lowest price cap a request may have: 0.000001 ETH per kWh, the smallest price the
 #: tools print (6 decimals of ETH). Below it every figure of the request would read 0.000000
 #: ETH and no household could be paid a visible amount for a kWh (issue 14, bug 13).
 MIN_CAP_WEI_PER_KWH = 10**12
-
-
-def eth(wei: int) -> str:
-    """Wei as a short ETH string."""
-    return f"{wei / ETH:.6f}"
 
 
 def deploy(settings: Settings, signer: Signer, chain_id: int, registration_required: bool = False) -> DemandReduction:

@@ -25,7 +25,8 @@ Modules, one job each:
 from __future__ import annotations
 
 from .agent import ConsumerAgent
-from .records import eth, result_record
+from ..units import eth
+from .records import result_record
 from .service import EVENTS, TERMS_CHECK_INTERVAL, AgentSpec, ConsumerService, state_path_for
 from .sources import BidsProvider, file_bids, gridsim_bids
 

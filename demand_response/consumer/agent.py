@@ -13,10 +13,10 @@ from ..contract import RequestInfo, Stage, Status, TermsInfo
 from ..errors import BidsError, TransactionFailed, is_connection_error
 from ..listener import Event
 from ..market import MAX_BIDS_PER_CALL, PricingRule, tick_wei
+from ..units import eth
 from .metered import MeteredDelivery
 from .notes import METERED, SEALED
 from .open_bids import OpenBidding
-from .records import eth
 from .sealed_bids import SealedBidding
 
 

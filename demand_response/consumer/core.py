@@ -14,6 +14,7 @@ from ..errors import TransactionFailed, is_connection_error
 from ..payments import settle_participant, withdraw_owed
 from ..results import ResultsFile
 from ..sealed import MeterReadings, SaltStore
+from ..units import eth
 from .notes import AgentNotes
 from .records import result_record
 from .sources import BidsProvider
@@ -113,8 +114,6 @@ class AgentCore:
         done = withdraw_owed(self.dr, self.signer)
         if done is None:
             return None, 0
-        from .records import eth
-
         self._say("withdrew %s ETH (tx %s…)", eth(done.wei), done.tx[:12])
         return done.tx, done.wei
 

@@ -11,8 +11,8 @@ from typing import Sequence
 from ..contract import ParticipantInfo, RequestInfo, Stage, Status, TermsInfo
 from ..market import DeliverySettlement, settle_delivery
 from ..payments import tx_hex
+from ..units import eth
 from .core import AgentCore
-from .records import eth
 
 
 class MeteredDelivery(AgentCore):

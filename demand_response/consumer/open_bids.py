@@ -11,8 +11,8 @@ from ..bids import Offer, chunks
 from ..contract import RequestInfo, bid_gas_limit
 from ..errors import TransactionFailed
 from ..payments import tx_hex
+from ..units import eth
 from .core import AgentCore
-from .records import eth
 
 
 class OpenBidding(AgentCore):

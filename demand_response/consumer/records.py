@@ -6,14 +6,7 @@ import time
 from typing import Any, Sequence
 
 from ..contract import BidInfo, RequestInfo
-
-ETH = 10**18
-
-
-def eth(wei: int) -> str:
-    """Wei as a short ETH string."""
-    return f"{wei / ETH:.6f}"
-
+from ..units import ETH
 
 def result_record(
     *,

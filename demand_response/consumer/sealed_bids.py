@@ -12,8 +12,8 @@ from ..errors import TransactionFailed
 from ..market import commitment
 from ..payments import tx_hex
 from ..sealed import COMMITTED, COMMITTING, REVEALED, SaltStore, SealedEntry
+from ..units import eth
 from .core import AgentCore
-from .records import eth
 
 
 class SealedBidding(AgentCore):
