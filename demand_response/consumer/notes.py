@@ -42,11 +42,8 @@ class RequestNote:
                    bool(data.get("done", False)))
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in vars(self).items():
-            if value not in (None, [], False):
-                out[key] = value
-        return out
+        return {key: value for key, value in vars(self).items()
+                if not (value is None or value is False or (isinstance(value, list) and not value))}
 
 
 class AgentNotes:

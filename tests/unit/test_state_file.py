@@ -57,3 +57,10 @@ def test_a_cancelled_record_has_no_claim_fields_and_a_metered_one_keeps_its_figu
                             penalty_wei=2, **ids)
     assert (metered["accepted_kw"], metered["delivered_watts"], metered["penalty_wei"]) == (1.5, 1000, 2)
     assert metered["withdraw_tx"] is None and "recorded_at" in metered
+
+
+def test_a_zero_in_a_note_survives_the_round_trip() -> None:
+    notes = AgentNotes()
+    notes.note(1).requested_block, notes.note(1).skipped = 0, 0
+    again = AgentNotes.from_json(notes.to_json()).get(1)
+    assert again is not None and (again.requested_block, again.skipped) == (0, 0)
