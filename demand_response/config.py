@@ -78,6 +78,11 @@ def _short(address: str) -> str:
     return address[2:10].lower()
 
 
+def default_meter_file(results_file: Path | str) -> Path:
+    """Where the meter readings are when ``METER_FILE`` is not set: beside the results file."""
+    return Path(results_file).with_name(Path(DEFAULT_METER_FILE).name)
+
+
 def cursor_file(state_dir: Path | str, kind: str, chain_id: int, contract: str, account: str) -> Path:
     """A daemon's listener cursor: ``STATE_DIR/.cursor-KIND-CHAIN-CONTRACT-ACCOUNT.json``."""
     return Path(state_dir) / f".cursor-{kind}-{chain_id}-{_short(contract)}-{_short(account)}.json"
@@ -263,8 +268,7 @@ def load_settings(
             flags[key] = Path(flags[key])
     settings = settings.with_(**flags) if flags else settings
     if not values.get("METER_FILE") and "meter_file" not in flags:
-        # The one place the default is derived: the meter file sits beside the results.
-        settings = settings.with_(meter_file=settings.results_file.with_name(Path(DEFAULT_METER_FILE).name))
+        settings = settings.with_(meter_file=default_meter_file(settings.results_file))
     return settings
 
 

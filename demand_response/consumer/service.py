@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..chain import FEES_TTL, RpcBatcher, Signer
-from ..config import Settings, cursor_file, load_settings
+from ..config import Settings, cursor_file, default_meter_file
+from ..config import salts_file as config_salts_file
 from ..contract import DemandReduction, TermsInfo
 from ..errors import is_connection_error
 from ..listener import Event, LogPoller, StateFile
@@ -71,12 +72,12 @@ class ConsumerService:
                                   [s.signer.address for s in specs],
                                   daemon or ("consumer run" if len(specs) == 1 else f"consumer fleet of {len(specs)}"))
         self.state = StateFile(state_path)
-        if salts_file is None or meter_file is None:
-            defaults = load_settings(environ={}, state_dir=Path(state_path).parent, results_file=results.path)
-            owner = specs[0].signer.address
+        if salts_file is None:
             kind = "consumer" if len(specs) == 1 else f"fleet{len(specs)}"
-            salts_file = salts_file or defaults.salts_file(kind, chain_id, dr.address, owner)
-            meter_file = meter_file or defaults.meter_file
+            salts_file = config_salts_file(Path(state_path).parent, kind, chain_id, dr.address,
+                                           specs[0].signer.address)
+        if meter_file is None:
+            meter_file = default_meter_file(results.path)
         #: Salts of sealed bids (mode 600).
         self.salts = SaltStore(salts_file)
         self.meter = MeterReadings(meter_file)
