@@ -7,7 +7,9 @@ Networks
     ``anvil``    an anvil on http://127.0.0.1:8545
     ``sepolia``  Sepolia through Infura (needs ``WEB3_INFURA_PROJECT_ID``)
     anything else: set ``RPC_URL`` (a private PoA chain, another provider...). ``RPC_URL``
-    always wins over the network's default URL.
+    always wins over the network's default URL, but a named network with a known chain id
+    (``--network sepolia``, ``NETWORK=mainnet``...) is still checked: the endpoint must
+    report that chain id (``expected_chain_id``, checked by ``check_chain_id``).
 
 Deployments are recorded per network and chain id in ``deployments.json`` (path:
 ``DEPLOYMENTS_FILE``); ``CONTRACT_ADDRESS`` in ``.env`` is written on deploy and overrides
@@ -23,13 +25,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import ConfigError
+from .errors import ConfigError, WrongChain
 from .files import atomic_write_text
 
 DEFAULT_ENV_FILE = ".env"
 DEFAULT_DEPLOYMENTS_FILE = "deployments.json"
 DEFAULT_BIDS_FILE = "database/bids.json"
 DEFAULT_RESULTS_FILE = "database/results.json"
+DEFAULT_METER_FILE = "database/meter.json"
 DEFAULT_STATE_DIR = "database"
 DEFAULT_NETWORK = "dev"
 LOCAL_RPC_URL = "http://127.0.0.1:8545"
@@ -64,7 +67,8 @@ KEYS = (
     "NETWORK", "RPC_URL", "WEB3_INFURA_PROJECT_ID", "CHAIN_ID", "CONTRACT_ADDRESS", "DEPLOYMENTS_FILE",
     "UTILITY_ACCOUNT", "UTILITY_ACCOUNT_PASS", "UTILITY_PRIVATE_KEY",
     "CONSUMER_ACCOUNT", "CONSUMER_ACCOUNT_PASS", "CONSUMER_PRIVATE_KEY", "KEYSTORE_DIR",
-    "BIDS_FILE", "BIDS_SOURCE", "RESULTS_FILE", "STATE_DIR", "POLL_INTERVAL", "CONFIRMATIONS",
+    "BIDS_FILE", "BIDS_SOURCE", "RESULTS_FILE", "METER_FILE", "STATE_DIR", "LOCK_DIR", "POLL_INTERVAL",
+    "CONFIRMATIONS",
     "REORG_DEPTH", "START_BLOCK", "AUTO_WITHDRAW", "LOG_LEVEL", "RECEIPT_TIMEOUT",
     # operations (docs/production.md)
     "LOG_FORMAT", "METRICS_PORT", "METRICS_HOST", "METRICS_TOKEN", "HEALTH_HEAD_MAX_AGE",
@@ -72,9 +76,33 @@ KEYS = (
 )
 
 
+def _short(address: str) -> str:
+    """The first 8 hex digits of an address, lower case (for file names)."""
+    return address[2:10].lower()
+
+
+def default_meter_file(results_file: Path | str) -> Path:
+    """Where the meter readings are when ``METER_FILE`` is not set: beside the results file."""
+    return Path(results_file).with_name(Path(DEFAULT_METER_FILE).name)
+
+
+def cursor_file(state_dir: Path | str, kind: str, chain_id: int, contract: str, account: str) -> Path:
+    """A daemon's listener cursor: ``STATE_DIR/.cursor-KIND-CHAIN-CONTRACT-ACCOUNT.json``."""
+    return Path(state_dir) / f".cursor-{kind}-{chain_id}-{_short(contract)}-{_short(account)}.json"
+
+
+def salts_file(state_dir: Path | str, kind: str, chain_id: int, contract: str, account: str) -> Path:
+    """A consumer's sealed-bid salts (mode 600): ``STATE_DIR/.salts-KIND-CHAIN-CONTRACT-ACCOUNT.json``."""
+    return Path(state_dir) / f".salts-{kind}-{chain_id}-{_short(contract)}-{_short(account)}.json"
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Everything the daemons and commands need to know, already merged."""
+    """Everything the daemons and commands need to know, already merged.
+
+    Every state file's path comes from here: ``results_file``, ``meter_file``,
+    ``cursor_file(...)``, ``salts_file(...)`` and ``lock_dir`` (the account locks).
+    """
 
     network: str = DEFAULT_NETWORK
     rpc_url: str = LOCAL_RPC_URL
@@ -85,7 +113,10 @@ class Settings:
     bids_file: Path = Path(DEFAULT_BIDS_FILE)
     bids_source: str = "file"
     results_file: Path = Path(DEFAULT_RESULTS_FILE)
+    meter_file: Path = Path(DEFAULT_METER_FILE)
     state_dir: Path = Path(DEFAULT_STATE_DIR)
+    #: Where the account locks live (``locks``); None: in ``state_dir``.
+    lock_dir_override: Path | None = None
     poll_interval: float = 0.2
     confirmations: int = 0
     reorg_depth: int = 12
@@ -103,6 +134,19 @@ class Settings:
     def with_(self, **changes: Any) -> "Settings":
         """A copy with some fields changed."""
         return replace(self, **changes)
+
+    @property
+    def lock_dir(self) -> Path:
+        """The folder of the account locks: ``LOCK_DIR``, else ``state_dir``."""
+        return self.lock_dir_override if self.lock_dir_override is not None else self.state_dir
+
+    def cursor_file(self, kind: str, chain_id: int, contract: str, account: str) -> Path:
+        """The listener cursor of a daemon of ``kind`` (``consumer``, ``fleetN``, ``utility``)."""
+        return cursor_file(self.state_dir, kind, chain_id, contract, account)
+
+    def salts_file(self, kind: str, chain_id: int, contract: str, account: str) -> Path:
+        """The sealed-bid salts of a consumer daemon of ``kind`` (``consumer``, ``fleetN``)."""
+        return salts_file(self.state_dir, kind, chain_id, contract, account)
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
@@ -154,6 +198,30 @@ def network_url(name: str, values: Mapping[str, str]) -> str:
     return network.url
 
 
+def expected_chain_id(network: str, chain_id_value: str | None) -> int | None:
+    """The chain id the endpoint must report: ``CHAIN_ID`` if set, else the named network's
+    (whatever URL is used: ``RPC_URL`` does not switch the check off). ``CHAIN_ID`` that
+    contradicts a named network's id is a ``ConfigError``."""
+    configured = _as_int("CHAIN_ID", chain_id_value)
+    known = NETWORKS[network].chain_id if network in NETWORKS else None
+    if configured is not None and known is not None and configured != known:
+        raise ConfigError(f"CHAIN_ID={configured} contradicts network {network!r} (chain id {known}); "
+                          "fix CHAIN_ID or --network / NETWORK")
+    return configured if configured is not None else known
+
+
+def check_chain_id(settings: "Settings", chain_id: int) -> None:
+    """Raise ``WrongChain`` (one line) when the endpoint's ``chain_id`` is not the expected one."""
+    expected = settings.expected_chain_id
+    if expected is not None and int(chain_id) != expected:
+        from .chain import redact_url
+
+        raise WrongChain(
+            f"wrong chain: network {settings.network!r} expects chain id {expected} but "
+            f"{redact_url(settings.rpc_url)} reports {chain_id}; fix --network / RPC_URL / CHAIN_ID"
+        )
+
+
 def load_settings(
     env_file: str | Path | None = None,
     *,
@@ -173,9 +241,7 @@ def load_settings(
     network = flags.pop("network", None) or values.get("NETWORK") or DEFAULT_NETWORK
     explicit_url = flags.pop("rpc_url", None) or values.get("RPC_URL")
     rpc_url = explicit_url or network_url(network, values)
-    expected = _as_int("CHAIN_ID", values.get("CHAIN_ID"))
-    if expected is None and not explicit_url and network in NETWORKS:
-        expected = NETWORKS[network].chain_id
+    expected = expected_chain_id(network, values.get("CHAIN_ID"))
     settings = Settings(
         network=network,
         rpc_url=rpc_url,
@@ -186,7 +252,9 @@ def load_settings(
         bids_file=Path(values.get("BIDS_FILE") or DEFAULT_BIDS_FILE),
         bids_source=values.get("BIDS_SOURCE") or "file",
         results_file=Path(values.get("RESULTS_FILE") or DEFAULT_RESULTS_FILE),
+        meter_file=Path(values["METER_FILE"]) if values.get("METER_FILE") else Path(DEFAULT_METER_FILE),
         state_dir=Path(values.get("STATE_DIR") or DEFAULT_STATE_DIR),
+        lock_dir_override=Path(values["LOCK_DIR"]) if values.get("LOCK_DIR") else None,
         poll_interval=_as_float("POLL_INTERVAL", values.get("POLL_INTERVAL"), 0.2),
         confirmations=_as_int("CONFIRMATIONS", values.get("CONFIRMATIONS")) or 0,
         reorg_depth=_as_int("REORG_DEPTH", values.get("REORG_DEPTH")) or 12,
@@ -196,10 +264,15 @@ def load_settings(
         log_level=(values.get("LOG_LEVEL") or "INFO").upper(),
         values=values,
     )
-    for key in ("bids_file", "results_file", "state_dir", "deployments_file"):
+    if "lock_dir" in flags:
+        flags["lock_dir_override"] = flags.pop("lock_dir")
+    for key in ("bids_file", "results_file", "meter_file", "state_dir", "lock_dir_override", "deployments_file"):
         if key in flags:
             flags[key] = Path(flags[key])
-    return settings.with_(**flags) if flags else settings
+    settings = settings.with_(**flags) if flags else settings
+    if not values.get("METER_FILE") and "meter_file" not in flags:
+        settings = settings.with_(meter_file=default_meter_file(settings.results_file))
+    return settings
 
 
 # -- deployments --------------------------------------------------------------------------
@@ -233,19 +306,6 @@ def _host(url: str) -> str:
     from .chain import redact_url
 
     return redact_url(url)
-
-
-def find_deployment(settings: Settings, chain_id: int) -> dict[str, Any] | None:
-    """The recorded deployment for this network and chain id, if any."""
-    return read_deployments(settings.deployments_file).get(settings.network, {}).get(str(chain_id))
-
-
-def deployment_for_address(settings: Settings, address: str) -> dict[str, Any] | None:
-    """The recorded deployment (any chain) of ``address`` on this network, if any."""
-    for entry in read_deployments(settings.deployments_file).get(settings.network, {}).values():
-        if str(entry.get("address", "")).lower() == address.lower():
-            return entry
-    return None
 
 
 def set_env_value(env_file: Path, key: str, value: str) -> None:

@@ -4,11 +4,18 @@ It starts ganache, deploys, starts several consumer daemons as separate processe
 with its own dev account, passed in the environment, and its own bids file), posts a
 request with a short bidding window, settles it at the deadline, waits for the winners
 to claim and withdraw, prints a table and stops everything it started, on Ctrl-C too.
+
+Everything it says goes to one stream, stdout (its own lines, the consumers' and the
+in-process utility daemon's log lines), so ``make demo > log`` keeps the whole story. Its
+records go to its own files in the work folder (``.demo/results.json``,
+``.demo/meter.json``), never into a real consumer's ``database/results.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import queue
 import shutil
@@ -18,19 +25,19 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from . import devchain
 from .bids import load_bids
 from .chain import Signer, connect
 from .config import load_settings
-from .market import PricingRule
+from .market import TICKS, PricingRule
 from .results import ResultsFile
 from .planner import plan_request, preview, send_request
-from .utility import UtilityDaemon, deploy, eth, outcome_line, utility_state_path
+from .units import WEI_PER_ETH as ETH, eth
+from .utility import UtilityDaemon, deploy, outcome_line
 
-ETH = 10**18
-CAP = 128 * 10**14  # 0.0128 ETH per kWh: price step 0.0001 ETH/kWh
+CAP = TICKS * 10**14  # 0.0128 ETH per kWh: price step 0.0001 ETH/kWh
 TARGET_KW = 8.0
 
 #: Per-consumer bids (cycled when there are more consumers). The last uses the seed's
@@ -43,6 +50,34 @@ _TEMPLATES: list[dict[str, Any]] = [
                                               {"kw": 2.0, "price_wei_per_kwh": 90 * 10**14}]},
     {"energy": [1.0, 1.2], "price": [150 * 10**14, 72 * 10**14]},
 ]
+
+
+#: The demo's own files, inside its work folder.
+RESULTS_NAME, METER_NAME = "results.json", "meter.json"
+
+
+@contextlib.contextmanager
+def _log_to_stdout() -> Iterator[None]:
+    """Send the package's log lines (the in-process utility daemon's) to stdout, where the
+    demo prints everything else, for the length of the demo."""
+    root = logging.getLogger()
+    moved = [h for h in root.handlers if isinstance(h, logging.StreamHandler) and h.stream is sys.stderr]
+    added = None
+    if not moved and not root.handlers:
+        added = logging.StreamHandler(sys.stdout)
+        added.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(message)s", "%H:%M:%S"))
+        root.addHandler(added)
+        if root.level > logging.INFO or root.level == logging.NOTSET:
+            logging.getLogger("demand_response").setLevel(logging.INFO)
+    for handler in moved:
+        handler.setStream(sys.stdout)
+    try:
+        yield
+    finally:
+        for handler in moved:
+            handler.setStream(sys.stderr)
+        if added is not None:
+            root.removeHandler(added)
 
 
 def _say(message: str) -> None:
@@ -170,7 +205,7 @@ def gridsim_deliveries(accepted: dict[str, int], names: dict[str, str], duration
 
 def run_demo(
     consumers: int = 4,
-    results_file: Path = Path("database/results.json"),
+    results_file: Path | None = None,
     workdir: Path = Path(".demo"),
     bidding_window: int = 6,
     chain_kind: str = "ganache",
@@ -178,7 +213,15 @@ def run_demo(
 ) -> int:
     """Run the demo; returns the exit status. ``market`` is ``sealed-metered`` (sealed
     bids with a bond, paid on delivery decided by gridsim) or ``open`` (open bids, paid on
-    acceptance)."""
+    acceptance). ``results_file`` defaults to ``WORKDIR/results.json``: demo records never
+    mix with real ones."""
+    with _log_to_stdout():
+        return _run_demo(consumers, Path(results_file) if results_file is not None else Path(workdir) / RESULTS_NAME,
+                         Path(workdir), bidding_window, chain_kind, market)
+
+
+def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window: int, chain_kind: str,
+              market: str) -> int:
     if market not in ("sealed-metered", "open"):
         raise ValueError("market must be 'sealed-metered' or 'open'")
     metered = market == "sealed-metered"
@@ -199,7 +242,8 @@ def run_demo(
         keys = devchain.dev_private_keys(consumers + 1, chain_kind)
         settings = load_settings(
             workdir / "demo.env", environ={}, network="dev", rpc_url=chain.url,
-            deployments_file=workdir / "deployments.json", state_dir=workdir,
+            deployments_file=workdir / "deployments.json", state_dir=workdir, results_file=results_file,
+            meter_file=results_file.with_name(METER_NAME),
         )
         w3 = connect(chain.url)
         utility = Signer.from_key(w3, keys[0], label="utility")
@@ -210,7 +254,7 @@ def run_demo(
         # An earlier demo deployed at this same address on its own (now gone) chain: its
         # results and meter readings would be taken for this run's.
         dropped = results.forget_deployment(chain.chain_id, dr.address)
-        drop_readings(Path(results_file).with_name("meter.json"), chain.chain_id, dr.address)
+        drop_readings(settings.meter_file, chain.chain_id, dr.address)
         if dropped:
             _say(f"dropped {dropped} result(s) of an earlier demo at the same address from {results_file}")
         _say(f"deployed DemandReduction at {dr.address} (chain {chain.chain_id}, block {start_block})")
@@ -240,6 +284,7 @@ def run_demo(
                 "--state-dir", str(folder), "--from-block", str(start_block),
                 "--deployments-file", str(workdir / "deployments.json"),
             ]
+            env["METER_FILE"] = str(settings.meter_file)
             procs.append(_Consumer(name, args, env, lines))
             _say(f"started {name} (pid {procs[-1].process.pid}, account {address[:10]}…) bidding {offered[name]}")
 
@@ -261,9 +306,10 @@ def run_demo(
         rid, receipt = send_request(dr, utility, plan)
         _say(f"utility posted request {rid} in block {receipt['blockNumber']}; bidding closes in {bidding_window} s")
 
-        meter_file = Path(results_file).with_name("meter.json")  # where the consumers' meters write
+        meter_file = settings.meter_file  # where the consumers' meters write
         daemon = UtilityDaemon(
-            dr, utility, state_path=utility_state_path(workdir, chain.chain_id, dr.address, utility.address),
+            dr, utility, state_path=settings.cursor_file("utility", chain.chain_id, dr.address, utility.address),
+            chain_id=chain.chain_id, lock_dir=settings.lock_dir,
             start_block=start_block, poll_interval=0.25, only={rid}, exit_when_idle=True,
             meter_file=meter_file if metered else None,
         )

@@ -19,9 +19,9 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol, TypeVar
 
 from eth_utils import event_abi_to_log_topic
 from web3 import Web3
@@ -75,23 +75,80 @@ def _hex(value: Any) -> str:
     return text if text.startswith("0x") else "0x" + text
 
 
+class Record(Protocol):
+    """A typed part of a state file, owned by one writer: it knows its JSON form."""
+
+    def to_json(self) -> Any:
+        """The record as plain JSON data."""
+
+
+R = TypeVar("R", bound=Record)
+
+
 class StateFile:
-    """A small JSON document saved atomically (the cursor, and a daemon's own notes)."""
+    """A daemon's small JSON document, saved atomically, made of one typed record per
+    writer (``section``): the listener's ``Cursor``, each consumer agent's notes. Each
+    writer changes only its own record; ``save`` writes them all. ``data`` holds the
+    untyped rest (the utility daemon's lists) and what was read."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.data: dict[str, Any] = {}
+        self._sections: dict[tuple[str, ...], Record] = {}
         if self.path.is_file():
             try:
-                self.data = json.loads(self.path.read_text(encoding="utf-8"))
+                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+                self.data = loaded if isinstance(loaded, dict) else {}
             except ValueError:
                 log.warning("state file %s is corrupt; starting from the configured start block", self.path)
                 self.data = {}
 
+    def section(self, key: tuple[str, ...], load: Callable[[Any], R]) -> R:
+        """The typed record stored at ``key`` (a path of keys), built by ``load`` from what
+        the file holds there (None if nothing); it is written back by every ``save``."""
+        raw: Any = self.data
+        for part in key:
+            raw = raw.get(part) if isinstance(raw, dict) else None
+        record = load(raw)
+        self._sections[key] = record
+        return record
+
     def save(self) -> None:
-        """Write the document atomically."""
+        """Write the document atomically, every record as it is now."""
+        for key, record in list(self._sections.items()):
+            place = self.data
+            for part in key[:-1]:
+                place = place.setdefault(part, {})
+            place[key[-1]] = record.to_json()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True))
+
+
+@dataclass
+class Cursor:
+    """The listener's record: the contract it reads, the next block to read, the last head
+    seen, and the processed logs of the last blocks (key -> [block, block hash, event])."""
+
+    address: str = ""
+    next_block: int = 0
+    head: list[Any] | None = None
+    seen: dict[str, list[Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Any) -> "Cursor":
+        if not isinstance(data, dict):
+            return cls()
+        try:
+            return cls(str(data.get("address", "")), int(data.get("next_block", 0)), data.get("head"),
+                       dict(data.get("seen") or {}))
+        except (TypeError, ValueError):
+            return cls()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"address": self.address, "next_block": self.next_block, "seen": dict(self.seen)}
+        if self.head is not None:
+            out["head"] = list(self.head)
+        return out
 
 
 class LogPoller:
@@ -119,10 +176,10 @@ class LogPoller:
         self.reorg_depth = max(0, reorg_depth)
         self.max_range = max(1, max_range)
         self.label = label
-        cursor = state.data.setdefault("cursor", {})
-        if cursor.get("address", "").lower() != self.address.lower():
-            cursor.clear()
-            cursor.update({"address": self.address, "next_block": start_block, "seen": {}})
+        self.cursor = state.section(("cursor",), Cursor.from_json)
+        if self.cursor.address.lower() != self.address.lower():
+            self.cursor.address, self.cursor.next_block, self.cursor.head = self.address, start_block, None
+            self.cursor.seen = {}
         self._head: tuple[int, str] | None = None
         #: Set by ``poll`` when the chain was reorganised below the last head; see ``_check_fork``.
         self.reorged = False
@@ -132,11 +189,11 @@ class LogPoller:
     @property
     def next_block(self) -> int:
         """The first block not yet read."""
-        return int(self.state.data["cursor"]["next_block"])
+        return int(self.cursor.next_block)
 
     @property
     def _seen(self) -> dict[str, list]:
-        return self.state.data["cursor"]["seen"]
+        return self.cursor.seen
 
     def _decode(self, raw: Any) -> Event:
         name = self.topics[_hex(raw["topics"][0])]
@@ -197,7 +254,7 @@ class LogPoller:
         event (a block with only this daemon's own transaction) or a node that came back
         without its last blocks; ``run`` then calls ``on_reorg``. The last head is kept in the
         cursor, so this also works across a daemon restart."""
-        last = self._head or tuple(self.state.data["cursor"].get("head") or ())
+        last = self._head or tuple(self.cursor.head or ())
         with self._watch_lock:
             blocks = dict(self._watched)
         if last and head != tuple(last):
@@ -244,10 +301,10 @@ class LogPoller:
         safe = getattr(self, "_pending_safe", None)
         if safe is None:
             return
-        cursor = self.state.data["cursor"]
-        cursor["next_block"] = max(self.next_block, safe + 1)
-        cursor["head"] = list(self._pending_head)
-        horizon = cursor["next_block"] - self.reorg_depth - 1
+        cursor = self.cursor
+        cursor.next_block = max(self.next_block, safe + 1)
+        cursor.head = list(self._pending_head)
+        horizon = cursor.next_block - self.reorg_depth - 1
         for key in [k for k, v in self._seen.items() if v[0] < horizon]:
             del self._seen[key]
         self.state.save()

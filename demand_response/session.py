@@ -9,8 +9,8 @@ from typing import Any
 
 from web3 import Web3
 
-from .chain import connect, redact_url
-from .config import Settings, read_deployments
+from .chain import connect
+from .config import Settings, check_chain_id, read_deployments
 from .contract import DemandReduction
 from .errors import ContractNotFound, WrongChain
 
@@ -43,12 +43,7 @@ def connect_checked(settings: Settings) -> tuple[Web3, int]:
     """Connect to ``settings.rpc_url`` and check its chain id against the network's."""
     w3 = connect(settings.rpc_url)
     chain_id = int(w3.eth.chain_id)
-    expected = settings.expected_chain_id
-    if expected is not None and chain_id != expected:
-        raise WrongChain(
-            f"wrong chain: network {settings.network!r} expects chain id {expected} but "
-            f"{redact_url(settings.rpc_url)} reports {chain_id}; fix --network / RPC_URL / CHAIN_ID"
-        )
+    check_chain_id(settings, chain_id)
     return w3, chain_id
 
 

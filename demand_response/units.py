@@ -343,3 +343,13 @@ def reference_rate(values: Mapping[str, str], cur: Currency) -> ReferenceRate | 
         if raw not in (None, ""):
             return parse_rate(raw, fiat=fiat, currency_symbol=cur.symbol)
     return None
+
+
+#: Wei per ETH.
+WEI_PER_ETH = 10**18
+
+
+def eth(wei: int) -> str:
+    """Wei as a short ETH figure with six decimals (``0.000001`` is the smallest shown): the CLI's
+    and the daemons' log lines. ``format_amount(wei, ETH)`` is the unit model's form with a symbol."""
+    return f"{wei / WEI_PER_ETH:.6f}"

@@ -10,22 +10,18 @@ from typing import Callable
 
 from .chain import Signer
 from .errors import ChainError, TransactionFailed
-from .config import Settings, record_deployment
+from .config import Settings, cursor_file, record_deployment
 from .contract import DemandReduction, RequestInfo, Stage, Status, TermsInfo
 from .listener import Event, LogPoller, StateFile, is_connection_error
 from .locks import AccountLocks
+from .payments import settle_participant, withdraw_owed
+from .units import eth
 from .sealed import MeterReadings
 from .planner import MIN_CAP_WEI_PER_KWH, RequestPlan, plan_request, preview, send_request
 
 log = logging.getLogger("demand_response.utility")
 
 EVENTS = ("ReductionRequested", "WinnersSelected", "RequestCancelled")
-ETH = 10**18
-
-
-def eth(wei: int) -> str:
-    """Wei as a short ETH string."""
-    return f"{wei / ETH:.6f}"
 
 
 def deploy(settings: Settings, signer: Signer, chain_id: int, registration_required: bool = False) -> DemandReduction:
@@ -227,7 +223,11 @@ class UtilityDaemon:
             for who in bidders:
                 p = self.dr.participant_of(rid, who)
                 if p.stage in (Stage.BID, Stage.REPORTED) and p.accepted_watts:
-                    self.poller.watch(self.dr.settle_delivery(self.signer, rid, who))
+                    receipt = settle_participant(self.dr, self.signer, rid, who)
+                    if receipt is None:  # the consumer settled itself first: a race lost, not an error
+                        log.info("utility: request %d: %s was settled meanwhile by someone else", rid, who[:10])
+                        continue
+                    self.poller.watch(receipt)
                     log.info("utility: request %d: settled %s (%s)", rid, who[:10],
                              "reported" if p.stage == Stage.REPORTED else "no report: nothing delivered")
 
@@ -253,10 +253,9 @@ class UtilityDaemon:
         self._save_open()
 
     def _withdraw(self) -> None:
-        owed = self.dr.owed(self.signer.address)
-        if owed:
-            receipt = self.dr.withdraw(self.signer)
-            log.info("utility: withdrew refund %s ETH (tx %s…)", eth(owed), receipt["transactionHash"].hex()[:12])
+        done = withdraw_owed(self.dr, self.signer)
+        if done is not None:
+            log.info("utility: withdrew refund %s ETH (tx %s…)", eth(done.wei), done.tx[2:14])
 
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set (or, with ``exit_when_idle``, until nothing is open)."""
@@ -292,8 +291,8 @@ class UtilityDaemon:
 
 
 def utility_state_path(state_dir: Path, chain_id: int, contract: str, account: str) -> Path:
-    """The cursor file of the utility daemon."""
-    return Path(state_dir) / f".cursor-utility-{chain_id}-{contract[2:10].lower()}-{account[2:10].lower()}.json"
+    """The cursor file of the utility daemon (``config.cursor_file``)."""
+    return cursor_file(state_dir, "utility", chain_id, contract, account)
 
 
 __all__ = [

@@ -26,9 +26,8 @@ from typing import Any, Callable
 
 from demand_response import locks
 from demand_response.errors import UserError
-from demand_response.consumer import AgentSpec, ConsumerService, state_path_for
+from demand_response.consumer import AgentSpec, ConsumerService
 from demand_response.listener import Event
-from demand_response.results import ResultsFile
 
 log = logging.getLogger("flaskapp.daemon")
 
@@ -141,7 +140,7 @@ class DaemonManager:
         """Who else holds ``account``'s lock (None when this server's daemon does, or nobody)."""
         if self.current is not None and self.current.alive and self.current.account.lower() == account.lower():
             return None
-        return locks.holder(Path(settings.state_dir), chain_id, account)
+        return locks.holder(settings.lock_dir, chain_id, account)
 
     def start(
         self, session: Any, signer: Any, bids: Callable, bids_source: str, settings: Any, rpc_name: str,
@@ -156,14 +155,9 @@ class DaemonManager:
                 raise DaemonError(f"a consumer daemon for {signer.address} is already running in this server")
             handle = DaemonHandle(key, signer.address, int(session.chain_id), session.dr.address, bids_source,
                                   poll_interval=settings.poll_interval)
-            service = _WatchedService(
-                session.dr, session.chain_id, [AgentSpec(signer, bids, f"consumer {signer.address[:10]}")],
-                state_path=state_path_for(settings.state_dir, session.chain_id, session.dr.address, signer.address),
-                results=ResultsFile(settings.results_file), start_block=session.start_block(),
-                poll_interval=settings.poll_interval, confirmations=settings.confirmations,
-                reorg_depth=settings.reorg_depth, auto_withdraw=settings.auto_withdraw, rpc_name=rpc_name,
-                lock_dir=Path(settings.state_dir), daemon="web console",
-            )
+            service = _WatchedService.from_settings(
+                session, settings, [AgentSpec(signer, bids, f"consumer {signer.address[:10]}")],
+                daemon="web console", rpc_name=rpc_name)
             service.acquire_locks()  # AccountBusy (one line naming the holder) before any thread starts
             service.handle = handle
             poll = service.poller.poll

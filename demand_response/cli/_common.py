@@ -64,33 +64,13 @@ def decimal_arg(text: str) -> Decimal:
 # -- settings ---------------------------------------------------------------------------------
 
 
-def named_network_chain(settings: "Settings") -> "Settings":
-    """A named network always checks its chain id, also when ``RPC_URL`` gives the URL.
-
-    ``load_settings`` only expects the network's chain id when the URL is the network's own;
-    with ``RPC_URL`` set, ``--network sepolia`` was silently ignored. A ``CHAIN_ID`` that
-    contradicts the named network is refused.
-    """
-    from ..config import NETWORKS, ConfigError
-
-    network = NETWORKS.get(settings.network)
-    if network is None or network.chain_id is None:
-        return settings
-    if settings.expected_chain_id is None:
-        return settings.with_(expected_chain_id=network.chain_id)
-    if settings.expected_chain_id != network.chain_id:
-        raise ConfigError(f"network {network.name!r} is chain {network.chain_id} but CHAIN_ID is "
-                          f"{settings.expected_chain_id}; fix NETWORK / --network or CHAIN_ID")
-    return settings
-
-
 def settings_from(args: argparse.Namespace, **extra: Any) -> "Settings":
     """Settings from .env, the environment and the connection flags (``extra`` on top)."""
     from ..config import load_settings
 
     flags = {k: getattr(args, k, None) for k in ("network", "rpc_url", "contract_address", "deployments_file")}
     flags.update(extra)
-    return named_network_chain(load_settings(getattr(args, "env_file", None), **flags))
+    return load_settings(getattr(args, "env_file", None), **flags)
 
 
 def rpc_name(settings: Any) -> str:

@@ -73,8 +73,7 @@ def _check_bids(settings: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run one consumer, or a fleet, until Ctrl-C / SIGTERM."""
     from ..accounts import resolve_signer
-    from ..consumer import AgentSpec, ConsumerService, state_path_for
-    from ..results import ResultsFile
+    from ..consumer import AgentSpec, ConsumerService
     from ..session import open_session
 
     settings = _settings(args)
@@ -84,17 +83,9 @@ def run(args: argparse.Namespace) -> int:
         signer = resolve_signer(session.w3, "consumer", settings, account_index=args.account_index)
         label = args.label or f"consumer {signer.address[:10]}"
         specs = [AgentSpec(signer, _provider(settings, args.household, args.seed), label)]
-        kind, owner = "consumer", signer.address
     else:
         specs = _fleet_specs(session, settings, args)
-        kind, owner = f"fleet{args.n}", specs[0].signer.address
-    service = ConsumerService(
-        session.dr, session.chain_id, specs,
-        state_path=state_path_for(settings.state_dir, session.chain_id, session.dr.address, owner, kind),
-        results=ResultsFile(settings.results_file), start_block=session.start_block(),
-        poll_interval=settings.poll_interval, confirmations=settings.confirmations,
-        reorg_depth=settings.reorg_depth, auto_withdraw=settings.auto_withdraw, rpc_name=rpc_name(settings),
-    )
+    service = ConsumerService.from_settings(session, settings, specs, rpc_name=rpc_name(settings))
     service.run(stop_on_signals())
     return 0
 

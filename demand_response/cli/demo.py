@@ -15,8 +15,8 @@ def add_to(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--consumers", type=int, default=4, metavar="N", help="consumer daemons to run (default 4)")
     p.add_argument("--bidding-window", type=int, default=6, metavar="S",
                    help="seconds the request stays open for bids (default 6)")
-    p.add_argument("--results-file", default="database/results.json",
-                   help="where the consumers record their outcomes (default database/results.json)")
+    p.add_argument("--results-file", help="the demo's records (default WORKDIR/results.json: never mixed with "
+                                          "a real consumer's database/results.json)")
     p.add_argument("--workdir", default=".demo",
                    help="folder for the demo's chain state, bids, cursors and logs (default .demo)")
     p.add_argument("--chain", choices=("ganache", "anvil"), default="ganache",
@@ -31,5 +31,6 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo; its exit status."""
     from ..demo import run_demo
 
-    return run_demo(consumers=args.consumers, results_file=Path(args.results_file), workdir=Path(args.workdir),
+    return run_demo(consumers=args.consumers, results_file=Path(args.results_file) if args.results_file else None,
+                    workdir=Path(args.workdir),
                     bidding_window=args.bidding_window, chain_kind=args.chain, market=args.market)

@@ -164,14 +164,14 @@ def request(args: argparse.Namespace) -> int:
 def settle(args: argparse.Namespace) -> int:
     """``dr utility run``: the settling daemon until Ctrl-C (or idle with --exit-when-idle)."""
     from ..accounts import resolve_signer
-    from ..utility import UtilityDaemon, outcome_line, utility_state_path
+    from ..utility import UtilityDaemon, outcome_line
 
     settings, session = _open(args)
     dr = session.dr
     signer = resolve_signer(session.w3, "utility", settings)
     daemon = UtilityDaemon(
-        dr, signer,
-        state_path=utility_state_path(settings.state_dir, session.chain_id, dr.address, signer.address),
+        dr, signer, chain_id=session.chain_id, lock_dir=settings.lock_dir,
+        state_path=settings.cursor_file("utility", session.chain_id, dr.address, signer.address),
         start_block=session.start_block(), poll_interval=settings.poll_interval if args.poll_interval else 0.5,
         confirmations=settings.confirmations, reorg_depth=settings.reorg_depth,
         auto_withdraw=not args.no_withdraw, only=set(args.request_id) if args.request_id else None,

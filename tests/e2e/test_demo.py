@@ -19,11 +19,16 @@ def _alive(pid: int) -> bool:
 
 
 def test_demo_runs_the_whole_market_and_cleans_up(tmp_path: Path) -> None:
-    results = tmp_path / "database" / "results.json"
-    done = run_dr(["demo", "--consumers", "3", "--market", "open", "--workdir", str(tmp_path / "demo"),
-                   "--results-file", str(results)], tmp_path, timeout=90)
+    results = tmp_path / "demo" / "results.json"  # the demo's own records, by default
+    done = run_dr(["demo", "--consumers", "3", "--market", "open", "--workdir", str(tmp_path / "demo")],
+                  tmp_path, timeout=90)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
+    # Issue 14, bugs 10 and 11: one stream (the utility's lines too), and no demo records
+    # in a real consumer's database/results.json.
+    assert done.stderr == ""
+    assert "utility: watching 0x" in out and "utility: stopped" in out, out
+    assert not (tmp_path / "database").exists()
     assert "all consumers are listening" in out and "request 1: winners selected" in out
     table = out[out.index("consumer    account"):]
     rows = {line.split()[0]: line.split() for line in table.splitlines() if line.startswith("consumer-")}

@@ -1,14 +1,10 @@
-"""Connections, signers and transactions.
+"""``Signer``: sends transactions from one account.
 
-* ``connect`` opens a Web3 connection, adds the extra-data middleware on PoA chains and
-  turns an unreachable endpoint into a one-line ``ChainError``.
-* ``Signer`` sends transactions from one account: signed locally with a private key, or
-  by the node for its own unlocked accounts (local dev chains only). It keeps its own
-  nonce under a lock, so one daemon can send from several threads; it uses EIP-1559 fees
-  where the chain has a base fee and legacy gas prices elsewhere; it waits for receipts
-  with a timeout and replaces a transaction that is stuck below the market.
-
-The error types live in ``errors`` and are re-exported here for older imports.
+Signed locally with a private key, or by the node for its own unlocked accounts (local dev
+chains only). It keeps its own nonce under a lock, so one daemon can send from several
+threads; it takes its fees from ``fees``; it waits for receipts with a timeout, replaces a
+transaction that is stuck below the market, fills nonce gaps left by a reorganisation,
+and sends through an ``RpcBatcher`` when a fleet shares one.
 """
 
 from __future__ import annotations
@@ -16,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from eth_account import Account
@@ -32,29 +27,22 @@ from web3.exceptions import (
     Web3RPCError,
 )
 
-from .errors import (
+from ..errors import (
     ChainError,
-    ConnectionProblem,
     InsufficientFunds,
     ReceiptTimeout,
-    Retry,
     TransactionDropped,
     TransactionFailed,
     TransactionRejected,
     WaitInterrupted,
     is_connection_error,
 )
+from .batcher import RpcBatcher
+from .fees import Fees, fetch_fees, forget_fees, shared_fees
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("demand_response.chain")
 
-#: Fee bump for a replacement; nodes require at least 10 %.
-REPLACEMENT_BUMP = 1.125
 DEFAULT_RECEIPT_TIMEOUT = 120.0
-#: HTTP timeout for a node on this machine (seconds).
-LOCAL_TIMEOUT = 10.0
-#: How long fee fields fetched by one signer are reused by all signers on a connection (s).
-FEES_TTL = 1.0
-_FEES_LOCK = threading.Lock()
 #: How long a head block number read while waiting for receipts is shared (s).
 HEAD_TTL = 0.05
 _HEAD_LOCK = threading.Lock()
@@ -66,213 +54,6 @@ MAX_GAP = 8
 
 class _NonceError(ChainError):
     """The node refused the transaction's nonce."""
-
-
-def connect(url: str, timeout: float = 30.0) -> Web3:
-    """A connected Web3 for ``url`` (http(s)://, ws(s):// or an IPC path)."""
-    if url.startswith(("http://", "https://")):
-        # A node on this machine answers in milliseconds. Under concurrent load ganache 7
-        # was seen to leave a request unanswered until the client gave up; a short timeout
-        # lets web3 retry read calls soon instead of after 30 s.
-        kwargs: dict[str, Any] = {"timeout": min(timeout, LOCAL_TIMEOUT) if _is_loopback(url) else timeout}
-        # web3 re-asks eth_chainId before every call, estimate and send it validates (8 round
-        # trips per bid, which a fleet of 100 paid 800 times); it cannot change, so cache it.
-        # One session for all threads, with room for a fleet's agents: web3's default keeps
-        # one session per thread in a cache of 100, so a fleet of 100+ threads would keep
-        # evicting and reconnecting.
-        provider: Any = Web3.HTTPProvider(url, request_kwargs=kwargs, exception_retry_configuration=_retry_reads(),
-                                          session=_shared_session(),
-                                          cache_allowed_requests=True, cacheable_requests={"eth_chainId"})
-    elif url.startswith(("ws://", "wss://")):
-        provider = Web3.LegacyWebSocketProvider(url, websocket_timeout=timeout)
-    else:
-        provider = Web3.IPCProvider(url, timeout=timeout)
-    w3 = Web3(provider)
-    # Signer always sets the fees itself; this middleware would still fetch the latest block
-    # before every node-signed send (a fleet on a dev chain: one extra round trip per bid).
-    w3.middleware_onion.remove("gas_price_strategy")
-    try:
-        chain_id = w3.eth.chain_id
-    except Exception as exc:  # requests/aiohttp/OSError all mean the same to a user
-        raise ConnectionProblem(
-            f"cannot reach the RPC endpoint {redact_url(url)} ({type(exc).__name__}); "
-            "check RPC_URL / --network and that the node is running"
-        ) from exc
-    if _is_poa(w3):
-        from web3.middleware import ExtraDataToPOAMiddleware
-
-        w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
-    log.debug("connected to chain %s at %s", chain_id, redact_url(url))
-    return w3
-
-
-def _shared_session() -> Any:
-    """A requests session safe to share between threads, pooling up to 256 keep-alive connections."""
-    import requests
-    from requests.adapters import HTTPAdapter
-
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=256)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def _retry_reads() -> Any:
-    """web3's retry of idempotent calls (reads, estimates, receipts; never a send), also on a
-    reset or refused connection: web3 retries only the builtin ``ConnectionError``, which
-    requests' ``ConnectionError`` is not, so one dropped connection failed a whole round."""
-    import requests
-    from web3.providers.rpc.utils import ExceptionRetryConfiguration
-
-    return ExceptionRetryConfiguration(
-        errors=(ConnectionError, requests.ConnectionError, requests.HTTPError, requests.Timeout),
-        retries=4, backoff_factor=0.1)
-
-
-def _is_loopback(url: str) -> bool:
-    host = url.split("://", 1)[-1].split("/", 1)[0].split("@")[-1].rsplit(":", 1)[0].strip("[]")
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
-def redact_url(url: str) -> str:
-    """``url`` without credentials or API keys in its path, for logs."""
-    if "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    host = rest.split("/", 1)[0].split("@")[-1]
-    return f"{scheme}://{host}/…" if "/" in rest.strip("/") else f"{scheme}://{host}"
-
-
-def _is_poa(w3: Web3) -> bool:
-    """True when block extra data is longer than 32 bytes (clique/IBFT-style PoA).
-
-    Reads the raw JSON-RPC reply: web3's block formatters reject such blocks before we
-    could look at them.
-    """
-    try:
-        reply = w3.provider.make_request("eth_getBlockByNumber", ["latest", False])
-    except Exception:
-        return False
-    block = reply.get("result") if isinstance(reply, dict) else None
-    extra = str(block.get("extraData", "0x")) if isinstance(block, dict) else "0x"
-    return len(extra.removeprefix("0x")) // 2 > 32
-
-
-class RpcBatcher:
-    """Sends the JSON-RPC calls of many threads as few HTTP requests ("group commit").
-
-    A fleet's agents each send a bid and poll for its receipt at about the same moment.
-    Through web3, every call costs its thread ~4-5 ms of Python (formatters, middleware,
-    one HTTP request each) under one GIL: 100 agents needed ~0.5 s of CPU to send and as
-    much again per round of receipt polls, so on a chain with 1 s blocks a third to a half
-    of a fleet of 100 missed the next block. Here callers queue raw calls, and one thread
-    posts whatever is queued as one JSON-RPC batch; what arrives while a batch is in flight
-    goes in the next one. A lone call goes out at once as a plain request, so a single
-    caller waits no longer than before. Measured on anvil: 100 sends in one batch took
-    0.036 s and 3 ms of CPU against 0.48 s and 0.49 s through web3 from 100 threads
-    (docs/performance.md, "Latency: causes and fixes").
-
-    Only for plain calls whose raw result the caller formats itself (``Signer`` uses it for
-    sends and receipt polls); a failed HTTP request fails every call in its batch with the
-    same exception, as it would have failed each of them.
-    """
-
-    #: Most calls in one HTTP request (nodes cap batches; anvil and geth accept 1,000).
-    MAX_BATCH = 200
-
-    def __init__(self, w3: Web3) -> None:
-        self.provider = w3.provider
-        self._queue: list[_Call] = []
-        self._cv = threading.Condition()
-        self._thread: threading.Thread | None = None
-        #: Counters for tests and benchmarks: HTTP requests made and calls carried.
-        self.posts = 0
-        self.calls = 0
-        #: False once the endpoint has refused a batch: then every call goes on its own.
-        self.batching = True
-
-    def call(self, method: str, params: list[Any]) -> Any:
-        """The ``result`` of ``method(params)``; raises ``Web3RPCError`` for an error reply and
-        whatever the HTTP request raised (connection errors, timeouts) otherwise."""
-        item = _Call(method, params)
-        with self._cv:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="rpc-batcher", daemon=True)
-                self._thread.start()
-            self._queue.append(item)
-            self._cv.notify()
-        item.done.wait()
-        if item.error is not None:
-            raise item.error
-        reply = item.reply
-        if not isinstance(reply, dict):
-            raise Web3RPCError(f"malformed JSON-RPC reply to {method}: {reply!r}")
-        if reply.get("error") is not None:
-            error = reply["error"]
-            message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
-            raise Web3RPCError(message, rpc_response=reply)  # type: ignore[arg-type]
-        return reply.get("result")
-
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                while not self._queue:
-                    self._cv.wait()
-                batch, self._queue = self._queue[:self.MAX_BATCH], self._queue[self.MAX_BATCH:]
-            self._post(batch)
-
-    def _post(self, batch: list["_Call"]) -> None:
-        try:
-            if len(batch) == 1 or not self.batching:
-                replies: Any = [self.provider.make_request(c.method, c.params) for c in batch]
-            else:
-                replies = self._batch(batch)
-            self.posts += 1
-            self.calls += len(batch)
-            for item, reply in zip(batch, replies):
-                item.reply = reply
-        except BaseException as exc:  # noqa: BLE001 - handed to every caller in the batch
-            for item in batch:
-                item.error = exc
-        finally:
-            for item in batch:
-                item.done.set()
-
-    def _batch(self, batch: list["_Call"]) -> list[Any]:
-        """One batch request; if the endpoint refuses batches, the calls one by one, and no
-        batches from then on. Only a refusal the node cannot have acted on (an HTTP 4xx, or
-        one error object instead of a list) is retried call by call: re-sending transactions
-        the node did accept could place a bid twice."""
-        import requests
-
-        try:
-            replies = self.provider.make_batch_request([(c.method, c.params) for c in batch])
-        except requests.HTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else 0
-            if not 400 <= status < 500:
-                raise
-            refused = f"HTTP {status}"
-        except AttributeError:  # web3 sorting a lone error object (IPC / WebSocket providers)
-            refused = "an error instead of a list"
-        else:
-            if isinstance(replies, list) and len(replies) == len(batch):
-                return replies
-            refused = "an error instead of a list"
-        self.batching = False
-        log.warning("the RPC endpoint refused a JSON-RPC batch (%s); sending one call at a time from now on",
-                    refused)
-        return [self.provider.make_request(c.method, c.params) for c in batch]
-
-
-class _Call:
-    __slots__ = ("method", "params", "reply", "error", "done")
-
-    def __init__(self, method: str, params: list[Any]) -> None:
-        self.method, self.params = method, params
-        self.reply: Any = None
-        self.error: BaseException | None = None
-        self.done = threading.Event()
 
 
 def _maybe_delivered(exc: BaseException) -> bool:
@@ -306,17 +87,6 @@ def _rpc_tx(tx: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-@dataclass
-class Fees:
-    """Fee fields for one transaction."""
-
-    fields: dict[str, int]
-
-    def bumped(self, factor: float = REPLACEMENT_BUMP) -> "Fees":
-        """Fees raised by ``factor`` (rounded up), as a replacement needs."""
-        return Fees({k: int(v * factor) + 1 for k, v in self.fields.items()})
 
 
 class Signer:
@@ -360,31 +130,10 @@ class Signer:
         """EIP-1559 fees when the latest block has a base fee, else a legacy gas price.
 
         With ``fee_ttl`` > 0 (the consumer daemon sets ``FEES_TTL``) the answer is shared by
-        every such signer on this connection for that long: a fleet of 100 agents bidding on
-        one request asks the node once, not 100 times (2 × base fee leaves room for the base
-        fee to rise meanwhile). By default every call asks the node.
+        every such signer on this connection for that long (``fees.shared_fees``). By
+        default every call asks the node.
         """
-        if self.fee_ttl <= 0:
-            return self._fetch_fees()
-        with _FEES_LOCK:  # one signer asks, the others wait for its answer
-            cached = vars(self.w3).get("_dr_fees")
-            if cached is not None and time.monotonic() - cached[0] < self.fee_ttl:
-                return Fees(dict(cached[1]))
-            return self._fetch_fees()
-
-    def _fetch_fees(self) -> Fees:
-        latest = self.w3.eth.get_block("latest")
-        base = latest.get("baseFeePerGas")
-        if base is None:
-            fields = {"gasPrice": int(self.w3.eth.gas_price)}
-        else:
-            try:
-                tip = int(self.w3.eth.max_priority_fee)
-            except Exception:
-                tip = 1_000_000_000
-            fields = {"maxFeePerGas": 2 * int(base) + tip, "maxPriorityFeePerGas": tip}
-        self.w3._dr_fees = (time.monotonic(), fields)  # type: ignore[attr-defined]
-        return Fees(dict(fields))
+        return fetch_fees(self.w3) if self.fee_ttl <= 0 else shared_fees(self.w3, self.fee_ttl)
 
     def _next_nonce(self) -> int:
         # The account belongs to this signer: read the chain's nonce once, then count.
@@ -415,7 +164,7 @@ class Signer:
         """Forget the cached nonce (after a node restart or an external transaction)."""
         with self._lock:
             self._nonce = None
-        vars(self.w3).pop("_dr_fees", None)
+        forget_fees(self.w3)
 
     def balance(self) -> int:
         """The account's balance in wei."""

@@ -1,0 +1,111 @@
+"""Opening a Web3 connection to a node (HTTP, WebSocket or IPC).
+
+``connect`` adds the extra-data middleware on PoA chains, shares one pooled HTTP session
+between threads, retries idempotent reads on a dropped connection, and turns an
+unreachable endpoint into a one-line ``ConnectionProblem``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from web3 import Web3
+
+from ..errors import ConnectionProblem
+
+log = logging.getLogger("demand_response.chain")
+
+#: HTTP timeout for a node on this machine (seconds).
+LOCAL_TIMEOUT = 10.0
+
+
+def connect(url: str, timeout: float = 30.0) -> Web3:
+    """A connected Web3 for ``url`` (http(s)://, ws(s):// or an IPC path)."""
+    if url.startswith(("http://", "https://")):
+        # A node on this machine answers in milliseconds. Under concurrent load ganache 7
+        # was seen to leave a request unanswered until the client gave up; a short timeout
+        # lets web3 retry read calls soon instead of after 30 s.
+        kwargs: dict[str, Any] = {"timeout": min(timeout, LOCAL_TIMEOUT) if _is_loopback(url) else timeout}
+        # web3 re-asks eth_chainId before every call, estimate and send it validates (8 round
+        # trips per bid, which a fleet of 100 paid 800 times); it cannot change, so cache it.
+        # One session for all threads, with room for a fleet's agents: web3's default keeps
+        # one session per thread in a cache of 100, so a fleet of 100+ threads would keep
+        # evicting and reconnecting.
+        provider: Any = Web3.HTTPProvider(url, request_kwargs=kwargs, exception_retry_configuration=_retry_reads(),
+                                          session=_shared_session(),
+                                          cache_allowed_requests=True, cacheable_requests={"eth_chainId"})
+    elif url.startswith(("ws://", "wss://")):
+        provider = Web3.LegacyWebSocketProvider(url, websocket_timeout=timeout)
+    else:
+        provider = Web3.IPCProvider(url, timeout=timeout)
+    w3 = Web3(provider)
+    # Signer always sets the fees itself; this middleware would still fetch the latest block
+    # before every node-signed send (a fleet on a dev chain: one extra round trip per bid).
+    w3.middleware_onion.remove("gas_price_strategy")
+    try:
+        chain_id = w3.eth.chain_id
+    except Exception as exc:  # requests/aiohttp/OSError all mean the same to a user
+        raise ConnectionProblem(
+            f"cannot reach the RPC endpoint {redact_url(url)} ({type(exc).__name__}); "
+            "check RPC_URL / --network and that the node is running"
+        ) from exc
+    if _is_poa(w3):
+        from web3.middleware import ExtraDataToPOAMiddleware
+
+        w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
+    log.debug("connected to chain %s at %s", chain_id, redact_url(url))
+    return w3
+
+
+def _shared_session() -> Any:
+    """A requests session safe to share between threads, pooling up to 256 keep-alive connections."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=256)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _retry_reads() -> Any:
+    """web3's retry of idempotent calls (reads, estimates, receipts; never a send), also on a
+    reset or refused connection: web3 retries only the builtin ``ConnectionError``, which
+    requests' ``ConnectionError`` is not, so one dropped connection failed a whole round."""
+    import requests
+    from web3.providers.rpc.utils import ExceptionRetryConfiguration
+
+    return ExceptionRetryConfiguration(
+        errors=(ConnectionError, requests.ConnectionError, requests.HTTPError, requests.Timeout),
+        retries=4, backoff_factor=0.1)
+
+
+def _is_loopback(url: str) -> bool:
+    host = url.split("://", 1)[-1].split("/", 1)[0].split("@")[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials or API keys in its path, for logs."""
+    if "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    host = rest.split("/", 1)[0].split("@")[-1]
+    return f"{scheme}://{host}/…" if "/" in rest.strip("/") else f"{scheme}://{host}"
+
+
+def _is_poa(w3: Web3) -> bool:
+    """True when block extra data is longer than 32 bytes (clique/IBFT-style PoA).
+
+    Reads the raw JSON-RPC reply: web3's block formatters reject such blocks before we
+    could look at them.
+    """
+    try:
+        reply = w3.provider.make_request("eth_getBlockByNumber", ["latest", False])
+    except Exception:
+        return False
+    block = reply.get("result") if isinstance(reply, dict) else None
+    extra = str(block.get("extraData", "0x")) if isinstance(block, dict) else "0x"
+    return len(extra.removeprefix("0x")) // 2 > 32

@@ -1,0 +1,176 @@
+"""``ConsumerAgent``: one household account. It hears the contract's events and hands
+each request to its protocol: open bids (``open_bids``), sealed bids (``sealed_bids``) or
+metered delivery (``metered``), which share ``core``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Sequence
+
+from ..bids import Offer, prepare
+from ..contract import RequestInfo, Stage, Status, TermsInfo
+from ..errors import BidsError, TransactionFailed, is_connection_error
+from ..listener import Event
+from ..market import MAX_BIDS_PER_CALL, PricingRule, tick_wei
+from ..units import eth
+from .metered import MeteredDelivery
+from .notes import METERED, SEALED
+from .open_bids import OpenBidding
+from .sealed_bids import SealedBidding
+
+
+class ConsumerAgent(OpenBidding, SealedBidding, MeteredDelivery):
+    """One consumer account: bids on open requests and collects its outcomes."""
+
+    # -- events ---------------------------------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        """Handle one contract event."""
+        rid = int(event.args["requestId"])
+        if event.name == "ReductionRequested":
+            self.notes.note(rid).requested_block = event.block_number
+            self.handle_request(rid, event.args)
+        elif event.name == "WinnersSelected":
+            self.handle_settled(rid, event)
+        elif event.name == "RequestCancelled" and rid in self.notes:
+            if self.notes.note(rid).terms:
+                self.check_terms(rid)  # returns a bond, then records
+            else:
+                self._record_cancelled(rid)
+        elif event.name == "DeliverySettled" and str(event.args["consumer"]).lower() == self.address.lower():
+            self.check_terms(rid)
+
+    def on_removed(self, key: str, info: list) -> None:
+        """A processed event vanished in a reorg; the contract is re-read when it comes back."""
+        self.signer.resync()  # our own transactions may have been dropped with it
+        self._say("event %s (%s) was removed by a chain reorganisation", key[:18] + "…", info[2] if len(info) > 2 else "?",
+                  level=logging.WARNING)
+
+    def on_reorg(self) -> None:
+        """The chain was reorganised (or the node came back without its last blocks), maybe
+        dropping our own transactions: re-check the latest requests not yet recorded (bid
+        again where our bids vanished while bidding is open; record what got settled)."""
+        self.signer.resync()
+        for rid in sorted(self.notes, reverse=True)[:16]:
+            if not self._recorded(rid):
+                self.handle_request(rid)
+
+    # -- bidding ----------------------------------------------------------------------------
+
+    def handle_request(self, rid: int, args: dict[str, Any] | None = None) -> None:
+        """Bid on request ``rid`` if it is open, bidding has not closed and we have not bid.
+
+        A fresh event (deadline still ahead) carries everything needed, so the fast path
+        makes no extra calls; an old one is checked against the contract first (read once,
+        and handed on).
+        """
+        now = int(time.time())
+        if args is not None and int(args["biddingDeadline"]) > now:
+            info = _info_from_event(rid, args)
+        else:
+            try:
+                info = self.dr.get_request(rid)
+            except Exception as exc:
+                if is_connection_error(exc):
+                    raise
+                self._say("request %d no longer exists on chain (reorganised away?)", rid, level=logging.WARNING)
+                return
+            if info.status == Status.SETTLED:
+                self.handle_settled(rid, info=info)
+                return
+            if info.status != Status.OPEN:
+                return
+            now = max(now, int(self.dr.w3.eth.get_block("latest")["timestamp"]))
+        self._say(
+            "request %d heard: %.3f kW wanted, cap %s ETH/kWh, bidding closes in %d s",
+            rid, info.target_watts / 1000, eth(info.max_price), info.bidding_deadline - now,
+        )
+        terms = self.terms_of(rid)
+        if terms.sealed or terms.metered:
+            self.notes.note(rid).terms = SEALED if terms.sealed else METERED
+            participant = self.dr.participant_of(rid, self.address)
+            in_flight = self._commit_in_flight(rid, participant)
+            if participant.stage != Stage.NONE and not in_flight:
+                self._say("already %s on request %d; not bidding again", participant.stage.name.lower(), rid)
+                return
+            if in_flight and self._resume_commitment(rid, participant):
+                return
+        note = self.notes.get(rid)
+        mine = self.bids_logged(rid, (note.requested_block if note else None) or 0)
+        if mine:
+            self._say("already bid on request %d (%d bids on chain); not bidding again", rid, len(mine))
+            return
+        if now >= info.bidding_deadline:
+            self._say("bidding on request %d has closed; not bidding", rid)
+            return
+        try:
+            offers = list(self.bids(info))
+        except BidsError as exc:
+            self._say("not bidding on request %d: %s", rid, exc, level=logging.ERROR)
+            return
+        ready = prepare(offers, info.max_price)
+        for offer, reason in ready.skipped:
+            self._say("skipping bid %.3f kW at %s ETH/kWh: %s", offer.kw, eth(offer.price), reason,
+                      level=logging.WARNING)
+        if not ready.submit:
+            self._say("no bids at or below the cap for request %d; not bidding", rid)
+            return
+        if terms.sealed or terms.metered:
+            self._bid_with_terms(rid, terms, ready.submit)
+        else:
+            self._bid_open(rid, ready.submit, len(ready.skipped))
+
+    def _bid_with_terms(self, rid: int, terms: TermsInfo, offers: Sequence[Offer]) -> None:
+        """One submission per consumer: commit it (sealed) or place it (metered), bond included."""
+        if len(offers) > MAX_BIDS_PER_CALL:
+            self._say("request %d takes one batch of at most %d bids; dropping the %d dearest",
+                      rid, MAX_BIDS_PER_CALL, len(offers) - MAX_BIDS_PER_CALL, level=logging.WARNING)
+            offers = sorted(offers, key=lambda o: o.price)[:MAX_BIDS_PER_CALL]
+        watts, prices = [o.watts for o in offers], [o.price for o in offers]
+        try:
+            if terms.sealed:
+                self._commit_sealed(rid, terms, watts, prices)
+            else:
+                self._bid_metered(rid, terms, watts, prices)
+        except TransactionFailed as exc:
+            self._say("bid on request %d refused: %s", rid, exc, level=logging.ERROR)
+
+    # -- between events -----------------------------------------------------------------------
+
+    def has_pending_terms(self) -> bool:
+        """True while a sealed reveal or a metered settlement of ours is outstanding."""
+        return self._has_pending_salts() or any(n.terms and not n.done for _, n in self.notes.items())
+
+    def tick(self) -> None:
+        """Reveal sealed bids in their window; report, settle and record metered requests."""
+        self._reveal_due()
+        for rid, note in self.notes.items():
+            if note.terms and not note.done and note.bid_txs:
+                self.check_terms(rid)
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def handle_settled(self, rid: int, event: Event | None = None, info: RequestInfo | None = None) -> None:
+        """Claim, withdraw and record the outcome of a settled request we bid in (a metered
+        one is paid on delivery instead: ``check_terms``). ``info``: the request as just read."""
+        if self._recorded(rid):
+            return
+        if info is None:
+            info = self.dr.get_request(rid)
+        if info.status != Status.SETTLED:
+            return
+        if self.terms_of(rid).metered:
+            self.check_terms(rid, info=info)  # paid on delivery, not by claim
+            return
+        self._claim_and_record(rid, info, event.block_number if event is not None else None)
+
+
+def _info_from_event(rid: int, args: dict[str, Any]) -> RequestInfo:
+    """A fresh ``ReductionRequested`` event's request, without reading the contract."""
+    cap = int(args["maxPriceWeiPerKWh"])
+    return RequestInfo(
+        rid, Status.OPEN, PricingRule(int(args["pricingRule"])), int(args["targetWatts"]),
+        int(args["eventStart"]), int(args["eventEnd"]), int(args["biddingDeadline"]),
+        cap, tick_wei(cap), int(args["budget"]), 0, 0, 0, 0, 0, 0, 0,
+    )

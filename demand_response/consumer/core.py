@@ -1,0 +1,152 @@
+"""What every protocol of a consumer agent shares: its identity, chain, notes and files,
+log lines, cached terms, withdrawing, settling and recording."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+from ..chain import Signer
+from ..config import DEV_CHAIN_IDS
+from ..contract import DemandReduction, Status, TermsInfo
+from ..errors import TransactionFailed, is_connection_error
+from ..payments import settle_participant, withdraw_owed
+from ..results import ResultsFile
+from ..sealed import MeterReadings, SaltStore
+from ..units import eth
+from .notes import AgentNotes
+from .records import result_record
+from .sources import BidsProvider
+
+log = logging.getLogger("demand_response.consumer")
+
+
+class AgentCore:
+    """One consumer account's state and the helpers its protocols (open, sealed, metered) use."""
+
+    def __init__(
+        self,
+        dr: DemandReduction,
+        signer: Signer,
+        bids: BidsProvider,
+        results: ResultsFile,
+        notes: AgentNotes | dict[str, Any],
+        *,
+        chain_id: int,
+        auto_withdraw: bool = True,
+        label: str | None = None,
+        salts: SaltStore | None = None,
+        meter: MeterReadings | None = None,
+    ) -> None:
+        self.dr = dr
+        self.salts = salts
+        self.meter = meter
+        self._terms: dict[tuple[int, Status], TermsInfo] = {}
+        self._said: set[tuple[int, str]] = set()
+        self.signer = signer
+        self.bids = bids
+        self.results = results
+        #: This agent's own record in the state file (a plain dict: a detached one).
+        self.notes = notes if isinstance(notes, AgentNotes) else AgentNotes.from_json(notes)
+        self.chain_id = chain_id
+        self.auto_withdraw = auto_withdraw
+        self.label = label or signer.label
+        self.address = signer.address
+        #: Called with the receipt of each of our bids (the service has the listener check
+        #: that its block stays in the chain).
+        self.watch_receipt: Callable[[Any], None] = lambda receipt: None
+
+    # -- log lines -----------------------------------------------------------------------
+
+    def _say(self, message: str, *args: Any, level: int = logging.INFO) -> None:
+        log.log(level, f"{self.label}: {message}", *args)
+
+    def _say_once(self, rid: int, key: str, message: str, *args: Any, level: int = logging.INFO) -> None:
+        if (rid, key) not in self._said:
+            self._said.add((rid, key))
+            self._say(message, *args, level=level)
+
+    # -- chain reads -----------------------------------------------------------------------
+
+    def bids_logged(self, rid: int, from_block: int) -> list[int]:
+        """Ids of our live bids on request ``rid`` (a fleet replaces this with one shared read)."""
+        return self.dr.bid_ids_logged(rid, self.address, from_block=from_block)
+
+    def terms_of(self, rid: int, status: Status = Status.OPEN) -> TermsInfo:
+        """The request's terms, cached per status: a metered request's report and dispute
+        deadlines move at selection if it came after the event."""
+        if (rid, status) not in self._terms:
+            self._terms[(rid, status)] = self.dr.terms_of(rid)
+        return self._terms[(rid, status)]
+
+    def _chain_now(self, act_after: int | None = None) -> int:
+        """Chain time; on an idle dev chain, mine a block when wall time has passed ``act_after``."""
+        latest = int(self.dr.w3.eth.get_block("latest")["timestamp"])
+        if act_after is not None and latest <= act_after < time.time() and self.chain_id in DEV_CHAIN_IDS:
+            self.dr.w3.provider.make_request("evm_mine", [])
+            latest = int(self.dr.w3.eth.get_block("latest")["timestamp"])
+        return latest
+
+    def _gone(self, rid: int, exc: Exception) -> bool:
+        """True (after one warning) when ``rid`` no longer exists, e.g. a dev chain was reset."""
+        if is_connection_error(exc):
+            return False
+        name = exc.error if isinstance(exc, TransactionFailed) else _revert_name(exc)
+        if "UnknownRequest" not in f"{type(exc).__name__} {exc} {name}":
+            return False
+        self._say_once(rid, "gone", "request %d no longer exists on chain (reset or reorganised away); "
+                       "forgetting it", rid, level=logging.WARNING)
+        return True
+
+    # -- money and records -----------------------------------------------------------------
+
+    def _settle(self, rid: int) -> None:
+        """Settle our participation in ``rid``; the utility may have done it first (no error)."""
+        if settle_participant(self.dr, self.signer, rid, self.address) is None:
+            self._say("request %d: already settled by someone else meanwhile", rid)
+
+    def _withdraw_owed(self) -> tuple[str | None, int]:
+        """Withdraw what we are owed (when auto-withdraw is on and it is worth the gas):
+        (tx, wei), or (None, 0) when nothing was sent."""
+        if not self.auto_withdraw:
+            return None, 0
+        done = withdraw_owed(self.dr, self.signer)
+        if done is None:
+            return None, 0
+        self._say("withdrew %s ETH (tx %s…)", eth(done.wei), done.tx[:12])
+        return done.tx, done.wei
+
+    def _record(self, rid: int, status: str, **fields: Any) -> bool:
+        """Append our record of ``rid`` to the results file (``records.result_record``);
+        False when one is there already."""
+        note = self.notes.get(rid)
+        fields.setdefault("bid_txs", note.bid_txs if note else [])
+        if status != "cancelled":
+            fields.setdefault("bid_at", note.bid_at if note else None)
+        return self.results.append(result_record(
+            chain_id=self.chain_id, contract=self.dr.address, request_id=rid, account=self.address,
+            label=self.label, status=status, **fields))
+
+    def _recorded(self, rid: int) -> bool:
+        """True when the results file has our record of ``rid``."""
+        return self.results.find(self.chain_id, self.dr.address, rid, self.address) is not None
+
+    def handle_settled(self, rid: int, event: Any = None, info: Any = None) -> None:
+        """Act on a settled request (``ConsumerAgent`` does: claims, or delivery)."""
+        raise NotImplementedError
+
+    def _record_cancelled(self, rid: int) -> None:
+        if self._recorded(rid):
+            return
+        self._record(rid, "cancelled")
+        self._say("request %d was cancelled by the utility; recorded", rid)
+
+
+def _revert_name(exc: Exception) -> str:
+    """The contract error name of a failed call, if it decodes ('' otherwise)."""
+    from ..contract import decode_revert
+
+    decoded = decode_revert(exc)
+    return decoded.error or "" if decoded is not None else ""
+

@@ -1,0 +1,133 @@
+"""The metered protocol: bids (with a bond if asked) paid on measured delivery. After the
+event the agent reports its meter reading, settles after the windows (or the utility
+does), and records promised against delivered against paid."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Sequence
+
+from ..contract import ParticipantInfo, RequestInfo, Stage, Status, TermsInfo
+from ..market import DeliverySettlement, settle_delivery
+from ..payments import tx_hex
+from ..units import eth
+from .core import AgentCore
+
+
+class MeteredDelivery(AgentCore):
+    """Metered bids, meter reports, settlement on delivery; cancelled bonded requests too."""
+
+    def _bid_metered(self, rid: int, terms: TermsInfo, watts: Sequence[int], prices: Sequence[int]) -> None:
+        if terms.bond_wei:
+            self.watch_receipt(self.dr.post_bond(self.signer, rid, terms.bond_wei))
+            self._say("posted bond %s ETH on request %d", eth(terms.bond_wei), rid)
+        receipt = self.dr.submit_bids(self.signer, rid, list(watts), list(prices))
+        self.watch_receipt(receipt)
+        note = self.notes.note(rid)
+        note.bid_txs, note.bid_at = [tx_hex(receipt["transactionHash"])], int(time.time())
+        note.offers = [[w, p] for w, p in zip(watts, prices)]
+        self._say("bid %d offer(s), %.3f kW, on metered request %d (tx %s…); paid on measured delivery",
+                  len(watts), sum(watts) / 1000, rid, note.bid_txs[0][:12])
+
+    def check_terms(self, rid: int, info: RequestInfo | None = None) -> None:
+        """Drive a metered (or cancelled bonded) request of ours to its end and record it.
+        ``info``: the request as just read, if the caller has it (no second read)."""
+        note = self.notes.note(rid)
+        if note.done or self._recorded(rid):
+            note.done = True
+            return
+        if info is None:
+            try:
+                info = self.dr.get_request(rid)
+            except Exception as exc:
+                if not self._gone(rid, exc):
+                    raise
+                note.done = True
+                return
+        terms = self.terms_of(rid, info.status)
+        me = self.dr.participant_of(rid, self.address)
+        if info.status == Status.CANCELLED:
+            if me.bond and me.stage != Stage.SETTLED:
+                self._settle(rid)
+                self._say("request %d was cancelled; bond returned", rid)
+            self._record_cancelled(rid)
+            self._withdraw_owed()
+            note.done = True
+            return
+        if info.status != Status.SETTLED:
+            return
+        if not terms.metered:
+            note.done = True  # sealed only: outcomes are claimed as for open bids
+            self.handle_settled(rid, info=info)
+            return
+        if me.stage == Stage.SETTLED:
+            self._record_delivery(rid, info, terms, me)
+            note.done = True
+            return
+        if me.stage not in (Stage.BID, Stage.REPORTED, Stage.BONDED):
+            self._say_once(rid, "out", "request %d settled without our bids (%s)", rid, me.stage.name.lower())
+            self._record_delivery(rid, info, terms, me)
+            note.done = True
+            return
+        if me.accepted_watts == 0:
+            if me.bond:
+                self._settle(rid)  # bond back at once
+            else:
+                self._record_delivery(rid, info, terms, me)
+                note.done = True
+            return
+        self._say_once(rid, "won", "request %d: %.3f kW accepted, %s ETH promised; paid on measured delivery after %s",
+                       rid, me.accepted_watts / 1000, eth(me.promised_payout),
+                       time.strftime("%H:%M:%S", time.localtime(info.event_end)))
+        if me.stage == Stage.BID:
+            self._report_or_settle(rid, info, terms, me)
+            return
+        # Reported: the utility confirms or disputes; after the dispute deadline anyone settles.
+        now = self._chain_now(act_after=terms.dispute_deadline)
+        if now > terms.dispute_deadline:
+            self._settle(rid)
+
+    def _report_or_settle(self, rid: int, info: RequestInfo, terms: TermsInfo, me: ParticipantInfo) -> None:
+        """After the event: report the meter's reading before the report deadline; after it,
+        with no report sent, settle (nothing delivered, nothing paid)."""
+        now = self._chain_now(act_after=info.event_end - 1)
+        if now < info.event_end:
+            return
+        if now <= terms.report_deadline:
+            reading = None
+            if self.meter is not None:
+                reading = self.meter.delivered(self.address, rid, info.duration, chain_id=self.chain_id,
+                                               contract=self.dr.address)
+            if reading is None:
+                self._say_once(rid, "meter", "waiting for a meter reading of request %d in %s", rid,
+                               self.meter.path if self.meter is not None else "(no meter file)")
+                return
+            self.watch_receipt(self.dr.report_delivery(self.signer, rid, reading))
+            self._say("reported %.3f kW delivered on request %d (%.3f kW accepted)", reading / 1000, rid,
+                      me.accepted_watts / 1000)
+            return
+        self._say_once(rid, "late", "no meter report for request %d before its deadline: nothing is paid", rid,
+                       level=logging.ERROR)
+        self._settle(rid)
+
+    def _record_delivery(self, rid: int, info: RequestInfo, terms: TermsInfo, me: ParticipantInfo) -> None:
+        """Record a metered request: promised against delivered against paid."""
+        delivered = me.delivered_watts
+        if me.stage == Stage.SETTLED:
+            s = settle_delivery(me.accepted_watts, me.promised_payout, delivered, terms.bond_wei,
+                                selected_late=terms.selected_at >= info.event_start)
+        else:  # never revealed (any bond forfeited at selection), or nothing to settle
+            s = DeliverySettlement(me.accepted_watts, delivered, 0,
+                                   terms.bond_wei if me.stage == Stage.COMMITTED else 0, 0, me.promised_payout)
+        withdraw_tx, withdrawn = self._withdraw_owed()
+        mine = self.dr.bids_of(rid, self.address) if me.has_bids else []
+        if self._record(rid, "won" if me.accepted_watts else "lost", info=info, bids=mine,
+                        accepted_watts=me.accepted_watts, payout_wei=s.payout, claim_tx=None,
+                        withdraw_tx=withdraw_tx, withdrawn_wei=withdrawn,
+                        terms="sealed+metered" if terms.sealed else "metered",
+                        promised_payout_wei=me.promised_payout, delivered_watts=delivered, penalty_wei=s.penalty,
+                        bond_returned_wei=s.bond_returned, paid_wei=s.payout):
+            self._say("request %d: delivered %.3f of %.3f kW, paid %s of %s ETH promised%s; recorded", rid,
+                      delivered / 1000, me.accepted_watts / 1000, eth(s.payout), eth(me.promised_payout),
+                      f", penalty {eth(s.penalty)} ETH" if s.penalty else "")

@@ -1,0 +1,245 @@
+"""``ConsumerService``: one event listener feeding one or more agents (``dr consumer run``
+is one agent, ``dr consumer fleet -n N`` is N; the logic is the same), with every path
+from the settings and one lock per account."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..chain import FEES_TTL, RpcBatcher, Signer
+from ..config import Settings, cursor_file, default_meter_file
+from ..config import salts_file as config_salts_file
+from ..contract import DemandReduction, TermsInfo
+from ..errors import is_connection_error
+from ..listener import Event, LogPoller, StateFile
+from ..locks import AccountLocks
+from ..results import ResultsFile
+from ..sealed import MeterReadings, SaltStore
+from .agent import ConsumerAgent
+from .notes import AgentNotes
+from .sources import BidsProvider
+
+log = logging.getLogger("demand_response.consumer")
+
+EVENTS = ("ReductionRequested", "WinnersSelected", "RequestCancelled", "DeliverySettled")
+#: Seconds between checks of sealed and metered requests (reveal, report, settle).
+TERMS_CHECK_INTERVAL = 1.0
+
+
+@dataclass
+class AgentSpec:
+    """What one agent needs: its signer, bids source and label."""
+
+    signer: Signer
+    bids: BidsProvider
+    label: str
+
+
+class ConsumerService:
+    """One listener feeding one or more agents (``dr consumer run`` / ``fleet``)."""
+
+    def __init__(
+        self,
+        dr: DemandReduction,
+        chain_id: int,
+        specs: Sequence[AgentSpec],
+        *,
+        state_path: Path,
+        results: ResultsFile,
+        start_block: int,
+        poll_interval: float = 0.2,
+        confirmations: int = 0,
+        reorg_depth: int = 12,
+        auto_withdraw: bool = True,
+        rpc_name: str = "RPC endpoint",
+        meter_file: Path | None = None,
+        lock_dir: Path | None = None,
+        daemon: str | None = None,
+        salts_file: Path | None = None,
+    ) -> None:
+        """Paths (``state_path``, ``salts_file``, ``meter_file``, ``lock_dir``) come from the
+        settings (``from_settings``); a caller that passes only ``state_path`` gets the
+        settings' default names in its folder and the meter file beside ``results``."""
+        self.dr = dr
+        #: One lock per account (``locks``), taken by ``acquire_locks`` or at the start of ``run``.
+        self.locks = AccountLocks(lock_dir if lock_dir is not None else Path(state_path).parent, chain_id,
+                                  [s.signer.address for s in specs],
+                                  daemon or ("consumer run" if len(specs) == 1 else f"consumer fleet of {len(specs)}"))
+        self.state = StateFile(state_path)
+        if salts_file is None:
+            kind = "consumer" if len(specs) == 1 else f"fleet{len(specs)}"
+            salts_file = config_salts_file(Path(state_path).parent, kind, chain_id, dr.address,
+                                           specs[0].signer.address)
+        if meter_file is None:
+            meter_file = default_meter_file(results.path)
+        #: Salts of sealed bids (mode 600).
+        self.salts = SaltStore(salts_file)
+        self.meter = MeterReadings(meter_file)
+        self._next_terms_check = 0.0
+        self.poll_interval = poll_interval
+        self.rpc_name = rpc_name
+        # One typed record per writer: the listener's cursor, and each agent's own notes.
+        self.agents = [
+            ConsumerAgent(dr, s.signer, s.bids, results,
+                          self.state.section(("agents", s.signer.address), AgentNotes.from_json),
+                          chain_id=chain_id, auto_withdraw=auto_withdraw, label=s.label,
+                          salts=self.salts, meter=self.meter)
+            for s in specs
+        ]
+        self.poller = LogPoller(
+            dr.w3, dr.address, EVENTS, self.state, start_block=start_block,
+            confirmations=confirmations, reorg_depth=reorg_depth,
+            label=self.agents[0].label if len(specs) == 1 else "fleet",
+        )
+        # A thread per agent (up to 256): an agent's thread mostly waits for its receipt, and
+        # with fewer threads the later agents could only send after the earlier ones' blocks.
+        self._pool = ThreadPoolExecutor(max_workers=min(256, len(self.agents))) if len(self.agents) > 1 else None
+        # A fleet's sends and receipt polls go out together, as JSON-RPC batches (RpcBatcher).
+        self.batcher = RpcBatcher(dr.w3) if len(self.agents) > 1 else None
+        for agent in self.agents:
+            agent.watch_receipt = self.poller.watch
+            agent.signer.fee_ttl = FEES_TTL  # the daemon's signers share one fee lookup a second
+            agent.signer.batcher = self.batcher
+        # A fleet reads what is the same for all its agents once per request (see _prefetch):
+        # the terms, and who has bid already.
+        self._logged: tuple[int, int, dict[str, list[int]]] | None = None
+        if self._pool is not None:
+            shared_terms: dict[int, TermsInfo] = {}
+            for agent in self.agents:
+                agent._terms = shared_terms
+                agent.bids_logged = lambda rid, from_block, a=agent: self._bids_logged(a, rid, from_block)
+
+    @classmethod
+    def from_settings(cls, session: Any, settings: Settings, specs: Sequence[AgentSpec], *,
+                      daemon: str | None = None, rpc_name: str = "RPC endpoint") -> "ConsumerService":
+        """A service whose every path and option comes from ``settings`` (the CLI and the web
+        console build theirs this way); ``session`` is an open ``session.Session``."""
+        owner = specs[0].signer.address
+        kind = "consumer" if len(specs) == 1 else f"fleet{len(specs)}"
+        return cls(
+            session.dr, session.chain_id, specs,
+            state_path=settings.cursor_file(kind, session.chain_id, session.dr.address, owner),
+            salts_file=settings.salts_file(kind, session.chain_id, session.dr.address, owner),
+            meter_file=settings.meter_file, lock_dir=settings.lock_dir, daemon=daemon,
+            results=ResultsFile(settings.results_file), start_block=session.start_block(),
+            poll_interval=settings.poll_interval, confirmations=settings.confirmations,
+            reorg_depth=settings.reorg_depth, auto_withdraw=settings.auto_withdraw, rpc_name=rpc_name,
+        )
+
+    def _prefetch(self, event: Event) -> None:
+        rid = int(event.args["requestId"])
+        try:
+            self.agents[0].terms_of(rid)
+            self._logged = (rid, event.block_number, self.dr.bid_ids_logged_by_bidder(rid, event.block_number))
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise
+            self._logged = None  # each agent reads (and reports) for itself
+
+    def _bids_logged(self, agent: ConsumerAgent, rid: int, from_block: int) -> list[int]:
+        snapshot = self._logged
+        if snapshot is not None and snapshot[0] == rid and snapshot[1] == from_block:
+            return list(snapshot[2].get(agent.address, []))
+        return self.dr.bid_ids_logged(rid, agent.address, from_block=from_block)
+
+    def _dispatch(self, event: Event) -> None:
+        if self._pool is None:
+            self.agents[0].on_event(event)
+            return
+        if event.name == "ReductionRequested":
+            self._prefetch(event)
+        errors = []
+        try:
+            for future in [self._pool.submit(agent.on_event, event) for agent in self.agents]:
+                try:
+                    future.result()
+                except Exception as exc:
+                    errors.append(exc)
+        finally:
+            self._logged = None
+        retry = [e for e in errors if is_connection_error(e)]
+        if retry:
+            raise retry[0]
+        for exc in errors:
+            log.error("fleet: %s: %s", type(exc).__name__, exc)
+
+    def _removed(self, key: str, info: list) -> None:
+        for agent in self.agents:
+            agent.on_removed(key, info)
+
+    def _idle(self) -> None:
+        """Between polls: at most once a second, move sealed and metered requests on."""
+        if time.monotonic() < self._next_terms_check:
+            return
+        self._next_terms_check = time.monotonic() + TERMS_CHECK_INTERVAL
+        busy = [agent for agent in self.agents if agent.has_pending_terms()]
+        for agent in busy:
+            try:
+                agent.tick()
+            except Exception as exc:
+                if is_connection_error(exc):
+                    raise
+                log.error("%s: %s: %s", agent.label, type(exc).__name__, exc)
+        if busy:
+            self.state.save()
+
+    def _reorged(self) -> None:
+        if self._pool is None:
+            self.agents[0].on_reorg()
+            return
+        for future in [self._pool.submit(agent.on_reorg) for agent in self.agents]:
+            future.result()
+
+    def acquire_locks(self) -> None:
+        """Take the lock of every agent's account now; ``AccountBusy`` if another daemon has one.
+        (``run`` does it anyway; a caller that starts ``run`` in a thread calls this first to
+        hear of a busy account at once.)"""
+        self.locks.acquire()
+
+    def run(self, stop: threading.Event) -> None:
+        """Listen and act until ``stop`` is set (holding every agent's account lock)."""
+        self.locks.acquire()
+        try:
+            self._run(stop)
+        finally:
+            self.locks.release()
+
+    def _run(self, stop: threading.Event) -> None:
+        who = self.agents[0].label if len(self.agents) == 1 else f"{len(self.agents)} agents"
+        for agent in self.agents:
+            agent.signer.cancel = stop  # a receipt wait ends at once when the daemon is stopped
+
+        def ready(agent: ConsumerAgent) -> None:
+            # A bid sent just before a crash or a stop may still be pending: the daemon only
+            # looks at mined bids before bidding, so it waits for those first.
+            agent.signer.wait_for_own_pending(2 * agent.signer.stuck_after, stop)
+            agent.signer.prime()  # the nonce read now, not on the first request's hot path
+
+        try:
+            if self._pool is not None:
+                list(self._pool.map(ready, self.agents))
+            else:
+                ready(self.agents[0])
+        except Exception as exc:  # read on the first send instead
+            log.debug("could not read the nonces up front: %s", exc)
+        log.info("%s: listening for requests on %s from block %d (poll every %.2f s)",
+                 who, self.dr.address, self.poller.next_block, self.poll_interval)
+        try:
+            self.poller.run(self._dispatch, stop, self.poll_interval, on_removed=self._removed,
+                            on_reorg=self._reorged, on_idle=self._idle, rpc_name=self.rpc_name)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            self.state.save()
+            log.info("%s: stopped", who)
+
+
+def state_path_for(state_dir: Path, chain_id: int, contract: str, account: str, kind: str = "consumer") -> Path:
+    """The cursor/notes file of a consumer (or fleet) on one contract (``config.cursor_file``)."""
+    return cursor_file(state_dir, kind, chain_id, contract, account)
