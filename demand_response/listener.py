@@ -34,6 +34,7 @@ from .errors import (  # noqa: F401 - disk_error and describe_disk_error re-expo
     is_connection_error,
     retry_cause,
 )
+from . import health, metrics
 from .files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -365,6 +366,7 @@ class LogPoller:
                         self.commit()
                 if on_idle is not None:
                     on_idle()
+                health.beat(self.label, self._head[0] if self._head else None, self.next_block - 1)
                 if down_since is not None:
                     log.warning("%s: %s is back after %.1f s; caught up to block %d",
                                 self.label, rpc_name, time.monotonic() - down_since, self.next_block - 1)
@@ -379,6 +381,7 @@ class LogPoller:
                 self._pending_safe = None
                 backoff = min(max_backoff, max(interval, backoff * 2 or 0.5))
                 retry = retry_cause(exc)
+                metrics.rpc_retry("disk" if disk is not None else "dropped" if retry is not None else "unreachable")
                 if disk is not None:  # a full or read-only disk: keep the event and retry
                     log.error("%s: %s; retrying in %.1f s", self.label, describe_disk_error(disk), backoff)
                 elif retry is not None:  # e.g. our transaction was dropped: do that work again

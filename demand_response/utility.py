@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from eth_utils import to_checksum_address
 
+from . import metrics
 from .chain import Signer
 from .errors import ChainError, DRError, TransactionFailed
 from .config import Settings, cursor_file, record_deployment
@@ -145,6 +146,7 @@ class UtilityDaemon:
         if self.only is not None and rid not in self.only:
             return
         if event.name == "ReductionRequested":
+            metrics.request_heard()
             info = self.dr.get_request(rid)
             if info.status == Status.OPEN:
                 self.open.add(rid)

@@ -12,6 +12,7 @@ from typing import Any
 
 from web3 import Web3
 
+from .. import metrics
 from ..errors import ConnectionProblem
 
 log = logging.getLogger("demand_response.chain")
@@ -39,7 +40,7 @@ def connect(url: str, timeout: float = 30.0) -> Web3:
         provider = Web3.LegacyWebSocketProvider(url, websocket_timeout=timeout)
     else:
         provider = Web3.IPCProvider(url, timeout=timeout)
-    w3 = Web3(provider)
+    w3 = metrics.instrument(Web3(provider))  # RPC errors and transport retries, by kind
     # Signer always sets the fees itself; this middleware would still fetch the latest block
     # before every node-signed send (a fleet on a dev chain: one extra round trip per bid).
     w3.middleware_onion.remove("gas_price_strategy")

@@ -27,6 +27,7 @@ from web3.exceptions import (
     Web3RPCError,
 )
 
+from .. import metrics
 from ..errors import (
     ChainError,
     InsufficientFunds,
@@ -214,6 +215,7 @@ class Signer:
         if not wait:
             return {"transactionHash": tx_hash}
         receipt = self._wait(tx, tx_hash, fees)
+        metrics.transaction_mined(tx, receipt)  # gas and fees by contract function (reverts spend gas too)
         self._unconfirmed = None
         if receipt["status"] != 1:
             raise self._failure(None, decode_error, receipt)
@@ -323,6 +325,7 @@ class Signer:
                     replace_at = now + self.stuck_after
             if self._local is not None and now >= replace_at:
                 fees = fees.bumped()
+                metrics.rpc_retry("replacement")
                 log.warning("%s: transaction %s not mined after %.0f s; replacing it with higher fees",
                             self.label, hashes[-1].hex(), now - start)
                 try:

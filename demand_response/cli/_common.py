@@ -6,6 +6,7 @@ Imports nothing heavy at module level: ``dr --help`` and a consumer board's star
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
 import signal
@@ -13,7 +14,7 @@ import sys
 import threading
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..errors import UserError  # noqa: F401  (a problem with the command's input: one line)
 
@@ -84,22 +85,40 @@ def rpc_name(settings: Any) -> str:
 
 
 def setup_logging(args: argparse.Namespace, default: str = "INFO") -> None:
-    """Log lines to stderr (and ``--log-file``) at the level -v / -q ask for."""
+    """Log lines to stderr (and ``--log-file``) at the level -v / -q ask for, in LOG_FORMAT
+    (``text``, or ``json`` lines for a log collector; ``demand_response.logs``: secrets redacted)."""
+    from ..logs import formatter
+
     level = logging.DEBUG if getattr(args, "verbose", False) else (
         logging.WARNING if getattr(args, "quiet", False) else getattr(logging, default, logging.INFO))
-    fmt = logging.Formatter("%(asctime)s.%(msecs)03d %(message)s", "%H:%M:%S")
     root = logging.getLogger()
     root.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(fmt)
+    handler.setFormatter(formatter())
     root.addHandler(handler)
     if getattr(args, "log_file", None):
         file_handler = logging.FileHandler(args.log_file)
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        file_handler.setFormatter(formatter(file=True))
         root.addHandler(file_handler)
     root.setLevel(level)
     for noisy in ("web3", "urllib3", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def serving_metrics(settings: "Settings", daemons: Iterable[str], contract: str | None = None) -> Iterator[Any]:
+    """Serve ``/metrics`` and ``/healthz`` on METRICS_PORT (docs/production.md) while the block
+    runs; nothing without METRICS_PORT. ``daemons``: the listener labels /healthz expects to beat."""
+    from .. import health, metrics
+
+    if contract is not None and settings.contract_address is None:
+        settings = settings.with_(contract_address=contract)
+    served = metrics.serve_from_settings(settings, health.HealthCheck.from_settings(settings, list(daemons)))
+    try:
+        yield served
+    finally:
+        if served is not None:
+            served.close()
 
 
 def stop_on_signals() -> threading.Event:

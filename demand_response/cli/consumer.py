@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._common import UserError, connection_options, rpc_name, settings_from, stop_on_signals
+from ._common import UserError, connection_options, rpc_name, serving_metrics, settings_from, stop_on_signals
 
 
 def add_to(commands: argparse._SubParsersAction) -> None:
@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         specs = _fleet_specs(session, settings, args)
     service = ConsumerService.from_settings(session, settings, specs, rpc_name=rpc_name(settings))
-    service.run(stop_on_signals())
+    with serving_metrics(settings, [service.poller.label], session.dr.address):
+        service.run(stop_on_signals())
     return 0
 
 

@@ -8,8 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ._common import UserError, ask, connection_options, decimal_arg, number, rpc_name, settings_from, \
-    stop_on_signals
+from ._common import UserError, ask, connection_options, decimal_arg, number, rpc_name, serving_metrics, \
+    settings_from, stop_on_signals
 
 
 def add_to(commands: argparse._SubParsersAction) -> None:
@@ -201,7 +201,8 @@ def settle(args: argparse.Namespace) -> int:
         if vtn is not None:
             vtn.stop()
         raise
-    daemon.run(stop_on_signals())
+    with serving_metrics(settings, [daemon.poller.label], session.dr.address):
+        daemon.run(stop_on_signals())
     for info in daemon.settled:
         print(outcome_line(info))
     return 0
