@@ -188,12 +188,15 @@ def settle(args: argparse.Namespace) -> int:
     from ..accounts import resolve_signer
     from ..utility import outcome_line
 
-    settings, session = _open(args)
-    signer = resolve_signer(session.w3, "utility", settings)
+    from ..session import open_session
+
+    settings = settings_from(args, state_dir=args.state_dir, poll_interval=args.poll_interval)
     meter_db = args.meter_db or settings.get("METER_DB")
     method = args.baseline or settings.get("BASELINE_METHOD")
-    if meter_db is not None:
+    if meter_db is not None:  # before the chain: a wrong store or method is told at once
         _check_meter_db(meter_db, method)
+    session = open_session(settings)
+    signer = resolve_signer(session.w3, "utility", settings)
     vtn = _start_vtn(args, settings, session, meter_db)
     try:
         daemon = _daemon(args, settings, session, signer, meter_db, method, vtn)

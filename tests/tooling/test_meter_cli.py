@@ -114,3 +114,13 @@ def test_a_bad_reading_in_an_import_stores_nothing_and_names_the_line(tmp_path, 
     code, _, err = _dr(["meter", "baseline", "--db", db, "--meter", "m", "--start", "1", "--end", "2"],
                        capsys, monkeypatch, tmp_path)
     assert "meter m is not in" in err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--meter-db", "no-such-dir/m.sqlite"], "folder"),
+    (["--meter-db", "m.sqlite", "--baseline", "guess"], "unknown baseline method 'guess'"),
+])
+def test_utility_run_refuses_a_bad_meter_store_or_method_before_touching_the_chain(
+        tmp_path, capsys, monkeypatch, flags, message) -> None:
+    code, _, err = _dr(["utility", "run", "--rpc-url", "http://127.0.0.1:9", *flags], capsys, monkeypatch, tmp_path)
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1
