@@ -22,7 +22,7 @@ from .units import eth
 from .sealed import MeterReadings
 from .mv.baselines import sum_results
 from .mv.commands import DEFAULT_METHOD
-from .mv.records import build_record, file_digest, series_of, write_record
+from .mv.records import build_record, series_of, write_record
 from .planner import MIN_CAP_WEI_PER_KWH, RequestPlan, plan_request, preview, send_request
 
 log = logging.getLogger("demand_response.utility")
@@ -281,11 +281,10 @@ class UtilityDaemon:
             record.update(reported_watts=reported, verdict=verdict)
             self._write_record(record)
 
-    def _write_record(self, record: dict[str, Any]) -> str:
-        """Store ``record`` (``mv.records``); returns its SHA-256 digest for the log."""
+    def _write_record(self, record: dict[str, Any]) -> None:
+        """Store ``record`` (``mv.records``), atomically."""
         write_record(self.records_dir, record["chain_id"], record["contract"], record["request_id"],
                      record["address"], record)
-        return file_digest(record)
 
     def _measure(self, rid: int, info: RequestInfo, terms: TermsInfo, bidders: list[str], latest: int) -> None:
         """Compute every winner's delivery from the meter store once its event data is in,
@@ -323,12 +322,12 @@ class UtilityDaemon:
                                   reported_watts=None, verdict=None)
             done[who] = record
             self.judged.append(record)
-            digest = self._write_record(record)
+            self._write_record(record)
             log.info("utility: request %d: %s: baseline %.3f kWh, metered %.3f kWh, delivered %.3f kW%s "
-                     "(%s, data %s…, record %s…)", rid, who[:10], fp.baseline_wh / 1000, fp.metered_wh / 1000,
-                     fp.delivered_watts / 1000,
+                     "(%s, data hash %s, record digest %s)", rid, who[:10], fp.baseline_wh / 1000,
+                     fp.metered_wh / 1000, fp.delivered_watts / 1000,
                      f", portfolio share {share / 1000:.3f} kW" if self.portfolio else "",
-                     fp.method, fp.data_hash[:18], digest[:18])
+                     fp.method, fp.data_hash, fp.record_digest)
         for who, why in sorted(missing.items()):
             if final:
                 self._unmeasured[(rid, who)] = why
@@ -441,8 +440,15 @@ def start_vtn(dr: DemandReduction, store_path: Path, *, port: int, vtn_id: str |
               meter_db: "str | Path | None" = None, host: str = "127.0.0.1", **options: Any) -> Any:
     """Start the utility's OpenADR VTN (``openadr.vtn.UtilityVtn``, the ``openadr`` extra) on
     ``port``; with ``meter_db``, VEN telemetry goes to that meter store (``IntervalFeed``)."""
+    import importlib
+
+    importlib.import_module("openleadr.client")  # it sets its logger to INFO when first imported
+
     from .openadr.telemetry import IntervalFeed
     from .openadr.vtn import DEFAULT_VTN_ID, UtilityVtn
+
+    # openleadr logs every message it answers in full at INFO; the daemon's own lines say what matters
+    logging.getLogger("openleadr").setLevel(max(logging.WARNING, logging.getLogger().level))
 
     feed = IntervalFeed(MeterStoreSink(meter_db)) if meter_db is not None else None
     Path(store_path).parent.mkdir(parents=True, exist_ok=True)

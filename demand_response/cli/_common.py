@@ -101,7 +101,7 @@ def setup_logging(args: argparse.Namespace, default: str = "INFO") -> None:
         file_handler.setFormatter(formatter(file=True))
         root.addHandler(file_handler)
     root.setLevel(level)
-    for noisy in ("web3", "urllib3", "asyncio"):
+    for noisy in ("web3", "urllib3", "asyncio", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

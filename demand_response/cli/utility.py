@@ -237,11 +237,12 @@ def _start_vtn(args: argparse.Namespace, settings: Any, session: Any, meter_db: 
     port = number(str(port), "VTN_PORT", int)
     if not 0 < port < 65536:
         raise UserError(f"VTN port {port} is not a TCP port (1-65535)")
-    try:
-        from ..utility import start_vtn
-        import openleadr  # noqa: F401
-    except ImportError:
-        raise UserError("--vtn-port needs the openadr extra: pip install 'demand-response[openadr]'") from None
+    import importlib.util
+
+    if importlib.util.find_spec("openleadr") is None:
+        raise UserError("--vtn-port needs the openadr extra: pip install 'demand-response[openadr]'")
+    from ..utility import start_vtn
+
     store = settings.state_dir / f"vtn-{session.chain_id}-{session.dr.address[2:10].lower()}.sqlite"
     return start_vtn(session.dr, store, port=port, vtn_id=args.vtn_id or settings.get("VTN_ID"),
                      meter_db=meter_db, host=args.vtn_host)

@@ -25,7 +25,6 @@ leave the folder. Files are written atomically (:func:`demand_response.files.ato
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -87,12 +86,6 @@ def fingerprint_of(record: Mapping[str, Any]) -> Fingerprint:
     """The :class:`Fingerprint` inside a stored record (or a bare fingerprint record)."""
     inner = record.get("fingerprint", record)
     return Fingerprint.from_json(json.dumps(inner))
-
-
-def file_digest(record: Mapping[str, Any]) -> str:
-    """``0x`` + SHA-256 of the record's canonical JSON (what the log names next to the file)."""
-    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return "0x" + hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def write_record(records_dir: "Path | str", chain_id: int, contract: str, request_id: int, address: str,

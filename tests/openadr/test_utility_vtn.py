@@ -62,3 +62,29 @@ def test_the_daemon_announces_dispatches_and_cancels_through_its_vtn_and_stores_
     with MeterStore.open(db) as store:  # the open interval was flushed into the store at stop
         rows = store.readings(alice.address)
     assert rows and rows[-1].seconds == 900 and rows[-1].wh == 300  # 1.2 kW for 15 min
+
+
+def test_dr_utility_run_with_a_vtn_port_serves_vens_and_stops_cleanly(anvil, w3, dr, utility, keys, tmp_path):
+    from daemon_helpers import Daemon, dr_env
+
+    alice = Signer.from_key(w3, keys[1])
+    dr.enrol(utility, alice.address)
+    port = devchain.free_port()
+    daemon = Daemon(["utility", "run", "--rpc-url", anvil.url, "--contract", dr.address, "--state-dir", str(tmp_path),
+                     "--vtn-port", str(port), "--deployments-file", str(tmp_path / "d.json")],
+                    tmp_path, tmp_path / "utility.log", env=dr_env(START_BLOCK=str(w3.eth.block_number),
+                                                                   VTN_ID="TestVTN"))
+    try:
+        daemon.wait_for("VTN TestVTN listening")
+        ven = ConsumerVen(f"http://127.0.0.1:{port}/OpenADR2/Simple/2.0b", "TestVTN", keys[1]).start()
+        try:
+            anvil.rpc("evm_mine", [])
+            now = max(w3.eth.get_block("latest")["timestamp"], int(time.time()))
+            dr.request_reduction(utility, 1000, now + 600, now + 4200, now + 300, CAP, 0, None)
+            daemon.wait_for("OpenADR notice sent to 1 VEN(s)")  # the VEN hears it at its next poll (10 s)
+        finally:
+            ven.stop()
+    finally:
+        assert daemon.stop() == 0
+    assert "Responding to" not in daemon.output()  # openleadr's message dumps stay out of the log
+    assert list(tmp_path.glob("vtn-*.sqlite"))
