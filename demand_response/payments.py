@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from . import metrics
 from .chain import Signer
 from .contract import DemandReduction, Stage
 from .errors import TransactionFailed
@@ -62,6 +63,7 @@ def withdraw_owed(dr: DemandReduction, signer: Signer) -> Withdrawal | None:
     """Withdraw what the contract owes ``signer`` if it is worth more than the withdrawal's
     gas; None (and nothing sent) otherwise. The amount left stays owed for a later withdrawal."""
     owed = dr.owed(signer.address)
+    metrics.set_owed(signer.address, owed)
     if owed <= 0:
         return None
     cost = withdrawal_cost(signer)
@@ -70,4 +72,5 @@ def withdraw_owed(dr: DemandReduction, signer: Signer) -> Withdrawal | None:
                  signer.label, owed, cost)
         return None
     receipt = dr.withdraw(signer)
+    metrics.set_owed(signer.address, 0)
     return Withdrawal(tx_hex(receipt["transactionHash"]), owed)

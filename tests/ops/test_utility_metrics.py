@@ -63,6 +63,9 @@ def test_the_utility_daemon_serves_metrics_that_move_as_it_settles(anvil, tmp_pa
         assert after[("dr_gas_used_total", (("action", "selectWinners"),))] > 0
         assert after[("dr_fees_paid_wei_total", (("action", "selectWinners"),))] > 0
         assert after[("dr_listener_lag_blocks", (("daemon", "utility"),))] >= 0
+        daemon.wait_for("withdrew refund")  # the unspent budget comes back, and the gauge says so
+        owed = _scrape(port)[("dr_owed_wei", (("account", utility.address),))]
+        assert owed == 0 and dr.owed(utility.address) == 0
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as reply:
             health = json.loads(reply.read())
         assert reply.status == 200 and health["status"] == "ok"
