@@ -22,7 +22,7 @@ from .units import eth
 from .sealed import MeterReadings
 from .mv.baselines import sum_results
 from .mv.commands import DEFAULT_METHOD
-from .mv.records import build_record, series_of, write_record
+from .mv.records import build_record, read_records, series_of, write_record
 from .planner import MIN_CAP_WEI_PER_KWH, RequestPlan, plan_request, preview, send_request
 
 log = logging.getLogger("demand_response.utility")
@@ -290,7 +290,11 @@ class UtilityDaemon:
         """Compute every winner's delivery from the meter store once its event data is in,
         write each record and log one line per winner. Waits (quietly) for missing data
         until the report deadline; after it, a winner without data gets one clear line."""
-        done = self._measured.setdefault(rid, {})
+        if rid not in self._measured:  # after a restart: the records already published stand
+            stored = read_records(self.records_dir, int(self.dr.w3.eth.chain_id), self.dr.address, rid)
+            self._measured[rid] = {to_checksum_address(r["address"]): r for r in stored}
+            self.judged.extend(stored)
+        done = self._measured[rid]
         if self.portfolio and done:
             return  # a portfolio is measured once
         winners = [w for w in bidders if w not in done and (rid, w) not in self._unmeasured

@@ -120,3 +120,18 @@ def test_a_hostile_meter_store_path_fails_each_winner_with_one_line_not_a_crash(
     assert daemon.judged == []
     assert "no delivery computed from the meter data" in caplog.text
     assert env.dr.participant_of(rid, env.consumers[0].address).stage == Stage.REPORTED
+
+
+def test_a_restarted_daemon_keeps_the_published_records_and_their_verdicts(env, tmp_path: Path) -> None:
+    rid, _, db = _metered_request(env, tmp_path, with_data=[0])
+    env.dr.report_delivery(env.consumers[0], rid, 450)
+    first = _daemon(env, tmp_path, db)
+    first.metered.add(rid)
+    first._tick_metered()
+    assert [r["verdict"] for r in first.judged] == ["confirmed"]
+    again = _daemon(env, tmp_path, db)
+    again.metered.add(rid)
+    again._tick_metered()
+    assert [(r["address"], r["verdict"]) for r in again.judged] == [(env.consumers[0].address, "confirmed")]
+    stored = read_records(tmp_path / "records", env.chain.chain_id, env.dr.address, rid)
+    assert [r["verdict"] for r in stored] == ["confirmed"]
