@@ -14,7 +14,7 @@ import math
 from html import escape
 from typing import Iterable
 
-from .units import PriceUnit
+from .units import Money
 
 W, H = 640, 300
 LEFT, RIGHT, TOP, BOTTOM = 78, 18, 16, 46
@@ -33,15 +33,16 @@ def _nice_step(span: float, ticks: int = 5) -> float:
     return 10 * magnitude
 
 
-def _fmt_axis(value: float) -> str:
-    if value == int(value):
-        return f"{int(value):,}"
-    return f"{value:,.3f}".rstrip("0").rstrip(".")
+def _fmt_axis(value: float, step: float = 1.0) -> str:
+    """A tick label with as many decimals as the step needs (``0.0001`` ETH/kWh steps too)."""
+    places = max(0, -math.floor(math.log10(step)) + 1) if step > 0 else 0
+    text = f"{value:,.{places}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def merit_order_svg(
     levels: Iterable[tuple[int, int]],
-    unit: PriceUnit,
+    unit: Money,
     *,
     title: str,
     target_watts: int | None = None,
@@ -52,13 +53,13 @@ def merit_order_svg(
     """An accessible SVG step chart of ``(price wei/kWh, watts)`` levels (any order)."""
     steps = sorted((int(p), int(w)) for p, w in levels if int(w) > 0)
     total_kw = sum(w for _, w in steps) / 1000
-    prices = [unit.from_wei(p) for p, _ in steps]
+    prices = [unit.from_base(p) for p, _ in steps]
     x_max = max([total_kw, (target_watts or 0) / 1000 * 1.1, 0.001])
     y_candidates = [float(p) for p in prices]
     if clearing_price:
-        y_candidates.append(float(unit.from_wei(clearing_price)))
+        y_candidates.append(float(unit.from_base(clearing_price)))
     highest = max(y_candidates + [1e-9])
-    cap_value = float(unit.from_wei(cap)) if cap else None
+    cap_value = float(unit.from_base(cap)) if cap else None
     # The cap sets the scale only when it is near the bids; far above them it would squash
     # every bid onto the axis, so it is marked at the top edge as off the chart instead.
     cap_off_chart = bool(cap_value and y_candidates and cap_value > highest * CAP_OFF_CHART_RATIO)
@@ -94,13 +95,13 @@ def merit_order_svg(
     while value <= y_max + 1e-12:
         y = sy(value)
         out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{_fmt_axis(value)}</text>')
+        out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{_fmt_axis(value, y_step)}</text>')
         value += y_step
     value = 0.0
     while value <= x_max + 1e-12:
         x = sx(value)
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{TOP + ph}" class="grid"/>')
-        out.append(f'<text x="{x:.1f}" y="{TOP + ph + 16}" class="tick" text-anchor="middle">{_fmt_axis(value)}</text>')
+        out.append(f'<text x="{x:.1f}" y="{TOP + ph + 16}" class="tick" text-anchor="middle">{_fmt_axis(value, x_step)}</text>')
         value += x_step
     out.append(f'<text x="{LEFT + pw / 2:.1f}" y="{H - 6}" class="axis" text-anchor="middle">cumulative reduction (kW)</text>')
     out.append(f'<text x="14" y="{TOP + ph / 2:.1f}" class="axis" text-anchor="middle" '
@@ -132,7 +133,7 @@ def merit_order_svg(
         points = []
         cumulative = 0.0
         for price_wei, watts in steps:
-            y = sy(float(unit.from_wei(price_wei)))
+            y = sy(float(unit.from_base(price_wei)))
             points.append(f"{sx(cumulative):.1f},{y:.1f}")
             cumulative += watts / 1000
             points.append(f"{sx(cumulative):.1f},{y:.1f}")
@@ -143,7 +144,7 @@ def merit_order_svg(
         out.append(f'<text x="{LEFT + 6}" y="{TOP + 14}" class="label cap-off">'
                    f'↑ cap {escape(unit.format(cap))} (above this scale)</text>')
     elif cap:
-        y = sy(float(unit.from_wei(cap)))
+        y = sy(float(unit.from_base(cap)))
         out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="cap"/>')
         out.append(f'<text x="{LEFT + 6}" y="{y - 5:.1f}" class="label">cap {escape(unit.format(cap))}</text>')
     if target_watts:
@@ -153,7 +154,7 @@ def merit_order_svg(
         out.append(f'<text x="{x + dx:.1f}" y="{TOP + ph - 8}" class="label target-label" text-anchor="{anchor}">'
                    f'target {target_watts / 1000:.3f} kW</text>')
     if clearing_price:
-        y = sy(float(unit.from_wei(clearing_price)))
+        y = sy(float(unit.from_base(clearing_price)))
         out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="clearing"/>')
         out.append(f'<text x="{LEFT + 6}" y="{y - 5:.1f}" class="label clearing-label">clearing {escape(unit.format(clearing_price))}</text>')
     out.append("</svg>")

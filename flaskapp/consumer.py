@@ -151,12 +151,12 @@ def unlock() -> Any:
 
 def _rows_from_offers(offers: list[tuple[int, int]]) -> list[dict[str, Any]]:
     unit = gw().unit
-    return [{"kw": Decimal(w) / 1000, "price": unit.from_wei(p)} for w, p in offers]
+    return [{"kw": Decimal(w) / 1000, "price": unit.from_base(p)} for w, p in offers]
 
 
 def _form_offers(form: BidsForm) -> list[Offer]:
     unit = gw().unit
-    return [Offer(int(row.kw.data * 1000), unit.to_wei(row.price.data)) for row in form.rows]
+    return [Offer(int(row.kw.data * 1000), unit.parse_price(row.price.data)) for row in form.rows]
 
 
 def _curve_svg(offers: list[tuple[int, int]], cap: int | None) -> str:
@@ -181,7 +181,7 @@ def _render_bids(form: BidsForm, code: int = 200, offers: list[tuple[int, int]] 
         offers = []
         for row in form.rows:
             try:
-                offers.append((int(Decimal(row.kw.data) * 1000), g.unit.to_wei(row.price.data)))
+                offers.append((int(Decimal(row.kw.data) * 1000), g.unit.parse_price(row.price.data)))
             except Exception:
                 continue
     over_cap = [i for i, (_, p) in enumerate(offers) if cap and p > cap]
@@ -250,7 +250,8 @@ def fill() -> Any:
     offers = []
     for watts, price in pairs:
         price = int(price)
-        price = snap_price_up(price, cap) if cap else -(-price // g.unit.wei) * g.unit.wei
+        step = 10 ** max(0, g.unit.decimals - 6)  # a price people read: whole millionths of the currency
+        price = snap_price_up(price, cap) if cap else -(-price // step) * step
         offers.append((int(watts), price))
     offers = offers[:64]
     if not offers:
@@ -279,7 +280,7 @@ def _render_results(code: int = 200) -> Any:
         _, error = attempt(lambda: g.chain.session())
         error = error or "no consumer account is configured; set CONSUMER_ACCOUNT (see docs/web.md)"
     records, records_error = queries.results_records(g, account)
-    records, records_delivery = presenters.record_rows(records)
+    records, records_delivery = presenters.record_rows(records, g.unit)
     return render_template("consumer/results.html", history=history, error=error, records=records,
                            records_delivery=records_delivery,
                            records_error=records_error, withdraw_form=PlainForm(),
@@ -327,8 +328,6 @@ def withdraw() -> Any:
     except USER_ERRORS as exc:
         flash(f"Withdrawal failed: {one_line(exc)}", "error")
         return _render_results(code=409)
-    from .units import fmt_eth
-
     tx = "0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x")
-    flash(f"Withdrew {fmt_eth(owed)} to {signer.address} (tx {tx}).", "ok")
+    flash(f"Withdrew {gw().unit.amount(owed)} to {signer.address} (tx {tx}).", "ok")
     return redirect(url_for("consumer.results"))
