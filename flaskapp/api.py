@@ -128,6 +128,23 @@ def request_stack(request_id: int) -> Any:
     return jsonify(data)
 
 
+@bp.get("/requests/<int:request_id>/delivery")
+def request_delivery(request_id: int) -> Any:
+    """The published delivery records of a metered request (``demand_response.mv.records``): per
+    winner the baseline, metered and delivered figures, the method, its parameters, the data hash
+    and the per-interval series ``[start, seconds, baseline_wh, metered_wh]``."""
+    g = gw()
+    _, failure = _request_or_error(request_id)
+    if failure:
+        return failure
+    records, failure = _chain_or_503(lambda: queries.delivery_records(g, request_id))
+    if failure:
+        return failure
+    for record in records:
+        record.pop("chart", None)  # the pages' SVG; the API gives the series
+    return jsonify({"request_id": request_id, "records": records})
+
+
 @bp.get("/requests/<int:request_id>/stack.svg")
 def request_stack_svg(request_id: int) -> Any:
     """The bid stack as an SVG chart."""

@@ -11,8 +11,9 @@ when it is more than ``CAP_OFF_CHART_RATIO`` times the highest bid, a label at t
 from __future__ import annotations
 
 import math
+import time
 from html import escape
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from .units import Money
 
@@ -160,3 +161,78 @@ def merit_order_svg(
     out.append("</svg>")
     return "\n".join(out)
 
+
+
+def _clock(ts: int) -> str:
+    """``HH:MM`` in the server's local time, like the pages' other times."""
+    return time.strftime("%H:%M", time.localtime(int(ts)))
+
+
+def delivery_svg(intervals: Sequence[Sequence[int]], *, title: str, chart_id: str = "delivery",
+                 event_start: int | None = None, event_end: int | None = None) -> str:
+    """An accessible SVG of baseline against metered load over an event: each interval's
+    average kW (``Wh × 3600 ÷ seconds``) as two step lines, the reduction (baseline above
+    metered) shaded. ``intervals`` are a delivery record's ``[start, seconds, baseline_wh,
+    metered_wh]`` rows (``demand_response.mv.records``), already checked by the caller."""
+    rows = sorted((int(s), int(d), int(b), int(m)) for s, d, b, m in intervals if int(d) > 0)
+    pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
+    baseline_wh = sum(r[2] for r in rows)
+    metered_wh = sum(r[3] for r in rows)
+    desc = (f"{len(rows)} interval(s); baseline {baseline_wh / 1000:.3f} kWh, metered {metered_wh / 1000:.3f} kWh, "
+            f"reduction {(baseline_wh - metered_wh) / 1000:.3f} kWh")
+    out = [
+        f'<svg class="chart delivery-chart" viewBox="0 0 {W} {H}" role="img" aria-labelledby="{chart_id}-t {chart_id}-d" '
+        f'xmlns="http://www.w3.org/2000/svg" preserveAspectRatio="xMidYMid meet">',
+        f'<title id="{chart_id}-t">{escape(title)}</title>',
+        f'<desc id="{chart_id}-d">{escape(desc)}</desc>',
+        f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" class="plot"/>',
+    ]
+    if not rows:
+        out.append(f'<text x="{LEFT + pw / 2:.1f}" y="{TOP + ph / 2:.1f}" class="empty" text-anchor="middle">'
+                   'no interval data</text></svg>')
+        return "\n".join(out)
+    t0, t1 = rows[0][0], max(s + d for s, d, _, _ in rows)
+    kw = [(s, d, b * 3.6 / d, m * 3.6 / d) for s, d, b, m in rows]  # Wh over d seconds as average kW
+    y_max = max([max(b, m) for _, _, b, m in kw] + [0.001]) * 1.1
+    y_step = _nice_step(y_max)
+
+    def sx(ts: float) -> float:
+        return LEFT + pw * (ts - t0) / max(t1 - t0, 1)
+
+    def sy(value: float) -> float:
+        return TOP + ph * (1 - value / y_max)
+
+    value = 0.0
+    while value <= y_max + 1e-12:
+        y = sy(value)
+        out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{_fmt_axis(value, y_step)}</text>')
+        value += y_step
+    n_ticks = min(6, len(rows))
+    for i in range(n_ticks + 1):
+        ts = t0 + (t1 - t0) * i / max(n_ticks, 1)
+        x = sx(ts)
+        out.append(f'<text x="{x:.1f}" y="{TOP + ph + 16}" class="tick" text-anchor="middle">{_clock(int(ts))}</text>')
+    if event_start is not None and event_end is not None and event_end > event_start:
+        x0, x1 = sx(max(event_start, t0)), sx(min(event_end, t1))
+        if x1 > x0:
+            out.append(f'<rect x="{x0:.1f}" y="{TOP}" width="{x1 - x0:.1f}" height="{ph}" class="event"/>')
+    for s, d, b, m in kw:  # the reduction of each interval, shaded
+        if b > m:
+            out.append(f'<rect x="{sx(s):.1f}" y="{sy(b):.1f}" width="{max(sx(s + d) - sx(s), 0.8):.1f}" '
+                       f'height="{sy(m) - sy(b):.1f}" class="reduction"><title>{_clock(s)}: baseline {b:.3f} kW, '
+                       f'metered {m:.3f} kW</title></rect>')
+    for cls, index in (("baseline", 2), ("metered", 3)):
+        points = []
+        for row in kw:
+            y = sy(row[index])
+            points.append(f"{sx(row[0]):.1f},{y:.1f}")
+            points.append(f"{sx(row[0] + row[1]):.1f},{y:.1f}")
+        out.append(f'<polyline points="{" ".join(points)}" class="{cls}"/>')
+    out.append(f'<text x="{LEFT + pw / 2:.1f}" y="{H - 6}" class="axis" text-anchor="middle">time</text>')
+    out.append(f'<text x="14" y="{TOP + ph / 2:.1f}" class="axis" text-anchor="middle" '
+               f'transform="rotate(-90 14 {TOP + ph / 2:.1f})">average load (kW)</text>')
+    out.append(f'<text x="{W - RIGHT - 6}" y="{TOP + 14}" class="label legend-baseline" text-anchor="end">— baseline</text>')
+    out.append(f'<text x="{W - RIGHT - 6}" y="{TOP + 30}" class="label legend-metered" text-anchor="end">— metered</text>')
+    out.append("</svg>")
+    return "\n".join(out)

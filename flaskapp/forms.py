@@ -58,6 +58,16 @@ def _whole_watts(form: Form, field: DecimalField) -> None:
         raise ValidationError("At most 3 decimals (bids are in whole watts).")
 
 
+class MoneyField(DecimalField):
+    """A decimal amount shown in plain notation (``0.0000001``, never ``1E-7``)."""
+
+    def _value(self) -> str:
+        if not self.raw_data and isinstance(self.data, Decimal) and self.data.is_finite():
+            text = format(self.data, "f")
+            return text.rstrip("0").rstrip(".") if "." in text else text
+        return super()._value()
+
+
 def _money() -> Any:
     """The app's market money (``flaskapp.units.Money``)."""
     from flask import current_app
@@ -97,7 +107,7 @@ class BidRow(Form):
                     NumberRange(min=Decimal("0.001"), max=MAX_KW, message="Between 0.001 and %(max)s kW."),
                     _whole_watts],
     )
-    price = DecimalField("Price", places=None,
+    price = MoneyField("Price", places=None,
                          validators=[InputRequired("Enter the least you accept per kWh."), _finite, _PriceInUnit()])
 
 
@@ -161,9 +171,9 @@ class RequestForm(FlaskForm):
     duration_s = IntegerField("Duration (s)", default=3600,
                               validators=[InputRequired("How long must the reduction last?"),
                                           _not_huge, NumberRange(min=60, max=7 * 86400, message="Between 60 s and 7 days.")])
-    cap = DecimalField("Price cap (per kWh)", places=None,
+    cap = MoneyField("Price cap (per kWh)", places=None,
                        validators=[InputRequired("Enter the most you pay per kWh."), _finite, _PriceInUnit()])
-    budget_eth = DecimalField("Budget (optional)", places=None, validators=[Optional(), _finite])
+    budget_eth = MoneyField("Budget (optional)", places=None, validators=[Optional(), _finite])
     rule = SelectField("Pricing", choices=[_Choice("uniform", "Uniform price"),
                                            _Choice("pay_as_bid", "Pay as bid")], default="uniform")
     reveal_s = IntegerField("Reveal window (s)", validators=[
@@ -172,7 +182,7 @@ class RequestForm(FlaskForm):
         Optional(), _not_huge, NumberRange(min=0, max=30 * 86400, message="Between 0 (paid on acceptance) and 30 days.")])
     dispute_s = IntegerField("Dispute window (s)", validators=[
         Optional(), _not_huge, NumberRange(min=0, max=30 * 86400, message="Between 0 and 30 days.")])
-    bond_eth = DecimalField("Bond per participant", places=None, validators=[Optional(), _finite])
+    bond_eth = MoneyField("Bond per participant", places=None, validators=[Optional(), _finite])
     preview = SubmitField("Preview")
     post = SubmitField("Post request")
 

@@ -18,7 +18,7 @@ from demand_response.lifecycle import delivery_actions, lifecycle
 from demand_response.market import payout, required_budget, settle_delivery, tick_wei
 from demand_response.planner import RequestPlan
 
-from .units import DEFAULT_MONEY, Money, fmt_kw
+from .units import DEFAULT_MONEY, Money, fmt_kw, fmt_kwh
 
 
 def terms_dict(terms: TermsInfo, unit: Money = DEFAULT_MONEY) -> dict[str, Any]:
@@ -385,3 +385,80 @@ def delivery_table(info: RequestInfo, terms: TermsInfo, participants: list[tuple
                    "display": {"accepted": fmt_kw(totals["accepted_watts"]), "promised": unit.amount(totals["promised_wei"]),
                                "delivered": fmt_kw(totals["delivered_watts"]), "paid": unit.amount(totals["paid_wei"])}},
     }
+
+
+def bid_warnings(offers: list[tuple[int, int]], duration_s: int, cost: int, margin: Decimal | str = "0",
+                 unit: Money = DEFAULT_MONEY) -> dict[int, str]:
+    """Per row index, why an offer of ``(watts, price per kWh)`` does not pay for taking part:
+    its payout at its own ask over ``duration_s`` (``market.payout``, the least a winning bid
+    earns) is below ``cost`` × (1 + margin); the reason is ``fees.worth_bidding``'s line."""
+    from demand_response.fees import worth_bidding
+
+    out = {}
+    for i, (watts, price) in enumerate(offers):
+        decision = worth_bidding(payout(watts, duration_s, price), cost, margin, unit.currency)
+        if not decision.bid:
+            out[i] = decision.reason
+    return out
+
+
+def _series(value: Any) -> list[list[int]] | None:
+    """A record's ``intervals`` as ``[[start, seconds, baseline_wh, metered_wh], ...]``, or None
+    when it is not that shape (a hostile or broken file draws no chart)."""
+    if not isinstance(value, list) or len(value) > 10_000:
+        return None
+    rows = []
+    for row in value:
+        if not (isinstance(row, list) and len(row) == 4
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in row)):
+            return None
+        start, seconds, baseline, metered = row
+        if start < 0 or not 0 < seconds <= 86_400 or abs(baseline) > 10**12 or abs(metered) > 10**12:
+            return None
+        rows.append([start, seconds, baseline, metered])
+    return rows
+
+
+def delivery_records(records: Iterable[dict[str, Any]], chart_prefix: str = "delivery") -> list[dict[str, Any]]:
+    """Published delivery records (``demand_response.mv.records``) for a page and the API: per
+    winner its baseline, metered and delivered figures, the method with its parameters and the
+    data hash (so a household can recompute it, docs/mv.md), and the baseline-against-metered
+    chart. A missing figure is ``None`` (``—``), never 0."""
+    from .charts import delivery_svg
+
+    out = []
+    for i, record in enumerate(records):
+        series = _series(record.get("intervals"))
+        baseline, metered = _int_or_none(record.get("baseline_wh")), _int_or_none(record.get("metered_wh"))
+        delivered = _int_or_none(record.get("delivered_watts"))
+        address = str(record.get("address") or "")
+        params = record.get("params") if isinstance(record.get("params"), dict) else {}
+        method = str(record.get("method") or "—")
+        start, end = _int_or_none(record.get("event_start")), _int_or_none(record.get("event_end"))
+        out.append({
+            "address": address,
+            "meter_id": record.get("meter_id"),
+            "method": method,
+            "params": params,
+            "data_hash": record.get("data_hash"),
+            "method_id": record.get("method_id"),
+            "record_digest": record.get("record_digest"),
+            "event_start": start,
+            "event_end": end,
+            "baseline_wh": baseline,
+            "metered_wh": metered,
+            "delivered_watts": delivered,
+            "intervals": series or [],
+            "display": {
+                "baseline": fmt_kwh(None if baseline is None else baseline * 3600),
+                "metered": fmt_kwh(None if metered is None else metered * 3600),
+                "reduction": fmt_kwh(None if baseline is None or metered is None else (baseline - metered) * 3600),
+                "delivered": fmt_kw(delivered),
+                "params": ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "—",
+                "window": f"{_hm(start)}–{_hm(end)}" if start and end else "—",
+            },
+            "chart": delivery_svg(series, title=f"Baseline against metered load, {address or 'unknown'} ({method})",
+                                  chart_id=f"{chart_prefix}-{i}", event_start=start, event_end=end)
+            if series is not None else None,
+        })
+    return out

@@ -106,3 +106,16 @@ def saved_offers(s: Services) -> tuple[list[tuple[int, int]], str | None, bool]:
     except BidsError as exc:
         return [], one_line(exc), False
     return [(o.watts, o.price) for o in doc.for_agent(0)], None, bool(doc.fleet)
+
+
+def delivery_records(s: Services, request_id: int, address: str | None = None,
+                     chart_prefix: str = "delivery") -> list[dict[str, Any]]:
+    """The published delivery records of a request (``RECORDS_DIR``, ``demand_response.mv.records``),
+    of one ``address`` when given, through ``presenters.delivery_records``."""
+    from demand_response.mv.records import read_records
+
+    session = s.chain.session()
+    records = read_records(s.settings.records_dir, session.chain_id, session.dr.address, request_id)
+    if address:
+        records = [r for r in records if str(r.get("address", "")).lower() == address.lower()]
+    return presenters.delivery_records(records, chart_prefix)

@@ -51,6 +51,11 @@ class Money:
         """Decimals of the currency (18 for ETH, 6 for USDC)."""
         return self.currency.decimals
 
+    @property
+    def example_price(self) -> str:
+        """A plausible price per kWh to show as a form's placeholder."""
+        return "0.35" if self.currency.fiat else "0.0001"
+
     def format(self, base_per_kwh: int | None) -> str:
         """A price for people: ``0.0001 ETH/kWh (≈ $0.30/kWh)``; ``—`` for None."""
         return _u.format_price(None if base_per_kwh is None else int(base_per_kwh), self.currency, rate=self.rate)

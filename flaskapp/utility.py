@@ -7,6 +7,7 @@ docs/web.md). Every other visitor gets a 403 page that says how to enable it.
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
@@ -84,7 +85,7 @@ def _render_dashboard(form: RequestForm | None = None, preview: dict[str, Any] |
     if form is None:
         form = RequestForm(formdata=None)
         if not form.cap.data:
-            form.cap.data = g.unit.from_base(128 * 10**12)
+            form.cap.data = Decimal(g.unit.plain(128 * 10**12))
     return render_template(
         "utility/dashboard.html", chain=chain, account=account, utility_error=utility_error, form=form,
         preview=preview, history=history, history_error=history_error, stacks=stacks, owed=owed,
@@ -147,6 +148,7 @@ def request_detail(request_id: int, code: int = 200) -> Any:
         return render_template("error.html", title="Not found", status=404,
                                message=f"There is no request {request_id} on this contract."), 404
     data = svg = row = terms = delivery = None
+    measured: list[dict[str, Any]] = []
     if info is not None:
         data, error = attempt(lambda: queries.stack(g, info))
         svg = queries.stack_svg(g, info, data) if data else None
@@ -158,7 +160,10 @@ def request_detail(request_id: int, code: int = 200) -> Any:
             if terms.metered:
                 delivery, error4 = attempt(lambda: queries.delivery_table(g, info, terms, chain_now))
                 error = error or error4
+                measured, error5 = attempt(lambda: queries.delivery_records(g, request_id), [])
+                error = error or error5
     return render_template("utility/request.html", info=info, row=row, terms=terms, delivery=delivery,
+                           measured=measured,
                            stack=data, svg=svg, error=error, action_form=PlainForm(), delivery_form=DeliveryForm(),
                            request_id=request_id, dev_chain=attempt(g.chain.is_dev, False)[0]), code
 

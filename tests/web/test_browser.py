@@ -118,10 +118,10 @@ def test_bid_request_settle_withdraw_in_a_browser(stack: dict[str, Any], browser
     # 1. Enter bids in the form (one row added by the page's script).
     page.goto(stack["consumer"] + "/consumer/bids")
     page.fill("#rows-0-kw", "1.5")
-    page.fill("#rows-0-price", "40000")
+    page.fill("#rows-0-price", "0.00004")
     page.click("#add-row")
     page.locator("[data-row] input[name$='-kw']").nth(1).fill("2")
-    page.locator("[data-row] input[name$='-price']").nth(1).fill("70000")
+    page.locator("[data-row] input[name$='-price']").nth(1).fill("0.00007")
     expect(page.locator("#curve svg desc")).to_contain_text("3.500 kW offered")
     page.click("#save-bids")
     expect(page.locator(".flash-ok")).to_contain_text("Saved 2 bid(s)")
@@ -145,8 +145,8 @@ def test_bid_request_settle_withdraw_in_a_browser(stack: dict[str, Any], browser
     utility.goto(stack["utility"] + "/utility/")
     utility.fill("#target_kw", "3")
     utility.fill("#bidding_s", "25")
-    utility.fill("#duration_min", "60")
-    utility.fill("#cap", "128000")
+    utility.fill("#duration_s", "3600")
+    utility.fill("#cap", "0.000128")
     expect(utility.locator("#preview-box")).to_contain_text("Payout preview")
     shot(utility, "utility-new")
     utility.click("[data-testid=post-request]")
@@ -175,8 +175,8 @@ def test_bid_request_settle_withdraw_in_a_browser(stack: dict[str, Any], browser
     # 5. Settlement: the settle button once bidding has closed.
     expect(utility.locator("[data-testid=request-state]")).to_have_text("closed", timeout=90_000)
     utility.click("[data-testid=settle]")
-    expect(utility.locator(".flash-ok")).to_contain_text("Winners of request 1 selected at 70,000 gwei/kWh")
-    expect(utility.locator("[data-testid=clearing-price]")).to_have_text("70,000 gwei/kWh")
+    expect(utility.locator(".flash-ok")).to_contain_text("Winners of request 1 selected at 0.00007 ETH/kWh")
+    expect(utility.locator("[data-testid=clearing-price]")).to_have_text("0.00007 ETH/kWh")
     expect(utility.locator("[data-testid=request-phase]")).to_have_text(re.compile("event|settled"))  # lifecycle, chain time
     expect(utility.locator("[data-testid=bid-stack] svg rect.step.accepted")).to_have_count(2)
     shot(utility, "utility-stack")
@@ -189,14 +189,14 @@ def test_bid_request_settle_withdraw_in_a_browser(stack: dict[str, Any], browser
     # 6. Results: accepted kW and payout (the daemon claims), then withdraw.
     page.bring_to_front()
     page.goto(stack["consumer"] + "/consumer/results")
-    expect(page.locator("[data-testid=accepted-1]")).to_have_text("3.000 kW")
-    expect(page.locator("[data-testid=payout-1]")).to_contain_text("0.000210 ETH")  # 3 kW x 1 h x 70,000 gwei
+    expect(page.locator("[data-testid=accepted-1]")).to_have_text("3 kW")
+    expect(page.locator("[data-testid=payout-1]")).to_contain_text("0.00021 ETH")  # 3 kW x 1 h x 0.00007 ETH/kWh
     withdraw = page.locator("[data-testid=withdraw]")
     expect(withdraw).to_be_visible()
     shot(page, "results")
     withdraw.click()
-    expect(page.locator(".flash-ok")).to_contain_text("Withdrew 0.000210 ETH")
-    expect(page.locator("[data-testid=owed]")).to_have_text("0.000000 ETH")
+    expect(page.locator(".flash-ok")).to_contain_text("Withdrew 0.00021 ETH")
+    expect(page.locator("[data-testid=owed]")).to_have_text("0 ETH")
     expect(page.locator("[data-testid=withdraw]")).to_have_count(0)
 
     # The daemon stops from the page too.
