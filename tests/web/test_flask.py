@@ -800,3 +800,15 @@ def test_sealed_metered_request_through_the_dashboard(anvil: devchain.DevChain, 
     results = client.get("/consumer/results").get_data(as_text=True)
     assert "Your measured delivery" in results and results.count('class="chart delivery-chart"') == 1
     assert f'data-testid="measured-{c1.lower()}"' in results and f'data-testid="measured-{c2.lower()}"' not in results
+
+
+def test_the_bid_form_warns_about_an_offer_that_cannot_pay_for_taking_part(client: Any) -> None:
+    """The node's fee quote prices a household's event (bid, claim, withdraw); an offer whose
+    payout at its own price is less is flagged with fees.worth_bidding's reason, and saving still works."""
+    data = {"rows-0-kw": "1", "rows-0-price": "0.000001", "rows-1-kw": "4000", "rows-1-price": "0.01", "save": "1"}
+    assert client.post("/consumer/bids", data=data).status_code == 302
+    page = client.get("/consumer/bids").get_data(as_text=True)
+    assert 'data-testid="participation-cost"' in page and "3 transactions, 179,375 gas" in page
+    warning = re.search(r'data-testid="not-worth-0">([^<]+)<', page)
+    assert warning and "skip: pays 0.000001 ETH at its ask, but taking part costs" in warning.group(1)
+    assert 'data-testid="not-worth-1"' not in page  # 4 MW for an hour at 0.01 ETH/kWh pays
