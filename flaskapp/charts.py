@@ -15,7 +15,7 @@ import time
 from html import escape
 from typing import Iterable, Sequence
 
-from .units import Money
+from .units import Money, fmt_kw
 
 W, H = 640, 300
 LEFT, RIGHT, TOP, BOTTOM = 78, 18, 16, 46
@@ -77,11 +77,11 @@ def merit_order_svg(
     def sy(price: float) -> float:
         return TOP + ph * (1 - price / y_max)
 
-    desc_parts = [f"{len(steps)} price level(s), {total_kw:.3f} kW offered in total"]
+    desc_parts = [f"{len(steps)} price level(s), {fmt_kw(sum(w for _, w in steps))} offered in total"]
     if cap and cap_off_chart:
         desc_parts.append(f"cap {unit.format(cap)}, above the chart's scale")
     if target_watts:
-        desc_parts.append(f"target {target_watts / 1000:.3f} kW")
+        desc_parts.append(f"target {fmt_kw(target_watts)}")
     if clearing_price:
         desc_parts.append(f"clearing price {unit.format(clearing_price)}")
     out = [
@@ -126,7 +126,7 @@ def merit_order_svg(
             x0, x1 = sx(left), sx(left + part_watts / 1000)
             out.append(
                 f'<rect x="{x0:.1f}" y="{y:.1f}" width="{max(x1 - x0, 0.8):.1f}" height="{TOP + ph - y:.1f}" class="{cls}">'
-                f'<title>{part_watts / 1000:.3f} kW {word} at {escape(unit.format(price_wei))}</title></rect>'
+                f'<title>{fmt_kw(part_watts)} {word} at {escape(unit.format(price_wei))}</title></rect>'
             )
             left += part_watts / 1000
         cumulative += watts / 1000
@@ -153,7 +153,7 @@ def merit_order_svg(
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{TOP + ph}" class="target"/>')
         anchor, dx = ("end", -5) if x > LEFT + pw * 0.6 else ("start", 5)
         out.append(f'<text x="{x + dx:.1f}" y="{TOP + ph - 8}" class="label target-label" text-anchor="{anchor}">'
-                   f'target {target_watts / 1000:.3f} kW</text>')
+                   f'target {fmt_kw(target_watts)}</text>')
     if clearing_price:
         y = sy(float(unit.from_base(clearing_price)))
         out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="clearing"/>')
@@ -193,7 +193,7 @@ def delivery_svg(intervals: Sequence[Sequence[int]], *, title: str, chart_id: st
         return "\n".join(out)
     t0, t1 = rows[0][0], max(s + d for s, d, _, _ in rows)
     kw = [(s, d, b * 3.6 / d, m * 3.6 / d) for s, d, b, m in rows]  # Wh over d seconds as average kW
-    y_max = max([max(b, m) for _, _, b, m in kw] + [0.001]) * 1.1
+    y_max = max([max(b, m) for _, _, b, m in kw] + [0.001]) * 1.08
     y_step = _nice_step(y_max)
 
     def sx(ts: float) -> float:
@@ -213,8 +213,8 @@ def delivery_svg(intervals: Sequence[Sequence[int]], *, title: str, chart_id: st
         ts = t0 + (t1 - t0) * i / max(n_ticks, 1)
         x = sx(ts)
         out.append(f'<text x="{x:.1f}" y="{TOP + ph + 16}" class="tick" text-anchor="middle">{_clock(int(ts))}</text>')
-    if event_start is not None and event_end is not None and event_end > event_start:
-        x0, x1 = sx(max(event_start, t0)), sx(min(event_end, t1))
+    if event_start is not None and event_end is not None and (t0 < event_start or t1 > event_end):
+        x0, x1 = sx(max(event_start, t0)), sx(min(event_end, t1))  # the event, when data reach beyond it
         if x1 > x0:
             out.append(f'<rect x="{x0:.1f}" y="{TOP}" width="{x1 - x0:.1f}" height="{ph}" class="event"/>')
     for s, d, b, m in kw:  # the reduction of each interval, shaded
@@ -229,10 +229,17 @@ def delivery_svg(intervals: Sequence[Sequence[int]], *, title: str, chart_id: st
             points.append(f"{sx(row[0]):.1f},{y:.1f}")
             points.append(f"{sx(row[0] + row[1]):.1f},{y:.1f}")
         out.append(f'<polyline points="{" ".join(points)}" class="{cls}"/>')
-    out.append(f'<text x="{LEFT + pw / 2:.1f}" y="{H - 6}" class="axis" text-anchor="middle">time</text>')
     out.append(f'<text x="14" y="{TOP + ph / 2:.1f}" class="axis" text-anchor="middle" '
                f'transform="rotate(-90 14 {TOP + ph / 2:.1f})">average load (kW)</text>')
-    out.append(f'<text x="{W - RIGHT - 6}" y="{TOP + 14}" class="label legend-baseline" text-anchor="end">— baseline</text>')
-    out.append(f'<text x="{W - RIGHT - 6}" y="{TOP + 30}" class="label legend-metered" text-anchor="end">— metered</text>')
+    # legend under the time axis: what each mark is
+    y, x = H - 10, LEFT + pw / 2 - 170
+    out.append(f'<line x1="{x:.1f}" x2="{x + 26:.1f}" y1="{y - 4}" y2="{y - 4}" class="baseline"/>'
+               f'<text x="{x + 32:.1f}" y="{y}" class="axis">baseline</text>')
+    x += 120
+    out.append(f'<line x1="{x:.1f}" x2="{x + 26:.1f}" y1="{y - 4}" y2="{y - 4}" class="metered"/>'
+               f'<text x="{x + 32:.1f}" y="{y}" class="axis">metered</text>')
+    x += 115
+    out.append(f'<rect x="{x:.1f}" y="{y - 11}" width="22" height="12" class="reduction"/>'
+               f'<text x="{x + 28:.1f}" y="{y}" class="axis">reduction</text>')
     out.append("</svg>")
     return "\n".join(out)

@@ -398,7 +398,7 @@ def bid_warnings(offers: list[tuple[int, int]], duration_s: int, cost: int, marg
     for i, (watts, price) in enumerate(offers):
         decision = worth_bidding(payout(watts, duration_s, price), cost, margin, unit.currency)
         if not decision.bid:
-            out[i] = decision.reason
+            out[i] = decision.reason.removeprefix("skip: ")
     return out
 
 
@@ -436,6 +436,7 @@ def delivery_records(records: Iterable[dict[str, Any]], chart_prefix: str = "del
         method = str(record.get("method") or "—")
         start, end = _int_or_none(record.get("event_start")), _int_or_none(record.get("event_end"))
         out.append({
+            "request_id": _int_or_none(record.get("request_id")),
             "address": address,
             "meter_id": record.get("meter_id"),
             "method": method,

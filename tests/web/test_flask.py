@@ -231,7 +231,7 @@ def test_fill_from_gridsim_fills_the_form_not_the_file(client: Any, app: Any) ->
 
 def test_bid_curve_preview(client: Any) -> None:
     svg = client.get("/api/bids/curve.svg?kw=1&price=0.000001&kw=2&price=0.0000005&kw=x&price=1").get_data(as_text=True)
-    assert svg.startswith("<svg") and "<title" in svg and "3.000 kW offered" in svg and "ETH/kWh" in svg
+    assert svg.startswith("<svg") and "<title" in svg and "3 kW offered" in svg and "ETH/kWh" in svg
 
 
 # -- CSRF ------------------------------------------------------------------------------------
@@ -810,5 +810,5 @@ def test_the_bid_form_warns_about_an_offer_that_cannot_pay_for_taking_part(clien
     page = client.get("/consumer/bids").get_data(as_text=True)
     assert 'data-testid="participation-cost"' in page and "3 transactions, 179,375 gas" in page
     warning = re.search(r'data-testid="not-worth-0">([^<]+)<', page)
-    assert warning and "skip: pays 0.000001 ETH at its ask, but taking part costs" in warning.group(1)
+    assert warning and "pays 0.000001 ETH at its ask, but taking part costs" in warning.group(1)
     assert 'data-testid="not-worth-1"' not in page  # 4 MW for an hour at 0.01 ETH/kWh pays

@@ -85,7 +85,7 @@ def test_an_offer_whose_payout_cannot_cover_the_cost_of_taking_part_is_flagged_w
     offers = [(130, 4 * 10**13), (5000, 10**14)]  # a typical home's 130 W at 0.00004 ETH/kWh; 5 kW at 0.0001
     warnings = presenters.bid_warnings(offers, 3600, cost, "0", ETH_MONEY)
     assert list(warnings) == [0]
-    assert warnings[0].startswith("skip: pays 0.000005 ETH at its ask, but taking part costs 0.000179 ETH")
+    assert warnings[0].startswith("pays 0.000005 ETH at its ask, but taking part costs 0.000179 ETH")
     assert presenters.bid_warnings(offers, 3600, cost, Decimal("5"), ETH_MONEY).keys() == {0, 1}
 
 
@@ -97,7 +97,7 @@ def test_a_published_delivery_record_shows_its_figures_method_hash_and_a_chart()
     assert shown["method"] == "meter-before-after" and shown["data_hash"] == record["data_hash"]
     svg = shown["chart"]
     assert svg.startswith("<svg") and "<title" in svg and "reduction 0.500 kWh" in svg
-    assert svg.count('class="reduction"') == 4  # every event interval is below its baseline
+    assert svg.count('class="reduction"><title>') == 4  # every event interval is below its baseline
     assert 'class="baseline"' in svg and 'class="metered"' in svg
 
 
@@ -119,7 +119,7 @@ def test_hostile_delivery_records_draw_no_chart_and_are_escaped() -> None:
 def test_the_delivery_chart_plots_average_kw_per_interval() -> None:
     svg = delivery_svg([[T0, 900, 250, 125], [T0 + 900, 900, 250, 250]], title="t")
     assert "2 interval(s); baseline 0.500 kWh, metered 0.375 kWh, reduction 0.125 kWh" in svg
-    assert svg.count('class="reduction"') == 1  # the second interval delivered nothing
+    assert svg.count('class="reduction"><title>') == 1  # the second interval delivered nothing
     ticks = re.findall(r'class="tick" text-anchor="end">([^<]+)<', svg)
     assert ticks[0] == "0" and float(ticks[-1]) >= 1.0  # 250 Wh in 15 min is 1 kW
     assert "no interval data" in delivery_svg([], title="t")
