@@ -3,7 +3,7 @@
 ``create_app(config)`` builds the app; ``flask --app flaskapp run`` and ``./run_flask.sh``
 start it on 127.0.0.1. Configuration comes from ``.env`` and the environment (the keys
 ``dr`` reads, see ``.env.template``) with ``config`` on top; docs/web.md lists the web-only
-keys (``DR_ROLE``, ``DR_PRICE_UNIT``, ``FLASK_SECRET_KEY`` …).
+keys (``DR_ROLE``, ``FLASK_SECRET_KEY`` …).
 """
 
 from __future__ import annotations

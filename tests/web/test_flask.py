@@ -36,7 +36,7 @@ CAP_GWEI = 128_000  # 128e12 wei/kWh: grid step 1,000 gwei
 CAP = "0.000128"  # the same cap as the forms take it: ETH per kWh
 ENV_KEYS = ("RPC_URL", "NETWORK", "CHAIN_ID", "CONTRACT_ADDRESS", "UTILITY_ACCOUNT", "UTILITY_ACCOUNT_PASS",
             "CONSUMER_ACCOUNT", "CONSUMER_ACCOUNT_PASS", "UTILITY_PRIVATE_KEY", "CONSUMER_PRIVATE_KEY",
-            "BIDS_FILE", "RESULTS_FILE", "STATE_DIR", "DR_ENV_FILE", "KEYSTORE_DIR", "DR_ROLE", "DR_PRICE_UNIT",
+            "BIDS_FILE", "RESULTS_FILE", "STATE_DIR", "DR_ENV_FILE", "KEYSTORE_DIR", "DR_ROLE", "DR_PRICE_UNIT", "USD_PER_ETH",
             "FLASK_SECRET_KEY", "BIDS_SOURCE", "AUTO_WITHDRAW", "POLL_INTERVAL", "DEPLOYMENTS_FILE")
 
 
@@ -462,7 +462,7 @@ def test_broken_files_are_reported_not_500(client: Any, app: Any) -> None:
 
 
 def test_bad_configuration_is_reported_not_500(make_app: Any) -> None:
-    client = make_app(csrf=False, POLL_INTERVAL="often", DR_PRICE_UNIT="doubloons").test_client()
+    client = make_app(csrf=False, POLL_INTERVAL="often", USD_PER_ETH="doubloons").test_client()
     for url in ("/consumer/", "/consumer/results", "/utility/"):
         response = client.get(url)
         assert response.status_code == 200 and "Configuration problem" in response.get_data(as_text=True)
