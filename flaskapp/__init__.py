@@ -3,7 +3,7 @@
 ``create_app(config)`` builds the app; ``flask --app flaskapp run`` and ``./run_flask.sh``
 start it on 127.0.0.1. Configuration comes from ``.env`` and the environment (the keys
 ``dr`` reads, see ``.env.template``) with ``config`` on top; docs/web.md lists the web-only
-keys (``DR_ROLE``, ``DR_PRICE_UNIT``, ``FLASK_SECRET_KEY`` …).
+keys (``DR_ROLE``, ``FLASK_SECRET_KEY`` …).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from flask_wtf.csrf import CSRFProtect
 from . import errors
 from .daemon import DaemonManager
 from .services import Services
-from .units import fmt_eth, fmt_kw, short_hex
+from .units import fmt_kw, short_hex
 
 csrf = CSRFProtect()
 
@@ -65,7 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(blueprint)
     if services.config.utility_enabled:
         _serve_openadr3(app)
-    app.jinja_env.filters.update(kw=fmt_kw, eth=fmt_eth, short=short_hex, price=services.unit.format,
+    app.jinja_env.filters.update(kw=fmt_kw, eth=services.unit.amount, short=short_hex, price=services.unit.format,
                                  hms=_clock("%H:%M:%S"), when=_clock("%d %b %H:%M:%S"))
     app.context_processor(lambda: {"cfg": services.config, "unit": services.unit,
                                    "refresh_ms": services.config.refresh_ms,

@@ -128,6 +128,23 @@ def request_stack(request_id: int) -> Any:
     return jsonify(data)
 
 
+@bp.get("/requests/<int:request_id>/delivery")
+def request_delivery(request_id: int) -> Any:
+    """The published delivery records of a metered request (``demand_response.mv.records``): per
+    winner the baseline, metered and delivered figures, the method, its parameters, the data hash
+    and the per-interval series ``[start, seconds, baseline_wh, metered_wh]``."""
+    g = gw()
+    _, failure = _request_or_error(request_id)
+    if failure:
+        return failure
+    records, failure = _chain_or_503(lambda: queries.delivery_records(g, request_id))
+    if failure:
+        return failure
+    for record in records:
+        record.pop("chart", None)  # the pages' SVG; the API gives the series
+    return jsonify({"request_id": request_id, "records": records})
+
+
 @bp.get("/requests/<int:request_id>/stack.svg")
 def request_stack_svg(request_id: int) -> Any:
     """The bid stack as an SVG chart."""
@@ -184,7 +201,7 @@ def bids_curve() -> Any:
     for kw, price in zip(request.args.getlist("kw"), request.args.getlist("price")):
         try:
             watts = int(Decimal(kw) * 1000)
-            wei = g.unit.to_wei(price)
+            wei = g.unit.parse_price(price)
         except (InvalidOperation, ValueError, OverflowError):  # OverflowError: int(Decimal('inf'))
             continue
         # Bounded like real bids: 1e999 is finite for Decimal but not for the chart's floats.
@@ -229,11 +246,13 @@ def utility_preview() -> Any:
         now, _ = attempt(g.chain.now, None)
         plan = plan_request(
             target_kw=args.get("target_kw") or None, now=now or int(time.time()),
-            bidding_window_s=whole("bidding_s", "60"), event_delay_s=whole("delay_min", "0") * 60,
-            event_duration_s=whole("duration_min", "60") * 60, max_price_wei_per_kwh=g.unit.to_wei(args.get("cap", "")),
-            budget_eth=args.get("budget_eth") or None, rule=args.get("rule", "uniform"),
+            bidding_window_s=whole("bidding_s", "60"), event_delay_s=whole("delay_s", "0"),
+            event_duration_s=whole("duration_s", "3600"), max_price_wei_per_kwh=g.unit.parse_price(args.get("cap", "")),
+            budget_wei=g.unit.parse_amount(args["budget_eth"], "budget") if args.get("budget_eth") else None,
+            rule=args.get("rule", "uniform"),
             reveal_window_s=whole("reveal_s", "0"), report_window_s=whole("report_s", "0"),
-            dispute_window_s=whole("dispute_s", "0"), bond_eth=args.get("bond_eth") or None,
+            dispute_window_s=whole("dispute_s", "0"),
+            bond_wei=g.unit.parse_amount(args["bond_eth"], "bond") if args.get("bond_eth") else None,
         )
     except PlanError as exc:
         return _error(f"cannot preview: {exc}", 400)

@@ -8,18 +8,17 @@ come from the app's config, then the environment, then the same ``.env`` values.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from demand_response.config import KEYS, ConfigError, Settings, load_settings
 
 from .errors import one_line
-from .units import PriceUnit, price_unit
+from .units import DEFAULT_MONEY, Money, UnitError
 
 #: App-only settings (besides demand_response.config.KEYS), with their defaults.
 APP_KEYS: dict[str, str] = {
     "DR_ROLE": "auto",  # auto | consumer | utility | both
-    "DR_PRICE_UNIT": "gwei",  # wei | gwei | eth
     "DR_CONSUMER_INDEX": "1",  # dev chains only: the node's unlocked account for the consumer
     "DR_UTILITY_INDEX": "0",  # dev chains only: the node's unlocked account for the utility
     "DR_HOUSEHOLD": "0",  # gridsim household index for "fill from simulation"
@@ -36,14 +35,15 @@ class AppConfig:
     settings: Settings
     environ: dict[str, str]
     options: dict[str, str]
-    unit: PriceUnit = field(default_factory=lambda: price_unit("gwei"))
+    unit: Money = DEFAULT_MONEY  # the market's currency and reference rate (demand_response.units)
     error: str | None = None
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any]) -> "AppConfig":
         """Merge ``overrides`` (the app's config) over the environment and ``.env``."""
         environ = dict(os.environ)
-        for key in (*KEYS, *APP_KEYS, "DR_ENV_FILE"):
+        rates = [k for k in overrides if isinstance(k, str) and "_PER_" in k]  # USD_PER_ETH…
+        for key in (*KEYS, *APP_KEYS, "DR_ENV_FILE", *rates):
             if overrides.get(key) is not None:
                 environ[key] = str(overrides[key])
         error = None
@@ -54,8 +54,8 @@ class AppConfig:
         options = {key: environ.get(key) or settings.get(key) or default for key, default in APP_KEYS.items()}
         config = cls(settings, environ, options, error=error)
         try:
-            config.unit = price_unit(options["DR_PRICE_UNIT"])
-        except ValueError as exc:
+            config.unit = Money.for_market(settings.network, {**settings.values, **environ})
+        except UnitError as exc:
             config.error = config.error or one_line(exc)
         for key in ("DR_REFRESH_MS", "DR_HISTORY", "DR_HOUSEHOLD", "DR_GRIDSIM_SEED",
                     "DR_CONSUMER_INDEX", "DR_UTILITY_INDEX"):

@@ -13,6 +13,7 @@ from demand_response.bids import BidsError, Offer, load_bids, save_bids
 from demand_response.chain import redact_url
 from demand_response.contract import Status
 from demand_response.market import snap_price_up
+from demand_response.units import format_duration
 
 from . import presenters, queries
 from .errors import USER_ERRORS, RoleDisabled, attempt, one_line, sentence
@@ -151,12 +152,12 @@ def unlock() -> Any:
 
 def _rows_from_offers(offers: list[tuple[int, int]]) -> list[dict[str, Any]]:
     unit = gw().unit
-    return [{"kw": Decimal(w) / 1000, "price": unit.from_wei(p)} for w, p in offers]
+    return [{"kw": Decimal(w) / 1000, "price": Decimal(unit.plain(p))} for w, p in offers]
 
 
 def _form_offers(form: BidsForm) -> list[Offer]:
     unit = gw().unit
-    return [Offer(int(row.kw.data * 1000), unit.to_wei(row.price.data)) for row in form.rows]
+    return [Offer(int(row.kw.data * 1000), unit.parse_price(row.price.data)) for row in form.rows]
 
 
 def _curve_svg(offers: list[tuple[int, int]], cap: int | None) -> str:
@@ -181,15 +182,32 @@ def _render_bids(form: BidsForm, code: int = 200, offers: list[tuple[int, int]] 
         offers = []
         for row in form.rows:
             try:
-                offers.append((int(Decimal(row.kw.data) * 1000), g.unit.to_wei(row.price.data)))
+                offers.append((int(Decimal(row.kw.data) * 1000), g.unit.parse_price(row.price.data)))
             except Exception:
                 continue
     over_cap = [i for i, (_, p) in enumerate(offers) if cap and p > cap]
+    row = attempt(lambda: queries.request_row(g, current))[0] if current else None
+    cost, cost_error = _participation_cost(row)  # one fee quote per page view
+    duration = (current.event_end - current.event_start) if current else 3600
+    warnings = presenters.bid_warnings(offers, duration, cost.cost, g.settings.get("BID_MARGIN") or "0",
+                                       g.unit) if cost else {}
     return render_template(
         "consumer/bids.html", form=form, fill_form=FillForm(), chart=_curve_svg(offers, cap),
-        current=attempt(lambda: queries.request_row(g, current))[0] if current else None, over_cap=over_cap,
+        current=row, over_cap=over_cap, warnings=warnings, cost=cost, cost_error=cost_error,
+        duration=format_duration(duration),
         load_error=load_error, fleet=fleet, bids_file=str(g.settings.bids_file), max_rows=64,
     ), code
+
+
+def _participation_cost(row: dict[str, Any] | None) -> tuple[Any, str | None]:
+    """The cost of taking part in the open request (or an open-market event) at today's fees,
+    and why it is unknown (chain down, no fee oracle, no rate for a token market)."""
+    g = gw()
+    metered = bool(row and row["terms"]["metered"])
+    cost, error = attempt(lambda: g.reads.participation_cost(metered))
+    if cost is None and error is None:
+        error = "the fee quote is not available"
+    return cost, error
 
 
 @bp.route("/bids", methods=["GET", "POST"])
@@ -250,7 +268,8 @@ def fill() -> Any:
     offers = []
     for watts, price in pairs:
         price = int(price)
-        price = snap_price_up(price, cap) if cap else -(-price // g.unit.wei) * g.unit.wei
+        step = 10 ** max(0, g.unit.decimals - 6)  # a price people read: whole millionths of the currency
+        price = snap_price_up(price, cap) if cap else -(-price // step) * step
         offers.append((int(watts), price))
     offers = offers[:64]
     if not offers:
@@ -279,9 +298,16 @@ def _render_results(code: int = 200) -> Any:
         _, error = attempt(lambda: g.chain.session())
         error = error or "no consumer account is configured; set CONSUMER_ACCOUNT (see docs/web.md)"
     records, records_error = queries.results_records(g, account)
-    records, records_delivery = presenters.record_rows(records)
+    records, records_delivery = presenters.record_rows(records, g.unit)
+    measured: dict[int, list[dict[str, Any]]] = {}
+    for row in (history or {}).get("requests", []):
+        if account and row["request"]["terms"]["metered"]:
+            rid = row["request"]["id"]
+            found, _ = attempt(lambda rid=rid: queries.delivery_records(g, rid, account, f"measured-{rid}"), [])
+            if found:
+                measured[rid] = found
     return render_template("consumer/results.html", history=history, error=error, records=records,
-                           records_delivery=records_delivery,
+                           records_delivery=records_delivery, measured=measured,
                            records_error=records_error, withdraw_form=PlainForm(),
                            results_file=str(g.settings.results_file), account=account,
                            locked=g.signers.needs_password("consumer"), unlock_form=UnlockForm()), code
@@ -327,8 +353,6 @@ def withdraw() -> Any:
     except USER_ERRORS as exc:
         flash(f"Withdrawal failed: {one_line(exc)}", "error")
         return _render_results(code=409)
-    from .units import fmt_eth
-
     tx = "0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x")
-    flash(f"Withdrew {fmt_eth(owed)} to {signer.address} (tx {tx}).", "ok")
+    flash(f"Withdrew {gw().unit.amount(owed)} to {signer.address} (tx {tx}).", "ok")
     return redirect(url_for("consumer.results"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -57,21 +58,44 @@ def _whole_watts(form: Form, field: DecimalField) -> None:
         raise ValidationError("At most 3 decimals (bids are in whole watts).")
 
 
+class MoneyField(DecimalField):
+    """A decimal amount shown in plain notation (``0.0000001``, never ``1E-7``)."""
+
+    def _value(self) -> str:
+        if not self.raw_data and isinstance(self.data, Decimal) and self.data.is_finite():
+            text = format(self.data, "f")
+            return text.rstrip("0").rstrip(".") if "." in text else text
+        return super()._value()
+
+
+def _money() -> Any:
+    """The app's market money (``flaskapp.units.Money``)."""
+    from flask import current_app
+
+    return current_app.extensions["dr"].unit
+
+
 class _PriceInUnit:
-    """Validator: the price converts to whole wei in the page's unit, and is positive."""
+    """Validator: a positive price in the market's currency per kWh, in whole base units
+    (``demand_response.units.parse_price``; its one-line reason is shown under the field)."""
 
     def __call__(self, form: Form, field: DecimalField) -> None:
-        from flask import current_app
-
-        unit = current_app.extensions["dr"].unit
         if field.data is None:
             return
         if field.data <= 0:
             raise ValidationError("The price must be above 0.")
         try:
-            unit.to_wei(field.data)
+            _money().parse_price(field.data)
         except ValueError as exc:
-            raise ValidationError(f"Use {exc}.") from None
+            raise ValidationError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
+
+
+def _amount(field: DecimalField, what: str) -> int:
+    """``field``'s decimal amount of the market's currency in base units (ValidationError if not exact)."""
+    try:
+        return _money().parse_amount(field.data, what=what)
+    except ValueError as exc:
+        raise ValidationError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
 
 
 class BidRow(Form):
@@ -83,7 +107,7 @@ class BidRow(Form):
                     NumberRange(min=Decimal("0.001"), max=MAX_KW, message="Between 0.001 and %(max)s kW."),
                     _whole_watts],
     )
-    price = DecimalField("Price", places=None,
+    price = MoneyField("Price", places=None,
                          validators=[InputRequired("Enter the least you accept per kWh."), _finite, _PriceInUnit()])
 
 
@@ -141,15 +165,15 @@ class RequestForm(FlaskForm):
     bidding_s = IntegerField("Bidding window (s)", default=60,
                              validators=[InputRequired("How long may consumers bid?"),
                                          _not_huge, NumberRange(min=5, max=30 * 86400, message="Between 5 s and 30 days.")])
-    delay_min = IntegerField("Delay after bidding (min)", default=0,
-                             validators=[InputRequired("Enter 0 to start right after bidding closes."),
-                                         _not_huge, NumberRange(min=0, max=30 * 1440, message="Between 0 and 43,200 min.")])
-    duration_min = IntegerField("Duration (min)", default=60,
-                                validators=[InputRequired("How long must the reduction last?"),
-                                            _not_huge, NumberRange(min=1, max=7 * 1440, message="Between 1 min and 7 days.")])
-    cap = DecimalField("Price cap", places=None,
+    delay_s = IntegerField("Delay after bidding (s)", default=0,
+                           validators=[InputRequired("Enter 0 to start right after bidding closes."),
+                                       _not_huge, NumberRange(min=0, max=30 * 86400, message="Between 0 s and 30 days.")])
+    duration_s = IntegerField("Duration (s)", default=3600,
+                              validators=[InputRequired("How long must the reduction last?"),
+                                          _not_huge, NumberRange(min=60, max=7 * 86400, message="Between 60 s and 7 days.")])
+    cap = MoneyField("Price cap (per kWh)", places=None,
                        validators=[InputRequired("Enter the most you pay per kWh."), _finite, _PriceInUnit()])
-    budget_eth = DecimalField("Budget (ETH, optional)", places=None, validators=[Optional(), _finite])
+    budget_eth = MoneyField("Budget (optional)", places=None, validators=[Optional(), _finite])
     rule = SelectField("Pricing", choices=[_Choice("uniform", "Uniform price"),
                                            _Choice("pay_as_bid", "Pay as bid")], default="uniform")
     reveal_s = IntegerField("Reveal window (s)", validators=[
@@ -158,27 +182,29 @@ class RequestForm(FlaskForm):
         Optional(), _not_huge, NumberRange(min=0, max=30 * 86400, message="Between 0 (paid on acceptance) and 30 days.")])
     dispute_s = IntegerField("Dispute window (s)", validators=[
         Optional(), _not_huge, NumberRange(min=0, max=30 * 86400, message="Between 0 and 30 days.")])
-    bond_eth = DecimalField("Bond per participant (ETH)", places=None, validators=[Optional(), _finite])
+    bond_eth = MoneyField("Bond per participant", places=None, validators=[Optional(), _finite])
     preview = SubmitField("Preview")
     post = SubmitField("Post request")
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        symbol = _money().symbol  # money fields read in the market's currency
+        self.cap.label.text = f"Price cap ({symbol}/kWh)"
+        self.budget_eth.label.text = f"Budget ({symbol}, optional)"
+        self.bond_eth.label.text = f"Bond per participant ({symbol})"
+
     @property
     def bond_wei(self) -> int:
-        """The bond in wei (0 when empty)."""
-        return int(self.bond_eth.data * 10**18) if self.bond_eth.data is not None else 0
+        """The bond in base units (0 when empty)."""
+        return _money().parse_amount(self.bond_eth.data, what="bond") if self.bond_eth.data is not None else 0
 
     def validate_bond_eth(self, field: DecimalField) -> None:
         if field.data is None:
             return
         if field.data < 0:
             raise ValidationError("The bond cannot be negative.")
-        if field.data >= Decimal(2**96) / 10**18:
-            raise ValidationError("The bond is too large (under 2^96 wei).")
-        wei = field.data * 10**18
-        if wei != wei.to_integral_value():
-            raise ValidationError("At most 18 decimals (whole wei).")
-        if wei >= 2**96:
-            raise ValidationError("The bond is too large (under 2^96 wei).")
+        if _amount(field, "bond") >= 2**96:
+            raise ValidationError("The bond is too large (under 2^96 base units).")
         # Rules between fields (a bond or a dispute window needs what it needs, the reveal
         # window ends by the event start) are the planner's: demand_response.planner.
 
@@ -187,12 +213,8 @@ class RequestForm(FlaskForm):
             return
         if field.data <= 0:
             raise ValidationError("The budget must be above 0 (or leave it empty for the minimum).")
-        if field.data >= 2**128:
+        if field.data >= 2**128 or _amount(field, "budget") >= 2**128 * 10**18:
             raise ValidationError("The budget is far too large.")
-        wei = field.data * 10**18
-        if wei != wei.to_integral_value():
-            raise ValidationError("At most 18 decimals (whole wei).")
-
 
 
 class DeliveryForm(FlaskForm):

@@ -18,10 +18,10 @@ from demand_response.lifecycle import delivery_actions, lifecycle
 from demand_response.market import payout, required_budget, settle_delivery, tick_wei
 from demand_response.planner import RequestPlan
 
-from .units import PriceUnit, fmt_eth, fmt_kw
+from .units import DEFAULT_MONEY, Money, fmt_kw, fmt_kwh
 
 
-def terms_dict(terms: TermsInfo) -> dict[str, Any]:
+def terms_dict(terms: TermsInfo, unit: Money = DEFAULT_MONEY) -> dict[str, Any]:
     """A request's terms in JSON form (deadlines ``null`` where a feature is off)."""
     modes = []
     if terms.sealed:
@@ -40,12 +40,12 @@ def terms_dict(terms: TermsInfo) -> dict[str, Any]:
             "reveal_deadline": _hm(terms.reveal_deadline, seconds=True) if terms.reveal_deadline else "—",
             "report_deadline": _hm(terms.report_deadline, seconds=True) if terms.report_deadline else "—",
             "dispute_deadline": _hm(terms.dispute_deadline, seconds=True) if terms.dispute_deadline else "—",
-            "bond": fmt_eth(terms.bond_wei) if terms.bond_wei else "none",
+            "bond": unit.amount(terms.bond_wei) if terms.bond_wei else "none",
         },
     }
 
 
-def request_dict(info: RequestInfo, terms: TermsInfo, unit: PriceUnit, now: int, chain_now: int) -> dict[str, Any]:
+def request_dict(info: RequestInfo, terms: TermsInfo, unit: Money, now: int, chain_now: int) -> dict[str, Any]:
     """A request in JSON form (raw integers plus display strings), with its terms and its
     state and phase (``demand_response.lifecycle``) at chain time ``chain_now``."""
     life = lifecycle(info, terms, chain_now)
@@ -55,7 +55,7 @@ def request_dict(info: RequestInfo, terms: TermsInfo, unit: PriceUnit, now: int,
         "id": info.request_id,
         "state": life.state,
         "phase": life.phase,
-        "terms": terms_dict(terms),
+        "terms": terms_dict(terms, unit),
         "rule": info.rule.name.lower(),
         "target_watts": info.target_watts,
         "event_start": info.event_start,
@@ -77,12 +77,12 @@ def request_dict(info: RequestInfo, terms: TermsInfo, unit: PriceUnit, now: int,
             "target": fmt_kw(info.target_watts),
             "cap": unit.format(info.max_price),
             "tick": unit.format(info.tick_wei),
-            "budget": fmt_eth(info.budget),
+            "budget": unit.amount(info.budget),
             "clearing_price": unit.format(info.clearing_price) if selected else "—",
             "accepted": fmt_kw(info.accepted_watts) if selected else "—",
-            "promised": fmt_eth(info.reserved) if selected else "—",
-            "paid": fmt_eth(info.paid_out) if selected else "—",
-            "refund": fmt_eth(refund) if refund is not None else "—",
+            "promised": unit.amount(info.reserved) if selected else "—",
+            "paid": unit.amount(info.paid_out) if selected else "—",
+            "refund": unit.amount(refund) if refund is not None else "—",
             "window": f"{_hm(info.event_start)}–{_hm(info.event_end)}",
             "deadline": _hm(info.bidding_deadline, seconds=True),
             "phase": life.meaning,
@@ -94,7 +94,7 @@ def _hm(ts: int, seconds: bool = False) -> str:
     return time.strftime("%H:%M:%S" if seconds else "%d %b %H:%M", time.localtime(ts))
 
 
-def stack(info: RequestInfo, book: Iterable[int], unit: PriceUnit) -> dict[str, Any]:
+def stack(info: RequestInfo, book: Iterable[int], unit: Money) -> dict[str, Any]:
     """The merit-order bid stack of a request, from the contract's price-level book."""
     levels, cumulative = [], 0
     for i, watts in enumerate(book):
@@ -113,7 +113,7 @@ def stack(info: RequestInfo, book: Iterable[int], unit: PriceUnit) -> dict[str, 
     }
 
 
-def stack_svg(info: RequestInfo, data: dict[str, Any], unit: PriceUnit) -> str:
+def stack_svg(info: RequestInfo, data: dict[str, Any], unit: Money) -> str:
     """The bid stack (``stack``) as an SVG step chart."""
     from .charts import merit_order_svg
 
@@ -125,30 +125,34 @@ def stack_svg(info: RequestInfo, data: dict[str, Any], unit: PriceUnit) -> str:
     )
 
 
-def my_bids(bids: Iterable[BidInfo], txs: dict[int, str], unit: PriceUnit) -> list[dict[str, Any]]:
+def my_bids(bids: Iterable[BidInfo], txs: dict[int, str], unit: Money) -> list[dict[str, Any]]:
     """A consumer's bids in a request, with their transaction hashes."""
     return [{
         "bid_id": b.bid_id, "watts": b.watts, "price_wei_per_kwh": str(b.price), "cancelled": b.cancelled,
         "accepted_watts": b.accepted_watts, "promised_wei": str(b.payout), "claimed": b.claimed,
         "tx": txs.get(b.bid_id), "display": {"kw": fmt_kw(b.watts), "price": unit.format(b.price),
-                                             "accepted": fmt_kw(b.accepted_watts), "promised": fmt_eth(b.payout)},
+                                             "accepted": fmt_kw(b.accepted_watts), "promised": unit.amount(b.payout)},
     } for b in bids]
 
 
 def history_row(request: dict[str, Any], terms: TermsInfo, bids: list[BidInfo], record: dict[str, Any],
-                bid_txs: list[str]) -> dict[str, Any]:
-    """One request a consumer bid in: offered and accepted kW, promised, paid and unclaimed wei."""
+                bid_txs: list[str], unit: Money = DEFAULT_MONEY) -> dict[str, Any]:
+    """One request a consumer bid in: offered and accepted kW, promised, paid (gross), gas spent
+    and net, and unclaimed. Gas and net come from the results.json record (``gas_wei``,
+    ``net_wei``, written by the consumer daemon); a record without them shows ``—``: unknown,
+    never 0."""
     accepted = sum(b.accepted_watts for b in bids)
     promised = sum(b.payout for b in bids)
     offered = sum(b.watts for b in bids if not b.cancelled)
     if terms.metered:  # paid on delivery (settleDelivery), never by claim
-        delivery = delivery_record(record, promised)
+        delivery = delivery_record(record, promised, unit)
         unclaimed = 0
         paid = int(delivery["paid_wei"]) if delivery["paid_wei"] is not None else 0
     else:
         delivery = None
         unclaimed = sum(b.payout for b in bids if b.accepted_watts and not b.claimed)
         paid = sum(b.payout for b in bids if b.accepted_watts and b.claimed)
+    gas, net = _int_or_none(record.get("gas_wei")), _int_or_none(record.get("net_wei"))
     return {
         "request": request,
         "delivery": delivery,
@@ -156,30 +160,53 @@ def history_row(request: dict[str, Any], terms: TermsInfo, bids: list[BidInfo], 
         "accepted_watts": accepted,
         "promised_wei": str(promised),
         "paid_wei": str(paid),
+        "gas_wei": None if gas is None else str(gas),
+        "net_wei": None if net is None else str(net),
         "unclaimed_wei": str(unclaimed),
         "recorded": bool(record),
         "bid_txs": record.get("bid_txs") or bid_txs,
         "claim_tx": record.get("claim_tx"),
         "withdraw_tx": record.get("withdraw_tx"),
-        "display": {"offered": fmt_kw(offered), "accepted": fmt_kw(accepted), "promised": fmt_eth(promised),
-                    "paid": fmt_eth(paid), "unclaimed": fmt_eth(unclaimed)},
+        "display": {"offered": fmt_kw(offered), "accepted": fmt_kw(accepted), "promised": unit.amount(promised),
+                    "paid": unit.amount(paid), "gas": unit.amount(gas), "net": unit.amount(net),
+                    "unclaimed": unit.amount(unclaimed)},
     }
 
 
-def consumer_history(account: str, rows: list[dict[str, Any]], owed: int) -> dict[str, Any]:
-    """A consumer's ``history_row`` s with totals and what it is owed."""
+def _known_sum(values: Iterable[str | None]) -> int | None:
+    """The sum of amounts when every one is known; None (shown ``—``) when any is not."""
+    total = 0
+    for value in values:
+        if value is None:
+            return None
+        total += int(value)
+    return total
+
+
+def consumer_history(account: str, rows: list[dict[str, Any]], owed: int,
+                     unit: Money = DEFAULT_MONEY) -> dict[str, Any]:
+    """A consumer's ``history_row`` s with totals (gross paid, gas spent, net) and what it is owed.
+
+    The gas and net totals are sums over every row; when a row's figure is unknown (a record
+    written before gas was recorded, or no record) the total is unknown too (``null``, ``—``)
+    and ``gas_unknown`` counts such rows."""
     accepted = sum(r["accepted_watts"] for r in rows)
     promised = sum(int(r["promised_wei"]) for r in rows if r["request"]["accepted_watts"] is not None)
     paid = sum(int(r["paid_wei"]) for r in rows)
     unclaimed = sum(int(r["unclaimed_wei"]) for r in rows)
+    gas = _known_sum(r["gas_wei"] for r in rows)
+    net = _known_sum(r["net_wei"] for r in rows)
     return {
         "account": account,
         "owed_wei": str(owed),
         "unclaimed_wei": str(unclaimed),
         "can_withdraw": owed > 0 or unclaimed > 0,
         "totals": {"accepted_watts": accepted, "promised_wei": str(promised), "paid_wei": str(paid),
-                   "display": {"accepted": fmt_kw(accepted), "promised": fmt_eth(promised), "paid": fmt_eth(paid),
-                               "owed": fmt_eth(owed), "unclaimed": fmt_eth(unclaimed)}},
+                   "gas_wei": None if gas is None else str(gas), "net_wei": None if net is None else str(net),
+                   "gas_unknown": sum(1 for r in rows if r["gas_wei"] is None),
+                   "display": {"accepted": fmt_kw(accepted), "promised": unit.amount(promised), "paid": unit.amount(paid),
+                               "gas": unit.amount(gas), "net": unit.amount(net),
+                               "owed": unit.amount(owed), "unclaimed": unit.amount(unclaimed)}},
         "requests": rows,
     }
 
@@ -195,7 +222,8 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
-def delivery_record(record: dict[str, Any], promised: int | None = None) -> dict[str, Any]:
+def delivery_record(record: dict[str, Any], promised: int | None = None,
+                    unit: Money = DEFAULT_MONEY) -> dict[str, Any]:
     """Promised vs delivered vs paid of a metered request, from a results.json record (every
     key optional; ``promised`` from the chain when the record has none)."""
     values = {key: _int_or_none(record.get(key)) for key in DELIVERY_KEYS}
@@ -204,16 +232,16 @@ def delivery_record(record: dict[str, Any], promised: int | None = None) -> dict
     out: dict[str, Any] = {key: (str(v) if v is not None and key != "delivered_watts" else v)
                            for key, v in values.items()}
     out["display"] = {
-        "promised": fmt_eth(values["promised_payout_wei"]),
+        "promised": unit.amount(values["promised_payout_wei"]),
         "delivered": fmt_kw(values["delivered_watts"]),
-        "penalty": fmt_eth(values["penalty_wei"]),
-        "bond_returned": fmt_eth(values["bond_returned_wei"]),
-        "paid": fmt_eth(values["paid_wei"]),
+        "penalty": unit.amount(values["penalty_wei"]),
+        "bond_returned": unit.amount(values["bond_returned_wei"]),
+        "paid": unit.amount(values["paid_wei"]),
     }
     return out
 
 
-def record_rows(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+def record_rows(records: list[dict[str, Any]], unit: Money = DEFAULT_MONEY) -> tuple[list[dict[str, Any]], bool]:
     """results.json records for the page, each with what was ``paid`` and, when it has any
     delivery key, ``delivery``; and whether any has (so the table shows those columns)."""
     rows, any_delivery = [], False
@@ -222,8 +250,9 @@ def record_rows(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bo
         # What was paid: metered records say it as paid_wei, the others as payout_wei.
         paid = _int_or_none(record.get("paid_wei"))
         row["paid"] = paid if paid is not None else (_int_or_none(record.get("payout_wei")) or 0)
+        row["gas"], row["net"] = _int_or_none(record.get("gas_wei")), _int_or_none(record.get("net_wei"))
         if any(record.get(key) is not None for key in DELIVERY_KEYS):
-            row["delivery"] = delivery_record(record)
+            row["delivery"] = delivery_record(record, None, unit)
             any_delivery = True
         else:
             row["delivery"] = None
@@ -231,7 +260,7 @@ def record_rows(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bo
     return rows, any_delivery
 
 
-def plan_preview(plan: RequestPlan, unit: PriceUnit) -> dict[str, Any]:
+def plan_preview(plan: RequestPlan, unit: Money) -> dict[str, Any]:
     """What a planned request (``demand_response.planner``) would escrow and promise at a
     few clearing prices (``market.py`` formulas), with its deadlines."""
     duration, cap, budget = plan.duration, plan.max_price, plan.budget
@@ -245,8 +274,8 @@ def plan_preview(plan: RequestPlan, unit: PriceUnit) -> dict[str, Any]:
         price = max(step, int(cap * fraction) // step * step)
         cost = payout(plan.target_watts, duration, price)
         scenarios.append({"price_wei_per_kwh": str(price), "promised_wei": str(cost), "refund_wei": str(budget - cost),
-                          "display": {"price": unit.format(price), "promised": fmt_eth(cost),
-                                      "refund": fmt_eth(budget - cost)}})
+                          "display": {"price": unit.format(price), "promised": unit.amount(cost),
+                                      "refund": unit.amount(budget - cost)}})
     minimum, per_kw = plan.minimum_budget, required_budget(1000, duration, cap)
     return {
         "target_watts": plan.target_watts, "duration_s": duration, "bidding_deadline": plan.bidding_deadline,
@@ -254,16 +283,16 @@ def plan_preview(plan: RequestPlan, unit: PriceUnit) -> dict[str, Any]:
         "cap_wei_per_kwh": str(cap), "cap_rounded": plan.cap_rounded, "tick_wei_per_kwh": str(step),
         "min_budget_wei": str(minimum), "budget_wei": str(budget), "per_kw_at_cap_wei": str(per_kw),
         "scenarios": scenarios,
-        "terms": terms_dict(terms),
+        "terms": terms_dict(terms, unit),
         "with_terms": plan.terms != Terms(),
-        "display": {"cap": unit.format(cap), "tick": unit.format(step), "min_budget": fmt_eth(minimum),
-                    "budget": fmt_eth(budget), "per_kw_at_cap": fmt_eth(per_kw),
+        "display": {"cap": unit.format(cap), "tick": unit.format(step), "min_budget": unit.amount(minimum),
+                    "budget": unit.amount(budget), "per_kw_at_cap": unit.amount(per_kw),
                     "target": fmt_kw(plan.target_watts), "deadline": _hm(plan.bidding_deadline, seconds=True),
                     "window": f"{_hm(plan.event_start)}–{_hm(plan.event_end)}"},
     }
 
 
-def utility_history(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def utility_history(rows: list[dict[str, Any]], unit: Money = DEFAULT_MONEY) -> dict[str, Any]:
     """Recent requests (``request_dict`` s) with totals, for the utility."""
     selected = [r for r in rows if r["accepted_watts"] is not None]
     totals: dict[str, Any] = {
@@ -279,8 +308,8 @@ def utility_history(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
     totals["display"] = {
         "target": fmt_kw(totals["target_watts"]), "accepted": fmt_kw(totals["accepted_watts"]),
-        "promised": fmt_eth(totals["promised_wei"]), "paid": fmt_eth(totals["paid_wei"]),
-        "refund": fmt_eth(totals["refund_wei"]), "escrow": fmt_eth(totals["escrow_wei"]),
+        "promised": unit.amount(totals["promised_wei"]), "paid": unit.amount(totals["paid_wei"]),
+        "refund": unit.amount(totals["refund_wei"]), "escrow": unit.amount(totals["escrow_wei"]),
     }
     for key in ("promised_wei", "paid_wei", "refund_wei", "escrow_wei"):
         totals[key] = str(totals[key])
@@ -288,7 +317,7 @@ def utility_history(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def delivery_table(info: RequestInfo, terms: TermsInfo, participants: list[tuple[str, ParticipantInfo]],
-                   logs: Any, chain_now: int) -> dict[str, Any]:
+                   logs: Any, chain_now: int, unit: Money = DEFAULT_MONEY) -> dict[str, Any]:
     """Per participant of a metered request: accepted kW, promised payout, reported and
     delivered kW, stage, what was paid, and which of confirm / dispute / settle the utility
     can do now (``lifecycle.delivery_actions``). ``logs`` is a ``reads.DeliveryLogs``."""
@@ -343,16 +372,94 @@ def delivery_table(info: RequestInfo, terms: TermsInfo, participants: list[tuple
             "can_settle": actions.can_settle,
             "settle_from": actions.settle_from,
             "display": {
-                "accepted": fmt_kw(p.accepted_watts), "promised": fmt_eth(p.promised_payout),
+                "accepted": fmt_kw(p.accepted_watts), "promised": unit.amount(p.promised_payout),
                 "reported": fmt_kw(reported_watts), "delivered": fmt_kw(delivered),
-                "paid": fmt_eth(paid), "penalty": fmt_eth(penalty), "bond_returned": fmt_eth(bond_returned),
-                "bond": fmt_eth(p.bond), "if_confirmed": fmt_eth(if_confirmed.payout) if if_confirmed else "—",
+                "paid": unit.amount(paid), "penalty": unit.amount(penalty), "bond_returned": unit.amount(bond_returned),
+                "bond": unit.amount(p.bond), "if_confirmed": unit.amount(if_confirmed.payout) if if_confirmed else "—",
                 "settle_from": _hm(actions.settle_from, seconds=True) if actions.settle_from else "—",
             },
         })
     return {
         "participants": rows,
         "totals": {**{k: (str(v) if k.endswith("_wei") else v) for k, v in totals.items()},
-                   "display": {"accepted": fmt_kw(totals["accepted_watts"]), "promised": fmt_eth(totals["promised_wei"]),
-                               "delivered": fmt_kw(totals["delivered_watts"]), "paid": fmt_eth(totals["paid_wei"])}},
+                   "display": {"accepted": fmt_kw(totals["accepted_watts"]), "promised": unit.amount(totals["promised_wei"]),
+                               "delivered": fmt_kw(totals["delivered_watts"]), "paid": unit.amount(totals["paid_wei"])}},
     }
+
+
+def bid_warnings(offers: list[tuple[int, int]], duration_s: int, cost: int, margin: Decimal | str = "0",
+                 unit: Money = DEFAULT_MONEY) -> dict[int, str]:
+    """Per row index, why an offer of ``(watts, price per kWh)`` does not pay for taking part:
+    its payout at its own ask over ``duration_s`` (``market.payout``, the least a winning bid
+    earns) is below ``cost`` × (1 + margin); the reason is ``fees.worth_bidding``'s line."""
+    from demand_response.fees import worth_bidding
+
+    out = {}
+    for i, (watts, price) in enumerate(offers):
+        decision = worth_bidding(payout(watts, duration_s, price), cost, margin, unit.currency)
+        if not decision.bid:
+            out[i] = decision.reason.removeprefix("skip: ")
+    return out
+
+
+def _series(value: Any) -> list[list[int]] | None:
+    """A record's ``intervals`` as ``[[start, seconds, baseline_wh, metered_wh], ...]``, or None
+    when it is not that shape (a hostile or broken file draws no chart)."""
+    if not isinstance(value, list) or len(value) > 10_000:
+        return None
+    rows = []
+    for row in value:
+        if not (isinstance(row, list) and len(row) == 4
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in row)):
+            return None
+        start, seconds, baseline, metered = row
+        if start < 0 or not 0 < seconds <= 86_400 or abs(baseline) > 10**12 or abs(metered) > 10**12:
+            return None
+        rows.append([start, seconds, baseline, metered])
+    return rows
+
+
+def delivery_records(records: Iterable[dict[str, Any]], chart_prefix: str = "delivery") -> list[dict[str, Any]]:
+    """Published delivery records (``demand_response.mv.records``) for a page and the API: per
+    winner its baseline, metered and delivered figures, the method with its parameters and the
+    data hash (so a household can recompute it, docs/mv.md), and the baseline-against-metered
+    chart. A missing figure is ``None`` (``—``), never 0."""
+    from .charts import delivery_svg
+
+    out = []
+    for i, record in enumerate(records):
+        series = _series(record.get("intervals"))
+        baseline, metered = _int_or_none(record.get("baseline_wh")), _int_or_none(record.get("metered_wh"))
+        delivered = _int_or_none(record.get("delivered_watts"))
+        address = str(record.get("address") or "")
+        params = record.get("params") if isinstance(record.get("params"), dict) else {}
+        method = str(record.get("method") or "—")
+        start, end = _int_or_none(record.get("event_start")), _int_or_none(record.get("event_end"))
+        out.append({
+            "request_id": _int_or_none(record.get("request_id")),
+            "address": address,
+            "meter_id": record.get("meter_id"),
+            "method": method,
+            "params": params,
+            "data_hash": record.get("data_hash"),
+            "method_id": record.get("method_id"),
+            "record_digest": record.get("record_digest"),
+            "event_start": start,
+            "event_end": end,
+            "baseline_wh": baseline,
+            "metered_wh": metered,
+            "delivered_watts": delivered,
+            "intervals": series or [],
+            "display": {
+                "baseline": fmt_kwh(None if baseline is None else baseline * 3600),
+                "metered": fmt_kwh(None if metered is None else metered * 3600),
+                "reduction": fmt_kwh(None if baseline is None or metered is None else (baseline - metered) * 3600),
+                "delivered": fmt_kw(delivered),
+                "params": ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "—",
+                "window": f"{_hm(start)}–{_hm(end)}" if start and end else "—",
+            },
+            "chart": delivery_svg(series, title=f"Baseline against metered load, {address or 'unknown'} ({method})",
+                                  chart_id=f"{chart_prefix}-{i}", event_start=start, event_end=end)
+            if series is not None else None,
+        })
+    return out

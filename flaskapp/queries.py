@@ -79,20 +79,21 @@ def consumer_history(s: Services, account: str) -> dict[str, Any]:
         terms = s.reads.terms(info)
         record = by_request.get(info.request_id, {})
         txs = [] if record.get("bid_txs") else sorted(set(s.reads.bid_txs(info.request_id, account).values()))
-        rows.append(presenters.history_row(request_row(s, info, chain_now, terms), terms, bids, record, txs))
-    return presenters.consumer_history(account, rows, s.reads.owed(account))
+        rows.append(presenters.history_row(request_row(s, info, chain_now, terms), terms, bids, record, txs, s.unit))
+    return presenters.consumer_history(account, rows, s.reads.owed(account), s.unit)
 
 
 def utility_history(s: Services) -> dict[str, Any]:
     """Every recent request with totals, for the utility."""
     chain_now = s.chain.now()
-    return presenters.utility_history([request_row(s, info, chain_now) for info in s.reads.recent_requests()])
+    return presenters.utility_history([request_row(s, info, chain_now) for info in s.reads.recent_requests()], s.unit)
 
 
 def delivery_table(s: Services, info: RequestInfo, terms: TermsInfo, chain_now: int) -> dict[str, Any]:
     """The metered-delivery table of a request."""
     participants = [(who, s.reads.participant(info.request_id, who)) for who in s.reads.bidders(info.request_id)]
-    return presenters.delivery_table(info, terms, participants, s.reads.delivery_logs(info.request_id), chain_now)
+    return presenters.delivery_table(info, terms, participants, s.reads.delivery_logs(info.request_id), chain_now,
+                                     s.unit)
 
 
 def saved_offers(s: Services) -> tuple[list[tuple[int, int]], str | None, bool]:
@@ -105,3 +106,16 @@ def saved_offers(s: Services) -> tuple[list[tuple[int, int]], str | None, bool]:
     except BidsError as exc:
         return [], one_line(exc), False
     return [(o.watts, o.price) for o in doc.for_agent(0)], None, bool(doc.fleet)
+
+
+def delivery_records(s: Services, request_id: int, address: str | None = None,
+                     chart_prefix: str = "delivery") -> list[dict[str, Any]]:
+    """The published delivery records of a request (``RECORDS_DIR``, ``demand_response.mv.records``),
+    of one ``address`` when given, through ``presenters.delivery_records``."""
+    from demand_response.mv.records import read_records
+
+    session = s.chain.session()
+    records = read_records(s.settings.records_dir, session.chain_id, session.dr.address, request_id)
+    if address:
+        records = [r for r in records if str(r.get("address", "")).lower() == address.lower()]
+    return presenters.delivery_records(records, chart_prefix)

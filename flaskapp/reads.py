@@ -132,3 +132,23 @@ class ChainReads:
             logs = event().get_logs(argument_filters={"requestId": request_id}, from_block=start)
             out.append({str(e["args"]["consumer"]).lower(): dict(e["args"]) for e in logs})
         return DeliveryLogs(*out)
+
+    def participation_cost(self, metered: bool = False) -> Any:
+        """What taking part in one event costs this household at the node's fees now
+        (``demand_response.fees.participation_cost`` on a fresh ``quote_fees``), in the market's
+        currency: a ``ParticipationCost``. One node round trip: call it once per page view."""
+        from demand_response import fees
+        from demand_response.networks import NETWORKS
+
+        profile = NETWORKS.get(self.config.settings.network) or NETWORKS["dev"]
+        quote = fees.quote_fees(self.chain.session().w3, profile.fee_model)
+        money = self.config.unit
+        per_native = None
+        if money.currency != profile.native:  # a token market: the rate of the native currency
+            rate = self.config.settings.get(f"{money.currency.fiat}_PER_{profile.native.symbol}")
+            per_native = rate if money.currency.fiat and rate else None
+            if per_native is None:
+                raise fees.FeeError(f"set {money.currency.fiat or 'USD'}_PER_{profile.native.symbol} to compare "
+                                    f"{profile.native.symbol} fees with {money.symbol} payouts")
+        return fees.participation_cost("metered" if metered else "open", quote, native=profile.native,
+                                       settlement=money.currency, settlement_per_native=per_native)

@@ -15,7 +15,7 @@ from .chain import ChainLink
 from .config import AppConfig
 from .reads import ChainReads
 from .signers import Signers
-from .units import PriceUnit
+from .units import Money
 
 
 @dataclass
@@ -40,8 +40,8 @@ class Services:
         return self.config.settings
 
     @property
-    def unit(self) -> PriceUnit:
-        """The price unit pages show."""
+    def unit(self) -> Money:
+        """The market's money: every price and amount the pages and the API show."""
         return self.config.unit
 
 

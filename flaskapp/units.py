@@ -1,99 +1,101 @@
-"""Units shown in the web front end: power in kW, prices per kWh in one configurable unit.
+"""The web's view of the one unit model (``demand_response.units``): the market's money.
 
-The contract works in integer watts and wei per kWh. People read kW and a price unit the
-utility chooses (``DR_PRICE_UNIT``: ``gwei`` by default, ``wei`` or ``eth``); both the
-consumer's bid form and the utility's request form use the same one, so a bid can be
-compared with a cap at a glance.
+Every price on the pages, the forms and the API's display strings is in the settlement
+currency per kWh (``0.0001 ETH/kWh``; ``0.35 USDC/kWh`` for a token market), every amount
+with the currency's symbol, power in kW and energy in kWh, exactly as ``dr`` prints them.
+An optional reference rate (``USD_PER_ETH=3000`` in ``.env``) adds a fiat figure
+(``0.000179 ETH (≈ $0.54)``). This module only binds ``demand_response.units`` to one
+market's currency and rate; the conversions themselves live there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from typing import Mapping
 
-ETH = 10**18
+from demand_response import units as _u
+from demand_response.units import ETH, Currency, ReferenceRate, UnitError
 
 
 @dataclass(frozen=True)
-class PriceUnit:
-    """A price unit for wei per kWh."""
+class Money:
+    """The market's settlement currency and optional reference rate, for people."""
 
-    name: str  # short key: wei, gwei, eth
-    label: str  # what pages show, e.g. "gwei/kWh"
-    wei: int  # wei in one unit
-    decimals: int  # decimals that still make whole wei
+    currency: Currency = ETH
+    rate: ReferenceRate | None = None
 
-    def to_wei(self, value: Decimal | int | str) -> int:
-        """``value`` in this unit as integer wei; ``ValueError`` if it is not whole wei."""
-        try:
-            number = Decimal(str(value))
-        except InvalidOperation:
-            raise ValueError("not a number") from None
-        if not number.is_finite():
-            raise ValueError("not a finite number")
-        try:
-            wei = number * self.wei
-        except ArithmeticError:  # beyond Decimal's exponent range
-            raise ValueError("a number far too large") from None
-        if wei != wei.to_integral_value():
-            raise ValueError(f"at most {self.decimals} decimals in {self.label} (whole wei)")
-        return int(wei)
+    @classmethod
+    def for_market(cls, network: str | None, values: Mapping[str, str]) -> "Money":
+        """The currency a market on ``network`` settles in (its native currency: ETH, or EWT on
+        Energy Web) and the reference rate from settings (``USD_PER_ETH``…); a bad rate is a
+        ``UnitError`` with one line."""
+        from demand_response.networks import NETWORKS
 
-    def from_wei(self, wei: int) -> Decimal:
-        """Integer wei as a Decimal in this unit (exact)."""
-        return Decimal(int(wei)) / Decimal(self.wei)
+        profile = NETWORKS.get(network or "")
+        cur = profile.native if profile is not None else ETH
+        return cls(cur, _u.reference_rate(values, cur))
 
-    def plain(self, wei: int) -> str:
-        """Exact value for a form field (no grouping, no trailing zeros)."""
-        value = self.from_wei(wei)
-        text = format(value.normalize(), "f") if value else "0"
-        return text
+    @property
+    def symbol(self) -> str:
+        """``ETH``, ``USDC``…"""
+        return self.currency.symbol
 
-    def format(self, wei: int | None, unit: bool = True) -> str:
-        """Human-readable price, e.g. ``40,000 gwei/kWh``."""
-        if wei is None:
-            return "—"
-        value = self.from_wei(wei)
-        if value == value.to_integral_value():
-            text = f"{int(value):,}"
-        else:
-            text = f"{value:,.{min(self.decimals, 6)}f}".rstrip("0").rstrip(".")
-            if text in ("0", "-0"):
-                text = f"{value:.{self.decimals}f}".rstrip("0")
-        return f"{text} {self.label}" if unit else text
+    @property
+    def label(self) -> str:
+        """The price unit: ``ETH/kWh``."""
+        return f"{self.currency.symbol}/kWh"
+
+    @property
+    def decimals(self) -> int:
+        """Decimals of the currency (18 for ETH, 6 for USDC)."""
+        return self.currency.decimals
+
+    @property
+    def example_price(self) -> str:
+        """A plausible price per kWh to show as a form's placeholder."""
+        return "0.35" if self.currency.fiat else "0.0001"
+
+    def format(self, base_per_kwh: int | None) -> str:
+        """A price for people: ``0.0001 ETH/kWh (≈ $0.30/kWh)``; ``—`` for None."""
+        return _u.format_price(None if base_per_kwh is None else int(base_per_kwh), self.currency, rate=self.rate)
+
+    def amount(self, base_units: int | str | None) -> str:
+        """An amount for people: ``0.000179 ETH (≈ $0.54)``; ``—`` for None (unknown, never 0)."""
+        return _u.format_amount(None if base_units is None else int(base_units), self.currency, rate=self.rate)
+
+    def plain(self, base_units: int) -> str:
+        """The exact decimal for a form field: ``0.0001``."""
+        return _u.plain(int(base_units), self.currency)
+
+    def parse_price(self, value: object, what: str = "price") -> int:
+        """A decimal price in the currency per kWh (``0.0001``) as base units per kWh (> 0);
+        ``UnitError`` (a ``ValueError``) with one line otherwise."""
+        return _u.parse_price(value, self.currency, what=what)
+
+    def parse_amount(self, value: object, what: str = "amount") -> int:
+        """A decimal amount of the currency as base units (≥ 0)."""
+        return _u.parse_amount(value, self.currency, what=what)
+
+    def from_base(self, base_units: int) -> Decimal:
+        """Base units as an exact Decimal amount of the currency (for a chart's scale)."""
+        return _u.to_decimal(int(base_units), self.currency)
 
 
-UNITS = {
-    "wei": PriceUnit("wei", "wei/kWh", 1, 0),
-    "gwei": PriceUnit("gwei", "gwei/kWh", 10**9, 9),
-    "eth": PriceUnit("eth", "ETH/kWh", ETH, 18),
-}
+#: An ETH market without a reference rate: what a presenter shows when it is given nothing else.
+DEFAULT_MONEY = Money()
 
-
-def price_unit(name: str | None) -> PriceUnit:
-    """The unit called ``name`` (``ValueError`` for an unknown one)."""
-    key = (name or "gwei").strip().lower()
-    if key not in UNITS:
-        raise ValueError(f"DR_PRICE_UNIT={name!r}: use one of {', '.join(UNITS)}")
-    return UNITS[key]
+__all__ = ["DEFAULT_MONEY", "Money", "UnitError", "fmt_kw", "fmt_kwh", "short_hex"]
 
 
 def fmt_kw(watts: int | None) -> str:
-    """Watts as kW with three decimals."""
-    if watts is None:
-        return "—"
-    return f"{int(watts) / 1000:,.3f} kW"
+    """Watts as kW (``0.13 kW``); ``—`` for None."""
+    return _u.format_kw(watts)
 
 
-def fmt_eth(wei: int | None, digits: int = 6) -> str:
-    """Wei as ETH, e.g. ``0.001234 ETH``; tiny non-zero amounts keep their significant digits."""
-    if wei is None:
-        return "—"
-    value = Decimal(int(wei)) / Decimal(ETH)
-    text = f"{value:,.{digits}f}"
-    if wei and Decimal(text.replace(",", "")) == 0:
-        text = format(value.normalize(), "f")
-    return f"{text} ETH"
+def fmt_kwh(watt_seconds: int | None) -> str:
+    """Watt-seconds as kWh (``0.26 kWh``); ``—`` for None."""
+    return _u.format_kwh(watt_seconds)
 
 
 def short_hex(value: str | None, keep: int = 10) -> str:

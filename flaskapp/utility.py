@@ -7,6 +7,7 @@ docs/web.md). Every other visitor gets a 403 page that says how to enable it.
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
@@ -20,7 +21,6 @@ from . import presenters, queries
 from .errors import USER_ERRORS, RoleDisabled, attempt, one_line, sentence
 from .services import web as gw
 from .forms import DeliveryForm, PlainForm, RequestForm, UnlockForm
-from .units import fmt_eth
 
 bp = Blueprint("utility", __name__, url_prefix="/utility")
 
@@ -37,8 +37,8 @@ def _role() -> None:
 
 
 #: The request form's field of each planner input.
-PLAN_FIELDS = {"target_kw": "target_kw", "bidding_window_s": "bidding_s", "event_delay_s": "delay_min",
-               "event_start": "delay_min", "event_duration_s": "duration_min", "max_price": "cap",
+PLAN_FIELDS = {"target_kw": "target_kw", "bidding_window_s": "bidding_s", "event_delay_s": "delay_s",
+               "event_start": "delay_s", "event_duration_s": "duration_s", "max_price": "cap",
                "budget": "budget_eth", "rule": "rule", "reveal_window_s": "reveal_s", "report_window_s": "report_s",
                "dispute_window_s": "dispute_s", "bond": "bond_eth"}
 
@@ -48,8 +48,10 @@ def _plan(form: RequestForm, now: int) -> RequestPlan:
     g = gw()
     return plan_request(
         target_kw=form.target_kw.data, now=now, bidding_window_s=form.bidding_s.data,
-        event_delay_s=form.delay_min.data * 60, event_duration_s=form.duration_min.data * 60,
-        max_price_wei_per_kwh=g.unit.to_wei(form.cap.data), budget_eth=form.budget_eth.data, rule=form.rule.data,
+        event_delay_s=form.delay_s.data, event_duration_s=form.duration_s.data,
+        max_price_wei_per_kwh=g.unit.parse_price(form.cap.data),
+        budget_wei=g.unit.parse_amount(form.budget_eth.data, "budget") if form.budget_eth.data is not None else None,
+        rule=form.rule.data,
         reveal_window_s=form.reveal_s.data or 0, report_window_s=form.report_s.data or 0,
         dispute_window_s=form.dispute_s.data or 0, bond_wei=form.bond_wei,
     )
@@ -83,7 +85,7 @@ def _render_dashboard(form: RequestForm | None = None, preview: dict[str, Any] |
     if form is None:
         form = RequestForm(formdata=None)
         if not form.cap.data:
-            form.cap.data = g.unit.from_wei(128 * 10**12)
+            form.cap.data = Decimal(g.unit.plain(128 * 10**12))
     return render_template(
         "utility/dashboard.html", chain=chain, account=account, utility_error=utility_error, form=form,
         preview=preview, history=history, history_error=history_error, stacks=stacks, owed=owed,
@@ -131,7 +133,7 @@ def create_request() -> Any:
         if terms.metered:
             extra += f", reports until {_hms(plan.event_end + terms.report_window)}"
         if terms.bond_wei:
-            extra += f", bond {fmt_eth(terms.bond_wei)}"
+            extra += f", bond {g.unit.amount(terms.bond_wei)}"
     flash(f"Posted request {request_id}: {preview['display']['target']}, bidding closes at "
           f"{time.strftime('%H:%M:%S', time.localtime(deadline))}{extra} (tx {tx}).", "ok")
     return redirect(url_for("utility.request_detail", request_id=request_id))
@@ -146,6 +148,7 @@ def request_detail(request_id: int, code: int = 200) -> Any:
         return render_template("error.html", title="Not found", status=404,
                                message=f"There is no request {request_id} on this contract."), 404
     data = svg = row = terms = delivery = None
+    measured: list[dict[str, Any]] = []
     if info is not None:
         data, error = attempt(lambda: queries.stack(g, info))
         svg = queries.stack_svg(g, info, data) if data else None
@@ -157,7 +160,10 @@ def request_detail(request_id: int, code: int = 200) -> Any:
             if terms.metered:
                 delivery, error4 = attempt(lambda: queries.delivery_table(g, info, terms, chain_now))
                 error = error or error4
+                measured, error5 = attempt(lambda: queries.delivery_records(g, request_id), [])
+                error = error or error5
     return render_template("utility/request.html", info=info, row=row, terms=terms, delivery=delivery,
+                           measured=measured,
                            stack=data, svg=svg, error=error, action_form=PlainForm(), delivery_form=DeliveryForm(),
                            request_id=request_id, dev_chain=attempt(g.chain.is_dev, False)[0]), code
 
@@ -201,8 +207,8 @@ def settle(request_id: int) -> Any:
         flash(f"Selecting winners failed: {one_line(exc)}", "error")
         return request_detail(request_id, code=409)
     flash(f"Winners of request {request_id} selected at {g.unit.format(selected.clearing_price)}: "
-          f"{selected.accepted_watts / 1000:.3f} kW accepted, {fmt_eth(selected.reserved)} promised, "
-          f"refund {fmt_eth(selected.budget - selected.reserved)}.", "ok")
+          f"{selected.accepted_watts / 1000:.3f} kW accepted, {g.unit.amount(selected.reserved)} promised, "
+          f"refund {g.unit.amount(selected.budget - selected.reserved)}.", "ok")
     return redirect(url_for("utility.request_detail", request_id=request_id))
 
 
@@ -301,7 +307,7 @@ def withdraw() -> Any:
     except USER_ERRORS as exc:
         flash(f"Withdrawal failed: {one_line(exc)}", "error")
         return _render_dashboard(code=409)
-    flash(f"Withdrew {fmt_eth(owed)} of refunds.", "ok")
+    flash(f"Withdrew {g.unit.amount(owed)} of refunds.", "ok")
     return redirect(url_for("utility.dashboard"))
 
 

@@ -225,7 +225,7 @@
     }
     function updatePreview() {
       var fd = new FormData(requestForm), params = new URLSearchParams();
-      ["target_kw", "bidding_s", "delay_min", "duration_min", "cap", "budget_eth", "rule",
+      ["target_kw", "bidding_s", "delay_s", "duration_s", "cap", "budget_eth", "rule",
        "reveal_s", "report_s", "dispute_s", "bond_eth"].forEach(function (k) {
         var v = fd.get(k);
         if (v !== null && String(v).trim() !== "") { params.append(k, String(v).trim()); }

@@ -118,11 +118,11 @@ def test_bid_request_settle_withdraw_in_a_browser(stack: dict[str, Any], browser
     # 1. Enter bids in the form (one row added by the page's script).
     page.goto(stack["consumer"] + "/consumer/bids")
     page.fill("#rows-0-kw", "1.5")
-    page.fill("#rows-0-price", "40000")
+    page.fill("#rows-0-price", "0.00004")
     page.click("#add-row")
     page.locator("[data-row] input[name$='-kw']").nth(1).fill("2")
-    page.locator("[data-row] input[name$='-price']").nth(1).fill("70000")
-    expect(page.locator("#curve svg desc")).to_contain_text("3.500 kW offered")
+    page.locator("[data-row] input[name$='-price']").nth(1).fill("0.00007")
+    expect(page.locator("#curve svg desc")).to_contain_text("3.5 kW offered")
     page.click("#save-bids")
     expect(page.locator(".flash-ok")).to_contain_text("Saved 2 bid(s)")
     shot(page, "bids")
@@ -145,8 +145,8 @@ def test_bid_request_settle_withdraw_in_a_browser(stack: dict[str, Any], browser
     utility.goto(stack["utility"] + "/utility/")
     utility.fill("#target_kw", "3")
     utility.fill("#bidding_s", "25")
-    utility.fill("#duration_min", "60")
-    utility.fill("#cap", "128000")
+    utility.fill("#duration_s", "3600")
+    utility.fill("#cap", "0.000128")
     expect(utility.locator("#preview-box")).to_contain_text("Payout preview")
     shot(utility, "utility-new")
     utility.click("[data-testid=post-request]")
@@ -175,8 +175,8 @@ def test_bid_request_settle_withdraw_in_a_browser(stack: dict[str, Any], browser
     # 5. Settlement: the settle button once bidding has closed.
     expect(utility.locator("[data-testid=request-state]")).to_have_text("closed", timeout=90_000)
     utility.click("[data-testid=settle]")
-    expect(utility.locator(".flash-ok")).to_contain_text("Winners of request 1 selected at 70,000 gwei/kWh")
-    expect(utility.locator("[data-testid=clearing-price]")).to_have_text("70,000 gwei/kWh")
+    expect(utility.locator(".flash-ok")).to_contain_text("Winners of request 1 selected at 0.00007 ETH/kWh")
+    expect(utility.locator("[data-testid=clearing-price]")).to_have_text("0.00007 ETH/kWh")
     expect(utility.locator("[data-testid=request-phase]")).to_have_text(re.compile("event|settled"))  # lifecycle, chain time
     expect(utility.locator("[data-testid=bid-stack] svg rect.step.accepted")).to_have_count(2)
     shot(utility, "utility-stack")
@@ -189,14 +189,14 @@ def test_bid_request_settle_withdraw_in_a_browser(stack: dict[str, Any], browser
     # 6. Results: accepted kW and payout (the daemon claims), then withdraw.
     page.bring_to_front()
     page.goto(stack["consumer"] + "/consumer/results")
-    expect(page.locator("[data-testid=accepted-1]")).to_have_text("3.000 kW")
-    expect(page.locator("[data-testid=payout-1]")).to_contain_text("0.000210 ETH")  # 3 kW x 1 h x 70,000 gwei
+    expect(page.locator("[data-testid=accepted-1]")).to_have_text("3 kW")
+    expect(page.locator("[data-testid=payout-1]")).to_contain_text("0.00021 ETH")  # 3 kW x 1 h x 0.00007 ETH/kWh
     withdraw = page.locator("[data-testid=withdraw]")
     expect(withdraw).to_be_visible()
     shot(page, "results")
     withdraw.click()
-    expect(page.locator(".flash-ok")).to_contain_text("Withdrew 0.000210 ETH")
-    expect(page.locator("[data-testid=owed]")).to_have_text("0.000000 ETH")
+    expect(page.locator(".flash-ok")).to_contain_text("Withdrew 0.00021 ETH")
+    expect(page.locator("[data-testid=owed]")).to_have_text("0 ETH")
     expect(page.locator("[data-testid=withdraw]")).to_have_count(0)
 
     # The daemon stops from the page too.
@@ -237,3 +237,79 @@ def test_valid_form_fields_are_not_invalid_in_the_accessibility_tree(stack: dict
     sync_api.expect(page.locator("#target_kw")).to_have_attribute("aria-invalid", "true")
     assert list(_invalid_fields(page).values()) == ["true"]
     page.close()
+
+
+def _publish_records(stack: dict[str, Any], request_id: int, winners: list[str]) -> None:
+    """Delivery records as the utility daemon publishes them (demand_response.mv.records), in both
+    servers' RECORDS_DIR: two flat hours of 15-minute readings, then a 1-hour event at about half load."""
+    from demand_response.mv import compute, fingerprint
+    from demand_response.mv.records import build_record, series_of, write_record
+
+    session = stack["consumer_app"].extensions["dr"].chain.session()
+    t0 = 1752451200
+    for n, who in enumerate(winners):
+        readings = ([(t0 + i * 900, 900, 250 + 10 * (i % 3)) for i in range(8)]
+                    + [(t0 + (8 + i) * 900, 900, 110 + 20 * n + 15 * i) for i in range(4)])
+        result = compute("meter-before-after", readings, t0 + 7200, t0 + 10800)
+        record = build_record(fingerprint(who, result, readings), series_of(result), chain_id=session.chain_id,
+                              contract=session.dr.address, request_id=request_id, address=who)
+        for folder in ("state", "ustate"):
+            write_record(stack["tmp"] / folder / "delivery-records", session.chain_id, session.dr.address,
+                         request_id, who, record)
+
+
+def test_money_gas_and_measured_delivery_in_a_browser(stack: dict[str, Any], browser: Any) -> None:
+    """The pages people look at for issue 15 and 17: the bid form's "does not pay" warning, the
+    results page's gross / gas / net, and baseline-against-metered charts from published records."""
+    expect = sync_api.expect
+    expect.set_options(timeout=WAIT)
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    # A metered request (report window), bid on by the console's account and one other household.
+    utility = browser.new_page()
+    utility.goto(stack["utility"] + "/utility/")
+    utility.fill("#target_kw", "3")
+    utility.fill("#bidding_s", "600")
+    utility.fill("#duration_s", "3600")
+    utility.fill("#cap", "0.000128")
+    utility.fill("#report_s", "600")
+    utility.click("[data-testid=post-request]")
+    expect(utility.locator(".flash-ok")).to_contain_text("Posted request")
+    rid = int(utility.url.rstrip("/").split("/")[-1])
+    keys = devchain.dev_private_keys(4)
+    session = stack["consumer_app"].extensions["dr"].chain.session()
+    households = [Signer.from_key(session.w3, keys[i]) for i in (1, 2)]
+    for signer, price in zip(households, (40 * 10**12, 60 * 10**12)):
+        session.dr.submit_bids(signer, rid, [1500], [price])
+    _publish_records(stack, rid, [h.address for h in households])
+
+    # The utility's request page: one chart per winner, with the method and the data hash.
+    utility.goto(stack["utility"] + f"/utility/requests/{rid}")
+    expect(utility.locator("svg.delivery-chart")).to_have_count(2)
+    expect(utility.locator("[data-testid=measured-method]").first).to_contain_text("meter-before-after")
+    expect(utility.locator("[data-testid=measured-hash]").first).to_contain_text("0x")
+    shot(utility, "utility-delivery")
+
+    # The bid form: an offer that cannot pay for its transactions is flagged with the reason.
+    page.goto(stack["consumer"] + "/consumer/bids")
+    page.fill("#rows-0-kw", "0.13")
+    page.fill("#rows-0-price", "0.00004")
+    page.click("#save-bids")
+    expect(page.locator("[data-testid=participation-cost]")).to_contain_text("4 transactions, 224,127 gas")  # bond, bid, report, withdraw
+    expect(page.locator("[data-testid=not-worth-0]")).to_contain_text("at its ask, but taking part costs")
+    shot(page, "bids-warning")
+
+    # The results page: gross, gas and net (unknown until the record has a gas figure), and
+    # the household's own measured delivery only.
+    page.goto(stack["consumer"] + "/consumer/results")
+    expect(page.locator(f"[data-testid=gas-{rid}]")).to_have_text("—")
+    expect(page.locator("svg.delivery-chart")).to_have_count(1)
+    expect(page.locator(f"[data-testid=measured-{households[0].address.lower()}]")).to_be_visible()
+    shot(page, "results-delivery")
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "results-delivery-phone")
+    assert not errors, errors
+    page.close()
+    utility.close()

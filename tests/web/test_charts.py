@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 from flaskapp.charts import TOP, H, BOTTOM, merit_order_svg
-from flaskapp.units import price_unit
+from flaskapp.units import Money
 
 GWEI = 10**9
-UNIT = price_unit("gwei")
+UNIT = Money()
 PLOT_HEIGHT = H - TOP - BOTTOM
 
 
@@ -23,7 +23,7 @@ def test_bids_far_below_the_cap_fill_the_chart_and_the_cap_is_marked_off_it() ->
     heights = _step_heights(svg)
     assert len(heights) == 2 and min(heights) > PLOT_HEIGHT / 2  # not squashed onto the axis
     assert 'class="cap"' not in svg
-    assert "↑ cap 128,000,000 gwei/kWh (above this scale)" in svg
+    assert "↑ cap 0.128 ETH/kWh (above this scale)" in svg
     assert "above the chart&#x27;s scale" in svg or "above the chart's scale" in svg
 
 

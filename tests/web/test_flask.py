@@ -8,6 +8,7 @@ a wrong keystore password, invalid forms and broken files.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 import re
 import time
 from pathlib import Path
@@ -23,13 +24,19 @@ from demand_response.chain import Signer, connect  # noqa: E402
 from demand_response.contract import DemandReduction  # noqa: E402
 from flaskapp import create_app  # noqa: E402
 from flaskapp.daemon import stop_all  # noqa: E402
-from flaskapp.units import fmt_eth  # noqa: E402
+from demand_response.units import ETH, format_amount  # noqa: E402
+
+
+def fmt_eth(wei: int) -> str:
+    """An amount as the pages show it (the one unit model)."""
+    return format_amount(wei, ETH)
 
 GWEI = 10**9
 CAP_GWEI = 128_000  # 128e12 wei/kWh: grid step 1,000 gwei
+CAP = "0.000128"  # the same cap as the forms take it: ETH per kWh
 ENV_KEYS = ("RPC_URL", "NETWORK", "CHAIN_ID", "CONTRACT_ADDRESS", "UTILITY_ACCOUNT", "UTILITY_ACCOUNT_PASS",
             "CONSUMER_ACCOUNT", "CONSUMER_ACCOUNT_PASS", "UTILITY_PRIVATE_KEY", "CONSUMER_PRIVATE_KEY",
-            "BIDS_FILE", "RESULTS_FILE", "STATE_DIR", "DR_ENV_FILE", "KEYSTORE_DIR", "DR_ROLE", "DR_PRICE_UNIT",
+            "BIDS_FILE", "RESULTS_FILE", "STATE_DIR", "DR_ENV_FILE", "KEYSTORE_DIR", "DR_ROLE", "DR_PRICE_UNIT", "USD_PER_ETH",
             "FLASK_SECRET_KEY", "BIDS_SOURCE", "AUTO_WITHDRAW", "POLL_INTERVAL", "DEPLOYMENTS_FILE")
 
 
@@ -103,8 +110,8 @@ def csrf_token(client: Any, url: str) -> str:
 
 
 def post_request(client: Any, target_kw: str = "3", bidding_s: str = "60", **extra: str) -> int:
-    data = {"target_kw": target_kw, "bidding_s": bidding_s, "delay_min": "0", "duration_min": "60",
-            "cap": str(CAP_GWEI), "rule": "uniform", "post": "1", **extra}
+    data = {"target_kw": target_kw, "bidding_s": bidding_s, "delay_s": "0", "duration_s": "3600",
+            "cap": CAP, "rule": "uniform", "post": "1", **extra}
     response = client.post("/utility/requests", data=data)
     assert response.status_code == 302, response.get_data(as_text=True)[:2000]
     return int(response.headers["Location"].rstrip("/").split("/")[-1])
@@ -154,7 +161,7 @@ def test_console_shows_open_request_with_countdown(client: Any) -> None:
     html = client.get("/consumer/").get_data(as_text=True)
     assert f'data-testid="request-{rid}"' in html
     assert re.search(r'data-deadline="\d+"', html)
-    assert "3.000 kW" in html and "128,000 gwei/kWh" in html
+    assert "3 kW" in html and "0.000128 ETH/kWh" in html
 
 
 # -- bid form --------------------------------------------------------------------------------
@@ -163,14 +170,14 @@ def test_console_shows_open_request_with_countdown(client: Any) -> None:
 def test_bid_form_saves_atomically(client: Any, app: Any) -> None:
     path = Path(app.extensions["dr"].settings.bids_file)
     response = client.post("/consumer/bids", data={
-        "rows-0-kw": "1.5", "rows-0-price": "40000", "rows-1-kw": "0.25", "rows-1-price": "60000.5", "save": "1"})
+        "rows-0-kw": "1.5", "rows-0-price": "0.00004", "rows-1-kw": "0.25", "rows-1-price": "0.0000600005", "save": "1"})
     assert response.status_code == 302
     doc = json.loads(path.read_text())
     assert doc["bids"] == [{"watts": 1500, "price_wei_per_kwh": 40_000 * GWEI},
                            {"watts": 250, "price_wei_per_kwh": 60_000_500_000_000}]
     assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
     page = client.get("/consumer/bids").get_data(as_text=True)
-    assert "Saved 2 bid(s)" in page and 'value="60000.5"' in page
+    assert "Saved 2 bid(s)" in page and 'value="0.0000600005"' in page
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -183,13 +190,13 @@ def test_bid_form_saves_atomically(client: Any, app: Any) -> None:
     ("price", "", "Enter the least you accept per kWh."),
     ("price", "0", "The price must be above 0."),
     ("price", "-5", "The price must be above 0."),
-    ("price", "1.0000000001", "at most 9 decimals"),
+    ("price", "0.0000000000000000001", "ETH has at most 18"),
     ("price", "lots", "Not a valid decimal value"),
 ])
 def test_bid_form_errors_show_next_to_the_field(client: Any, app: Any, field: str, value: str, message: str) -> None:
     path = Path(app.extensions["dr"].settings.bids_file)
     path.write_text('{"version": 1, "bids": [{"watts": 1, "price_wei_per_kwh": 1}]}')
-    data = {"rows-0-kw": "1", "rows-0-price": "1000", "save": "1", f"rows-0-{field}": value}
+    data = {"rows-0-kw": "1", "rows-0-price": "0.000001", "save": "1", f"rows-0-{field}": value}
     response = client.post("/consumer/bids", data=data)
     html = response.get_data(as_text=True)
     assert response.status_code == 400
@@ -200,7 +207,7 @@ def test_bid_form_errors_show_next_to_the_field(client: Any, app: Any, field: st
 
 
 def test_bid_rows_add_and_remove_without_javascript(client: Any) -> None:
-    base = {"rows-0-kw": "1", "rows-0-price": "1000", "rows-1-kw": "2", "rows-1-price": "2000"}
+    base = {"rows-0-kw": "1", "rows-0-price": "0.000001", "rows-1-kw": "2", "rows-1-price": "0.000002"}
     html = client.post("/consumer/bids", data={**base, "add": "1"}).get_data(as_text=True)
     assert 'name="rows-2-kw"' in html and "is-invalid" not in html
     html = client.post("/consumer/bids", data={**base, "remove": "0"}).get_data(as_text=True)
@@ -218,13 +225,13 @@ def test_fill_from_gridsim_fills_the_form_not_the_file(client: Any, app: Any) ->
     rid = post_request(client, bidding_s="600")
     html = client.post("/consumer/bids/fill", data={}).get_data(as_text=True)
     if f"for request {rid}" in html:
-        prices = [int(v) for v in re.findall(r'name="rows-\d+-price"[^>]*value="(\d+)"', html)]
-        assert prices and all(p % 1000 == 0 and p <= CAP_GWEI for p in prices)  # on the request's grid
+        prices = [int(Decimal(v) * 10**18) for v in re.findall(r'name="rows-\d+-price"[^>]*value="([\d.]+)"', html)]
+        assert prices and all(p % (1000 * GWEI) == 0 and p <= CAP_GWEI * GWEI for p in prices)  # on the request's grid
 
 
 def test_bid_curve_preview(client: Any) -> None:
-    svg = client.get("/api/bids/curve.svg?kw=1&price=1000&kw=2&price=500&kw=x&price=1").get_data(as_text=True)
-    assert svg.startswith("<svg") and "<title" in svg and "3.000 kW offered" in svg
+    svg = client.get("/api/bids/curve.svg?kw=1&price=0.000001&kw=2&price=0.0000005&kw=x&price=1").get_data(as_text=True)
+    assert svg.startswith("<svg") and "<title" in svg and "3 kW offered" in svg and "ETH/kWh" in svg
 
 
 # -- CSRF ------------------------------------------------------------------------------------
@@ -239,7 +246,7 @@ POSTS = ["/consumer/bids", "/consumer/bids/fill", "/consumer/daemon/start", "/co
 @pytest.mark.parametrize("url", POSTS)
 def test_every_form_needs_its_csrf_token(make_app: Any, url: str) -> None:
     client = make_app(csrf=True).test_client()
-    response = client.post(url, data={"rows-0-kw": "1", "rows-0-price": "1", "save": "1", "password": "x"})
+    response = client.post(url, data={"rows-0-kw": "1", "rows-0-price": "0.000001", "save": "1", "password": "x"})
     assert response.status_code == 400
     assert "security token" in response.get_data(as_text=True)
 
@@ -248,7 +255,7 @@ def test_csrf_token_lets_the_form_through(make_app: Any) -> None:
     app = make_app(csrf=True)
     client = app.test_client()
     token = csrf_token(client, "/consumer/bids")
-    response = client.post("/consumer/bids", data={"csrf_token": token, "rows-0-kw": "1", "rows-0-price": "5", "save": "1"})
+    response = client.post("/consumer/bids", data={"csrf_token": token, "rows-0-kw": "1", "rows-0-price": "0.000005", "save": "1"})
     assert response.status_code == 302
     assert client.put("/api/bids", data='{"version": 1, "bids": [{"kw": 1, "price_wei_per_kwh": 7}]}').status_code == 400
     response = client.put("/api/bids", data='{"version": 1, "bids": [{"kw": 1, "price_wei_per_kwh": 7}]}',
@@ -264,7 +271,7 @@ def test_json_api(client: Any, app: Any, keys: list[str]) -> None:
     status = client.get("/api/status").get_json()
     assert status["chain"]["connected"] and status["chain"]["chain_id"] == 1337
     assert status["account"] and status["roles"] == {"consumer": True, "utility": True}
-    assert status["daemon"]["state"] == "stopped" and status["price_unit"] == "gwei/kWh"
+    assert status["daemon"]["state"] == "stopped" and status["price_unit"] == "ETH/kWh"
     assert "PRIVATE" not in json.dumps(status) and keys[1][2:] not in json.dumps(status)
 
     rid = post_request(client, bidding_s="600")
@@ -285,16 +292,16 @@ def test_json_api(client: Any, app: Any, keys: list[str]) -> None:
     good = client.put("/api/bids", data='{"version": 1, "bids": [{"watts": 1200, "price_wei_per_kwh": 7000000000}]}')
     assert good.status_code == 200
     assert client.get("/api/bids").get_json()["bids"][0] == {"watts": 1200, "price_wei_per_kwh": "7000000000",
-                                                            "kw": 1.2, "price": "7"}
+                                                            "kw": 1.2, "price": "0.000000007"}
     assert client.get("/api/daemon").get_json()["state"] == "stopped"
     results = client.get("/api/results").get_json()
     assert results["history"]["requests"] == [] and results["records"] == []
 
-    preview = client.get("/api/utility/preview?target_kw=3&cap=128000&duration_min=60").get_json()
+    preview = client.get("/api/utility/preview?target_kw=3&cap=0.000128&duration_s=3600").get_json()
     assert preview["min_budget_wei"] == str(3000 * 3600 * CAP_GWEI * GWEI // 3_600_000)
     assert preview["scenarios"][-1]["promised_wei"] == preview["min_budget_wei"]
-    for query in ("target_kw=&cap=1", "target_kw=1&cap=abc", "target_kw=1&cap=128000&budget_eth=0.0000001",
-                  "target_kw=0&cap=1000", "target_kw=1.0001&cap=1000", "target_kw=1&cap=1000&rule=x"):
+    for query in ("target_kw=&cap=0.000001", "target_kw=1&cap=abc", "target_kw=1&cap=0.000128&budget_eth=0.0000001",
+                  "target_kw=0&cap=0.000001", "target_kw=1.0001&cap=0.000001", "target_kw=1&cap=0.000001&rule=x"):
         response = client.get(f"/api/utility/preview?{query}")
         assert response.status_code == 400 and response.get_json()["error"].startswith("cannot preview"), query
     history = client.get("/api/utility/requests").get_json()
@@ -310,11 +317,11 @@ def test_json_api(client: Any, app: Any, keys: list[str]) -> None:
     ("target_kw", "1.0001", "At most 3 decimals"),
     ("bidding_s", "2", "Between 5 s and 30 days."),
     ("bidding_s", "x", "Not a valid integer value"),
-    ("delay_min", "-1", "Between 0 and"),
-    ("duration_min", "0", "Between 1 min and 7 days."),
+    ("delay_s", "-1", "Between 0 s and"),
+    ("duration_s", "0", "Between 60 s and 7 days."),
     ("cap", "", "Enter the most you pay per kWh."),
     ("cap", "0", "The price must be above 0."),
-    ("cap", "0.0000000001", "at most 9 decimals"),
+    ("cap", "0.0000000000000000001", "ETH has at most 18"),
     ("budget_eth", "-1", "The budget must be above 0"),
     ("budget_eth", "0.0000001", "below the"),
     ("rule", "auction", "Not a valid choice"),
@@ -328,13 +335,13 @@ def test_json_api(client: Any, app: Any, keys: list[str]) -> None:
     ("bond_eth", "-0.01", "The bond cannot be negative."),
     ("bond_eth", "1e40", "The bond is too large"),
     # Found by test_fuzz_api: WTForms' NumberRange made a 400-digit integer a float (a 500).
-    ("duration_min", "9" * 400, "Too large."),
-    # The planner's rules, shown under their fields: a cap whose figures would all read 0.000000 ETH.
-    ("cap", "500", "below the least the tools accept"),
+    ("duration_s", "9" * 400, "Too large."),
+    # The planner's rules, shown under their fields: a cap too small to price anything.
+    ("cap", "0.0000005", "below the least the tools accept"),
     ("reveal_s", "9" * 400, "Too large."),
 ])
 def test_request_form_errors(client: Any, field: str, value: str, message: str) -> None:
-    data = {"target_kw": "3", "bidding_s": "60", "delay_min": "0", "duration_min": "60", "cap": str(CAP_GWEI),
+    data = {"target_kw": "3", "bidding_s": "60", "delay_s": "0", "duration_s": "3600", "cap": CAP,
             "rule": "uniform", "post": "1", field: value}
     before = client.get("/api/utility/requests").get_json()["totals"]["requests"]
     response = client.post("/utility/requests", data=data)
@@ -346,7 +353,7 @@ def test_request_form_errors(client: Any, field: str, value: str, message: str) 
 
 
 def test_request_preview_then_post(client: Any) -> None:
-    data = {"target_kw": "5", "bidding_s": "60", "delay_min": "10", "duration_min": "30", "cap": "100000",
+    data = {"target_kw": "5", "bidding_s": "60", "delay_s": "600", "duration_s": "1800", "cap": "0.0001",
             "rule": "pay_as_bid", "preview": "1"}
     html = client.post("/utility/requests", data=data).get_data(as_text=True)
     assert "Payout preview" in html and "If the full target clears at" in html
@@ -385,8 +392,8 @@ def test_wrong_utility_account_is_a_clear_error(make_app: Any) -> None:
     client = make_app(utility=2, csrf=False).test_client()
     html = client.get("/utility/").get_data(as_text=True)
     assert "is not this contract&#39;s utility" in html or "is not this contract's utility" in html
-    response = client.post("/utility/requests", data={"target_kw": "1", "bidding_s": "60", "delay_min": "0",
-                                                      "duration_min": "60", "cap": "1000", "rule": "uniform", "post": "1"})
+    response = client.post("/utility/requests", data={"target_kw": "1", "bidding_s": "60", "delay_s": "0",
+                                                      "duration_s": "3600", "cap": "0.000001", "rule": "uniform", "post": "1"})
     assert response.status_code == 409 and "not posted" in response.get_data(as_text=True)
 
 
@@ -407,13 +414,13 @@ def test_chain_down_never_500s(make_app: Any) -> None:
     assert client.get("/api/status").get_json()["chain"]["connected"] is False
     assert client.get("/api/results").status_code == 200
     # Saving bids needs no chain.
-    assert client.post("/consumer/bids", data={"rows-0-kw": "1", "rows-0-price": "5", "save": "1"}).status_code == 302
+    assert client.post("/consumer/bids", data={"rows-0-kw": "1", "rows-0-price": "0.000005", "save": "1"}).status_code == 302
     response = client.post("/consumer/daemon/start", data={"source": "file"})
     assert response.status_code == 409 and "cannot reach the RPC endpoint" in response.get_data(as_text=True)
     for url in ("/consumer/withdraw", "/utility/requests/1/settle", "/utility/withdraw"):
         assert client.post(url).status_code == 409, url
-    response = client.post("/utility/requests", data={"target_kw": "1", "bidding_s": "60", "delay_min": "0",
-                                                      "duration_min": "60", "cap": "1000", "rule": "uniform", "post": "1"})
+    response = client.post("/utility/requests", data={"target_kw": "1", "bidding_s": "60", "delay_s": "0",
+                                                      "duration_s": "3600", "cap": "0.000001", "rule": "uniform", "post": "1"})
     assert response.status_code == 409 and "cannot reach" in response.get_data(as_text=True)
 
 
@@ -422,7 +429,7 @@ def test_wrong_password_is_shown_next_to_the_field(make_app: Any, keys: list[str
     app = make_app(consumer=3, csrf=False, CONSUMER_PRIVATE_KEY=None, CONSUMER_ACCOUNT=str(keystore))
     app.config.pop("CONSUMER_PRIVATE_KEY", None)
     client = app.test_client()
-    client.post("/consumer/bids", data={"rows-0-kw": "1", "rows-0-price": "5", "save": "1"})
+    client.post("/consumer/bids", data={"rows-0-kw": "1", "rows-0-price": "0.000005", "save": "1"})
     html = client.get("/consumer/").get_data(as_text=True)
     assert "locked" in html and 'name="password"' in html and address[:12] in html
     response = client.post("/consumer/daemon/start", data={"source": "file", "password": "wrong"})
@@ -455,7 +462,7 @@ def test_broken_files_are_reported_not_500(client: Any, app: Any) -> None:
 
 
 def test_bad_configuration_is_reported_not_500(make_app: Any) -> None:
-    client = make_app(csrf=False, POLL_INTERVAL="often", DR_PRICE_UNIT="doubloons").test_client()
+    client = make_app(csrf=False, POLL_INTERVAL="often", USD_PER_ETH="doubloons").test_client()
     for url in ("/consumer/", "/consumer/results", "/utility/"):
         response = client.get(url)
         assert response.status_code == 200 and "Configuration problem" in response.get_data(as_text=True)
@@ -469,7 +476,7 @@ def test_one_daemon_per_account(make_app: Any) -> None:
     first = make_app(csrf=False)
     second = make_app(csrf=False)
     a, b = first.test_client(), second.test_client()
-    a.post("/consumer/bids", data={"rows-0-kw": "1", "rows-0-price": "5", "save": "1"})
+    a.post("/consumer/bids", data={"rows-0-kw": "1", "rows-0-price": "0.000005", "save": "1"})
     assert a.post("/consumer/daemon/start", data={"source": "file"}).status_code == 302
     assert wait_for(lambda: a.get("/api/daemon").get_json()["listening"], 30, "listening")
     html = a.post("/consumer/daemon/start", data={"source": "file"}).get_data(as_text=True)
@@ -518,8 +525,8 @@ def test_full_cycle_bid_settle_withdraw(make_app: Any, node: devchain.DevChain) 
     head = int(str(node.rpc("eth_blockNumber")), 16)
     app = make_app(consumer=4, csrf=False, AUTO_WITHDRAW="false", START_BLOCK=str(head + 1))
     client = app.test_client()
-    assert client.post("/consumer/bids", data={"rows-0-kw": "2", "rows-0-price": "40000", "rows-1-kw": "2",
-                                               "rows-1-price": "60000", "save": "1"}).status_code == 302
+    assert client.post("/consumer/bids", data={"rows-0-kw": "2", "rows-0-price": "0.00004", "rows-1-kw": "2",
+                                               "rows-1-price": "0.00006", "save": "1"}).status_code == 302
     assert client.post("/consumer/daemon/start", data={"source": "file"}).status_code == 302
     wait_for(lambda: client.get("/api/daemon").get_json()["listening"], 30, "listening")
     rid = post_request(client, target_kw="3", bidding_s="8")
@@ -535,7 +542,7 @@ def test_full_cycle_bid_settle_withdraw(make_app: Any, node: devchain.DevChain) 
     stack = client.get(f"/api/requests/{rid}/stack").get_json()
     assert [lvl["watts"] for lvl in stack["levels"]] == [2000, 2000]
     detail = client.get(f"/utility/requests/{rid}").get_data(as_text=True)
-    assert "clearing 60,000 gwei/kWh" in detail and "step accepted" in detail
+    assert "clearing 0.00006 ETH/kWh" in detail and "step accepted" in detail
 
     def recorded() -> Any:
         history = client.get("/api/results").get_json()["history"]
@@ -549,7 +556,7 @@ def test_full_cycle_bid_settle_withdraw(make_app: Any, node: devchain.DevChain) 
     assert history["owed_wei"] == str(payout) and history["can_withdraw"]
     assert row["request"]["state"] == "settled" and row["paid_wei"] == str(payout)  # claimed: paid
     page = client.get("/consumer/results").get_data(as_text=True)
-    assert 'data-testid="withdraw"' in page and "3.000 kW" in page
+    assert 'data-testid="withdraw"' in page and "3 kW" in page
     response = client.post("/consumer/withdraw")
     assert response.status_code == 302
     assert "Withdrew" in client.get("/consumer/results").get_data(as_text=True)
@@ -577,8 +584,8 @@ def test_selected_winners_are_not_settled_until_they_are_paid(make_app: Any, nod
     assert row["promised_wei"] == str(50_000 * GWEI) and row["paid_wei"] == "0"
     page = client.get(f"/utility/requests/{rid}").get_data(as_text=True)
     assert ">settled<" not in page and 'data-testid="request-state">selected<' in page
-    assert re.search(r'data-testid="request-paid">0\.000000 ETH<', page)
-    assert re.search(r'data-testid="request-promised">0\.000050 ETH<', page)
+    assert re.search(r'data-testid="request-paid">0 ETH<', page)
+    assert re.search(r'data-testid="request-promised">0\.00005 ETH<', page)
 
     dr.claim(bidder, rid, [b.bid_id for b in dr.bids_of(rid, bidder.address)])
     row = client.get(f"/api/requests/{rid}").get_json()
@@ -600,7 +607,7 @@ def test_utility_withdraws_refunds(make_app: Any) -> None:
 
 
 def test_preview_api_with_terms(client: Any) -> None:
-    base = "/api/utility/preview?target_kw=3&cap=128000&bidding_s=60&delay_min=2&duration_min=60"
+    base = "/api/utility/preview?target_kw=3&cap=0.000128&bidding_s=60&delay_s=120&duration_s=3600"
     data = client.get(base + "&reveal_s=90&report_s=600&dispute_s=300&bond_eth=0.001").get_json()
     terms = data["terms"]
     assert data["with_terms"] and terms["sealed"] and terms["metered"] and terms["bond_wei"] == str(10**15)
@@ -617,10 +624,10 @@ def test_preview_api_with_terms(client: Any) -> None:
 
 def test_form_preview_shows_the_deadlines(client: Any) -> None:
     html = client.post("/utility/requests", data={
-        "target_kw": "3", "bidding_s": "60", "delay_min": "2", "duration_min": "60", "cap": str(CAP_GWEI),
+        "target_kw": "3", "bidding_s": "60", "delay_s": "120", "duration_s": "3600", "cap": CAP,
         "rule": "uniform", "reveal_s": "90", "report_s": "600", "dispute_s": "300", "bond_eth": "0.001",
         "preview": "1"}).get_data(as_text=True)
-    assert "sealed bids, paid on metered delivery; bond 0.001000 ETH" in html
+    assert "sealed bids, paid on metered delivery; bond 0.001 ETH" in html
     for testid in ("preview-reveal", "preview-report", "preview-dispute"):
         assert re.search(rf'data-testid="{testid}">\d\d:\d\d:\d\d<', html), testid
 
@@ -660,12 +667,12 @@ def test_sealed_metered_request_through_the_dashboard(anvil: devchain.DevChain, 
 
     # Nothing is posted for an impossible combination.
     response = client.post("/utility/requests", data={
-        "target_kw": "3", "bidding_s": "30", "delay_min": "1", "duration_min": "1", "cap": str(CAP_GWEI),
+        "target_kw": "3", "bidding_s": "30", "delay_s": "60", "duration_s": "60", "cap": CAP,
         "rule": "uniform", "reveal_s": "61", "report_s": "60", "post": "1"})
     assert response.status_code == 400 and "would end after the event starts" in response.get_data(as_text=True)
     assert dr.request_count() == 0
 
-    rid = post_request(client, bidding_s="30", delay_min="1", duration_min="1", reveal_s="30", report_s="60",
+    rid = post_request(client, bidding_s="30", delay_s="60", duration_s="60", reveal_s="30", report_s="60",
                        dispute_s="60", bond_eth="0.001")
     info = dr.get_request(rid)
     on_chain = dr.terms_of(rid)
@@ -733,8 +740,8 @@ def test_sealed_metered_request_through_the_dashboard(anvil: devchain.DevChain, 
     expected = market.settle_delivery(1000, promised[c2], 500, 10**15)
     assert expected.payout == promised[c2] // 2 and expected.penalty == 10**15 // 2
     assert ">settled<" in rows[c1] and ">settled<" in rows[c2] and ">settled<" in rows[c3]
-    assert "2.000 kW" in rows[c1] and f">{fmt_eth(promised[c1])}<" in rows[c1]
-    assert "disputed" in rows[c2] and "0.500 kW" in rows[c2] and "1.000 kW" in rows[c2]
+    assert "2 kW" in rows[c1] and f">{fmt_eth(promised[c1])}<" in rows[c1]
+    assert "disputed" in rows[c2] and "0.5 kW" in rows[c2] and "1 kW" in rows[c2]
     assert f">{fmt_eth(expected.payout)}<" in rows[c2] and f"penalty {fmt_eth(expected.penalty)}" in rows[c2]
     assert "data-testid=\"confirm-" not in page and "data-testid=\"dispute-0x" not in page
     assert 'data-testid="request-phase">settled<' in page  # every accepted watt settled
@@ -752,3 +759,56 @@ def test_sealed_metered_request_through_the_dashboard(anvil: devchain.DevChain, 
     assert f'data-testid="record-paid-{rid}">{fmt_eth(promised[c1])}<' in results
     assert "Promised" in results and "Delivered" in results and "Bond back" in results
     assert "metered · settled" in results
+
+    # Gross, gas and net: from the record's gas_wei and net_wei (wconsumer's daemon writes them).
+    gas = 3 * 21_000 * 10**9
+    records_doc = json.loads(Path(tmp_path / "results.json").read_text())
+    records_doc["results"][0].update(gas_wei=str(gas), net_wei=str(promised[c1] - gas))
+    Path(tmp_path / "results.json").write_text(json.dumps(records_doc))
+    results = client.get("/consumer/results").get_data(as_text=True)
+    assert f'data-testid="gas-{rid}">{fmt_eth(gas)}<' in results
+    assert f'data-testid="net-{rid}">{fmt_eth(promised[c1] - gas)}<' in results
+    assert f'data-testid="total-net">{fmt_eth(promised[c1] - gas)}<' in results
+    api_row = client.get("/api/results").get_json()["history"]["requests"][0]
+    assert (api_row["paid_wei"], api_row["gas_wei"], api_row["net_wei"]) == (
+        str(promised[c1]), str(gas), str(promised[c1] - gas))
+
+    # Measured delivery: records published by the utility (demand_response.mv.records) show as
+    # baseline-against-metered charts on the request page and the household's results, and in the API.
+    from demand_response.mv import compute, fingerprint
+    from demand_response.mv.records import build_record, series_of, write_record
+
+    records_dir = app.extensions["dr"].settings.records_dir
+    t0 = 1752451200
+    readings = [(t0 + i * 900, 900, 250) for i in range(8)] + [(t0 + (8 + i) * 900, 900, 125) for i in range(4)]
+    result = compute("meter-before-after", readings, t0 + 7200, t0 + 10800)
+    for who in (c1, c2):
+        fp = fingerprint(who, result, readings)
+        write_record(records_dir, w3.eth.chain_id, dr.address, rid, who,
+                     build_record(fp, series_of(result), chain_id=w3.eth.chain_id, contract=dr.address,
+                                  request_id=rid, address=who))
+    delivery = client.get(f"/api/requests/{rid}/delivery").get_json()
+    assert [r["address"].lower() for r in delivery["records"]] == sorted([c1.lower(), c2.lower()])
+    first = delivery["records"][0]
+    assert (first["baseline_wh"], first["metered_wh"], first["delivered_watts"]) == (1000, 500, 500)
+    assert first["method"] == "meter-before-after" and first["data_hash"].startswith("0x")
+    assert first["intervals"][0] == [t0 + 7200, 900, 250, 125] and "chart" not in first
+    assert client.get("/api/requests/999/delivery").status_code == 404
+    page = client.get(f"/utility/requests/{rid}").get_data(as_text=True)
+    assert "Measured delivery" in page and page.count('class="chart delivery-chart"') == 2
+    assert first["data_hash"] in page and 'class="baseline"' in page and 'class="metered"' in page
+    results = client.get("/consumer/results").get_data(as_text=True)
+    assert "Your measured delivery" in results and results.count('class="chart delivery-chart"') == 1
+    assert f'data-testid="measured-{c1.lower()}"' in results and f'data-testid="measured-{c2.lower()}"' not in results
+
+
+def test_the_bid_form_warns_about_an_offer_that_cannot_pay_for_taking_part(client: Any) -> None:
+    """The node's fee quote prices a household's event (bid, claim, withdraw); an offer whose
+    payout at its own price is less is flagged with fees.worth_bidding's reason, and saving still works."""
+    data = {"rows-0-kw": "1", "rows-0-price": "0.000001", "rows-1-kw": "4000", "rows-1-price": "0.01", "save": "1"}
+    assert client.post("/consumer/bids", data=data).status_code == 302
+    page = client.get("/consumer/bids").get_data(as_text=True)
+    assert 'data-testid="participation-cost"' in page and "3 transactions, 179,375 gas" in page
+    warning = re.search(r'data-testid="not-worth-0">([^<]+)<', page)
+    assert warning and "pays 0.000001 ETH at its ask, but taking part costs" in warning.group(1)
+    assert 'data-testid="not-worth-1"' not in page  # 4 MW for an hour at 0.01 ETH/kWh pays

@@ -178,7 +178,7 @@ def form_posts(draw: Any) -> tuple[str, dict]:
         data.update({"save": "1"} if kind == "bids" else {"add": "1"} if kind == "bids-add" else {"remove": draw(nasty_text)})
         return "/bids", data
     if kind == "request":
-        fields = ["target_kw", "bidding_s", "delay_min", "duration_min", "cap", "budget_eth", "rule"]
+        fields = ["target_kw", "bidding_s", "delay_s", "duration_s", "cap", "budget_eth", "rule"]
         data = {f: draw(nasty_text) for f in fields if draw(st.booleans())}
         data["preview"] = "1"
         return "/utility/requests", data
@@ -209,7 +209,7 @@ def test_non_finite_numbers_are_refused_not_a_crash(app_and_files: tuple[Any, Pa
     _check(app_and_files, curve, f"GET curve.svg {value}")
     assert curve.status_code == 200 and curve.mimetype == "image/svg+xml"
     for field in ("target_kw", "cap", "budget_eth", "bond_eth"):
-        data = {"target_kw": "5", "bidding_s": "60", "delay_min": "0", "duration_min": "60", "cap": "100",
+        data = {"target_kw": "5", "bidding_s": "60", "delay_s": "0", "duration_s": "3600", "cap": "0.0001",
                 "rule": "uniform", "preview": "1", field: value}
         page = client.post("/utility/requests", data=data)
         _check(app_and_files, page, f"POST /utility/requests {field}={value}")

@@ -12,10 +12,10 @@ from demand_response.contract import BidInfo, ParticipantInfo, RequestInfo, Stag
 from demand_response.market import PricingRule, payout, settle_delivery
 from flaskapp import presenters
 from flaskapp.reads import DeliveryLogs
-from flaskapp.units import price_unit
+from flaskapp.units import Money
 
 GWEI = 10**9
-UNIT = price_unit("gwei")
+UNIT = Money()
 NOW = 1_800_000_000
 PRICE = 70_000 * GWEI
 PROMISED = payout(3000, 3600, PRICE)
@@ -29,7 +29,7 @@ def test_a_selected_unpaid_request_shows_promised_and_zero_paid_and_is_not_settl
     row = presenters.request_dict(SELECTED, OPEN_TERMS, UNIT, NOW, NOW)
     assert (row["state"], row["phase"]) == ("selected", "scheduled")
     assert row["promised_wei"] == str(PROMISED) and row["paid_wei"] == "0"
-    assert row["display"]["promised"] == "0.000210 ETH" and row["display"]["paid"] == "0.000000 ETH"
+    assert row["display"]["promised"] == "0.00021 ETH" and row["display"]["paid"] == "0 ETH"
     assert row["refund_wei"] == str(10**15 - PROMISED)
 
 
