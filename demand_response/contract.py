@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Iterable, Sequence
 
 from eth_abi import decode as abi_decode
@@ -43,8 +43,9 @@ COMMIT_GAS, POST_BOND_GAS, REPORT_GAS, REVEAL_EXTRA_GAS = 150_000, 120_000, 80_0
 #: rounding dust to the utility (a new storage slot and an event, about 24,000 gas), which
 #: an estimate made while others were still pending does not include.
 DUST_GAS_MARGIN = 40_000
-#: Submissions read per getBids call: keeps each eth_call far below a node's gas cap.
-PAGE_SUBMISSIONS = 8
+#: Submissions read per getBids call: through the lens, 4 full submissions (256 bids) cost
+#: ~1.5M gas, so each eth_call stays far below a node's gas cap, even a 3M one.
+PAGE_SUBMISSIONS = 4
 #: Submissions scanned per bidsOf call: the headers cost ~2,100 gas each (~2M gas a page).
 FILTER_SUBMISSIONS = 1024
 #: Bid ids proved per proveLevelPrefix transaction (~2,500 gas each: about 1.3M gas).
@@ -266,6 +267,7 @@ class DemandReduction:
         try:
             ticks = instance.contract.functions.TICKS().call()
             instance.contract.functions.requestCount().call()
+            instance.contract.functions.lens().call()
         except Exception as exc:
             raise ChainError(
                 f"the contract at {checksum} is not a DemandReduction (ABI mismatch); check CONTRACT_ADDRESS"
@@ -280,6 +282,13 @@ class DemandReduction:
     def functions(self) -> Any:
         """The raw web3 contract functions."""
         return self.contract.functions
+
+    @cached_property
+    def lens(self) -> Contract:
+        """The read-only lens with the paged bid views, which the market created when it
+        was deployed (``lens()``)."""
+        address = self.functions.lens().call()
+        return self.w3.eth.contract(address=address, abi=load_artifact("DemandReductionLens")["abi"])
 
     def utility(self) -> str:
         """The current utility address."""
@@ -300,14 +309,14 @@ class DemandReduction:
 
     def get_bids(self, request_id: int, start: int = 0, count: int = MAX_UINT) -> list[BidInfo]:
         """The bids of submissions ``start`` .. ``start + count - 1`` of ``request_id``."""
-        return [BidInfo(*b) for b in self.functions.getBids(request_id, start, count).call()]
+        return [BidInfo(*b) for b in self.lens.functions.getBids(request_id, start, count).call()]
 
     def all_bids(self, request_id: int, block: Any = "latest") -> list[BidInfo]:
         """Every bid of ``request_id``, read in pages so that no single call grows with the book."""
         total = self.get_request(request_id, block).submissions
         bids: list[BidInfo] = []
         for start in range(0, total, PAGE_SUBMISSIONS):
-            page = self.functions.getBids(request_id, start, PAGE_SUBMISSIONS).call(block_identifier=block)
+            page = self.lens.functions.getBids(request_id, start, PAGE_SUBMISSIONS).call(block_identifier=block)
             bids.extend(BidInfo(*b) for b in page)
         return bids
 
@@ -322,7 +331,7 @@ class DemandReduction:
         rows: list[BidInfo] = []
         for page in range(start, end, FILTER_SUBMISSIONS):
             size = min(FILTER_SUBMISSIONS, end - page)
-            rows.extend(BidInfo(*b) for b in self.functions.bidsOf(request_id, consumer, page, size).call())
+            rows.extend(BidInfo(*b) for b in self.lens.functions.bidsOf(request_id, consumer, page, size).call())
         return rows
 
     def bid_ids_logged(self, request_id: int, consumer: str, from_block: int = 0) -> list[int]:
@@ -353,7 +362,7 @@ class DemandReduction:
 
     def outcome_of(self, request_id: int, consumer: str) -> tuple[int, int]:
         """(accepted watts, payout wei) of ``consumer`` in ``request_id``."""
-        return tuple(self.functions.outcomeOf(request_id, Web3.to_checksum_address(consumer)).call())
+        return tuple(self.lens.functions.outcomeOf(request_id, Web3.to_checksum_address(consumer)).call())
 
     def owed(self, account: str) -> int:
         """Wei ``account`` may withdraw."""

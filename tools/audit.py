@@ -10,8 +10,8 @@ shadow the project's compiler resolution on PATH. Override with ``SLITHER=/path/
 
 How it compiles: crytic-compile's default mode calls ``solc --combined-json``, which the
 project's solcjs adapter (tools/solc-npm) does not speak. So this script writes a solc
-standard-JSON input with the project's exact settings (solc 0.8.24, viaIR, optimizer 1000
-runs, shanghai; the contract does not compile without viaIR) and runs slither on it with
+standard-JSON input with the project's exact settings (solc 0.8.24, viaIR, the optimizer
+runs of compiler.py, shanghai; the contract does not compile without viaIR) and runs slither on it with
 ``--compile-force-framework solc-json --solc <resolve_solc().path>``: the adapter only
 needs ``--version`` and ``--standard-json``. Nothing is downloaded.
 
@@ -71,7 +71,7 @@ def _slither() -> str:
 
 def _standard_json() -> dict:
     sources = {
-        f"contracts/{p.name}": {"content": p.read_text()} for p in sorted((ROOT / "contracts").glob("*.sol"))
+        p.relative_to(ROOT).as_posix(): {"content": p.read_text()} for p in sorted((ROOT / "contracts").rglob("*.sol"))
     }
     return {
         "language": "Solidity",
