@@ -84,25 +84,30 @@ contract DemandReduction is SealedBids, MeteredDelivery {
     ) external payable onlyUtility returns (uint256 requestId) {
         if (
             terms.revealWindow > type(uint32).max || terms.reportWindow > type(uint32).max
-                || terms.disputeWindow > type(uint32).max || terms.bondWei > type(uint96).max
+                || terms.disputeWindow > type(uint32).max || terms.bondWei > type(uint80).max
+                || terms.noticePeriod > type(uint32).max
         ) revert BadTerms();
         bool sealedBids = terms.revealWindow != 0;
         bool metered = terms.reportWindow != 0;
-        // A bond needs something to secure; a dispute window needs reports.
-        if ((terms.bondWei != 0 && !sealedBids && !metered) || (terms.disputeWindow != 0 && !metered)) {
-            revert BadTerms();
-        }
+        // A bond needs something to secure; a dispute window and a notice period need reports.
+        if (
+            (terms.bondWei != 0 && !sealedBids && !metered)
+                || ((terms.disputeWindow != 0 || terms.noticePeriod != 0) && !metered)
+        ) revert BadTerms();
         Request storage r;
         (requestId, r) =
             _newRequest(targetWatts, eventStart, eventEnd, biddingDeadline, maxPriceWeiPerKWh, pricingRule);
         uint256 revealDeadline = sealedBids ? biddingDeadline + terms.revealWindow : 0;
         if (revealDeadline > eventStart) revert RevealAfterEventStart(revealDeadline, eventStart);
+        // A notice no selection could give (longer than from the close to the start) is a mistake.
+        if (terms.noticePeriod > eventStart - (sealedBids ? revealDeadline : biddingDeadline)) revert BadTerms();
         r.flags |= (sealedBids ? SEALED : 0) | (metered ? METERED : 0);
         StoredTerms storage t = _terms[requestId];
         t.revealDeadline = uint40(revealDeadline);
         t.reportWindow = uint32(terms.reportWindow);
         t.disputeWindow = uint32(terms.disputeWindow);
-        t.bondWei = uint96(terms.bondWei);
+        t.bondWei = uint80(terms.bondWei);
+        t.noticePeriod = uint32(terms.noticePeriod);
         uint256 reportDeadline = metered ? eventEnd + terms.reportWindow : 0;
         emit RequestTerms(
             requestId,
@@ -169,7 +174,7 @@ contract DemandReduction is SealedBids, MeteredDelivery {
     ///      Bids at equal price are served first come, first served. Bid ids are
     ///      `submission << 6 | index`, increasing in submission order.
     /// @param requestId An open request whose deadline has not passed.
-    /// @param watts Reductions in W, each in 1..2^32-1.
+    /// @param watts Reductions in W, each in 1..2^24-1.
     /// @param pricesWeiPerKWh Unit prices, wei per kWh.
     /// @return firstBidId Id of the first new bid; the others follow consecutively.
     function submitBids(uint256 requestId, uint256[] calldata watts, uint256[] calldata pricesWeiPerKWh)
@@ -285,7 +290,9 @@ contract DemandReduction is SealedBids, MeteredDelivery {
 
     /// @dev Walk `ids` along price level `tick`'s queue from the prefix `q`, advancing it:
     ///      each id must be the next bid of the queue (its position is the watts placed
-    ///      before it), so no bid is missing and none is listed twice. Returns the last bid.
+    ///      before it), so no bid is missing and none is listed twice. Ids the prefix
+    ///      already covers are skipped, so a proof mined first (by anyone) cannot void a
+    ///      proof or hint that lists them too. Returns the last bid walked (0: none).
     function _walkLevel(
         uint256 requestId,
         uint256 submissions,
@@ -296,7 +303,7 @@ contract DemandReduction is SealedBids, MeteredDelivery {
         BidStore.Bids storage bids = _bids[requestId];
         for (uint256 i; i < ids.length; ++i) {
             uint256 id = ids[i];
-            if (id < q.nextId) revert BadMarginalHint();
+            if (id < q.nextId) continue; // proved already
             (, bid,,) = bids.load(submissions, id);
             if (bid.tick() != tick || bid.queuePos() != q.placedBefore) revert BadMarginalHint();
             uint256 w = bid.watts();
@@ -342,7 +349,7 @@ contract DemandReduction is SealedBids, MeteredDelivery {
 
         r.status = Status.Settled;
         r.clearingTick = uint8(c.clearingTick);
-        r.marginalPos = uint40(c.marginalPos);
+        r.marginalPos = uint48(c.marginalPos);
         r.acceptedWatts = uint64(c.accepted);
         r.reserved = uint128(reserved);
         uint256 toUtility = refund;
@@ -468,7 +475,7 @@ contract DemandReduction is SealedBids, MeteredDelivery {
     /// @param requestId The request to look up.
     /// @param index The submission.
     function submissionAt(uint256 requestId, uint256 index) external view returns (address bidder, uint256 bidCount) {
-        return _bids[requestId].header(index);
+        if (index < _requests[requestId].submissions) return _bids[requestId].header(index);
     }
 
     /// @notice The bids of submission `index` (0-based) of `requestId` with their outcomes
@@ -478,6 +485,7 @@ contract DemandReduction is SealedBids, MeteredDelivery {
     function submissionBids(uint256 requestId, uint256 index) external view returns (BidView[] memory bids) {
         Request storage r = _knownRequest(requestId);
         uint256 total = r.submissions;
+        if (index >= total) return bids; // none: past the last submission
         bids = new BidView[](_bids[requestId].count(index));
         for (uint256 i; i < bids.length; ++i) {
             uint256 bidId = BidStore.firstId(index) | i;
@@ -508,6 +516,7 @@ contract DemandReduction is SealedBids, MeteredDelivery {
         v.unrevealedBonds = t.unrevealedBonds;
         v.heldBonds = t.heldBonds;
         v.selectedAt = t.selectedAt;
+        v.noticePeriod = t.noticePeriod;
     }
 
     /// @notice Where `consumer` stands in a sealed or metered request.

@@ -473,14 +473,14 @@ class ConsumerAgent:
 
     def _record_delivery(self, rid: int, info: RequestInfo, terms: TermsInfo, me: Any) -> None:
         """Record a metered request: promised against delivered against paid."""
-        from .market import settle_delivery
+        from .market import had_notice, settle_delivery
 
         from .market import DeliverySettlement
 
         delivered = me.delivered_watts
         if me.stage == Stage.SETTLED:
             s = settle_delivery(me.accepted_watts, me.promised_payout, delivered, terms.bond_wei,
-                                selected_late=terms.selected_at >= info.event_start)
+                                selected_late=not had_notice(terms.selected_at, info.event_start, terms.notice_period))
         else:  # never revealed (any bond forfeited at selection), or nothing to settle
             s = DeliverySettlement(me.accepted_watts, delivered, 0, terms.bond_wei if me.stage == Stage.COMMITTED else 0,
                                    0, me.promised_payout)

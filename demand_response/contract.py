@@ -23,6 +23,10 @@ from .artifacts import load_artifact
 from .chain import ChainError, Signer, TransactionFailed
 from .market import PricingRule
 
+#: EIP-7825: a transaction may use at most 2^24 gas. anvil and ganache do not enforce it, so
+#: the wrapper refuses to send anything above it.
+TX_GAS_CAP = 2**24
+
 MAX_UINT = 2**256 - 1
 
 
@@ -116,12 +120,28 @@ class Stage(IntEnum):
 
 @dataclass(frozen=True)
 class Terms:
-    """Optional request terms: windows in seconds, bond in wei. All zero: an open request."""
+    """Optional request terms: windows in seconds, bond in wei. All zero: an open request.
+
+    ``notice_period`` (metered requests): a winner's shortfall is penalised out of its bond
+    only if winners were selected at least this many seconds before the event start; 0 means
+    never. None (the default) gives half the time from the close of bidding (or of reveals)
+    to the event start, so a selection made promptly after the close keeps the penalty.
+    """
 
     reveal_window: int = 0
     report_window: int = 0
     dispute_window: int = 0
     bond_wei: int = 0
+    notice_period: int | None = None
+
+    def notice_for(self, bidding_deadline: int, event_start: int) -> int:
+        """The notice period sent to the contract for a request with these times."""
+        if not self.metered:
+            return 0
+        if self.notice_period is not None:
+            return self.notice_period
+        closes = bidding_deadline + self.reveal_window
+        return max(0, event_start - closes) // 2
 
     @property
     def sealed(self) -> bool:
@@ -131,8 +151,10 @@ class Terms:
     def metered(self) -> bool:
         return self.report_window > 0
 
-    def as_tuple(self) -> tuple[int, int, int, int]:
-        return (self.reveal_window, self.report_window, self.dispute_window, self.bond_wei)
+    def as_tuple(self, bidding_deadline: int = 0, event_start: int = 0) -> tuple[int, int, int, int, int]:
+        """The contract's ``Terms`` struct for a request with these times."""
+        return (self.reveal_window, self.report_window, self.dispute_window, self.bond_wei,
+                self.notice_for(bidding_deadline, event_start))
 
 
 @dataclass(frozen=True)
@@ -148,6 +170,7 @@ class TermsInfo:
     unrevealed_bonds: int
     held_bonds: int
     selected_at: int = 0  # metered: when winners were selected (0 before)
+    notice_period: int = 0  # metered: least notice before the event start for a penalty
 
 
 @dataclass(frozen=True)
@@ -228,6 +251,15 @@ def _call_data(call: Any) -> str | None:
         return "0x" + (selector + abi_encode(types, list(call.args))).hex()
     except Exception:
         return None
+
+
+def _check_gas_cap(name: str, gas: int) -> None:
+    """Refuse a transaction that needs more than the per-transaction cap (EIP-7825)."""
+    if gas > TX_GAS_CAP:
+        raise ChainError(
+            f"{name} needs {gas:,} gas, above the {TX_GAS_CAP:,}-gas cap per transaction (EIP-7825); "
+            "split the work into smaller calls"
+        )
 
 
 class DemandReduction:
@@ -392,6 +424,7 @@ class DemandReduction:
     def _send(self, signer: Signer, call: Any, value: int = 0, gas: int | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"from": signer.address, "value": value}
         if gas is not None:
+            _check_gas_cap(call.fn_name, gas)
             # Nothing left for web3 to look up (it would fetch the fees the signer fetches too).
             params["gas"] = gas
             params.update(signer.fees().fields)
@@ -418,7 +451,8 @@ class DemandReduction:
             # web3 filled in the bare estimate, so Signer's margin never applied. Without one, a
             # claim estimated before another consumer's claim was mined ran out of gas when it
             # became the last claim (that one also pays the dust out): same margin as Signer's.
-            tx["gas"] = int(tx["gas"] * 1.2) + 10_000
+            _check_gas_cap(call.fn_name, tx["gas"])
+            tx["gas"] = min(int(tx["gas"] * 1.2) + 10_000, TX_GAS_CAP)
         return signer.send(tx, decode_error=decode_revert)
 
     def request_reduction(
@@ -443,7 +477,7 @@ class DemandReduction:
         if terms is None:
             call = self.functions.requestReduction(*args)
         else:
-            call = self.functions.requestReductionWithTerms(*args, terms.as_tuple())
+            call = self.functions.requestReductionWithTerms(*args, terms.as_tuple(bidding_deadline, event_start))
         receipt = self._send(signer, call, value=budget)
         events = self.contract.events.ReductionRequested().process_receipt(receipt, errors=DISCARD)
         return events[0]["args"]["requestId"], receipt

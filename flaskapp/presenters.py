@@ -8,7 +8,7 @@ from typing import Any
 
 from demand_response.bids import BidsError, load_bids
 from demand_response.contract import RequestInfo, Stage, Status, TermsInfo
-from demand_response.market import payout, phase, required_budget, round_cap, settle_delivery, tick_wei
+from demand_response.market import had_notice, payout, phase, required_budget, round_cap, settle_delivery, tick_wei
 from demand_response.results import ResultsFile
 
 from .services import Gateway, USER_ERRORS, one_line
@@ -448,7 +448,8 @@ def delivery_table(gw: Gateway, info: RequestInfo, terms: TermsInfo, chain_now: 
             can_settle = selected and stage in (Stage.BONDED, Stage.BID, Stage.REPORTED) and (
                 p.accepted_watts == 0 or chain_now > due)
         if_confirmed = settle_delivery(p.accepted_watts, p.promised_payout, p.delivered_watts, p.bond,
-                                       selected_late=terms.selected_at >= info.event_start) \
+                                       selected_late=not had_notice(terms.selected_at, info.event_start,
+                                                                    terms.notice_period)) \
             if stage == Stage.REPORTED else None
         totals["accepted_watts"] += p.accepted_watts
         totals["promised_wei"] += p.promised_payout

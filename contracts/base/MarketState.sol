@@ -49,7 +49,7 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
         uint64 targetWatts;
         uint128 budget;
         uint8 clearingTick; // highest tick with accepted volume (0: nothing accepted)
-        uint40 marginalPos; // queue position below which watts at clearingTick are accepted
+        uint48 marginalPos; // queue position below which watts at clearingTick are accepted
         // slot 2
         uint64 acceptedWatts;
         uint128 reserved; // budget kept for payouts; the rest was refunded
@@ -64,8 +64,9 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
         uint40 revealDeadline;
         uint32 reportWindow;
         uint32 disputeWindow;
-        uint96 bondWei;
+        uint80 bondWei;
         uint40 selectedAt; // metered: when winners were selected
+        uint32 noticePeriod; // metered: least notice between selection and eventStart for a penalty
         // slot 1
         uint128 unrevealedBonds; // bonds of commitments not revealed yet
         uint128 heldBonds; // bonds waiting for delivery settlement
@@ -158,13 +159,13 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
         returns (uint256)
     {
         if (w == 0) revert ZeroWatts(index);
-        if (w > type(uint32).max) revert WattsTooLarge(index, type(uint32).max);
+        if (w > PackedBids.MAX_WATTS) revert WattsTooLarge(index, PackedBids.MAX_WATTS);
         if (p == 0) revert PriceZero(index);
         uint256 tick = p / tickWei;
         if (tick > TICKS) revert PriceAboveCap(index, tickWei * TICKS);
         if (tick * tickWei != p) revert PriceOffTick(index, tickWei);
         uint256 pos = book_.place(tick, w);
-        if (pos + w > type(uint40).max) revert PriceLevelFull(tick); // undoes the placement
+        if (pos + w > PackedBids.MAX_LEVEL) revert PriceLevelFull(tick); // undoes the placement
         return PackedBids.pack(w, tick, pos);
     }
 

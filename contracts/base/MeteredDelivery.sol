@@ -151,14 +151,17 @@ abstract contract MeteredDelivery is MarketState {
         uint256 credited = delivered < accepted ? delivered : accepted;
         uint256 bond = p.bond;
         uint256 payout = accepted == 0 ? 0 : promised * credited / accepted;
-        // Winners selected once the event had started could not plan their reduction: no penalty.
-        uint256 penalty = accepted == 0 || _terms[requestId].selectedAt >= r.eventStart
+        // A shortfall is penalised only if the winner had the request's notice period between
+        // selection and the event start: one selected later could not plan its reduction.
+        StoredTerms storage t = _terms[requestId];
+        uint256 notice = t.noticePeriod;
+        uint256 penalty = accepted == 0 || notice == 0 || uint256(t.selectedAt) + notice > r.eventStart
             ? 0
             : bond * (accepted - credited) / accepted;
         p.stage = Stage.Settled;
         if (bond != 0) {
             p.bond = 0;
-            _terms[requestId].heldBonds -= uint128(bond);
+            t.heldBonds -= uint128(bond);
         }
         if (payout + bond - penalty != 0) _credit(consumer, payout + bond - penalty);
         uint256 toUtility = promised - payout + penalty;

@@ -35,6 +35,7 @@ interface IDemandReduction {
         uint256 reportWindow; // seconds after eventEnd (or a later selection) for meter reports; 0: pay on acceptance
         uint256 disputeWindow; // seconds after the report deadline for the utility to confirm or dispute
         uint256 bondWei; // bond per participant, 0: none (needs a sealed or metered request)
+        uint256 noticePeriod; // metered: a shortfall is penalised only if winners were selected at least this long before eventStart; 0: never
     }
 
     /// @notice Where a consumer stands in a sealed or metered request.
@@ -58,6 +59,7 @@ interface IDemandReduction {
         uint256 unrevealedBonds;
         uint256 heldBonds;
         uint256 selectedAt; // metered: when winners were selected (0 before)
+        uint256 noticePeriod; // metered: notice a winner must have had for a penalty to apply
     }
 
     /// @notice A consumer's standing in a sealed or metered request.
@@ -252,7 +254,7 @@ interface IDemandReduction {
     error PriceAboveCap(uint256 index, uint256 cap);
     /// @notice Bid `index` of the call is not a multiple of `tickWei`.
     error PriceOffTick(uint256 index, uint256 tickWei);
-    /// @notice Price level `tick` would exceed 2^40 - 1 watts.
+    /// @notice Price level `tick` would exceed 2^48 - 1 watts placed (withdrawn ones included).
     error PriceLevelFull(uint256 tick);
     /// @notice No bid has this id in the request.
     error UnknownBid(uint256 bidId);

@@ -4,7 +4,7 @@ pragma solidity 0.8.24;
 /// @title LevelProofs
 /// @notice How far a price level's queue has been walked and proved: by
 ///         `proveLevelPrefix` in earlier transactions, then by a selection hint.
-/// @dev    Stored in one word: placedBefore (bits 0..39), liveBefore (40..79), nextId (80..).
+/// @dev    Stored in one word: placedBefore (bits 0..47), liveBefore (48..95), nextId (96..).
 library LevelProofs {
     /// @dev A proved queue prefix.
     struct Prefix {
@@ -15,13 +15,13 @@ library LevelProofs {
 
     /// @dev Unpack a stored prefix (all zero: nothing proved yet).
     function decode(uint256 word) internal pure returns (Prefix memory p) {
-        p.placedBefore = word & type(uint40).max;
-        p.liveBefore = (word >> 40) & type(uint40).max;
-        p.nextId = word >> 80;
+        p.placedBefore = word & type(uint48).max;
+        p.liveBefore = (word >> 48) & type(uint48).max;
+        p.nextId = word >> 96;
     }
 
     /// @dev Pack a prefix for storage.
     function encode(Prefix memory p) internal pure returns (uint256) {
-        return p.placedBefore | (p.liveBefore << 40) | (p.nextId << 80);
+        return p.placedBefore | (p.liveBefore << 48) | (p.nextId << 96);
     }
 }

@@ -3,10 +3,12 @@ pragma solidity 0.8.24;
 
 /// @title PackedBids
 /// @notice Named accessors for one bid packed into 82 bits, so no caller shifts by hand.
-/// @dev    bits  0..31  watts           (uint32, > 0)
-///         bits 32..39  price tick      (1..TICKS)
-///         bits 40..79  queue position  (uint40: watts placed at this tick before the bid)
+/// @dev    bits  0..23  watts           (uint24, > 0: at most MAX_WATTS)
+///         bits 24..31  price tick      (1..TICKS)
+///         bits 32..79  queue position  (uint48: watts placed at this tick before the bid)
 ///         bit  80      cancelled;  bit 81 claimed
+///         A level takes 2^48 - 1 W of placements, withdrawn ones included: at most 2^24 - 1 W
+///         a bid, filling one takes over 2^24 bids (docs/security.md, F-8).
 library PackedBids {
     /// @dev Width of one packed bid.
     uint256 internal constant BITS = 82;
@@ -17,8 +19,13 @@ library PackedBids {
     /// @dev Flag: the bid's payout was credited (or it was settled with nothing).
     uint256 internal constant CLAIMED = 1 << 81;
 
-    uint256 private constant _TICK_SHIFT = 32;
-    uint256 private constant _POS_SHIFT = 40;
+    /// @dev Largest bid, in W (16.7 MW).
+    uint256 internal constant MAX_WATTS = type(uint24).max;
+    /// @dev Largest queue position plus watts: the capacity of one price level.
+    uint256 internal constant MAX_LEVEL = type(uint48).max;
+
+    uint256 private constant _TICK_SHIFT = 24;
+    uint256 private constant _POS_SHIFT = 32;
 
     /// @dev A new bid of `w` watts at `tick`, `pos` watts behind the start of its level.
     function pack(uint256 w, uint256 tick_, uint256 pos) internal pure returns (uint256) {
@@ -27,7 +34,7 @@ library PackedBids {
 
     /// @dev Offered watts.
     function watts(uint256 bid) internal pure returns (uint256) {
-        return bid & type(uint32).max;
+        return bid & type(uint24).max;
     }
 
     /// @dev Price level, 1..TICKS.
@@ -37,7 +44,7 @@ library PackedBids {
 
     /// @dev Watts placed at the bid's level before it.
     function queuePos(uint256 bid) internal pure returns (uint256) {
-        return (bid >> _POS_SHIFT) & type(uint40).max;
+        return (bid >> _POS_SHIFT) & type(uint48).max;
     }
 
     /// @dev Whether the bid was withdrawn.
