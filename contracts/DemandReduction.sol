@@ -26,7 +26,7 @@ import {IBidReader} from "./interfaces/IBidReader.sol";
 ///         (PullPayments). Sealed bids and metered delivery are their own bases; the paged
 ///         views live in `DemandReductionLens`, deployed with this contract (`lens`).
 ///         See docs/contract.md for the state machine, units, tie-breaking and rounding.
-contract DemandReduction is SealedBids, MeteredDelivery {
+contract DemandReduction is IBidReader, SealedBids, MeteredDelivery {
     using BidStore for BidStore.Bids;
     using PackedBids for uint256;
     using TickBook for TickBook.Book;

@@ -151,10 +151,13 @@ class Terms:
     def metered(self) -> bool:
         return self.report_window > 0
 
-    def as_tuple(self, bidding_deadline: int = 0, event_start: int = 0) -> tuple[int, int, int, int, int]:
-        """The contract's ``Terms`` struct for a request with these times."""
-        return (self.reveal_window, self.report_window, self.dispute_window, self.bond_wei,
-                self.notice_for(bidding_deadline, event_start))
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        """Windows and bond, as shown in plans and records."""
+        return (self.reveal_window, self.report_window, self.dispute_window, self.bond_wei)
+
+    def struct(self, bidding_deadline: int, event_start: int) -> tuple[int, int, int, int, int]:
+        """The contract's ``Terms`` struct for a request with these times (the notice resolved)."""
+        return (*self.as_tuple(), self.notice_for(bidding_deadline, event_start))
 
 
 @dataclass(frozen=True)
@@ -477,7 +480,7 @@ class DemandReduction:
         if terms is None:
             call = self.functions.requestReduction(*args)
         else:
-            call = self.functions.requestReductionWithTerms(*args, terms.as_tuple(bidding_deadline, event_start))
+            call = self.functions.requestReductionWithTerms(*args, terms.struct(bidding_deadline, event_start))
         receipt = self._send(signer, call, value=budget)
         events = self.contract.events.ReductionRequested().process_receipt(receipt, errors=DISCARD)
         return events[0]["args"]["requestId"], receipt

@@ -34,7 +34,7 @@ library BidStore {
     }
 
     /// @dev Bidder and number of bids of `submission` (zero past the last one).
-    function header(Bids storage s, uint256 submission) internal view returns (address bidder, uint256 count) {
+    function header(Bids storage s, uint256 submission) internal view returns (address bidder, uint256 bidCount) {
         uint256 word = s.words[submission * _KEYS_PER_SUBMISSION];
         return (address(uint160(word)), (word >> _COUNT_SHIFT) & 0x7f);
     }

@@ -49,6 +49,8 @@ PINNED = {
     "settle_100": 128_613,
     "settle_1000": 91_297,
     "settle_10000": 88_227,
+    # The most selection work the book allows: 64 bids spread over all 128 levels, short of the target.
+    "settle_spread_64": 328_385,
     "claim1": 85_708,
     "withdraw": 32_800,
     # Sealed and metered requests (test_sealed_and_metered_gas), each on a fresh deployment.
@@ -173,6 +175,17 @@ def test_settlement_gas_does_not_grow_with_bids(fresh, n: int) -> None:
     supply = sum(dr.book(rid))
     assert dr.get_request(rid).accepted_watts == min(TARGET, supply)
     assert receipt["gasUsed"] == PINNED[f"settle_{n}"]
+
+
+def test_the_worst_settlement_is_bids_spread_over_every_level(fresh) -> None:
+    """Issue 16: the random fills above never reach the worst case, which is every book slot
+    holding accepted volume (the scan reads and accepts all of them)."""
+    chain, w3, dr, utility, consumers, rid, _ = fresh
+    dr.submit_bids(consumers[0], rid, [100] * 64, [t * TICK for t in range(2, 129, 2)])
+    _close_bidding(chain, w3)
+    receipt = dr.select_winners(utility, rid)
+    assert dr.get_request(rid).accepted_watts == 6400 < TARGET
+    assert receipt["gasUsed"] == PINNED["settle_spread_64"]
 
 
 def _to(chain: devchain.DevChain, w3, timestamp: int) -> None:
