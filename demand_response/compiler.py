@@ -127,7 +127,9 @@ def compile_project(
 ) -> dict[str, Path]:
     """Compile ``root/contracts`` and write brownie artifacts plus the package's ABI copies.
 
-    Returns the written brownie artifact paths by contract name.
+    Every contract, interface and library in ``contracts/`` gets its brownie artifact; the
+    package gets light copies of the deployable ``CONTRACTS``. Returns the brownie artifact
+    paths of those, by contract name.
     """
     import solcx
     from brownie.project.compiler import generate_build_json
@@ -158,10 +160,15 @@ def compile_project(
     build_dir.mkdir(parents=True, exist_ok=True)
     package_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
+    # Every unit brownie compiles (interfaces, libraries and abstract bases too) gets its
+    # artifact, or `brownie run` would see sources without artifacts and compile again.
+    for name in sorted(build):
+        path = build_dir / f"{name}.json"
+        atomic_write_text(path, json.dumps(build[name], indent=2, sort_keys=True) + "\n")
+        if name in CONTRACTS:
+            written[name] = path
     for name in CONTRACTS:
         data = build[name]
-        path = build_dir / f"{name}.json"
-        atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
         light = {
             "contractName": name,
             "abi": data["abi"],
@@ -173,7 +180,6 @@ def compile_project(
             "sourceSha1": data["sha1"],
         }
         atomic_write_text(package_dir / f"{name}.json", json.dumps(light, indent=2, sort_keys=True) + "\n")
-        written[name] = path
     return written
 
 
