@@ -50,7 +50,8 @@ DUST_GAS_MARGIN = 40_000
 #: Submissions read per getBids call: through the lens, 4 full submissions (256 bids) cost
 #: ~1.5M gas, so each eth_call stays far below a node's gas cap, even a 3M one.
 PAGE_SUBMISSIONS = 4
-#: Submissions scanned per bidsOf call: the headers cost ~2,100 gas each (~2M gas a page).
+#: Submissions scanned per bidsOf call: through the lens each header is an external call of
+#: ~4,000 gas (~4M gas a page), far below a node's eth_call cap.
 FILTER_SUBMISSIONS = 1024
 #: Bid ids proved per proveLevelPrefix transaction (~2,500 gas each: about 1.3M gas).
 PROOF_CHUNK = 500
