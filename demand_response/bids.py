@@ -31,10 +31,10 @@ from typing import Any, Iterable, Sequence
 
 from .errors import BidsError
 from .files import atomic_write_text
-from .market import MAX_BIDS_PER_CALL, snap_price_up
+from .market import MAX_BID_WATTS, MAX_BIDS_PER_CALL, snap_price_up
 
 MAX_FILE_BYTES = 1 << 20
-MAX_WATTS = 2**32 - 1
+MAX_WATTS = MAX_BID_WATTS  # the contract's limit per bid
 MAX_PRICE = 2**256 - 1
 MAX_BIDS = 4096
 _TOP_KEYS = {"version", "source", "bids", "fleet"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Iterable, Sequence
 
 from eth_abi import decode as abi_decode
@@ -22,6 +22,10 @@ from web3.logs import DISCARD
 from .artifacts import load_artifact
 from .chain import ChainError, Signer, TransactionFailed
 from .market import PricingRule
+
+#: EIP-7825: a transaction may use at most 2^24 gas. anvil and ganache do not enforce it, so
+#: the wrapper refuses to send anything above it.
+TX_GAS_CAP = 2**24
 
 MAX_UINT = 2**256 - 1
 
@@ -43,9 +47,11 @@ COMMIT_GAS, POST_BOND_GAS, REPORT_GAS, REVEAL_EXTRA_GAS = 150_000, 120_000, 80_0
 #: rounding dust to the utility (a new storage slot and an event, about 24,000 gas), which
 #: an estimate made while others were still pending does not include.
 DUST_GAS_MARGIN = 40_000
-#: Submissions read per getBids call: keeps each eth_call far below a node's gas cap.
-PAGE_SUBMISSIONS = 8
-#: Submissions scanned per bidsOf call: the headers cost ~2,100 gas each (~2M gas a page).
+#: Submissions read per getBids call: through the lens, 4 full submissions (256 bids) cost
+#: ~1.5M gas, so each eth_call stays far below a node's gas cap, even a 3M one.
+PAGE_SUBMISSIONS = 4
+#: Submissions scanned per bidsOf call: through the lens each header is an external call of
+#: ~4,000 gas (~4M gas a page), far below a node's eth_call cap.
 FILTER_SUBMISSIONS = 1024
 #: Bid ids proved per proveLevelPrefix transaction (~2,500 gas each: about 1.3M gas).
 PROOF_CHUNK = 500
@@ -115,12 +121,28 @@ class Stage(IntEnum):
 
 @dataclass(frozen=True)
 class Terms:
-    """Optional request terms: windows in seconds, bond in wei. All zero: an open request."""
+    """Optional request terms: windows in seconds, bond in wei. All zero: an open request.
+
+    ``notice_period`` (metered requests): a winner's shortfall is penalised out of its bond
+    only if winners were selected at least this many seconds before the event start; 0 means
+    never. None (the default) gives half the time from the close of bidding (or of reveals)
+    to the event start, so a selection made promptly after the close keeps the penalty.
+    """
 
     reveal_window: int = 0
     report_window: int = 0
     dispute_window: int = 0
     bond_wei: int = 0
+    notice_period: int | None = None
+
+    def notice_for(self, bidding_deadline: int, event_start: int) -> int:
+        """The notice period sent to the contract for a request with these times."""
+        if not self.metered:
+            return 0
+        if self.notice_period is not None:
+            return self.notice_period
+        closes = bidding_deadline + self.reveal_window
+        return max(0, event_start - closes) // 2
 
     @property
     def sealed(self) -> bool:
@@ -131,7 +153,12 @@ class Terms:
         return self.report_window > 0
 
     def as_tuple(self) -> tuple[int, int, int, int]:
+        """Windows and bond, as shown in plans and records."""
         return (self.reveal_window, self.report_window, self.dispute_window, self.bond_wei)
+
+    def struct(self, bidding_deadline: int, event_start: int) -> tuple[int, int, int, int, int]:
+        """The contract's ``Terms`` struct for a request with these times (the notice resolved)."""
+        return (*self.as_tuple(), self.notice_for(bidding_deadline, event_start))
 
 
 @dataclass(frozen=True)
@@ -147,6 +174,7 @@ class TermsInfo:
     unrevealed_bonds: int
     held_bonds: int
     selected_at: int = 0  # metered: when winners were selected (0 before)
+    notice_period: int = 0  # metered: least notice before the event start for a penalty
 
 
 @dataclass(frozen=True)
@@ -229,6 +257,15 @@ def _call_data(call: Any) -> str | None:
         return None
 
 
+def _check_gas_cap(name: str, gas: int) -> None:
+    """Refuse a transaction that needs more than the per-transaction cap (EIP-7825)."""
+    if gas > TX_GAS_CAP:
+        raise ChainError(
+            f"{name} needs {gas:,} gas, above the {TX_GAS_CAP:,}-gas cap per transaction (EIP-7825); "
+            "split the work into smaller calls"
+        )
+
+
 class DemandReduction:
     """Calls and transactions on one deployed DemandReduction."""
 
@@ -266,6 +303,7 @@ class DemandReduction:
         try:
             ticks = instance.contract.functions.TICKS().call()
             instance.contract.functions.requestCount().call()
+            instance.contract.functions.lens().call()
         except Exception as exc:
             raise ChainError(
                 f"the contract at {checksum} is not a DemandReduction (ABI mismatch); check CONTRACT_ADDRESS"
@@ -280,6 +318,13 @@ class DemandReduction:
     def functions(self) -> Any:
         """The raw web3 contract functions."""
         return self.contract.functions
+
+    @cached_property
+    def lens(self) -> Contract:
+        """The read-only lens with the paged bid views, which the market created when it
+        was deployed (``lens()``)."""
+        address = self.functions.lens().call()
+        return self.w3.eth.contract(address=address, abi=load_artifact("DemandReductionLens")["abi"])
 
     def utility(self) -> str:
         """The current utility address."""
@@ -300,14 +345,14 @@ class DemandReduction:
 
     def get_bids(self, request_id: int, start: int = 0, count: int = MAX_UINT) -> list[BidInfo]:
         """The bids of submissions ``start`` .. ``start + count - 1`` of ``request_id``."""
-        return [BidInfo(*b) for b in self.functions.getBids(request_id, start, count).call()]
+        return [BidInfo(*b) for b in self.lens.functions.getBids(request_id, start, count).call()]
 
     def all_bids(self, request_id: int, block: Any = "latest") -> list[BidInfo]:
         """Every bid of ``request_id``, read in pages so that no single call grows with the book."""
         total = self.get_request(request_id, block).submissions
         bids: list[BidInfo] = []
         for start in range(0, total, PAGE_SUBMISSIONS):
-            page = self.functions.getBids(request_id, start, PAGE_SUBMISSIONS).call(block_identifier=block)
+            page = self.lens.functions.getBids(request_id, start, PAGE_SUBMISSIONS).call(block_identifier=block)
             bids.extend(BidInfo(*b) for b in page)
         return bids
 
@@ -322,7 +367,7 @@ class DemandReduction:
         rows: list[BidInfo] = []
         for page in range(start, end, FILTER_SUBMISSIONS):
             size = min(FILTER_SUBMISSIONS, end - page)
-            rows.extend(BidInfo(*b) for b in self.functions.bidsOf(request_id, consumer, page, size).call())
+            rows.extend(BidInfo(*b) for b in self.lens.functions.bidsOf(request_id, consumer, page, size).call())
         return rows
 
     def bid_ids_logged(self, request_id: int, consumer: str, from_block: int = 0) -> list[int]:
@@ -353,7 +398,7 @@ class DemandReduction:
 
     def outcome_of(self, request_id: int, consumer: str) -> tuple[int, int]:
         """(accepted watts, payout wei) of ``consumer`` in ``request_id``."""
-        return tuple(self.functions.outcomeOf(request_id, Web3.to_checksum_address(consumer)).call())
+        return tuple(self.lens.functions.outcomeOf(request_id, Web3.to_checksum_address(consumer)).call())
 
     def owed(self, account: str) -> int:
         """Wei ``account`` may withdraw."""
@@ -383,6 +428,7 @@ class DemandReduction:
     def _send(self, signer: Signer, call: Any, value: int = 0, gas: int | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"from": signer.address, "value": value}
         if gas is not None:
+            _check_gas_cap(call.fn_name, gas)
             # Nothing left for web3 to look up (it would fetch the fees the signer fetches too).
             params["gas"] = gas
             params.update(signer.fees().fields)
@@ -409,7 +455,8 @@ class DemandReduction:
             # web3 filled in the bare estimate, so Signer's margin never applied. Without one, a
             # claim estimated before another consumer's claim was mined ran out of gas when it
             # became the last claim (that one also pays the dust out): same margin as Signer's.
-            tx["gas"] = int(tx["gas"] * 1.2) + 10_000
+            _check_gas_cap(call.fn_name, tx["gas"])
+            tx["gas"] = min(int(tx["gas"] * 1.2) + 10_000, TX_GAS_CAP)
         return signer.send(tx, decode_error=decode_revert)
 
     def request_reduction(
@@ -434,7 +481,7 @@ class DemandReduction:
         if terms is None:
             call = self.functions.requestReduction(*args)
         else:
-            call = self.functions.requestReductionWithTerms(*args, terms.as_tuple())
+            call = self.functions.requestReductionWithTerms(*args, terms.struct(bidding_deadline, event_start))
         receipt = self._send(signer, call, value=budget)
         events = self.contract.events.ReductionRequested().process_receipt(receipt, errors=DISCARD)
         return events[0]["args"]["requestId"], receipt

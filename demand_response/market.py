@@ -27,6 +27,9 @@ from typing import Iterable, Sequence
 TICKS = 128
 WS_PER_KWH = 3_600_000
 MAX_BIDS_PER_CALL = 64
+#: Largest bid the contract takes, in W (2^24 - 1, 16.7 MW): with queue positions of 48 bits,
+#: closing a price level by bidding and withdrawing takes over 2^24 bids (docs/security.md, F-8).
+MAX_BID_WATTS = 2**24 - 1
 GRACE_PERIOD = 3600
 
 
@@ -199,14 +202,20 @@ class DeliverySettlement:
         return self.payout + self.bond_returned
 
 
+def had_notice(selected_at: int, event_start: int, notice_period: int) -> bool:
+    """Whether winners selected at ``selected_at`` had the request's notice period before the
+    event start: only then may a shortfall be penalised (a zero notice period: never)."""
+    return notice_period > 0 and selected_at + notice_period <= event_start
+
+
 def settle_delivery(accepted_watts: int, promised: int, delivered_watts: int, bond: int = 0,
                     selected_late: bool = False) -> DeliverySettlement:
     """The contract's delivery settlement for one consumer, to the wei.
 
     ``promised`` is the payout of its accepted watts (the sum of its bids' outcomes);
     a consumer that did not report has ``delivered_watts = 0``. ``selected_late``: winners
-    were selected after the event started, so they could not plan their reduction and no
-    shortfall penalty applies.
+    did not get the request's notice period (``not had_notice(...)``), so they could not plan
+    their reduction and no shortfall penalty applies.
     """
     if min(accepted_watts, promised, delivered_watts, bond) < 0:
         raise ValueError("amounts must not be negative")

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 from demand_response.contract import BidInfo, ParticipantInfo, RequestInfo, Stage, Status, Terms, TermsInfo
 from demand_response.lifecycle import delivery_actions, lifecycle
-from demand_response.market import payout, required_budget, settle_delivery, tick_wei
+from demand_response.market import had_notice, payout, required_budget, settle_delivery, tick_wei
 from demand_response.planner import RequestPlan
 
 from .units import DEFAULT_MONEY, Money, fmt_kw, fmt_kwh
@@ -348,7 +348,7 @@ def delivery_table(info: RequestInfo, terms: TermsInfo, participants: list[tuple
         actions = delivery_actions(info, terms, stage.name.lower(), p.accepted_watts, p.delivered_watts, p.bond,
                                    chain_now)
         if_confirmed = settle_delivery(p.accepted_watts, p.promised_payout, p.delivered_watts, p.bond,
-                                       selected_late=terms.selected_at >= info.event_start) \
+                                       selected_late=not had_notice(terms.selected_at, info.event_start, terms.notice_period)) \
             if stage == Stage.REPORTED else None
         totals["accepted_watts"] += p.accepted_watts
         totals["promised_wei"] += p.promised_payout

@@ -9,7 +9,7 @@ import time
 from typing import Sequence
 
 from ..contract import ParticipantInfo, RequestInfo, Stage, Status, TermsInfo
-from ..market import DeliverySettlement, settle_delivery
+from ..market import DeliverySettlement, had_notice, settle_delivery
 from ..payments import tx_hex
 from ..units import eth
 from .core import AgentCore
@@ -116,7 +116,7 @@ class MeteredDelivery(AgentCore):
         delivered = me.delivered_watts
         if me.stage == Stage.SETTLED:
             s = settle_delivery(me.accepted_watts, me.promised_payout, delivered, terms.bond_wei,
-                                selected_late=terms.selected_at >= info.event_start)
+                                selected_late=not had_notice(terms.selected_at, info.event_start, terms.notice_period))
         else:  # never revealed (any bond forfeited at selection), or nothing to settle
             s = DeliverySettlement(me.accepted_watts, delivered, 0,
                                    terms.bond_wei if me.stage == Stage.COMMITTED else 0, 0, me.promised_payout)

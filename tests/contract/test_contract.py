@@ -234,8 +234,8 @@ def test_bids_are_readable_by_page_and_by_consumer(env: Env) -> None:
     assert env.dr.get_bids(rid, 3, 10) == []
     assert [b.bid_id for b in env.dr.bids_of(rid, c1.address)] == [0, 1, 2, 3, 4, 128]
     assert [b.bid_id for b in env.dr.bids_of(rid, c2.address)] == [64]
-    env.expect_error("ZeroAddress", env.dr.functions.bidsOf(rid, "0x" + "0" * 40, 0, 10))
-    env.expect_error("UnknownRequest", env.dr.functions.getBids(77, 0, 10))
+    env.expect_error("ZeroAddress", env.dr.lens.functions.bidsOf(rid, "0x" + "0" * 40, 0, 10))
+    env.expect_error("UnknownRequest", env.dr.lens.functions.getBids(77, 0, 10))
 
 
 def test_withdraw_and_replace_bids_before_deadline(env: Env) -> None:

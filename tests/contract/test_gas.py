@@ -40,31 +40,33 @@ SEALED_METERED = Terms(reveal_window=WINDOW, report_window=WINDOW, dispute_windo
 METERED = Terms(report_window=WINDOW, dispute_window=WINDOW, bond_wei=BOND)
 
 PINNED = {
-    "deploy": 4_812_459,
-    "request": 95_845,
-    "bid1_median": 60_901,
-    "bid5_median_per_bid": 28_544,
-    "cancel1": 57_798,
-    "settle_10": 199_846,
-    "settle_100": 125_338,
-    "settle_1000": 90_752,
-    "settle_10000": 88_018,
-    "claim1": 85_690,
-    "withdraw": 32_784,
+    "deploy": 5_039_557,
+    "request": 95_962,
+    "bid1_median": 61_099,
+    "bid5_median_per_bid": 28_576,
+    "cancel1": 57_756,
+    "settle_10": 205_357,
+    "settle_100": 128_613,
+    "settle_1000": 91_297,
+    "settle_10000": 88_227,
+    # The most selection work the book allows: 64 bids spread over all 128 levels, short of the target.
+    "settle_spread_64": 328_385,
+    "claim1": 85_708,
+    "withdraw": 32_800,
     # Sealed and metered requests (test_sealed_and_metered_gas), each on a fresh deployment.
-    "sealed_request_terms": 122_128,
-    "sealed_commit_first": 98_053,
-    "sealed_reveal1": 95_767,
-    "sealed_reveal5": 185_183,
-    "sealed_select": 180_313,
-    "metered_report": 34_680,
-    "metered_confirm": 110_075,
-    "metered_dispute": 95_767,
-    "metered_settle": 121_535,
-    "metered_post_bond": 73_282,
-    "metered_bid1": 83_381,
-    "open_bid1_first": 78_001,
-    "open_bid5_first": 167_321,
+    "sealed_request_terms": 122_497,
+    "sealed_commit_first": 98_067,
+    "sealed_reveal1": 96_021,
+    "sealed_reveal5": 185_400,
+    "sealed_select": 181_616,
+    "metered_report": 34_911,
+    "metered_confirm": 110_481,
+    "metered_dispute": 96_192,
+    "metered_settle": 122_247,
+    "metered_post_bond": 73_304,
+    "metered_bid1": 83_600,
+    "open_bid1_first": 78_199,
+    "open_bid5_first": 167_481,
 }
 
 
@@ -173,6 +175,17 @@ def test_settlement_gas_does_not_grow_with_bids(fresh, n: int) -> None:
     supply = sum(dr.book(rid))
     assert dr.get_request(rid).accepted_watts == min(TARGET, supply)
     assert receipt["gasUsed"] == PINNED[f"settle_{n}"]
+
+
+def test_the_worst_settlement_is_bids_spread_over_every_level(fresh) -> None:
+    """Issue 16: the random fills above never reach the worst case, which is every book slot
+    holding accepted volume (the scan reads and accepts all of them)."""
+    chain, w3, dr, utility, consumers, rid, _ = fresh
+    dr.submit_bids(consumers[0], rid, [100] * 64, [t * TICK for t in range(2, 129, 2)])
+    _close_bidding(chain, w3)
+    receipt = dr.select_winners(utility, rid)
+    assert dr.get_request(rid).accepted_watts == 6400 < TARGET
+    assert receipt["gasUsed"] == PINNED["settle_spread_64"]
 
 
 def _to(chain: devchain.DevChain, w3, timestamp: int) -> None:

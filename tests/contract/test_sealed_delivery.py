@@ -225,13 +225,16 @@ def test_request_with_terms_records_terms_and_deadlines(env: Env) -> None:
 @pytest.mark.parametrize(
     "error, terms",
     [
-        ("BadTerms", (0, 0, 0, BOND)),  # a bond with nothing to secure
-        ("BadTerms", (60, 0, 60, 0)),  # a dispute window without reports
-        ("BadTerms", (2**32, 0, 0, 0)),
-        ("BadTerms", (0, 2**32, 0, 0)),
-        ("BadTerms", (0, 60, 2**32, 0)),
-        ("BadTerms", (60, 0, 0, 2**96)),
-        ("RevealAfterEventStart", (601, 0, 0, 0)),  # the reveal window would run into the event
+        ("BadTerms", (0, 0, 0, BOND, 0)),  # a bond with nothing to secure
+        ("BadTerms", (60, 0, 60, 0, 0)),  # a dispute window without reports
+        ("BadTerms", (2**32, 0, 0, 0, 0)),
+        ("BadTerms", (0, 2**32, 0, 0, 0)),
+        ("BadTerms", (0, 60, 2**32, 0, 0)),
+        ("BadTerms", (60, 0, 0, 2**80, 0)),
+        ("BadTerms", (60, 0, 0, BOND, 60)),  # a notice period without reports
+        ("BadTerms", (0, 60, 0, BOND, 2**32)),
+        ("BadTerms", (0, 60, 0, BOND, 601)),  # more notice than from the close to the start
+        ("RevealAfterEventStart", (601, 0, 0, 0, 0)),  # the reveal window would run into the event
     ],
 )
 def test_request_with_terms_rejects_bad_terms(env: Env, error: str, terms: tuple) -> None:

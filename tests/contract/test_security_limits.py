@@ -27,10 +27,11 @@ from web3.logs import DISCARD
 from demand_response import devchain
 from demand_response.chain import Signer, connect
 from demand_response.contract import DemandReduction, Status, decode_revert
-from demand_response.market import GRACE_PERIOD, Bid, PricingRule, clear, required_budget
+from demand_response.market import GRACE_PERIOD, MAX_BID_WATTS, Bid, PricingRule, clear, required_budget
 
 SPAM_ACCOUNTS = 40
 U32 = 2**32 - 1
+MAXW = MAX_BID_WATTS  # the largest bid, 2^24 - 1 W
 U40 = 2**40 - 1
 U64 = 2**64 - 1
 U128 = 2**128 - 1
@@ -129,7 +130,8 @@ class Lab:
                          info.duration, info.max_price, info.budget, info.rule)
         return bids, expected
 
-    def all_bids(self, rid: int, page: int = 8) -> list:
+    def all_bids(self, rid: int, page: int = 4) -> list:
+        # 4 full submissions cost ~1.5M gas through the lens: inside the 3M-gas blocks used here.
         subs = self.dr.get_request(rid).submissions
         out = []
         for start in range(0, subs, page):
@@ -215,11 +217,11 @@ def test_hint_settlement_cost_grows_with_the_bids_at_the_clearing_level(lab: Lab
     gas = {}
     for n_submissions in (2, 8):
         snap = lab.node.rpc("evm_snapshot")
-        rid = lab.request(10**9, window=3600)
+        rid = lab.request(10**6, window=3600)
         spam = lab.accounts[1]
         for _ in range(n_submissions):
             placed = lab.send(lab.fn.submitBids(rid, [1] * 64, [TICK] * 64), spam)["gasUsed"]
-        lab.submit(rid, lab.accounts[2], [U32], [TICK])  # the marginal bid
+        lab.submit(rid, lab.accounts[2], [MAXW], [TICK])  # the marginal bid
         lab.send(lab.fn.cancelBids(rid, [0]), spam)  # one hole at the level
         lab.close(rid)
         lab.expect_error(lab.fn.selectWinners(rid), lab.utility, "MarginalHintRequired")
@@ -242,11 +244,11 @@ def test_spam_at_the_clearing_level_cannot_lock_the_budget(lab: Lab) -> None:
     lab.node.rpc("evm_setBlockGasLimit", [hex(3_000_000)])
     lab.gas = 2_900_000
     try:
-        rid = lab.request(10**9, window=3600)
+        rid = lab.request(10**6, window=3600)
         spam = lab.accounts[1]
         for _ in range(44):  # 2,816 bids of 1 W at the cheapest level
             lab.submit(rid, spam, [1] * 64, [TICK] * 64)
-        lab.submit(rid, lab.accounts[2], [U32], [TICK])  # the marginal bid
+        lab.submit(rid, lab.accounts[2], [MAXW], [TICK])  # the marginal bid
         lab.send(lab.fn.cancelBids(rid, [0]), spam)  # one hole
         lab.close(rid, GRACE_PERIOD + 10)
         bids_before, expected = lab.reference(rid)
@@ -280,15 +282,16 @@ def test_level_proofs_refuse_anything_but_the_next_bids_of_the_queue(lab: Lab) -
     lab.expect_error(lab.fn.proveLevelPrefix(rid, 1, [0]), b, "BiddingStillOpen")
     lab.send(lab.fn.cancelBids(rid, [1]), a)
     lab.close(rid)
-    for bad in ([1], [0, 2], [128], [0, 0], [0, 1, 2, 64]):  # skips, other level, repeats, or the marginal bid
+    for bad in ([1], [0, 2], [128], [0, 0, 2], [0, 1, 2, 64]):  # skips, other level, or the marginal bid
         lab.expect_error(lab.fn.proveLevelPrefix(rid, 1, bad), b, "BadMarginalHint")
     lab.expect_error(lab.fn.proveLevelPrefix(rid, 0, [0]), b, "BadMarginalHint")
     lab.send(lab.fn.proveLevelPrefix(rid, 1, [0]), b)
-    lab.expect_error(lab.fn.proveLevelPrefix(rid, 1, [0]), b, "BadMarginalHint")  # already proved
-    lab.send(lab.fn.proveLevelPrefix(rid, 1, [1, 2]), b)
+    lab.send(lab.fn.proveLevelPrefix(rid, 1, [0]), a)  # already proved: skipped, no revert (issue 16)
+    assert lab.fn.levelProof(rid, 1).call() == [1000, 1000, 1]
+    lab.send(lab.fn.proveLevelPrefix(rid, 1, [0, 1, 2]), b)  # 0 is skipped, 1 and 2 are walked
     assert lab.fn.levelProof(rid, 1).call() == [3000, 2000, 3]
-    lab.expect_error(lab.fn.selectWinnersWithHint(rid, [2, 64]), lab.utility, "BadMarginalHint")
-    receipt, expected = lab.settle_and_check(rid, [64])
+    lab.expect_error(lab.fn.selectWinnersWithHint(rid, [2]), lab.utility, "BadMarginalHint")  # no marginal bid
+    receipt, expected = lab.settle_and_check(rid, [2, 64])  # a hint that repeats a proved bid still works
     assert expected.accepted_watts == 10_000
 
 
@@ -299,20 +302,20 @@ def test_extreme_bids_pack_and_read_back_exactly(lab: Lab) -> None:
     TICK, CAP = 1000, 128 * 1000  # noqa: N806 - a small grid keeps the 2^64-1 W budget affordable
     rid = lab.request(U64, window=600, duration=1, cap=CAP)
     who = lab.accounts[1]
-    # 64 bids alternating the extremes of every packed field: watts 1 / 2^32-1, tick 1 / 128.
-    watts = [1 if i % 2 else U32 for i in range(64)]
+    # 64 bids alternating the extremes of every packed field: watts 1 / 2^24-1, tick 1 / 128.
+    watts = [1 if i % 2 else MAXW for i in range(64)]
     ticks = [128 if i % 3 else 1 for i in range(64)]
     assert lab.submit(rid, who, watts, [t * TICK for t in ticks]) == 0
-    lab.expect_error(lab.fn.submitBids(rid, [U32 + 1], [TICK]), who, "WattsTooLarge")
+    lab.expect_error(lab.fn.submitBids(rid, [MAXW + 1], [TICK]), who, "WattsTooLarge")
     lab.expect_error(lab.fn.submitBids(rid, [1], [CAP + TICK]), who, "PriceAboveCap")
-    assert lab.submit(rid, lab.accounts[2], [U32, 1], [CAP, TICK]) == 64  # next submission starts at 64
+    assert lab.submit(rid, lab.accounts[2], [MAXW, 1], [CAP, TICK]) == 64  # next submission starts at 64
     # Withdraw index 63 (the last of a full submission) and index 0 of the next one.
     lab.send(lab.fn.cancelBids(rid, [63]), who)
     lab.send(lab.fn.cancelBids(rid, [64]), lab.accounts[2])
     bids = lab.all_bids(rid)
     assert [b.bid_id for b in bids] == list(range(66))
     assert [(b.watts, b.price) for b in bids[:64]] == [(w, t * TICK) for w, t in zip(watts, ticks)]
-    assert [(b.watts, b.price) for b in bids[64:]] == [(U32, CAP), (1, TICK)]
+    assert [(b.watts, b.price) for b in bids[64:]] == [(MAXW, CAP), (1, TICK)]
     assert [b.cancelled for b in bids] == [i in (63, 64) for i in range(66)]
     assert all(b.bidder == who for b in bids[:64]) and {b.bidder for b in bids[64:]} == {lab.accounts[2]}
     # The book agrees: live watts per level.
@@ -338,23 +341,24 @@ def test_extreme_bids_pack_and_read_back_exactly(lab: Lab) -> None:
     assert lab.w3.eth.get_balance(lab.dr.address) == 0
 
 
-def test_price_level_filled_to_exactly_2_pow_40_minus_1(lab: Lab) -> None:
-    rid = lab.request(U40 - 100, window=600, duration=1, cap=128)
-    who = lab.accounts[1]
-    for _ in range(4):  # 256 bids of 2^32-1 = 2^40 - 256
-        lab.submit(rid, who, [U32] * 64, [1] * 64)
-    last = lab.submit(rid, lab.accounts[2], [255], [1])  # exactly 2^40 - 1 at tick 1
-    assert lab.dr.book(rid)[0] == U40
-    assert lab.expect_error(lab.fn.submitBids(rid, [1], [1]), who, "PriceLevelFull") == (1,)
-    lab.submit(rid, who, [1], [2])  # the next level is independent
+def test_bidding_and_withdrawing_cannot_close_a_price_level(lab: Lab) -> None:
+    """F-8, fixed (issue 16): the attack that closed a level on the old contract (4 x 64 bids of
+    2^32 - 1 W at one tick, all withdrawn, then an honest 1,000 W bid refused with PriceLevelFull)
+    now fails: a bid is at most 2^24 - 1 W and a level holds 2^48 - 1 W of placements, so
+    closing one takes over 2^24 bids. The honest bid still lands, in both modes."""
+    rid = lab.request(10_000, window=600)
+    attacker, honest = lab.accounts[1], lab.accounts[2]
+    for _ in range(4):
+        lab.expect_error(lab.fn.submitBids(rid, [U32] * 64, [TICK] * 64), attacker, "WattsTooLarge")
+    for _ in range(4):  # the largest bids allowed, all withdrawn
+        first = lab.submit(rid, attacker, [MAXW] * 64, [TICK] * 64)
+        lab.send(lab.fn.cancelBids(rid, list(range(first, first + 64))), attacker)
+    assert lab.dr.book(rid)[0] == 0
+    lab.submit(rid, honest, [1000], [TICK])
+    assert lab.dr.book(rid)[0] == 1000
     lab.close(rid)
     _, expected = lab.settle_and_check(rid)
-    assert expected.accepted_watts == U40 - 100
-    bids = lab.all_bids(rid)
-    assert bids[256].bid_id == last
-    # 256 x (2^32-1) accepted in full; the marginal bid, at queue position 2^40-256, takes 155 W.
-    assert [b.accepted_watts for b in bids[254:]] == [U32, U32, 155, 0]
-    lab.claim_all_and_drain(rid)
+    assert expected.accepted_watts == 1000
 
 
 # ------------------------------------------------------------------ request parameters
@@ -371,9 +375,9 @@ def test_cap_at_the_largest_tick_and_target_extremes(lab: Lab) -> None:
         rid = lab.request(1, cap=top, duration=3600, rule=rule)  # 1 W, 1 h, at the top of the grid
         info = lab.dr.get_request(rid)
         assert (info.max_price, info.tick_wei, info.target_watts) == (top, U64, 1)
-        lab.submit(rid, lab.accounts[1], [U32, 1], [top, U64])  # the cap, and 1 tick
+        lab.submit(rid, lab.accounts[1], [MAXW, 1], [top, U64])  # the cap, and 1 tick
         bids = lab.all_bids(rid)
-        assert [(b.watts, b.price) for b in bids] == [(U32, top), (1, U64)]
+        assert [(b.watts, b.price) for b in bids] == [(MAXW, top), (1, U64)]
         lab.close(rid)
         _, expected = lab.settle_and_check(rid)
         assert expected.clearing_price == U64 and expected.accepted_watts == 1
@@ -437,7 +441,7 @@ def test_deadlines_and_event_times_at_their_edges(lab: Lab) -> None:
         rid = lab.events(receipt, "ReductionRequested")[0]["requestId"]
         info = lab.dr.get_request(rid)
         assert (info.event_start, info.event_end, info.duration) == (U40, U40 + U32, U32)
-        lab.submit(rid, lab.accounts[2], [U32, U32, 5], [TICK, CAP, 7 * TICK])
+        lab.submit(rid, lab.accounts[2], [MAXW, MAXW, 5], [TICK, CAP, 7 * TICK])
         lab.close(rid)
         _, expected = lab.settle_and_check(rid)
         assert expected.reserved <= budget
@@ -466,7 +470,7 @@ def test_claims_and_cancels_of_ids_at_submission_boundaries(lab: Lab) -> None:
     lab.claim_all_and_drain(rid)
 
 
-def test_hint_lists_with_duplicates_or_extras_are_refused(lab: Lab) -> None:
+def test_hint_lists_with_gaps_or_extras_are_refused_and_repeats_are_skipped(lab: Lab) -> None:
     rid = lab.request(2500, window=600)
     a, b, c = lab.accounts[1:4]
     lab.submit(rid, a, [1000], [4 * TICK])  # 0
@@ -474,12 +478,14 @@ def test_hint_lists_with_duplicates_or_extras_are_refused(lab: Lab) -> None:
     lab.submit(rid, c, [1000], [4 * TICK])  # 128
     lab.submit(rid, a, [1000], [4 * TICK])  # 192, marginal (500 W of it)
     lab.send(lab.fn.cancelBids(rid, [64]), b)
-    lab.close(rid)
+    lab.close(rid, 1)  # a block past the deadline, so that eth_call sees bidding closed
     good = lab.dr.marginal_hint(rid)
     assert good == [0, 64, 128, 192]
-    for bad in ([0, 0, 64, 128, 192], [0, 64, 128, 192, 192], [0, 64, 64, 128, 192], [0, 64, 128, 128],
-                [192], [0, 64, 128]):
+    for bad in ([0, 64, 128, 128], [192], [0, 64, 128], [0, 128, 192]):
         lab.expect_error(lab.fn.selectWinnersWithHint(rid, bad), lab.utility, "BadMarginalHint")
+    # A bid listed again is below the walk's next id: skipped, so it counts once.
+    for repeated in ([0, 0, 64, 128, 192], [0, 64, 128, 192, 192], [0, 64, 64, 128, 192]):
+        lab.fn.selectWinnersWithHint(rid, repeated).call({"from": lab.utility})
     _, expected = lab.settle_and_check(rid, good)
     assert [o.accepted_watts for o in expected.outcomes] == [1000, 0, 1000, 500]
     lab.claim_all_and_drain(rid)
@@ -501,10 +507,10 @@ def test_wrapper_computes_the_hint_of_a_big_book(lab: Lab) -> None:
     lab.node.rpc("evm_setBlockGasLimit", [hex(3_000_000)])  # anvil caps eth_call gas at the block limit
     lab.gas = 2_900_000
     try:
-        rid = lab.request(10**9, window=3600)
+        rid = lab.request(10**6, window=3600)
         for _ in range(44):
             lab.submit(rid, lab.accounts[1], [1] * 64, [TICK] * 64)
-        lab.submit(rid, lab.accounts[2], [U32], [TICK])
+        lab.submit(rid, lab.accounts[2], [MAXW], [TICK])
         lab.send(lab.fn.cancelBids(rid, [0]), lab.accounts[1])
         lab.close(rid)
         expected = lab.hint(rid)  # paged reads work

@@ -108,6 +108,7 @@ class Req:
     disbursed_watts: int = 0
     disbursed_wei: int = 0
     selected_at: int = 0
+    notice: int = 0  # the notice period winners must have had for a shortfall penalty
 
     @property
     def report_deadline(self) -> int:
@@ -240,14 +241,18 @@ class TermsMachine(RuleBasedStateMachine):
     def request(self, watts, rule_, bond, bidding, reveal, lead, duration, report, dispute) -> None:
         deadline = self.next_ts() + bidding
         start = deadline + reveal + lead
+        # The notice period (issue 16): half the lead, so 0 (never a penalty) for leads of 0-1 s,
+        # and selections inside and outside it both happen. Derived, not drawn, so the
+        # derandomised runs keep reaching every stage.
+        notice = lead // 2
         budget = market.required_budget(watts, duration, CAP)
         rid, receipt = self.dr.request_reduction_with_terms(
             self.signers[self.utility], watts, start, start + duration, deadline, CAP,
-            Terms(reveal, report, dispute, bond), rule_, budget)
+            Terms(reveal, report, dispute, bond, notice), rule_, budget)
         assert rid == self.base_requests + len(self.requests) + 1
         end = start + duration
         self.requests[rid] = Req(rid, watts, rule_, budget, bond, deadline, deadline + reveal, start, end,
-                                 end + report, end + report + dispute)
+                                 end + report, end + report + dispute, notice=notice)
         assert self.events(receipt, "RequestTerms")[0]["disputeDeadline"] == end + report + dispute
 
     @precondition(lambda self: self.requests)
@@ -402,7 +407,7 @@ class TermsMachine(RuleBasedStateMachine):
     def _settled(self, r: Req, who: str, receipt) -> None:
         """Check one delivery settlement against market.settle_delivery and book it."""
         p = r.parts[who]
-        late = r.selected_at >= r.start  # selected once the event had started: no penalty
+        late = not market.had_notice(r.selected_at, r.start, r.notice)  # no notice: no penalty
         s = market.settle_delivery(p.accepted, p.promised, p.delivered, p.bond, selected_late=late)
         event = self.events(receipt, "DeliverySettled")[0]
         assert (event["acceptedWatts"], event["deliveredWatts"], event["payout"], event["penalty"],

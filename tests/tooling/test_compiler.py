@@ -124,22 +124,27 @@ def brownie_compile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
 
 def test_committed_artifacts_match_a_fresh_compile(tmp_path: Path, brownie_compile) -> None:
     written = compiler.compile_project(ROOT, tmp_path / "build", tmp_path / "pkg")
-    fresh = written["DemandReduction"].read_text()
-    committed = (ROOT / "build" / "contracts" / "DemandReduction.json").read_text()
-    assert fresh == committed, "build/contracts is stale: run `make compile` and commit the result"
-    assert (tmp_path / "pkg" / "DemandReduction.json").read_text() == (
-        PACKAGE_ARTIFACT_DIR / "DemandReduction.json").read_text()
+    assert sorted(written) == sorted(compiler.CONTRACTS)
+    fresh = {p.name: p.read_text() for p in (tmp_path / "build").glob("*.json")}
+    committed = {p.name: p.read_text() for p in (ROOT / "build" / "contracts").glob("*.json")}
+    # Interfaces, libraries and bases too: brownie compiles again if any one is missing.
+    assert sorted(fresh) == sorted(committed), "build/contracts differs from the sources: run `make compile`"
+    for name, text in fresh.items():
+        assert text == committed[name], "build/contracts is stale: run `make compile` and commit the result"
+    for name in compiler.CONTRACTS:
+        assert (tmp_path / "pkg" / f"{name}.json").read_text() == (PACKAGE_ARTIFACT_DIR / f"{name}.json").read_text()
 
 
 def test_brownie_compile_uses_the_same_settings(brownie_compile) -> None:
     project, proc = brownie_compile
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
-    theirs = json.loads((project / "build" / "contracts" / "DemandReduction.json").read_text())
-    ours = json.loads((ROOT / "build" / "contracts" / "DemandReduction.json").read_text())
-    assert theirs["bytecode"] == ours["bytecode"]
-    assert theirs["deployedBytecode"] == ours["deployedBytecode"]
-    assert theirs["abi"] == ours["abi"]
+    for name in compiler.CONTRACTS:
+        theirs = json.loads((project / "build" / "contracts" / f"{name}.json").read_text())
+        ours = json.loads((ROOT / "build" / "contracts" / f"{name}.json").read_text())
+        assert theirs["bytecode"] == ours["bytecode"], name
+        assert theirs["deployedBytecode"] == ours["deployedBytecode"], name
+        assert theirs["abi"] == ours["abi"], name
 
 
 def test_dr_compile_reports_a_missing_compiler_in_one_line(tmp_path: Path) -> None:

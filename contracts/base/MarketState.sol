@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.24;
+
+import {BidStore} from "../libraries/BidStore.sol";
+import {PackedBids} from "../libraries/PackedBids.sol";
+import {TickBook} from "../libraries/TickBook.sol";
+import {ConsumerRegister} from "./ConsumerRegister.sol";
+import {PullPayments} from "./PullPayments.sol";
+
+/// @title MarketState
+/// @notice The storage of every request (its header, bids, price-tick book, terms and
+///         participants) and the rules that read it, shared by the core and its bases.
+abstract contract MarketState is ConsumerRegister, PullPayments {
+    using BidStore for BidStore.Bids;
+    using PackedBids for uint256;
+    using TickBook for TickBook.Book;
+
+    // ------------------------------------------------------------------ constants
+
+    /// @notice Number of price levels in every request's book.
+    uint256 public constant TICKS = TickBook.TICKS;
+    /// @notice Most bids accepted in one `submitBids` call.
+    uint256 public constant MAX_BIDS_PER_CALL = 1 << BidStore.ID_BITS;
+    /// @notice After `biddingDeadline + GRACE_PERIOD` anyone may call `selectWinners`.
+    uint256 public constant GRACE_PERIOD = 1 hours;
+    /// @dev W * s * (wei/kWh) / WS_PER_KWH = wei, since 1 kWh = 3.6e6 W*s.
+    uint256 internal constant WS_PER_KWH = 3_600_000;
+
+    // Request flags (Request.flags).
+    uint8 internal constant PAY_AS_BID = 1;
+    uint8 internal constant SEALED = 2; // bids are committed, then revealed
+    uint8 internal constant METERED = 4; // winners are paid on measured delivery
+
+    // ------------------------------------------------------------------ storage types
+
+    /// @dev Slot 0 is read and written by every submission; the rest is touched at
+    ///      request, settlement and claim. Widths are bounded by checks in the functions.
+    struct Request {
+        // slot 0 (hot)
+        uint40 biddingDeadline;
+        uint40 eventStart;
+        uint32 duration; // eventEnd - eventStart, seconds
+        uint32 submissions; // number of submitBids calls; bid ids are below submissions << 6
+        uint32 bidCount; // number of bids placed (withdrawn ones included)
+        uint64 tickWei; // price of one tick; cap = TICKS * tickWei
+        Status status;
+        uint8 flags; // PAY_AS_BID | SEALED | METERED
+        // slot 1
+        uint64 targetWatts;
+        uint128 budget;
+        uint8 clearingTick; // highest tick with accepted volume (0: nothing accepted)
+        uint48 marginalPos; // queue position below which watts at clearingTick are accepted
+        // slot 2
+        uint64 acceptedWatts;
+        uint128 reserved; // budget kept for payouts; the rest was refunded
+        uint64 claimedWatts;
+        // slot 3
+        uint128 paidOut;
+    }
+
+    /// @dev Stored terms; only requests created with terms have them.
+    struct StoredTerms {
+        // slot 0
+        uint40 revealDeadline;
+        uint32 reportWindow;
+        uint32 disputeWindow;
+        uint80 bondWei;
+        uint40 selectedAt; // metered: when winners were selected
+        uint32 noticePeriod; // metered: least notice between selection and eventStart for a penalty
+        // slot 1
+        uint128 unrevealedBonds; // bonds of commitments not revealed yet
+        uint128 heldBonds; // bonds waiting for delivery settlement
+    }
+
+    /// @dev A consumer in a sealed or metered request.
+    struct Participant {
+        bytes32 commitment;
+        uint32 submission; // 1 + the consumer's submission index; 0: no bids
+        uint96 bond; // bond still held
+        uint64 delivered; // W delivered, as reported or as the utility measured it
+        Stage stage;
+    }
+
+    /// @dev Outcome of the scan over the book (memory only).
+    struct Clearing {
+        uint256 clearingTick; // highest tick with accepted volume
+        uint256 marginalPos; // queue position at clearingTick below which watts are accepted
+        uint256 accepted; // accepted watts
+        uint256 valueTicks; // sum of accepted watts * tick, for pay-as-bid
+    }
+
+    // ------------------------------------------------------------------ storage
+
+    /// @notice Number of requests created; request ids are 1..requestCount.
+    uint256 public requestCount;
+
+    mapping(uint256 => Request) internal _requests;
+    mapping(uint256 => BidStore.Bids) internal _bids;
+    mapping(uint256 => TickBook.Book) internal _books;
+    // requestId => tick => proved queue prefix at that level (LevelProofs).
+    mapping(uint256 => mapping(uint256 => uint256)) internal _levelProof;
+    mapping(uint256 => StoredTerms) internal _terms;
+    mapping(uint256 => mapping(address => Participant)) internal _participants;
+
+    // ------------------------------------------------------------------ request lookups
+
+    /// @dev The request, if it is open; reverts `UnknownRequest` or `RequestNotOpen`.
+    function _openRequest(uint256 requestId) internal view returns (Request storage r) {
+        r = _requests[requestId];
+        if (r.status != Status.Open) {
+            if (r.status == Status.None) revert UnknownRequest(requestId);
+            revert RequestNotOpen(requestId);
+        }
+    }
+
+    /// @dev The request, if it exists.
+    function _knownRequest(uint256 requestId) internal view returns (Request storage r) {
+        r = _requests[requestId];
+        if (r.status == Status.None) revert UnknownRequest(requestId);
+    }
+
+    /// @dev When selection may start: the bidding deadline, or the reveal deadline for sealed bids.
+    function _closesAt(uint256 requestId, Request storage r) internal view returns (uint256) {
+        return r.flags & SEALED != 0 ? _terms[requestId].revealDeadline : r.biddingDeadline;
+    }
+
+    // ------------------------------------------------------------------ placing bids
+
+    /// @dev Validate a batch of bids and store it as the next submission, from msg.sender.
+    function _record(uint256 requestId, Request storage r, uint256[] calldata watts, uint256[] calldata prices)
+        internal
+        returns (uint256 firstBidId)
+    {
+        uint256 n = watts.length;
+        if (n != prices.length) revert LengthMismatch(n, prices.length);
+        if (n == 0) revert NoBids();
+        if (n > MAX_BIDS_PER_CALL) revert TooManyBids(MAX_BIDS_PER_CALL);
+        uint256 submission = r.submissions;
+        uint256 tickWei = r.tickWei;
+        firstBidId = BidStore.firstId(submission);
+        BidStore.Bids storage bids = _bids[requestId];
+        TickBook.Book storage book_ = _books[requestId];
+        (uint256 key, uint256 word) = BidStore.open(submission, msg.sender, n);
+        for (uint256 i; i < n; ++i) {
+            uint256 bid = _place(book_, tickWei, i, watts[i], prices[i]);
+            emit BidSubmitted(requestId, msg.sender, firstBidId | i, watts[i], prices[i]);
+            (key, word) = bids.append(key, word, i, bid);
+        }
+        bids.close(key, word);
+        // Both counters stay below 2^32: each bid costs > 2^12 gas, so 2^32 bids cannot
+        // be placed in any chain's lifetime.
+        r.submissions = uint32(submission + 1);
+        r.bidCount = uint32(r.bidCount + n);
+    }
+
+    /// @dev Validate one bid and append it to the queue of its price level; returns it packed.
+    function _place(TickBook.Book storage book_, uint256 tickWei, uint256 index, uint256 w, uint256 p)
+        private
+        returns (uint256)
+    {
+        if (w == 0) revert ZeroWatts(index);
+        if (w > PackedBids.MAX_WATTS) revert WattsTooLarge(index, PackedBids.MAX_WATTS);
+        if (p == 0) revert PriceZero(index);
+        uint256 tick = p / tickWei;
+        if (tick > TICKS) revert PriceAboveCap(index, tickWei * TICKS);
+        if (tick * tickWei != p) revert PriceOffTick(index, tickWei);
+        uint256 pos = book_.place(tick, w);
+        if (pos + w > PackedBids.MAX_LEVEL) revert PriceLevelFull(tick); // undoes the placement
+        return PackedBids.pack(w, tick, pos);
+    }
+
+    // ------------------------------------------------------------------ outcomes
+
+    /// @dev Bidder, packed bid, storage key and bit offset of `bidId`; reverts if unknown.
+    function _loadBid(uint256 requestId, uint256 submissions, uint256 bidId)
+        internal
+        view
+        returns (address bidder, uint256 bid, uint256 key, uint256 shift)
+    {
+        return _bids[requestId].load(submissions, bidId);
+    }
+
+    /// @dev Accepted watts and payout of one packed bid; zero unless settled.
+    function _outcome(Request storage r, uint256 bid) internal view returns (uint256 w, uint256 amount) {
+        if (r.status != Status.Settled || bid.isCancelled()) return (0, 0);
+        uint256 tick = bid.tick();
+        uint256 clearingTick = r.clearingTick;
+        if (tick > clearingTick) return (0, 0);
+        w = bid.watts();
+        if (tick == clearingTick) {
+            uint256 pos = bid.queuePos();
+            uint256 limit = r.marginalPos;
+            if (pos >= limit) return (0, 0);
+            if (limit - pos < w) w = limit - pos;
+        }
+        uint256 priceTick = r.flags & PAY_AS_BID == 0 ? clearingTick : tick;
+        amount = w * r.duration * priceTick * r.tickWei / WS_PER_KWH;
+    }
+
+    /// @dev Accepted watts and promised payout over a participant's submission (1-based).
+    function _participantOutcome(uint256 requestId, Request storage r, uint256 submission)
+        internal
+        view
+        returns (uint256 accepted, uint256 promised)
+    {
+        if (submission == 0) return (0, 0);
+        uint256 first = BidStore.firstId(submission - 1);
+        uint256 total = r.submissions;
+        uint256 n = _bids[requestId].count(submission - 1);
+        for (uint256 i; i < n; ++i) {
+            (, uint256 bid,,) = _loadBid(requestId, total, first | i);
+            (uint256 w, uint256 amount) = _outcome(r, bid);
+            accepted += w;
+            promised += amount;
+        }
+    }
+
+    /// @dev Mark every bid of a submission (1-based) claimed.
+    function _markClaimed(uint256 requestId, Request storage r, uint256 submission) internal {
+        uint256 first = BidStore.firstId(submission - 1);
+        uint256 total = r.submissions;
+        BidStore.Bids storage bids = _bids[requestId];
+        uint256 n = bids.count(submission - 1);
+        for (uint256 i; i < n; ++i) {
+            (,, uint256 key, uint256 shift) = _loadBid(requestId, total, first | i);
+            bids.setFlag(key, shift, PackedBids.CLAIMED);
+        }
+    }
+
+    /// @dev Count `claimedWatts` accepted watts worth `paid` wei as taken from the reserve;
+    ///      once every accepted watt is, the rounding dust goes to the utility.
+    function _disburse(uint256 requestId, Request storage r, uint256 claimedWatts, uint256 paid) internal {
+        if (claimedWatts == 0) return;
+        uint256 totalClaimed = r.claimedWatts + claimedWatts;
+        uint256 totalPaid = r.paidOut + paid;
+        r.claimedWatts = uint64(totalClaimed);
+        r.paidOut = uint128(totalPaid);
+        if (totalClaimed == r.acceptedWatts) {
+            // Every accepted watt is paid: what is left of the reserve is rounding dust.
+            uint256 dust = r.reserved - totalPaid;
+            if (dust != 0) {
+                _credit(utility, dust);
+                emit DustReturned(requestId, dust);
+            }
+        }
+    }
+}

@@ -1,0 +1,309 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.24;
+
+/// @title IDemandReduction
+/// @notice The market's shared vocabulary: the enums and view structs its functions take
+///         and return, every event and every custom error. The core contract, its
+///         abstract bases and the read-only lens all inherit it, so each is declared once.
+interface IDemandReduction {
+    // ------------------------------------------------------------------ types
+
+    /// @notice How accepted watts are paid.
+    enum PricingRule {
+        Uniform, // every accepted watt earns the clearing (marginal accepted) price
+        PayAsBid // every accepted watt earns its own bid price
+    }
+
+    /// @notice Life cycle of a request.
+    enum Status {
+        None,
+        Open, // accepting bids until biddingDeadline
+        Settled, // winners selected, payouts claimable
+        Cancelled // cancelled before the deadline, budget refunded
+    }
+
+    /// @notice Enrolment of a consumer in registered mode.
+    enum Enrolment {
+        None,
+        Requested,
+        Enrolled
+    }
+
+    /// @notice Optional terms of a request (`requestReductionWithTerms`).
+    struct Terms {
+        uint256 revealWindow; // seconds after biddingDeadline for reveals; 0: open bids
+        uint256 reportWindow; // seconds after eventEnd (or a later selection) for meter reports; 0: pay on acceptance
+        uint256 disputeWindow; // seconds after the report deadline for the utility to confirm or dispute
+        uint256 bondWei; // bond per participant, 0: none (needs a sealed or metered request)
+        uint256 noticePeriod; // metered: a shortfall is penalised only if winners were selected at least this long before eventStart; 0: never
+    }
+
+    /// @notice Where a consumer stands in a sealed or metered request.
+    enum Stage {
+        None,
+        Committed, // sealed: a commitment (and any bond) is in, not yet revealed
+        Bonded, // open and metered: the bond is posted, no bids yet
+        Bid, // bids are in the book (placed, or revealed)
+        Reported, // metered: the consumer reported its delivery
+        Settled // payout, penalty and bond are settled
+    }
+
+    /// @notice A request's terms with their deadlines.
+    struct TermsView {
+        bool sealedBids;
+        bool metered;
+        uint256 revealDeadline;
+        uint256 reportDeadline;
+        uint256 disputeDeadline;
+        uint256 bondWei;
+        uint256 unrevealedBonds;
+        uint256 heldBonds;
+        uint256 selectedAt; // metered: when winners were selected (0 before)
+        uint256 noticePeriod; // metered: notice a winner must have had for a penalty to apply
+    }
+
+    /// @notice A consumer's standing in a sealed or metered request.
+    struct ParticipantView {
+        Stage stage;
+        bytes32 commitment;
+        bool hasBids;
+        uint256 firstBidId;
+        uint256 bidCount;
+        uint256 bond;
+        uint256 acceptedWatts;
+        uint256 promisedPayout; // payout if the accepted watts are fully delivered
+        uint256 deliveredWatts;
+    }
+
+    /// @notice A request as stored, with derived fields.
+    struct RequestView {
+        Status status;
+        PricingRule rule;
+        uint256 targetWatts;
+        uint256 eventStart;
+        uint256 eventEnd;
+        uint256 biddingDeadline;
+        uint256 maxPriceWeiPerKWh;
+        uint256 tickWei;
+        uint256 budget;
+        uint256 submissions;
+        uint256 bidCount;
+        uint256 clearingPriceWeiPerKWh;
+        uint256 acceptedWatts;
+        uint256 reserved;
+        uint256 paidOut;
+        uint256 claimedWatts;
+    }
+
+    /// @notice A bid with its outcome (zero until the request is settled).
+    struct BidView {
+        uint256 bidId;
+        address bidder;
+        uint256 watts;
+        uint256 priceWeiPerKWh;
+        bool cancelled;
+        bool claimed;
+        uint256 acceptedWatts;
+        uint256 payout;
+    }
+
+    // ------------------------------------------------------------------ events
+
+    /// @notice The utility role transfer was started.
+    event UtilityTransferStarted(address indexed previousUtility, address indexed newUtility);
+    /// @notice The utility role changed hands.
+    event UtilityTransferred(address indexed previousUtility, address indexed newUtility);
+    /// @notice A consumer asked to be enrolled (registered mode).
+    event EnrolmentRequested(address indexed consumer);
+    /// @notice A consumer was enrolled; `onRequest` tells whether it had asked first.
+    event ConsumerEnrolled(address indexed consumer, bool onRequest);
+    /// @notice A consumer was removed from the register.
+    event ConsumerUnenrolled(address indexed consumer);
+    /// @notice A demand reduction was requested and its budget escrowed.
+    event ReductionRequested(
+        uint256 indexed requestId,
+        uint256 targetWatts,
+        uint256 eventStart,
+        uint256 eventEnd,
+        uint256 biddingDeadline,
+        uint256 maxPriceWeiPerKWh,
+        PricingRule pricingRule,
+        uint256 budget
+    );
+    /// @notice A bid was placed.
+    event BidSubmitted(
+        uint256 indexed requestId, address indexed bidder, uint256 bidId, uint256 watts, uint256 priceWeiPerKWh
+    );
+    /// @notice A bid was withdrawn before the deadline.
+    event BidCancelled(uint256 indexed requestId, address indexed bidder, uint256 bidId);
+    /// @notice A request was cancelled and its budget refunded to the utility.
+    event RequestCancelled(uint256 indexed requestId, uint256 refund);
+    /// @notice Winners were selected.
+    event WinnersSelected(
+        uint256 indexed requestId,
+        uint256 clearingPriceWeiPerKWh,
+        uint256 acceptedWatts,
+        uint256 totalPayout,
+        uint256 refund
+    );
+    /// @notice A winning bid's payout was credited to its bidder.
+    event PayoutCredited(
+        uint256 indexed requestId, address indexed bidder, uint256 bidId, uint256 acceptedWatts, uint256 amount
+    );
+    /// @notice Rounding dust of a fully claimed request went back to the utility.
+    event DustReturned(uint256 indexed requestId, uint256 amount);
+    /// @notice Part of a price level's queue was proved ahead of `selectWinnersWithHint`.
+    event LevelPrefixProved(uint256 indexed requestId, uint256 tick, uint256 placedBefore, uint256 nextBidId);
+    /// @notice A request was created with terms (`requestReductionWithTerms`). Deadlines
+    ///         are 0 where the feature is off.
+    event RequestTerms(
+        uint256 indexed requestId,
+        uint256 revealDeadline,
+        uint256 reportDeadline,
+        uint256 disputeDeadline,
+        uint256 bondWei
+    );
+    /// @notice A consumer committed to sealed bids (or replaced its commitment).
+    event BidsCommitted(uint256 indexed requestId, address indexed bidder, bytes32 commitment);
+    /// @notice A consumer revealed its sealed bids; they follow as `BidSubmitted` events.
+    event BidsRevealed(uint256 indexed requestId, address indexed bidder, uint256 firstBidId, uint256 count);
+    /// @notice A consumer posted its bond.
+    event BondPosted(uint256 indexed requestId, address indexed consumer, uint256 amount);
+    /// @notice Bonds of commitments never revealed went to the utility at selection.
+    event BondsForfeited(uint256 indexed requestId, uint256 amount);
+    /// @notice A consumer reported the reduction it delivered, in W averaged over the window.
+    event DeliveryReported(uint256 indexed requestId, address indexed consumer, uint256 deliveredWatts);
+    /// @notice The utility, as meter operator, set a lower delivery than reported.
+    event DeliveryDisputed(
+        uint256 indexed requestId, address indexed consumer, uint256 reportedWatts, uint256 meteredWatts
+    );
+    /// @notice A participant was settled: `payout` and `bondReturned` to the consumer,
+    ///         `toUtility` (unearned payout and penalty) to the utility.
+    event DeliverySettled(
+        uint256 indexed requestId,
+        address indexed consumer,
+        uint256 acceptedWatts,
+        uint256 deliveredWatts,
+        uint256 payout,
+        uint256 penalty,
+        uint256 bondReturned,
+        uint256 toUtility
+    );
+    /// @notice Ether was paid out of the contract.
+    event Withdrawal(address indexed account, address indexed to, uint256 amount);
+
+    // ------------------------------------------------------------------ errors
+
+    /// @notice The caller is not the utility.
+    error NotUtility();
+    /// @notice The caller is not the pending utility.
+    error NotPendingUtility();
+    /// @notice The zero address was given where an account is needed.
+    error ZeroAddress();
+    /// @notice Enrolment calls on a contract deployed without registration.
+    error RegistrationDisabled();
+    /// @notice `consumer` is already enrolled.
+    error AlreadyEnrolled(address consumer);
+    /// @notice `consumer` is not enrolled (registered mode).
+    error NotEnrolled(address consumer);
+    /// @notice A request for zero watts.
+    error ZeroTarget();
+    /// @notice The target is above `max` watts.
+    error TargetTooLarge(uint256 max);
+    /// @notice The bidding deadline is not in the future.
+    error DeadlineInPast(uint256 deadline, uint256 nowTimestamp);
+    /// @notice The event would start before bidding closes.
+    error EventBeforeDeadline(uint256 eventStart, uint256 deadline);
+    /// @notice The event window is empty or reversed.
+    error EmptyEventWindow(uint256 eventStart, uint256 eventEnd);
+    /// @notice A time or duration does not fit its storage field.
+    error TimeOutOfRange();
+    /// @notice A price cap of zero.
+    error ZeroPrice();
+    /// @notice The cap is not a multiple of `ticks`.
+    error CapNotOnTickGrid(uint256 cap, uint256 ticks);
+    /// @notice The cap is above `max` wei per kWh.
+    error CapTooLarge(uint256 max);
+    /// @notice The escrow does not cover the target at the cap.
+    error BudgetTooLow(uint256 required, uint256 provided);
+    /// @notice The escrow is above `max` wei.
+    error BudgetTooLarge(uint256 max);
+    /// @notice No request has this id.
+    error UnknownRequest(uint256 requestId);
+    /// @notice The request is settled or cancelled.
+    error RequestNotOpen(uint256 requestId);
+    /// @notice The bidding deadline has passed.
+    error BiddingClosed(uint256 deadline);
+    /// @notice Selection before the bidding deadline has passed.
+    error BiddingStillOpen(uint256 deadline);
+    /// @notice Only the utility may settle before `openToAllAt`.
+    error GracePeriodNotOver(uint256 openToAllAt);
+    /// @notice An empty bid list.
+    error NoBids();
+    /// @notice The watts and price arrays differ in length.
+    error LengthMismatch(uint256 watts, uint256 prices);
+    /// @notice More than `max` bids in one call.
+    error TooManyBids(uint256 max);
+    /// @notice Bid `index` of the call offers zero watts.
+    error ZeroWatts(uint256 index);
+    /// @notice Bid `index` of the call offers more than `max` watts.
+    error WattsTooLarge(uint256 index, uint256 max);
+    /// @notice Bid `index` of the call has a zero price.
+    error PriceZero(uint256 index);
+    /// @notice Bid `index` of the call is priced above the cap.
+    error PriceAboveCap(uint256 index, uint256 cap);
+    /// @notice Bid `index` of the call is not a multiple of `tickWei`.
+    error PriceOffTick(uint256 index, uint256 tickWei);
+    /// @notice Price level `tick` would exceed 2^48 - 1 watts placed (withdrawn ones included).
+    error PriceLevelFull(uint256 tick);
+    /// @notice No bid has this id in the request.
+    error UnknownBid(uint256 bidId);
+    /// @notice The caller did not place bid `bidId`.
+    error NotBidder(uint256 bidId);
+    /// @notice Bid `bidId` was already withdrawn.
+    error BidAlreadyCancelled(uint256 bidId);
+    /// @notice Bid `bidId` was already claimed.
+    error AlreadyClaimed(uint256 bidId);
+    /// @notice Claims need a settled request.
+    error NotSettled(uint256 requestId);
+    /// @notice The clearing level has withdrawn bids: use `selectWinnersWithHint`.
+    error MarginalHintRequired(uint256 tick);
+    /// @notice The hint is not the complete queue up to the marginal bid.
+    error BadMarginalHint();
+    /// @notice The caller is owed nothing.
+    error NothingOwed();
+    /// @notice The recipient refused the ether.
+    error TransferFailed();
+    /// @notice A withdrawal re-entered the contract.
+    error Reentrancy();
+    /// @notice A terms value does not fit its field, or the combination makes no sense.
+    error BadTerms();
+    /// @notice The reveal window would end after the event starts.
+    error RevealAfterEventStart(uint256 revealDeadline, uint256 eventStart);
+    /// @notice The request takes sealed bids only: use `commitBids` and `revealBids`.
+    error SealedRequest(uint256 requestId);
+    /// @notice The request does not take sealed bids.
+    error NotSealed(uint256 requestId);
+    /// @notice The request does not pay on delivery.
+    error NotMetered(uint256 requestId);
+    /// @notice Payouts of a metered request are settled with `settleDelivery`, not `claim`.
+    error PaidOnDelivery(uint256 requestId);
+    /// @notice The value sent is not the bond this call needs.
+    error WrongBond(uint256 required, uint256 sent);
+    /// @notice The consumer has already committed, bonded or bid where that is not allowed.
+    error WrongStage(address consumer, Stage stage);
+    /// @notice Reveals are accepted only after the bidding deadline, until the reveal deadline.
+    error RevealWindowClosed(uint256 opensAfter, uint256 closesAt);
+    /// @notice The revealed bids and salt do not hash to the caller's commitment.
+    error CommitmentMismatch();
+    /// @notice Meter reports are accepted after the event ends, until the report deadline.
+    error ReportWindowClosed(uint256 opensAt, uint256 closesAt);
+    /// @notice The utility's confirm or dispute came after the dispute deadline.
+    error DisputeWindowClosed(uint256 closedAt);
+    /// @notice A dispute must lower the reported delivery.
+    error NotADispute(uint256 reportedWatts, uint256 meteredWatts);
+    /// @notice The participant cannot be settled yet.
+    error TooEarly(uint256 at);
+    /// @notice A delivery figure does not fit in 64 bits.
+    error DeliveryTooLarge(uint256 max);
+}
