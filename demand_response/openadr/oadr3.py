@@ -18,8 +18,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import UserError
+from ._sqlite import SqliteStore
 from .context import MarketContext
 
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / "openadr3-3.0.1.yaml"
@@ -173,28 +172,11 @@ def _hash(secret: str) -> str:
 # -- the store ------------------------------------------------------------------------------
 
 
-class Oadr3Store:
+class Oadr3Store(SqliteStore):
     """Clients, tokens and OpenADR 3 objects in one SQLite file; safe to share between threads."""
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _rows(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
-
-    def _write(self, sql: str, args: tuple = ()) -> int:
-        with self._lock:
-            return self._db.execute(sql, args).rowcount
+        super().__init__(path, _SCHEMA)
 
     # -- client credentials ---------------------------------------------------------------
 

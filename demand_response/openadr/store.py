@@ -8,12 +8,12 @@ opted in or out. Every write is one transaction; SQLite's journal makes it atomi
 from __future__ import annotations
 
 import secrets
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+
+from ._sqlite import SqliteStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vens (
@@ -73,36 +73,11 @@ class EventRecord:
     opt_at: int | None = None
 
 
-class VtnStore:
+class VtnStore(SqliteStore):
     """Registrations and events in one SQLite file; safe to share between threads."""
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        """Close the database."""
-        with self._lock:
-            self._db.close()
-
-    def _rows(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
-
-    def _write(self, sql: str, args: tuple = ()) -> int:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                count = self._db.execute(sql, args).rowcount
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return count
+        super().__init__(path, _SCHEMA)
 
     # -- registrations -------------------------------------------------------------------
 
