@@ -71,7 +71,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         keys = devchain.dev_private_keys(4)
         contract = DemandReduction.deploy(Signer.from_key(connect(node.url), keys[0])).address
         common = {"RPC_URL": node.url, "CONTRACT_ADDRESS": contract, "DR_ENV_FILE": str(tmp / "missing.env"),
-                  "DEPLOYMENTS_FILE": str(tmp / "deployments.json"), "POLL_INTERVAL": "0.2", "DR_REFRESH_MS": "1000"}
+                  "DEPLOYMENTS_FILE": str(tmp / "deployments.json"), "POLL_INTERVAL": "0.2", "DR_REFRESH_MS": "1000",
+                  "WEB_AUTH": "off"}  # loopback only; signing in through the page: test_sign_in_* below
         consumer_app = create_app({**common, "DR_ROLE": "consumer", "CONSUMER_PRIVATE_KEY": keys[1],
                                    "BIDS_FILE": str(tmp / "bids.json"), "RESULTS_FILE": str(tmp / "results.json"),
                                    "STATE_DIR": str(tmp / "state"), "AUTO_WITHDRAW": "false"})
