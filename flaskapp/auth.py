@@ -155,17 +155,15 @@ def _guard() -> Any:
         _check_csrf()
         return None
     bearer = _bearer()
-    if bearer is not None and request.path.startswith("/api/"):  # pages take the session only
+    if bearer is not None and request.path.startswith("/api/") and endpoint not in PUBLIC:  # pages: sessions only
         return _with_token(bearer, endpoint)
-    _check_csrf()
     viewer = _session_viewer()
-    if endpoint in PUBLIC:
-        g.viewer = viewer
-        return None
-    if viewer is None:
+    if viewer is None and endpoint not in PUBLIC:
         return _unauthenticated()
+    _check_csrf()
     g.viewer = viewer
-    _authorise(viewer, endpoint)
+    if viewer is not None and endpoint not in PUBLIC:
+        _authorise(viewer, endpoint)
     return None
 
 
@@ -176,8 +174,7 @@ def _with_token(secret: str, endpoint: str) -> Any:
         return _unauthenticated("the bearer token is unknown or revoked; create one with "
                                 "`dr web user token NAME`")
     g.viewer = Viewer(user.name, user.role, user.address, via="token")
-    if endpoint not in PUBLIC:
-        _authorise(g.viewer, endpoint)
+    _authorise(g.viewer, endpoint)
     return None
 
 
