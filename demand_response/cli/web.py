@@ -41,7 +41,8 @@ def add_to(commands: argparse._SubParsersAction) -> None:
         if action != "list":
             q.add_argument("name", help="the user name")
         if action == "add":
-            q.add_argument("--role", required=True, choices=("operator", "household", "viewer"))
+            q.add_argument("--role", required=True, choices=("operator", "household", "viewer"),
+                           help="operator: the utility's dashboard; household: its own console; viewer: read-only")
             q.add_argument("--address", help="a household's Ethereum address (0x…): the account it sees and acts for")
         if action in ("add", "passwd"):
             q.add_argument("--password-file", help="read the password from this file (- : the first line of stdin) "
