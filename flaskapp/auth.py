@@ -26,6 +26,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -86,7 +87,7 @@ def init_app(app: Flask) -> None:
     """Register the sign-in pages, the guard and ``current_user`` for templates."""
     # The guard checks CSRF itself, so that bearer-token requests (no cookie) need none.
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", policy(app).session_s)
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(seconds=policy(app).session_s)  # the cookie's too
     app.register_blueprint(bp)
     app.before_request(_guard)
     app.context_processor(lambda: {"current_user": g.get("viewer"), "auth_off": auth_off(app)})
