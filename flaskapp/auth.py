@@ -245,7 +245,10 @@ def _authorise(viewer: Viewer, endpoint: str) -> None:
 def _own_console(viewer: Viewer) -> None:
     """A household acts only on the console of its own address."""
     services = current_app.extensions["dr"]
-    account = services.signers.address("consumer") if services.config.consumer_enabled else None
+    if not services.config.consumer_enabled:
+        raise Forbidden("This server has no household console (DR_ROLE=utility): a household account has "
+                        "nothing to see here.")
+    account = services.signers.address("consumer")
     if account is None:
         raise Forbidden("This server cannot tell which account its console bids for (the chain may be down), "
                         "so a household account cannot use it now; retry later.")
