@@ -335,6 +335,13 @@ def test_a_household_bound_to_another_address_sees_none_of_this_console(app: Any
         assert harry.post(path, data={"csrf_token": token}).status_code == 403, path
 
 
+def test_a_household_on_a_utility_only_server_has_nothing_to_see(make_app: Any) -> None:
+    hanna = _signed_in(make_app(DR_ROLE="utility"), "hanna")
+    reply = hanna.get("/api/status")
+    assert reply.status_code == 403 and "no household console" in reply.json["error"]
+    assert hanna.get("/utility/").status_code == 403
+
+
 def test_a_viewer_reads_everything_and_every_post_is_refused(app: Any) -> None:
     vic = _signed_in(app, "vic")
     for path in ("/consumer/bids", "/utility/", "/api/status", "/api/utility/requests"):
