@@ -375,7 +375,7 @@ def serve(port: int, host: str = "127.0.0.1", health: HealthFn | None = None,
 
     Raises ``ConfigError`` (one line) when the port cannot be bound.
     """
-    from .config import ConfigError
+    from .errors import ConfigError
 
     try:
         server = make_server(host, port, wsgi_app(health, token), server_class=_ThreadingServer,
@@ -393,7 +393,7 @@ def serve(port: int, host: str = "127.0.0.1", health: HealthFn | None = None,
 def serve_from_settings(settings: Any, health: HealthFn | None = None) -> MetricsServer | None:
     """``serve`` on ``METRICS_PORT`` / ``METRICS_HOST`` (``METRICS_TOKEN``) from the settings;
     None when no port is set."""
-    from .config import ConfigError
+    from .errors import ConfigError
 
     raw = settings.get("METRICS_PORT")
     if not raw:

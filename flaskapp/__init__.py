@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from flask import Flask, redirect, request, url_for
 from flask_wtf.csrf import CSRFProtect
 
-from . import errors
+from . import auth, errors
 from .daemon import DaemonManager
 from .services import Services
 from .units import fmt_kw, short_hex
@@ -55,6 +55,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["dr_daemon"] = DaemonManager()
     csrf.init_app(app)
     errors.register(app)
+    auth.init_app(app)  # sign-in, roles and the CSRF check (docs/web.md)
 
     from .api import bp as api_bp
     from .consumer import bp as consumer_bp

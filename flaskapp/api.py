@@ -1,6 +1,7 @@
 """The small JSON API the pages poll (documented in docs/api.md and static/openapi.json).
 
-Reads are GETs and need no token. The one write (``PUT /api/bids``) needs the page's
+Every view but ``/api/health`` needs a signed-in user, a session or a bearer token
+(``flaskapp/auth.py``). The one write (``PUT /api/bids``) needs, with a session, the page's
 CSRF token in an ``X-CSRFToken`` header. Amounts in wei are strings (they overflow
 JavaScript numbers); watts and unix times are integers. Errors are
 ``{"error": "<one line>", "status": <code>}`` with 4xx/503, never a 500 for a user error.

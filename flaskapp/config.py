@@ -25,6 +25,9 @@ APP_KEYS: dict[str, str] = {
     "DR_GRIDSIM_SEED": "0",
     "DR_REFRESH_MS": "2000",  # how often pages poll the JSON API
     "DR_HISTORY": "50",  # how many recent requests pages list
+    # sign-in (flaskapp/auth.py, docs/web.md): on, or off for local development (loopback only)
+    "WEB_AUTH": "on", "WEB_USERS_DB": "", "WEB_SESSION_MINUTES": "480", "WEB_LOGIN_MAX_FAILURES": "5",
+    "WEB_LOGIN_MAX_CLIENT_FAILURES": "20", "WEB_LOGIN_LOCKOUT_MINUTES": "15",
 }
 
 
@@ -58,7 +61,8 @@ class AppConfig:
         except UnitError as exc:
             config.error = config.error or one_line(exc)
         for key in ("DR_REFRESH_MS", "DR_HISTORY", "DR_HOUSEHOLD", "DR_GRIDSIM_SEED",
-                    "DR_CONSUMER_INDEX", "DR_UTILITY_INDEX"):
+                    "DR_CONSUMER_INDEX", "DR_UTILITY_INDEX", "WEB_SESSION_MINUTES", "WEB_LOGIN_MAX_FAILURES",
+                    "WEB_LOGIN_MAX_CLIENT_FAILURES", "WEB_LOGIN_LOCKOUT_MINUTES"):
             if not options[key].strip().isdigit():
                 config.error = config.error or f"{key}={options[key]!r} is not a whole number"
                 options[key] = APP_KEYS[key]

@@ -1,7 +1,7 @@
 """``dr``: the command line. Thin shells over the package functions, one module per command group.
 
 Each group module (``compile``, ``node``, ``deploy``, ``accounts``, ``fund``, ``consumer``,
-``utility``, ``meter``, ``register``, ``simulate``, ``demo``) has ``add_to(commands)``, which declares its
+``utility``, ``meter``, ``register``, ``simulate``, ``demo``, ``web``) has ``add_to(commands)``, which declares its
 parser next to its handlers. Every error a user can cause ends with one line on stderr
 (``error: ...``) and exit status 1: every ``DRError`` (demand_response.errors) is caught here, in
 one place, by type, and so are a full disk and a lost RPC endpoint; a wrong command line exits 2
@@ -16,13 +16,13 @@ import signal
 import sys
 from typing import Sequence
 
-from . import accounts, consumer, demo, deploy, fund, meter, node, register, simulate, utility
+from . import accounts, consumer, demo, deploy, fund, meter, node, register, simulate, utility, web
 from . import compile as compile_group
 from ._common import UserError, setup_logging
 
 #: Command group modules in the order ``dr --help`` lists them (each imports only the standard
 #: library and _common at module level; a command's work is imported when it runs).
-_MODULES = (compile_group, node, deploy, accounts, fund, consumer, utility, meter, register, simulate, demo)
+_MODULES = (compile_group, node, deploy, accounts, fund, consumer, utility, meter, register, simulate, demo, web)
 #: The command groups' names.
 GROUPS = tuple(module.__name__.rpartition(".")[2] for module in _MODULES)
 

@@ -73,7 +73,10 @@
       if (busy || document.hidden) { return; }
       busy = true;
       fetch(src, { headers: { "Accept": "application/json" }, credentials: "same-origin" })
-        .then(function (r) { return r.json().then(function (data) { return { ok: r.ok, data: data }; }); })
+        .then(function (r) {
+          if (r.status === 401) { location.reload(); }  // the session ended: show the sign-in page
+          return r.json().then(function (data) { return { ok: r.ok, data: data }; });
+        })
         .then(function (res) {
           var sig = signature(res.data);
           // The first answer is compared with nothing: the page may have been rendered a moment

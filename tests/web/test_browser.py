@@ -71,14 +71,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         keys = devchain.dev_private_keys(4)
         contract = DemandReduction.deploy(Signer.from_key(connect(node.url), keys[0])).address
         common = {"RPC_URL": node.url, "CONTRACT_ADDRESS": contract, "DR_ENV_FILE": str(tmp / "missing.env"),
-                  "DEPLOYMENTS_FILE": str(tmp / "deployments.json"), "POLL_INTERVAL": "0.2", "DR_REFRESH_MS": "1000"}
+                  "DEPLOYMENTS_FILE": str(tmp / "deployments.json"), "POLL_INTERVAL": "0.2", "DR_REFRESH_MS": "1000",
+                  "WEB_AUTH": "off"}  # loopback only; signing in through the page: test_sign_in_* below
         consumer_app = create_app({**common, "DR_ROLE": "consumer", "CONSUMER_PRIVATE_KEY": keys[1],
                                    "BIDS_FILE": str(tmp / "bids.json"), "RESULTS_FILE": str(tmp / "results.json"),
                                    "STATE_DIR": str(tmp / "state"), "AUTO_WITHDRAW": "false"})
         utility_app = create_app({**common, "DR_ROLE": "utility", "UTILITY_PRIVATE_KEY": keys[0],
                                   "STATE_DIR": str(tmp / "ustate")})
         servers = [Server(consumer_app), Server(utility_app)]
-        yield {"consumer": servers[0].url, "utility": servers[1].url, "consumer_app": consumer_app, "tmp": tmp}
+        yield {"consumer": servers[0].url, "utility": servers[1].url, "consumer_app": consumer_app, "tmp": tmp,
+               "rpc": node.url, "contract": contract}
     finally:
         stop_all()
         for server in servers:
@@ -313,3 +315,66 @@ def test_money_gas_and_measured_delivery_in_a_browser(stack: dict[str, Any], bro
     assert not errors, errors
     page.close()
     utility.close()
+
+
+def test_sign_in_to_the_production_server_with_a_user_made_by_the_command(stack: dict[str, Any], browser: Any,
+                                                                          tmp_path: Path) -> None:
+    """A fresh app: the first user made with `dr web user add`, ./run_flask.sh (gunicorn, two
+    workers, sign-in on), then signing in, a wrong password, and signing out in the page."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from daemon_helpers import dr_env, wait_until
+
+    expect = sync_api.expect
+    (tmp_path / ".env").write_text(f"RPC_URL={stack['rpc']}\nCONTRACT_ADDRESS={stack['contract']}\n"
+                                   f"STATE_DIR={tmp_path / 'state'}\nDR_ROLE=both\n")
+    port = devchain.free_port()
+    env = dr_env(DR_ENV_FILE=str(tmp_path / ".env"), FLASK_RUN_PORT=str(port), WEB_WORKERS="2",
+                 FLASK_SECRET_KEY="browser-test-key", WEB_ACCESS_LOG="")
+    made = subprocess.run([sys.executable, "-m", "demand_response", "web", "user", "add", "ops", "--role", "operator",
+                           "--password-file", "-"], input="a long operator password\n", env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0 and "added ops (operator)" in made.stdout, made.stderr
+    log = open(tmp_path / "web.log", "wb")
+    server = subprocess.Popen([str(ROOT / "run_flask.sh")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return urllib.request.urlopen(url + "/api/health", timeout=2).status == 200
+        except OSError:
+            return server.poll() is not None
+    try:
+        wait_until(answers, 90, what="gunicorn")
+        assert server.poll() is None, (tmp_path / "web.log").read_text()
+        page = browser.new_page()
+        page.goto(url + "/utility/")
+        expect(page).to_have_url(re.compile(r"/login\?next=/utility/$"))
+        page.fill("#name", "ops")
+        page.fill("#password", "not the password")
+        page.click("button[type=submit]")
+        expect(page.locator("[data-testid=login-problem]")).to_have_text("Wrong user name or password.")
+        page.fill("#name", "ops")
+        page.fill("#password", "a long operator password")
+        page.click("button[type=submit]")
+        expect(page).to_have_url(url + "/utility/")
+        expect(page.locator("[data-testid=signed-in-as]")).to_have_text("ops · operator")
+        for _ in range(4):  # two workers: the session is the same in each
+            page.reload()
+            expect(page.locator("[data-testid=signed-in-as]")).to_have_text("ops · operator")
+        shot(page, "signed-in")
+        page.click("text=Sign out")
+        expect(page).to_have_url(re.compile(r"/login$"))
+        page.goto(url + "/utility/")
+        expect(page).to_have_url(re.compile(r"/login\?next="))
+        page.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+        log.close()
+    text = (tmp_path / "web.log").read_text()
+    assert "Starting gunicorn" in text and "a long operator password" not in text

@@ -33,7 +33,7 @@ def test_web_only_keys_are_read_from_the_env_file_under_the_environment_and_the_
 
 def test_a_bad_web_setting_is_one_line_on_every_page_not_a_crash(tmp_path: Path) -> None:
     app = create_app({"DR_ENV_FILE": str(tmp_path / "none.env"), "DR_REFRESH_MS": "soon", "DR_ROLE": "consumer",
-                      "RPC_URL": "http://127.0.0.1:9"})
+                      "RPC_URL": "http://127.0.0.1:9", "WEB_AUTH": "off"})
     assert app.extensions["dr"].config.error == "DR_REFRESH_MS='soon' is not a whole number"
     page = app.test_client().get("/consumer/bids")
     assert page.status_code == 200 and "Configuration problem: DR_REFRESH_MS=&#39;soon&#39;" in page.get_data(as_text=True)

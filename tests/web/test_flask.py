@@ -77,7 +77,7 @@ def make_app(node: devchain.DevChain, contract: str, keys: list[str], tmp_path: 
             "CONSUMER_PRIVATE_KEY": keys[consumer], "BIDS_FILE": str(tmp_path / "bids.json"),
             "RESULTS_FILE": str(tmp_path / "results.json"), "STATE_DIR": str(tmp_path / "state"),
             "DR_ENV_FILE": str(tmp_path / "missing.env"), "DEPLOYMENTS_FILE": str(tmp_path / "deployments.json"),
-            "POLL_INTERVAL": "0.1",
+            "POLL_INTERVAL": "0.1", "WEB_AUTH": "off",  # sign-in: tests/web/test_auth.py
         }
         if utility is not None:
             config["UTILITY_PRIVATE_KEY"] = keys[utility]
@@ -653,7 +653,8 @@ def test_sealed_metered_request_through_the_dashboard(anvil: devchain.DevChain, 
         "CONTRACT_ADDRESS": dr.address, "UTILITY_PRIVATE_KEY": keys[0], "CONSUMER_PRIVATE_KEY": keys[1],
         "BIDS_FILE": str(tmp_path / "bids.json"), "RESULTS_FILE": str(tmp_path / "results.json"),
         "STATE_DIR": str(tmp_path / "state"), "DR_ENV_FILE": str(tmp_path / "missing.env"),
-        "DEPLOYMENTS_FILE": str(tmp_path / "deployments.json"), "START_BLOCK": "0"})
+        "DEPLOYMENTS_FILE": str(tmp_path / "deployments.json"), "START_BLOCK": "0",
+        "WEB_AUTH": "off"})
     client = app.test_client()
 
     def travel_past(deadline: int) -> None:

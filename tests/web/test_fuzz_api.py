@@ -7,6 +7,13 @@ fill) and raw ``PUT /api/bids`` bodies. They run through Flask's test client aga
 anvil. After every request: never a 500, and ``bids.json`` is absent or valid per
 ``demand_response.bids.load_bids`` (a refused write never leaves a broken file).
 
+Sign-in is on (schemathesis would change the pinned hypothesis, so this harness stands in
+for it): each documented operation is sent with a credential drawn from the spec's security
+schemes (a household's session cookie, an operator's, household's or viewer's bearer token)
+or with none or a forged token, which must be 401 everywhere but ``/api/health``; a
+household is refused the utility's API and a viewer every write. The other tests' requests
+are signed in: the household for the console, the operator for the utility's pages.
+
 ``DR_FUZZ_EXAMPLES`` sets the number of examples per strategy (default 100).
 """
 
@@ -28,11 +35,39 @@ from demand_response import devchain  # noqa: E402
 from demand_response.bids import load_bids  # noqa: E402
 from demand_response.chain import Signer, connect  # noqa: E402
 from demand_response.contract import DemandReduction  # noqa: E402
+from demand_response.webusers import UserStore  # noqa: E402
+from flask.testing import FlaskClient  # noqa: E402
 from flaskapp import create_app  # noqa: E402
 
 EXAMPLES = int(os.environ.get("DR_FUZZ_EXAMPLES", "100"))
 SPEC = json.loads((Path(__file__).resolve().parents[2] / "flaskapp" / "static" / "openapi.json").read_text())
 COUNT = {"requests": 0}
+#: Signed session cookies and bearer tokens of the fuzzing users, by role (set by the fixture).
+CREDENTIALS: dict[str, str] = {}
+COOKIE = "dr_auto_session"
+
+
+class _SignedIn(FlaskClient):
+    """A test client whose every request is signed in: the operator on the utility's paths,
+    the household (bound to the console's account) elsewhere."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        path = args[0] if args and isinstance(args[0], str) else str(kwargs.get("path", ""))
+        self.set_cookie(COOKIE, CREDENTIALS["operator-session" if "/utility" in path else "household-session"])
+        return super().open(*args, **kwargs)
+
+
+def _sign_in_users(app: Any, folder: Path, household: str) -> None:
+    """Users of each role in the app's users database, their sessions and tokens."""
+    users = UserStore(folder / "web-users.sqlite3")
+    serializer = app.session_interface.get_signing_serializer(app)
+    for name, role, address in (("fuzz-op", "operator", None), ("fuzz-home", "household", household),
+                                ("fuzz-viewer", "viewer", None)):
+        user = users.add(name, role, "fuzzing password", address)
+        sid = users.open_session(user, 3600, "fuzz")
+        CREDENTIALS[f"{role}-session"] = serializer.dumps({"sid": sid})
+        CREDENTIALS[f"{role}-token"] = users.new_token(name, "fuzz")[1]
+    app.test_client_class = _SignedIn
 
 nasty_text = st.one_of(
     st.text(max_size=40),
@@ -75,7 +110,9 @@ def app_and_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[An
         "BIDS_FILE": str(folder / "database" / "bids.json"), "RESULTS_FILE": str(folder / "database" / "results.json"),
         "STATE_DIR": str(folder / "database"), "DR_ENV_FILE": str(folder / "missing.env"),
         "DEPLOYMENTS_FILE": str(folder / "deployments.json"), "POLL_INTERVAL": "0.1",
+        "WEB_USERS_DB": str(folder / "web-users.sqlite3"), "DR_ROLE": "auto",
     })
+    _sign_in_users(app, folder, Signer.from_key(connect(chain.url), keys[1]).address)
     try:
         yield app, folder / "database" / "bids.json"
     finally:
@@ -139,17 +176,35 @@ def api_calls(draw: Any) -> tuple[str, str, dict, Any]:
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-@given(call=api_calls())
-def test_every_documented_api_operation(app_and_files: tuple[Any, Path], call: tuple) -> None:
+@given(call=api_calls(), who=st.sampled_from(["household-session", "operator-token", "household-token",
+                                               "viewer-token", "none", "forged-token"]))
+def test_every_documented_api_operation(app_and_files: tuple[Any, Path], call: tuple, who: str) -> None:
     app, _ = app_and_files
     method, path, query, body = call
-    client = app.test_client()
-    kwargs: dict[str, Any] = {"query_string": query}
+    client = FlaskClient(app)
+    kwargs: dict[str, Any] = {"query_string": query, "headers": {}}
+    if who.endswith("-session"):
+        client.set_cookie(COOKIE, CREDENTIALS[who])
+        kwargs["headers"]["X-CSRFToken"] = "unchecked"  # WTF_CSRF_ENABLED is off in this app
+    elif who != "none":
+        kwargs["headers"]["Authorization"] = "Bearer " + CREDENTIALS.get(who, "drt_forged")
     if body is not None:
         kwargs["data"] = json.dumps(body)
         kwargs["content_type"] = "application/json"
     response = getattr(client, method)(path, **kwargs)
-    _check(app_and_files, response, f"{method.upper()} {path} {query}")
+    _check(app_and_files, response, f"{method.upper()} {path} {query} as {who}")
+    if path == "/api/health":
+        assert response.status_code == 200
+    elif who in ("none", "forged-token"):
+        # 404: no route matches (e.g. /api/requests/0.5); the routes are public in the spec anyway
+        assert response.status_code in (401, 404), f"{method.upper()} {path} without a valid credential"
+        assert response.status_code == 401 or app.url_map.bind("").test(path, method.upper()) is False
+    else:
+        assert response.status_code != 401, f"{method.upper()} {path} as {who}"
+        if who.startswith("household") and path.startswith("/api/utility/"):
+            assert response.status_code == 403
+        if who == "viewer-token" and method != "get":
+            assert response.status_code == 403
     if response.status_code == 200 and response.mimetype == "application/json":
         response.get_json()
 
