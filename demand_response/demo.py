@@ -167,8 +167,26 @@ HOMES_PER_CONSUMER, UNDER_DELIVERY = 3, 0.4
 NOTICE = 60
 
 
+#: gridsim's fixed summer day (2026-11-21 00:00 UTC; the model's weather is a summer day).
+_MODEL_DAY = 1_795_219_200
+
+
+def _demo_homes(count: int) -> tuple[Any, Any, list[list[int]]]:
+    """The seeded population, its homes' offers (W) and each demo consumer's homes (in name
+    order): the ``HOMES_PER_CONSUMER`` most flexible homes each, for a 1 h evening request."""
+    import numpy as np
+
+    from .gridsim import as_request, fleet_bids, make_population
+
+    pop = make_population(200, seed=0)
+    req = {"event_start": _MODEL_DAY + 17 * 3600, "event_end": _MODEL_DAY + 18 * 3600, "max_price_wei_per_kwh": CAP}
+    offers = fleet_bids(pop, as_request(req)).watts.sum(axis=1)
+    order = [int(i) for i in np.argsort(-offers, kind="stable")]
+    return pop, offers, [order[k * HOMES_PER_CONSUMER:(k + 1) * HOMES_PER_CONSUMER] for k in range(count)]
+
+
 def gridsim_deliveries(accepted: dict[str, int], names: dict[str, str], duration_s: int) -> dict[str, int]:
-    """What each winner delivers, decided by gridsim.
+    """What each winner truly delivers, decided by gridsim.
 
     Each demo consumer stands for a block of ``HOMES_PER_CONSUMER`` simulated homes (the
     most flexible ones of a seeded population, on a fixed summer day from 17:00 UTC, so
@@ -176,20 +194,15 @@ def gridsim_deliveries(accepted: dict[str, int], names: dict[str, str], duration
     proportion to their offers, each home is simulated through the event, and the block
     delivers the sum. The last winner by name complies only in part (``UNDER_DELIVERY``).
     """
-    import numpy as np
+    from .gridsim import simulate_delivery
 
-    from .gridsim import as_request, fleet_bids, make_population, simulate_delivery
-
-    pop = make_population(200, seed=0)
-    day = 1_795_219_200  # 2026-11-21 00:00 UTC; the model's weather is a summer day
-    req = {"event_start": day + 17 * 3600, "event_end": day + 17 * 3600 + duration_s,
+    ordered = sorted(accepted, key=lambda a: names.get(a, a))
+    pop, offers, blocks = _demo_homes(len(ordered))
+    req = {"event_start": _MODEL_DAY + 17 * 3600, "event_end": _MODEL_DAY + 17 * 3600 + duration_s,
            "max_price_wei_per_kwh": CAP}
-    offers = fleet_bids(pop, as_request(req)).watts.sum(axis=1)
-    order = [int(i) for i in np.argsort(-offers, kind="stable")]
-    winners = sorted((a for a, w in accepted.items() if w), key=lambda a: names.get(a, a))
+    winners = [a for a in ordered if accepted[a]]
     out = {}
-    for k, account in enumerate(sorted(accepted, key=lambda a: names.get(a, a))):
-        homes = order[k * HOMES_PER_CONSUMER:(k + 1) * HOMES_PER_CONSUMER]
+    for account, homes in zip(ordered, blocks):
         want = accepted[account]
         if not want:
             continue
@@ -200,6 +213,60 @@ def gridsim_deliveries(accepted: dict[str, int], names: dict[str, str], duration
             share = int(round(want * float(offers[h]) / total_offer))
             delivered += simulate_delivery(pop, req, h, share, under_delivery=partial).delivered_w
         out[account] = int(delivered)
+    return out
+
+
+#: The meters' interval (s), the days of history before the event day, and the named
+#: baseline the demo settles on (docs/mv.md says why caiso-10in10).
+INTERVAL_S, HISTORY_DAYS = 900, 21
+#: The demo's households: far quieter than gridsim's defaults (docs/mv.md measures those:
+#: a single home's baseline is off by about ±50 %), so a 3-home block's baseline lands
+#: within about 10 % of what gridsim says it delivered and the table can be read. Real
+#: data is noisier: settle on portfolios.
+_QUIET = dict(day_sd=0.01, interval_sd=0.02, hvac_day_sd=0.01, weather_sd_c=0.3, ev_plug_p=1.0)
+
+
+def event_window(earliest: int, duration_s: int = 3600) -> tuple[int, int]:
+    """The first ``INTERVAL_S`` boundary at or after ``earliest``, and the end: an event the
+    meters' 15-minute intervals cover exactly (baselines settle on interval boundaries)."""
+    start = -(-earliest // INTERVAL_S) * INTERVAL_S
+    return start, start + duration_s
+
+
+def local_offset_s(event_start: int) -> int:
+    """The UTC offset (within ±12 h) at which ``event_start`` is 17:00 local: the demo's
+    households live where the event falls on their evening peak, whatever the hour."""
+    return (17 * 3600 - event_start % 86400 + 12 * 3600) % 86400 - 12 * 3600
+
+
+def meter_histories(accounts: list[str], event_start: int, event_end: int) -> dict[str, list[tuple[int, int, int]]]:
+    """Each account's counterfactual interval readings ``(start, seconds, Wh)``: gridsim's
+    history of its block of homes (summed: one meter per consumer) from local midnight
+    ``HISTORY_DAYS`` days before the event day up to ``event_end``, with no event in it."""
+    from .gridsim.history import simulate_history
+
+    pop, _, blocks = _demo_homes(len(accounts))
+    homes = sorted({h for block in blocks for h in block})
+    offset = local_offset_s(event_start)
+    history = simulate_history(pop.subset(homes), HISTORY_DAYS + 1, event_start - HISTORY_DAYS * 86400, seed=1,
+                               interval_s=INTERVAL_S, utc_offset_hours=offset / 3600, **_QUIET)
+    keep = history.starts < event_end
+    starts = history.starts[keep].tolist()
+    out = {}
+    for account, block in zip(accounts, blocks):
+        rows = history.wh[[homes.index(h) for h in block]][:, keep].sum(axis=0).tolist()
+        out[account] = [(t, INTERVAL_S, int(w)) for t, w in zip(starts, rows)]
+    return out
+
+
+def with_reduction(readings: list[tuple[int, int, int]], event_start: int, event_end: int,
+                   watts: int) -> list[tuple[int, int, int]]:
+    """``readings`` with ``watts`` shed evenly over the event's intervals (never below zero)."""
+    out = []
+    for start, seconds, wh in readings:
+        if event_start <= start < event_end:
+            wh = max(0, wh - round(watts * seconds / 3600))
+        out.append((start, seconds, wh))
     return out
 
 
