@@ -73,6 +73,7 @@ KEYS = (
     # operations (docs/production.md)
     "LOG_FORMAT", "METRICS_PORT", "METRICS_HOST", "METRICS_TOKEN", "HEALTH_HEAD_MAX_AGE",
     "HEALTH_HEARTBEAT_MAX_AGE", "HEALTH_MAX_LAG_BLOCKS",
+    "RECORDS_DIR",  # utility (wutility)
 )
 
 
@@ -139,6 +140,13 @@ class Settings:
     def lock_dir(self) -> Path:
         """The folder of the account locks: ``LOCK_DIR``, else ``state_dir``."""
         return self.lock_dir_override if self.lock_dir_override is not None else self.state_dir
+
+    @property
+    def records_dir(self) -> Path:
+        """Where published delivery records are stored (``mv.records``): ``RECORDS_DIR``, else
+        ``state_dir/delivery-records``."""
+        value = self.get("RECORDS_DIR")
+        return Path(value) if value else self.state_dir / "delivery-records"
 
     def cursor_file(self, kind: str, chain_id: int, contract: str, account: str) -> Path:
         """The listener cursor of a daemon of ``kind`` (``consumer``, ``fleetN``, ``utility``)."""
