@@ -74,6 +74,8 @@ KEYS = (
     "LOG_FORMAT", "METRICS_PORT", "METRICS_HOST", "METRICS_TOKEN", "HEALTH_HEAD_MAX_AGE",
     "HEALTH_HEARTBEAT_MAX_AGE", "HEALTH_MAX_LAG_BLOCKS",
     "RECORDS_DIR",  # utility (wutility)
+    "METER_DB", "BASELINE_METHOD",  # utility (wutility)
+    "VTN_PORT", "VTN_ID",  # utility (wutility)
 )
 
 

@@ -6,10 +6,12 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+from eth_utils import to_checksum_address
 
 from .chain import Signer
-from .errors import ChainError, TransactionFailed
+from .errors import ChainError, DRError, TransactionFailed
 from .config import Settings, cursor_file, record_deployment
 from .contract import DemandReduction, RequestInfo, Stage, Status, TermsInfo
 from .listener import Event, LogPoller, StateFile, is_connection_error
@@ -17,6 +19,9 @@ from .locks import AccountLocks
 from .payments import settle_participant, withdraw_owed
 from .units import eth
 from .sealed import MeterReadings
+from .mv.baselines import sum_results
+from .mv.commands import DEFAULT_METHOD
+from .mv.records import build_record, file_digest, series_of, write_record
 from .planner import MIN_CAP_WEI_PER_KWH, RequestPlan, plan_request, preview, send_request
 
 log = logging.getLogger("demand_response.utility")
@@ -71,6 +76,12 @@ class UtilityDaemon:
         meter_file: Path | None = None,
         lock_dir: Path | None = None,
         chain_id: int | None = None,
+        meter_db: "str | Path | None" = None,
+        baseline: str | None = None,
+        portfolio: bool = False,
+        records_dir: Path | None = None,
+        tolerance_watts: int = 0,
+        vtn: Any = None,
     ) -> None:
         self.dr = dr
         self.signer = signer
@@ -86,6 +97,20 @@ class UtilityDaemon:
         #: at the dispute deadline.
         self.meter = MeterReadings(meter_file) if meter_file is not None else None
         self._judged: set[tuple[int, str]] = set()
+        #: Interval meter data (``mv.store``, SQLite path or PostgreSQL URL): delivery is
+        #: computed with ``baseline`` and judged like the meter file's figures (``_judge``).
+        self.meter_db = meter_db
+        self.baseline = baseline or DEFAULT_METHOD
+        self.portfolio = portfolio
+        self.records_dir = Path(records_dir) if records_dir is not None else Path(state_path).parent / "delivery-records"
+        #: A report up to this many watts above the computed figure is still confirmed.
+        self.tolerance_watts = max(0, int(tolerance_watts))
+        #: The published delivery records of this run (``mv.records``), in the order measured.
+        self.judged: list[dict[str, Any]] = []
+        self._measured: dict[int, dict[str, dict[str, Any]]] = {}
+        self._unmeasured: dict[tuple[int, str], str] = {}
+        #: An OpenADR 3 VTN (``openadr.vtn.UtilityVtn``) told of every request's phases.
+        self.vtn = vtn
         self.poll_interval = poll_interval
         self.auto_withdraw = auto_withdraw
         self.only = only
@@ -198,7 +223,9 @@ class UtilityDaemon:
                 continue
             bidders = sorted({b.bidder for b in self.dr.all_bids(rid)})
             if latest <= terms.dispute_deadline:
-                if self.meter is None:
+                if self.meter_db is not None:
+                    self._measure(rid, info, terms, bidders, latest)
+                elif self.meter is None:
                     continue
                 for who in bidders:
                     if (rid, who) in self._judged:
@@ -206,19 +233,17 @@ class UtilityDaemon:
                     p = self.dr.participant_of(rid, who)
                     if p.stage != Stage.REPORTED:
                         continue
-                    measured = self.meter.delivered(who, rid, info.duration, chain_id=int(self.dr.w3.eth.chain_id),
-                                                    contract=self.dr.address)
+                    if self.meter_db is not None:
+                        record = self._measured.get(rid, {}).get(who)
+                        measured = None if record is None else int(record["share_watts"])
+                    else:
+                        record = None
+                        measured = self.meter.delivered(who, rid, info.duration,
+                                                        chain_id=int(self.dr.w3.eth.chain_id),
+                                                        contract=self.dr.address)
                     if measured is None:
                         continue
-                    self._judged.add((rid, who))
-                    if measured >= p.delivered_watts:
-                        self.poller.watch(self.dr.confirm_delivery(self.signer, rid, who))
-                        log.info("utility: request %d: confirmed %s's report of %.3f kW", rid, who[:10],
-                                 p.delivered_watts / 1000)
-                    else:
-                        self.poller.watch(self.dr.dispute_delivery(self.signer, rid, who, measured))
-                        log.warning("utility: request %d: disputed %s's report of %.3f kW; the meter says %.3f kW",
-                                    rid, who[:10], p.delivered_watts / 1000, measured / 1000)
+                    self._judge(rid, who, p.delivered_watts, measured, record)
                 continue
             for who in bidders:
                 p = self.dr.participant_of(rid, who)
@@ -230,6 +255,79 @@ class UtilityDaemon:
                     self.poller.watch(receipt)
                     log.info("utility: request %d: settled %s (%s)", rid, who[:10],
                              "reported" if p.stage == Stage.REPORTED else "no report: nothing delivered")
+
+    def _judge(self, rid: int, who: str, reported: int, measured: int, record: dict[str, Any] | None) -> None:
+        """The one judge of a meter report, whatever the utility's source (meter file or
+        interval data): confirm a report up to ``measured`` + tolerance, dispute the rest
+        with ``measured``."""
+        self._judged.add((rid, who))
+        if reported <= measured + self.tolerance_watts:
+            self.poller.watch(self.dr.confirm_delivery(self.signer, rid, who))
+            verdict = "confirmed"
+            log.info("utility: request %d: confirmed %s's report of %.3f kW", rid, who[:10], reported / 1000)
+        else:
+            self.poller.watch(self.dr.dispute_delivery(self.signer, rid, who, measured))
+            verdict = "disputed"
+            log.warning("utility: request %d: disputed %s's report of %.3f kW; the meter says %.3f kW",
+                        rid, who[:10], reported / 1000, measured / 1000)
+        if record is not None:
+            record.update(reported_watts=reported, verdict=verdict)
+            self._write_record(record)
+
+    def _write_record(self, record: dict[str, Any]) -> str:
+        """Store ``record`` (``mv.records``); returns its SHA-256 digest for the log."""
+        write_record(self.records_dir, record["chain_id"], record["contract"], record["request_id"],
+                     record["address"], record)
+        return file_digest(record)
+
+    def _measure(self, rid: int, info: RequestInfo, terms: TermsInfo, bidders: list[str], latest: int) -> None:
+        """Compute every winner's delivery from the meter store once its event data is in,
+        write each record and log one line per winner. Waits (quietly) for missing data
+        until the report deadline; after it, a winner without data gets one clear line."""
+        done = self._measured.setdefault(rid, {})
+        if self.portfolio and done:
+            return  # a portfolio is measured once
+        winners = [w for w in bidders if w not in done and (rid, w) not in self._unmeasured
+                   and self.dr.participant_of(rid, w).accepted_watts]
+        if not winners:
+            return
+        final = latest > terms.report_deadline
+        results: dict[str, tuple[Any, Any]] = {}
+        missing: dict[str, str] = {}
+        for who in winners:
+            try:
+                results[who] = _measure_meter(self.meter_db, to_checksum_address(who), info.event_start, info.event_end, self.baseline)
+            except DRError as exc:
+                missing[who] = str(exc)
+        if missing and not final and (self.portfolio or not results):
+            return  # the data may still come (telemetry, a late import): try again next tick
+        chain_id = int(self.dr.w3.eth.chain_id)
+        shares: dict[str, int] = {}
+        if self.portfolio and results:
+            _, _, total = sum_results([r for r, _ in results.values()])
+            accepted = {w: self.dr.participant_of(rid, w).accepted_watts for w in results}
+            whole = sum(accepted.values())
+            shares = {w: total * a // whole for w, a in accepted.items()}
+        for who in sorted(results):
+            result, fp = results[who]
+            share = shares.get(who, fp.delivered_watts)
+            record = build_record(fp, series_of(result), chain_id=chain_id, contract=self.dr.address,
+                                  request_id=rid, address=who, portfolio=self.portfolio, share_watts=share,
+                                  reported_watts=None, verdict=None)
+            done[who] = record
+            self.judged.append(record)
+            digest = self._write_record(record)
+            log.info("utility: request %d: %s: baseline %.3f kWh, metered %.3f kWh, delivered %.3f kW%s "
+                     "(%s, data %s…, record %s…)", rid, who[:10], fp.baseline_wh / 1000, fp.metered_wh / 1000,
+                     fp.delivered_watts / 1000,
+                     f", portfolio share {share / 1000:.3f} kW" if self.portfolio else "",
+                     fp.method, fp.data_hash[:18], digest[:18])
+        for who, why in sorted(missing.items()):
+            if final:
+                self._unmeasured[(rid, who)] = why
+                log.warning("utility: request %d: %s: no delivery computed from the meter data (%s); not "
+                            "confirmed: the contract's rules apply (a report stands, no report pays nothing)",
+                            rid, who[:10], why)
 
     def _report(self, info: RequestInfo) -> None:
         self.settled.append(info)
@@ -288,6 +386,27 @@ class UtilityDaemon:
         finally:
             self._save_open()
             log.info("utility: stopped")
+
+
+def _measure_meter(db: "str | Path", meter_id: str, start: int, end: int, method: str) -> tuple[Any, Any]:
+    """``(BaselineResult, Fingerprint)`` of one meter over one event, from the store at ``db``.
+
+    The same rule as ``mv.commands.baseline_command``: the meter's stored event and outage
+    marks other than this event are excluded days.
+    """
+    from .mv import MeterStore, compute, fingerprint
+    from .mv.readings import MeterDataError
+
+    with MeterStore.open(db) as store:
+        if store.span(meter_id) is None:
+            raise MeterDataError(f"meter {meter_id} is not in the meter store; import its data (dr meter import)")
+        readings = store.readings(meter_id)
+        excluded = [(m.start, m.stop) for m in store.marks(meter_id) if not (m.kind == "event" and m.start == start)]
+    params: dict[str, Any] = {"excluded": excluded}
+    if method != "meter-before-after":
+        params["holidays"] = []
+    result = compute(method, readings, int(start), int(end), **params)
+    return result, fingerprint(meter_id, result, readings)
 
 
 def utility_state_path(state_dir: Path, chain_id: int, contract: str, account: str) -> Path:

@@ -22,9 +22,24 @@ def add_to(commands: argparse._SubParsersAction) -> None:
     q.add_argument("--request-id", type=int, action="append", help="only these requests (repeatable)")
     q.add_argument("--exit-when-idle", action="store_true", help="exit once no watched request is open")
     q.add_argument("--no-withdraw", action="store_true", help="leave refunds in the contract")
-    q.add_argument("--meter", metavar="FILE",
-                   help="the utility's meter data (meter.json format): confirm reports it supports, "
-                        "dispute the rest; without it reports become final at the dispute deadline")
+    source = q.add_mutually_exclusive_group()
+    source.add_argument("--meter", metavar="FILE",
+                        help="the utility's meter data (meter.json format): confirm reports it supports, "
+                             "dispute the rest; without it reports become final at the dispute deadline")
+    source.add_argument("--meter-db", metavar="DB",
+                        help="interval meter data (SQLite file or postgresql:// URL; METER_DB; see `dr meter "
+                             "import`): each winner's delivery is computed with --baseline (meter id = its "
+                             "checksummed address), reports up to it confirmed, the rest disputed, and the "
+                             "record written to RECORDS_DIR")
+    q.add_argument("--baseline", metavar="METHOD",
+                   help="with --meter-db: caiso-10in10 (default; BASELINE_METHOD), pjm-high4of5 or "
+                        "meter-before-after (docs/mv.md compares them)")
+    q.add_argument("--portfolio", action="store_true",
+                   help="with --meter-db: settle on the winners' summed delivery, each paid a share "
+                        "pro rata to its accepted kW (far more precise than one home's baseline)")
+    q.add_argument("--tolerance-kw", type=decimal_arg, default=Decimal(0),
+                   help="with --meter-db: a report up to this much above the computed figure is still "
+                        "confirmed (default 0)")
     q.add_argument("--state-dir", help="where the listener cursor is kept (default database/)")
     q.add_argument("--poll-interval", type=float, help="seconds between polls (default 0.5)")
     q.set_defaults(func=settle)
@@ -169,6 +184,10 @@ def settle(args: argparse.Namespace) -> int:
     settings, session = _open(args)
     dr = session.dr
     signer = resolve_signer(session.w3, "utility", settings)
+    meter_db = args.meter_db or settings.get("METER_DB")
+    method = args.baseline or settings.get("BASELINE_METHOD")
+    if meter_db is not None:
+        _check_meter_db(meter_db, method)
     daemon = UtilityDaemon(
         dr, signer, chain_id=session.chain_id, lock_dir=settings.lock_dir,
         state_path=settings.cursor_file("utility", session.chain_id, dr.address, signer.address),
@@ -176,12 +195,24 @@ def settle(args: argparse.Namespace) -> int:
         confirmations=settings.confirmations, reorg_depth=settings.reorg_depth,
         auto_withdraw=not args.no_withdraw, only=set(args.request_id) if args.request_id else None,
         exit_when_idle=args.exit_when_idle, rpc_name=rpc_name(settings),
-        meter_file=Path(args.meter) if args.meter else None,
+        meter_file=Path(args.meter) if args.meter and meter_db is None else None,
+        meter_db=meter_db, baseline=method, portfolio=args.portfolio, records_dir=settings.records_dir,
+        tolerance_watts=int(args.tolerance_kw * 1000),
     )
     daemon.run(stop_on_signals())
     for info in daemon.settled:
         print(outcome_line(info))
     return 0
+
+
+def _check_meter_db(meter_db: str, method: str | None) -> None:
+    """Refuse an unknown method or an unopenable store at start, in one line (not per winner later)."""
+    from ..mv import METHODS, MeterStore
+
+    if method is not None and method not in METHODS:
+        raise UserError(f"unknown baseline method {method!r}; choose one of {', '.join(METHODS)}")
+    with MeterStore.open(meter_db):
+        pass
 
 
 def status(args: argparse.Namespace) -> int:
