@@ -58,6 +58,10 @@ _TEMPLATES: list[dict[str, Any]] = [
 RESULTS_NAME, METER_NAME = "results.json", "meter.json"
 
 
+#: Libraries whose INFO lines would drown the demo's story.
+_CHATTY = ("openleadr", "apscheduler", "aiohttp.access", "aiohttp.server")
+
+
 @contextlib.contextmanager
 def _log_to_stdout() -> Iterator[None]:
     """Send the package's log lines (the in-process utility daemon's) to stdout, where the
@@ -73,9 +77,16 @@ def _log_to_stdout() -> Iterator[None]:
             logging.getLogger("demand_response").setLevel(logging.INFO)
     for handler in moved:
         handler.setStream(sys.stdout)
+    # OpenLEADR logs every poll and message, its scheduler every job, aiohttp every request:
+    # the demo shows its own lines about the VTN and the VEN instead.
+    quiet = {name: logging.getLogger(name).level for name in _CHATTY}
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         yield
     finally:
+        for name, level in quiet.items():
+            logging.getLogger(name).setLevel(level)
         for handler in moved:
             handler.setStream(sys.stderr)
         if added is not None:
@@ -404,6 +415,10 @@ class _OpenAdr:
         if importlib.util.find_spec("openleadr") is None:
             _say("openadr: skipped: OpenLEADR is missing (pip install '.[openadr]'); awards go by chain only")
             return None
+        import openleadr  # noqa: F401  (its client module sets its logger to INFO on import)
+
+        for name in _CHATTY:
+            logging.getLogger(name).setLevel(logging.WARNING)
         from .devices.peers import free_port
         from .openadr.ven import ConsumerVen
         from .openadr.vtn import UtilityVtn
@@ -620,7 +635,9 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
                      "accepted; its meter will show it")
             ahead = info.event_start - int(w3.eth.get_block("latest")["timestamp"])
             _say(f"fast-forwarding the chain's clock {max(0, ahead)} s to the event start "
-                 f"({time.strftime('%H:%M', time.gmtime(info.event_start))} UTC chain time)")
+                 f"({time.strftime('%H:%M', time.gmtime(info.event_start))} UTC chain time): the event lasts 1 h "
+                 "on the meters' 15-minute intervals, so the demo moves the chain's time (evm_increaseTime) to its "
+                 "start and its end, and the daemons and the device follow the chain's clock")
             if ahead > 0:
                 chain.rpc("evm_increaseTime", [ahead])
             chain.rpc("evm_mine", [])
