@@ -109,8 +109,10 @@ class UtilityDaemon:
         self.judged: list[dict[str, Any]] = []
         self._measured: dict[int, dict[str, dict[str, Any]]] = {}
         self._unmeasured: dict[tuple[int, str], str] = {}
-        #: An OpenADR 3 VTN (``openadr.vtn.UtilityVtn``) told of every request's phases.
+        #: An OpenADR VTN (``openadr.vtn.UtilityVtn``, started by the caller) told of every
+        #: request's phases; the daemon stops it when it stops (``start_vtn`` builds one).
         self.vtn = vtn
+        self._told: set[tuple[str, int]] = set()
         self.poll_interval = poll_interval
         self.auto_withdraw = auto_withdraw
         self.only = only
@@ -149,10 +151,13 @@ class UtilityDaemon:
                 self._seen_any = True
                 log.info("utility: watching request %d (%.3f kW, bidding closes %s)", rid,
                          info.target_watts / 1000, time.strftime("%H:%M:%S", time.localtime(info.bidding_deadline)))
-        elif event.name in ("WinnersSelected", "RequestCancelled") and rid in self.open:
-            self.open.discard(rid)  # settled by someone else (or cancelled)
-            if event.name == "WinnersSelected":
-                self._report(self.dr.get_request(rid))
+                self._tell_vtn("announce", rid)
+        elif event.name == "RequestCancelled":
+            self.open.discard(rid)
+            self._tell_vtn("cancel", rid)
+        elif event.name == "WinnersSelected" and rid in self.open:
+            self.open.discard(rid)  # settled by someone else
+            self._report(self.dr.get_request(rid))
         self._save_open()
 
     def _tick(self) -> None:
@@ -329,7 +334,22 @@ class UtilityDaemon:
                             "confirmed: the contract's rules apply (a report stands, no report pays nothing)",
                             rid, who[:10], why)
 
+    def _tell_vtn(self, what: str, rid: int) -> None:
+        """``vtn.announce|dispatch|cancel(rid)``, once each; a VTN problem never stops settlement."""
+        if self.vtn is None or (what, rid) in self._told:
+            return
+        self._told.add((what, rid))
+        try:
+            sent = getattr(self.vtn, what)(rid)
+        except Exception as exc:  # the VTN is an extra channel: log it and go on settling
+            log.warning("utility: request %d: OpenADR %s failed: %s: %s", rid, what, type(exc).__name__, exc)
+            return
+        count = sent if isinstance(sent, int) else len(sent)
+        log.info("utility: request %d: OpenADR %s sent to %d VEN(s)", rid,
+                 {"announce": "notice", "dispatch": "dispatch", "cancel": "cancellation"}[what], count)
+
     def _report(self, info: RequestInfo) -> None:
+        self._tell_vtn("dispatch", info.request_id)
         self.settled.append(info)
         log.info("utility: %s", outcome_line(info))
         if self._terms_of(info.request_id).metered and info.accepted_watts:
@@ -357,11 +377,15 @@ class UtilityDaemon:
 
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set (or, with ``exit_when_idle``, until nothing is open)."""
-        self.locks.acquire()
         try:
-            self._run(stop)
+            self.locks.acquire()
+            try:
+                self._run(stop)
+            finally:
+                self.locks.release()
         finally:
-            self.locks.release()
+            if self.vtn is not None:
+                self._stop_vtn()
 
     def _run(self, stop: threading.Event) -> None:
         self._stop = stop
@@ -386,6 +410,42 @@ class UtilityDaemon:
         finally:
             self._save_open()
             log.info("utility: stopped")
+
+    def _stop_vtn(self) -> None:
+        try:
+            self.vtn.stop()
+        except Exception as exc:
+            log.warning("utility: stopping the OpenADR VTN: %s: %s", type(exc).__name__, exc)
+        feed = getattr(self.vtn, "on_telemetry", None)
+        if hasattr(feed, "flush"):
+            feed.flush()  # the telemetry of the last, open interval into the meter store
+
+
+class MeterStoreSink:
+    """``add_readings`` into the meter store at ``db``, opened per write: the VTN's telemetry
+    arrives on its own thread, and a SQLite connection stays on the thread that opened it."""
+
+    def __init__(self, db: "str | Path") -> None:
+        self.db = db
+
+    def add_readings(self, meter_id: str, readings: Any) -> int:
+        from .mv import MeterStore
+
+        with MeterStore.open(self.db) as store:
+            return store.add_readings(meter_id, readings)
+
+
+def start_vtn(dr: DemandReduction, store_path: Path, *, port: int, vtn_id: str | None = None,
+              meter_db: "str | Path | None" = None, host: str = "127.0.0.1", **options: Any) -> Any:
+    """Start the utility's OpenADR VTN (``openadr.vtn.UtilityVtn``, the ``openadr`` extra) on
+    ``port``; with ``meter_db``, VEN telemetry goes to that meter store (``IntervalFeed``)."""
+    from .openadr.telemetry import IntervalFeed
+    from .openadr.vtn import DEFAULT_VTN_ID, UtilityVtn
+
+    feed = IntervalFeed(MeterStoreSink(meter_db)) if meter_db is not None else None
+    Path(store_path).parent.mkdir(parents=True, exist_ok=True)
+    return UtilityVtn(dr, store_path, vtn_id=vtn_id or DEFAULT_VTN_ID, host=host, port=port, on_telemetry=feed,
+                      **options).start()
 
 
 def _measure_meter(db: "str | Path", meter_id: str, start: int, end: int, method: str) -> tuple[Any, Any]:
@@ -415,6 +475,6 @@ def utility_state_path(state_dir: Path, chain_id: int, contract: str, account: s
 
 
 __all__ = [
-    "ChainError", "MIN_CAP_WEI_PER_KWH", "RequestPlan", "UtilityDaemon", "deploy", "outcome_line", "plan_request",
-    "preview", "send_request", "utility_state_path",
+    "ChainError", "MIN_CAP_WEI_PER_KWH", "MeterStoreSink", "RequestPlan", "UtilityDaemon", "deploy", "outcome_line",
+    "plan_request", "preview", "send_request", "start_vtn", "utility_state_path",
 ]

@@ -40,6 +40,13 @@ def add_to(commands: argparse._SubParsersAction) -> None:
     q.add_argument("--tolerance-kw", type=decimal_arg, default=Decimal(0),
                    help="with --meter-db: a report up to this much above the computed figure is still "
                         "confirmed (default 0)")
+    q.add_argument("--vtn-port", type=int, metavar="PORT",
+                   help="serve OpenADR 2.0b (a VTN, the 'openadr' extra) on this port (VTN_PORT): notices of new "
+                        "requests, dispatches to the winners, cancellations; with --meter-db the VENs' "
+                        "telemetry goes into the meter store")
+    q.add_argument("--vtn-id", help="the VTN's id (VTN_ID; default DemandReductionVTN)")
+    q.add_argument("--vtn-host", default="127.0.0.1",
+                   help="address the VTN listens on (default 127.0.0.1: put a TLS proxy in front of it)")
     q.add_argument("--state-dir", help="where the listener cursor is kept (default database/)")
     q.add_argument("--poll-interval", type=float, help="seconds between polls (default 0.5)")
     q.set_defaults(func=settle)
@@ -179,16 +186,33 @@ def request(args: argparse.Namespace) -> int:
 def settle(args: argparse.Namespace) -> int:
     """``dr utility run``: the settling daemon until Ctrl-C (or idle with --exit-when-idle)."""
     from ..accounts import resolve_signer
-    from ..utility import UtilityDaemon, outcome_line
+    from ..utility import outcome_line
 
     settings, session = _open(args)
-    dr = session.dr
     signer = resolve_signer(session.w3, "utility", settings)
     meter_db = args.meter_db or settings.get("METER_DB")
     method = args.baseline or settings.get("BASELINE_METHOD")
     if meter_db is not None:
         _check_meter_db(meter_db, method)
-    daemon = UtilityDaemon(
+    vtn = _start_vtn(args, settings, session, meter_db)
+    try:
+        daemon = _daemon(args, settings, session, signer, meter_db, method, vtn)
+    except BaseException:
+        if vtn is not None:
+            vtn.stop()
+        raise
+    daemon.run(stop_on_signals())
+    for info in daemon.settled:
+        print(outcome_line(info))
+    return 0
+
+
+def _daemon(args: argparse.Namespace, settings: Any, session: Any, signer: Any, meter_db: str | None,
+            method: str | None, vtn: Any) -> Any:
+    from ..utility import UtilityDaemon
+
+    dr = session.dr
+    return UtilityDaemon(
         dr, signer, chain_id=session.chain_id, lock_dir=settings.lock_dir,
         state_path=settings.cursor_file("utility", session.chain_id, dr.address, signer.address),
         start_block=session.start_block(), poll_interval=settings.poll_interval if args.poll_interval else 0.5,
@@ -197,12 +221,26 @@ def settle(args: argparse.Namespace) -> int:
         exit_when_idle=args.exit_when_idle, rpc_name=rpc_name(settings),
         meter_file=Path(args.meter) if args.meter and meter_db is None else None,
         meter_db=meter_db, baseline=method, portfolio=args.portfolio, records_dir=settings.records_dir,
-        tolerance_watts=int(args.tolerance_kw * 1000),
+        tolerance_watts=int(args.tolerance_kw * 1000), vtn=vtn,
     )
-    daemon.run(stop_on_signals())
-    for info in daemon.settled:
-        print(outcome_line(info))
-    return 0
+
+
+def _start_vtn(args: argparse.Namespace, settings: Any, session: Any, meter_db: str | None) -> Any:
+    """The OpenADR VTN of ``--vtn-port`` / VTN_PORT, started; None without a port."""
+    port = args.vtn_port if args.vtn_port is not None else settings.get("VTN_PORT")
+    if port is None:
+        return None
+    port = number(str(port), "VTN_PORT", int)
+    if not 0 < port < 65536:
+        raise UserError(f"VTN port {port} is not a TCP port (1-65535)")
+    try:
+        from ..utility import start_vtn
+        import openleadr  # noqa: F401
+    except ImportError:
+        raise UserError("--vtn-port needs the openadr extra: pip install 'demand-response[openadr]'") from None
+    store = settings.state_dir / f"vtn-{session.chain_id}-{session.dr.address[2:10].lower()}.sqlite"
+    return start_vtn(session.dr, store, port=port, vtn_id=args.vtn_id or settings.get("VTN_ID"),
+                     meter_db=meter_db, host=args.vtn_host)
 
 
 def _check_meter_db(meter_db: str, method: str | None) -> None:
