@@ -37,7 +37,7 @@ from .files import atomic_write_text
 from .results import ResultsFile
 from .planner import plan_request, preview, send_request
 from .units import WEI_PER_ETH as ETH, eth
-from .utility import UtilityDaemon, deploy, outcome_line
+from .utility import UtilityDaemon, deploy, outcome_line, start_vtn
 
 CAP = TICKS * 10**14  # 0.0128 ETH per kWh: price step 0.0001 ETH/kWh
 TARGET_KW = 8.0
@@ -421,15 +421,15 @@ class _OpenAdr:
             logging.getLogger(name).setLevel(logging.WARNING)
         from .devices.peers import free_port
         from .openadr.ven import ConsumerVen
-        from .openadr.vtn import UtilityVtn
 
-        vtn = UtilityVtn(dr, store, port=free_port(), poll_interval=1, report_interval=60).start()
+        vtn = start_vtn(dr, store, port=free_port(), poll_interval=1)
         try:
             ven = ConsumerVen(vtn.url, vtn.vtn_id, key, programme=vtn.programme()).start()
         except Exception:
             vtn.stop()
             raise
-        _say(f"openadr: the utility's VTN listens at {vtn.url}; consumer-1's VEN registered as {ven.ven_id[:12]}…")
+        _say(f"openadr: the utility's VTN listens at {vtn.url}; consumer-1's VEN registered as {ven.ven_id[:12]}… "
+             "(only consumer-1 runs a VEN; the others hear their awards on chain)")
         return cls(vtn, ven)
 
     def wait_dispatch(self, timeout: float) -> Any:
@@ -440,15 +440,9 @@ class _OpenAdr:
             return None
 
     def stop(self) -> None:
+        """Stop the VEN, then the VTN (the utility daemon stops it at its exit: a no-op then)."""
         self.ven.stop()
         self.vtn.stop()
-
-
-def _dispatch_in_demo(openadr: _OpenAdr, rid: int) -> None:
-    """Stand-in for the utility daemon's own VTN calls (being wired there): dispatch the
-    award to the winners' VENs unless the daemon has done it already."""
-    if not openadr.vtn.store.events(rid, kind="dispatch"):
-        openadr.vtn.dispatch(rid)
 
 
 def run_demo(
@@ -586,10 +580,6 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
                                                for a, rows in histories.items()})
             _say(f"meters: {stored} readings ({HISTORY_DAYS} days of 15-minute data per consumer, gridsim's "
                  f"households, the event hour at 17:00 local) in {meter_db}; the utility settles on {DEMO_METHOD}")
-            if openadr is not None:
-                sent = openadr.vtn.announce(info0)
-                _say(f"openadr: VTN announced request {rid} to {len(sent)} VEN(s) (market context "
-                     f"dr://{chain.chain_id}/{dr.address}/{rid})")
 
         daemon = UtilityDaemon(
             dr, utility, state_path=settings.cursor_file("utility", chain.chain_id, dr.address, utility.address),
@@ -616,8 +606,7 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
             for b in dr.all_bids(rid):
                 accepted[b.bidder] = accepted.get(b.bidder, 0) + b.accepted_watts
             first = next(iter(sorted(names, key=lambda a: names[a])))
-            if openadr is not None:
-                _dispatch_in_demo(openadr, rid)
+            if openadr is not None:  # the utility daemon announced the request and dispatched the award
                 award = openadr.wait_dispatch(15)
                 for event in openadr.vtn.store.events(rid, kind="dispatch"):
                     dispatch_line = (f"VTN dispatched request {rid} to {names.get(event.address, event.address)}: "
@@ -626,7 +615,9 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
                     _say("openadr: " + dispatch_line)
                 if award is not None:
                     _say(f"openadr: consumer-1's VEN heard the dispatch ({award.watts / 1000:.3f} kW from "
-                         f"{award.start:%H:%M} to {award.end:%H:%M} UTC) and opted in")
+                         f"{award.start:%H:%M} to {award.end:%H:%M} UTC, market context {award.context}) and "
+                         "opted in")
+                openadr.ven.stop()  # it has answered; the VTN stops with the utility daemon
             if actuator is not None and accepted.get(first):
                 actuator.award(rid, accepted[first], info.event_start, info.event_end)
             delivered = gridsim_deliveries(accepted, names, info.duration)
