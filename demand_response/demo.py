@@ -5,6 +5,19 @@ with its own dev account, passed in the environment, and its own bids file), pos
 request with a short bidding window, settles it at the deadline, waits for the winners
 to claim and withdraw, prints a table and stops everything it started, on Ctrl-C too.
 
+The default (sealed, metered) market also shows measurement and actuation:
+
+* gridsim writes each consumer's 15-minute interval history into ``WORKDIR/meters.sqlite``;
+  the event starts on a 15-minute boundary of chain time (17:00 in the homes' time zone),
+  its readings show what gridsim says each winner delivered, and the utility daemon
+  (``meter_db``) settles on the named baseline (``DEMO_METHOD``, caiso-10in10);
+* the utility daemon drives an OpenADR 2.0b VTN on loopback, consumer-1 runs a VEN, and
+  the award is dispatched to it;
+* a Mosquitto broker carries consumer-1's water heater (a simulated Tasmota plug), shed at
+  the event start and restored at its end, each command logged with its acknowledgement;
+* the event lasts an hour of chain time: the demo moves the chain's clock to its start
+  and then to its end (``evm_increaseTime``), and everything follows the chain's clock.
+
 Everything it says goes to one stream, stdout (its own lines, the consumers' and the
 in-process utility daemon's log lines), so ``make demo > log`` keeps the whole story. Its
 records go to its own files in the work folder (``.demo/results.json``,
