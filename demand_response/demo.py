@@ -452,6 +452,16 @@ class _OpenAdr:
         except queue.Empty:
             return None
 
+    def wait_opt(self, event_id: str, timeout: float) -> str | None:
+        """The VEN's answer to an event (optIn/optOut) once the VTN has recorded it, or None."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            event = self.vtn.store.event(event_id)
+            if event is not None and event.opt:
+                return str(event.opt)
+            time.sleep(0.1)
+        return None
+
     def stop(self) -> None:
         """Stop the VEN, then the VTN (the utility daemon stops it at its exit: a no-op then)."""
         self.ven.stop()
@@ -628,8 +638,10 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
                     _say("openadr: " + dispatch_line)
                 if award is not None:
                     _say(f"openadr: consumer-1's VEN heard the dispatch ({award.watts / 1000:.3f} kW from "
-                         f"{award.start:%H:%M} to {award.end:%H:%M} UTC, market context {award.context}) and "
-                         "opted in")
+                         f"{award.start:%H:%M} to {award.end:%H:%M} UTC, market context {award.context})")
+                    opt = openadr.wait_opt(award.event_id, 15)
+                    _say(f"openadr: the VTN recorded consumer-1's answer: {opt or 'none yet'}")
+                    dispatch_line += f"; consumer-1's VEN answered {opt or 'nothing yet'}"
                 openadr.ven.stop()  # it has answered; the VTN stops with the utility daemon
             if actuator is not None and accepted.get(first):
                 actuator.award(rid, accepted[first], info.event_start, info.event_end)
