@@ -44,6 +44,7 @@ from . import devchain
 from .bids import load_bids
 from .chain import Signer, connect
 from .config import load_settings
+from .errors import DRError
 from .market import TICKS, PricingRule
 from .mv.commands import DEFAULT_METHOD
 from .files import atomic_write_text
@@ -341,7 +342,7 @@ class _DeviceRig:
 
         try:
             broker = Mosquitto(folder / "mosquitto").start()
-        except FileNotFoundError as exc:
+        except (OSError, TimeoutError) as exc:  # not installed (FileNotFoundError), or it did not listen
             _say(f"devices: skipped: {exc}; the rest of the demo runs without a device")
             return None
         plug = SimTasmota(broker.port, PLUG_TOPIC, load_w=PLUG_W)
@@ -435,12 +436,17 @@ class _OpenAdr:
         from .devices.peers import free_port
         from .openadr.ven import ConsumerVen
 
-        vtn = start_vtn(dr, store, port=free_port(), poll_interval=1)
+        try:
+            vtn = start_vtn(dr, store, port=free_port(), poll_interval=1)
+        except DRError as exc:
+            _say(f"openadr: skipped: {exc}; awards go by chain only")
+            return None
         try:
             ven = ConsumerVen(vtn.url, vtn.vtn_id, key, programme=vtn.programme()).start()
-        except Exception:
+        except DRError as exc:
             vtn.stop()
-            raise
+            _say(f"openadr: skipped: {exc}; awards go by chain only")
+            return None
         _say(f"openadr: the utility's VTN listens at {vtn.url}; consumer-1's VEN registered as {ven.ven_id[:12]}… "
              "(only consumer-1 runs a VEN; the others hear their awards on chain)")
         return cls(vtn, ven)
