@@ -304,10 +304,6 @@ METERS_NAME, VTN_NAME = "meters.sqlite", "vtn.sqlite"
 PLUG_TOPIC, PLUG_W = "water_heater", 3000
 
 
-#: Whether ``dr consumer run`` actuates the devices of ``DEVICES_FILE`` itself.
-_CONSUMER_ACTUATES = False
-
-
 class ChainClock:
     """The chain's clock (the latest block's timestamp) as a ``devices.Clock``: the demo moves
     the chain's time to the event's start and end, and the actuator follows it."""
@@ -388,9 +384,11 @@ class _DeviceRig:
 
 
 class _ActuatorInDemo:
-    """Stand-in for the consumer daemon's ``DEVICES_FILE`` actuation (being wired in the
-    daemon; see docs/devices.md): the same Actuator, Scheduler, driver and command log, run
-    in the demo's process for consumer-1 and ticking on the chain's clock."""
+    """consumer-1's actuation, run in the demo's process on the chain's clock: the same
+    Actuator, Scheduler, Tasmota driver and command log as ``dr consumer run`` with
+    ``DEVICES_FILE``, whose actuator runs on the machine's clock (docs/operations.md). The
+    demo's one-hour event passes in seconds of chain time, which a wall-clock actuator would
+    not see; so the demo plans consumer-1's award here, from the chain, instead."""
 
     def __init__(self, devices_file: Path, w3: Any) -> None:
         from .devices import Actuator, Scheduler, load_config
@@ -559,8 +557,6 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
             address = Signer.from_key(w3, keys[i + 1]).address
             names[address] = name
             env = dict(env_base, CONSUMER_PRIVATE_KEY=keys[i + 1], DR_ENV_FILE=str(workdir / "demo.env"))
-            if i == 0 and rig is not None and _CONSUMER_ACTUATES:
-                env["DEVICES_FILE"] = str(rig.devices_file)
             args = [
                 sys.executable, "-m", "demand_response", "consumer", "run",
                 "--rpc-url", chain.url, "--contract", dr.address, "--label", name,
@@ -571,10 +567,11 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
             env["METER_FILE"] = str(settings.meter_file)
             procs.append(_Consumer(name, args, env, lines))
             _say(f"started {name} (pid {procs[-1].process.pid}, account {address[:10]}…) bidding {offered[name]}")
-        if rig is not None and not _CONSUMER_ACTUATES:
+        if rig is not None:
             actuator = _ActuatorInDemo(rig.devices_file, w3)
-            _say("devices: consumer-1's actuator runs in the demo's process on the chain's clock "
-                 "(stand-in until the consumer daemon reads DEVICES_FILE)")
+            _say("devices: consumer-1's actuator runs in the demo's process on the chain's clock (the consumer "
+                 "daemon's DEVICES_FILE actuator runs on the machine's clock, which the demo's fast-forwarded "
+                 "event would leave behind)")
 
         deadline = time.monotonic() + 40
         for proc in procs:
