@@ -721,6 +721,7 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
             print(_measured_table(daemon.judged, names, delivered))
             print(f"measured by the utility from {meter_db} with {DEMO_METHOD}; each record (method, parameters, "
                   f"data hash, per-interval series) is in {workdir / 'delivery-records'}")
+            print(_household_check(daemon.judged, names, meter_db))
             print()
             print(_devices_section(rig, dispatch_line, openadr is not None))
         missing = len(bidders) - len(records)
@@ -755,6 +756,21 @@ def _measured_table(judged: list[dict[str, Any]], names: dict[str, str], true_w:
     if not judged:
         lines.append("(no delivery was measured from the interval data; see the utility's lines above)")
     return "\n".join(lines)
+
+
+def _household_check(judged: list[dict[str, Any]], names: dict[str, str], meter_db: Path) -> str:
+    """The first winner rechecks its published figure from the meter data (``dr meter check``)."""
+    from .mv.commands import check_command
+
+    if not judged:
+        return "no record to check"
+    record = min(judged, key=lambda r: next((n for a, n in names.items() if a.lower() == r["address"].lower()), ""))
+    name = next((n for a, n in names.items() if a.lower() == record["address"].lower()), record["address"][:10])
+    try:
+        check = check_command(meter_db, json.dumps(record["fingerprint"]))
+    except DRError as exc:
+        return f"{name} could not check its figure: {exc}"
+    return f"{name} rechecks its record from its own meter data (dr meter check RECORD --db {meter_db}): {check['message']}"
 
 
 def _devices_section(rig: _DeviceRig | None, dispatch_line: str, openadr: bool) -> str:
