@@ -289,11 +289,12 @@ def meter_histories(accounts: list[str], event_start: int, event_end: int) -> di
 
 def with_reduction(readings: list[tuple[int, int, int]], event_start: int, event_end: int,
                    watts: int) -> list[tuple[int, int, int]]:
-    """``readings`` with ``watts`` shed evenly over the event's intervals (never below zero)."""
+    """``readings`` with ``watts`` shed evenly over the event's intervals: an interval sheds
+    at most what it draws (an exporting interval, negative with solar, is left as it is)."""
     out = []
     for start, seconds, wh in readings:
         if event_start <= start < event_end:
-            wh = max(0, wh - round(watts * seconds / 3600))
+            wh -= min(round(watts * seconds / 3600), max(wh, 0))
         out.append((start, seconds, wh))
     return out
 
