@@ -5,6 +5,19 @@ with its own dev account, passed in the environment, and its own bids file), pos
 request with a short bidding window, settles it at the deadline, waits for the winners
 to claim and withdraw, prints a table and stops everything it started, on Ctrl-C too.
 
+The default (sealed, metered) market also shows measurement and actuation:
+
+* gridsim writes each consumer's 15-minute interval history into ``WORKDIR/meters.sqlite``;
+  the event starts on a 15-minute boundary of chain time (17:00 in the homes' time zone),
+  its readings show what gridsim says each winner delivered, and the utility daemon
+  (``meter_db``) settles on the named baseline (``DEMO_METHOD``, caiso-10in10);
+* the utility daemon drives an OpenADR 2.0b VTN on loopback, consumer-1 runs a VEN, and
+  the award is dispatched to it;
+* a Mosquitto broker carries consumer-1's water heater (a simulated Tasmota plug), shed at
+  the event start and restored at its end, each command logged with its acknowledgement;
+* the event lasts an hour of chain time: the demo moves the chain's clock to its start
+  and then to its end (``evm_increaseTime``), and everything follows the chain's clock.
+
 Everything it says goes to one stream, stdout (its own lines, the consumers' and the
 in-process utility daemon's log lines), so ``make demo > log`` keeps the whole story. Its
 records go to its own files in the work folder (``.demo/results.json``,
@@ -31,11 +44,14 @@ from . import devchain
 from .bids import load_bids
 from .chain import Signer, connect
 from .config import load_settings
+from .errors import DRError
 from .market import TICKS, PricingRule
+from .mv.commands import DEFAULT_METHOD
+from .files import atomic_write_text
 from .results import ResultsFile
 from .planner import plan_request, preview, send_request
 from .units import WEI_PER_ETH as ETH, eth
-from .utility import UtilityDaemon, deploy, outcome_line
+from .utility import UtilityDaemon, deploy, outcome_line, start_vtn
 
 CAP = TICKS * 10**14  # 0.0128 ETH per kWh: price step 0.0001 ETH/kWh
 TARGET_KW = 8.0
@@ -56,6 +72,10 @@ _TEMPLATES: list[dict[str, Any]] = [
 RESULTS_NAME, METER_NAME = "results.json", "meter.json"
 
 
+#: Libraries whose INFO lines would drown the demo's story.
+_CHATTY = ("openleadr", "apscheduler", "aiohttp.access", "aiohttp.server")
+
+
 @contextlib.contextmanager
 def _log_to_stdout() -> Iterator[None]:
     """Send the package's log lines (the in-process utility daemon's) to stdout, where the
@@ -71,9 +91,16 @@ def _log_to_stdout() -> Iterator[None]:
             logging.getLogger("demand_response").setLevel(logging.INFO)
     for handler in moved:
         handler.setStream(sys.stdout)
+    # OpenLEADR logs every poll and message, its scheduler every job, aiohttp every request:
+    # the demo shows its own lines about the VTN and the VEN instead.
+    quiet = {name: logging.getLogger(name).level for name in _CHATTY}
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         yield
     finally:
+        for name, level in quiet.items():
+            logging.getLogger(name).setLevel(level)
         for handler in moved:
             handler.setStream(sys.stderr)
         if added is not None:
@@ -167,8 +194,26 @@ HOMES_PER_CONSUMER, UNDER_DELIVERY = 3, 0.4
 NOTICE = 60
 
 
+#: gridsim's fixed summer day (2026-11-21 00:00 UTC; the model's weather is a summer day).
+_MODEL_DAY = 1_795_219_200
+
+
+def _demo_homes(count: int) -> tuple[Any, Any, list[list[int]]]:
+    """The seeded population, its homes' offers (W) and each demo consumer's homes (in name
+    order): the ``HOMES_PER_CONSUMER`` most flexible homes each, for a 1 h evening request."""
+    import numpy as np
+
+    from .gridsim import as_request, fleet_bids, make_population
+
+    pop = make_population(200, seed=0)
+    req = {"event_start": _MODEL_DAY + 17 * 3600, "event_end": _MODEL_DAY + 18 * 3600, "max_price_wei_per_kwh": CAP}
+    offers = fleet_bids(pop, as_request(req)).watts.sum(axis=1)
+    order = [int(i) for i in np.argsort(-offers, kind="stable")]
+    return pop, offers, [order[k * HOMES_PER_CONSUMER:(k + 1) * HOMES_PER_CONSUMER] for k in range(count)]
+
+
 def gridsim_deliveries(accepted: dict[str, int], names: dict[str, str], duration_s: int) -> dict[str, int]:
-    """What each winner delivers, decided by gridsim.
+    """What each winner truly delivers, decided by gridsim.
 
     Each demo consumer stands for a block of ``HOMES_PER_CONSUMER`` simulated homes (the
     most flexible ones of a seeded population, on a fixed summer day from 17:00 UTC, so
@@ -176,20 +221,15 @@ def gridsim_deliveries(accepted: dict[str, int], names: dict[str, str], duration
     proportion to their offers, each home is simulated through the event, and the block
     delivers the sum. The last winner by name complies only in part (``UNDER_DELIVERY``).
     """
-    import numpy as np
+    from .gridsim import simulate_delivery
 
-    from .gridsim import as_request, fleet_bids, make_population, simulate_delivery
-
-    pop = make_population(200, seed=0)
-    day = 1_795_219_200  # 2026-11-21 00:00 UTC; the model's weather is a summer day
-    req = {"event_start": day + 17 * 3600, "event_end": day + 17 * 3600 + duration_s,
+    ordered = sorted(accepted, key=lambda a: names.get(a, a))
+    pop, offers, blocks = _demo_homes(len(ordered))
+    req = {"event_start": _MODEL_DAY + 17 * 3600, "event_end": _MODEL_DAY + 17 * 3600 + duration_s,
            "max_price_wei_per_kwh": CAP}
-    offers = fleet_bids(pop, as_request(req)).watts.sum(axis=1)
-    order = [int(i) for i in np.argsort(-offers, kind="stable")]
-    winners = sorted((a for a, w in accepted.items() if w), key=lambda a: names.get(a, a))
+    winners = [a for a in ordered if accepted[a]]
     out = {}
-    for k, account in enumerate(sorted(accepted, key=lambda a: names.get(a, a))):
-        homes = order[k * HOMES_PER_CONSUMER:(k + 1) * HOMES_PER_CONSUMER]
+    for account, homes in zip(ordered, blocks):
         want = accepted[account]
         if not want:
             continue
@@ -201,6 +241,236 @@ def gridsim_deliveries(accepted: dict[str, int], names: dict[str, str], duration
             delivered += simulate_delivery(pop, req, h, share, under_delivery=partial).delivered_w
         out[account] = int(delivered)
     return out
+
+
+#: The meters' interval (s), the days of history before the event day, and the named
+#: baseline the demo settles on (docs/mv.md says why caiso-10in10).
+INTERVAL_S, HISTORY_DAYS = 900, 21
+DEMO_METHOD = DEFAULT_METHOD
+#: The demo's households: far quieter than gridsim's defaults (docs/mv.md measures those:
+#: a single home's baseline is off by about ±50 %), so a 3-home block's baseline lands
+#: within about 10 % of what gridsim says it delivered and the table can be read. Real
+#: data is noisier: settle on portfolios.
+_QUIET = dict(day_sd=0.01, interval_sd=0.02, hvac_day_sd=0.01, weather_sd_c=0.3, ev_plug_p=1.0)
+
+
+def event_window(earliest: int, duration_s: int = 3600) -> tuple[int, int]:
+    """The first ``INTERVAL_S`` boundary at or after ``earliest``, and the end: an event the
+    meters' 15-minute intervals cover exactly (baselines settle on interval boundaries)."""
+    start = -(-earliest // INTERVAL_S) * INTERVAL_S
+    return start, start + duration_s
+
+
+def local_offset_s(event_start: int) -> int:
+    """The UTC offset (within ±12 h) at which ``event_start`` is 17:00 local: the demo's
+    households live where the event falls on their evening peak, whatever the hour."""
+    return (17 * 3600 - event_start % 86400 + 12 * 3600) % 86400 - 12 * 3600
+
+
+def meter_histories(accounts: list[str], event_start: int, event_end: int) -> dict[str, list[tuple[int, int, int]]]:
+    """Each account's counterfactual interval readings ``(start, seconds, Wh)``: gridsim's
+    history of its block of homes (summed: one meter per consumer) from local midnight
+    ``HISTORY_DAYS`` days before the event day up to ``event_end``, with no event in it."""
+    from .gridsim.history import simulate_history
+
+    pop, _, blocks = _demo_homes(len(accounts))
+    homes = sorted({h for block in blocks for h in block})
+    offset = local_offset_s(event_start)
+    history = simulate_history(pop.subset(homes), HISTORY_DAYS + 1, event_start - HISTORY_DAYS * 86400, seed=1,
+                               interval_s=INTERVAL_S, utc_offset_hours=offset / 3600, **_QUIET)
+    keep = history.starts < event_end
+    starts = history.starts[keep].tolist()
+    out = {}
+    for account, block in zip(accounts, blocks):
+        rows = history.wh[[homes.index(h) for h in block]][:, keep].sum(axis=0).tolist()
+        out[account] = [(t, INTERVAL_S, int(w)) for t, w in zip(starts, rows)]
+    return out
+
+
+def with_reduction(readings: list[tuple[int, int, int]], event_start: int, event_end: int,
+                   watts: int) -> list[tuple[int, int, int]]:
+    """``readings`` with ``watts`` shed evenly over the event's intervals: an interval sheds
+    at most what it draws (an exporting interval, negative with solar, is left as it is)."""
+    out = []
+    for start, seconds, wh in readings:
+        if event_start <= start < event_end:
+            wh -= min(round(watts * seconds / 3600), max(wh, 0))
+        out.append((start, seconds, wh))
+    return out
+
+
+#: The demo's files for measurement, devices and OpenADR, inside its work folder.
+METERS_NAME, VTN_NAME = "meters.sqlite", "vtn.sqlite"
+#: consumer-1's one device: a Tasmota plug on a 3 kW water heater.
+PLUG_TOPIC, PLUG_W = "water_heater", 3000
+
+
+class ChainClock:
+    """The chain's clock (the latest block's timestamp) as a ``devices.Clock``: the demo moves
+    the chain's time to the event's start and end, and the actuator follows it."""
+
+    def __init__(self, w3: Any) -> None:
+        self.w3 = w3
+
+    def now(self) -> float:
+        """The latest block's timestamp."""
+        return float(self.w3.eth.get_block("latest")["timestamp"])
+
+    def sleep(self, seconds: float, stop: threading.Event | None = None) -> None:
+        """Wait ``seconds`` of real time (or until ``stop``)."""
+        if stop is not None:
+            stop.wait(max(0.0, min(seconds, 0.25)))
+        else:
+            time.sleep(max(0.0, min(seconds, 0.25)))
+
+
+class _DeviceRig:
+    """A Mosquitto broker on loopback and consumer-1's simulated Tasmota plug, with the
+    devices file that names it (``DEVICES_FILE``). ``start`` returns None, after one line,
+    when mosquitto is not installed."""
+
+    def __init__(self, folder: Path, broker: Any, plug: Any, devices_file: Path, command_log: Path) -> None:
+        self.folder, self.broker, self.plug = folder, broker, plug
+        self.devices_file, self.command_log = devices_file, command_log
+
+    @classmethod
+    def start(cls, folder: Path) -> "_DeviceRig | None":
+        from .devices.peers import Mosquitto, SimTasmota
+
+        try:
+            broker = Mosquitto(folder / "mosquitto").start()
+        except (OSError, TimeoutError) as exc:  # not installed (FileNotFoundError), or it did not listen
+            _say(f"devices: skipped: {exc}; the rest of the demo runs without a device")
+            return None
+        plug = SimTasmota(broker.port, PLUG_TOPIC, load_w=PLUG_W)
+        if not plug.ready.wait(10):
+            plug.close()
+            broker.stop()
+            _say("devices: skipped: the simulated plug did not reach the broker; the rest of the demo runs")
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        command_log = folder / "device-commands.jsonl"
+        data = {
+            "revert_margin_s": 300, "timeout_s": 5, "command_log": str(command_log),
+            "state_file": str(folder / "devices-state.json"),
+            "brokers": {"home": {"host": "127.0.0.1", "port": broker.port, "client_id": "dr-consumer-1"}},
+            "devices": [{"name": "water-heater", "kind": "tasmota", "broker": "home", "topic": PLUG_TOPIC,
+                         "shed_w": PLUG_W, "priority": 1}],
+        }
+        devices_file = folder / "devices.json"
+        atomic_write_text(devices_file, json.dumps(data, indent=1) + "\n")
+        _say(f"devices: Mosquitto on 127.0.0.1:{broker.port}; consumer-1's water heater ({PLUG_W / 1000:g} kW) is a "
+             f"Tasmota plug on it; devices file {devices_file}")
+        return cls(folder, broker, plug, devices_file, command_log)
+
+    def records(self) -> list[dict[str, Any]]:
+        """The command log so far."""
+        from .devices.log import CommandLog
+
+        return list(CommandLog(self.command_log).records()) if self.command_log.exists() else []
+
+    def wait_for(self, command: str, timeout: float) -> dict[str, Any] | None:
+        """The first acknowledged ``command`` (shed, restore) in the log, waiting up to ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for record in self.records():
+                if record.get("command") == command and record.get("ok"):
+                    return record
+            time.sleep(0.2)
+        return None
+
+    def stop(self) -> None:
+        self.plug.close()
+        self.broker.stop()
+
+
+class _ActuatorInDemo:
+    """consumer-1's actuation, run in the demo's process on the chain's clock: the same
+    Actuator, Scheduler, Tasmota driver and command log as ``dr consumer run`` with
+    ``DEVICES_FILE``, whose actuator runs on the machine's clock (docs/operations.md). The
+    demo's one-hour event passes in seconds of chain time, which a wall-clock actuator would
+    not see; so the demo plans consumer-1's award here, from the chain, instead."""
+
+    def __init__(self, devices_file: Path, w3: Any) -> None:
+        from .devices import Actuator, Scheduler, load_config
+
+        self.clock = ChainClock(w3)
+        self.actuator = Actuator(load_config(devices_file), clock=self.clock)
+        self.actuator.start_all()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=Scheduler(self.actuator, self.clock, poll_s=0.25).run,
+                                        args=(self._stop,), daemon=True)
+        self._thread.start()
+
+    def award(self, request_id: int, watts: int, start: int, end: int) -> None:
+        from .devices import Award
+
+        self.actuator.plan(Award(request_id, watts, start, end))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.actuator.close()
+
+
+class _OpenAdr:
+    """The utility's OpenADR 2.0b VTN and consumer-1's VEN on loopback (``start`` returns
+    None, after one line, without the ``openadr`` extra)."""
+
+    def __init__(self, vtn: Any, ven: Any) -> None:
+        self.vtn, self.ven = vtn, ven
+        self.heard: list[Any] = []
+
+    @classmethod
+    def start(cls, dr: Any, key: str, store: Path) -> "_OpenAdr | None":
+        import importlib.util
+
+        if importlib.util.find_spec("openleadr") is None:
+            _say("openadr: skipped: OpenLEADR is missing (pip install '.[openadr]'); awards go by chain only")
+            return None
+        import openleadr  # noqa: F401  (its client module sets its logger to INFO on import)
+
+        for name in _CHATTY:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        from .devices.peers import free_port
+        from .openadr.ven import ConsumerVen
+
+        try:
+            vtn = start_vtn(dr, store, port=free_port(), poll_interval=1)
+        except DRError as exc:
+            _say(f"openadr: skipped: {exc}; awards go by chain only")
+            return None
+        try:
+            ven = ConsumerVen(vtn.url, vtn.vtn_id, key, programme=vtn.programme()).start()
+        except DRError as exc:
+            vtn.stop()
+            _say(f"openadr: skipped: {exc}; awards go by chain only")
+            return None
+        _say(f"openadr: the utility's VTN listens at {vtn.url}; consumer-1's VEN registered as {ven.ven_id[:12]}… "
+             "(only consumer-1 runs a VEN; the others hear their awards on chain)")
+        return cls(vtn, ven)
+
+    def wait_dispatch(self, timeout: float) -> Any:
+        """The dispatch event consumer-1's VEN heard (it opts in), or None."""
+        try:
+            return self.ven.next_award(timeout, kind="dispatch")
+        except queue.Empty:
+            return None
+
+    def wait_opt(self, event_id: str, timeout: float) -> str | None:
+        """The VEN's answer to an event (optIn/optOut) once the VTN has recorded it, or None."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            event = self.vtn.store.event(event_id)
+            if event is not None and event.opt:
+                return str(event.opt)
+            time.sleep(0.1)
+        return None
+
+    def stop(self) -> None:
+        """Stop the VEN, then the VTN (the utility daemon stops it at its exit: a no-op then)."""
+        self.ven.stop()
+        self.vtn.stop()
 
 
 def run_demo(
@@ -229,13 +499,20 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
     if consumers < 1:
         raise ValueError("the demo needs at least one consumer")
     workdir.mkdir(parents=True, exist_ok=True)
-    # Every run starts a new chain: cursors, notes and salts of an earlier run describe a
-    # chain that is gone (and its deterministic addresses would be mistaken for this one's).
-    for stale in [*workdir.glob("consumer-*"), *workdir.glob(".cursor-*"), *workdir.glob(".salts-*")]:
-        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    # Every run starts a new chain: cursors, notes, salts, meter data, OpenADR registrations
+    # and delivery records of an earlier run describe a chain that is gone (and its
+    # deterministic addresses would be mistaken for this one's).
+    for stale in [*workdir.glob("consumer-*"), *workdir.glob(".cursor-*"), *workdir.glob(".salts-*"),
+                  *workdir.glob(METERS_NAME + "*"), *workdir.glob(VTN_NAME + "*"), workdir / "delivery-records",
+                  workdir / "devices"]:
+        if stale.exists():
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     results = ResultsFile(results_file)
     procs: list[_Consumer] = []
     lines: queue.Queue[tuple[str, str]] = queue.Queue()
+    rig: _DeviceRig | None = None
+    actuator: _ActuatorInDemo | None = None
+    openadr: _OpenAdr | None = None
     _say(f"starting an embedded {chain_kind} with {consumers + 1} accounts")
     chain = devchain.start(chain_kind, accounts=consumers + 1, log_path=workdir / f"{chain_kind}.log")
     try:
@@ -259,10 +536,14 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
             _say(f"dropped {dropped} result(s) of an earlier demo at the same address from {results_file}")
         _say(f"deployed DemandReduction at {dr.address} (chain {chain.chain_id}, block {start_block})")
 
+        if metered:
+            rig = _DeviceRig.start(workdir / "devices")
+            openadr = _OpenAdr.start(dr, keys[1], workdir / VTN_NAME)
         names: dict[str, str] = {}
         offered: dict[str, str] = {}
         env_base = {k: v for k, v in os.environ.items()
-                    if k not in ("CHAIN_ID", "RPC_URL", "CONTRACT_ADDRESS", "CONSUMER_ACCOUNT", "NETWORK")}
+                    if k not in ("CHAIN_ID", "RPC_URL", "CONTRACT_ADDRESS", "CONSUMER_ACCOUNT", "NETWORK",
+                                 "DEVICES_FILE")}
         env_base["PYTHONUNBUFFERED"] = "1"
         root = str(devchain.PROJECT_ROOT)
         env_base["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
@@ -287,6 +568,11 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
             env["METER_FILE"] = str(settings.meter_file)
             procs.append(_Consumer(name, args, env, lines))
             _say(f"started {name} (pid {procs[-1].process.pid}, account {address[:10]}…) bidding {offered[name]}")
+        if rig is not None:
+            actuator = _ActuatorInDemo(rig.devices_file, w3)
+            _say("devices: consumer-1's actuator runs in the demo's process on the chain's clock (the consumer "
+                 "daemon's DEVICES_FILE actuator runs on the machine's clock, which the demo's fast-forwarded "
+                 "event would leave behind)")
 
         deadline = time.monotonic() + 40
         for proc in procs:
@@ -295,10 +581,12 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
         _say("all consumers are listening")
 
         now = max(int(w3.eth.get_block("latest")["timestamp"]), int(time.time()))
-        # The event starts a minute after the reveals close: winners selected after the event
-        # started would owe no shortfall penalty (they could not have planned for it).
+        # The event starts at least a minute after the reveals close (winners selected after
+        # the event started would owe no shortfall penalty: they could not have planned for
+        # it), on the meters' 15-minute boundary, so the baseline covers it interval by interval.
+        event_start, event_end = event_window(now + bidding_window + REVEAL_WINDOW + NOTICE)
         terms = dict(reveal_window_s=REVEAL_WINDOW, report_window_s=REPORT_WINDOW, dispute_window_s=DISPUTE_WINDOW,
-                     bond_wei=BOND, event_delay_s=REVEAL_WINDOW + NOTICE) if metered else {}
+                     bond_wei=BOND, event_start=event_start) if metered else {}
         plan = plan_request(target_kw=TARGET_KW, now=now, bidding_window_s=bidding_window,
                             event_duration_s=3600, max_price_wei_per_kwh=CAP, rule=PricingRule.UNIFORM, **terms)
         for line in preview(plan).splitlines():
@@ -306,12 +594,26 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
         rid, receipt = send_request(dr, utility, plan)
         _say(f"utility posted request {rid} in block {receipt['blockNumber']}; bidding closes in {bidding_window} s")
 
-        meter_file = settings.meter_file  # where the consumers' meters write
+        meter_db = workdir / METERS_NAME
+        histories: dict[str, list[tuple[int, int, int]]] = {}
+        if metered:
+            info0 = dr.get_request(rid)
+            accounts = sorted(names, key=lambda a: names[a])
+            histories = meter_histories(accounts, info0.event_start, info0.event_end)
+            from .mv import MeterStore
+
+            with MeterStore.open(meter_db) as store:
+                stored = store.import_batches({a: [r for r in rows if r[0] < info0.event_start]
+                                               for a, rows in histories.items()})
+            _say(f"meters: {stored} readings ({HISTORY_DAYS} days of 15-minute data per consumer, gridsim's "
+                 f"households, the event hour at 17:00 local) in {meter_db}; the utility settles on {DEMO_METHOD}")
+
         daemon = UtilityDaemon(
             dr, utility, state_path=settings.cursor_file("utility", chain.chain_id, dr.address, utility.address),
             chain_id=chain.chain_id, lock_dir=settings.lock_dir,
             start_block=start_block, poll_interval=0.25, only={rid}, exit_when_idle=True,
-            meter_file=meter_file if metered else None,
+            **(dict(meter_db=str(meter_db), baseline=DEMO_METHOD, records_dir=workdir / "delivery-records",
+                    vtn=openadr.vtn if openadr is not None else None) if metered else {}),
         )
         stop = threading.Event()
         daemon_thread = threading.Thread(target=daemon.run, args=(stop,), daemon=True)
@@ -325,24 +627,68 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
         info = daemon.settled[-1]
         _say(outcome_line(info))
         delivered: dict[str, int] = {}
+        dispatch_line = shed_line = restore_line = ""
         if metered:
             accepted = {}
             for b in dr.all_bids(rid):
                 accepted[b.bidder] = accepted.get(b.bidder, 0) + b.accepted_watts
+            first = next(iter(sorted(names, key=lambda a: names[a])))
+            if openadr is not None:  # the utility daemon announced the request and dispatched the award
+                award = openadr.wait_dispatch(15)
+                for event in openadr.vtn.store.events(rid, kind="dispatch"):
+                    dispatch_line = (f"VTN dispatched request {rid} to {names.get(event.address, event.address)}: "
+                                     f"LOAD_DISPATCH -{event.watts / 1000:.3f} kW over the event window, "
+                                     f"event {event.event_id[:12]}…")
+                    _say("openadr: " + dispatch_line)
+                if award is not None:
+                    _say(f"openadr: consumer-1's VEN heard the dispatch ({award.watts / 1000:.3f} kW from "
+                         f"{award.start:%H:%M} to {award.end:%H:%M} UTC, market context {award.context})")
+                    opt = openadr.wait_opt(award.event_id, 15)
+                    _say(f"openadr: the VTN recorded consumer-1's answer: {opt or 'none yet'}")
+                    dispatch_line += f"; consumer-1's VEN answered {opt or 'nothing yet'}"
+                openadr.ven.stop()  # it has answered; the VTN stops with the utility daemon
+            if actuator is not None and accepted.get(first):
+                actuator.award(rid, accepted[first], info.event_start, info.event_end)
             delivered = gridsim_deliveries(accepted, names, info.duration)
+            for a, w in sorted(delivered.items(), key=lambda x: names.get(x[0], x[0])):
+                _say(f"gridsim: {names.get(a, a)} truly delivers {w / 1000:.3f} kW of {accepted[a] / 1000:.3f} kW "
+                     "accepted; its meter will show it")
+            ahead = info.event_start - int(w3.eth.get_block("latest")["timestamp"])
+            _say(f"fast-forwarding the chain's clock {max(0, ahead)} s to the event start "
+                 f"({time.strftime('%H:%M', time.gmtime(info.event_start))} UTC chain time): the event lasts 1 h "
+                 "on the meters' 15-minute intervals, so the demo moves the chain's time (evm_increaseTime) to its "
+                 "start and its end, and the daemons and the device follow the chain's clock")
+            if ahead > 0:
+                chain.rpc("evm_increaseTime", [ahead])
+            chain.rpc("evm_mine", [])
+            if rig is not None and accepted.get(first):
+                shed = rig.wait_for("shed", 20)
+                shed_line = "shed at the event start: " + ("acknowledged by the plug" if shed else "NOT SEEN")
+                _say(f"devices: consumer-1's water heater is {'off' if not rig.plug.on else 'still on'} ({shed_line})")
+            # The meters' readings of the event hour, and each consumer's own figure from them
+            # with the named baseline (what its daemon reports on chain).
+            event_rows = {a: with_reduction(rows, info.event_start, info.event_end, delivered.get(a, 0))
+                          for a, rows in histories.items()}
+            from .mv import MeterStore, compute
             from .sealed import write_readings
 
-            write_readings(meter_file, [
+            with MeterStore.open(meter_db) as store:
+                store.import_batches({a: [r for r in rows if r[0] >= info.event_start]
+                                      for a, rows in event_rows.items()})
+            own = {a: compute(DEMO_METHOD, event_rows[a], info.event_start, info.event_end, holidays=[])
+                   for a in delivered}
+            write_readings(settings.meter_file, [
                 {"chain_id": chain.chain_id, "contract": dr.address, "request_id": rid, "account": a,
-                 "delivered_watts": w} for a, w in delivered.items()])
-            for a, w in sorted(delivered.items(), key=lambda x: names.get(x[0], x[0])):
-                _say(f"gridsim: {names.get(a, a)} delivers {w / 1000:.3f} kW of {accepted[a] / 1000:.3f} kW "
-                     f"accepted; its meter reading is in {meter_file}")
+                 "delivered_watts": r.delivered_watts} for a, r in own.items()])
             ahead = info.event_end - int(w3.eth.get_block("latest")["timestamp"]) + 1
-            _say(f"fast-forwarding the chain's clock {ahead} s to the end of the 1 h event "
-                 f"(it started {NOTICE} s after the reveals closed)")
+            _say(f"meters: the event hour's readings are in {meter_db}; fast-forwarding the chain's clock {ahead} s "
+                 "to the end of the 1 h event")
             chain.rpc("evm_increaseTime", [ahead])
             chain.rpc("evm_mine", [])
+            if rig is not None and accepted.get(first):
+                restore = rig.wait_for("restore", 20)
+                restore_line = "restored at the event end: " + ("acknowledged by the plug" if restore else "NOT SEEN")
+                _say(f"devices: consumer-1's water heater is {'on' if rig.plug.on else 'still off'} ({restore_line})")
         daemon_thread.join(timeout=REPORT_WINDOW + DISPUTE_WINDOW + 30 if metered else 5)
         stop.set()
 
@@ -371,6 +717,14 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
               f"refund to the utility {eth(info.budget - info.reserved)} ETH"
               + (f", plus {eth(sum(r.get('promised_payout_wei', 0) - r['payout_wei'] + r.get('penalty_wei', 0) for r in records))}"
                  " ETH unearned pay and penalties" if metered else ""))
+        if metered:
+            print()
+            print(_measured_table(daemon.judged, names, delivered))
+            print(f"measured by the utility from {meter_db} with {DEMO_METHOD}; each record (method, parameters, "
+                  f"data hash, per-interval series) is in {workdir / 'delivery-records'}")
+            print(_household_check(daemon.judged, names, meter_db))
+            print()
+            print(_devices_section(rig, dispatch_line, openadr is not None))
         missing = len(bidders) - len(records)
         if missing:
             print(f"warning: {missing} bidder(s) did not record a result in time")
@@ -379,4 +733,55 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
     finally:
         for proc in procs:
             proc.stop()
+        for part in (actuator, openadr, rig):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    part.stop()
         chain.stop()
+
+
+def _measured_table(judged: list[dict[str, Any]], names: dict[str, str], true_w: dict[str, int]) -> str:
+    """Per winner: the baseline and metered energy over the event, the delivery they give,
+    what gridsim says was truly delivered, the method, the data hash and the verdict."""
+    header = (f"{'consumer':<11} {'baseline kWh':>12} {'metered kWh':>11} {'delivered kW':>12} {'true kW':>8} "
+              f"{'method':<13} {'data hash':<14} {'verdict':<9}")
+    lines = [header, "-" * len(header)]
+    by_address = {a.lower(): a for a in names}
+    for record in sorted(judged, key=lambda r: names.get(by_address.get(r["address"].lower(), ""), r["address"])):
+        address = by_address.get(record["address"].lower(), record["address"])
+        lines.append(
+            f"{names.get(address, address[:10]):<11} {record['baseline_wh'] / 1000:>12.3f} "
+            f"{record['metered_wh'] / 1000:>11.3f} {record['delivered_watts'] / 1000:>12.3f} "
+            f"{true_w.get(address, 0) / 1000:>8.3f} {record['method']:<13} {record['data_hash'][:12] + '…':<14} "
+            f"{record.get('verdict') or '-':<9}")
+    if not judged:
+        lines.append("(no delivery was measured from the interval data; see the utility's lines above)")
+    return "\n".join(lines)
+
+
+def _household_check(judged: list[dict[str, Any]], names: dict[str, str], meter_db: Path) -> str:
+    """The first winner rechecks its published figure from the meter data (``dr meter check``)."""
+    from .mv.commands import check_command
+
+    if not judged:
+        return "no record to check"
+    record = min(judged, key=lambda r: next((n for a, n in names.items() if a.lower() == r["address"].lower()), ""))
+    name = next((n for a, n in names.items() if a.lower() == record["address"].lower()), record["address"][:10])
+    try:
+        check = check_command(meter_db, json.dumps(record["fingerprint"]))
+    except DRError as exc:
+        return f"{name} could not check its figure: {exc}"
+    return f"{name} rechecks its record from its own meter data (dr meter check RECORD --db {meter_db}): {check['message']}"
+
+
+def _devices_section(rig: _DeviceRig | None, dispatch_line: str, openadr: bool) -> str:
+    """The VTN's dispatch and consumer-1's device command log (shed, restore, acknowledgements)."""
+    from .devices.log import describe
+
+    out = ["OpenADR: " + (dispatch_line or ("no dispatch event was sent" if openadr else "not run (no OpenLEADR)"))]
+    if rig is None:
+        out.append("devices: not run (no mosquitto; make system-deps installs it)")
+        return "\n".join(out)
+    out.append(f"consumer-1's device command log ({rig.command_log}):")
+    out.extend("  " + describe(record) for record in rig.records())
+    return "\n".join(out)

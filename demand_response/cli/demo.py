@@ -11,7 +11,10 @@ def add_to(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "demo", help="the whole market on an embedded local chain, in under a minute",
         description="Start a local chain, deploy, run consumer daemons with sample bids, post a request, "
-                    "settle it and show who earned what. The chain, bids and cursors stay in --workdir.")
+                    "settle it and show who earned what. The default market settles on interval meter data "
+                    "with the caiso-10in10 baseline, dispatches consumer-1's award over OpenADR and sheds its "
+                    "water heater through a Mosquitto broker (skipped, with one line, without mosquitto). "
+                    "The chain, bids, cursors, meter store and logs stay in --workdir.")
     p.add_argument("--consumers", type=int, default=4, metavar="N", help="consumer daemons to run (default 4)")
     p.add_argument("--bidding-window", type=int, default=6, metavar="S",
                    help="seconds the request stays open for bids (default 6)")
@@ -22,7 +25,7 @@ def add_to(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--chain", choices=("ganache", "anvil"), default="ganache",
                    help="which local node to embed (default ganache)")
     p.add_argument("--market", choices=("sealed-metered", "open"), default="sealed-metered",
-                   help="sealed bids with a bond, paid on delivery decided by gridsim (default), "
+                   help="sealed bids with a bond, paid on delivery measured from gridsim's interval data (default), "
                         "or open bids paid on acceptance")
     p.set_defaults(func=run)
 
