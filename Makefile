@@ -11,7 +11,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all bootstrap system-deps screenshots demo test test-fast compile lock bench audit iot-check clean help
+.PHONY: all bootstrap system-deps demo-deps screenshots demo test test-fast compile lock bench audit iot-check clean help
 
 help:
 	@echo "make demo     run a full request -> bids -> settlement -> withdraw cycle on a local chain"
@@ -44,7 +44,7 @@ node_modules/.stamp: package-lock.json
 $(SOLCX_BINARY_PATH)/solc-v0.8.24: | $(VENV)/.stamp
 	@$(PY) -c "from demand_response.compiler import install_solcx_shim; install_solcx_shim()"
 
-demo: bootstrap
+demo: bootstrap demo-deps
 	@$(PY) -m demand_response demo
 
 # Two xdist workers, one test file per worker at a time: each worker runs its own chains.
@@ -60,16 +60,24 @@ test: bootstrap system-deps
 # One apt-get for whatever is missing. Without root (or passwordless sudo) nothing is
 # installed and the tests that need a missing package skip with the reason.
 SYSTEM_DEPS := chromium:chromium systemd-analyze:systemd initdb:postgresql mosquitto:mosquitto
-system-deps:
-	@missing=""; for pair in $(SYSTEM_DEPS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+# $(call apt_missing,CMD:PKG ...): install the packages whose command is missing (one apt-get).
+define apt_missing
+	@missing=""; for pair in $(1); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/$$cmd >/dev/null 2>&1 || \
 	  ls /usr/sbin/$$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then SUDO=""; \
 	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo"; \
-	  else echo "note: cannot install$$missing here (needs root); the tests that need them will skip"; exit 0; fi; \
+	  else echo "note: cannot install$$missing here (needs root); what needs them will skip or say so"; exit 0; fi; \
 	  echo "==> installing$$missing (apt)"; $$SUDO apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+endef
+system-deps:
+	$(call apt_missing,$(SYSTEM_DEPS))
+
+# make demo drives a real MQTT broker for a winner's plug (docs/devices.md).
+demo-deps:
+	$(call apt_missing,mosquitto:mosquitto)
 
 screenshots: bootstrap system-deps
 	@DR_SCREENSHOT_DIR=$(CURDIR)/docs/img $(PY) -m pytest tests/web/test_browser.py -q
