@@ -8,6 +8,7 @@ import logging
 import time
 from typing import Any, Sequence
 
+from .. import metrics
 from ..bids import Offer, prepare
 from ..contract import RequestInfo, Stage, Status, TermsInfo
 from ..errors import BidsError, TransactionFailed, is_connection_error
@@ -86,6 +87,7 @@ class ConsumerAgent(OpenBidding, SealedBidding, MeteredDelivery):
             "request %d heard: %.3f kW wanted, cap %s ETH/kWh, bidding closes in %d s",
             rid, info.target_watts / 1000, eth(info.max_price), info.bidding_deadline - now,
         )
+        metrics.request_heard(rid, self.address)
         terms = self.terms_of(rid)
         if terms.sealed or terms.metered:
             self.notes.note(rid).terms = SEALED if terms.sealed else METERED

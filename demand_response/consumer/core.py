@@ -11,7 +11,8 @@ from ..chain import Signer
 from ..config import DEV_CHAIN_IDS
 from ..contract import DemandReduction, Status, TermsInfo
 from ..errors import TransactionFailed, is_connection_error
-from ..payments import settle_participant, withdraw_owed
+from ..fees import FeeError, receipt_cost
+from ..payments import Withdrawal, settle_participant, tx_hex, withdraw_owed
 from ..results import ResultsFile
 from ..sealed import MeterReadings, SaltStore
 from ..units import eth
@@ -101,20 +102,48 @@ class AgentCore:
 
     # -- money and records -----------------------------------------------------------------
 
+    def _sent(self, rid: int, send: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``send(*args, **kwargs)`` (a transaction of ours for request ``rid``), noting what
+        its receipt cost in the request's notes; a reverted one that was mined costs too."""
+        try:
+            receipt = send(*args, **kwargs)
+        except TransactionFailed as exc:
+            self._note_cost(rid, getattr(exc, "receipt", None))
+            raise
+        self._note_cost(rid, receipt)
+        return receipt
+
+    def _note_cost(self, rid: int, receipt: Any) -> None:
+        """Add a mined receipt's cost (``fees.receipt_cost``) to ``rid``'s notes, once per hash."""
+        if not receipt or receipt.get("gasUsed") is None:
+            return
+        try:
+            cost = receipt_cost(receipt).total
+        except FeeError as exc:
+            self._say_once(rid, "cost", "cannot tell what our transactions cost: %s", exc, level=logging.WARNING)
+            return
+        self.notes.note(rid).spent[tx_hex(receipt["transactionHash"])] = cost
+
     def _settle(self, rid: int) -> None:
         """Settle our participation in ``rid``; the utility may have done it first (no error)."""
-        if settle_participant(self.dr, self.signer, rid, self.address) is None:
+        if self._sent(rid, settle_participant, self.dr, self.signer, rid, self.address) is None:
             self._say("request %d: already settled by someone else meanwhile", rid)
 
-    def _withdraw_owed(self) -> tuple[str | None, int]:
+    def _withdraw_owed(self, rid: int) -> tuple[str | None, int]:
         """Withdraw what we are owed (when auto-withdraw is on and it is worth the gas):
-        (tx, wei), or (None, 0) when nothing was sent."""
+        (tx, wei), or (None, 0) when nothing was sent. Its cost counts for ``rid``, the
+        request whose outcome made us withdraw."""
         if not self.auto_withdraw:
             return None, 0
-        done = withdraw_owed(self.dr, self.signer)
+        done: Withdrawal | None = withdraw_owed(self.dr, self.signer)
         if done is None:
             return None, 0
         self._say("withdrew %s ETH (tx %s…)", eth(done.wei), done.tx[:12])
+        try:
+            self._note_cost(rid, self.dr.w3.eth.get_transaction_receipt(done.tx))
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise
         return done.tx, done.wei
 
     def _record(self, rid: int, status: str, **fields: Any) -> bool:
@@ -122,6 +151,7 @@ class AgentCore:
         False when one is there already."""
         note = self.notes.get(rid)
         fields.setdefault("bid_txs", note.bid_txs if note else [])
+        fields.setdefault("gas_wei", note.gas_wei if note else 0)
         if status != "cancelled":
             fields.setdefault("bid_at", note.bid_at if note else None)
         return self.results.append(result_record(
