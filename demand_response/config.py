@@ -73,6 +73,8 @@ KEYS = (
     # operations (docs/production.md)
     "LOG_FORMAT", "METRICS_PORT", "METRICS_HOST", "METRICS_TOKEN", "HEALTH_HEAD_MAX_AGE",
     "HEALTH_HEARTBEAT_MAX_AGE", "HEALTH_MAX_LAG_BLOCKS",
+    # consumer (wconsumer)
+    "BID_MARGIN", "DEVICES_FILE", "USD_PER_ETH", "EUR_PER_ETH",
 )
 
 
