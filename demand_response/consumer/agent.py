@@ -118,10 +118,14 @@ class ConsumerAgent(OpenBidding, SealedBidding, MeteredDelivery):
         if not ready.submit:
             self._say("no bids at or below the cap for request %d; not bidding", rid)
             return
+        submit, unpaid = self._worth_bidding(rid, info.duration, terms, ready.submit)
+        if not submit:
+            self._say("no offer pays for taking part in request %d; not bidding", rid, level=logging.WARNING)
+            return
         if terms.sealed or terms.metered:
-            self._bid_with_terms(rid, terms, ready.submit)
+            self._bid_with_terms(rid, terms, submit)
         else:
-            self._bid_open(rid, ready.submit, len(ready.skipped))
+            self._bid_open(rid, submit, len(ready.skipped) + unpaid)
 
     def _bid_with_terms(self, rid: int, terms: TermsInfo, offers: Sequence[Offer]) -> None:
         """One submission per consumer: commit it (sealed) or place it (metered), bond included."""

@@ -4,23 +4,64 @@ log lines, cached terms, withdrawing, settling and recording."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from typing import Any, Callable
+from decimal import Decimal
+from typing import Any, Callable, Sequence
 
 from ..chain import Signer
 from ..config import DEV_CHAIN_IDS
 from ..contract import DemandReduction, Status, TermsInfo
 from ..errors import TransactionFailed, is_connection_error
-from ..fees import FeeError, receipt_cost
+from .. import fees
+from ..bids import DEFAULT_BID_MARGIN, Offer
+from ..fees import FeeError, FeeQuote, receipt_cost
+from ..market import payout
+from ..networks import FeeModel, by_chain_id
 from ..payments import Withdrawal, settle_participant, tx_hex, withdraw_owed
 from ..results import ResultsFile
 from ..sealed import MeterReadings, SaltStore
-from ..units import eth
+from ..units import ETH, Currency, eth, format_kw, format_price
 from .notes import AgentNotes
 from .records import result_record
 from .sources import BidsProvider
 
 log = logging.getLogger("demand_response.consumer")
+
+#: Seconds one fee quote serves every agent of a service (a fleet quotes once per request).
+FEE_QUOTE_TTL = 2.0
+
+
+class FeeQuotes:
+    """Today's fees for a chain, read at most once per ``ttl`` seconds and shared by a
+    service's agents. The fee model is the network profile's for a known chain id, else l1."""
+
+    def __init__(self, w3: Any, chain_id: int, ttl: float = FEE_QUOTE_TTL) -> None:
+        profile = by_chain_id(chain_id)
+        self.w3 = w3
+        self.model: FeeModel = profile.fee_model if profile is not None else FeeModel.L1
+        #: The currency gas is paid in, which is also the one the contract pays in.
+        self.native: Currency = profile.native if profile is not None else ETH
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._cached: tuple[float, FeeQuote] | None = None
+
+    def quote(self) -> FeeQuote:
+        """The current quote (``fees.quote_fees``), cached for ``ttl`` seconds."""
+        with self._lock:
+            if self._cached is None or time.monotonic() - self._cached[0] > self.ttl:
+                self._cached = (time.monotonic(), fees.quote_fees(self.w3, self.model))
+            return self._cached[1]
+
+
+def participation_plan(terms: TermsInfo) -> tuple[fees.Step, ...]:
+    """The transactions one event of these terms needs from a household (``fees.PLANS``)."""
+    if terms.sealed:
+        return (fees.COMMIT, fees.REVEAL, fees.REPORT if terms.metered else fees.CLAIM, fees.WITHDRAW)
+    if terms.metered:
+        steps = fees.PLANS["metered"]
+        return steps if terms.bond_wei else tuple(s for s in steps if s is not fees.POST_BOND)
+    return fees.PLANS["open"]
 
 
 class AgentCore:
@@ -39,8 +80,13 @@ class AgentCore:
         label: str | None = None,
         salts: SaltStore | None = None,
         meter: MeterReadings | None = None,
+        bid_margin: Decimal | float = DEFAULT_BID_MARGIN,
+        fee_quotes: FeeQuotes | None = None,
     ) -> None:
         self.dr = dr
+        #: An offer must pay at least this many times what taking part costs (0: no check).
+        self.bid_margin = Decimal(str(bid_margin))
+        self.fee_quotes = fee_quotes if fee_quotes is not None else FeeQuotes(dr.w3, chain_id)
         self.salts = salts
         self.meter = meter
         self._terms: dict[tuple[int, Status], TermsInfo] = {}
@@ -99,6 +145,36 @@ class AgentCore:
         self._say_once(rid, "gone", "request %d no longer exists on chain (reset or reorganised away); "
                        "forgetting it", rid, level=logging.WARNING)
         return True
+
+    # -- fees --------------------------------------------------------------------------------
+
+    def _worth_bidding(self, rid: int, duration_s: int, terms: TermsInfo,
+                       offers: Sequence[Offer]) -> tuple[list[Offer], int]:
+        """The offers whose payout at their own ask covers ``bid_margin`` × the cost of taking
+        part at today's fees, and how many were left out (each with one log line)."""
+        if self.bid_margin == 0 or not offers:
+            return list(offers), 0
+        try:
+            quote = self.fee_quotes.quote()
+        except FeeError as exc:
+            self._say("request %d: cannot read the fees (%s); bidding without the fee check", rid, exc,
+                      level=logging.WARNING)
+            return list(offers), 0
+        native = self.fee_quotes.native
+        cost = fees.participation_cost(participation_plan(terms), quote, native=native, settlement=native)
+        margin = max(self.bid_margin - 1, Decimal(0))
+        keep: list[Offer] = []
+        for offer in offers:
+            decision = fees.worth_bidding(payout(offer.watts, duration_s, offer.price), cost.cost, margin, native)
+            if decision.bid:
+                keep.append(offer)
+            else:
+                self._say("request %d: skipping %s at %s: %s", rid, format_kw(offer.watts),
+                          format_price(offer.price, native), decision.reason, level=logging.WARNING)
+        if len(keep) < len(offers):
+            self._say("request %d: taking part costs %s at %s (BID_MARGIN %s)", rid, cost.describe(native),
+                      fees.format_gas_price(quote.gas_price), self.bid_margin)
+        return keep, len(offers) - len(keep)
 
     # -- money and records -----------------------------------------------------------------
 

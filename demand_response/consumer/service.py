@@ -9,9 +9,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..bids import DEFAULT_BID_MARGIN, bid_margin
 from ..chain import FEES_TTL, RpcBatcher, Signer
 from ..config import Settings, cursor_file, default_meter_file
 from ..config import salts_file as config_salts_file
@@ -22,6 +24,7 @@ from ..locks import AccountLocks
 from ..results import ResultsFile
 from ..sealed import MeterReadings, SaltStore
 from .agent import ConsumerAgent
+from .core import FeeQuotes
 from .notes import AgentNotes
 from .sources import BidsProvider
 
@@ -62,6 +65,7 @@ class ConsumerService:
         lock_dir: Path | None = None,
         daemon: str | None = None,
         salts_file: Path | None = None,
+        bid_margin: Decimal | float = DEFAULT_BID_MARGIN,
     ) -> None:
         """Paths (``state_path``, ``salts_file``, ``meter_file``, ``lock_dir``) come from the
         settings (``from_settings``); a caller that passes only ``state_path`` gets the
@@ -84,12 +88,14 @@ class ConsumerService:
         self._next_terms_check = 0.0
         self.poll_interval = poll_interval
         self.rpc_name = rpc_name
+        # One fee quote at a time for every agent (a fleet reads the fees once per request).
+        quotes = FeeQuotes(dr.w3, chain_id)
         # One typed record per writer: the listener's cursor, and each agent's own notes.
         self.agents = [
             ConsumerAgent(dr, s.signer, s.bids, results,
                           self.state.section(("agents", s.signer.address), AgentNotes.from_json),
                           chain_id=chain_id, auto_withdraw=auto_withdraw, label=s.label,
-                          salts=self.salts, meter=self.meter)
+                          salts=self.salts, meter=self.meter, bid_margin=bid_margin, fee_quotes=quotes)
             for s in specs
         ]
         self.poller = LogPoller(
@@ -130,6 +136,7 @@ class ConsumerService:
             results=ResultsFile(settings.results_file), start_block=session.start_block(),
             poll_interval=settings.poll_interval, confirmations=settings.confirmations,
             reorg_depth=settings.reorg_depth, auto_withdraw=settings.auto_withdraw, rpc_name=rpc_name,
+            bid_margin=bid_margin(settings.get("BID_MARGIN")),
         )
 
     def _prefetch(self, event: Event) -> None:
