@@ -100,6 +100,9 @@ class AgentCore:
         self.auto_withdraw = auto_withdraw
         self.label = label or signer.label
         self.address = signer.address
+        #: The home's devices (``devices.Actuator``), set by the service when ``DEVICES_FILE``
+        #: is: told of every award and every cancelled request.
+        self.actuator: Any = None
         #: Called with the receipt of each of our bids (the service has the listener check
         #: that its block stays in the chain).
         self.watch_receipt: Callable[[Any], None] = lambda receipt: None
@@ -242,7 +245,37 @@ class AgentCore:
         """Act on a settled request (``ConsumerAgent`` does: claims, or delivery)."""
         raise NotImplementedError
 
+    # -- devices --------------------------------------------------------------------------------
+
+    def _award(self, rid: int, accepted_watts: int, start: int, end: int) -> None:
+        """We won ``accepted_watts`` between ``start`` and ``end``: have the devices plan to
+        shed it (once per request; the actuator keeps its plans across restarts)."""
+        if self.actuator is None or accepted_watts <= 0 or (rid, "award") in self._said:
+            return
+        self._said.add((rid, "award"))
+        from ..devices import Award  # the devices package only when a devices file is set
+
+        try:
+            plan = self.actuator.plan(Award(rid, accepted_watts, start, end))
+        except Exception as exc:  # a device problem must not stop the bidding
+            self._say("request %d: the devices could not plan the event: %s", rid, exc, level=logging.ERROR)
+            return
+        steps = ", ".join(f"{s.device} {format_kw(int(s.shed_w))}" for s in plan.steps) or "none"
+        self._say("request %d: devices will shed %s from %s to %s (%s accepted)", rid, steps,
+                  time.strftime("%H:%M:%S", time.localtime(start)), time.strftime("%H:%M:%S", time.localtime(end)),
+                  format_kw(accepted_watts))
+
+    def _cancel_devices(self, rid: int) -> None:
+        if self.actuator is None:
+            return
+        try:
+            if self.actuator.cancel(rid):
+                self._say("request %d was cancelled: devices restored", rid)
+        except Exception as exc:
+            self._say("request %d: the devices could not be restored: %s", rid, exc, level=logging.ERROR)
+
     def _record_cancelled(self, rid: int) -> None:
+        self._cancel_devices(rid)
         if self._recorded(rid):
             return
         self._record(rid, "cancelled")

@@ -77,6 +77,7 @@ class MeteredDelivery(AgentCore):
                 self._record_delivery(rid, info, terms, me)
                 note.done = True
             return
+        self._award(rid, me.accepted_watts, info.event_start, info.event_end)
         self._say_once(rid, "won", "request %d: %.3f kW accepted, %s ETH promised; paid on measured delivery after %s",
                        rid, me.accepted_watts / 1000, eth(me.promised_payout),
                        time.strftime("%H:%M:%S", time.localtime(info.event_end)))

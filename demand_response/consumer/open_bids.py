@@ -54,6 +54,7 @@ class OpenBidding(AgentCore):
             rid, eth(info.clearing_price), accepted / 1000, sum(b.watts for b in mine if not b.cancelled) / 1000,
             eth(payout),
         )
+        self._award(rid, accepted, info.event_start, info.event_end)
         claim_tx = None
         to_claim = [b.bid_id for b in mine if b.accepted_watts and not b.claimed]
         if to_claim:
