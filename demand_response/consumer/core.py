@@ -21,7 +21,7 @@ from ..networks import FeeModel, by_chain_id
 from ..payments import Withdrawal, settle_participant, tx_hex, withdraw_owed
 from ..results import ResultsFile
 from ..sealed import MeterReadings, SaltStore
-from ..units import ETH, Currency, eth, format_kw, format_price
+from ..units import ETH, Currency, eth, format_amount, format_kw, format_price
 from .notes import AgentNotes
 from .records import result_record
 from .sources import BidsProvider
@@ -233,9 +233,14 @@ class AgentCore:
         fields.setdefault("gas_wei", note.gas_wei if note else 0)
         if status != "cancelled":
             fields.setdefault("bid_at", note.bid_at if note else None)
-        return self.results.append(result_record(
-            chain_id=self.chain_id, contract=self.dr.address, request_id=rid, account=self.address,
-            label=self.label, status=status, **fields))
+        record = result_record(chain_id=self.chain_id, contract=self.dr.address, request_id=rid,
+                               account=self.address, label=self.label, status=status, **fields)
+        if not self.results.append(record):
+            return False
+        native = self.fee_quotes.native
+        self._say("request %d: paid %s, gas %s, net %s", rid, format_amount(record["paid_wei"], native),
+                  format_amount(record["gas_wei"], native), format_amount(record["net_wei"], native))
+        return True
 
     def _recorded(self, rid: int) -> bool:
         """True when the results file has our record of ``rid``."""

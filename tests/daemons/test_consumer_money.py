@@ -146,5 +146,6 @@ def test_the_gas_of_a_request_survives_a_restart_and_lands_in_its_record(
     receipts = [w3.eth.get_transaction_receipt(tx) for tx in sent]
     assert record["gas_wei"] == sum(r["gasUsed"] * r["effectiveGasPrice"] for r in receipts)
     assert record["net_wei"] == record["paid_wei"] - record["gas_wei"] and record["paid_wei"] == 3 * 10**15
+    assert f"request {rid}: paid 0.003 ETH, gas " in second.output()
     shown = run_dr(["consumer", "results", "--results-file", str(tmp_path / "results.json")], tmp_path)
     assert shown.returncode == 0 and "1.5 kW" in shown.stdout and "0.003 ETH" in shown.stdout
