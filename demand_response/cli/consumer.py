@@ -27,6 +27,14 @@ def add_to(commands: argparse._SubParsersAction) -> None:
     q.add_argument("--first-account", type=int, default=1, help="dev chains: first unlocked account to use")
     q.add_argument("--account-prefix", help="keystores PREFIX-0 … PREFIX-(N-1), password CONSUMER_ACCOUNT_PASS")
     q.set_defaults(func=run)
+    q = actions.add_parser("check", help="validate the bids file and warn about bids too small to pay their fees")
+    connection_options(q, contract=False)
+    q.add_argument("--bids-file", help="bids file (default BIDS_FILE or database/bids.json)")
+    q.add_argument("--household", type=int, default=0, help="fleet-file entry to check")
+    q.add_argument("--event-minutes", type=int, default=60, help="event length to price the bids for (default 60)")
+    q.add_argument("--market", choices=("open", "sealed", "metered", "sealed-metered"), default="open",
+                   help="which transactions taking part needs (default open: bid, claim, withdraw)")
+    q.set_defaults(func=check)
     q = actions.add_parser("results", help="per event: paid, gas spent and net earnings, with totals")
     env_options(q)
     q.add_argument("--results-file", help="results history (default RESULTS_FILE or database/results.json)")
@@ -125,6 +133,39 @@ def _fleet_specs(session: Any, settings: Any, args: argparse.Namespace) -> list:
         signers = [Signer(session.w3, accounts[first + i], label=f"agent {i} ({accounts[first + i][:10]})",
                           receipt_timeout=settings.receipt_timeout, stuck_after=2.0) for i in range(n)]
     return [AgentSpec(s, _provider(settings, i, args.seed), s.label) for i, s in enumerate(signers)]
+
+
+def check(args: argparse.Namespace) -> int:
+    """Validate the bids file, then price taking part at the chain's current fees and list the
+    bids whose payout at their ask is below ``BID_MARGIN`` × that cost (the daemon skips them)."""
+    from ..bids import bid_margin, cost_warnings, load_bids
+    from ..consumer.core import FeeQuotes, participation_plan
+    from ..fees import format_gas_price, participation_cost
+    from ..session import connect_checked
+    from ..units import reference_rate
+
+    if args.event_minutes < 1:
+        raise UserError("--event-minutes must be at least 1")
+    settings = settings_from(args, bids_file=args.bids_file)
+    offers = load_bids(settings.bids_file).for_agent(args.household)
+    margin = bid_margin(settings.get("BID_MARGIN"))
+    print(f"{settings.bids_file}: {len(offers)} bid(s), valid")
+    w3, chain_id = connect_checked(settings)
+    quotes = FeeQuotes(w3, chain_id)
+    quote = quotes.quote()
+    cost = participation_cost(participation_plan("sealed" in args.market, "metered" in args.market), quote,
+                              native=quotes.native, settlement=quotes.native)
+    print(f"taking part in one {args.market} event costs {cost.describe(quotes.native, reference_rate(settings.values, quotes.native))} "
+          f"at {format_gas_price(quote.gas_price)}")
+    if margin == 0:
+        print("BID_MARGIN=0: every bid is sent whatever the fees")
+        return 0
+    lines = cost_warnings(offers, cost.cost, args.event_minutes * 60, margin, quotes.native)
+    for line in lines:
+        print(f"warning: {line}")
+    if not lines:
+        print(f"every bid pays at least {margin} × that over a {args.event_minutes}-minute event")
+    return 0
 
 
 def results(args: argparse.Namespace) -> int:

@@ -54,13 +54,14 @@ class FeeQuotes:
             return self._cached[1]
 
 
-def participation_plan(terms: TermsInfo) -> tuple[fees.Step, ...]:
-    """The transactions one event of these terms needs from a household (``fees.PLANS``)."""
-    if terms.sealed:
-        return (fees.COMMIT, fees.REVEAL, fees.REPORT if terms.metered else fees.CLAIM, fees.WITHDRAW)
-    if terms.metered:
+def participation_plan(sealed: bool = False, metered: bool = False, bond: bool = False) -> tuple[fees.Step, ...]:
+    """The transactions one event needs from a household (``fees.PLANS``): open bids, sealed
+    bids (commit, reveal), metered delivery (a bond if asked, bid, report), or both."""
+    if sealed:
+        return (fees.COMMIT, fees.REVEAL, fees.REPORT if metered else fees.CLAIM, fees.WITHDRAW)
+    if metered:
         steps = fees.PLANS["metered"]
-        return steps if terms.bond_wei else tuple(s for s in steps if s is not fees.POST_BOND)
+        return steps if bond else tuple(s for s in steps if s is not fees.POST_BOND)
     return fees.PLANS["open"]
 
 
@@ -164,7 +165,8 @@ class AgentCore:
                       level=logging.WARNING)
             return list(offers), 0
         native = self.fee_quotes.native
-        cost = fees.participation_cost(participation_plan(terms), quote, native=native, settlement=native)
+        plan = participation_plan(terms.sealed, terms.metered, bool(terms.bond_wei))
+        cost = fees.participation_cost(plan, quote, native=native, settlement=native)
         margin = max(self.bid_margin - 1, Decimal(0))
         keep: list[Offer] = []
         for offer in offers:
