@@ -92,6 +92,9 @@ class ConsumerAgent(OpenBidding, SealedBidding, MeteredDelivery):
         if terms.sealed or terms.metered:
             self.notes.note(rid).terms = SEALED if terms.sealed else METERED
             participant = self.dr.participant_of(rid, self.address)
+            if participant.stage != Stage.NONE:
+                # We take part even if a kill came before our notes were saved: ``tick`` drives it.
+                self.notes.note(rid).joined = True
             in_flight = self._commit_in_flight(rid, participant)
             if participant.stage != Stage.NONE and not in_flight:
                 self._say("already %s on request %d; not bidding again", participant.stage.name.lower(), rid)
@@ -152,7 +155,7 @@ class ConsumerAgent(OpenBidding, SealedBidding, MeteredDelivery):
         """Reveal sealed bids in their window; report, settle and record metered requests."""
         self._reveal_due()
         for rid, note in self.notes.items():
-            if note.terms and not note.done and note.bid_txs:
+            if note.terms and not note.done and (note.bid_txs or note.joined):
                 self.check_terms(rid)
 
     # -- outcomes ---------------------------------------------------------------------------

@@ -36,6 +36,8 @@ class RequestNote:
     #: effective gas price + any L1 fee, ``fees.receipt_cost``), failed ones included: the
     #: results record's ``gas_wei``. Kept here so that a restart does not lose it.
     spent: dict[str, int] = field(default_factory=dict)
+    #: The contract shows us taking part (found on a restart whose notes missed our bid).
+    joined: bool = False
 
     @property
     def gas_wei(self) -> int:
@@ -48,7 +50,7 @@ class RequestNote:
             return cls()
         return cls(data.get("requested_block"), data.get("terms"), list(data.get("bid_txs") or []),
                    data.get("bid_at"), [list(o) for o in data.get("offers") or []], data.get("skipped"),
-                   bool(data.get("done", False)), _spent(data.get("spent")))
+                   bool(data.get("done", False)), _spent(data.get("spent")), bool(data.get("joined", False)))
 
     def to_json(self) -> dict[str, Any]:
         return {key: value for key, value in vars(self).items()

@@ -37,3 +37,9 @@ def test_the_fee_check_prices_the_transactions_each_market_needs() -> None:
     assert [s.name for s in participation_plan(metered=True, bond=True)] == ["post bond", "bid", "report delivery",
                                                                              "withdraw"]
     assert [s.name for s in participation_plan(sealed=True)] == ["commit with bond", "reveal", "claim", "withdraw"]
+
+
+def test_a_request_found_joined_on_chain_is_remembered_as_joined() -> None:
+    notes = AgentNotes()
+    notes.note(2).joined = True
+    assert AgentNotes.from_json(json.loads(json.dumps(notes.to_json()))).note(2).joined
