@@ -10,6 +10,8 @@ Canonical form (docs/bids-format.md)::
   decimals (converted to whole watts). Exactly one of the two per bid.
 * ``price_wei_per_kwh``: the lowest price (wei per kWh) the household accepts, an integer
   (1 .. 2^256-1). It is rounded *up* to the request's price grid, never down.
+* ``price``: the same as a decimal in the market's currency per kWh (``"0.0045"``, or with
+  its unit ``"0.0045 ETH/kWh"``; ``units.parse_price``). Exactly one of the two per bid.
 * ``source`` (optional): a free string saying where the bids came from.
 * Fleet form: ``{"version": 1, "fleet": [{"household": 0, "bids": [...]}, ...]}``; fleet
   agent ``i`` uses entry ``i mod len(fleet)``.
@@ -29,9 +31,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .errors import BidsError
+from .errors import BidsError, ConfigError
 from .files import atomic_write_text
-from .market import MAX_BID_WATTS, MAX_BIDS_PER_CALL, snap_price_up
+from .market import MAX_BID_WATTS, MAX_BIDS_PER_CALL, payout, snap_price_up
+from .units import ETH, Currency, UnitError, format_kw, format_price, parse_price
 
 MAX_FILE_BYTES = 1 << 20
 MAX_WATTS = MAX_BID_WATTS  # the contract's limit per bid
@@ -39,7 +42,9 @@ MAX_PRICE = 2**256 - 1
 MAX_BIDS = 4096
 _TOP_KEYS = {"version", "source", "bids", "fleet"}
 _LEGACY_KEYS = {"energy", "price"}
-_BID_KEYS = {"watts", "kw", "price_wei_per_kwh"}
+_BID_KEYS = {"watts", "kw", "price_wei_per_kwh", "price"}
+#: The market's settlement currency (a ``price`` is a decimal of it per kWh).
+MARKET_CURRENCY = ETH
 _ENTRY_KEYS = {"household", "bids"}
 
 
@@ -133,17 +138,34 @@ def _bid_list(items: Any, where: str) -> tuple[Offer, ...]:
             raise BidsError(f"{at} must be an object like {{\"watts\": 1200, \"price_wei_per_kwh\": ...}}")
         unknown = set(bid) - _BID_KEYS
         if unknown:
-            raise BidsError(f"{at}: unknown field {sorted(unknown)[0]!r} (allowed: watts or kw, price_wei_per_kwh)")
+            raise BidsError(f"{at}: unknown field {sorted(unknown)[0]!r} "
+                            "(allowed: watts or kw, price or price_wei_per_kwh)")
         if ("watts" in bid) == ("kw" in bid):
             raise BidsError(f"{at}: give exactly one of 'watts' or 'kw'")
-        if "price_wei_per_kwh" not in bid:
-            raise BidsError(f"{at}: missing field 'price_wei_per_kwh'")
+        if "price" in bid and "price_wei_per_kwh" in bid:
+            raise BidsError(f"{at}: give exactly one of 'price' or 'price_wei_per_kwh', not both")
+        if "price" not in bid and "price_wei_per_kwh" not in bid:
+            raise BidsError(f"{at}: missing field 'price_wei_per_kwh' (or 'price', a decimal of "
+                            f"{MARKET_CURRENCY.symbol} per kWh such as \"0.0045\")")
         watts = (
             _integer(bid["watts"], at, "watts", MAX_WATTS) if "watts" in bid else _kw_to_watts(bid["kw"], at)
         )
-        price = _integer(bid["price_wei_per_kwh"], at, "price_wei_per_kwh", MAX_PRICE)
+        if "price" in bid:
+            price = _decimal_price(bid["price"], at)
+        else:
+            price = _integer(bid["price_wei_per_kwh"], at, "price_wei_per_kwh", MAX_PRICE)
         offers.append(Offer(watts, price))
     return tuple(offers)
+
+
+def _decimal_price(value: Any, at: str) -> int:
+    """A ``price`` field: a decimal in the market's currency per kWh, as base units per kWh."""
+    if isinstance(value, (list, dict)) or value is None:
+        raise BidsError(f"{at}.price must be a decimal such as \"0.0045\", got {type(value).__name__}")
+    try:
+        return parse_price(value, MARKET_CURRENCY, what=f"{at}.price")
+    except UnitError as exc:
+        raise BidsError(str(exc)) from None
 
 
 def _legacy(doc: dict[str, Any]) -> BidsDocument:
@@ -294,3 +316,40 @@ def from_pairs(pairs: Iterable[Sequence[int]], where: str = "gridsim") -> tuple[
             raise BidsError(f"{where}[{i}]: invalid bid ({watts} W at {price} wei/kWh)")
         offers.append(Offer(watts, price))
     return tuple(offers)
+
+
+#: ``BID_MARGIN`` when it is not set: an offer must pay at least 1.5 × what taking part costs.
+DEFAULT_BID_MARGIN = Decimal("1.5")
+
+
+def bid_margin(text: str | None) -> Decimal:
+    """``BID_MARGIN`` from the settings: 0 (bid regardless of fees) or a factor of at least 1."""
+    if text is None or not str(text).strip():
+        return DEFAULT_BID_MARGIN
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite() or (value != 0 and value < 1):
+        raise ConfigError(f"BID_MARGIN={text!r}: give 0 (bid regardless of fees) or a factor of at least 1 "
+                          "(1.5: an offer must pay 1.5 times what taking part costs)")
+    return value
+
+
+def cost_warnings(offers: Sequence[Offer], cost: int, duration_s: int, margin: float | Decimal = 1,
+                  currency: Currency = MARKET_CURRENCY) -> list[str]:
+    """One line per offer whose payout at its own ask, over an event of ``duration_s``, is less
+    than ``margin`` × ``cost`` (what taking part costs in fees, ``fees.participation_cost``):
+    the daemon would skip it (``BID_MARGIN``; 0 warns about nothing)."""
+    from .fees import worth_bidding
+
+    factor = Decimal(str(margin))
+    if factor <= 0:
+        return []
+    lines = []
+    for i, offer in enumerate(offers):
+        decision = worth_bidding(payout(offer.watts, duration_s, offer.price), cost, max(factor - 1, 0), currency)
+        if not decision.bid:
+            lines.append(f"bid {i + 1} ({format_kw(offer.watts)} at {format_price(offer.price, currency)}): "
+                         f"{decision.reason}")
+    return lines

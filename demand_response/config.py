@@ -76,6 +76,8 @@ KEYS = (
     "RECORDS_DIR",  # utility (wutility)
     "METER_DB", "BASELINE_METHOD",  # utility (wutility)
     "VTN_PORT", "VTN_ID",  # utility (wutility)
+    # consumer (wconsumer)
+    "BID_MARGIN", "DEVICES_FILE", "USD_PER_ETH", "EUR_PER_ETH",
 )
 
 

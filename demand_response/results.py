@@ -3,7 +3,14 @@
 Shape::
 
     {"version": 1, "results": [{"request_id": 1, "account": "0x...", "contract": "0x...",
-                                 "chain_id": 1337, "accepted_kw": 2.5, ...}, ...]}
+                                 "chain_id": 1337, "accepted_kw": 2.5, "paid_wei": ...,
+                                 "gas_wei": ..., "net_wei": ..., ...}, ...]}
+
+Money fields are integers in wei: ``paid_wei`` (what the request paid the household),
+``gas_wei`` (what its transactions for that request cost: gas used × effective gas price,
+plus any L1 data fee), ``penalty_wei`` (bond lost on a metered request) and ``net_wei`` =
+paid − penalty − gas. Records written before these fields existed are read with ``money``
+(gas unknown: None). ``consumer.records.result_record`` builds a record.
 
 Records are only ever appended; one (chain id, contract, request id, account) gets at
 most one record. Several processes may append to the same file: a lock file next to it
@@ -16,11 +23,50 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from .errors import ResultsError
 from .files import atomic_write_text
+
+
+def net_wei(paid_wei: int, gas_wei: int, penalty_wei: int = 0) -> int:
+    """What a request earned after costs: paid − penalty − gas (negative: it lost money)."""
+    return int(paid_wei) - int(penalty_wei) - int(gas_wei)
+
+
+@dataclass(frozen=True)
+class Money:
+    """A record's money in wei; ``gas`` and ``net`` are None for a record from before gas was kept."""
+
+    paid: int
+    gas: int | None
+    net: int | None
+
+
+def money(record: dict[str, Any]) -> Money:
+    """The money of one record (old ones: ``payout_wei`` for paid, gas unknown)."""
+    paid = int(record.get("paid_wei", record.get("payout_wei", 0)) or 0)
+    gas = record.get("gas_wei")
+    if gas is None:
+        return Money(paid, None, None)
+    net = record.get("net_wei")
+    return Money(paid, int(gas), int(net) if net is not None else net_wei(paid, gas, record.get("penalty_wei", 0) or 0))
+
+
+def totals(records: Iterable[dict[str, Any]]) -> Money:
+    """The money of several records summed (gas and net over the records that know their gas)."""
+    paid = gas = net = 0
+    known = False
+    for record in records:
+        m = money(record)
+        paid += m.paid
+        if m.gas is not None and m.net is not None:
+            known = True
+            gas += m.gas
+            net += m.net
+    return Money(paid, gas if known else None, net if known else None)
 
 
 def record_key(record: dict[str, Any]) -> tuple[int, str, int, str]:

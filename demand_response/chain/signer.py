@@ -484,5 +484,7 @@ class Signer:
             if decoded is not None:
                 return decoded
         if receipt is not None:
-            return TransactionFailed(f"transaction {receipt['transactionHash'].hex()} from {self.label} reverted")
+            failed = TransactionFailed(f"transaction {receipt['transactionHash'].hex()} from {self.label} reverted")
+            failed.receipt = dict(receipt)  # type: ignore[attr-defined]  # a mined revert costs gas too
+            return failed
         return TransactionFailed(f"transaction from {self.label} would revert: {exc}")

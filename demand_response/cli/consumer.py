@@ -1,15 +1,17 @@
-"""``dr consumer run|fleet``: the bidding daemon, one account or a fleet in one process."""
+"""``dr consumer run|fleet``: the bidding daemon, one account or a fleet in one process;
+``dr consumer results``: what each event paid, cost in gas and earned net."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from ._common import UserError, connection_options, rpc_name, serving_metrics, settings_from, stop_on_signals
+from ._common import (UserError, connection_options, env_options, rpc_name, serving_metrics, settings_from,
+                      stop_on_signals)
 
 
 def add_to(commands: argparse._SubParsersAction) -> None:
-    """Add ``dr consumer run`` and ``dr consumer fleet``."""
+    """Add ``dr consumer run``, ``dr consumer fleet`` and ``dr consumer results``."""
     p = commands.add_parser("consumer", help="the consumer bidding daemon")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     q = actions.add_parser("run", help="run one consumer until Ctrl-C")
@@ -26,6 +28,19 @@ def add_to(commands: argparse._SubParsersAction) -> None:
     q.add_argument("--first-account", type=int, default=1, help="dev chains: first unlocked account to use")
     q.add_argument("--account-prefix", help="keystores PREFIX-0 … PREFIX-(N-1), password CONSUMER_ACCOUNT_PASS")
     q.set_defaults(func=run)
+    q = actions.add_parser("check", help="validate the bids file and warn about bids too small to pay their fees")
+    connection_options(q, contract=False)
+    q.add_argument("--bids-file", help="bids file (default BIDS_FILE or database/bids.json)")
+    q.add_argument("--household", type=int, default=0, help="fleet-file entry to check")
+    q.add_argument("--event-minutes", type=int, default=60, help="event length to price the bids for (default 60)")
+    q.add_argument("--market", choices=("open", "sealed", "metered", "sealed-metered"), default="open",
+                   help="which transactions taking part needs (default open: bid, claim, withdraw)")
+    q.set_defaults(func=check)
+    q = actions.add_parser("results", help="per event: paid, gas spent and net earnings, with totals")
+    env_options(q)
+    q.add_argument("--results-file", help="results history (default RESULTS_FILE or database/results.json)")
+    q.add_argument("--account", help="only this account's events (0x address)")
+    q.set_defaults(func=results)
 
 
 def _daemon_options(p: argparse.ArgumentParser) -> None:
@@ -120,3 +135,85 @@ def _fleet_specs(session: Any, settings: Any, args: argparse.Namespace) -> list:
         signers = [Signer(session.w3, accounts[first + i], label=f"agent {i} ({accounts[first + i][:10]})",
                           receipt_timeout=settings.receipt_timeout, stuck_after=2.0) for i in range(n)]
     return [AgentSpec(s, _provider(settings, i, args.seed), s.label) for i, s in enumerate(signers)]
+
+
+def check(args: argparse.Namespace) -> int:
+    """Validate the bids file, then price taking part at the chain's current fees and list the
+    bids whose payout at their ask is below ``BID_MARGIN`` × that cost (the daemon skips them)."""
+    from ..bids import bid_margin, cost_warnings, load_bids
+    from ..consumer.core import FeeQuotes, participation_plan
+    from ..fees import format_gas_price, participation_cost
+    from ..session import connect_checked
+    from ..units import reference_rate
+
+    if args.event_minutes < 1:
+        raise UserError("--event-minutes must be at least 1")
+    settings = settings_from(args, bids_file=args.bids_file)
+    offers = load_bids(settings.bids_file).for_agent(args.household)
+    margin = bid_margin(settings.get("BID_MARGIN"))
+    print(f"{settings.bids_file}: {len(offers)} bid(s), valid")
+    w3, chain_id = connect_checked(settings)
+    quotes = FeeQuotes(w3, chain_id)
+    quote = quotes.quote()
+    cost = participation_cost(participation_plan("sealed" in args.market, "metered" in args.market), quote,
+                              native=quotes.native, settlement=quotes.native)
+    print(f"taking part in one {args.market} event costs {cost.describe(quotes.native, reference_rate(settings.values, quotes.native))} "
+          f"at {format_gas_price(quote.gas_price)}")
+    if margin == 0:
+        print("BID_MARGIN=0: every bid is sent whatever the fees")
+        return 0
+    lines = cost_warnings(offers, cost.cost, args.event_minutes * 60, margin, quotes.native)
+    for line in lines:
+        print(f"warning: {line}")
+    if not lines:
+        print(f"every bid pays at least {margin} × that over a {args.event_minutes}-minute event")
+    return 0
+
+
+def results(args: argparse.Namespace) -> int:
+    """Print one line per recorded event (paid, gas, net) and the totals; no chain needed."""
+    from ..results import ResultsFile
+
+    settings = settings_from(args, results_file=args.results_file)
+    records = ResultsFile(settings.results_file).records()
+    if args.account:
+        records = [r for r in records if str(r.get("account", "")).lower() == args.account.lower()]
+    for line in results_table(records, settings.values):
+        print(line)
+    return 0
+
+
+def results_table(records: list, values: Any) -> list[str]:
+    """The lines of ``dr consumer results``: a row per record, then the totals; amounts with
+    the ``USD_PER_ETH`` (or ``EUR_PER_ETH``) reference rate when one is set."""
+    from ..results import money, totals
+    from ..units import ETH, format_amount, format_kw, format_price, reference_rate
+
+    if not records:
+        return ["no results yet: the consumer daemon records each request it bid in once it is settled"]
+    rate = reference_rate(values, ETH)
+
+    def amount(wei: int | None) -> str:
+        return format_amount(wei, ETH, rate=rate)
+
+    rows = [("request", "who", "status", "accepted", "clearing price", "paid", "gas", "net")]
+    for r in records:
+        m = money(r)
+        accepted = r.get("accepted_watts")
+        rows.append((
+            str(r.get("request_id", "?")), str(r.get("label") or str(r.get("account", ""))[:10]),
+            str(r.get("status", "?")), format_kw(int(accepted)) if accepted is not None else "—",
+            format_price(r.get("clearing_price_wei_per_kwh") or None, ETH), amount(m.paid), amount(m.gas),
+            amount(m.net),
+        ))
+    t = totals(records)
+    rows.append(("total", f"{len(records)} event{'s' if len(records) != 1 else ''}", "", "", "",
+                 amount(t.paid), amount(t.gas), amount(t.net)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.rjust(w) if i >= 5 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+             for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(len(lines) - 1, "-" * len(lines[0]))
+    if t.gas is None or any(money(r).gas is None for r in records):
+        lines.append("— : gas unknown (recorded before gas was kept)")
+    return lines

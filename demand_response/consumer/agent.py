@@ -8,6 +8,7 @@ import logging
 import time
 from typing import Any, Sequence
 
+from .. import metrics
 from ..bids import Offer, prepare
 from ..contract import RequestInfo, Stage, Status, TermsInfo
 from ..errors import BidsError, TransactionFailed, is_connection_error
@@ -86,10 +87,14 @@ class ConsumerAgent(OpenBidding, SealedBidding, MeteredDelivery):
             "request %d heard: %.3f kW wanted, cap %s ETH/kWh, bidding closes in %d s",
             rid, info.target_watts / 1000, eth(info.max_price), info.bidding_deadline - now,
         )
+        metrics.request_heard(rid, self.address)
         terms = self.terms_of(rid)
         if terms.sealed or terms.metered:
             self.notes.note(rid).terms = SEALED if terms.sealed else METERED
             participant = self.dr.participant_of(rid, self.address)
+            if participant.stage != Stage.NONE:
+                # We take part even if a kill came before our notes were saved: ``tick`` drives it.
+                self.notes.note(rid).joined = True
             in_flight = self._commit_in_flight(rid, participant)
             if participant.stage != Stage.NONE and not in_flight:
                 self._say("already %s on request %d; not bidding again", participant.stage.name.lower(), rid)
@@ -116,10 +121,14 @@ class ConsumerAgent(OpenBidding, SealedBidding, MeteredDelivery):
         if not ready.submit:
             self._say("no bids at or below the cap for request %d; not bidding", rid)
             return
+        submit, unpaid = self._worth_bidding(rid, info.duration, terms, ready.submit)
+        if not submit:
+            self._say("no offer pays for taking part in request %d; not bidding", rid, level=logging.WARNING)
+            return
         if terms.sealed or terms.metered:
-            self._bid_with_terms(rid, terms, ready.submit)
+            self._bid_with_terms(rid, terms, submit)
         else:
-            self._bid_open(rid, ready.submit, len(ready.skipped))
+            self._bid_open(rid, submit, len(ready.skipped) + unpaid)
 
     def _bid_with_terms(self, rid: int, terms: TermsInfo, offers: Sequence[Offer]) -> None:
         """One submission per consumer: commit it (sealed) or place it (metered), bond included."""
@@ -146,7 +155,7 @@ class ConsumerAgent(OpenBidding, SealedBidding, MeteredDelivery):
         """Reveal sealed bids in their window; report, settle and record metered requests."""
         self._reveal_due()
         for rid, note in self.notes.items():
-            if note.terms and not note.done and note.bid_txs:
+            if note.terms and not note.done and (note.bid_txs or note.joined):
                 self.check_terms(rid)
 
     # -- outcomes ---------------------------------------------------------------------------

@@ -4,22 +4,65 @@ log lines, cached terms, withdrawing, settling and recording."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from typing import Any, Callable
+from decimal import Decimal
+from typing import Any, Callable, Sequence
 
 from ..chain import Signer
 from ..config import DEV_CHAIN_IDS
 from ..contract import DemandReduction, Status, TermsInfo
 from ..errors import TransactionFailed, is_connection_error
-from ..payments import settle_participant, withdraw_owed
+from .. import fees
+from ..bids import DEFAULT_BID_MARGIN, Offer
+from ..fees import FeeError, FeeQuote, receipt_cost
+from ..market import payout
+from ..networks import FeeModel, by_chain_id
+from ..payments import Withdrawal, settle_participant, tx_hex, withdraw_owed
 from ..results import ResultsFile
 from ..sealed import MeterReadings, SaltStore
-from ..units import eth
+from ..units import ETH, Currency, eth, format_amount, format_kw, format_price
 from .notes import AgentNotes
 from .records import result_record
 from .sources import BidsProvider
 
 log = logging.getLogger("demand_response.consumer")
+
+#: Seconds one fee quote serves every agent of a service (a fleet quotes once per request).
+FEE_QUOTE_TTL = 2.0
+
+
+class FeeQuotes:
+    """Today's fees for a chain, read at most once per ``ttl`` seconds and shared by a
+    service's agents. The fee model is the network profile's for a known chain id, else l1."""
+
+    def __init__(self, w3: Any, chain_id: int, ttl: float = FEE_QUOTE_TTL) -> None:
+        profile = by_chain_id(chain_id)
+        self.w3 = w3
+        self.model: FeeModel = profile.fee_model if profile is not None else FeeModel.L1
+        #: The currency gas is paid in, which is also the one the contract pays in.
+        self.native: Currency = profile.native if profile is not None else ETH
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._cached: tuple[float, FeeQuote] | None = None
+
+    def quote(self) -> FeeQuote:
+        """The current quote (``fees.quote_fees``), cached for ``ttl`` seconds."""
+        with self._lock:
+            if self._cached is None or time.monotonic() - self._cached[0] > self.ttl:
+                self._cached = (time.monotonic(), fees.quote_fees(self.w3, self.model))
+            return self._cached[1]
+
+
+def participation_plan(sealed: bool = False, metered: bool = False, bond: bool = False) -> tuple[fees.Step, ...]:
+    """The transactions one event needs from a household (``fees.PLANS``): open bids, sealed
+    bids (commit, reveal), metered delivery (a bond if asked, bid, report), or both."""
+    if sealed:
+        return (fees.COMMIT, fees.REVEAL, fees.REPORT if metered else fees.CLAIM, fees.WITHDRAW)
+    if metered:
+        steps = fees.PLANS["metered"]
+        return steps if bond else tuple(s for s in steps if s is not fees.POST_BOND)
+    return fees.PLANS["open"]
 
 
 class AgentCore:
@@ -38,8 +81,13 @@ class AgentCore:
         label: str | None = None,
         salts: SaltStore | None = None,
         meter: MeterReadings | None = None,
+        bid_margin: Decimal | float = DEFAULT_BID_MARGIN,
+        fee_quotes: FeeQuotes | None = None,
     ) -> None:
         self.dr = dr
+        #: An offer must pay at least this many times what taking part costs (0: no check).
+        self.bid_margin = Decimal(str(bid_margin))
+        self.fee_quotes = fee_quotes if fee_quotes is not None else FeeQuotes(dr.w3, chain_id)
         self.salts = salts
         self.meter = meter
         self._terms: dict[tuple[int, Status], TermsInfo] = {}
@@ -53,6 +101,9 @@ class AgentCore:
         self.auto_withdraw = auto_withdraw
         self.label = label or signer.label
         self.address = signer.address
+        #: The home's devices (``devices.Actuator``), set by the service when ``DEVICES_FILE``
+        #: is: told of every award and every cancelled request.
+        self.actuator: Any = None
         #: Called with the receipt of each of our bids (the service has the listener check
         #: that its block stays in the chain).
         self.watch_receipt: Callable[[Any], None] = lambda receipt: None
@@ -99,22 +150,81 @@ class AgentCore:
                        "forgetting it", rid, level=logging.WARNING)
         return True
 
+    # -- fees --------------------------------------------------------------------------------
+
+    def _worth_bidding(self, rid: int, duration_s: int, terms: TermsInfo,
+                       offers: Sequence[Offer]) -> tuple[list[Offer], int]:
+        """The offers whose payout at their own ask covers ``bid_margin`` × the cost of taking
+        part at today's fees, and how many were left out (each with one log line)."""
+        if self.bid_margin == 0 or not offers:
+            return list(offers), 0
+        try:
+            quote = self.fee_quotes.quote()
+        except FeeError as exc:
+            self._say("request %d: cannot read the fees (%s); bidding without the fee check", rid, exc,
+                      level=logging.WARNING)
+            return list(offers), 0
+        native = self.fee_quotes.native
+        plan = participation_plan(terms.sealed, terms.metered, bool(terms.bond_wei))
+        cost = fees.participation_cost(plan, quote, native=native, settlement=native)
+        margin = max(self.bid_margin - 1, Decimal(0))
+        keep: list[Offer] = []
+        for offer in offers:
+            decision = fees.worth_bidding(payout(offer.watts, duration_s, offer.price), cost.cost, margin, native)
+            if decision.bid:
+                keep.append(offer)
+            else:
+                self._say("request %d: skipping %s at %s: %s", rid, format_kw(offer.watts),
+                          format_price(offer.price, native), decision.reason, level=logging.WARNING)
+        if len(keep) < len(offers):
+            self._say("request %d: taking part costs %s at %s (BID_MARGIN %s)", rid, cost.describe(native),
+                      fees.format_gas_price(quote.gas_price), self.bid_margin)
+        return keep, len(offers) - len(keep)
+
     # -- money and records -----------------------------------------------------------------
+
+    def _sent(self, rid: int, send: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``send(*args, **kwargs)`` (a transaction of ours for request ``rid``), noting what
+        its receipt cost in the request's notes; a reverted one that was mined costs too."""
+        try:
+            receipt = send(*args, **kwargs)
+        except TransactionFailed as exc:
+            self._note_cost(rid, getattr(exc, "receipt", None))
+            raise
+        self._note_cost(rid, receipt)
+        return receipt
+
+    def _note_cost(self, rid: int, receipt: Any) -> None:
+        """Add a mined receipt's cost (``fees.receipt_cost``) to ``rid``'s notes, once per hash."""
+        if not receipt or receipt.get("gasUsed") is None:
+            return
+        try:
+            cost = receipt_cost(receipt).total
+        except FeeError as exc:
+            self._say_once(rid, "cost", "cannot tell what our transactions cost: %s", exc, level=logging.WARNING)
+            return
+        self.notes.note(rid).spent[tx_hex(receipt["transactionHash"])] = cost
 
     def _settle(self, rid: int) -> None:
         """Settle our participation in ``rid``; the utility may have done it first (no error)."""
-        if settle_participant(self.dr, self.signer, rid, self.address) is None:
+        if self._sent(rid, settle_participant, self.dr, self.signer, rid, self.address) is None:
             self._say("request %d: already settled by someone else meanwhile", rid)
 
-    def _withdraw_owed(self) -> tuple[str | None, int]:
+    def _withdraw_owed(self, rid: int) -> tuple[str | None, int]:
         """Withdraw what we are owed (when auto-withdraw is on and it is worth the gas):
-        (tx, wei), or (None, 0) when nothing was sent."""
+        (tx, wei), or (None, 0) when nothing was sent. Its cost counts for ``rid``, the
+        request whose outcome made us withdraw."""
         if not self.auto_withdraw:
             return None, 0
-        done = withdraw_owed(self.dr, self.signer)
+        done: Withdrawal | None = withdraw_owed(self.dr, self.signer)
         if done is None:
             return None, 0
         self._say("withdrew %s ETH (tx %s…)", eth(done.wei), done.tx[:12])
+        try:
+            self._note_cost(rid, self.dr.w3.eth.get_transaction_receipt(done.tx))
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise
         return done.tx, done.wei
 
     def _record(self, rid: int, status: str, **fields: Any) -> bool:
@@ -122,11 +232,17 @@ class AgentCore:
         False when one is there already."""
         note = self.notes.get(rid)
         fields.setdefault("bid_txs", note.bid_txs if note else [])
+        fields.setdefault("gas_wei", note.gas_wei if note else 0)
         if status != "cancelled":
             fields.setdefault("bid_at", note.bid_at if note else None)
-        return self.results.append(result_record(
-            chain_id=self.chain_id, contract=self.dr.address, request_id=rid, account=self.address,
-            label=self.label, status=status, **fields))
+        record = result_record(chain_id=self.chain_id, contract=self.dr.address, request_id=rid,
+                               account=self.address, label=self.label, status=status, **fields)
+        if not self.results.append(record):
+            return False
+        native = self.fee_quotes.native
+        self._say("request %d: paid %s, gas %s, net %s", rid, format_amount(record["paid_wei"], native),
+                  format_amount(record["gas_wei"], native), format_amount(record["net_wei"], native))
+        return True
 
     def _recorded(self, rid: int) -> bool:
         """True when the results file has our record of ``rid``."""
@@ -136,7 +252,37 @@ class AgentCore:
         """Act on a settled request (``ConsumerAgent`` does: claims, or delivery)."""
         raise NotImplementedError
 
+    # -- devices --------------------------------------------------------------------------------
+
+    def _award(self, rid: int, accepted_watts: int, start: int, end: int) -> None:
+        """We won ``accepted_watts`` between ``start`` and ``end``: have the devices plan to
+        shed it (once per request; the actuator keeps its plans across restarts)."""
+        if self.actuator is None or accepted_watts <= 0 or (rid, "award") in self._said:
+            return
+        self._said.add((rid, "award"))
+        from ..devices import Award  # the devices package only when a devices file is set
+
+        try:
+            plan = self.actuator.plan(Award(rid, accepted_watts, start, end))
+        except Exception as exc:  # a device problem must not stop the bidding
+            self._say("request %d: the devices could not plan the event: %s", rid, exc, level=logging.ERROR)
+            return
+        steps = ", ".join(f"{s.device} {format_kw(int(s.shed_w))}" for s in plan.steps) or "none"
+        self._say("request %d: devices will shed %s from %s to %s (%s accepted)", rid, steps,
+                  time.strftime("%H:%M:%S", time.localtime(start)), time.strftime("%H:%M:%S", time.localtime(end)),
+                  format_kw(accepted_watts))
+
+    def _cancel_devices(self, rid: int) -> None:
+        if self.actuator is None:
+            return
+        try:
+            if self.actuator.cancel(rid):
+                self._say("request %d was cancelled: devices restored", rid)
+        except Exception as exc:
+            self._say("request %d: the devices could not be restored: %s", rid, exc, level=logging.ERROR)
+
     def _record_cancelled(self, rid: int) -> None:
+        self._cancel_devices(rid)
         if self._recorded(rid):
             return
         self._record(rid, "cancelled")

@@ -20,9 +20,9 @@ class MeteredDelivery(AgentCore):
 
     def _bid_metered(self, rid: int, terms: TermsInfo, watts: Sequence[int], prices: Sequence[int]) -> None:
         if terms.bond_wei:
-            self.watch_receipt(self.dr.post_bond(self.signer, rid, terms.bond_wei))
+            self.watch_receipt(self._sent(rid, self.dr.post_bond, self.signer, rid, terms.bond_wei))
             self._say("posted bond %s ETH on request %d", eth(terms.bond_wei), rid)
-        receipt = self.dr.submit_bids(self.signer, rid, list(watts), list(prices))
+        receipt = self._sent(rid, self.dr.submit_bids, self.signer, rid, list(watts), list(prices))
         self.watch_receipt(receipt)
         note = self.notes.note(rid)
         note.bid_txs, note.bid_at = [tx_hex(receipt["transactionHash"])], int(time.time())
@@ -51,8 +51,8 @@ class MeteredDelivery(AgentCore):
             if me.bond and me.stage != Stage.SETTLED:
                 self._settle(rid)
                 self._say("request %d was cancelled; bond returned", rid)
+            self._withdraw_owed(rid)  # before the record: its cost is part of it
             self._record_cancelled(rid)
-            self._withdraw_owed()
             note.done = True
             return
         if info.status != Status.SETTLED:
@@ -77,6 +77,7 @@ class MeteredDelivery(AgentCore):
                 self._record_delivery(rid, info, terms, me)
                 note.done = True
             return
+        self._award(rid, me.accepted_watts, info.event_start, info.event_end)
         self._say_once(rid, "won", "request %d: %.3f kW accepted, %s ETH promised; paid on measured delivery after %s",
                        rid, me.accepted_watts / 1000, eth(me.promised_payout),
                        time.strftime("%H:%M:%S", time.localtime(info.event_end)))
@@ -103,7 +104,7 @@ class MeteredDelivery(AgentCore):
                 self._say_once(rid, "meter", "waiting for a meter reading of request %d in %s", rid,
                                self.meter.path if self.meter is not None else "(no meter file)")
                 return
-            self.watch_receipt(self.dr.report_delivery(self.signer, rid, reading))
+            self.watch_receipt(self._sent(rid, self.dr.report_delivery, self.signer, rid, reading))
             self._say("reported %.3f kW delivered on request %d (%.3f kW accepted)", reading / 1000, rid,
                       me.accepted_watts / 1000)
             return
@@ -120,7 +121,7 @@ class MeteredDelivery(AgentCore):
         else:  # never revealed (any bond forfeited at selection), or nothing to settle
             s = DeliverySettlement(me.accepted_watts, delivered, 0,
                                    terms.bond_wei if me.stage == Stage.COMMITTED else 0, 0, me.promised_payout)
-        withdraw_tx, withdrawn = self._withdraw_owed()
+        withdraw_tx, withdrawn = self._withdraw_owed(rid)
         mine = self.dr.bids_of(rid, self.address) if me.has_bids else []
         if self._record(rid, "won" if me.accepted_watts else "lost", info=info, bids=mine,
                         accepted_watts=me.accepted_watts, payout_wei=s.payout, claim_tx=None,

@@ -32,6 +32,17 @@ class RequestNote:
     skipped: int | None = None
     #: Nothing more to do for this request (recorded, or gone).
     done: bool = False
+    #: What each of our transactions for this request cost (0x-hex hash → wei: gas used ×
+    #: effective gas price + any L1 fee, ``fees.receipt_cost``), failed ones included: the
+    #: results record's ``gas_wei``. Kept here so that a restart does not lose it.
+    spent: dict[str, int] = field(default_factory=dict)
+    #: The contract shows us taking part (found on a restart whose notes missed our bid).
+    joined: bool = False
+
+    @property
+    def gas_wei(self) -> int:
+        """Wei our transactions for this request cost so far."""
+        return sum(self.spent.values())
 
     @classmethod
     def from_json(cls, data: Any) -> "RequestNote":
@@ -39,11 +50,18 @@ class RequestNote:
             return cls()
         return cls(data.get("requested_block"), data.get("terms"), list(data.get("bid_txs") or []),
                    data.get("bid_at"), [list(o) for o in data.get("offers") or []], data.get("skipped"),
-                   bool(data.get("done", False)))
+                   bool(data.get("done", False)), _spent(data.get("spent")), bool(data.get("joined", False)))
 
     def to_json(self) -> dict[str, Any]:
         return {key: value for key, value in vars(self).items()
-                if not (value is None or value is False or (isinstance(value, list) and not value))}
+                if not (value is None or value is False or (isinstance(value, (list, dict)) and not value))}
+
+
+def _spent(data: Any) -> dict[str, int]:
+    """``spent`` as read back: hash → wei, anything malformed left out."""
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): int(v) for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 0}
 
 
 class AgentNotes:

@@ -22,8 +22,8 @@ class OpenBidding(AgentCore):
         txs = []
         for group in chunks(offers):
             try:
-                receipt = self.dr.submit_bids(self.signer, rid, [o.watts for o in group], [o.price for o in group],
-                                              gas=bid_gas_limit(len(group)))
+                receipt = self._sent(rid, self.dr.submit_bids, self.signer, rid, [o.watts for o in group],
+                                     [o.price for o in group], gas=bid_gas_limit(len(group)))
             except TransactionFailed as exc:
                 self._say("bid on request %d refused: %s", rid, exc, level=logging.ERROR)
                 if exc.error == "NotEnrolled":
@@ -54,13 +54,14 @@ class OpenBidding(AgentCore):
             rid, eth(info.clearing_price), accepted / 1000, sum(b.watts for b in mine if not b.cancelled) / 1000,
             eth(payout),
         )
+        self._award(rid, accepted, info.event_start, info.event_end)
         claim_tx = None
         to_claim = [b.bid_id for b in mine if b.accepted_watts and not b.claimed]
         if to_claim:
-            receipt = self.dr.claim(self.signer, rid, to_claim)
+            receipt = self._sent(rid, self.dr.claim, self.signer, rid, to_claim)
             claim_tx = tx_hex(receipt["transactionHash"])
             self._say("claimed %d winning bid(s) on request %d (tx %s…)", len(to_claim), rid, claim_tx[:12])
-        withdraw_tx, withdrawn = self._withdraw_owed()
+        withdraw_tx, withdrawn = self._withdraw_owed(rid)
         settled_at = None
         if block_number is not None:
             settled_at = int(self.dr.w3.eth.get_block(block_number)["timestamp"])

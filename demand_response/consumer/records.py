@@ -6,7 +6,9 @@ import time
 from typing import Any, Sequence
 
 from ..contract import BidInfo, RequestInfo
+from ..results import net_wei
 from ..units import WEI_PER_ETH as ETH
+
 
 def result_record(
     *,
@@ -25,12 +27,19 @@ def result_record(
     claim_tx: str | None = None,
     withdraw_tx: str | None = None,
     withdrawn_wei: int = 0,
+    gas_wei: int = 0,
+    paid_wei: int | None = None,
+    penalty_wei: int = 0,
     **extra: Any,
 ) -> dict[str, Any]:
     """A record of what ``account`` got in ``request_id``: its identity (chain id, contract,
     request id, account), the outcome (``status``: won, lost or cancelled; accepted watts,
     payout), the request's figures when ``info`` is given, our bids, the transactions and,
-    in ``extra``, the figures of a metered request (promised, delivered, penalty...)."""
+    in ``extra``, the figures of a metered request (promised, delivered...).
+
+    Money, integers in wei: ``paid_wei`` (what the request paid us: the payout unless
+    given), ``gas_wei`` (what our transactions for it cost, ``fees.gas_spent``),
+    ``penalty_wei`` (bond lost) and ``net_wei`` = paid − penalty − gas (``results.net_wei``)."""
     record: dict[str, Any] = {
         "chain_id": chain_id, "contract": contract, "request_id": request_id, "account": account,
         "label": label, "status": status,
@@ -48,6 +57,9 @@ def result_record(
         "accepted_watts": accepted_watts, "accepted_kw": accepted_watts / 1000,
         "payout_wei": payout_wei, "payout_eth": payout_wei / ETH, "bid_txs": list(bid_txs),
     })
+    paid = payout_wei if paid_wei is None else paid_wei
+    record.update({"paid_wei": paid, "gas_wei": gas_wei, "penalty_wei": penalty_wei,
+                   "net_wei": net_wei(paid, gas_wei, penalty_wei)})
     if status != "cancelled":
         record.update({"claim_tx": claim_tx, "withdraw_tx": withdraw_tx, "withdrawn_wei": withdrawn_wei,
                        "bid_at": bid_at})

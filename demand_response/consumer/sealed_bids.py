@@ -48,7 +48,7 @@ class SealedBidding(AgentCore):
                                 commitment(self.chain_id, self.dr.address, rid, self.address, list(watts),
                                            list(prices), salt))
         self.salts.put(entry)  # the salt is on disk before the commitment leaves
-        receipt = self.dr.commit_bids(self.signer, rid, entry.commitment, bond=terms.bond_wei)
+        receipt = self._sent(rid, self.dr.commit_bids, self.signer, rid, entry.commitment, bond=terms.bond_wei)
         entry.stage, entry.commit_tx = COMMITTED, tx_hex(receipt["transactionHash"])
         self.salts.put(entry)
         self.watch_receipt(receipt)
@@ -98,7 +98,7 @@ class SealedBidding(AgentCore):
                            rid, " and the bond is forfeited" if terms.bond_wei else "", level=logging.ERROR)
             return
         try:
-            receipt = self.dr.reveal_bids(self.signer, rid, entry.watts, entry.prices, entry.salt)
+            receipt = self._sent(rid, self.dr.reveal_bids, self.signer, rid, entry.watts, entry.prices, entry.salt)
         except TransactionFailed as exc:
             self._say_once(rid, "reveal", "reveal on request %d refused: %s", rid, exc, level=logging.ERROR)
             return

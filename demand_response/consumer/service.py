@@ -9,19 +9,23 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..bids import DEFAULT_BID_MARGIN, bid_margin
 from ..chain import FEES_TTL, RpcBatcher, Signer
 from ..config import Settings, cursor_file, default_meter_file
 from ..config import salts_file as config_salts_file
 from ..contract import DemandReduction, TermsInfo
-from ..errors import is_connection_error
+from ..errors import ConfigError, is_connection_error
 from ..listener import Event, LogPoller, StateFile
 from ..locks import AccountLocks
 from ..results import ResultsFile
 from ..sealed import MeterReadings, SaltStore
+from ..units import format_kw
 from .agent import ConsumerAgent
+from .core import FeeQuotes
 from .notes import AgentNotes
 from .sources import BidsProvider
 
@@ -62,6 +66,8 @@ class ConsumerService:
         lock_dir: Path | None = None,
         daemon: str | None = None,
         salts_file: Path | None = None,
+        bid_margin: Decimal | float = DEFAULT_BID_MARGIN,
+        devices_file: Path | None = None,
     ) -> None:
         """Paths (``state_path``, ``salts_file``, ``meter_file``, ``lock_dir``) come from the
         settings (``from_settings``); a caller that passes only ``state_path`` gets the
@@ -82,14 +88,19 @@ class ConsumerService:
         self.salts = SaltStore(salts_file)
         self.meter = MeterReadings(meter_file)
         self._next_terms_check = 0.0
+        #: ``DEVICES_FILE``: the home's devices shed what the agents win (``run`` builds them).
+        self.devices_file = Path(devices_file) if devices_file else None
+        self.actuator: Any = None
         self.poll_interval = poll_interval
         self.rpc_name = rpc_name
+        # One fee quote at a time for every agent (a fleet reads the fees once per request).
+        quotes = FeeQuotes(dr.w3, chain_id)
         # One typed record per writer: the listener's cursor, and each agent's own notes.
         self.agents = [
             ConsumerAgent(dr, s.signer, s.bids, results,
                           self.state.section(("agents", s.signer.address), AgentNotes.from_json),
                           chain_id=chain_id, auto_withdraw=auto_withdraw, label=s.label,
-                          salts=self.salts, meter=self.meter)
+                          salts=self.salts, meter=self.meter, bid_margin=bid_margin, fee_quotes=quotes)
             for s in specs
         ]
         self.poller = LogPoller(
@@ -130,6 +141,7 @@ class ConsumerService:
             results=ResultsFile(settings.results_file), start_block=session.start_block(),
             poll_interval=settings.poll_interval, confirmations=settings.confirmations,
             reorg_depth=settings.reorg_depth, auto_withdraw=settings.auto_withdraw, rpc_name=rpc_name,
+            bid_margin=bid_margin(settings.get("BID_MARGIN")), devices_file=settings.get("DEVICES_FILE") or None,
         )
 
     def _prefetch(self, event: Event) -> None:
@@ -174,10 +186,16 @@ class ConsumerService:
             agent.on_removed(key, info)
 
     def _idle(self) -> None:
-        """Between polls: at most once a second, move sealed and metered requests on."""
+        """Between polls: at most once a second, move sealed and metered requests on and let
+        the devices shed at event starts and restore at ends."""
         if time.monotonic() < self._next_terms_check:
             return
         self._next_terms_check = time.monotonic() + TERMS_CHECK_INTERVAL
+        if self.actuator is not None:
+            try:
+                self.actuator.tick()
+            except Exception as exc:  # a device problem must not stop the bidding
+                log.error("devices: %s", exc)
         busy = [agent for agent in self.agents if agent.has_pending_terms()]
         for agent in busy:
             try:
@@ -206,9 +224,52 @@ class ConsumerService:
         """Listen and act until ``stop`` is set (holding every agent's account lock)."""
         self.locks.acquire()
         try:
+            self.start_devices()
             self._run(stop)
         finally:
+            self.stop_devices()
             self.locks.release()
+
+    def start_devices(self) -> None:
+        """Build the home's ``devices.Actuator`` from ``DEVICES_FILE`` (restoring what an event
+        that ended while we were down left shed) and connect its devices. A missing ``devices``
+        extra or a bad file is one ``ConfigError`` line; a device that cannot be reached now is
+        a warning (it is tried again when it is needed)."""
+        if self.devices_file is None or self.actuator is not None:
+            return
+        try:
+            from ..devices import Actuator, DeviceError, load_config
+        except ImportError as exc:
+            raise ConfigError(f"DEVICES_FILE is set, and the devices package cannot be imported ({exc}); "
+                              "install the 'devices' extra (pip install '.[devices]') or unset DEVICES_FILE") from None
+        actuator = Actuator(load_config(self.devices_file), on_opt_out=self._opted_out)
+        try:
+            actuator.start_all()
+        except DeviceError as exc:
+            if "extra" in str(exc):
+                actuator.close()
+                raise ConfigError(f"DEVICES_FILE={self.devices_file}: {exc}") from None
+            log.warning("devices: %s (tried again when an event needs it)", exc)
+        self.actuator = actuator
+        for agent in self.agents:
+            agent.actuator = actuator
+        log.info("devices: %d from %s (%s)", len(actuator.config.devices), self.devices_file,
+                 ", ".join(spec.name for spec in actuator.config.devices))
+
+    def stop_devices(self) -> None:
+        """Disconnect the devices (shed ones come back on their own timers)."""
+        if self.actuator is not None:
+            self.actuator.close()
+            self.actuator = None
+            for agent in self.agents:
+                agent.actuator = None
+
+    def _opted_out(self, opt_out: Any) -> None:
+        """The user overrode a shed device: what the event will be short of (an OpenADR
+        opt-out report once the VEN sends them)."""
+        log.warning("request %d: opt-out: %s was turned back on by the %s %s the event (%s less shed)",
+                    opt_out.request_id, opt_out.device, opt_out.source,
+                    "before" if opt_out.before_event else "during", format_kw(int(opt_out.shed_w)))
 
     def _run(self, stop: threading.Event) -> None:
         who = self.agents[0].label if len(self.agents) == 1 else f"{len(self.agents)} agents"

@@ -140,6 +140,12 @@ def test_full_cycle_three_consumers_and_utility_daemon(tmp_path: Path, node: dev
         assert record["clearing_price_wei_per_kwh"] == expected.clearing_price
         assert record["withdraw_tx"] and record["bid_txs"]
         assert dr.owed(record["account"]) == 0
+        # every transaction it sent for the request (bids, claim, withdrawal), as the node charged it
+        sent = [*record["bid_txs"], record["claim_tx"], record["withdraw_tx"]]
+        receipts = [w3.eth.get_transaction_receipt(tx) for tx in sent]
+        assert record["gas_wei"] == sum(r["gasUsed"] * r["effectiveGasPrice"] for r in receipts) > 0
+        assert record["paid_wei"] == record["payout_wei"]
+        assert record["net_wei"] == record["paid_wei"] - record["gas_wei"]
     assert [records[n]["accepted_kw"] for n in ("c1", "c2", "c3")] == [2.5, 3.0, 2.5]
     assert w3.eth.get_balance(dr.address) == info.reserved - sum(r["payout_wei"] for r in records.values()) - (
         info.reserved - info.paid_out)  # everything paid out; only nothing (or dust) left

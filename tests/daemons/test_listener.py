@@ -99,7 +99,7 @@ def test_consumer_bids_again_when_its_request_and_bid_are_reorganised_away(tmp_p
     service = ConsumerService(
         dr, anvil.chain_id, [AgentSpec(Signer(w3, me), file_bids(tmp_path / "bids.json"), "c")],
         state_path=tmp_path / "state.json", results=ResultsFile(tmp_path / "results.json"), start_block=start,
-        poll_interval=0.05,
+        poll_interval=0.05, bid_margin=0,  # a tiny bid (under its fees) on purpose
     )
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)

@@ -44,7 +44,8 @@ def test_fleet_bids_on_overlapping_requests(tmp_path: Path) -> None:
         results = tmp_path / "results.json"
         agents = Daemon(["consumer", "fleet", "-n", str(CONSUMERS), "--rpc-url", chain.url, "--contract", dr.address,
                          "--bids-file", "fleet.json", "--results-file", str(results), "--state-dir", "state",
-                         "--from-block", str(start), "--poll-interval", "0.2"], tmp_path, tmp_path / "fleet.log")
+                         "--from-block", str(start), "--poll-interval", "0.2"], tmp_path, tmp_path / "fleet.log",
+                        env=dr_env(BID_MARGIN="0"))  # tiny offers by design: no fee check
         utility = Daemon(["utility", "run", "--rpc-url", chain.url, "--contract", dr.address, "--state-dir", "ustate",
                           "--poll-interval", "0.25", "--deployments-file", str(tmp_path / "deployments.json")],
                          tmp_path, tmp_path / "utility.log", env=dr_env(START_BLOCK=str(start)))

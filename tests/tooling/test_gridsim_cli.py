@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from web3 import Web3
 
-from daemon_helpers import run_dr
+from daemon_helpers import dr_env, run_dr
 from demand_response.bids import load_bids
 from demand_response.chain import Signer
 from demand_response.config import load_settings
@@ -92,7 +92,8 @@ def test_consumer_daemon_bids_what_gridsim_offers_for_each_request(tmp_path: Pat
     dr: DemandReduction = deploy(settings, Signer(w3, w3.eth.accounts[0]), chain.chain_id)
     consumer = Daemon(["consumer", "run", "--rpc-url", chain.url, "--contract", dr.address, "--account-index", "30",
                        "--bids-source", "gridsim", "--household", "2", "--results-file", "results.json",
-                       "--state-dir", "state", "--label", "sim"], tmp_path, tmp_path / "sim.log")
+                       "--state-dir", "state", "--label", "sim"], tmp_path, tmp_path / "sim.log",
+                      env=dr_env(BID_MARGIN="0"))  # the low cap makes offers worth less than their fees
     try:
         consumer.wait_for("listening for requests")
         now = max(int(w3.eth.get_block("latest")["timestamp"]), int(time.time()))

@@ -75,7 +75,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                   "WEB_AUTH": "off"}  # loopback only; signing in through the page: test_sign_in_* below
         consumer_app = create_app({**common, "DR_ROLE": "consumer", "CONSUMER_PRIVATE_KEY": keys[1],
                                    "BIDS_FILE": str(tmp / "bids.json"), "RESULTS_FILE": str(tmp / "results.json"),
-                                   "STATE_DIR": str(tmp / "state"), "AUTO_WITHDRAW": "false"})
+                                   "STATE_DIR": str(tmp / "state"), "AUTO_WITHDRAW": "false",
+                                   "BID_MARGIN": "0"})  # the story's small bids would not pay their fees
         utility_app = create_app({**common, "DR_ROLE": "utility", "UTILITY_PRIVATE_KEY": keys[0],
                                   "STATE_DIR": str(tmp / "ustate")})
         servers = [Server(consumer_app), Server(utility_app)]

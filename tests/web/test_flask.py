@@ -523,7 +523,8 @@ def test_the_console_shows_a_cli_daemon_and_refuses_a_second(make_app: Any, node
 def test_full_cycle_bid_settle_withdraw(make_app: Any, node: devchain.DevChain) -> None:
     # START_BLOCK: the daemon starts at the head instead of replaying this module's history.
     head = int(str(node.rpc("eth_blockNumber")), 16)
-    app = make_app(consumer=4, csrf=False, AUTO_WITHDRAW="false", START_BLOCK=str(head + 1))
+    # BID_MARGIN=0: these small test bids (0.00008 ETH an hour) would not pay their fees
+    app = make_app(consumer=4, csrf=False, AUTO_WITHDRAW="false", START_BLOCK=str(head + 1), BID_MARGIN="0")
     client = app.test_client()
     assert client.post("/consumer/bids", data={"rows-0-kw": "2", "rows-0-price": "0.00004", "rows-1-kw": "2",
                                                "rows-1-price": "0.00006", "save": "1"}).status_code == 302
