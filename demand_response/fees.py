@@ -263,22 +263,27 @@ _ENVELOPE_BYTES = 48
 
 # Gas pinned in tests/contract/test_gas.py (PINNED) for today's contract. claim-and-pay batches
 # (issue 15) will change these: winners will be paid without sending anything.
-BID = Step("bid", 60_901, 4 + 3 * 32 + 2 * 64)  # submitBids, 1 bid (median)
-CLAIM = Step("claim", 85_690, 4 + 4 * 32)  # claim(requestId, [bidId])
-WITHDRAW = Step("withdraw", 32_784, 4)
-POST_BOND = Step("post bond", 73_282, 4 + 32)  # metered: postBond(requestId) with the bond
-METERED_BID = Step("bid", 83_381, 4 + 3 * 32 + 2 * 64)  # submitBids on a metered request
-REPORT = Step("report delivery", 34_680, 4 + 2 * 32)
-COMMIT = Step("commit with bond", 98_053, 4 + 2 * 32)  # commitBids(requestId, commitment), first
-REVEAL = Step("reveal", 95_767, 4 + 4 * 32 + 2 * 64)  # revealBids, 1 bid
+BID = Step("bid", 61_099, 4 + 3 * 32 + 2 * 64)  # submitBids, 1 bid (median)
+CLAIM = Step("claim", 85_708, 4 + 4 * 32)  # claim(requestId, [bidId])
+WITHDRAW = Step("withdraw", 32_800, 4)
+POST_BOND = Step("post bond", 73_304, 4 + 32)  # metered: postBond(requestId) with the bond
+METERED_BID = Step("bid", 83_600, 4 + 3 * 32 + 2 * 64)  # submitBids on a metered request
+REPORT = Step("report delivery", 34_911, 4 + 2 * 32)
+COMMIT = Step("commit with bond", 98_067, 4 + 2 * 32)  # commitBids(requestId, commitment), first
+REVEAL = Step("reveal", 96_021, 4 + 4 * 32 + 2 * 64)  # revealBids, 1 bid
 
 #: The transactions of one event, per kind of market: today's, and the issue's target.
 PLANS: dict[str, tuple[Step, ...]] = {
-    "open": (BID, CLAIM, WITHDRAW),  # today: 179,375 gas
+    "open": (BID, CLAIM, WITHDRAW),  # today: 179,607 gas
     "open-target": (BID,),  # one transaction per event once winners are paid in batches
-    "metered": (POST_BOND, METERED_BID, REPORT, WITHDRAW),  # today: 224,127 gas
+    "metered": (POST_BOND, METERED_BID, REPORT, WITHDRAW),  # today: 224,615 gas
     "sealed-metered-target": (COMMIT, REVEAL),  # commit with bond, reveal
 }
+
+
+def plan_gas(plan: str) -> int:
+    """The gas of one event's transactions in ``PLANS[plan]``."""
+    return sum(step.gas for step in PLANS[plan])
 
 
 @dataclass(frozen=True)

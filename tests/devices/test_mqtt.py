@@ -94,6 +94,8 @@ def test_a_broker_lost_mid_event_delays_the_restore_until_it_is_back(broker, clo
     actuator.tick()
     assert not plug.on
     broker.stop()
+    wait_for(lambda: not actuator.driver("water-heater").bus.connected.is_set(), timeout=10,
+             what="the client to notice the broker is gone")
     clock.advance(31)
     actuator.tick()  # the end: the broker is down
     step = actuator.plans[10].steps[0]

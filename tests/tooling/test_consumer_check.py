@@ -7,6 +7,7 @@ from pathlib import Path
 
 from daemon_helpers import dr_env, run_dr
 from demand_response import devchain
+from demand_response import fees
 
 
 def _bids(tmp_path: Path, bids: list[dict]) -> Path:
@@ -21,7 +22,7 @@ def test_check_warns_about_a_bid_too_small_to_pay_its_fees(tmp_path: Path, chain
                  env=dr_env(USD_PER_ETH="3000"))
     assert out.returncode == 0, out.stderr
     assert "bids.json: 2 bid(s), valid" in out.stdout
-    assert "taking part in one open event costs 3 transactions, 179,375 gas: " in out.stdout and "(≈ $" in out.stdout
+    assert f"taking part in one open event costs 3 transactions, {fees.plan_gas('open'):,} gas: " in out.stdout and "(≈ $" in out.stdout
     (warning,) = [line for line in out.stdout.splitlines() if line.startswith("warning:")]
     assert warning.startswith("warning: bid 2 (0.01 kW at 0.0001 ETH/kWh): skip: pays 0.000001 ETH at its ask")
 

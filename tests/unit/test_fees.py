@@ -36,7 +36,7 @@ def test_the_estimators_gas_figures_are_the_ones_pinned_in_the_gas_tests() -> No
     assert fees.REPORT.gas == pinned["metered_report"]
     assert fees.COMMIT.gas == pinned["sealed_commit_first"]
     assert fees.REVEAL.gas == pinned["sealed_reveal1"]
-    assert sum(s.gas for s in fees.PLANS["open"]) == 179_375
+    assert fees.plan_gas("open") == sum(s.gas for s in fees.PLANS["open"])
 
 
 def test_the_fjord_l1_fee_follows_the_spec_formula_by_hand() -> None:
@@ -76,10 +76,12 @@ def test_a_receipt_without_an_effective_price_is_refused_with_one_line() -> None
 
 def test_participation_at_one_gwei_costs_what_the_issue_measured() -> None:
     cost = fees.participation_cost("open", FeeQuote(FeeModel.L1, GWEI), settlement=USDC, settlement_per_native=3000)
-    assert cost.gas == 179_375
-    assert cost.native_cost == 179_375 * GWEI
-    assert cost.cost == 538_125  # 0.538125 USDC: "about $0.54 per event"
-    assert cost.describe(ETH) == "3 transactions, 179,375 gas: 0.000179 ETH = 0.538125 USDC"
+    gas = fees.plan_gas("open")  # today's pins: bid + claim + withdraw
+    assert gas == 179_607
+    assert cost.gas == gas
+    assert cost.native_cost == gas * GWEI
+    assert cost.cost == gas * 3  # 0.538821 USDC at 3,000 USDC/ETH: "about $0.54 per event"
+    assert cost.describe(ETH) == "3 transactions, 179,607 gas: 0.00018 ETH = 0.538821 USDC"
 
 
 def test_the_one_transaction_target_costs_a_third_of_today() -> None:
@@ -87,9 +89,9 @@ def test_the_one_transaction_target_costs_a_third_of_today() -> None:
     today = fees.participation_cost("open", quote)
     target = fees.participation_cost("open-target", quote)
     assert target.native_cost * 2.9 < today.native_cost
-    assert target.describe() == "1 transaction, 60,901 gas: 0.000061 ETH"
+    assert target.describe() == f"1 transaction, {fees.BID.gas:,} gas: 0.000061 ETH"
     custom = fees.participation_cost((fees.BID, fees.WITHDRAW), quote)
-    assert (custom.plan, custom.transactions, custom.gas) == ("bid+withdraw", 2, 93_685)
+    assert (custom.plan, custom.transactions, custom.gas) == ("bid+withdraw", 2, fees.BID.gas + fees.WITHDRAW.gas)
 
 
 def test_a_cost_in_another_currency_needs_a_rate_and_is_rounded_up() -> None:

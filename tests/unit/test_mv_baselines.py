@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from demand_response import market
@@ -184,7 +184,7 @@ def test_a_portfolio_is_settled_on_its_summed_energies():
     assert sum_results([a, b]) == (4400, 3800, 300)  # (4400 - 3800) Wh over 2 h
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.lists(st.integers(0, 4000), min_size=25 * 24, max_size=25 * 24), st.integers(0, 4000), st.randoms())
 def test_any_history_gives_an_order_free_bounded_exact_baseline(values, event_wh, rnd):
     rows = [(D - 25 * 86400 + i * H, H, v) for i, v in enumerate(values)]

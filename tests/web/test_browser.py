@@ -38,6 +38,7 @@ from demand_response.chain import Signer, connect  # noqa: E402
 from demand_response.contract import DemandReduction  # noqa: E402
 from flaskapp import create_app  # noqa: E402
 from flaskapp.daemon import stop_all  # noqa: E402
+from demand_response import fees  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = Path(os.environ.get("DR_SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="dr-screenshots-"))
@@ -300,7 +301,7 @@ def test_money_gas_and_measured_delivery_in_a_browser(stack: dict[str, Any], bro
     page.fill("#rows-0-kw", "0.13")
     page.fill("#rows-0-price", "0.00004")
     page.click("#save-bids")
-    expect(page.locator("[data-testid=participation-cost]")).to_contain_text("4 transactions, 224,127 gas")  # bond, bid, report, withdraw
+    expect(page.locator("[data-testid=participation-cost]")).to_contain_text(f"4 transactions, {fees.plan_gas('metered'):,} gas")  # bond, bid, report, withdraw
     expect(page.locator("[data-testid=not-worth-0]")).to_contain_text("at its ask, but taking part costs")
     shot(page, "bids-warning")
 
