@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -61,12 +61,26 @@ CAP = 128 * 10**12  # 0.000128 ETH per kWh cap; tick = 1e12 wei/kWh
 
 
 @pytest.fixture(scope="session")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devchain.DevChain]:
-    """A ganache on a free port for the whole session."""
-    log = tmp_path_factory.mktemp("chain") / "ganache.log"
-    node = devchain.start("ganache", accounts=ACCOUNTS, balance_eth=1_000_000, log_path=log)
-    yield node
-    node.stop()
+def start_chain(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., devchain.DevChain]:
+    """The one way a test gets a chain of its own: ``start_chain(request, "anvil", accounts=5)``.
+
+    The node logs into the session's temp folder and stops when the requesting fixture's scope
+    ends (``request`` is that fixture's own ``request``), so a module fixture is two lines.
+    """
+
+    def start(request: pytest.FixtureRequest, kind: str = "anvil", **options: Any) -> devchain.DevChain:
+        options.setdefault("log_path", tmp_path_factory.mktemp(kind) / f"{kind}.log")
+        node = devchain.start(kind, **options)
+        request.addfinalizer(node.stop)
+        return node
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def chain(request: pytest.FixtureRequest, start_chain) -> devchain.DevChain:
+    """A ganache on a free port for the whole session (contract tests snapshot-isolate on it)."""
+    return start_chain(request, "ganache", accounts=ACCOUNTS, balance_eth=1_000_000)
 
 
 @pytest.fixture(scope="session")

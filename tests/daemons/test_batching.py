@@ -8,7 +8,6 @@ import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import pytest
 from eth_account import Account
@@ -25,10 +24,8 @@ N = 12
 
 
 @pytest.fixture(scope="module")
-def anvil(tmp_path_factory) -> Iterator[devchain.DevChain]:
-    node = devchain.start("anvil", accounts=N + 1, log_path=tmp_path_factory.mktemp("anvil") / "anvil.log")
-    yield node
-    node.stop()
+def anvil(request: pytest.FixtureRequest, start_chain) -> devchain.DevChain:
+    return start_chain(request, "anvil", accounts=N + 1)
 
 
 def _all_at_once(fns: list) -> list:

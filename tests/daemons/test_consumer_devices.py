@@ -26,10 +26,8 @@ CAP = 128 * 10**14
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devchain.DevChain]:
-    chain = devchain.start("anvil", accounts=4, log_path=tmp_path_factory.mktemp("node") / "anvil.log")
-    yield chain
-    chain.stop()
+def node(request: pytest.FixtureRequest, start_chain) -> devchain.DevChain:
+    return start_chain(request, "anvil", accounts=4)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from web3 import Web3
@@ -24,10 +23,8 @@ CAP = 128 * 10**14  # 0.0128 ETH/kWh, tick 0.0001 ETH/kWh
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devchain.DevChain]:
-    chain = devchain.start("anvil", accounts=6, log_path=tmp_path_factory.mktemp("node") / "anvil.log")
-    yield chain
-    chain.stop()
+def node(request: pytest.FixtureRequest, start_chain) -> devchain.DevChain:
+    return start_chain(request, "anvil", accounts=6)
 
 
 @pytest.fixture(scope="module")

@@ -172,12 +172,8 @@ def test_node_killed_and_restarted_while_waiting_submitting_and_settling(tmp_pat
 
 
 @pytest.fixture(scope="module")
-def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    from demand_response import devchain
-
-    chain = devchain.start("anvil", accounts=12, log_path=tmp_path_factory.mktemp("faults-node") / "anvil.log")
-    yield chain
-    chain.stop()
+def anvil(request: pytest.FixtureRequest, start_chain):
+    return start_chain(request, "anvil", accounts=12)
 
 
 def _fresh(anvil) -> tuple[Web3, DemandReduction, int]:

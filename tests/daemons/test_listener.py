@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from web3 import Web3
@@ -25,10 +24,8 @@ CAP = 128 * 10**12
 
 
 @pytest.fixture(scope="module")
-def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devchain.DevChain]:
-    chain = devchain.start("anvil", accounts=5, log_path=tmp_path_factory.mktemp("anvil") / "anvil.log")
-    yield chain
-    chain.stop()
+def anvil(request: pytest.FixtureRequest, start_chain) -> devchain.DevChain:
+    return start_chain(request, "anvil", accounts=5)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from web3 import Web3
@@ -32,10 +31,8 @@ BOND = 10**15
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devchain.DevChain]:
-    chain = devchain.start("anvil", accounts=8, log_path=tmp_path_factory.mktemp("node") / "anvil.log")
-    yield chain
-    chain.stop()
+def node(request: pytest.FixtureRequest, start_chain) -> devchain.DevChain:
+    return start_chain(request, "anvil", accounts=8)
 
 
 def _consumer(tmp: Path, url: str, contract: str, index: int, start: int, name: str) -> Daemon:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Iterator
 
 import pytest
 from web3 import Web3
@@ -14,11 +13,9 @@ from demand_response.contract import DemandReduction
 
 
 @pytest.fixture(scope="module")
-def anvil() -> Iterator[devchain.DevChain]:
+def anvil(request: pytest.FixtureRequest, start_chain) -> devchain.DevChain:
     """An anvil on a free port for the module."""
-    node = devchain.start("anvil", accounts=6, balance_eth=1_000)
-    yield node
-    node.stop()
+    return start_chain(request, "anvil", accounts=6, balance_eth=1_000)
 
 
 @pytest.fixture(scope="module")
