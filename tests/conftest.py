@@ -46,13 +46,25 @@ if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
     hypothesis_settings.load_profile("ci")
 
 
+#: Files whose tests take over ~20 s each on 2 cores (measured in a full run); files can also
+#: mark themselves with ``pytestmark = pytest.mark.slow``.
+SLOW_FILES = frozenset({
+    "test_compiler.py", "test_iot.py", "test_scripts.py", "test_gridsim_cli.py",  # tooling
+    "test_market_property.py", "test_stateful.py", "test_stateful_terms.py", "test_security_limits.py",
+    "test_faults.py", "test_load.py", "test_browser.py", "test_secrets.py",
+})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test with its tier: the folder under tests/ it lives in (markers in pyproject.toml)."""
+    """Mark every test with its tier (the folder under tests/ it lives in; markers in
+    pyproject.toml), and the tests of ``SLOW_FILES`` as ``slow``."""
     root = Path(__file__).parent
     for item in items:
         parts = item.path.relative_to(root).parts
         if len(parts) > 1:
             item.add_marker(getattr(pytest.mark, parts[0]))
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
 
 
 #: Accounts on the session chain: 0 is the utility, the rest are consumers.
