@@ -61,7 +61,7 @@ def add_to(commands: argparse._SubParsersAction) -> None:
     _db_option(q)
     q.add_argument("--tolerance-kw", type=decimal_arg, default=Decimal(0),
                    help="a difference up to this much still agrees (default 0)")
-    q.add_argument("--tolerance-pct", type=int, default=0, help="or up to this % of the published figure (default 0)")
+    q.add_argument("--tolerance-pct", type=int, default=0, help="or up to this %% of the published figure (default 0)")
     _common(q)
     q.set_defaults(func=check)
 

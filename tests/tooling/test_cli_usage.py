@@ -55,6 +55,17 @@ def test_every_option_of_every_command_has_help() -> None:
     assert missing == []
 
 
+def test_every_commands_help_renders() -> None:
+    # argparse formats help lazily: a bare "%" in a help text only fails when someone asks for --help.
+    broken = []
+    for path, parser in _parsers(cli.build_parser()):
+        try:
+            parser.format_help()
+        except (ValueError, TypeError, KeyError) as exc:
+            broken.append(f"dr {' '.join(path)}: {exc}")
+    assert broken == []
+
+
 def test_every_command_group_lives_in_its_own_module() -> None:
     groups = {path[0]: parser for path, parser in _parsers(cli.build_parser()) if len(path) == 1}
     assert set(groups) == set(cli.GROUPS)
