@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 from .errors import ConfigError, WrongChain
 from .files import atomic_write_text
+from .networks import DEV_CHAIN_IDS, LOCAL_RPC_URL, NETWORKS, Network  # noqa: F401  (re-exported)
 
 DEFAULT_ENV_FILE = ".env"
 DEFAULT_DEPLOYMENTS_FILE = "deployments.json"
@@ -35,32 +36,8 @@ DEFAULT_RESULTS_FILE = "database/results.json"
 DEFAULT_METER_FILE = "database/meter.json"
 DEFAULT_STATE_DIR = "database"
 DEFAULT_NETWORK = "dev"
-LOCAL_RPC_URL = "http://127.0.0.1:8545"
-#: Chain ids of local development chains (ganache, anvil/hardhat): unlocked accounts allowed.
-DEV_CHAIN_IDS = frozenset({1337, 31337})
-
-
-@dataclass(frozen=True)
-class Network:
-    """A named network: a default RPC URL and the chain id it should have (if known)."""
-
-    name: str
-    url: str
-    chain_id: int | None = None
-    description: str = ""
-
-
-NETWORKS: dict[str, Network] = {
-    "dev": Network("dev", LOCAL_RPC_URL, None, "local development chain (dr node / make demo)"),
-    "ganache": Network("ganache", LOCAL_RPC_URL, 1337, "ganache on localhost:8545"),
-    "anvil": Network("anvil", LOCAL_RPC_URL, 31337, "anvil on localhost:8545"),
-    "sepolia": Network(
-        "sepolia", "https://sepolia.infura.io/v3/{WEB3_INFURA_PROJECT_ID}", 11155111, "Sepolia via Infura"
-    ),
-    "mainnet": Network(
-        "mainnet", "https://mainnet.infura.io/v3/{WEB3_INFURA_PROJECT_ID}", 1, "Ethereum mainnet via Infura"
-    ),
-}
+# The named networks (local, Ethereum, Energy Web, Base, OP, Arbitrum, their testnets) live in
+# ``networks``: their URLs, chain ids, PoA flags and fee models.
 
 #: Every key read from .env / the environment (documented in .env.template).
 KEYS = (
