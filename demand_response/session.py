@@ -10,7 +10,7 @@ from typing import Any
 from web3 import Web3
 
 from .chain import connect
-from .config import Settings, check_chain_id, read_deployments
+from .config import NETWORKS, Settings, check_chain_id, read_deployments
 from .contract import DemandReduction
 from .errors import ContractNotFound, WrongChain
 
@@ -41,7 +41,8 @@ class Session:
 
 def connect_checked(settings: Settings) -> tuple[Web3, int]:
     """Connect to ``settings.rpc_url`` and check its chain id against the network's."""
-    w3 = connect(settings.rpc_url)
+    profile = NETWORKS.get(settings.network)
+    w3 = connect(settings.rpc_url, poa=bool(profile and profile.poa))
     chain_id = int(w3.eth.chain_id)
     check_chain_id(settings, chain_id)
     return w3, chain_id

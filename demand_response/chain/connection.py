@@ -14,6 +14,7 @@ from web3 import Web3
 
 from .. import metrics
 from ..errors import ConnectionProblem
+from ..networks import needs_poa_middleware
 
 log = logging.getLogger("demand_response.chain")
 
@@ -21,8 +22,10 @@ log = logging.getLogger("demand_response.chain")
 LOCAL_TIMEOUT = 10.0
 
 
-def connect(url: str, timeout: float = 30.0) -> Web3:
-    """A connected Web3 for ``url`` (http(s)://, ws(s):// or an IPC path)."""
+def connect(url: str, timeout: float = 30.0, poa: bool = False) -> Web3:
+    """A connected Web3 for ``url`` (http(s)://, ws(s):// or an IPC path); ``poa``: the named
+    network is proof-of-authority (``networks``), so web3's extraData middleware goes in even
+    if the latest block does not show it."""
     if url.startswith(("http://", "https://")):
         # A node on this machine answers in milliseconds. Under concurrent load ganache 7
         # was seen to leave a request unanswered until the client gave up; a short timeout
@@ -51,7 +54,7 @@ def connect(url: str, timeout: float = 30.0) -> Web3:
             f"cannot reach the RPC endpoint {redact_url(url)} ({type(exc).__name__}); "
             "check RPC_URL / --network and that the node is running"
         ) from exc
-    if _is_poa(w3):
+    if poa or _is_poa(w3):
         from web3.middleware import ExtraDataToPOAMiddleware
 
         w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
@@ -108,5 +111,4 @@ def _is_poa(w3: Web3) -> bool:
     except Exception:
         return False
     block = reply.get("result") if isinstance(reply, dict) else None
-    extra = str(block.get("extraData", "0x")) if isinstance(block, dict) else "0x"
-    return len(extra.removeprefix("0x")) // 2 > 32
+    return needs_poa_middleware(None, block.get("extraData") if isinstance(block, dict) else None)
