@@ -636,6 +636,13 @@ class DemandReduction:
         call = self.functions.claim(request_id, list(bid_ids))
         return self._send(signer, call, gas=self._with_margin(signer, call))
 
+    def payments_sent_to(self, request_id: int, bidder: str, from_block: int = 0) -> list[tuple[str, int]]:
+        """``(tx hash, wei)`` of every payout ``claimAndPay`` sent ``bidder`` in ``request_id``
+        (one topic-filtered ``eth_getLogs``)."""
+        filters = {"requestId": request_id, "bidder": Web3.to_checksum_address(bidder)}
+        logs = self.contract.events.PaymentSent().get_logs(argument_filters=filters, from_block=from_block)
+        return [(Web3.to_hex(e["transactionHash"]), int(e["args"]["amount"])) for e in logs]
+
     def unpaid_winning_bids(self, request_id: int) -> list[int]:
         """Ids of the settled request's winning bids nobody has claimed yet."""
         return [b.bid_id for b in self.all_bids(request_id) if b.payout and not b.claimed]
