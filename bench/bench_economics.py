@@ -139,7 +139,7 @@ def _economics(offered_w: list[int], payout_usd: list[float], plan_cost: Callabl
     winners = [i for i, p in enumerate(payout_usd) if p > 0]
     big = [i for i in winners if offered_w[i] >= 1000]
     for profile in PROFILES:
-        for plan in ("open", "open-target"):
+        for plan in ("open-self-claim", "open"):
             cost = {i: plan_cost(profile, plan, payout_usd[i] > 0) for i in range(len(payout_usd))}
             share = {i: cost[i] / payout_usd[i] for i in winners}
             net = sum(payout_usd) - sum(cost[i] for i in range(len(payout_usd)) if offered_w[i] > 0)
@@ -235,10 +235,10 @@ def _on_chain(curves: list[list[tuple[int, int]]], log: Callable[[str], None]) -
     matches = paid == cleared["payout_wei"]
     costs = {}
     for profile in PROFILES:
-        for plan in ("open", "open-target"):
+        for plan in ("open-self-claim", "open"):
             shares, totals = [], []
             for hh in households:
-                txs = [t for t in hh["txs"] if plan == "open" or t[2] == "bid"]
+                txs = [t for t in hh["txs"] if plan == "open-self-claim" or t[2] == "bid"]
                 usd = _usd(sum(profile.quote.tx_cost(g, s) for g, s, _ in txs), profile)
                 totals.append(usd)
                 if hh["payout_wei"]:
@@ -314,9 +314,9 @@ def plot(data: dict, img_dir: Path) -> str:
 
     rows = data["rows"]
     labels = [p["label"].replace(", L1 estimate", "\nL1 est.").replace("Ethereum L1, ", "L1 ") for p in data["profiles"]]
-    today = [next(r["median_share"] for r in rows if r["profile"] == p["key"] and r["plan"] == "open") * 100
+    today = [next(r["median_share"] for r in rows if r["profile"] == p["key"] and r["plan"] == "open-self-claim") * 100
              for p in data["profiles"]]
-    target = [next(r["median_share"] for r in rows if r["profile"] == p["key"] and r["plan"] == "open-target") * 100
+    target = [next(r["median_share"] for r in rows if r["profile"] == p["key"] and r["plan"] == "open") * 100
               for p in data["profiles"]]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.6))
     x = range(len(labels))
@@ -332,8 +332,8 @@ def plot(data: dict, img_dir: Path) -> str:
     kw = data["scatter"]["offered_kw"]
     pay = data["scatter"]["payout_usd"]
     by_key = {p["key"]: p for p in data["profiles"]}
-    for key, plan, color in (("l1-1", "open", "tab:red"), ("l1-1", "open-target", "tab:orange"),
-                             ("base", "open-target", "tab:blue"), ("ewc", "open-target", "tab:green")):
+    for key, plan, color in (("l1-1", "open-self-claim", "tab:red"), ("l1-1", "open", "tab:orange"),
+                             ("base", "open", "tab:blue"), ("ewc", "open", "tab:green")):
         row = next(r for r in rows if r["profile"] == key and r["plan"] == plan)
         cost = row["winner_cost_usd"]
         a2.scatter(kw, [cost / p * 100 for p in pay], s=5, color=color, alpha=0.5,
@@ -399,7 +399,7 @@ def section(data: dict, number: str = "7") -> list[str]:
               "| profile | median cost today, USD | median cost/payout today | median cost, bid only, USD | "
               "median cost/payout, bid only |", "|---|---:|---:|---:|---:|"]
         for p in data["profiles"]:
-            t, o = m["costs"][f"{p['key']}/open"], m["costs"][f"{p['key']}/open-target"]
+            t, o = m["costs"][f"{p['key']}/open-self-claim"], m["costs"][f"{p['key']}/open"]
             L.append(f"| {p['label']} | {t['median_cost_usd']:.6f} | {_pct_text(t['median_share_winners'])} | "
                      f"{o['median_cost_usd']:.6f} | {_pct_text(o['median_share_winners'])} |")
     L += ["", "![economics](img/perf-economics.png)", ""]
@@ -410,7 +410,7 @@ def summary_rows(data: dict) -> list[str]:
     """Rows for the summary table of docs/performance.md."""
     out = []
     for r in data["rows"]:
-        if r.get("target_met") is None or r["plan"] != "open-target" and r["profile"] != "l1-1":
+        if r.get("target_met") is None or r["plan"] != "open" and r["profile"] != "l1-1":
             continue
         which = "median winner ≥ 1 kW" if r["profile"] == "l1-1" else "median winner"
         share = r["median_share_1kw"] if r["profile"] == "l1-1" else r["median_share"]

@@ -424,6 +424,25 @@ contract DemandReduction is IBidReader, SealedBids, MeteredDelivery {
     /// @param requestId A settled request.
     /// @param bidIds Bids to claim; losing bids are marked claimed with a zero payout.
     function claim(uint256 requestId, uint256[] calldata bidIds) external {
+        _claim(requestId, bidIds, false);
+    }
+
+    /// @notice Claim settled winning bids and send each payout to its bidder at once, so a
+    ///         winner is paid without sending a transaction. Anyone may call it (the utility
+    ///         daemon does, right after selection). A bid already claimed, or one that won
+    ///         nothing, is skipped, so a front-running `claim` cannot void a batch. Each
+    ///         payment is a call with at most `PAY_GAS` gas, made after the bid is marked
+    ///         and counted; one that fails is credited to `owed` instead (`PaymentDeferred`),
+    ///         so a reverting or gas-hungry recipient blocks nobody.
+    /// @param requestId A settled request that is not paid on delivery.
+    /// @param bidIds Bids to pay; unknown ids revert with `UnknownBid`.
+    function claimAndPay(uint256 requestId, uint256[] calldata bidIds) external nonReentrant {
+        _claim(requestId, bidIds, true);
+    }
+
+    /// @dev `claim` (`pay` false: credit, revert on a claimed bid) and `claimAndPay` (`pay`
+    ///      true: skip claimed and losing bids, count each winner, then send its payout).
+    function _claim(uint256 requestId, uint256[] calldata bidIds, bool pay) private {
         Request storage r = _requests[requestId];
         if (r.status != Status.Settled) revert NotSettled(requestId);
         if (r.flags & METERED != 0) revert PaidOnDelivery(requestId);
@@ -434,14 +453,23 @@ contract DemandReduction is IBidReader, SealedBids, MeteredDelivery {
         for (uint256 i; i < bidIds.length; ++i) {
             uint256 bidId = bidIds[i];
             (address bidder, uint256 bid, uint256 key, uint256 shift) = bids.load(submissions, bidId);
-            if (bid.isClaimed()) revert AlreadyClaimed(bidId);
-            bids.setFlag(key, shift, PackedBids.CLAIMED);
             (uint256 w, uint256 amount) = _outcome(r, bid);
+            if (bid.isClaimed()) {
+                if (pay) continue;
+                revert AlreadyClaimed(bidId);
+            }
+            if (pay && w == 0) continue;
+            bids.setFlag(key, shift, PackedBids.CLAIMED);
             if (w == 0) continue;
-            _credit(bidder, amount);
-            claimedWatts += w;
-            paid += amount;
             emit PayoutCredited(requestId, bidder, bidId, w, amount);
+            if (pay) {
+                _disburse(requestId, r, w, amount);
+                _pay(requestId, bidder, amount);
+            } else {
+                _credit(bidder, amount);
+                claimedWatts += w;
+                paid += amount;
+            }
         }
         _disburse(requestId, r, claimedWatts, paid);
     }

@@ -29,6 +29,11 @@ TX_GAS_CAP = 2**24
 
 MAX_UINT = 2**256 - 1
 
+#: Bids paid per ``claimAndPay`` transaction. The worst bid costs about 63,000 gas (a cold
+#: recipient's first ether, 25,000, plus a recipient burning all of ``PAY_GAS`` and the
+#: 2,300 stipend), so 200 stay below 12.6M gas, well under ``TX_GAS_CAP``.
+CLAIM_PAY_CHUNK = 200
+
 
 def bid_gas_limit(n_bids: int) -> int:
     """A gas limit for ``submitBids`` of ``n_bids`` that needs no estimate.
@@ -630,6 +635,34 @@ class DemandReduction:
         """
         call = self.functions.claim(request_id, list(bid_ids))
         return self._send(signer, call, gas=self._with_margin(signer, call))
+
+    def payments_sent_to(self, request_id: int, bidder: str, from_block: int = 0) -> list[tuple[str, int]]:
+        """``(tx hash, wei)`` of every payout ``claimAndPay`` sent ``bidder`` in ``request_id``
+        (one topic-filtered ``eth_getLogs``)."""
+        filters = {"requestId": request_id, "bidder": Web3.to_checksum_address(bidder)}
+        logs = self.contract.events.PaymentSent().get_logs(argument_filters=filters, from_block=from_block)
+        return [(Web3.to_hex(e["transactionHash"]), int(e["args"]["amount"])) for e in logs]
+
+    def unpaid_winning_bids(self, request_id: int) -> list[int]:
+        """Ids of the settled request's winning bids nobody has claimed yet."""
+        return [b.bid_id for b in self.all_bids(request_id) if b.payout and not b.claimed]
+
+    def claim_and_pay(
+        self, signer: Signer, request_id: int, bid_ids: Iterable[int] | None = None
+    ) -> list[dict[str, Any]]:
+        """Claim winning bids and send each payout straight to its bidder (``claimAndPay``).
+
+        ``bid_ids`` defaults to every winning bid not claimed yet. Sent in chunks of
+        ``CLAIM_PAY_CHUNK`` bids, so each transaction stays under ``TX_GAS_CAP``; bids that
+        were claimed meanwhile are skipped by the contract. A payment the recipient refuses
+        is credited to its pull balance (a ``PaymentDeferred`` event). Returns the receipts.
+        """
+        ids = self.unpaid_winning_bids(request_id) if bid_ids is None else list(bid_ids)
+        receipts = []
+        for start in range(0, len(ids), CLAIM_PAY_CHUNK):
+            call = self.functions.claimAndPay(request_id, ids[start:start + CLAIM_PAY_CHUNK])
+            receipts.append(self._send(signer, call, gas=self._with_margin(signer, call)))
+        return receipts
 
     def withdraw(self, signer: Signer) -> dict[str, Any]:
         """Pay ``signer`` what it is owed."""

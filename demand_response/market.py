@@ -16,6 +16,9 @@ Rules (docs/contract.md has the full specification):
 * The utility is refunded ``budget - reserved`` at settlement, where ``reserved`` is the
   same formula applied once to the total (uniform) or to each price level's total
   (pay-as-bid); the per-bid rounding dust goes back to it once every winner has claimed.
+* ``claimAndPay`` (``paid_by_claim_and_pay``) pays the winning bids it is given that are not
+  claimed yet, each once and in order; claimed and losing bids are skipped (a losing bid
+  stays unclaimed). A payout the recipient refuses is credited to its pull balance instead.
 """
 
 from __future__ import annotations
@@ -161,6 +164,18 @@ def by_bidder(bids: Iterable[Bid], clearing: Clearing) -> dict[str, BidOutcome]:
         entry[0] += outcome.accepted_watts
         entry[1] += outcome.payout
     return {who: BidOutcome(w, p) for who, (w, p) in totals.items()}
+
+
+def paid_by_claim_and_pay(clearing: Clearing, claimed: Iterable[int], indexes: Iterable[int]) -> list[int]:
+    """Indexes (into the bids) that one ``claimAndPay`` call over ``indexes`` pays, in order:
+    winning bids not in ``claimed``, each once; claimed and losing bids are skipped."""
+    done = set(claimed)
+    paid = []
+    for i in indexes:
+        if i not in done and clearing.outcomes[i].accepted_watts:
+            done.add(i)
+            paid.append(i)
+    return paid
 
 
 # -- sealed bids -----------------------------------------------------------------------------

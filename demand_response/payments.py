@@ -5,6 +5,9 @@ participant (which anyone may do, so two daemons can race to it) and withdrawing
   error. The contract refuses the second one with ``WrongStage(consumer, Settled)``; that
   is recognised by the error's name and the participant's stage, and reported as
   ``None`` for the caller to log at INFO.
+* ``pay_winners``: after an open request's selection, the utility (or anyone) claims every
+  winning bid and sends each payout straight to its bidder (``claimAndPay``), so a household
+  sends nothing after its bid; a payment the recipient refuses stays owed to it.
 * ``withdraw_owed``: withdraws only an amount worth more than the gas the withdrawal
   costs, so no withdrawal of nothing (or of dust that prints as 0.000000 ETH) is sent.
 """
@@ -14,6 +17,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
+
+from web3.logs import DISCARD
 
 from . import metrics
 from .chain import Signer
@@ -51,6 +56,30 @@ def settle_participant(dr: DemandReduction, signer: Signer, request_id: int, con
         if exc.error == SETTLED_ALREADY and dr.participant_of(request_id, consumer).stage == Stage.SETTLED:
             return None
         raise
+
+
+@dataclass(frozen=True)
+class WinnersPaid:
+    """What ``pay_winners`` sent: transaction hashes, payouts sent and payouts left owed (wei)."""
+
+    txs: list[str]
+    sent_wei: int
+    sent: int
+    deferred_wei: int
+    deferred: int
+
+
+def pay_winners(dr: DemandReduction, signer: Signer, request_id: int) -> WinnersPaid:
+    """Pay every winning bid of settled open request ``request_id`` not claimed yet
+    (``DemandReduction.claim_and_pay``, in chunks under the per-transaction gas cap)."""
+    paid = WinnersPaid([], 0, 0, 0, 0)
+    for receipt in dr.claim_and_pay(signer, request_id):
+        sent = [e["args"]["amount"] for e in dr.contract.events.PaymentSent().process_receipt(receipt, errors=DISCARD)]
+        deferred = [e["args"]["amount"]
+                    for e in dr.contract.events.PaymentDeferred().process_receipt(receipt, errors=DISCARD)]
+        paid = WinnersPaid(paid.txs + [tx_hex(receipt["transactionHash"])], paid.sent_wei + sum(sent),
+                           paid.sent + len(sent), paid.deferred_wei + sum(deferred), paid.deferred + len(deferred))
+    return paid
 
 
 def withdrawal_cost(signer: Signer) -> int:

@@ -17,7 +17,7 @@ from .config import Settings, cursor_file, record_deployment
 from .contract import DemandReduction, RequestInfo, Stage, Status, TermsInfo
 from .listener import Event, LogPoller, StateFile, is_connection_error
 from .locks import AccountLocks
-from .payments import settle_participant, withdraw_owed
+from .payments import pay_winners, settle_participant, withdraw_owed
 from .units import eth
 from .sealed import MeterReadings
 from .mv.baselines import sum_results
@@ -360,8 +360,24 @@ class UtilityDaemon:
         if self._terms_of(info.request_id).metered and info.accepted_watts:
             self.metered.add(info.request_id)
             self._save_open()
+        elif info.accepted_watts:
+            self._pay_winners(info.request_id)
         if self.on_settled is not None:
             self.on_settled(info)
+
+    def _pay_winners(self, rid: int) -> None:
+        """Send every winner of open request ``rid`` its payout (``claimAndPay``), so households
+        send nothing after their bids; on failure they still claim for themselves."""
+        try:
+            paid = pay_winners(self.dr, self.signer, rid)
+        except (TransactionFailed, ChainError) as exc:
+            log.error("utility: request %d: paying the winners failed (they can still claim): %s", rid, exc)
+            return
+        if paid.txs:
+            log.info("utility: request %d: paid %d winning bid(s) %s ETH directly%s (tx %s)", rid, paid.sent,
+                     eth(paid.sent_wei),
+                     f"; {paid.deferred} refused payment(s), {eth(paid.deferred_wei)} ETH, left to withdraw"
+                     if paid.deferred else "", ", ".join(t[:12] + "…" for t in paid.txs))
 
     def _reorged(self) -> None:
         """A reorganisation (or a node back without its last blocks) may have undone a

@@ -8,6 +8,11 @@ import {IDemandReduction} from "../interfaces/IDemandReduction.sol";
 ///         balance, and each account withdraws its own (OpenZeppelin 5 dropped its
 ///         PullPayment; this is the small version).
 abstract contract PullPayments is IDemandReduction {
+    /// @notice Most gas a pushed payout (`claimAndPay`) forwards to its recipient, on top
+    ///         of the 2,300 stipend: enough for a contract wallet's `receive`, too little
+    ///         to re-enter anything that writes storage.
+    uint256 public constant PAY_GAS = 10_000;
+
     mapping(address => uint256) private _owed;
     uint256 private _lock = 1;
 
@@ -40,6 +45,18 @@ abstract contract PullPayments is IDemandReduction {
     /// @dev Add `amount` wei to what `account` may withdraw.
     function _credit(address account, uint256 amount) internal {
         _owed[account] += amount;
+    }
+
+    /// @dev Send `amount` wei of request `requestId` to `to` with at most `PAY_GAS` gas; if
+    ///      the call fails, credit it to `to`'s pull balance instead.
+    function _pay(uint256 requestId, address to, uint256 amount) internal {
+        (bool ok,) = payable(to).call{value: amount, gas: PAY_GAS}("");
+        if (ok) {
+            emit PaymentSent(requestId, to, amount);
+        } else {
+            _owed[to] += amount;
+            emit PaymentDeferred(requestId, to, amount);
+        }
     }
 
     function _withdraw(address payable to) private nonReentrant {

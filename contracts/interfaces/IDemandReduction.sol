@@ -150,6 +150,11 @@ interface IDemandReduction {
     event PayoutCredited(
         uint256 indexed requestId, address indexed bidder, uint256 bidId, uint256 acceptedWatts, uint256 amount
     );
+    /// @notice `claimAndPay` sent a credited payout straight to its bidder.
+    event PaymentSent(uint256 indexed requestId, address indexed bidder, uint256 amount);
+    /// @notice `claimAndPay` could not send a payout (the recipient reverted or ran out of
+    ///         gas): it was credited to the bidder's pull balance (`withdraw`) instead.
+    event PaymentDeferred(uint256 indexed requestId, address indexed bidder, uint256 amount);
     /// @notice Rounding dust of a fully claimed request went back to the utility.
     event DustReturned(uint256 indexed requestId, uint256 amount);
     /// @notice Part of a price level's queue was proved ahead of `selectWinnersWithHint`.

@@ -1,5 +1,7 @@
-"""The open protocol: bids placed in the clear (in batches of at most 64), and winnings
-claimed, withdrawn and recorded once the request is settled."""
+"""The open protocol: bids placed in the clear (in batches of at most 64), and the outcome
+recorded once the request is settled. The utility pays winners directly (``claimAndPay``),
+so the bid is a household's only transaction; a winner the utility has not paid within
+``PAY_GRACE_S`` of selection claims and withdraws for itself."""
 
 from __future__ import annotations
 
@@ -8,11 +10,16 @@ import time
 from typing import Sequence
 
 from ..bids import Offer, chunks
-from ..contract import RequestInfo, bid_gas_limit
+from ..contract import BidInfo, RequestInfo, bid_gas_limit
 from ..errors import TransactionFailed
 from ..payments import tx_hex
 from ..units import eth
 from .core import AgentCore
+
+#: Seconds after selection a winner waits for the utility's ``claimAndPay`` before it claims.
+PAY_GRACE_S = 10
+#: Seconds between looks at whether the utility has paid us.
+_PAY_POLL_S = 1.0
 
 
 class OpenBidding(AgentCore):
@@ -42,8 +49,25 @@ class OpenBidding(AgentCore):
             "/".join(eth(o.price) for o in offers), rid, ", ".join(t[:12] + "…" for t in txs),
         )
 
+    def _await_payment(self, rid: int, mine: list[BidInfo], settled_at: int | None) -> list[BidInfo]:
+        """Our bids once the utility has paid every winning one, or as they stand when
+        ``PAY_GRACE_S`` after selection (``settled_at``, chain time) has passed."""
+        now = int(self.dr.w3.eth.get_block("latest")["timestamp"])
+        wait_until = time.monotonic() + max(0, (settled_at if settled_at is not None else now) + PAY_GRACE_S - now)
+        stop = self.signer.cancel
+        while time.monotonic() < wait_until:
+            if stop is None:
+                time.sleep(_PAY_POLL_S)
+            elif stop.wait(_PAY_POLL_S):
+                break  # the daemon is stopping: claim now rather than leave the payout behind
+            mine = self.dr.bids_of(rid, self.address)
+            if not any(b.accepted_watts and not b.claimed for b in mine):
+                break
+        return mine
+
     def _claim_and_record(self, rid: int, info: RequestInfo, block_number: int | None) -> None:
-        """Claim our winning bids of settled request ``rid``, withdraw and record the outcome."""
+        """Record the outcome of settled request ``rid``: paid by the utility, or (after
+        ``PAY_GRACE_S``) claimed by us; anything owed to us is withdrawn."""
         mine = self.dr.bids_of(rid, self.address)
         if not mine:
             return
@@ -55,17 +79,25 @@ class OpenBidding(AgentCore):
             eth(payout),
         )
         self._award(rid, accepted, info.event_start, info.event_end)
+        settled_at = None
+        if block_number is not None:
+            settled_at = int(self.dr.w3.eth.get_block(block_number)["timestamp"])
+        if any(b.accepted_watts and not b.claimed for b in mine):
+            mine = self._await_payment(rid, mine, settled_at)
         claim_tx = None
         to_claim = [b.bid_id for b in mine if b.accepted_watts and not b.claimed]
         if to_claim:
             receipt = self._sent(rid, self.dr.claim, self.signer, rid, to_claim)
             claim_tx = tx_hex(receipt["transactionHash"])
-            self._say("claimed %d winning bid(s) on request %d (tx %s…)", len(to_claim), rid, claim_tx[:12])
+            self._say("not paid by the utility within %d s: claimed %d winning bid(s) on request %d (tx %s…)",
+                      PAY_GRACE_S, len(to_claim), rid, claim_tx[:12])
+        pushed = self.dr.payments_sent_to(rid, self.address, block_number or 0) if accepted else []
+        paid_wei = sum(wei for _, wei in pushed)
+        if pushed:
+            self._say("request %d: paid %s ETH directly by claimAndPay (tx %s…)", rid, eth(paid_wei),
+                      pushed[0][0][:12])
         withdraw_tx, withdrawn = self._withdraw_owed(rid)
-        settled_at = None
-        if block_number is not None:
-            settled_at = int(self.dr.w3.eth.get_block(block_number)["timestamp"])
         if self._record(rid, "won" if accepted else "lost", info=info, bids=mine, accepted_watts=accepted,
                         payout_wei=payout, claim_tx=claim_tx, withdraw_tx=withdraw_tx, withdrawn_wei=withdrawn,
-                        settled_at=settled_at):
+                        paid_txs=sorted({tx for tx, _ in pushed}), settled_at=settled_at):
             self._say("recorded request %d in %s", rid, self.results.path)

@@ -104,7 +104,7 @@ def test_an_arbitrum_quote_prices_calldata_at_arbgasinfos_per_byte_price(node, w
 def test_the_participation_estimate_includes_the_l1_data_fee_read_from_the_chain(node, w3, oracles) -> None:
     _op_oracle(node, w3, oracles)
     quote = fees.quote_fees(w3, "op-stack")
-    cost = fees.participation_cost("open-target", quote)
+    cost = fees.participation_cost("open", quote)
     assert cost.l1_fee == fees.op_l1_fee_upper_bound(w3, fees.BID.unsigned_size) > 0
     assert cost.native_cost == fees.BID.gas * quote.gas_price + cost.l1_fee
 

@@ -55,7 +55,8 @@ from web3.logs import DISCARD
 from demand_response import devchain
 from demand_response.chain import Signer, connect
 from demand_response.contract import DemandReduction, Status, decode_revert
-from demand_response.market import GRACE_PERIOD, Bid, Clearing, PricingRule, clear, required_budget
+from demand_response.market import (GRACE_PERIOD, Bid, Clearing, PricingRule, clear, paid_by_claim_and_pay,
+                                    required_budget)
 
 # Hypothesis spends its first 10 examples on short "zero-extended" runs, so runs beyond
 # 10 are the long random ones.
@@ -432,7 +433,7 @@ class MarketMachine(RuleBasedStateMachine):
             self._select(r, caller)
             _count("select_by_utility" if caller == self.utility else "select_by_stranger")
             if r.bids and data.draw(st.booleans()):
-                self._claim_some(data, r)
+                (self._claim_some if data.draw(st.booleans()) else self._pay_some)(data, r)
             return
         _count("select_refused")
 
@@ -487,6 +488,50 @@ class MarketMachine(RuleBasedStateMachine):
             _count("claim_refused")
         else:
             self._claim_some(data, r)
+
+    @precondition(lambda self: self.requests)
+    @rule(data=st.data())
+    def claim_and_pay(self, data) -> None:
+        """Anyone pays winners directly: the ids may include claimed, losing and repeated
+        bids (skipped); each winner's balance grows by its payout to the wei, and nothing
+        it is owed changes."""
+        r = self.pick_request(data)
+        if r.status != Status.SETTLED:
+            self.expect_error(self.dr.functions.claimAndPay(r.rid, [0]), self.stranger, "NotSettled")
+            _count("claim_and_pay_refused")
+            return
+        if r.bids:
+            self._pay_some(data, r)
+
+    def _pay_some(self, data, r: RequestModel) -> None:
+        assert r.clearing is not None
+        indexes = data.draw(st.lists(st.integers(0, len(r.bids) - 1), min_size=1, max_size=12))
+        caller = data.draw(st.sampled_from(self.actors))
+        paid = paid_by_claim_and_pay(r.clearing, r.claimed, indexes)
+        receivers = {r.bids[i].bidder for i in paid} | {caller}
+        before = {a: self.w3.eth.get_balance(a) for a in receivers}
+        (receipt,) = self.dr.claim_and_pay(self.signers[caller], r.rid, [r.ids[i] for i in indexes])
+        sent = [(e["args"]["bidder"], e["args"]["amount"]) for e in self.events(receipt, "PaymentSent")]
+        assert sent == [(r.bids[i].bidder, r.clearing.outcomes[i].payout) for i in paid]
+        assert self.events(receipt, "PaymentDeferred") == []  # every actor is an account that accepts ether
+        gain = {a: 0 for a in receivers}
+        for i in paid:
+            gain[r.bids[i].bidder] += r.clearing.outcomes[i].payout
+        gain[caller] -= receipt["gasUsed"] * receipt["effectiveGasPrice"]
+        assert {a: self.w3.eth.get_balance(a) - before[a] for a in receivers} == gain
+        r.claimed.update(paid)
+        claimed_watts = sum(r.clearing.outcomes[i].accepted_watts for i in r.claimed)
+        dust_events = self.events(receipt, "DustReturned")
+        if paid and claimed_watts == r.clearing.accepted_watts and not r.dust_returned:
+            r.dust_returned = True
+            self.credit(self.utility, r.clearing.dust)
+            assert [e["args"]["amount"] for e in dust_events] == ([r.clearing.dust] if r.clearing.dust else [])
+        else:
+            assert dust_events == []
+        info = self.dr.get_request(r.rid)
+        assert (info.claimed_watts, info.paid_out) == (
+            claimed_watts, sum(r.clearing.outcomes[i].payout for i in r.claimed))
+        _count("claim_and_pay")
 
     def _withdraw(self, who: str, to: str | None = None) -> None:
         amount = self.owed[who]

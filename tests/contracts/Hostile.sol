@@ -8,6 +8,7 @@ interface IDemandReduction {
         external
         returns (uint256);
     function withdraw() external;
+    function claimAndPay(uint256 requestId, uint256[] calldata bidIds) external;
     function withdrawTo(address payable to) external;
     function owed(address account) external view returns (uint256);
 }
@@ -18,12 +19,14 @@ contract HostileBidder {
         Accept, // a well-behaved contract bidder
         Revert, // reverts on receive
         BurnGas, // consumes all gas on receive
-        Reenter // re-enters withdraw on receive and records what happened
+        Reenter, // re-enters withdraw on receive and records what happened
+        ReenterPay // re-enters claimAndPay on receive (with the gas a pushed payout gets)
     }
 
     IDemandReduction public immutable market;
     Mode public mode;
     uint256 public reentryAttempts;
+    uint256 public lastRequest;
     bytes public lastReentryError;
 
     constructor(IDemandReduction market_, Mode mode_) {
@@ -36,6 +39,7 @@ contract HostileBidder {
     }
 
     function bid(uint256 requestId, uint256[] calldata watts, uint256[] calldata prices) external {
+        lastRequest = requestId;
         market.submitBids(requestId, watts, prices);
     }
 
@@ -51,6 +55,11 @@ contract HostileBidder {
         if (mode == Mode.Revert) revert("no ether, thanks");
         if (mode == Mode.BurnGas) {
             while (true) {}
+        }
+        if (mode == Mode.ReenterPay) {
+            // Pay itself again: claimAndPay is locked while it pays, so this must fail.
+            uint256[] memory ids = new uint256[](1);
+            market.claimAndPay(lastRequest, ids);
         }
         if (mode == Mode.Reenter && reentryAttempts == 0) {
             reentryAttempts = 1;

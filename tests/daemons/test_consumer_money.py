@@ -74,7 +74,7 @@ def test_an_offer_too_small_to_pay_its_fees_is_skipped_with_a_reason_and_the_res
     assert f"request {rid}: skipping 0.001 kW at 0.0001 ETH/kWh: skip: pays 0.0000001 ETH at its ask, " \
            "but taking part costs" in out
     assert "with a 50 % margin (raise the price or offer more kW)" in out
-    assert f"request {rid}: taking part costs 3 transactions, {fees.plan_gas('open'):,} gas:" in out
+    assert f"request {rid}: taking part costs 1 transaction, {fees.plan_gas('open'):,} gas:" in out
     assert [(b.watts, b.price) for b in dr.bids_of(rid, w3.eth.accounts[1])] == [(2000, 40 * 10**14)]
 
 

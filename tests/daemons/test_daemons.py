@@ -104,6 +104,8 @@ def test_full_cycle_three_consumers_and_utility_daemon(tmp_path: Path, node: dev
              "--results-file", "database/results.json", "--state-dir", name, "--label", name],
             tmp_path, tmp_path / f"{name}.log"))
     utility = Daemon(["utility", "run", "--poll-interval", "0.25"], tmp_path, tmp_path / "utility.log")
+    households = w3.eth.accounts[1:4]
+    nonces = [w3.eth.get_transaction_count(a) for a in households]
     try:
         for c in consumers:
             c.wait_for("listening for requests")
@@ -117,6 +119,7 @@ def test_full_cycle_three_consumers_and_utility_daemon(tmp_path: Path, node: dev
             c.wait_for("on request 1 (tx")
         assert "skipping bid 1.000 kW" in consumers[2].output()
         utility.wait_for("request 1: winners selected", timeout=30)
+        utility.wait_for("request 1: paid 4 winning bid(s)", timeout=20)
         utility.wait_for("withdrew refund", timeout=20)
         results = ResultsFile(tmp_path / "database" / "results.json")
         wait_until(lambda: len(results.records()) == 3, timeout=90, what="three results")
@@ -138,14 +141,16 @@ def test_full_cycle_three_consumers_and_utility_daemon(tmp_path: Path, node: dev
         assert record["accepted_watts"] == outcome.accepted_watts
         assert record["payout_wei"] == outcome.payout
         assert record["clearing_price_wei_per_kwh"] == expected.clearing_price
-        assert record["withdraw_tx"] and record["bid_txs"]
+        # Paid by the utility's claimAndPay: the household sent its bid and nothing else.
+        assert record["bid_txs"] and record["claim_tx"] is None and record["withdraw_tx"] is None
+        assert record["paid_wei"] == outcome.payout and len(record["paid_txs"]) == 1
         assert dr.owed(record["account"]) == 0
-        # every transaction it sent for the request (bids, claim, withdrawal), as the node charged it
-        sent = [*record["bid_txs"], record["claim_tx"], record["withdraw_tx"]]
-        receipts = [w3.eth.get_transaction_receipt(tx) for tx in sent]
+        # every transaction it sent for the request (its bid: the utility's claimAndPay paid it), as the node charged it
+        receipts = [w3.eth.get_transaction_receipt(tx) for tx in record["bid_txs"]]
         assert record["gas_wei"] == sum(r["gasUsed"] * r["effectiveGasPrice"] for r in receipts) > 0
-        assert record["paid_wei"] == record["payout_wei"]
         assert record["net_wei"] == record["paid_wei"] - record["gas_wei"]
+    # Issue 15: one transaction per household per open-market event.
+    assert [w3.eth.get_transaction_count(a) - n for a, n in zip(households, nonces)] == [1, 1, 1]
     assert [records[n]["accepted_kw"] for n in ("c1", "c2", "c3")] == [2.5, 3.0, 2.5]
     assert w3.eth.get_balance(dr.address) == info.reserved - sum(r["payout_wei"] for r in records.values()) - (
         info.reserved - info.paid_out)  # everything paid out; only nothing (or dust) left
@@ -177,6 +182,8 @@ def test_restart_after_bidding_never_bids_twice_and_still_records(tmp_path: Path
     assert dr.get_request(rid).submissions == 1
     records = ResultsFile(tmp_path / "results.json").records()
     assert len(records) == 1 and records[0]["accepted_watts"] == 2000 and records[0]["withdraw_tx"]
+    # Nobody paid it (no utility daemon here): after the grace period it claimed for itself.
+    assert records[0]["claim_tx"] and records[0]["paid_wei"] == 0
 
     third = _consumer(tmp_path, node.url, dr, 4, start, "c")  # a third start adds nothing
     try:

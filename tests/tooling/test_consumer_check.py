@@ -22,7 +22,7 @@ def test_check_warns_about_a_bid_too_small_to_pay_its_fees(tmp_path: Path, chain
                  env=dr_env(USD_PER_ETH="3000"))
     assert out.returncode == 0, out.stderr
     assert "bids.json: 2 bid(s), valid" in out.stdout
-    assert f"taking part in one open event costs 3 transactions, {fees.plan_gas('open'):,} gas: " in out.stdout and "(≈ $" in out.stdout
+    assert f"taking part in one open event costs 1 transaction, {fees.plan_gas('open'):,} gas: " in out.stdout and "(≈ $" in out.stdout
     (warning,) = [line for line in out.stdout.splitlines() if line.startswith("warning:")]
     assert warning.startswith("warning: bid 2 (0.01 kW at 0.0001 ETH/kWh): skip: pays 0.000001 ETH at its ask")
 

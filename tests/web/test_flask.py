@@ -811,7 +811,7 @@ def test_the_bid_form_warns_about_an_offer_that_cannot_pay_for_taking_part(clien
     data = {"rows-0-kw": "1", "rows-0-price": "0.000001", "rows-1-kw": "4000", "rows-1-price": "0.01", "save": "1"}
     assert client.post("/consumer/bids", data=data).status_code == 302
     page = client.get("/consumer/bids").get_data(as_text=True)
-    assert 'data-testid="participation-cost"' in page and f"3 transactions, {fees.plan_gas('open'):,} gas" in page
+    assert 'data-testid="participation-cost"' in page and f"1 transaction, {fees.plan_gas('open'):,} gas" in page
     warning = re.search(r'data-testid="not-worth-0">([^<]+)<', page)
     assert warning and "pays 0.000001 ETH at its ask, but taking part costs" in warning.group(1)
     assert 'data-testid="not-worth-1"' not in page  # 4 MW for an hour at 0.01 ETH/kWh pays
