@@ -108,7 +108,7 @@ def test_sealed_metered_demo_pays_on_delivery_measured_from_interval_data_and_sh
         assert abs((baseline_kwh - metered_kwh) - delivered_kw) <= 0.002  # a 1 h event: kWh over 1 h = kW
         assert round(delivered_kw * 1000) == winners[name]["delivered_watts"]
         assert cells[5] == "caiso-10in10" and cells[6].startswith("0x") and cells[7] == "confirmed"
-    assert "utility: request 1: 0x" in out and "baseline" in out and "(caiso-10in10, data 0x" in out
+    assert "utility: request 1: 0x" in out and "baseline" in out and "(caiso-10in10, data hash 0x" in out
     assert re.search(r"consumer-1 rechecks its record from its own meter data .*: agrees", out)
     from demand_response.mv.commands import check_command
 
