@@ -183,7 +183,10 @@ def test_restart_after_bidding_never_bids_twice_and_still_records(tmp_path: Path
     records = ResultsFile(tmp_path / "results.json").records()
     assert len(records) == 1 and records[0]["accepted_watts"] == 2000 and records[0]["withdraw_tx"]
     # Nobody paid it (no utility daemon here): after the grace period it claimed for itself.
-    assert records[0]["claim_tx"] and records[0]["paid_wei"] == 0
+    # paid_wei is what the request paid it (here through its own claim and withdrawal), and no
+    # claimAndPay transaction paid it.
+    assert records[0]["claim_tx"] and records[0]["paid_txs"] == []
+    assert records[0]["paid_wei"] == records[0]["payout_wei"] == records[0]["withdrawn_wei"]
 
     third = _consumer(tmp_path, node.url, dr, 4, start, "c")  # a third start adds nothing
     try:
