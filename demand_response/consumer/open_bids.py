@@ -10,7 +10,7 @@ import time
 from typing import Sequence
 
 from ..bids import Offer, chunks
-from ..contract import BidInfo, RequestInfo, bid_gas_limit
+from ..contract import BidInfo, RequestInfo, Status, bid_gas_limit
 from ..errors import TransactionFailed
 from ..payments import tx_hex
 from ..units import eth
@@ -65,11 +65,20 @@ class OpenBidding(AgentCore):
                 break
         return mine
 
+    def _still_settled(self, rid: int) -> bool:
+        """False (with a line) when a reorganisation took ``rid``'s selection away after we heard
+        it: our bids then read as not accepted, and recording them would say we lost. The
+        selection made again brings its own WinnersSelected."""
+        if self.dr.get_request(rid).status == Status.SETTLED:
+            return True
+        self._say("request %d: its selection was reorganised away; waiting for it to be made again", rid)
+        return False
+
     def _claim_and_record(self, rid: int, info: RequestInfo, block_number: int | None) -> None:
         """Record the outcome of settled request ``rid``: paid by the utility, or (after
         ``PAY_GRACE_S``) claimed by us; anything owed to us is withdrawn."""
         mine = self.dr.bids_of(rid, self.address)
-        if not mine:
+        if not mine or not self._still_settled(rid):
             return
         accepted = sum(b.accepted_watts for b in mine)
         payout = sum(b.payout for b in mine)
@@ -84,6 +93,8 @@ class OpenBidding(AgentCore):
             settled_at = int(self.dr.w3.eth.get_block(block_number)["timestamp"])
         if any(b.accepted_watts and not b.claimed for b in mine):
             mine = self._await_payment(rid, mine, settled_at)
+            if not self._still_settled(rid):
+                return
         claim_tx = None
         to_claim = [b.bid_id for b in mine if b.accepted_watts and not b.claimed]
         if to_claim:
