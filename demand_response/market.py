@@ -249,36 +249,3 @@ def delivered_watts(baseline_wh: float, metered_wh: float, duration_s: int) -> i
     if duration_s <= 0:
         raise ValueError("duration must be positive")
     return max(0, int((baseline_wh - metered_wh) * 3600 // duration_s))
-
-
-def phase(status: int, now: int, bidding_deadline: int, event_start: int, event_end: int,
-          reveal_deadline: int = 0, report_deadline: int = 0, dispute_deadline: int = 0,
-          delivery_done: bool = False) -> str:
-    """The phase of a request at chain time ``now``, for people and daemons:
-
-    ``bidding`` (commits in sealed mode), ``revealing``, ``selecting`` (closed, winners not
-    selected yet), ``scheduled`` (selected, event not started), ``event``, ``reporting``
-    (metered: meter reports), ``disputing`` (metered: the utility may confirm or dispute),
-    ``settling`` (metered: windows over, participants to settle), ``settled``, ``cancelled``.
-    ``status`` is the contract's (1 open, 2 settled, 3 cancelled); ``delivery_done`` tells
-    that every accepted watt of a metered request is settled (claimedWatts == acceptedWatts).
-    """
-    if status == 3:
-        return "cancelled"
-    if status == 1:
-        if now <= bidding_deadline:
-            return "bidding"
-        if reveal_deadline and now <= reveal_deadline:
-            return "revealing"
-        return "selecting"
-    if now < event_start:
-        return "scheduled"
-    if now < event_end:
-        return "event"
-    if report_deadline and not delivery_done:
-        if now <= report_deadline:
-            return "reporting"
-        if now <= dispute_deadline:
-            return "disputing"
-        return "settling"
-    return "settled"

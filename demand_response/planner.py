@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Union
 from . import errors
 from .contract import Terms
 from .market import TICKS, WS_PER_KWH, PricingRule, required_budget, round_cap, tick_wei
+from .units import ETH, WEI_PER_ETH, eth, plain
 
 if TYPE_CHECKING:
     from .chain import Signer
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 #: A number as a person typed it: exact decimals, strings, or (from flags) floats.
 Number = Union[Decimal, str, int, float]
 
-ETH = 10**18
 DAY = 86400
 #: Longest bidding, reveal, report and dispute window, and longest delay to the event.
 MAX_WINDOW_S = 30 * DAY
@@ -127,8 +127,7 @@ class RequestPlan:
 
 def eth_text(wei: int) -> str:
     """Wei as an exact ETH figure without trailing zeros ("0.000128 ETH")."""
-    text = f"{Decimal(wei) / ETH:.18f}".rstrip("0").rstrip(".")
-    return f"{text} ETH"
+    return f"{plain(wei, ETH)} ETH"
 
 
 def _decimal(value: Number) -> Decimal | None:
@@ -172,7 +171,7 @@ class _Checker:
             if number is None:
                 self.fail(field, f"the {what} must be a number of ETH, not {eth!r}")
                 return None
-            exact = number * ETH
+            exact = number * WEI_PER_ETH
             if exact != exact.to_integral_value():
                 self.fail(field, f"the {what} of {eth} ETH is finer than 1 wei (18 decimals at most)")
                 return None
@@ -251,7 +250,7 @@ def _cap_and_budget(check: _Checker, watts: int | None, duration: int | None,
         cap = round_cap(cap_wei)
         if cap < MIN_CAP_WEI_PER_KWH:
             check.fail("max_price", f"a price cap of {cap_wei} wei per kWh is below the least the tools accept, "
-                                    f"{_eth(MIN_CAP_WEI_PER_KWH)} ETH per kWh; raise the cap")
+                                    f"{eth(MIN_CAP_WEI_PER_KWH)} ETH per kWh; raise the cap")
             return None
         if cap > MAX_CAP_WEI:
             check.fail("max_price", f"the price cap must be at most {eth_text(MAX_CAP_WEI)}/kWh")
@@ -263,9 +262,9 @@ def _cap_and_budget(check: _Checker, watts: int | None, duration: int | None,
         cap = min(round_cap(budget_wei * WS_PER_KWH // (watts * duration)), MAX_CAP_WEI)
         if cap < MIN_CAP_WEI_PER_KWH:
             need = required_budget(watts, duration, MIN_CAP_WEI_PER_KWH)
-            check.fail("budget", f"a budget of {budget_wei} wei cannot pay even {_eth(MIN_CAP_WEI_PER_KWH)} ETH per "
+            check.fail("budget", f"a budget of {budget_wei} wei cannot pay even {eth(MIN_CAP_WEI_PER_KWH)} ETH per "
                                  f"kWh for the {watts * duration / WS_PER_KWH:g} kWh asked; give a budget of at least "
-                                 f"{_eth(need)} ETH, or a smaller target or a shorter event")
+                                 f"{eth(need)} ETH, or a smaller target or a shorter event")
             return None
         return cap, budget_wei, False
     minimum = required_budget(watts, duration, cap)
@@ -364,11 +363,6 @@ def _clock(ts: int) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
-def _eth(wei: int) -> str:
-    """Wei as ETH with 6 decimals, as the utility's other output prints it."""
-    return f"{wei / ETH:.6f}"
-
-
 def preview(plan: RequestPlan) -> str:
     """A few lines describing what the request may cost and pay."""
     hours = plan.duration / 3600
@@ -378,10 +372,10 @@ def preview(plan: RequestPlan) -> str:
         f"Request: {plan.target_watts / 1000:.3f} kW for {hours:.2f} h "
         f"({_clock(plan.event_start)}–{_clock(plan.event_end)}), bidding closes "
         f"{_clock(plan.bidding_deadline)}, {plan.rule.name.lower()} pricing",
-        f"Price cap {_eth(plan.max_price)} ETH/kWh (grid step {_eth(tick_wei(plan.max_price))} ETH/kWh)"
+        f"Price cap {eth(plan.max_price)} ETH/kWh (grid step {eth(tick_wei(plan.max_price))} ETH/kWh)"
         + ("; your cap was lowered onto the contract's price grid" if plan.cap_rounded else ""),
-        f"Budget escrowed {_eth(plan.budget)} ETH; paying the cap for the full target costs {_eth(full)} ETH "
-        f"({_eth(per_kw_at_cap)} ETH per kW); the rest is refunded when the winners are selected",
+        f"Budget escrowed {eth(plan.budget)} ETH; paying the cap for the full target costs {eth(full)} ETH "
+        f"({eth(per_kw_at_cap)} ETH per kW); the rest is refunded when the winners are selected",
     ]
     t = plan.terms
     if t.sealed:
@@ -394,14 +388,14 @@ def preview(plan: RequestPlan) -> str:
         lines.append("Note: the event starts when bidding (or the reveals) close, so the winners are selected "
                      "after it starts and no shortfall penalty can apply; give notice with an event delay")
     if t.bond_wei:
-        lines.append(f"Bond per consumer {_eth(t.bond_wei)} ETH"
+        lines.append(f"Bond per consumer {eth(t.bond_wei)} ETH"
                      + (": forfeited if a commitment is not revealed" if t.sealed else "")
                      + ("; shortfall penalty out of it" if t.metered else ""))
     for fraction in (0.25, 0.5, 1.0):
         price = round_cap(int(plan.max_price * fraction)) or plan.max_price
         cost = required_budget(plan.target_watts, plan.duration, price)
-        lines.append(f"  if it clears at {_eth(price)} ETH/kWh: winners are promised {_eth(cost)} ETH, "
-                     f"refund {_eth(plan.budget - cost)} ETH")
+        lines.append(f"  if it clears at {eth(price)} ETH/kWh: winners are promised {eth(cost)} ETH, "
+                     f"refund {eth(plan.budget - cost)} ETH")
     return "\n".join(lines)
 
 

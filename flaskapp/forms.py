@@ -22,6 +22,7 @@ from wtforms import (
 from wtforms.validators import InputRequired, NumberRange, Optional, StopValidation
 
 from demand_response.bids import MAX_WATTS
+from demand_response.market import MAX_BIDS_PER_CALL
 
 try:  # WTForms >= 3.3 deprecates (value, label) tuples
     from wtforms.fields.choices import SelectChoice as _Choice
@@ -29,7 +30,7 @@ except ImportError:  # pragma: no cover - older WTForms
     def _Choice(value: str, label: str) -> tuple[str, str]:  # type: ignore[misc]
         return (value, label)
 
-MAX_ROWS = 64  # one transaction's worth of bids
+MAX_ROWS = MAX_BIDS_PER_CALL  # one transaction's worth of bids
 MAX_KW = Decimal(MAX_WATTS) / 1000
 
 

@@ -10,7 +10,6 @@ from typing import Any
 
 from ._common import UserError
 
-ETH = 10**18
 
 
 def add_to(commands: argparse._SubParsersAction) -> None:
@@ -98,7 +97,9 @@ def _utc(ts: int) -> str:
 
 
 def _price(wei: int | None) -> str:
-    return "-" if wei is None else f"{wei / ETH:.6f} ETH/kWh"
+    from ..units import eth
+
+    return "-" if wei is None else f"{eth(wei)} ETH/kWh"
 
 
 def bids_text(s: dict[str, Any]) -> str:

@@ -293,8 +293,7 @@ _COLUMNS = (("id", 4, ">"), ("state", 9, "<"), ("phase", 10, "<"), ("terms", 14,
 
 def format_status(rows: list[dict[str, Any]]) -> str:
     """A plain-text table of ``status_rows``; figures fixed at selection show '-' before it."""
-    def eth(wei: int) -> str:
-        return f"{wei / 10**18:.6f}"
+    from ..units import eth
 
     header = " ".join(f"{name:{align}{width}}" for name, width, align in _COLUMNS)
     lines = [header, "-" * len(header)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from demand_response.market import commitment, delivered_watts, phase, settle_delivery
+from demand_response.market import commitment, delivered_watts, settle_delivery
 from demand_response.sealed import (COMMITTED, COMMITTING, MeterReadings, SaltStore, SaltStoreError, SealedEntry,
                                     write_readings)
 
@@ -82,16 +82,6 @@ def test_settle_delivery_reference() -> None:
                                                                      18 * 10**11 + 6 * 10**14)
     assert settle_delivery(1000, 3 * 10**12, 5000, 10**15).payout == 3 * 10**12  # capped at accepted
     assert settle_delivery(0, 0, 0, 10**15).bond_returned == 10**15
-
-
-def test_phases() -> None:
-    args = dict(bidding_deadline=100, event_start=200, event_end=300, reveal_deadline=150,
-                report_deadline=400, dispute_deadline=450)
-    seq = [(1, 90), (1, 120), (1, 160), (2, 180), (2, 250), (2, 350), (2, 420), (2, 460)]
-    assert [phase(s, now=t, **args) for s, t in seq] == ["bidding", "revealing", "selecting", "scheduled", "event",
-                                                          "reporting", "disputing", "settling"]
-    assert phase(2, now=460, delivery_done=True, **args) == "settled"
-    assert phase(3, now=0, **args) == "cancelled"
 
 
 def test_a_reset_dev_chain_forgets_the_old_deployment_results_and_readings(tmp_path: Path) -> None:
