@@ -27,8 +27,16 @@ class ConsumerAgent(OpenBidding, SealedBidding, MeteredDelivery):
     # -- events ---------------------------------------------------------------------------
 
     def on_event(self, event: Event) -> None:
-        """Handle one contract event."""
+        """Handle one contract event; a request the chain no longer has (a node that came back
+        without its last blocks, a reset dev chain) is forgotten with one warning."""
         rid = int(event.args["requestId"])
+        try:
+            self._on_event(rid, event)
+        except Exception as exc:
+            if not self._gone(rid, exc):
+                raise
+
+    def _on_event(self, rid: int, event: Event) -> None:
         if event.name == "ReductionRequested":
             self.notes.note(rid).requested_block = event.block_number
             self.handle_request(rid, event.args)
@@ -55,7 +63,11 @@ class ConsumerAgent(OpenBidding, SealedBidding, MeteredDelivery):
         self.signer.resync()
         for rid in sorted(self.notes, reverse=True)[:16]:
             if not self._recorded(rid):
-                self.handle_request(rid)
+                try:
+                    self.handle_request(rid)
+                except Exception as exc:
+                    if not self._gone(rid, exc):
+                        raise
 
     # -- bidding ----------------------------------------------------------------------------
 

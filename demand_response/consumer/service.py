@@ -186,16 +186,11 @@ class ConsumerService:
             agent.on_removed(key, info)
 
     def _idle(self) -> None:
-        """Between polls: at most once a second, move sealed and metered requests on and let
-        the devices shed at event starts and restore at ends."""
+        """Between polls: at most once a second, move sealed and metered requests on (the
+        devices keep their own clock: ``start_devices``)."""
         if time.monotonic() < self._next_terms_check:
             return
         self._next_terms_check = time.monotonic() + TERMS_CHECK_INTERVAL
-        if self.actuator is not None:
-            try:
-                self.actuator.tick()
-            except Exception as exc:  # a device problem must not stop the bidding
-                log.error("devices: %s", exc)
         busy = [agent for agent in self.agents if agent.has_pending_terms()]
         for agent in busy:
             try:
@@ -253,12 +248,27 @@ class ConsumerService:
         self.actuator = actuator
         for agent in self.agents:
             agent.actuator = actuator
+        # Sheds and restores on a thread of their own: an event starts on time even while a
+        # handler waits (for a receipt, or for the utility's payment).
+        self._devices_stop = threading.Event()
+        self._devices_thread = threading.Thread(target=self._run_devices, args=(actuator,), name="devices", daemon=True)
+        self._devices_thread.start()
         log.info("devices: %d from %s (%s)", len(actuator.config.devices), self.devices_file,
                  ", ".join(spec.name for spec in actuator.config.devices))
+
+    def _run_devices(self, actuator: Any) -> None:
+        """Tick the actuator about once a second until ``stop_devices``."""
+        while not self._devices_stop.wait(TERMS_CHECK_INTERVAL):
+            try:
+                actuator.tick()
+            except Exception as exc:  # a device problem must not stop the bidding
+                log.error("devices: %s", exc)
 
     def stop_devices(self) -> None:
         """Disconnect the devices (shed ones come back on their own timers)."""
         if self.actuator is not None:
+            self._devices_stop.set()
+            self._devices_thread.join(timeout=10)
             self.actuator.close()
             self.actuator = None
             for agent in self.agents:
