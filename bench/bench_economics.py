@@ -7,9 +7,10 @@ project's reference clearing (``demand_response.market.clear``, uniform price). 
 household's payout is then set against the cost of the transactions it sends, on Ethereum
 L1 at 0.5, 1 and 5 gwei and on each cheap-chain profile, twice:
 
-* **today**: bid + claim + withdraw for a winner (60,901 + 85,690 + 32,784 gas, pinned in
-  tests/contract/test_gas.py), the bid alone for a household that loses;
-* **one transaction**: the bid only (issue 15's target, once winners are paid in batches).
+* **self-claim**: bid + claim + withdraw for a winner (the gas pinned in
+  tests/contract/test_gas.py), the bid alone for a household that loses: what a household
+  sends when nobody pays it;
+* **one transaction**: the bid only: the utility's ``claimAndPay`` pays the winners.
 
 Costs come from ``demand_response.fees`` (``participation_cost`` with a ``FeeQuote`` per
 profile; the L1 data fee of OP Stack and Arbitrum included). Fee parameters and their sources
@@ -320,7 +321,7 @@ def plot(data: dict, img_dir: Path) -> str:
               for p in data["profiles"]]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.6))
     x = range(len(labels))
-    a1.bar([i - 0.2 for i in x], today, 0.4, label="today: bid + claim + withdraw", color="tab:red")
+    a1.bar([i - 0.2 for i in x], today, 0.4, label="bid + claim + withdraw (self-claim)", color="tab:red")
     a1.bar([i + 0.2 for i in x], target, 0.4, label="one transaction: bid only", color="tab:blue")
     a1.axhline(COST_SHARE_TARGET * 100, color="k", ls="--", lw=1)
     a1.text(-0.4, COST_SHARE_TARGET * 100 * 1.15, "5 % target", fontsize=8)
@@ -337,7 +338,7 @@ def plot(data: dict, img_dir: Path) -> str:
         row = next(r for r in rows if r["profile"] == key and r["plan"] == plan)
         cost = row["winner_cost_usd"]
         a2.scatter(kw, [cost / p * 100 for p in pay], s=5, color=color, alpha=0.5,
-                   label=f"{by_key[key]['label']}, {'today' if plan == 'open' else 'bid only'}")
+                   label=f"{by_key[key]['label']}, {'bid + claim + withdraw' if plan == 'open-self-claim' else 'bid only'}")
     a2.axhline(COST_SHARE_TARGET * 100, color="k", ls="--", lw=1)
     a2.axvline(1.0, color="grey", ls=":", lw=1)
     a2.set_yscale("log")
@@ -366,9 +367,9 @@ def section(data: dict, number: str = "7") -> list[str]:
          f"Amounts in USD at {data['usd_per_eth']:,} USD/ETH; in a USDC market they are the same figures in USDC.",
          "",
          f"Cost = the household's transactions at each profile's fees (`fees.participation_cost`, L1 data fee "
-         f"included): **today** a winner sends bid + claim + withdraw ({data['gas']['bid']:,} + "
+         f"included): with **self-claim** a winner sends bid + claim + withdraw ({data['gas']['bid']:,} + "
          f"{data['gas']['claim']:,} + {data['gas']['withdraw']:,} gas) and a loser its bid; with **one "
-         "transaction** (issue 15's target) every household sends only its bid. Target: a winner's cost ≤ 5 % of "
+         "transaction** (the utility's `claimAndPay` pays the winners, as the daemons now do) every household sends only its bid. Target: a winner's cost ≤ 5 % of "
          "its payout, for the median winner on the L2 and Energy Web profiles, and for the median winner offering "
          "1 kW or more on L1 at 1 gwei.", "",
          "| profile | plan | cost per winner, USD | median cost / payout | same, winners ≥ 1 kW | winners ≤ 5 % | "
@@ -377,7 +378,7 @@ def section(data: dict, number: str = "7") -> list[str]:
     for r in data["rows"]:
         tgt = r.get("target_met")
         verdict = "" if tgt is None else ("**pass**" if tgt else "**FAIL**")
-        L.append(f"| {r['label']} | {'today' if r['plan'] == 'open' else 'one tx'} | {r['winner_cost_usd']:.6f} | "
+        L.append(f"| {r['label']} | {'3 tx (self-claim)' if r['plan'] == 'open-self-claim' else 'one tx (claimAndPay)'} | {r['winner_cost_usd']:.6f} | "
                  f"{_pct_text(r['median_share'])} | {_pct_text(r['median_share_1kw'])} | "
                  f"{r['winners_under_target']:,} / {r['winners']:,} | {r['population_net_usd']:,.2f} | {verdict} |")
     L += ["", "Fee parameters (stated, not measured: no public chain is reachable from here; the code reads the live "
@@ -396,7 +397,7 @@ def section(data: dict, number: str = "7") -> list[str]:
               f"bid {m['median_bid_gas_all']:,} (winners: bid {g['bid']:,}, claim {g['claim']:,}, withdraw "
               f"{g['withdraw']:,}; {m['median_winner_gas_total']:,} in all). A curve of several steps costs more "
               "than the 1-bid figure above, so the table is the lower bound for households that send curves.", "",
-              "| profile | median cost today, USD | median cost/payout today | median cost, bid only, USD | "
+              "| profile | median cost with self-claim, USD | median cost/payout with self-claim | median cost, bid only, USD | "
               "median cost/payout, bid only |", "|---|---:|---:|---:|---:|"]
         for p in data["profiles"]:
             t, o = m["costs"][f"{p['key']}/open-self-claim"], m["costs"][f"{p['key']}/open"]
@@ -414,7 +415,7 @@ def summary_rows(data: dict) -> list[str]:
             continue
         which = "median winner ≥ 1 kW" if r["profile"] == "l1-1" else "median winner"
         share = r["median_share_1kw"] if r["profile"] == "l1-1" else r["median_share"]
-        out.append(f"| household cost / payout, {r['label']}, {'today' if r['plan'] == 'open' else 'one tx'} "
+        out.append(f"| household cost / payout, {r['label']}, {'3 tx (self-claim)' if r['plan'] == 'open-self-claim' else 'one tx (claimAndPay)'} "
                    f"({which}) | | **{_pct_text(share)}** | ≤ 5 % | {'**pass**' if r['target_met'] else '**FAIL**'} |")
     return out
 
