@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 from .errors import ConfigError, WrongChain
 from .files import atomic_write_text
+from . import networks
 from .networks import DEV_CHAIN_IDS, LOCAL_RPC_URL, NETWORKS, Network  # noqa: F401  (re-exported)
 
 DEFAULT_ENV_FILE = ".env"
@@ -179,12 +180,7 @@ def network_url(name: str, values: Mapping[str, str]) -> str:
     if network is None:
         known = ", ".join(sorted(NETWORKS))
         raise ConfigError(f"unknown network {name!r}; use one of {known}, or set RPC_URL for any other endpoint")
-    if "{WEB3_INFURA_PROJECT_ID}" in network.url:
-        project = values.get("WEB3_INFURA_PROJECT_ID")
-        if not project:
-            raise ConfigError(f"network {name} needs WEB3_INFURA_PROJECT_ID in .env (or set RPC_URL)")
-        return network.url.format(WEB3_INFURA_PROJECT_ID=project)
-    return network.url
+    return networks.network_url(network, values)
 
 
 def expected_chain_id(network: str, chain_id_value: str | None) -> int | None:
@@ -205,9 +201,11 @@ def check_chain_id(settings: "Settings", chain_id: int) -> None:
     if expected is not None and int(chain_id) != expected:
         from .chain import redact_url
 
+        other = networks.by_chain_id(int(chain_id))
+        seen = f"{chain_id} ({other.description})" if other else str(chain_id)
         raise WrongChain(
             f"wrong chain: network {settings.network!r} expects chain id {expected} but "
-            f"{redact_url(settings.rpc_url)} reports {chain_id}; fix --network / RPC_URL / CHAIN_ID"
+            f"{redact_url(settings.rpc_url)} reports {seen}; fix --network / RPC_URL / CHAIN_ID"
         )
 
 

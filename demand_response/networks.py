@@ -138,20 +138,6 @@ def network_url(profile: Network, values: Mapping[str, str]) -> str:
     return profile.url.replace(_INFURA_KEY, project)
 
 
-def check_chain_id(profile: Network, actual: int) -> None:
-    """Refuse a node whose chain id is not the profile's (one line naming both and the fix).
-
-    Call it on every connection, before any transaction is signed: a transaction signed for
-    one chain must never be sent to another by a wrong RPC_URL.
-    """
-    if profile.chain_id is None or profile.chain_id == int(actual):
-        return
-    other = by_chain_id(int(actual))
-    seen = f"{actual} ({other.description})" if other else str(actual)
-    raise NetworkError(f"the RPC endpoint is chain {seen}, but network {profile.name} is chain "
-                       f"{profile.chain_id}; fix RPC_URL or NETWORK")
-
-
 def needs_poa_middleware(profile: Network | None, extra_data: str | bytes | None) -> bool:
     """Whether web3 needs ``ExtraDataToPOAMiddleware`` on this connection.
 

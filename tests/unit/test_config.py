@@ -45,6 +45,7 @@ def test_the_wrong_chain_is_named_with_the_fix_and_without_the_url_secret(tmp_pa
         check_chain_id(settings, 11155111)
     message = str(caught.value)
     assert message.startswith("wrong chain: network 'mainnet' expects chain id 1 but https://node.example/…")
+    assert "reports 11155111 (Sepolia" in message  # the chain it really is, named when it is a known one
     assert "SECRET" not in message and "\n" not in message
 
 

@@ -43,15 +43,6 @@ def test_an_unknown_network_name_lists_the_known_ones() -> None:
     assert networks.network(" Base ").chain_id == 8453
 
 
-def test_a_node_on_another_chain_is_refused_with_both_chains_named() -> None:
-    with pytest.raises(NetworkError) as info:
-        networks.check_chain_id(networks.network("base"), 84532)
-    assert str(info.value) == ("the RPC endpoint is chain 84532 (Base Sepolia testnet (OP Stack)), but network base "
-                               "is chain 8453; fix RPC_URL or NETWORK")
-    networks.check_chain_id(networks.network("base"), 8453)
-    networks.check_chain_id(networks.network("dev"), 424242)  # the dev profile takes any local chain
-
-
 def test_chain_ids_map_back_to_one_public_profile() -> None:
     ids = [n.chain_id for n in networks.NETWORKS.values() if not n.local]
     assert len(ids) == len(set(ids))
