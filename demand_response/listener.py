@@ -312,7 +312,15 @@ class LogPoller:
         self._head = self._pending_head
         self._pending_safe = None
 
-    def run(
+    def run(self, handle: Callable[[Event], None], stop: threading.Event, *args: Any, **kwargs: Any) -> None:
+        """``_run`` (below); a listener that stops is forgotten by the health check (it did not
+        stop beating: it ended)."""
+        try:
+            self._run(handle, stop, *args, **kwargs)
+        finally:
+            health.forget(self.label)
+
+    def _run(
         self,
         handle: Callable[[Event], None],
         stop: threading.Event,

@@ -20,6 +20,13 @@ from demand_response.config import ConfigError, Settings
 from demand_response.contract import DemandReduction
 
 
+
+@pytest.fixture(autouse=True)
+def _no_heartbeats_from_earlier_tests() -> None:
+    """Heartbeats are per process: an xdist worker may have run daemons in-process before."""
+    for name in list(health._beats_now()):
+        health.forget(name)
+
 @pytest.fixture(scope="module")
 def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devchain.DevChain]:
     node = devchain.start("anvil", accounts=2, chain_id=31337,
