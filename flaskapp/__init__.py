@@ -19,6 +19,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from . import auth, errors
 from .daemon import DaemonManager
+from .live import LiveFeed
 from .services import Services
 from .units import fmt_kw, short_hex
 
@@ -53,6 +54,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config)
     app.extensions["dr"] = services
     app.extensions["dr_daemon"] = DaemonManager()
+    app.extensions["dr_live"] = LiveFeed(services.chain, app.extensions["dr_daemon"],
+                                         interval=min(5.0, max(0.1, services.settings.poll_interval)),
+                                         max_streams=services.config.live_streams)
     csrf.init_app(app)
     errors.register(app)
     auth.init_app(app)  # sign-in, roles and the CSRF check (docs/web.md)
@@ -69,7 +73,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.jinja_env.filters.update(kw=fmt_kw, eth=services.unit.amount, short=short_hex, price=services.unit.format,
                                  hms=_clock("%H:%M:%S"), when=_clock("%d %b %H:%M:%S"))
     app.context_processor(lambda: {"cfg": services.config, "unit": services.unit,
-                                   "refresh_ms": services.config.refresh_ms,
+                                   "refresh_ms": services.config.refresh_ms, "live": services.config.live,
                                    "now_ts": lambda: int(time.time())})
     app.after_request(_headers)
     app.add_url_rule("/", "index", lambda: redirect(url_for(

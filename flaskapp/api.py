@@ -71,6 +71,27 @@ def status() -> Any:
     return jsonify(data)
 
 
+@bp.get("/live")
+def live() -> Any:
+    """Server-sent events that tell the pages' live regions to refresh (``flaskapp/live.py``)."""
+    from .auth import still_valid
+    from .live import Full
+
+    g = gw()
+    if not g.config.live:
+        return _error("live updates are switched off on this server (WEB_LIVE=off): poll the JSON API", 404)
+    feed = current_app.extensions["dr_live"]
+    try:
+        body = feed.stream(still_valid(), heartbeat=g.config.number("WEB_LIVE_HEARTBEAT_S"),
+                           max_seconds=g.config.number("WEB_LIVE_MAX_S"))
+    except Full as exc:
+        response, status = _error(f"{exc}; the page polls instead", 503)
+        response.headers["Retry-After"] = "60"
+        return response, status
+    return Response(body, mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
 @bp.get("/daemon")
 def daemon_status() -> Any:
     """The consumer daemon's status and recent log lines."""

@@ -54,7 +54,7 @@ OWN_AUTH = frozenset({"openadr3"})
 #: signed-in user; no account's data), ``household`` (the console's account's data and
 #: actions), ``utility`` (the utility's data and actions; staff only).
 SCOPES: dict[str, str] = {
-    "index": "any",
+    "index": "any", "api.live": "any",
     "api.request_stack": "any", "api.request_stack_svg": "any", "api.bids_curve": "any",
     "api.status": "household", "api.daemon_status": "household", "api.requests_list": "household",
     "api.request_one": "household", "api.bids_get": "household", "api.bids_put": "household",
@@ -199,6 +199,20 @@ def _session_viewer() -> Viewer | None:
         session.pop("sid", None)
         return None
     return Viewer(user.name, user.role, user.address)
+
+
+def still_valid() -> Any:
+    """A callable that tells whether this request's session or token is still valid (a live
+    stream checks it at every heartbeat: a sign-out elsewhere ends the stream)."""
+    viewer = g.get("viewer")
+    users = store()
+    if viewer is None or viewer.via == "off" or users is None:
+        return lambda: True
+    if viewer.via == "token":
+        secret = _bearer() or ""
+        return lambda: users.token_user(secret) is not None
+    sid = session.get("sid")
+    return lambda: isinstance(sid, str) and users.session_user(sid) is not None
 
 
 def _unauthenticated(message: str = "sign in first: a session cookie (/login) or "

@@ -28,6 +28,8 @@ APP_KEYS: dict[str, str] = {
     # sign-in (flaskapp/auth.py, docs/web.md): on, or off for local development (loopback only)
     "WEB_AUTH": "on", "WEB_USERS_DB": "", "WEB_SESSION_MINUTES": "480", "WEB_LOGIN_MAX_FAILURES": "5",
     "WEB_LOGIN_MAX_CLIENT_FAILURES": "20", "WEB_LOGIN_LOCKOUT_MINUTES": "15",
+    # live updates (flaskapp/live.py): server-sent events, or off (pages poll every DR_REFRESH_MS)
+    "WEB_LIVE": "on", "WEB_LIVE_STREAMS": "", "WEB_LIVE_MAX_S": "300", "WEB_LIVE_HEARTBEAT_S": "15",
 }
 
 
@@ -62,7 +64,8 @@ class AppConfig:
             config.error = config.error or one_line(exc)
         for key in ("DR_REFRESH_MS", "DR_HISTORY", "DR_HOUSEHOLD", "DR_GRIDSIM_SEED",
                     "DR_CONSUMER_INDEX", "DR_UTILITY_INDEX", "WEB_SESSION_MINUTES", "WEB_LOGIN_MAX_FAILURES",
-                    "WEB_LOGIN_MAX_CLIENT_FAILURES", "WEB_LOGIN_LOCKOUT_MINUTES"):
+                    "WEB_LOGIN_MAX_CLIENT_FAILURES", "WEB_LOGIN_LOCKOUT_MINUTES", "WEB_LIVE_MAX_S",
+                    "WEB_LIVE_HEARTBEAT_S"):
             if not options[key].strip().isdigit():
                 config.error = config.error or f"{key}={options[key]!r} is not a whole number"
                 options[key] = APP_KEYS[key]
@@ -76,6 +79,21 @@ class AppConfig:
     def refresh_ms(self) -> int:
         """How often pages poll the JSON API."""
         return self.number("DR_REFRESH_MS")
+
+    @property
+    def live(self) -> bool:
+        """Pages update over server-sent events (``WEB_LIVE``), polling only when the stream fails."""
+        return self.options["WEB_LIVE"].strip().lower() not in ("off", "0", "false", "no")
+
+    @property
+    def live_streams(self) -> int:
+        """Live streams one worker serves at most (``WEB_LIVE_STREAMS``; default: its threads less
+        four, so pages and the API always have threads left; 12 outside gunicorn)."""
+        value = self.options["WEB_LIVE_STREAMS"].strip()
+        if value.isdigit():
+            return int(value)
+        threads = self.environ.get("WEB_THREADS", "").strip()
+        return max(1, int(threads) - 4) if threads.isdigit() else 12
 
     @property
     def history(self) -> int:

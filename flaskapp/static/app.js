@@ -6,6 +6,7 @@
   var serverOffset = (parseInt(body.dataset.serverTime, 10) || 0) * 1000 - Date.now();
   var refreshMs = Math.max(500, parseInt(body.dataset.refreshMs, 10) || 2000);
 
+  var onDeadline = null;  // set by the live regions: a countdown reached zero
   function now() { return Math.floor((Date.now() + serverOffset) / 1000); }
 
   /* -- countdowns ------------------------------------------------------------------- */
@@ -21,6 +22,7 @@
         el.textContent = fmt(left) + " left to bid";
         el.classList.toggle("soon", left <= 30);
       } else {
+        if (!el.classList.contains("over") && onDeadline) { onDeadline(); }
         el.textContent = "bidding closed";
         el.classList.add("over");
       }
@@ -38,7 +40,7 @@
   document.querySelectorAll("[data-live-src]").forEach(function (el) {
     (groups[el.dataset.liveSrc] = groups[el.dataset.liveSrc] || []).push(el);
   });
-  var refreshing = false, pending = {};
+  var refreshing = false, pending = {}, pollers = [];
   function refreshRegions(ids) {
     ids.forEach(function (id) { pending[id] = true; });
     if (refreshing) { return; }  // the running refresh picks these up when it ends
@@ -90,10 +92,61 @@
         .catch(function () { /* server away: keep the page, retry */ })
         .then(function () { busy = false; });
     }
-    poll();
-    setInterval(poll, refreshMs);
-    document.addEventListener("visibilitychange", function () { if (!document.hidden) { poll(); } });
+    pollers.push(function () {
+      poll();
+      setInterval(poll, refreshMs);
+      document.addEventListener("visibilitychange", function () { if (!document.hidden) { poll(); } });
+    });
   });
+
+  /* -- live updates: server-sent events from /api/live; polling only when they fail ------ */
+  function allRegions() {
+    return Object.keys(groups).reduce(function (ids, src) {
+      return ids.concat(groups[src].map(function (el) { return el.id; }));
+    }, []);
+  }
+  var polling = false;
+  function startPolling() {
+    if (polling) { return; }
+    polling = true;
+    body.dataset.liveMode = "poll";
+    pollers.forEach(function (start) { start(); });
+  }
+  function listen(url) {
+    var source = new EventSource(url), failures = 0;
+    body.dataset.liveMode = "connecting";
+    body.dataset.liveEvents = "0";
+    source.addEventListener("hello", function () {
+      failures = 0;
+      body.dataset.liveMode = "sse";
+      refreshRegions(allRegions());  // whatever changed while the stream was away
+    });
+    ["chain", "status", "daemon"].forEach(function (name) {
+      source.addEventListener(name, function () {
+        body.dataset.liveEvents = String(parseInt(body.dataset.liveEvents, 10) + 1);
+        refreshRegions(allRegions());
+      });
+    });
+    source.addEventListener("bye", function (event) {
+      var reason = "";
+      try { reason = JSON.parse(event.data).reason; } catch (e) { /* ignore */ }
+      if (reason === "signed-out") { source.close(); location.reload(); }
+      // "reconnect" and "shutdown": the browser reconnects by itself (the stream said retry: 3 s)
+    });
+    source.onerror = function () {
+      failures += 1;
+      // CLOSED: the server refused the stream (401, 503 over its cap, 404 when switched off);
+      // three failed reconnects in a row: a proxy that buffers or drops streams. Poll instead.
+      if (source.readyState === EventSource.CLOSED || failures >= 3) {
+        source.close();
+        startPolling();
+      }
+    };
+    onDeadline = function () { if (!polling) { refreshRegions(allRegions()); } };
+  }
+  if (Object.keys(groups).length) {
+    if (body.dataset.liveStream && window.EventSource) { listen(body.dataset.liveStream); } else { startPolling(); }
+  }
 
   /* -- bid rows: add/remove without a round trip, live curve preview -------------------- */
   var bidsForm = document.getElementById("bids-form");
