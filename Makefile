@@ -11,13 +11,14 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all bootstrap system-deps demo-deps screenshots demo test test-fast compile lock bench audit iot-check clean help
+.PHONY: all bootstrap system-deps demo-deps screenshots demo test test-fast compile lock bench audit fuzz iot-check clean help
 
 help:
 	@echo "make demo     run a full request -> bids -> settlement -> withdraw cycle on a local chain"
 	@echo "make test     install what is missing and run the whole test suite"
 	@echo "make bench    benchmarks against local chains; writes bench/report.json and docs/performance.md (BENCH_ARGS=--full for the long run)"
-	@echo "make audit    slither static analysis (CI runs it); fails on undocumented High/Medium findings"
+	@echo "make audit    slither static analysis, then make fuzz (CI runs it); fails on undocumented High/Medium findings"
+	@echo "make fuzz     schemathesis against the running web app with sign-in on (FUZZ_EXAMPLES=500 for a long run)"
 	@echo "make compile  recompile contracts/ into build/ and the package artifacts"
 	@echo "make screenshots  refresh docs/img/ui-*.png from the browser tests"
 	@echo "make iot-check  (root) the consumer in an emulated aarch64 Debian root against a native chain (docs/iot.md)"
@@ -99,6 +100,18 @@ audit: bootstrap
 	@test -x $(AUDIT_VENV)/bin/slither || { echo "==> slither ($(AUDIT_VENV))"; \
 	  $(PYTHON) -m venv $(AUDIT_VENV) && $(AUDIT_VENV)/bin/pip install --quiet slither-analyzer==0.11.6; }
 	@$(PY) tools/audit.py
+	@$(MAKE) --no-print-directory fuzz
+
+# schemathesis in its own venv (it needs a newer hypothesis than brownie's pin) against the app
+# served by run_flask.sh with sign-in on: tools/schemathesis_run.py. ~1 minute; FUZZ_EXAMPLES
+# (default 25 per operation and token) for longer runs; reports in build/fuzz/.
+FUZZ_VENV := .venv-fuzz
+SCHEMATHESIS_VERSION := 4.32.5
+fuzz: bootstrap
+	@test -x $(FUZZ_VENV)/bin/schemathesis && $(FUZZ_VENV)/bin/schemathesis --version | grep -q " $(SCHEMATHESIS_VERSION)$$" || \
+	  { echo "==> schemathesis $(SCHEMATHESIS_VERSION) ($(FUZZ_VENV))"; rm -rf $(FUZZ_VENV); \
+	  $(PYTHON) -m venv $(FUZZ_VENV) && $(FUZZ_VENV)/bin/pip install --quiet schemathesis==$(SCHEMATHESIS_VERSION); }
+	@FUZZ_VENV=$(FUZZ_VENV) $(PY) tools/schemathesis_run.py
 
 # The consumer on an arm64 Debian userland under qemu-user (root; ~7 min, ~10 min the first time).
 iot-check: bootstrap

@@ -103,7 +103,10 @@ def daemon_status() -> Any:
 def requests_list() -> Any:
     """Recent requests (``?state=open`` for open ones), with this consumer's bids."""
     g = gw()
-    open_only = request.args.get("state", "all") == "open"
+    state = request.args.get("state", "all")
+    if state not in ("all", "open"):
+        return _error(f"state must be all or open, not {state[:40]!r}", 400)
+    open_only = state == "open"
     account = g.signers.address("consumer") if g.config.consumer_enabled else None
     rows, failure = _chain_or_503(lambda: queries.consumer_requests(g, account, open_only=open_only))
     if failure:

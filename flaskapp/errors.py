@@ -19,7 +19,7 @@ from typing import Any, Callable, TypeVar
 
 from flask import Flask, current_app, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from demand_response.errors import AccountError, ChainError, DRError, is_connection_error
 
@@ -116,7 +116,13 @@ def _handle(exc: Exception) -> Any:
     title = "Form expired" if isinstance(exc, CSRFError) else None
     if isinstance(exc, HTTPException) and status not in _TITLES:
         title = exc.name
-    return error_response(status, message_of(exc, status), title)
+    response = error_response(status, message_of(exc, status), title)
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:  # RFC 9110: a 405 names what is allowed
+        body, code = response
+        body = current_app.make_response((body, code))
+        body.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        return body
+    return response
 
 
 def register(app: Flask) -> None:

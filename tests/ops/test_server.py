@@ -115,3 +115,46 @@ def test_dev_flag_runs_flasks_development_server(env: dict[str, str], tmp_path: 
     finally:
         server.stop()
     assert "gunicorn" not in (tmp_path / "dev.log").read_text().lower()
+
+
+def _requests_total(url: str) -> float:
+    """``dr_web_requests_total`` over every method and status, from one scrape."""
+    status, _, body = _get(url + "/metrics")
+    assert status == 200, body
+    return sum(sample.value for family in text_string_to_metric_families(body) for sample in family.samples
+               if sample.name == "dr_web_requests_total")
+
+
+def test_two_workers_add_up_their_counters_in_one_scrape_and_keep_them_after_a_worker_dies(
+        env: dict[str, str], tmp_path: Path) -> None:
+    """Prometheus multiprocess mode: each worker writes its own values, any worker's scrape
+    sums them; a stale value file from an earlier run is cleared at start."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    (folder / "counter_999999.db").write_bytes(b"stale")  # an earlier run's: must not be read
+    server = _Server([], dict(env, WEB_WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(folder)), tmp_path / "web.log")
+    try:
+        assert not (folder / "counter_999999.db").exists()
+        before = _requests_total(server.url)  # the start-up probes (this scrape counts after it answers)
+        sent = 1
+
+        def both_workers_counted() -> bool:
+            nonlocal sent
+            with ThreadPoolExecutor(8) as pool:  # new connections at once: both workers accept some
+                sent += sum(status == 200 for status in pool.map(lambda _: _get(server.url + "/api/health")[0],
+                                                               range(16)))
+            return len(list(folder.glob("counter_*.db"))) == 2
+
+        wait_until(both_workers_counted, 60, interval=0.2, what="both workers to answer a request")
+        scraped = [_requests_total(server.url) for _ in range(4)]  # whichever worker answers, the same sum
+        # every request counted once, in whichever worker answered it; a scrape counts itself after it answers
+        assert scraped == [before + sent + k for k in range(4)], (before, sent, scraped)
+        worker = int(next(folder.glob("counter_*.db")).stem.split("_")[1])
+        os.kill(worker, signal.SIGKILL)  # gunicorn starts another; the dead one's counts still count
+        wait_until(lambda: "Booting worker" in server.log.read_text().split(f"pid: {worker}")[-1], 60,
+                   what="a new worker")
+        assert _requests_total(server.url) >= before + sent + 4
+    finally:
+        assert server.stop() == 0
