@@ -158,3 +158,37 @@ def test_two_workers_add_up_their_counters_in_one_scrape_and_keep_them_after_a_w
         assert _requests_total(server.url) >= before + sent + 4
     finally:
         assert server.stop() == 0
+
+
+def test_a_live_stream_through_gunicorn_hears_a_request_and_is_ended_first_when_the_server_stops(
+        env: dict[str, str], tmp_path: Path) -> None:
+    """Server-sent events through the production server: a gthread worker streams while it
+    answers other requests, and its SIGTERM says ``bye`` to the stream instead of leaving the
+    stop waiting for it."""
+    import re as _re
+
+    dotenv = Path(env["DR_ENV_FILE"]).read_text()
+    rpc = _re.search(r"RPC_URL=(\S+)", dotenv).group(1)
+    contract = _re.search(r"CONTRACT_ADDRESS=(\S+)", dotenv).group(1)
+    server = _Server([], dict(env, WEB_WORKERS="2", WEB_AUTH="off"), tmp_path / "web.log")
+    stopped = False
+    try:
+        stream = urllib.request.urlopen(server.url + "/api/live", timeout=30)
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        lines = iter(stream)
+        assert next(lines).decode().startswith("retry:")
+        assert any(line.startswith(b"event: hello") for line in lines)
+        assert _get(server.url + "/api/health")[0] == 200  # the stream holds a thread, not the worker
+        w3 = connect(rpc)
+        now = int(w3.eth.get_block("latest")["timestamp"])
+        request_id, _ = DemandReduction.at(w3, contract).request_reduction(
+            Signer(w3, w3.eth.accounts[0]), 2_000, now + 900, now + 4500, now + 600, 128 * 10**12)
+        event = next(line for line in lines if line.startswith(b"data:") and b'"kinds"' in line)
+        assert json.loads(event[5:])["requests"] == [request_id]
+        assert server.stop() == 0
+        stopped = True
+        rest = b"".join(lines)
+        assert b"event: bye" in rest and b'"reason":"shutdown"' in rest
+    finally:
+        if not stopped:
+            server.stop()
