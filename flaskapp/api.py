@@ -75,7 +75,7 @@ def status() -> Any:
 def live() -> Any:
     """Server-sent events that tell the pages' live regions to refresh (``flaskapp/live.py``)."""
     from .auth import still_valid
-    from .live import Full
+    from .live import StreamsFull
 
     g = gw()
     if not g.config.live:
@@ -84,7 +84,7 @@ def live() -> Any:
     try:
         body = feed.stream(still_valid(), heartbeat=g.config.number("WEB_LIVE_HEARTBEAT_S"),
                            max_seconds=g.config.number("WEB_LIVE_MAX_S"))
-    except Full as exc:
+    except StreamsFull as exc:
         response, status = _error(f"{exc}; the page polls instead", 503)
         response.headers["Retry-After"] = "60"
         return response, status

@@ -58,7 +58,7 @@ def sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-class Full(Exception):
+class StreamsFull(Exception):
     """This worker already serves as many streams as it may."""
 
 
@@ -90,11 +90,11 @@ class LiveFeed:
         return len(self._subscribers)
 
     def subscribe(self) -> queue.Queue:
-        """A queue of (event, data) for one stream; ``Full`` when the cap is reached."""
+        """A queue of (event, data) for one stream; ``StreamsFull`` when the cap is reached."""
         inbox: queue.Queue = queue.Queue(maxsize=256)
         with self._lock:
             if len(self._subscribers) >= self.max_streams:
-                raise Full(f"this worker serves {self.max_streams} live streams already")
+                raise StreamsFull(f"this worker serves {self.max_streams} live streams already")
             self._subscribers.append(inbox)
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
@@ -135,7 +135,7 @@ class LiveFeed:
 
     def stream(self, still_valid: Callable[[], bool], *, heartbeat: float = 15.0,
                max_seconds: float = 300.0) -> Iterator[str]:
-        """The text of one event stream (subscribes now; ``Full`` when the cap is reached)."""
+        """The text of one event stream (subscribes now; ``StreamsFull`` when the cap is reached)."""
         inbox = self.subscribe()
         if self.block is None:
             self.check()  # the first stream of a worker starts from the head, not from nothing
