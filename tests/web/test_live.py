@@ -157,3 +157,24 @@ def test_a_stream_needs_a_user_and_ends_when_its_token_is_revoked(node: devchain
     assert reader.next("bye") == ("bye", {"reason": "signed-out"})
     assert reader.next("end")[0] == "end"
     assert app.extensions["dr_live"].streams == 0
+
+
+def test_a_daemon_started_and_stopped_in_this_worker_is_pushed_to_its_streams(
+        node: devchain.DevChain, market: dict[str, Any], tmp_path: Path, feeds: list[Any]) -> None:
+    from flaskapp.daemon import stop_all
+
+    app = _app(node, market, tmp_path, WTF_CSRF_ENABLED=False, DR_ROLE="consumer")
+    feeds.append(app.extensions["dr_live"])
+    client = app.test_client()
+    reader = Reader(client.get("/api/live", buffered=False))
+    assert reader.next("hello")[0] == "hello"
+    try:
+        started = client.post("/consumer/daemon/start", data={"source": "gridsim"})
+        assert started.status_code == 302, started.get_data(as_text=True)[:400]
+        states = {reader.next("daemon")[1]["state"]}
+        while "listening" not in states:  # starting, then listening once its first poll answered
+            states.add(reader.next("daemon")[1]["state"])
+        assert client.post("/consumer/daemon/stop").status_code == 302
+        assert reader.next("daemon") == ("daemon", {"state": "stopped"})
+    finally:
+        stop_all()
