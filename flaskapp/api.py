@@ -82,8 +82,9 @@ def live() -> Any:
         return _error("live updates are switched off on this server (WEB_LIVE=off): poll the JSON API", 404)
     feed = current_app.extensions["dr_live"]
     try:
-        body = feed.stream(still_valid(), heartbeat=g.config.number("WEB_LIVE_HEARTBEAT_S"),
-                           max_seconds=g.config.number("WEB_LIVE_MAX_S"))
+        # at least a second between heartbeats and ten seconds a stream: 0 would spin or reconnect forever
+        body = feed.stream(still_valid(), heartbeat=max(1, g.config.number("WEB_LIVE_HEARTBEAT_S")),
+                           max_seconds=max(10, g.config.number("WEB_LIVE_MAX_S")))
     except StreamsFull as exc:
         response, status = _error(f"{exc}; the page polls instead", 503)
         response.headers["Retry-After"] = "60"
