@@ -187,7 +187,7 @@ class ConsumerService:
 
     def _idle(self) -> None:
         """Between polls: at most once a second, move sealed and metered requests on (the
-        devices keep their own clock: ``start_devices``)."""
+        devices run on their own thread, on the chain's clock: ``start_devices``)."""
         if time.monotonic() < self._next_terms_check:
             return
         self._next_terms_check = time.monotonic() + TERMS_CHECK_INTERVAL
@@ -233,11 +233,14 @@ class ConsumerService:
         if self.devices_file is None or self.actuator is not None:
             return
         try:
-            from ..devices import Actuator, DeviceError, load_config
+            from ..devices import Actuator, ChainClock, DeviceError, load_config
         except ImportError as exc:
             raise ConfigError(f"DEVICES_FILE is set, and the devices package cannot be imported ({exc}); "
                               "install the 'devices' extra (pip install '.[devices]') or unset DEVICES_FILE") from None
-        actuator = Actuator(load_config(self.devices_file), on_opt_out=self._opted_out)
+        # The event window is chain time: on a real chain it is the wall clock to within a
+        # block; on a dev chain whose clock was moved forward only the chain's clock is right.
+        actuator = Actuator(load_config(self.devices_file), clock=ChainClock(self.dr.w3),
+                            on_opt_out=self._opted_out)
         try:
             actuator.start_all()
         except DeviceError as exc:
