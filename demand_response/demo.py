@@ -494,7 +494,7 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
         offered: dict[str, str] = {}
         env_base = {k: v for k, v in os.environ.items()
                     if k not in ("CHAIN_ID", "RPC_URL", "CONTRACT_ADDRESS", "CONSUMER_ACCOUNT", "NETWORK",
-                                 "DEVICES_FILE")}
+                                 "DEVICES_FILE", "VTN_URL", "VTN_ID")}
         env_base["PYTHONUNBUFFERED"] = "1"
         root = str(devchain.PROJECT_ROOT)
         env_base["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
