@@ -11,7 +11,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all bootstrap system-deps demo-deps screenshots demo test test-fast compile lock bench audit fuzz iot-check clean help
+.PHONY: all bootstrap system-deps demo-deps screenshots demo test test-fast compile lock bench audit fuzz iot-check ha-core ha-test clean help
 
 help:
 	@echo "make demo     run a full request -> bids -> settlement -> withdraw cycle on a local chain"
@@ -22,6 +22,7 @@ help:
 	@echo "make compile  recompile contracts/ into build/ and the package artifacts"
 	@echo "make screenshots  refresh docs/img/ui-*.png from the browser tests"
 	@echo "make iot-check  (root) the consumer in an emulated aarch64 Debian root against a native chain (docs/iot.md)"
+	@echo "make ha-test  (optional) the Home Assistant driver against a real HA core in a Python 3.13 side venv (docs/devices.md)"
 	@echo "make lock     regenerate requirements.lock from pyproject.toml"
 	@echo "make clean    remove the venv, node_modules and caches"
 
@@ -75,6 +76,24 @@ define apt_missing
 endef
 system-deps:
 	$(call apt_missing,$(SYSTEM_DEPS))
+
+# Home Assistant for real (optional; docs/devices.md). HA needs Python 3.13 and would downgrade
+# the project's pinned packages, so it gets a side venv of its own: the newest HA whose Python
+# floor is 3.13.0, with its frontend (HA starts in recovery mode without it). Nothing else uses
+# it; tests/devices/test_homeassistant_core.py skips without it.
+HA_VENV := .ha-venv
+HA_CORE := homeassistant==2025.4.4 home-assistant-frontend==20250411.0
+ha-core: $(HA_VENV)/.stamp
+$(HA_VENV)/.stamp:
+	@py=""; for c in python3.13 $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13); do \
+	  if $$c -c 'import sys; assert sys.version_info >= (3, 13)' >/dev/null 2>&1; then py=$$c; break; fi; done; \
+	if [ -z "$$py" ]; then echo "make ha-core needs Python 3.13 (python3.13 on PATH, or pyenv install 3.13);" \
+	  "Home Assistant is optional: its test skips without it"; exit 1; fi; \
+	echo "==> Home Assistant core in $(HA_VENV) ($$py; about 800 MB)"; \
+	test -x $(HA_VENV)/bin/python || $$py -m venv $(HA_VENV); \
+	$(HA_VENV)/bin/pip install --quiet $(HA_CORE) && touch $@
+ha-test: bootstrap ha-core
+	@HA_PYTHON=$(CURDIR)/$(HA_VENV)/bin/python $(PY) -m pytest -p no:cacheprovider tests/devices/test_homeassistant_core.py
 
 # make demo drives a real MQTT broker for a winner's plug (docs/devices.md).
 demo-deps:

@@ -55,7 +55,7 @@ KEYS = (
     "METER_DB", "BASELINE_METHOD",  # utility (wutility)
     "VTN_PORT", "VTN_ID",  # utility (wutility)
     # consumer (wconsumer)
-    "BID_MARGIN", "DEVICES_FILE", "USD_PER_ETH", "EUR_PER_ETH",
+    "BID_MARGIN", "DEVICES_FILE", "VTN_URL", "USD_PER_ETH", "EUR_PER_ETH",
 )
 
 

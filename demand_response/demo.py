@@ -305,25 +305,6 @@ METERS_NAME, VTN_NAME = "meters.sqlite", "vtn.sqlite"
 PLUG_TOPIC, PLUG_W = "water_heater", 3000
 
 
-class ChainClock:
-    """The chain's clock (the latest block's timestamp) as a ``devices.Clock``: the demo moves
-    the chain's time to the event's start and end, and the actuator follows it."""
-
-    def __init__(self, w3: Any) -> None:
-        self.w3 = w3
-
-    def now(self) -> float:
-        """The latest block's timestamp."""
-        return float(self.w3.eth.get_block("latest")["timestamp"])
-
-    def sleep(self, seconds: float, stop: threading.Event | None = None) -> None:
-        """Wait ``seconds`` of real time (or until ``stop``)."""
-        if stop is not None:
-            stop.wait(max(0.0, min(seconds, 0.25)))
-        else:
-            time.sleep(max(0.0, min(seconds, 0.25)))
-
-
 class _DeviceRig:
     """A Mosquitto broker on loopback and consumer-1's simulated Tasmota plug, with the
     devices file that names it (``DEVICES_FILE``). ``start`` returns None, after one line,
@@ -382,35 +363,6 @@ class _DeviceRig:
     def stop(self) -> None:
         self.plug.close()
         self.broker.stop()
-
-
-class _ActuatorInDemo:
-    """consumer-1's actuation, run in the demo's process on the chain's clock: the same
-    Actuator, Scheduler, Tasmota driver and command log as ``dr consumer run`` with
-    ``DEVICES_FILE``, whose actuator runs on the machine's clock (docs/operations.md). The
-    demo's one-hour event passes in seconds of chain time, which a wall-clock actuator would
-    not see; so the demo plans consumer-1's award here, from the chain, instead."""
-
-    def __init__(self, devices_file: Path, w3: Any) -> None:
-        from .devices import Actuator, Scheduler, load_config
-
-        self.clock = ChainClock(w3)
-        self.actuator = Actuator(load_config(devices_file), clock=self.clock)
-        self.actuator.start_all()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=Scheduler(self.actuator, self.clock, poll_s=0.25).run,
-                                        args=(self._stop,), daemon=True)
-        self._thread.start()
-
-    def award(self, request_id: int, watts: int, start: int, end: int) -> None:
-        from .devices import Award
-
-        self.actuator.plan(Award(request_id, watts, start, end))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.actuator.close()
 
 
 class _OpenAdr:
@@ -511,7 +463,6 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
     procs: list[_Consumer] = []
     lines: queue.Queue[tuple[str, str]] = queue.Queue()
     rig: _DeviceRig | None = None
-    actuator: _ActuatorInDemo | None = None
     openadr: _OpenAdr | None = None
     _say(f"starting an embedded {chain_kind} with {consumers + 1} accounts")
     chain = devchain.start(chain_kind, accounts=consumers + 1, log_path=workdir / f"{chain_kind}.log")
@@ -543,7 +494,7 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
         offered: dict[str, str] = {}
         env_base = {k: v for k, v in os.environ.items()
                     if k not in ("CHAIN_ID", "RPC_URL", "CONTRACT_ADDRESS", "CONSUMER_ACCOUNT", "NETWORK",
-                                 "DEVICES_FILE")}
+                                 "DEVICES_FILE", "VTN_URL", "VTN_ID")}
         env_base["PYTHONUNBUFFERED"] = "1"
         root = str(devchain.PROJECT_ROOT)
         env_base["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
@@ -566,13 +517,13 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
                 "--deployments-file", str(workdir / "deployments.json"),
             ]
             env["METER_FILE"] = str(settings.meter_file)
+            if rig is not None and i == 0:  # consumer-1's daemon drives its plug, on the chain's clock
+                env["DEVICES_FILE"] = str(rig.devices_file)
             procs.append(_Consumer(name, args, env, lines))
             _say(f"started {name} (pid {procs[-1].process.pid}, account {address[:10]}…) bidding {offered[name]}")
         if rig is not None:
-            actuator = _ActuatorInDemo(rig.devices_file, w3)
-            _say("devices: consumer-1's actuator runs in the demo's process on the chain's clock (the consumer "
-                 "daemon's DEVICES_FILE actuator runs on the machine's clock, which the demo's fast-forwarded "
-                 "event would leave behind)")
+            _say(f"devices: consumer-1's daemon drives the plug (DEVICES_FILE={rig.devices_file}); its actuator "
+                 "runs on the chain's clock, so it follows the demo's fast-forwarded event")
 
         deadline = time.monotonic() + 40
         for proc in procs:
@@ -647,8 +598,6 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
                     _say(f"openadr: the VTN recorded consumer-1's answer: {opt or 'none yet'}")
                     dispatch_line += f"; consumer-1's VEN answered {opt or 'nothing yet'}"
                 openadr.ven.stop()  # it has answered; the VTN stops with the utility daemon
-            if actuator is not None and accepted.get(first):
-                actuator.award(rid, accepted[first], info.event_start, info.event_end)
             delivered = gridsim_deliveries(accepted, names, info.duration)
             for a, w in sorted(delivered.items(), key=lambda x: names.get(x[0], x[0])):
                 _say(f"gridsim: {names.get(a, a)} truly delivers {w / 1000:.3f} kW of {accepted[a] / 1000:.3f} kW "
@@ -733,7 +682,7 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
     finally:
         for proc in procs:
             proc.stop()
-        for part in (actuator, openadr, rig):
+        for part in (openadr, rig):
             if part is not None:
                 with contextlib.suppress(Exception):
                     part.stop()

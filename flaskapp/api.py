@@ -137,6 +137,8 @@ def request_one(request_id: int) -> Any:
     row = queries.request_row(g, info)
     account = g.signers.address("consumer") if g.config.consumer_enabled else None
     row["my_bids"], error = attempt(lambda: queries.my_bids(g, info, account) if account else [], [])
+    # Per winner its OpenADR dispatch, opt-in/out and expected under-delivery (null: no VTN).
+    row["openadr"], error = attempt(lambda: queries.openadr_dispatch(g, request_id))
     return jsonify(row)
 
 

@@ -463,3 +463,25 @@ def delivery_records(records: Iterable[dict[str, Any]], chart_prefix: str = "del
             if series is not None else None,
         })
     return out
+
+
+def openadr_dispatch(events: Iterable[Any], history: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per winner dispatched over OpenADR (``openadr.store.EventRecord``s of kind dispatch): its
+    accepted kW, whether its VEN opted in or out (its answer, or a later override), the devices
+    it named, and the expected under-delivery (an opt-out's whole dispatch: OpenADR opts carry no
+    quantity). A cancelled dispatch expects nothing."""
+    rows, under_total = [], 0
+    for e in events:
+        opt = e.opt if e.status == "active" else None
+        under = e.watts if opt == "optOut" else 0
+        under_total += under
+        last = (history.get(e.event_id) or [{}])[-1]
+        rows.append({
+            "consumer": e.address, "event_id": e.event_id, "status": e.status, "accepted_watts": e.watts,
+            "opt": e.opt, "expected_under_watts": under, "reason": last.get("reason"),
+            "resources": last.get("resources") or [], "opt_at": e.opt_at,
+            "display": {"accepted": fmt_kw(e.watts), "under": fmt_kw(under),
+                        "opt": "cancelled" if e.status != "active" else
+                        {"optIn": "opted in", "optOut": "opted out"}.get(e.opt or "", "no answer yet")},
+        })
+    return {"winners": rows, "expected_under_watts": under_total, "display": {"under": fmt_kw(under_total)}}

@@ -119,3 +119,21 @@ def delivery_records(s: Services, request_id: int, address: str | None = None,
     if address:
         records = [r for r in records if str(r.get("address", "")).lower() == address.lower()]
     return presenters.delivery_records(records, chart_prefix)
+
+
+def openadr_dispatch(s: Services, request_id: int) -> dict[str, Any] | None:
+    """Per winner the request's OpenADR 2.0b dispatch, opt-in/out and expected under-delivery
+    (``presenters.openadr_dispatch``), from the utility's VTN store; None when it runs no VTN."""
+    from demand_response.openadr.store import DISPATCH, VtnStore, vtn_store_path
+
+    session = s.chain.session()
+    path = vtn_store_path(s.settings.state_dir, session.chain_id, session.dr.address)
+    if not path.exists():
+        return None
+    store = VtnStore(path)
+    try:
+        events = store.events(request_id, kind=DISPATCH)
+        history = {e.event_id: store.opt_history(e.event_id) for e in events}
+    finally:
+        store.close()
+    return presenters.openadr_dispatch(events, history)

@@ -162,8 +162,10 @@ def request_detail(request_id: int, code: int = 200) -> Any:
                 error = error or error4
                 measured, error5 = attempt(lambda: queries.delivery_records(g, request_id), [])
                 error = error or error5
+    openadr, error6 = attempt(lambda: queries.openadr_dispatch(g, request_id))
+    error = error or error6
     return render_template("utility/request.html", info=info, row=row, terms=terms, delivery=delivery,
-                           measured=measured,
+                           measured=measured, openadr=openadr,
                            stack=data, svg=svg, error=error, action_form=PlainForm(), delivery_form=DeliveryForm(),
                            request_id=request_id, dev_chain=attempt(g.chain.is_dev, False)[0]), code
 

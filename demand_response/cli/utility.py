@@ -241,9 +241,10 @@ def _start_vtn(args: argparse.Namespace, settings: Any, session: Any, meter_db: 
 
     if importlib.util.find_spec("openleadr") is None:
         raise UserError("--vtn-port needs the openadr extra: pip install 'demand-response[openadr]'")
+    from ..openadr.store import vtn_store_path
     from ..utility import start_vtn
 
-    store = settings.state_dir / f"vtn-{session.chain_id}-{session.dr.address[2:10].lower()}.sqlite"
+    store = vtn_store_path(settings.state_dir, session.chain_id, session.dr.address)
     return start_vtn(session.dr, store, port=port, vtn_id=args.vtn_id or settings.get("VTN_ID"),
                      meter_db=meter_db, host=args.vtn_host)
 

@@ -68,6 +68,8 @@ class ConsumerService:
         salts_file: Path | None = None,
         bid_margin: Decimal | float = DEFAULT_BID_MARGIN,
         devices_file: Path | None = None,
+        vtn_url: str | None = None,
+        vtn_id: str | None = None,
     ) -> None:
         """Paths (``state_path``, ``salts_file``, ``meter_file``, ``lock_dir``) come from the
         settings (``from_settings``); a caller that passes only ``state_path`` gets the
@@ -91,6 +93,10 @@ class ConsumerService:
         #: ``DEVICES_FILE``: the home's devices shed what the agents win (``run`` builds them).
         self.devices_file = Path(devices_file) if devices_file else None
         self.actuator: Any = None
+        #: ``VTN_URL`` (and ``VTN_ID``): this consumer is a VEN of the utility's OpenADR 2.0b VTN;
+        #: a device override is reported there as an opt-out (``start_ven``).
+        self.vtn_url, self.vtn_id = vtn_url or None, vtn_id or None
+        self.ven: Any = None
         self.poll_interval = poll_interval
         self.rpc_name = rpc_name
         # One fee quote at a time for every agent (a fleet reads the fees once per request).
@@ -142,6 +148,7 @@ class ConsumerService:
             poll_interval=settings.poll_interval, confirmations=settings.confirmations,
             reorg_depth=settings.reorg_depth, auto_withdraw=settings.auto_withdraw, rpc_name=rpc_name,
             bid_margin=bid_margin(settings.get("BID_MARGIN")), devices_file=settings.get("DEVICES_FILE") or None,
+            vtn_url=settings.get("VTN_URL") or None, vtn_id=settings.get("VTN_ID") or None,
         )
 
     def _prefetch(self, event: Event) -> None:
@@ -187,7 +194,7 @@ class ConsumerService:
 
     def _idle(self) -> None:
         """Between polls: at most once a second, move sealed and metered requests on (the
-        devices keep their own clock: ``start_devices``)."""
+        devices run on their own thread, on the chain's clock: ``start_devices``)."""
         if time.monotonic() < self._next_terms_check:
             return
         self._next_terms_check = time.monotonic() + TERMS_CHECK_INTERVAL
@@ -220,10 +227,53 @@ class ConsumerService:
         self.locks.acquire()
         try:
             self.start_devices()
+            self.start_ven()
             self._run(stop)
         finally:
+            self.stop_ven()
             self.stop_devices()
             self.locks.release()
+
+    def start_ven(self) -> None:
+        """With ``VTN_URL``, register this consumer as a VEN of the utility's VTN (OpenADR 2.0b):
+        it hears its dispatches there and reports a device override as an opt-out. One agent
+        only, with a local key (the VEN name is signed by it). A VTN that cannot be reached now
+        is a warning: awards still come by chain, overrides are then only logged."""
+        if self.vtn_url is None or self.ven is not None:
+            return
+        if len(self.agents) != 1:
+            raise ConfigError("VTN_URL: only `dr consumer run` (one account) runs a VEN; unset it for a fleet")
+        local = getattr(self.agents[0].signer, "_local", None)
+        if local is None:
+            raise ConfigError("VTN_URL: the VEN signs its registration with the account's key; use "
+                              "CONSUMER_PRIVATE_KEY or a keystore account, not an account the node unlocks")
+        try:
+            from ..openadr.context import MarketContext, OpenAdrError
+            from ..openadr.ven import ConsumerVen
+            from ..openadr.vtn import DEFAULT_VTN_ID
+        except ImportError as exc:
+            raise ConfigError(f"VTN_URL is set, and OpenADR cannot be imported ({exc}); install the 'openadr' "
+                              "extra (pip install '.[openadr]') or unset VTN_URL") from None
+        ven = ConsumerVen(self.vtn_url, self.vtn_id or DEFAULT_VTN_ID, local.key.hex(),
+                          programme=MarketContext(int(self.dr.w3.eth.chain_id), self.dr.address),
+                          on_award=self._heard_award)
+        try:
+            self.ven = ven.start()
+        except OpenAdrError as exc:
+            log.warning("openadr: %s; awards come by chain, device overrides are only logged", exc)
+            return
+        log.info("openadr: registered at the VTN %s as VEN %s", self.vtn_url, self.ven.ven_id)
+
+    def _heard_award(self, award: Any) -> None:
+        """The VTN's notice or dispatch (the chain's award is the one acted on: this is the same fact)."""
+        log.info("openadr: request %s: %s %s from the VTN%s", award.request_id, award.kind,
+                 format_kw(int(award.watts)), " (cancelled)" if award.cancelled else "")
+
+    def stop_ven(self) -> None:
+        """Stop the VEN (its registration stays in the VTN's store)."""
+        if self.ven is not None:
+            self.ven.stop()
+            self.ven = None
 
     def start_devices(self) -> None:
         """Build the home's ``devices.Actuator`` from ``DEVICES_FILE`` (restoring what an event
@@ -233,11 +283,14 @@ class ConsumerService:
         if self.devices_file is None or self.actuator is not None:
             return
         try:
-            from ..devices import Actuator, DeviceError, load_config
+            from ..devices import Actuator, ChainClock, DeviceError, load_config
         except ImportError as exc:
             raise ConfigError(f"DEVICES_FILE is set, and the devices package cannot be imported ({exc}); "
                               "install the 'devices' extra (pip install '.[devices]') or unset DEVICES_FILE") from None
-        actuator = Actuator(load_config(self.devices_file), on_opt_out=self._opted_out)
+        # The event window is chain time: on a real chain it is the wall clock to within a
+        # block; on a dev chain whose clock was moved forward only the chain's clock is right.
+        actuator = Actuator(load_config(self.devices_file), clock=ChainClock(self.dr.w3),
+                            on_opt_out=self._opted_out)
         try:
             actuator.start_all()
         except DeviceError as exc:
@@ -275,11 +328,22 @@ class ConsumerService:
                 agent.actuator = None
 
     def _opted_out(self, opt_out: Any) -> None:
-        """The user overrode a shed device: what the event will be short of (an OpenADR
-        opt-out report once the VEN sends them)."""
+        """The user overrode a device: what the event will be short of, logged and, with a VEN,
+        reported to the utility's VTN as an opt-out (expected under-delivery on its dashboard)."""
         log.warning("request %d: opt-out: %s was turned back on by the %s %s the event (%s less shed)",
                     opt_out.request_id, opt_out.device, opt_out.source,
                     "before" if opt_out.before_event else "during", format_kw(int(opt_out.shed_w)))
+        if self.ven is None:
+            return
+        from ..openadr.context import OpenAdrError
+
+        try:
+            sent = self.ven.opt_out(opt_out.request_id, [opt_out.device])
+        except OpenAdrError as exc:
+            log.warning("request %d: openadr: %s", opt_out.request_id, exc)
+            return
+        log.info("request %d: openadr: opt-out %s", opt_out.request_id,
+                 "acknowledged by the VTN" if sent else "noted; the dispatch will be answered optOut")
 
     def _run(self, stop: threading.Event) -> None:
         who = self.agents[0].label if len(self.agents) == 1 else f"{len(self.agents)} agents"

@@ -14,13 +14,13 @@ simulation) are imported only when a configured device needs them; their librari
 from __future__ import annotations
 
 from .actuator import Actuator, Scheduler
-from .clock import Clock, FakeClock, SystemClock
+from .clock import ChainClock, Clock, FakeClock, SystemClock
 from .config import ConfigError, DevicesConfig, load_config, parse_config
 from .core import Ack, Award, DeviceError, DeviceSpec, Driver, OptOut, Plan, Step, plan_award
 from .log import CommandLog
 
 __all__ = [
-    "Ack", "Actuator", "Award", "Clock", "CommandLog", "ConfigError", "DeviceError", "DeviceSpec", "DevicesConfig",
+    "Ack", "Actuator", "Award", "ChainClock", "Clock", "CommandLog", "ConfigError", "DeviceError", "DeviceSpec", "DevicesConfig",
     "Driver", "FakeClock", "OptOut", "Plan", "Scheduler", "Step", "SystemClock", "load_config", "parse_config",
     "plan_award",
 ]

@@ -684,3 +684,146 @@ class SimHomeAssistant:
             timer.cancel()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+
+
+#: The Home Assistant core release ``make ha-core`` installs (the Makefile's HA_CORE pins it), written
+#: into the token's record as HA itself would.
+HA_CORE_VERSION = "2025.4.4"
+
+
+def _jwt_hs256(claims: dict[str, Any], key: str) -> str:
+    """A JSON Web Token signed with HMAC-SHA256 (what HA's long-lived access tokens are)."""
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    body = b64(json.dumps(claims, separators=(",", ":")).encode())
+    signature = hmac.new(key.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(signature)}"
+
+
+class HomeAssistantCore:
+    """A real Home Assistant core (``python -m homeassistant``) on loopback, for the optional test.
+
+    ``python`` is an interpreter with ``homeassistant`` installed (``make ha-core``: a side venv,
+    since HA needs Python 3.13 and would downgrade the project's pinned packages). The config
+    holds the one device the driver needs: ``input_boolean.water_heater``, its revert timer
+    ``timer.dr_water_heater``, the revert automation of docs/devices.md, and a template power
+    sensor ``sensor.water_heater_power`` (2000 W when on). A long-lived access token is created
+    without the UI: an owner and a ``long_lived_access_token`` refresh token are written to
+    ``.storage/auth`` before the first start, and the token is the JWT HA itself would issue.
+    """
+
+    LOAD_W = 2000
+
+    def __init__(self, python: str, workdir: Path, port: int | None = None) -> None:
+        import secrets
+        import uuid
+
+        self.python, self.workdir = python, Path(workdir)
+        self.port = port or free_port()
+        storage = self.workdir / ".storage"
+        storage.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "configuration.yaml").write_text(f"""homeassistant:
+  name: dr-test
+  latitude: 52.37
+  longitude: 4.89
+  elevation: 0
+  unit_system: metric
+  time_zone: UTC
+  country: NL
+http:
+  server_host: 127.0.0.1
+  server_port: {self.port}
+api:
+input_boolean:
+  water_heater:
+    name: Water heater
+    initial: true
+timer:
+  dr_water_heater:
+    name: Water heater revert
+automation:
+  - alias: dr revert water heater
+    trigger: {{platform: event, event_type: timer.finished, event_data: {{entity_id: timer.dr_water_heater}}}}
+    action: {{service: input_boolean.turn_on, target: {{entity_id: input_boolean.water_heater}}}}
+template:
+  - sensor:
+      - name: Water heater power
+        unique_id: water_heater_power
+        unit_of_measurement: W
+        state: "{{{{ {self.LOAD_W} if is_state('input_boolean.water_heater', 'on') else 0 }}}}"
+""", encoding="utf-8")
+        user, refresh, key = uuid.uuid4().hex, uuid.uuid4().hex, secrets.token_hex(64)
+        auth = {"version": 1, "minor_version": 1, "key": "auth", "data": {
+            "users": [{"id": user, "group_ids": ["system-admin"], "is_owner": True, "is_active": True, "name": "dr",
+                       "system_generated": False, "local_only": False}],
+            "groups": [{"id": "system-admin", "name": "Administrators"}, {"id": "system-users", "name": "Users"},
+                       {"id": "system-read-only", "name": "Read Only"}],
+            "credentials": [],
+            "refresh_tokens": [{
+                "id": refresh, "user_id": user, "client_id": None, "client_name": "demand-response",
+                "client_icon": None, "token_type": "long_lived_access_token",
+                "created_at": datetime.now(timezone.utc).isoformat(), "access_token_expiration": 10 * 365 * 86400.0,
+                "token": secrets.token_hex(64), "jwt_key": key, "last_used_at": None, "last_used_ip": None,
+                "expire_at": None, "credential_id": None, "version": HA_CORE_VERSION}]}}
+        (storage / "auth").write_text(json.dumps(auth), encoding="utf-8")
+        now = int(time.time())
+        self.token = _jwt_hs256({"iss": refresh, "iat": now, "exp": now + 10 * 365 * 86400}, key)
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL of its REST API."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120.0) -> "HomeAssistantCore":
+        """Start HA and wait until ``/api/`` answers with the token (its first start takes seconds)."""
+        import requests
+
+        log = open(self.workdir / "home-assistant.out", "ab")
+        self.proc = subprocess.Popen([self.python, "-m", "homeassistant", "--config", str(self.workdir), "--skip-pip"],
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Home Assistant exited ({self.proc.returncode}); see {self.workdir}/home-assistant.out")
+            try:
+                if requests.get(f"{self.url}/api/states/sensor.water_heater_power", timeout=2,
+                                headers={"Authorization": f"Bearer {self.token}"}).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise TimeoutError(f"Home Assistant did not answer on {self.url} within {timeout:g} s")
+
+    def state(self, entity_id: str) -> dict[str, Any]:
+        """An entity's state object, read through the REST API."""
+        import requests
+
+        return requests.get(f"{self.url}/api/states/{entity_id}", timeout=5,
+                            headers={"Authorization": f"Bearer {self.token}"}).json()
+
+    def call(self, domain: str, service: str, **data: Any) -> None:
+        """Call a service as a person would from HA's UI (an override)."""
+        import requests
+
+        requests.post(f"{self.url}/api/services/{domain}/{service}", json=data, timeout=5,
+                      headers={"Authorization": f"Bearer {self.token}"}).raise_for_status()
+
+    def stop(self) -> None:
+        """Stop HA (SIGTERM, then SIGKILL after 20 s)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None

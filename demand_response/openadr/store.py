@@ -38,9 +38,24 @@ CREATE TABLE IF NOT EXISTS events (
     opt_at       INTEGER
 );
 CREATE INDEX IF NOT EXISTS events_by_request ON events (request_id, kind);
+CREATE TABLE IF NOT EXISTS opts (
+    event_id   TEXT NOT NULL,
+    ven_id     TEXT NOT NULL,
+    opt        TEXT NOT NULL CHECK (opt IN ('optIn', 'optOut')),
+    reason     TEXT,
+    resources  TEXT NOT NULL DEFAULT '',
+    at         INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS opts_by_event ON opts (event_id);
 """
 
 NOTICE, DISPATCH = "notice", "dispatch"
+
+
+def vtn_store_path(state_dir: Path | str, chain_id: int, contract: str) -> Path:
+    """The VTN store of ``dr utility run --vtn-port`` (``STATE_DIR/vtn-CHAIN-CONTRACT8.sqlite``);
+    the web app reads its opt-outs from the same file."""
+    return Path(state_dir) / f"vtn-{chain_id}-{contract[2:10].lower()}.sqlite"
 OPT_IN, OPT_OUT = "optIn", "optOut"
 
 
@@ -122,12 +137,25 @@ class VtnStore(SqliteStore):
              event.watts, event.start, event.end, event.status, event.modification, event.opt, event.opt_at),
         )
 
-    def record_opt(self, ven_id: str, event_id: str, opt: str) -> bool:
-        """Record a VEN's opt-in or opt-out of one of its own events; False if it is not its event."""
+    def record_opt(self, ven_id: str, event_id: str, opt: str, *, reason: str | None = None,
+                   resources: list[str] | None = None) -> bool:
+        """Record a VEN's opt-in or opt-out of one of its own events (its answer, or a later
+        oadrCreateOpt with ``reason`` and the ``resources`` it names); False if it is not its
+        event. Every opt is kept in ``opts`` as history; the event holds the latest."""
         if opt not in (OPT_IN, OPT_OUT):
             return False
-        return self._write("UPDATE events SET opt = ?, opt_at = ? WHERE event_id = ? AND ven_id = ?",
-                           (opt, int(time.time()), event_id, ven_id)) > 0
+        now = int(time.time())
+        if self._write("UPDATE events SET opt = ?, opt_at = ? WHERE event_id = ? AND ven_id = ?",
+                       (opt, now, event_id, ven_id)) == 0:
+            return False
+        self._write("INSERT INTO opts VALUES (?, ?, ?, ?, ?, ?)",
+                    (event_id, ven_id, opt, reason, ",".join(resources or []), now))
+        return True
+
+    def opt_history(self, event_id: str) -> list[dict[str, object]]:
+        """Every opt recorded for an event, oldest first (``opt``, ``reason``, ``resources``, ``at``)."""
+        return [{"opt": r["opt"], "reason": r["reason"], "resources": [x for x in r["resources"].split(",") if x],
+                 "at": r["at"]} for r in self._rows("SELECT * FROM opts WHERE event_id = ? ORDER BY rowid", (event_id,))]
 
     def cancel_request(self, request_id: int) -> list[EventRecord]:
         """Mark every active event of ``request_id`` cancelled; returns them as they were."""

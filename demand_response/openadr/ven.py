@@ -1,8 +1,9 @@
 """The consumer side as an OpenADR 2.0b VEN of a utility's VTN (through OpenLEADR).
 
 It registers under a name that proves its Ethereum address, hears advance notices and
-awards (load-dispatch events), opts in or out of each award, hears cancellations, and
-reports real-power telemetry. The consumer daemon runs it beside its chain listener:
+awards (load-dispatch events), opts in or out of each award, hears cancellations, reports
+real-power telemetry, and reports a user override as an opt-out (``opt_out``: the dispatch's
+answer when it comes later, an oadrCreateOpt for the event when it was already answered). The consumer daemon runs it beside its chain listener:
 an award heard here and the award read from the chain are the same fact, twice.
 """
 
@@ -35,6 +36,7 @@ class Award:
     start: datetime
     end: datetime
     cancelled: bool = False
+    modification: int = 0
 
     @property
     def request_id(self) -> int | None:
@@ -63,7 +65,23 @@ def _award(event: dict[str, Any]) -> Award | None:
         return None
     start = interval["dtstart"]
     return Award(descriptor["event_id"], kind, context, watts, start, start + interval["duration"],
-                 descriptor.get("event_status") == "cancelled")
+                 descriptor.get("event_status") == "cancelled", int(descriptor.get("modification_number") or 0))
+
+
+class _OneLineOpenLeadrLogs(logging.Filter):
+    """OpenLEADR's client logs ``create_opt``'s reply as ``logger.info(type, payload)``, a message
+    with arguments and no placeholder, which logging would print as a traceback: join them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.msg, str) and "%" not in record.msg:
+            record.msg, record.args = f"{record.msg} {record.args}", ()
+        return True
+
+
+def _fix_openleadr_logs() -> None:
+    target = logging.getLogger("openleadr")
+    if not any(isinstance(f, _OneLineOpenLeadrLogs) for f in target.filters):
+        target.addFilter(_OneLineOpenLeadrLogs())
 
 
 class ConsumerVen:
@@ -96,6 +114,9 @@ class ConsumerVen:
         self.resource_id = resource_id
         self.sampling_interval = sampling_interval
         self.awards: "queue.Queue[Award]" = queue.Queue()
+        self._dispatches: dict[int, Award] = {}  # request id -> the dispatch heard for it
+        self._opted_out: dict[int, list[str]] = {}  # request id -> resources overridden before its dispatch
+        self._opt_lock = threading.Lock()
         self.ven_id: str | None = None
         self._loop: LoopThread | None = None
         self._client: Any = None
@@ -107,6 +128,7 @@ class ConsumerVen:
         """
         from openleadr import OpenADRClient
 
+        _fix_openleadr_logs()
         self._loop = LoopThread("ven")
 
         async def _start() -> None:
@@ -164,6 +186,40 @@ class ConsumerVen:
             except queue.Empty:
                 continue
 
+    def opt_out(self, request_id: int, resources: list[str] | None = None, *, reason: str = "overrideStatus",
+                timeout: float = 10.0) -> bool:
+        """Tell the VTN this VEN will not deliver its award for ``request_id`` (a user override of
+        ``resources``, the overridden devices). Once the dispatch was heard this sends an
+        oadrCreateOpt (optOut, qualified by the event) and returns True when the VTN acknowledged
+        it; before the dispatch arrives it is remembered and the dispatch is answered optOut (and
+        False is returned: nothing was sent yet)."""
+        with self._opt_lock:
+            award = self._dispatches.get(request_id)
+            if award is None:
+                self._opted_out.setdefault(request_id, []).extend(resources or [])
+                log.info("request %d: opt-out noted; the dispatch will be answered optOut", request_id)
+                return False
+        if self._loop is None or self._client is None:
+            raise OpenAdrError("the VEN is not running; start() it first")
+        from openleadr import objects
+
+        targets = [objects.Target(resource_id=r) for r in resources or []] or [objects.Target(ven_id=self.ven_id)]
+
+        async def _send() -> Any:
+            return await self._client.create_opt(OPT_OUT, reason, targets, event_id=award.event_id,
+                                                 modification_number=award.modification,
+                                                 market_context=str(award.context))
+
+        try:
+            acknowledged = self._loop.call(_send, timeout=timeout)
+        except Exception as exc:  # unreachable VTN, timeout: the caller logs it
+            raise OpenAdrError(f"the VTN at {self.vtn_url} did not take the opt-out of request {request_id}: "
+                               f"{exc or type(exc).__name__}") from None
+        if not acknowledged:
+            raise OpenAdrError(f"the VTN at {self.vtn_url} refused the opt-out of request {request_id}")
+        log.info("request %d: the VTN acknowledged the opt-out (%s)", request_id, ", ".join(resources or []) or "all")
+        return True
+
     # -- OpenLEADR handlers (loop thread) --------------------------------------------------
 
     def _power(self) -> float:
@@ -177,9 +233,17 @@ class ConsumerVen:
             log.warning("event %s is for %s, not our programme %s; opting out", award.event_id,
                         award.context, self.programme)
             return OPT_OUT
+        pending = False
+        if award.kind == "dispatch" and award.request_id is not None and not award.cancelled:
+            with self._opt_lock:
+                self._dispatches[award.request_id] = award
+                pending = award.request_id in self._opted_out
         self.awards.put(award)
         if self.on_award is not None:
             self.on_award(award)
         if award.cancelled or award.kind != "dispatch":
             return OPT_IN
+        if pending:
+            log.info("request %d: answering the dispatch optOut (overridden before it arrived)", award.request_id)
+            return OPT_OUT
         return OPT_IN if self.decide is None or self.decide(award) else OPT_OUT

@@ -9,7 +9,8 @@ Offers stay on chain; OpenADR carries enrolment, notices, awards, opt-in/out and
   level = target W, over the event window, no response required);
 * ``dispatch(request, winners)`` sends each winner's VEN a ``LOAD_DISPATCH`` event (delta,
   -accepted W, real power) over the event window; its opt-in/opt-out is recorded and passed
-  to ``on_opt``; ``expected_under_delivery(request)`` sums the opt-outs;
+  to ``on_opt``; a VEN may change its answer later with oadrCreateOpt (a user override), which
+  is recorded the same way; ``expected_under_delivery(request)`` sums the opt-outs;
 * ``cancel(request)`` cancels the request's events;
 * every VEN's real-power telemetry reaches ``on_telemetry`` (one ``Telemetry`` per reading;
   ``telemetry.IntervalFeed`` turns them into the meter data store's interval readings).
@@ -126,6 +127,9 @@ class UtilityVtn:
             server.add_handler("on_create_party_registration", self._on_registration)
             server.add_handler("on_register_report", self._on_register_report)
             server.add_handler("on_cancel_party_registration", self._on_cancel_registration)
+            # OpenLEADR's server has no EiOpt service (its OptService is a stub): ours records a
+            # VEN's oadrCreateOpt for one of its events (a user override after it answered).
+            server.app.add_routes([web.post(f"{server.http_path_prefix}/EiOpt", _opt_service(self).handler)])
             self._server = server
             for event in self.store.events(status="active"):
                 self._queue(event)
@@ -281,6 +285,32 @@ class UtilityVtn:
         if self.on_opt is not None and event is not None:
             self.on_opt(event, opt_type)
 
+    def _on_create_opt(self, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """A VEN's oadrCreateOpt: an opt-in or opt-out of one of its own events (qualified by
+        event id), recorded like its answer to the event. An opt without an event (an
+        availability schedule) is acknowledged and logged: awards are per event here."""
+        from openleadr import errors
+
+        ven_id, opt_id = str(payload.get("ven_id")), str(payload.get("opt_id"))
+        opt, event_id = payload.get("opt_type"), payload.get("event_id")
+        resources = [str(r) for r in (payload.get("targets_by_type") or {}).get("resource_id", [])]
+        if not event_id:
+            log.warning("VEN %s sent an opt schedule (%s, %s) without an event; noted, not applied", ven_id, opt,
+                        payload.get("opt_reason"))
+            return "oadrCreatedOpt", {"opt_id": opt_id}
+        if not self.store.record_opt(ven_id, str(event_id), str(opt), reason=payload.get("opt_reason"),
+                                     resources=resources):
+            log.warning("ignored an opt %r from VEN %s for event %s (not its event)", opt, ven_id, event_id)
+            raise errors.InvalidIdError(f"event {event_id} is not one of this VEN's events")
+        event = self.store.event(str(event_id))
+        if event is not None:
+            log.info("request %d: %s %s its dispatch (%s%s)", event.request_id, event.address,
+                     "opted out of" if opt == "optOut" else "opted back in to", payload.get("opt_reason"),
+                     f": {', '.join(resources)}" if resources else "")
+            if self.on_opt is not None:
+                self.on_opt(event, str(opt))
+        return "oadrCreatedOpt", {"opt_id": opt_id}
+
     # -- OpenLEADR handlers (loop thread) --------------------------------------------------
 
     def _ven_lookup(self, ven_id: str) -> dict[str, Any]:
@@ -333,3 +363,17 @@ class UtilityVtn:
                 continue
             if self.on_telemetry is not None:
                 self.on_telemetry(Telemetry(address, ven_id, resource_id, when, watts))
+
+
+def _opt_service(vtn: UtilityVtn) -> Any:
+    """An OpenLEADR service for ``/EiOpt`` that hands oadrCreateOpt to ``vtn`` (VEN lookup and
+    message checks are OpenLEADR's, inherited from ``VTNService``)."""
+    from openleadr.service import VTNService, handler, service
+
+    @service("EiOpt")
+    class _OptService(VTNService):
+        @handler("oadrCreateOpt")
+        async def create_opt(self, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+            return vtn._on_create_opt(payload)
+
+    return _OptService(vtn.vtn_id)

@@ -132,4 +132,6 @@ def test_sealed_metered_demo_pays_on_delivery_measured_from_interval_data_and_sh
     assert shed and restore and log.index(shed.group(0)) < log.index(restore.group(0)), log
     assert "water heater is off (shed at the event start: acknowledged" in out
     assert "water heater is on (restored at the event end: acknowledged" in out
+    # consumer-1's own daemon (DEVICES_FILE, on the chain's clock) did it, at the event's chain times.
+    assert re.search(r"\[consumer-1\] [\d:.]+ request 1: water-heater shed \(off\)", out), out
     assert _processes_under(tmp_path) == []  # chain, consumers, broker: all stopped

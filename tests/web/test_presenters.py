@@ -74,3 +74,22 @@ def test_the_delivery_table_pays_by_the_packages_settlement_rule() -> None:
                                       DeliveryLogs({}, {}, {who.lower(): settled_event}), NOW + 4000)
     assert table["participants"][0]["paid_wei"] == str(expected.payout)
     assert table["totals"]["paid_wei"] == str(expected.payout) and table["totals"]["promised_wei"] == str(PROMISED)
+
+
+def test_an_opt_out_is_its_whole_dispatch_of_expected_under_delivery_and_a_cancelled_one_expects_nothing() -> None:
+    from demand_response.openadr.store import EventRecord
+
+    def event(eid: str, who: str, watts: int, opt: str | None, status: str = "active") -> EventRecord:
+        return EventRecord(eid, "ven-" + eid, who, 1, "dr://1/0xab/1", "dispatch", watts, 0, 3600, status, 0, opt, 5)
+
+    table = presenters.openadr_dispatch(
+        [event("a", "0xA", 2000, "optOut"), event("b", "0xB", 1500, "optIn"), event("c", "0xC", 700, None),
+         event("d", "0xD", 900, "optOut", status="cancelled")],
+        {"a": [{"opt": "optIn", "reason": None, "resources": [], "at": 1},
+               {"opt": "optOut", "reason": "overrideStatus", "resources": ["water-heater"], "at": 2}]})
+    rows = {r["consumer"]: r for r in table["winners"]}
+    assert table["expected_under_watts"] == 2000 and table["display"]["under"] == "2 kW"
+    assert (rows["0xA"]["display"]["opt"], rows["0xA"]["resources"], rows["0xA"]["reason"]) == (
+        "opted out", ["water-heater"], "overrideStatus")
+    assert [rows[w]["display"]["opt"] for w in ("0xB", "0xC", "0xD")] == ["opted in", "no answer yet", "cancelled"]
+    assert [rows[w]["expected_under_watts"] for w in ("0xB", "0xC", "0xD")] == [0, 0, 0]
