@@ -61,6 +61,8 @@ class _Metrics:
                           registry=r)
         self.lag = Gauge("dr_listener_lag_blocks", "Blocks between the node's head and the last block the "
                          "listener scanned", ["daemon"], registry=r)
+        self.push = Gauge("dr_push_connected", "1 while the listener's WebSocket subscriptions are up, "
+                          "0 while it polls", ["daemon"], registry=r)
         self.heartbeat = Gauge("dr_heartbeat_timestamp_seconds", "Unix time of the daemon loop's last round",
                                ["daemon"], registry=r)
 
@@ -147,7 +149,8 @@ def rpc_error(kind: str) -> None:
 
 def rpc_retry(kind: str) -> None:
     """A retry: transport (web3 re-sent a read), unreachable (the listener's backoff), disk,
-    dropped (a transaction sent again) or replacement (a fee bump)."""
+    dropped (a transaction sent again), replacement (a fee bump) or push (the push feed
+    reconnecting its WebSocket)."""
     if metrics := _m():
         metrics.rpc_retries.labels(kind=kind).inc()
 
@@ -174,6 +177,12 @@ def set_lag(daemon: str, blocks: int) -> None:
     """Blocks between the head and the last block the daemon's listener scanned."""
     if metrics := _m():
         metrics.lag.labels(daemon=daemon).set(max(0, blocks))
+
+
+def set_push(daemon: str, live: bool) -> None:
+    """The daemon's push feed is subscribed (True) or the listener polls (False)."""
+    if metrics := _m():
+        metrics.push.labels(daemon=daemon).set(1 if live else 0)
 
 
 def set_heartbeat(daemon: str, unix_time: float) -> None:
