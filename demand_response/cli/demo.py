@@ -27,11 +27,32 @@ def add_to(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--market", choices=("sealed-metered", "open"), default="sealed-metered",
                    help="sealed bids with a bond, paid on delivery measured from gridsim's interval data (default), "
                         "or open bids paid on acceptance")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus /metrics of the demo and its daemons on 127.0.0.1:PORT during the run")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo; its exit status."""
+    """Run the demo (serving its metrics with ``--metrics-port``); its exit status."""
+    served = _serve_metrics(args.metrics_port, Path(args.workdir)) if args.metrics_port else None
+    try:
+        return _run(args)
+    finally:
+        if served is not None:
+            served.close()
+
+
+def _serve_metrics(port: int, workdir: Path) -> object:
+    """/metrics of this process and the consumer daemons it starts (multiprocess mode)."""
+    from .. import metrics
+
+    metrics.share_with_children(workdir / "metrics")
+    served = metrics.serve(port)
+    print(f"demo: metrics of the demo and its daemons on {served.url}/metrics", flush=True)
+    return served
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
     return run_demo(consumers=args.consumers, results_file=Path(args.results_file) if args.results_file else None,
