@@ -103,9 +103,10 @@ class PushFeed:
                         if self.optional:
                             self.offered = False
                             return
-                ever_up = ever_up or self.live
-                self._set_live(False)
-                self.wake.set()
+                if self.live:
+                    ever_up = True
+                    self._set_live(False)
+                    self.wake.set()  # the listener polls now, and on its interval from here on
                 backoff = min(MAX_BACKOFF, backoff * 2 or 0.5)
                 if self._stop.wait(backoff):
                     return
@@ -183,13 +184,11 @@ class PushFeed:
         self.wake.set()
 
     def pause(self, stop: threading.Event, interval: float) -> None:
-        """The listener's wait between rounds: until a push (or ``stop``), at most
-        ``max(interval, PUSH_IDLE_POLL)`` while live; ``interval`` while the socket is down."""
-        if not self.live:
-            stop.wait(interval)
-            return
-        deadline = time.monotonic() + max(interval, PUSH_IDLE_POLL)
-        while not stop.is_set() and self.live:
+        """The listener's wait between rounds: until ``wake`` (a push, the socket coming up or
+        dropping) or ``stop``; at most ``max(interval, PUSH_IDLE_POLL)`` while live, ``interval``
+        while the socket is down."""
+        deadline = time.monotonic() + (max(interval, PUSH_IDLE_POLL) if self.live else interval)
+        while not stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0 or self.wake.wait(min(0.25, left)):
                 return
