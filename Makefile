@@ -11,7 +11,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all bootstrap system-deps demo-deps screenshots demo test test-fast compile lock bench audit iot-check clean help
+.PHONY: all bootstrap system-deps demo-deps screenshots demo test test-fast compile lock bench audit iot-check light-web3-8 clean help
 
 help:
 	@echo "make demo     run a full request -> bids -> settlement -> withdraw cycle on a local chain"
@@ -21,8 +21,16 @@ help:
 	@echo "make compile  recompile contracts/ into build/ and the package artifacts"
 	@echo "make screenshots  refresh docs/img/ui-*.png from the browser tests"
 	@echo "make iot-check  (root) the consumer in an emulated aarch64 Debian root against a native chain (docs/iot.md)"
+	@echo "make light-web3-8  the consumer's light install on web3 8, in a throwaway venv (build/venv-web3-8)"
 	@echo "make lock     regenerate requirements.lock from pyproject.toml"
 	@echo "make clean    remove the venv, node_modules and caches"
+
+# The shared venv keeps brownie's web3 7.16; the light install (pyproject: web3 <9) is checked
+# on web3 8 in a venv of its own, with nothing but web3 and python-dotenv.
+light-web3-8: bootstrap
+	@test -x build/venv-web3-8/bin/python || $(PYTHON) -m venv build/venv-web3-8
+	@build/venv-web3-8/bin/pip install --quiet "web3==8.0.0" "python-dotenv==0.16.0"
+	@DR_WEB3_8_PYTHON=$(CURDIR)/build/venv-web3-8/bin/python $(PY) -m pytest -q -p no:randomly tests/tooling/test_light_web3_8.py
 
 bootstrap: $(VENV)/.stamp node_modules/.stamp $(SOLCX_BINARY_PATH)/solc-v0.8.24
 
