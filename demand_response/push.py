@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds between safety-net polls while pushes arrive.
 PUSH_IDLE_POLL = 1.0
+#: Shortest time between two pushed rounds (seconds): a node flooding notifications costs
+#: at most 20 rounds a second.
+PUSH_MIN_GAP = 0.05
 #: Longest wait between reconnection attempts (seconds).
 MAX_BACKOFF = 30.0
 
@@ -91,7 +94,11 @@ class PushFeed:
             try:
                 self._session(where, down_since, ever_up)
                 return  # stopped, or subscriptions not offered
-            except ConnectionError as exc:
+            except Exception as exc:  # a node answering nonsense is handled like a dropped socket
+                if not isinstance(exc, ConnectionError):
+                    log.warning("%s: push feed from %s failed (%s: %s); reconnecting", self.label, where,
+                                type(exc).__name__, str(exc)[:200])
+                    exc = ConnectionError(type(exc).__name__)
                 if self.live or down_since is None:
                     down_since = time.monotonic()
                     if self.live:
@@ -124,10 +131,11 @@ class PushFeed:
             subscriptions = {}
             for params in (["newHeads"], ["logs", {"address": self.address}]):
                 reply = self._call(ws, "eth_subscribe", params)
-                if "error" in reply or not reply.get("result"):
+                if "error" in reply or not isinstance(reply.get("result"), str):
                     self.offered = False
+                    error = reply.get("error")
                     log.info("%s: the node at %s offers no eth_subscribe %s (%s); polling", self.label, where,
-                             params[0], (reply.get("error") or {}).get("message", "no result"))
+                             params[0], str(error.get("message") if isinstance(error, dict) else "no result")[:200])
                     return
                 subscriptions[reply["result"]] = params[0]
             if ever_up:
@@ -163,6 +171,8 @@ class PushFeed:
                 reply = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
             except TimeoutError:
                 return {"error": {"message": "no answer"}}
+            except ValueError:
+                continue  # not JSON: not the answer
             if isinstance(reply, dict) and reply.get("id") == 1:
                 return reply
 
@@ -187,7 +197,9 @@ class PushFeed:
         """The listener's wait between rounds: until ``wake`` (a push, the socket coming up or
         dropping) or ``stop``; at most ``max(interval, PUSH_IDLE_POLL)`` while live, ``interval``
         while the socket is down."""
-        deadline = time.monotonic() + (max(interval, PUSH_IDLE_POLL) if self.live else interval)
+        if stop.wait(PUSH_MIN_GAP):
+            return
+        deadline = time.monotonic() + (max(interval, PUSH_IDLE_POLL) if self.live else interval) - PUSH_MIN_GAP
         while not stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0 or self.wake.wait(min(0.25, left)):

@@ -19,6 +19,9 @@ from typing import Any
 
 from web3.providers.base import JSONBaseProvider
 
+#: Calls that only read: asked again once when the socket had gone stale.
+_REPEATABLE = ("eth_get", "eth_call", "eth_estimateGas", "eth_chainId", "eth_blockNumber", "eth_gasPrice",
+               "eth_feeHistory", "eth_maxPriorityFeePerGas", "eth_syncing", "net_version", "web3_clientVersion")
 #: Largest message accepted (bytes): a wide ``eth_getLogs`` answer can be several MB.
 MAX_MESSAGE = 64 * 2**20
 
@@ -51,9 +54,19 @@ class WebSocketRpc(JSONBaseProvider):
         return f"WebSocket connection: {self.endpoint_uri}"
 
     def make_request(self, method: Any, params: Any) -> Any:
-        """One JSON-RPC call; ``ConnectionError`` when the socket cannot be used."""
+        """One JSON-RPC call; ``ConnectionError`` when the socket cannot be used. A read whose
+        socket had gone stale since the last call (the node closed an idle connection) is
+        asked once more on a new one; a send never is."""
         request = self.encode_rpc_request(method, params)
         wanted = json.loads(request)["id"]
+        try:
+            return self.decode_rpc_response(self._exchange(request, {wanted}))
+        except ConnectionError as exc:
+            if not (str(method).startswith(_REPEATABLE) and getattr(exc, "stale", False)):
+                raise
+        from .. import metrics
+
+        metrics.rpc_retry("transport")
         return self.decode_rpc_response(self._exchange(request, {wanted}))
 
     def make_batch_request(self, requests: list[tuple[Any, Any]]) -> Any:
@@ -84,6 +97,7 @@ class WebSocketRpc(JSONBaseProvider):
         from websockets.exceptions import ConnectionClosed
 
         with self._lock:
+            stale = self._ws is not None
             if self._ws is None:
                 self._ws = open_socket(self.endpoint_uri, self.timeout)
             try:
@@ -94,7 +108,9 @@ class WebSocketRpc(JSONBaseProvider):
                         return raw.encode() if isinstance(raw, str) else raw
             except (ConnectionClosed, OSError, TimeoutError) as exc:
                 self._drop()
-                raise ConnectionError(f"WebSocket to the node failed ({type(exc).__name__})") from exc
+                failed = ConnectionError(f"WebSocket to the node failed ({type(exc).__name__})")
+                failed.stale = stale and isinstance(exc, ConnectionClosed)  # type: ignore[attr-defined]
+                raise failed from exc
 
 
 def _answers(raw: Any, ids: set[Any]) -> bool:

@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 from web3 import Web3
 
-from daemon_helpers import wait_until
+from daemon_helpers import TcpProxy, wait_until
 from demand_response import devchain
 from demand_response.chain import Signer, connect
 from demand_response.config import load_settings
@@ -40,6 +40,26 @@ def test_ws_json_rpc_reads_sends_and_batches(tmp_path: Path, kind: str) -> None:
         numbers, chain_ids = w3.provider.make_batch_request([("eth_blockNumber", []), ("eth_chainId", [])])
         assert int(numbers["result"], 16) == receipt["blockNumber"] and int(chain_ids["result"], 16) == node.chain_id
         assert w3.provider.dr_push == (f"ws://127.0.0.1:{node.port}", False)  # the feed uses the same URL
+
+
+def test_a_read_on_a_socket_the_node_closed_is_asked_again_and_a_send_is_not(tmp_path: Path) -> None:
+    with devchain.start("anvil", accounts=2, log_path=tmp_path / "anvil.log") as node:
+        proxy = TcpProxy(node.port)
+        proxy.up()
+        try:
+            w3 = connect(f"ws://127.0.0.1:{proxy.port}")
+            before = w3.eth.block_number
+            proxy.down()  # the idle socket is cut; the node is back at once
+            proxy.up()
+            assert w3.eth.block_number == before  # a read: asked again on a new socket
+            a, b = w3.eth.accounts[:2]
+            proxy.down()
+            proxy.up()
+            with pytest.raises(ConnectionError):  # a send: might have gone out, so never repeated
+                w3.provider.make_request("eth_sendTransaction", [{"from": a, "to": b, "value": "0x1"}])
+            assert w3.eth.get_transaction_count(a) == 0 and w3.eth.block_number == before
+        finally:
+            proxy.down()
 
 
 def test_an_unreachable_ws_url_is_one_line_naming_the_fix() -> None:
@@ -117,3 +137,60 @@ def test_a_node_without_a_websocket_leaves_the_listener_polling(tmp_path: Path, 
     assert heard[0][0].block_number == mined_in
     assert [r.getMessage() for r in caplog.records if "no WebSocket" in r.getMessage()]
     assert poller.push is None  # closed with the run; it had given up after the one refused handshake
+
+
+class _HostileNode:
+    """A WebSocket on loopback that accepts the subscriptions, then sends junk: text that is
+    not JSON, notifications of subscriptions it never made, malformed heads, a flood, and
+    then drops the socket; every connection again."""
+
+    def __init__(self) -> None:
+        from websockets.sync.server import serve
+
+        self.connections = 0
+        self._server = serve(self._handle, "127.0.0.1", 0)
+        self.port = self._server.socket.getsockname()[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def _handle(self, ws) -> None:  # type: ignore[no-untyped-def]
+        import json
+
+        self.connections += 1
+        for n in range(2):
+            request = json.loads(ws.recv(timeout=5))
+            ws.send(json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": f"0x{n + 1}"}))
+        ws.send("this is not JSON")
+        ws.send(json.dumps({"jsonrpc": "2.0", "method": "eth_subscription", "params": {"subscription": "0xffff"}}))
+        ws.send(json.dumps({"jsonrpc": "2.0", "method": "eth_subscription", "params": "junk"}))
+        ws.send(json.dumps([1, 2, 3]))
+        ws.send(json.dumps({"jsonrpc": "2.0", "method": "eth_subscription",
+                            "params": {"subscription": "0x1", "result": {"number": "not a number"}}}))
+        for _ in range(2000):  # a flood of (well-formed) heads
+            ws.send(json.dumps({"jsonrpc": "2.0", "method": "eth_subscription",
+                                "params": {"subscription": "0x1", "result": {"number": "0x1"}}}))
+        time.sleep(0.5)  # then the socket drops
+
+    def close(self) -> None:
+        self._server.shutdown()
+
+
+def test_a_hostile_push_node_cannot_stop_or_fool_the_listener(tmp_path: Path, mining: devchain.DevChain) -> None:
+    hostile = _HostileNode()
+    try:
+        w3 = connect(mining.url, push=f"ws://127.0.0.1:{hostile.port}")  # WS_URL pointing at it
+        dr, start = _deployed(w3, mining, tmp_path)
+        poller = LogPoller(w3, dr.address, ["ReductionRequested"], StateFile(tmp_path / "h.json"), start_block=start,
+                           label="hostile")
+        heard, stop, thread = _listen(poller, interval=0.5)
+        try:
+            wait_until(lambda: hostile.connections >= 2, timeout=20, what="a reconnection after the drop")
+            mined_in = _request(w3, dr)
+            wait_until(lambda: heard, timeout=20, what="the request")
+            time.sleep(1.0)  # more junk and reconnections
+            assert thread.is_alive()
+        finally:
+            stop.set()
+            thread.join(10)
+    finally:
+        hostile.close()
+    assert [event.block_number for event, _ in heard] == [mined_in]  # read from the chain, once
