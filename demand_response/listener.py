@@ -341,6 +341,12 @@ class LogPoller:
         self.push = PushFeed(target[0], self.address, self.label, optional=target[1]).start()
         return self.push
 
+    def _head_now(self) -> int | None:
+        """The newest head known: the last polled, or a newer one pushed since (listener lag)."""
+        polled = self._head[0] if self._head else None
+        pushed = self.push.head if self.push is not None and self.push.live else None
+        return max((h for h in (polled, pushed) if h is not None), default=None)
+
     def _backoff(self, stop: threading.Event, seconds: float) -> None:
         """After a failure: ``seconds``, cut short when the push socket comes back (the node is)."""
         if self.push is None:
@@ -414,7 +420,8 @@ class LogPoller:
                         self.commit()
                 if on_idle is not None:
                     on_idle()
-                health.beat(self.label, self._head[0] if self._head else None, self.next_block - 1)
+                health.beat(self.label, self._head_now(), self.next_block - 1,
+                            None if self.push is None or not self.push.offered else self.push.live)
                 if down_since is not None:
                     log.warning("%s: %s is back after %.1f s; caught up to block %d",
                                 self.label, rpc_name, time.monotonic() - down_since, self.next_block - 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Iterator
@@ -92,6 +93,20 @@ def _scrape(port: int) -> dict[tuple[str, tuple], float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
+def _health(port: int) -> dict:
+    import json
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as reply:
+            return json.loads(reply.read())
+    except urllib.error.HTTPError as exc:  # 503 while the node is away: still the report
+        return json.loads(exc.read())
+
+
+def _events(port: int, daemon: str) -> str:
+    return _health(port)["checks"]["daemons"]["daemons"][daemon].get("events", "")
+
+
 def _value(scrape: dict, name: str, **labels: str) -> float:
     return scrape.get((name, tuple(sorted(labels.items()))), 0.0)
 
@@ -133,6 +148,7 @@ def test_a_consumer_survives_the_node_dropping_its_socket_and_catches_up(
     try:
         consumer.wait_for("subscribed to new heads")
         consumer.wait_for("listening for requests")
+        wait_until(lambda: _events(port, "d") == "push", timeout=20, what="health: push")
         before = _scrape(port)
         proxy.down()
         consumer.wait_for("push socket", timeout=20)  # "... dropped ...; polling until it is back"
@@ -146,6 +162,7 @@ def test_a_consumer_survives_the_node_dropping_its_socket_and_catches_up(
         bid_in = wait_until(lambda: _bid_block(w3, dr, rid, w3.eth.accounts[2]), timeout=60, what="the bid")
         reconnect_s = time.monotonic() - back
         after = _scrape_once_mined(port, _value(before, "dr_bids_mined_total") + 1)
+        wait_until(lambda: _events(port, "d") == "push", timeout=20, what="health: push again")
     finally:
         code = consumer.stop()
         proxy.down()
