@@ -2,7 +2,10 @@
 the block after a request even with a 30 s poll interval, and survives the node dropping
 the socket (a loopback TCP proxy that is cut), catching up on a request made meanwhile.
 
-Real anvil mining a block every 2 s, real ``dr consumer run`` subprocesses, real sockets.
+The utility daemon (the same listener) survives the cut socket too and settles the request.
+
+Real anvil mining a block every 2 s, real ``dr consumer run``/``dr utility run`` subprocesses, real
+sockets.
 Block numbers are asserted, never times.
 """
 
@@ -179,3 +182,35 @@ def test_a_consumer_survives_the_node_dropping_its_socket_and_catches_up(
     assert _value(after, "dr_requests_heard_total") == _value(before, "dr_requests_heard_total") + 1
     assert _value(after, "dr_bids_mined_total") == _value(before, "dr_bids_mined_total") + 1
     assert _value(after, "dr_push_connected", daemon="d") == 1
+
+
+def test_the_utility_daemon_survives_a_cut_socket_and_settles_a_request_made_meanwhile(
+        tmp_path: Path, node: devchain.DevChain, w3: Web3) -> None:
+    from demand_response.contract import Status
+
+    dr = _deploy(w3, node, tmp_path)
+    start = w3.eth.block_number
+    proxy = TcpProxy(node.port)
+    proxy.up()
+    (tmp_path / "utility").mkdir()
+    utility = Daemon(["utility", "run", "--rpc-url", f"ws://127.0.0.1:{proxy.port}", "--contract", dr.address,
+                      "--state-dir", str(tmp_path / "utility"), "--poll-interval", SLOW_POLL,
+                      "--deployments-file", str(tmp_path / "deployments.json")],
+                     tmp_path, tmp_path / "utility" / "utility.log", env=dr_env(START_BLOCK=str(start)))
+    try:
+        utility.wait_for("subscribed to new heads")
+        proxy.down()
+        utility.wait_for("push socket", timeout=20)
+        now = max(int(w3.eth.get_block("latest")["timestamp"]), int(time.time()))
+        rid, _ = send_request(dr, Signer(w3, w3.eth.accounts[0]), plan_request(
+            target_kw=4.0, now=now, bidding_window_s=4, event_duration_s=3600, max_price_wei_per_kwh=CAP))
+        assert dr.get_request(rid).status == Status.OPEN
+        proxy.up()
+        utility.wait_for(f"watching request {rid}", timeout=60)
+        wait_until(lambda: dr.get_request(rid).status != Status.OPEN, timeout=60, what="the request settled")
+    finally:
+        code = utility.stop()
+        proxy.down()
+    assert code == 0 and "Traceback" not in utility.output()
+    assert "catching up from the cursor" in utility.output()
+    assert dr.get_request(rid).status == Status.SETTLED
