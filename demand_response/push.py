@@ -112,6 +112,7 @@ class PushFeed:
                             return
                 if self.live:
                     ever_up = True
+                    backoff = 0.0  # it was up: the backoff starts over
                     self._set_live(False)
                     self.wake.set()  # the listener polls now, and on its interval from here on
                 backoff = min(MAX_BACKOFF, backoff * 2 or 0.5)

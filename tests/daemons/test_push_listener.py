@@ -194,3 +194,24 @@ def test_a_hostile_push_node_cannot_stop_or_fool_the_listener(tmp_path: Path, mi
     finally:
         hostile.close()
     assert [event.block_number for event, _ in heard] == [mined_in]  # read from the chain, once
+
+
+def test_the_push_feed_comes_back_after_each_of_several_drops(tmp_path: Path, mining: devchain.DevChain) -> None:
+    from demand_response.push import PushFeed
+
+    proxy = TcpProxy(mining.port)
+    proxy.up()
+    feed = PushFeed(f"ws://127.0.0.1:{proxy.port}", "0x" + "00" * 20, "drops").start()
+    try:
+        for drop in range(1, 4):
+            wait_until(lambda: feed.live, timeout=20, what="the subscription")
+            proxy.down()
+            wait_until(lambda: not feed.live, timeout=20, what="the drop noticed")
+            proxy.up()
+            wait_until(lambda: feed.live and feed.reconnects == drop, timeout=20, what=f"reconnection {drop}")
+        heads = feed.notifications
+        wait_until(lambda: feed.notifications > heads, timeout=10, what="pushes after the last reconnection")
+    finally:
+        feed.close()
+        proxy.down()
+    assert not feed.live and feed.offered
