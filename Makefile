@@ -52,8 +52,10 @@ node_modules/.stamp: package-lock.json
 $(SOLCX_BINARY_PATH)/solc-v0.8.24: | $(VENV)/.stamp
 	@$(PY) -c "from demand_response.compiler import install_solcx_shim; install_solcx_shim()"
 
+# While it runs, the demo's and its daemons' metrics: curl 127.0.0.1:9108/metrics (empty: none).
+DEMO_METRICS_PORT ?= 9108
 demo: bootstrap demo-deps
-	@$(PY) -m demand_response demo
+	@$(PY) -m demand_response demo $(if $(DEMO_METRICS_PORT),--metrics-port $(DEMO_METRICS_PORT))
 
 # Two xdist workers, one test file per worker at a time: each worker runs its own chains.
 TEST_WORKERS ?= 2

@@ -39,15 +39,22 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
     finally:
         if served is not None:
-            served.close()
+            served.close()  # type: ignore[attr-defined]
 
 
-def _serve_metrics(port: int, workdir: Path) -> object:
-    """/metrics of this process and the consumer daemons it starts (multiprocess mode)."""
+def _serve_metrics(port: int, workdir: Path) -> object | None:
+    """/metrics of this process and the consumer daemons it starts (multiprocess mode); a
+    busy port is one line, and the demo runs without metrics."""
     from .. import metrics
+    from ..errors import ConfigError
 
     metrics.share_with_children(workdir / "metrics")
-    served = metrics.serve(port)
+    try:
+        served = metrics.serve(port)
+    except ConfigError:
+        print(f"demo: no metrics: port {port} is in use; pass another --metrics-port (make demo: "
+              "DEMO_METRICS_PORT=...)", flush=True)
+        return None
     print(f"demo: metrics of the demo and its daemons on {served.url}/metrics", flush=True)
     return served
 
