@@ -27,6 +27,8 @@ from demand_response.listener import Event, LogPoller, StateFile
 from demand_response.utility import deploy, plan_request, send_request
 from fault_helpers import FlakyRpcProxy
 
+pytestmark = pytest.mark.slow  # about 20 s: three chains of its own
+
 CAP = 128 * 10**14
 
 
