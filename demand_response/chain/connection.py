@@ -77,8 +77,8 @@ def _push_target(url: str, setting: str | None) -> tuple[str, bool] | None:
     """(WebSocket URL, optional) for the push feed, or None (polling only).
 
     ``WS_URL`` set: that URL (``off`` disables push). Unset: the RPC URL when it is ws(s)://;
-    for an HTTP node on this machine, ws:// on the same host and port (anvil, ganache and
-    hardhat serve both there), given up quietly if nothing answers; else none.
+    for an HTTP node on this machine, ws:// on the same host and port (anvil and ganache
+    serve both there), given up quietly if nothing answers; else none.
     """
     setting = (setting or "").strip()
     if setting.lower() in PUSH_OFF:
