@@ -11,7 +11,7 @@ export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all bootstrap system-deps demo-deps screenshots demo test test-fast compile lock bench audit fuzz iot-check ha-core ha-test clean help
+.PHONY: all bootstrap system-deps demo-deps screenshots demo test test-fast compile lock bench audit fuzz iot-check ha-core ha-test light-web3-8 clean help
 
 help:
 	@echo "make demo     run a full request -> bids -> settlement -> withdraw cycle on a local chain"
@@ -23,8 +23,16 @@ help:
 	@echo "make screenshots  refresh docs/img/ui-*.png from the browser tests"
 	@echo "make iot-check  (root) the consumer in an emulated aarch64 Debian root against a native chain (docs/iot.md)"
 	@echo "make ha-test  (optional) the Home Assistant driver against a real HA core in a Python 3.13 side venv (docs/devices.md)"
+	@echo "make light-web3-8  the consumer's light install on web3 8, in a throwaway venv (build/venv-web3-8)"
 	@echo "make lock     regenerate requirements.lock from pyproject.toml"
 	@echo "make clean    remove the venv, node_modules and caches"
+
+# The shared venv keeps brownie's web3 7.16; the light install (pyproject: web3 <9) is checked
+# on web3 8 in a venv of its own, with nothing but web3 and python-dotenv.
+light-web3-8: bootstrap
+	@test -x build/venv-web3-8/bin/python || $(PYTHON) -m venv build/venv-web3-8
+	@build/venv-web3-8/bin/pip install --quiet "web3==8.0.0" "python-dotenv==0.16.0"
+	@DR_WEB3_8_PYTHON=$(CURDIR)/build/venv-web3-8/bin/python $(PY) -m pytest -q -p no:randomly tests/tooling/test_light_web3_8.py
 
 bootstrap: $(VENV)/.stamp node_modules/.stamp $(SOLCX_BINARY_PATH)/solc-v0.8.24
 
@@ -46,8 +54,10 @@ node_modules/.stamp: package-lock.json
 $(SOLCX_BINARY_PATH)/solc-v0.8.24: | $(VENV)/.stamp
 	@$(PY) -c "from demand_response.compiler import install_solcx_shim; install_solcx_shim()"
 
+# While it runs, the demo's and its daemons' metrics: curl 127.0.0.1:9108/metrics (empty: none).
+DEMO_METRICS_PORT ?= 9108
 demo: bootstrap demo-deps
-	@$(PY) -m demand_response demo
+	@$(PY) -m demand_response demo $(if $(DEMO_METRICS_PORT),--metrics-port $(DEMO_METRICS_PORT))
 
 # Two xdist workers, one test file per worker at a time: each worker runs its own chains.
 TEST_WORKERS ?= 2

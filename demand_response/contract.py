@@ -19,6 +19,7 @@ from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
 from web3.logs import DISCARD
 
+from . import metrics
 from .artifacts import load_artifact
 from .chain import ChainError, Signer, TransactionFailed
 from .market import PricingRule
@@ -509,7 +510,8 @@ class DemandReduction:
 
     def commit_bids(self, signer: Signer, request_id: int, commitment: bytes, bond: int = 0) -> dict[str, Any]:
         """Commit to sealed bids (the first commitment carries the bond)."""
-        return self._send_fixed(signer, self.functions.commitBids(request_id, commitment), COMMIT_GAS, value=bond)
+        call = self.functions.commitBids(request_id, commitment)
+        return self._counted(signer, request_id, 1, lambda: self._send_fixed(signer, call, COMMIT_GAS, value=bond))
 
     def reveal_bids(self, signer: Signer, request_id: int, watts: Sequence[int], prices: Sequence[int],
                     salt: bytes) -> dict[str, Any]:
@@ -553,7 +555,19 @@ class DemandReduction:
         is replayed with ``eth_call`` so that the error still carries the contract's reason.
         """
         call = self.functions.submitBids(request_id, list(watts), list(prices))
-        return self._send(signer, call, gas=gas) if gas is None else self._send_fixed(signer, call, gas)
+        return self._counted(signer, request_id, len(watts),
+                             lambda: self._send(signer, call, gas=gas) if gas is None else
+                             self._send_fixed(signer, call, gas))
+
+    @staticmethod
+    def _counted(signer: Signer, request_id: int, bids: int, send: Any) -> dict[str, Any]:
+        """``send()`` a bid transaction carrying ``bids`` bids (a sealed commitment counts as
+        one), counted as sent, then as mined with the reaction time (``metrics``) unless it
+        reverted."""
+        metrics.bids_sent(bids)
+        receipt = send()
+        metrics.bids_mined(bids, request_id, signer.address)
+        return receipt
 
     def _send_fixed(self, signer: Signer, call: Any, gas: int, value: int = 0) -> dict[str, Any]:
         """Send with a fixed gas limit and no estimate; a revert on chain is replayed with

@@ -5,6 +5,8 @@
 * contract: code at ``CONTRACT_ADDRESS``;
 * daemons: each daemon loop calls ``beat`` once a round; a beat older than
   ``heartbeat_max_age`` seconds or a listener more than ``max_lag_blocks`` behind fails.
+  Each daemon's entry also says how it hears events (``push`` or ``polling``): polling is a
+  working fallback, not a failure.
 
 ``HealthCheck.from_settings(settings)`` reads the ``HEALTH_*`` keys (``.env.template``);
 calling the object returns ``(status, report)``. ``metrics.serve`` and ``flaskapp/ops.py``
@@ -33,16 +35,19 @@ class _Beat:
     at: float  # time.time()
     mono: float  # time.monotonic()
     lag: int | None
+    push: bool | None = None  # subscribed over a WebSocket (True), polling (False), no feed (None)
 
 
 _beats: dict[str, _Beat] = {}
 _beats_lock = threading.Lock()
 
 
-def beat(daemon: str, head_block: int | None = None, scanned_block: int | None = None) -> None:
-    """Record one round of ``daemon``'s loop (and its listener lag when both blocks are known)."""
+def beat(daemon: str, head_block: int | None = None, scanned_block: int | None = None,
+         push: bool | None = None) -> None:
+    """Record one round of ``daemon``'s loop (and its listener lag when both blocks are known;
+    ``push``: whether its push feed is subscribed, None without one)."""
     lag = head_block - scanned_block if head_block is not None and scanned_block is not None else None
-    now = _Beat(time.time(), time.monotonic(), max(0, lag) if lag is not None else None)
+    now = _Beat(time.time(), time.monotonic(), max(0, lag) if lag is not None else None, push)
     with _beats_lock:
         _beats[daemon] = now
     metrics.set_heartbeat(daemon, now.at)
@@ -210,7 +215,8 @@ class HealthCheck:
                 each[name] = Check(False, "no heartbeat yet: not started, or still starting").as_dict()
                 continue
             age = now - got.mono
-            extra = {"last_beat": int(got.at), "age_s": round(age, 1), "lag_blocks": got.lag}
+            extra = {"last_beat": int(got.at), "age_s": round(age, 1), "lag_blocks": got.lag,
+                     "events": {True: "push", False: "polling (push socket down)", None: "polling"}[got.push]}
             if age > self.heartbeat_max_age:
                 each[name] = Check(False, f"no heartbeat for {age:.0f} s (limit {self.heartbeat_max_age:.0f} s): "
                                           "the loop is stuck or the node is down").as_dict(**extra)

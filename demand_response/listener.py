@@ -8,6 +8,9 @@
 * ``confirmations`` keeps the listener that many blocks behind the head (0 on a dev chain).
 * RPC failures back off exponentially up to a cap, with one log line per attempt and a
   line when the endpoint is back; they never end the loop.
+* Where the node offers a WebSocket, ``run`` also subscribes to new heads and the contract's
+  logs (``push.PushFeed``) and polls as soon as one is pushed, instead of on its interval;
+  the polling path above stays the only way events are read.
 
 An idle poll is one ``eth_getBlockByNumber('latest')`` call; logs are fetched only when
 the head moved, in ranges of at most ``max_range`` blocks.
@@ -186,6 +189,8 @@ class LogPoller:
         self.reorged = False
         self._watched: dict[int, str] = {}
         self._watch_lock = threading.Lock()
+        #: The running push feed (``run`` starts one where the node offers a WebSocket).
+        self.push: Any = None
 
     @property
     def next_block(self) -> int:
@@ -315,10 +320,49 @@ class LogPoller:
     def run(self, handle: Callable[[Event], None], stop: threading.Event, *args: Any, **kwargs: Any) -> None:
         """``_run`` (below); a listener that stops is forgotten by the health check (it did not
         stop beating: it ended)."""
+        feed = self._start_push()
         try:
             self._run(handle, stop, *args, **kwargs)
         finally:
+            if feed is not None:
+                feed.close()
+                self.push = None
             health.forget(self.label)
+
+    def _start_push(self) -> Any:
+        """The push feed (``push.PushFeed``) where the connection offers a WebSocket
+        (``chain.connection.push_url_of``), started; None: polling only."""
+        from .chain.connection import push_url_of
+        from .push import PushFeed
+
+        target = push_url_of(self.w3)
+        if target is None:
+            return None
+        self.push = PushFeed(target[0], self.address, self.label, optional=target[1]).start()
+        return self.push
+
+    def _head_now(self) -> int | None:
+        """The newest head known: the last polled, or a newer one pushed since (listener lag)."""
+        polled = self._head[0] if self._head else None
+        pushed = self.push.head if self.push is not None and self.push.live else None
+        return max((h for h in (polled, pushed) if h is not None), default=None)
+
+    def _backoff(self, stop: threading.Event, seconds: float) -> None:
+        """After a failure: ``seconds``, cut short when the push socket comes back (the node is)."""
+        if self.push is None:
+            stop.wait(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and time.monotonic() < deadline:
+            if self.push.wake.wait(min(0.25, max(0.0, deadline - time.monotonic()))) and self.push.live:
+                return
+
+    def _pause(self, stop: threading.Event, interval: float) -> None:
+        """Between rounds: until a push arrives (``push.PushFeed.pause``), or ``interval``."""
+        if self.push is not None:
+            self.push.pause(stop, interval)
+        else:
+            stop.wait(interval)
 
     def _run(
         self,
@@ -343,6 +387,8 @@ class LogPoller:
         down_since: float | None = None
         while not stop.is_set():
             try:
+                if self.push is not None:
+                    self.push.wake.clear()  # a push from now on means another round
                 events, removed = self.poll()
                 if self.reorged:
                     if on_reorg is not None:
@@ -374,13 +420,14 @@ class LogPoller:
                         self.commit()
                 if on_idle is not None:
                     on_idle()
-                health.beat(self.label, self._head[0] if self._head else None, self.next_block - 1)
+                health.beat(self.label, self._head_now(), self.next_block - 1,
+                            None if self.push is None or not self.push.offered else self.push.live)
                 if down_since is not None:
                     log.warning("%s: %s is back after %.1f s; caught up to block %d",
                                 self.label, rpc_name, time.monotonic() - down_since, self.next_block - 1)
                     down_since = None
                 backoff = 0.0
-                stop.wait(interval)
+                self._pause(stop, interval)
             except Exception as exc:
                 disk = disk_error(exc)
                 if disk is None and not is_connection_error(exc):
@@ -400,4 +447,4 @@ class LogPoller:
                         down_since = time.monotonic()
                     log.warning("%s: %s unreachable (%s); retrying in %.1f s", self.label, rpc_name,
                                 type(exc).__name__, backoff)
-                stop.wait(backoff)
+                self._backoff(stop, backoff)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import threading
 import time
 from socketserver import ThreadingMixIn
@@ -28,6 +29,11 @@ log = logging.getLogger(__name__)
 REACTION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 #: Requests heard whose reaction is still awaited, at most (oldest forgotten first).
 _HEARD_KEPT = 4096
+#: The ``kind`` labels of ``dr_rpc_errors`` and ``dr_rpc_retries`` (``rpc_error``, ``rpc_retry``).
+RPC_ERROR_KINDS = ("connection", "timeout", "http", "rpc", "revert", "other")
+RPC_RETRY_KINDS = ("transport", "unreachable", "disk", "dropped", "replacement", "push")
+#: prometheus-client's multiprocess folder (``share_with_children``).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: What ``/metrics`` says when prometheus-client is not installed.
 MISSING = "metrics need prometheus-client: pip install 'demand-response[ops]'"
 
@@ -58,11 +64,17 @@ class _Metrics:
         self.fees_paid = Counter("dr_fees_paid_wei", "Fees paid for mined transactions (wei), by contract function",
                                  ["action"], registry=r)
         self.owed = Gauge("dr_owed_wei", "Balance the contract owes an account, withdrawable (wei)", ["account"],
-                          registry=r)
+                          registry=r, multiprocess_mode="mostrecent")
         self.lag = Gauge("dr_listener_lag_blocks", "Blocks between the node's head and the last block the "
-                         "listener scanned", ["daemon"], registry=r)
+                         "listener scanned", ["daemon"], registry=r, multiprocess_mode="mostrecent")
+        for kind in RPC_ERROR_KINDS:  # every series from the start: a scrape shows 0, not nothing
+            self.rpc_errors.labels(kind=kind)
+        for kind in RPC_RETRY_KINDS:
+            self.rpc_retries.labels(kind=kind)
+        self.push = Gauge("dr_push_connected", "1 while the listener's WebSocket subscriptions are up, "
+                          "0 while it polls", ["daemon"], registry=r, multiprocess_mode="mostrecent")
         self.heartbeat = Gauge("dr_heartbeat_timestamp_seconds", "Unix time of the daemon loop's last round",
-                               ["daemon"], registry=r)
+                               ["daemon"], registry=r, multiprocess_mode="mostrecent")
 
 
 _lock = threading.Lock()
@@ -147,7 +159,8 @@ def rpc_error(kind: str) -> None:
 
 def rpc_retry(kind: str) -> None:
     """A retry: transport (web3 re-sent a read), unreachable (the listener's backoff), disk,
-    dropped (a transaction sent again) or replacement (a fee bump)."""
+    dropped (a transaction sent again), replacement (a fee bump) or push (the push feed
+    reconnecting its WebSocket)."""
     if metrics := _m():
         metrics.rpc_retries.labels(kind=kind).inc()
 
@@ -174,6 +187,12 @@ def set_lag(daemon: str, blocks: int) -> None:
     """Blocks between the head and the last block the daemon's listener scanned."""
     if metrics := _m():
         metrics.lag.labels(daemon=daemon).set(max(0, blocks))
+
+
+def set_push(daemon: str, live: bool) -> None:
+    """The daemon's push feed is subscribed (True) or the listener polls (False)."""
+    if metrics := _m():
+        metrics.push.labels(daemon=daemon).set(1 if live else 0)
 
 
 def set_heartbeat(daemon: str, unix_time: float) -> None:
@@ -303,7 +322,39 @@ def exposition(accept: str | None = None) -> tuple[int, bytes, str]:
     from prometheus_client.exposition import choose_encoder
 
     encoder, content_type = choose_encoder(accept or "")
-    return 200, encoder(metrics.registry), content_type
+    return 200, encoder(_exposed(metrics.registry)), content_type
+
+
+def _exposed(registry: Any) -> Any:
+    """``registry``, or in multiprocess mode (``share_with_children``) one that reads every
+    process's values from the shared folder."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    if not folder or not os.path.isdir(folder):
+        return registry
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    merged = CollectorRegistry()
+    MultiProcessCollector(merged, folder)
+    return merged
+
+
+def share_with_children(folder: Any) -> None:
+    """Multiprocess mode: this process and the daemons it starts afterwards (which inherit
+    the environment) keep their values in ``folder`` (emptied first), and ``/metrics`` here
+    shows their sum (counters, histograms) or latest value (gauges). Call it before any
+    metric is recorded: prometheus-client picks its value store when first imported."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    if "prometheus_client.values" in sys.modules and not os.environ.get(MULTIPROC_ENV):
+        log.warning("metrics were recorded before multiprocess mode was set: /metrics shows only other processes")
+    path = Path(folder)
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(path)
 
 
 def token_ok(authorization: str | None, token: str | None) -> bool:

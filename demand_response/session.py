@@ -42,7 +42,7 @@ class Session:
 def connect_checked(settings: Settings) -> tuple[Web3, int]:
     """Connect to ``settings.rpc_url`` and check its chain id against the network's."""
     profile = NETWORKS.get(settings.network)
-    w3 = connect(settings.rpc_url, poa=bool(profile and profile.poa))
+    w3 = connect(settings.rpc_url, poa=bool(profile and profile.poa), push=settings.get("WS_URL"))
     chain_id = int(w3.eth.chain_id)
     check_chain_id(settings, chain_id)
     return w3, chain_id

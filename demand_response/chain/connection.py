@@ -2,7 +2,11 @@
 
 ``connect`` adds the extra-data middleware on PoA chains, shares one pooled HTTP session
 between threads, retries idempotent reads on a dropped connection, and turns an
-unreachable endpoint into a one-line ``ConnectionProblem``.
+unreachable endpoint into a one-line ``ConnectionProblem``. A ``ws://``/``wss://`` URL
+speaks JSON-RPC over one WebSocket (``wsrpc.WebSocketRpc``, web3 7 and 8).
+
+It also decides where the listeners' push feed (``push.PushFeed``) subscribes:
+``push_url_of(w3)``.
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ log = logging.getLogger("demand_response.chain")
 LOCAL_TIMEOUT = 10.0
 
 
-def connect(url: str, timeout: float = 30.0, poa: bool = False) -> Web3:
+def connect(url: str, timeout: float = 30.0, poa: bool = False, push: str | None = None) -> Web3:
     """A connected Web3 for ``url`` (http(s)://, ws(s):// or an IPC path); ``poa``: the named
     network is proof-of-authority (``networks``), so web3's extraData middleware goes in even
-    if the latest block does not show it."""
+    if the latest block does not show it. ``push``: the ``WS_URL`` setting (``push_url_of``)."""
     if url.startswith(("http://", "https://")):
         # A node on this machine answers in milliseconds. Under concurrent load ganache 7
         # was seen to leave a request unanswered until the client gave up; a short timeout
@@ -40,7 +44,9 @@ def connect(url: str, timeout: float = 30.0, poa: bool = False) -> Web3:
                                           session=_shared_session(),
                                           cache_allowed_requests=True, cacheable_requests={"eth_chainId"})
     elif url.startswith(("ws://", "wss://")):
-        provider = Web3.LegacyWebSocketProvider(url, websocket_timeout=timeout)
+        from .wsrpc import WebSocketRpc
+
+        provider = WebSocketRpc(url, timeout=timeout)
     else:
         provider = Web3.IPCProvider(url, timeout=timeout)
     w3 = metrics.instrument(Web3(provider))  # RPC errors and transport retries, by kind
@@ -58,8 +64,41 @@ def connect(url: str, timeout: float = 30.0, poa: bool = False) -> Web3:
         from web3.middleware import ExtraDataToPOAMiddleware
 
         w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
+    provider.dr_push = _push_target(url, push)
     log.debug("connected to chain %s at %s", chain_id, redact_url(url))
     return w3
+
+
+#: ``WS_URL`` values that turn the push feed off.
+PUSH_OFF = ("off", "none", "no", "0", "false")
+
+
+def _push_target(url: str, setting: str | None) -> tuple[str, bool] | None:
+    """(WebSocket URL, optional) for the push feed, or None (polling only).
+
+    ``WS_URL`` set: that URL (``off`` disables push). Unset: the RPC URL when it is ws(s)://;
+    for an HTTP node on this machine, ws:// on the same host and port (anvil and ganache
+    serve both there), given up quietly if nothing answers; else none.
+    """
+    setting = (setting or "").strip()
+    if setting.lower() in PUSH_OFF:
+        return None
+    if setting:
+        if not setting.startswith(("ws://", "wss://")):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"WS_URL must be a ws:// or wss:// URL (or 'off'), not {redact_url(setting)!r}")
+        return setting, False
+    if url.startswith(("ws://", "wss://")):
+        return url, False
+    if url.startswith("http://") and _is_loopback(url):
+        return "ws://" + url.removeprefix("http://"), True
+    return None
+
+
+def push_url_of(w3: Web3) -> tuple[str, bool] | None:
+    """Where ``w3``'s listeners subscribe: (WebSocket URL, optional) or None (``connect`` decides)."""
+    return getattr(w3.provider, "dr_push", None)
 
 
 def _shared_session() -> Any:

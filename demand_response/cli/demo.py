@@ -27,11 +27,39 @@ def add_to(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--market", choices=("sealed-metered", "open"), default="sealed-metered",
                    help="sealed bids with a bond, paid on delivery measured from gridsim's interval data (default), "
                         "or open bids paid on acceptance")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus /metrics of the demo and its daemons on 127.0.0.1:PORT during the run")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo; its exit status."""
+    """Run the demo (serving its metrics with ``--metrics-port``); its exit status."""
+    served = _serve_metrics(args.metrics_port, Path(args.workdir)) if args.metrics_port else None
+    try:
+        return _run(args)
+    finally:
+        if served is not None:
+            served.close()  # type: ignore[attr-defined]
+
+
+def _serve_metrics(port: int, workdir: Path) -> object | None:
+    """/metrics of this process and the consumer daemons it starts (multiprocess mode); a
+    busy port is one line, and the demo runs without metrics."""
+    from .. import metrics
+    from ..errors import ConfigError
+
+    metrics.share_with_children(workdir / "metrics")
+    try:
+        served = metrics.serve(port)
+    except ConfigError:
+        print(f"demo: no metrics: port {port} is in use; pass another --metrics-port (make demo: "
+              "DEMO_METRICS_PORT=...)", flush=True)
+        return None
+    print(f"demo: metrics of the demo and its daemons on {served.url}/metrics", flush=True)
+    return served
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
     return run_demo(consumers=args.consumers, results_file=Path(args.results_file) if args.results_file else None,

@@ -201,9 +201,11 @@ def test_reorg_dropping_only_the_bid_and_then_the_settlement(tmp_path: Path, anv
         consumer.wait_for(f"on request {rid} (tx")
         request_block = w3.eth.block_number - 1
         assert len(dr.bids_of(rid, me)) == 1
-        anvil.rpc("anvil_reorg", [1, []])  # only the bid's block is replaced
-        assert dr.get_request(rid).status == Status.OPEN and w3.eth.block_number >= request_block
-        assert dr.bids_of(rid, me) == []
+        # Paused: with the new head pushed, the consumer bids again before a look could see the gap.
+        with _paused(consumer):
+            anvil.rpc("anvil_reorg", [1, []])  # only the bid's block is replaced
+            assert dr.get_request(rid).status == Status.OPEN and w3.eth.block_number >= request_block
+            assert dr.bids_of(rid, me) == []
         wait_until(lambda: len(dr.bids_of(rid, me)) == 1, timeout=15, what="the bid placed again after the reorg")
         deadline = dr.get_request(rid).bidding_deadline
         wait_until(lambda: dr.get_request(rid).status == Status.SETTLED, timeout=30, what="settlement")

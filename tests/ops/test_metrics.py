@@ -30,7 +30,7 @@ EXPECTED = {
     "dr_requests_heard": "counter", "dr_bids_sent": "counter", "dr_bids_mined": "counter",
     "dr_reaction_seconds": "histogram", "dr_rpc_errors": "counter", "dr_rpc_retries": "counter",
     "dr_gas_used": "counter", "dr_fees_paid_wei": "counter", "dr_owed_wei": "gauge",
-    "dr_listener_lag_blocks": "gauge", "dr_heartbeat_timestamp_seconds": "gauge",
+    "dr_listener_lag_blocks": "gauge", "dr_heartbeat_timestamp_seconds": "gauge", "dr_push_connected": "gauge",
 }
 
 
