@@ -4,6 +4,7 @@ from the settings and one lock per account."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
@@ -259,9 +260,15 @@ class ConsumerService:
             from ..openadr.context import MarketContext, OpenAdrError
             from ..openadr.ven import ConsumerVen
             from ..openadr.vtn import DEFAULT_VTN_ID
+
+            importlib.import_module("openleadr.client")  # it sets its logger to INFO when first imported
         except ImportError as exc:
             raise ConfigError(f"VTN_URL is set, and OpenADR cannot be imported ({exc}); install the 'openadr' "
                               "extra (pip install '.[openadr]') or unset VTN_URL") from None
+        # OpenLEADR logs every poll and message at INFO, its scheduler every job: the daemon's
+        # own lines say what matters (as the utility daemon's VTN does)
+        for name in ("openleadr", "apscheduler"):
+            logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
         ven = ConsumerVen(self.vtn_url, self.vtn_id or DEFAULT_VTN_ID, local.key.hex(),
                           programme=MarketContext(int(self.dr.w3.eth.chain_id), self.dr.address),
                           on_award=self._heard_award,

@@ -24,6 +24,8 @@ from .logs import fix_openleadr_logs as _fix_openleadr_logs
 log = logging.getLogger(__name__)
 
 OPT_IN, OPT_OUT = "optIn", "optOut"
+#: The longest telemetry interval a VEN offers (the shortest is its ``sampling_interval``).
+MAX_SAMPLING = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ class ConsumerVen:
 
         Raises ``OpenAdrError`` with one line when the VTN refuses the registration.
         """
-        from openleadr import OpenADRClient
+        from openleadr import OpenADRClient, objects
 
         _fix_openleadr_logs()
         self._loop = LoopThread("ven")
@@ -128,7 +130,10 @@ class ConsumerVen:
                 client.add_report(
                     callback=self._power, resource_id=self.resource_id, measurement="power_real",
                     unit="W", scale="none", report_duration=timedelta(hours=1),
-                    sampling_rate=timedelta(seconds=self.sampling_interval),
+                    # any interval from ours up to an hour: the VTN picks (OpenLEADR refuses one outside)
+                    sampling_rate=objects.SamplingRate(
+                        min_period=timedelta(seconds=self.sampling_interval),
+                        max_period=max(timedelta(seconds=self.sampling_interval), MAX_SAMPLING), on_change=False),
                 )
             self._client = client
             await client.run()

@@ -378,9 +378,12 @@ class UtilityVtn:
                         "digits or _ . -; not requested, nothing will be stored", ven_id, ven.address,
                         str(resource_id)[:64])
             return None
+        # our interval, within what the VEN offers (OpenLEADR's VEN refuses one outside its range)
         interval = timedelta(seconds=self.report_interval)
         if min_sampling_interval and interval < min_sampling_interval:
             interval = min_sampling_interval
+        if max_sampling_interval and interval > max_sampling_interval:
+            interval = max_sampling_interval
         factor = _SCALES.get(scale or "none", 1.0)
         return partial(self._telemetry, ven.address, ven_id, str(resource_id), factor), interval, interval
 
@@ -407,6 +410,11 @@ class UtilityVtn:
             from openleadr import errors
 
             raise errors.InvalidIdError(f"report request {request_id} is not one of this VEN's")
+        # A report without readings (a VEN with nothing to say this time) would make OpenLEADR's
+        # handler fail with a KeyError: acknowledge it here.
+        payload = dict(payload, reports=[r for r in payload.get("reports") or [] if r.get("intervals")])
+        if not payload["reports"]:
+            return "oadrUpdatedReport", {}
         result = inner(payload)
         return await result if hasattr(result, "__await__") else result
 

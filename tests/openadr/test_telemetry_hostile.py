@@ -141,3 +141,37 @@ def test_a_ven_naming_another_meter_as_its_resource_is_not_asked_for_telemetry(a
         vtn.stop()
     assert len(_lines(caplog, "offered telemetry for resource")) == 1
     assert seen == []
+
+
+def test_a_report_without_readings_is_acknowledged_not_an_error(rig, caplog):
+    """OpenLEADR's own handler fails (HTTP 500, a traceback) on a report with no intervals."""
+    from openleadr.messaging import create_message
+
+    vtn, alice, _, _ = rig
+    request_id, _ = _request_of(vtn, alice.ven_id)
+    body = create_message("oadrUpdateReport", ven_id=alice.ven_id, request_id="req-2", reports=[
+        {"report_specifier_id": "x", "report_name": "TELEMETRY_USAGE", "report_request_id": request_id,
+         "created_date_time": datetime.now(timezone.utc)}])
+    request = urllib.request.Request(vtn.url + "/EiReport", data=body.encode(), method="POST",
+                                     headers={"Content-Type": "application/xml"})
+    with caplog.at_level(logging.WARNING), urllib.request.urlopen(request, timeout=10) as reply:
+        assert "oadrUpdatedReport" in reply.read().decode()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_vtn_asking_for_a_longer_interval_than_the_vens_shortest_gets_telemetry(anvil, w3, dr, utility, keys,
+                                                                                  tmp_path):
+    """The VEN offers any interval from its own up to an hour; the VTN's (here 2 s, the VEN's
+    shortest 1 s) is inside that range, so the VEN reports rather than refusing the request."""
+    dr.enrol(utility, Signer.from_key(w3, keys[1]).address)
+    seen: list[Telemetry] = []
+    vtn = UtilityVtn(dr, tmp_path / "vtn.sqlite", port=devchain.free_port(), poll_interval=POLL_S,
+                     report_interval=2 * REPORT_S, on_telemetry=seen.append).start()
+    ven = ConsumerVen(vtn.url, vtn.vtn_id, keys[1], read_power=lambda: 640.0, sampling_interval=REPORT_S)
+    try:
+        ven.start()
+        wait_for(lambda: seen, timeout=15, what="a reading at the VTN's interval")
+    finally:
+        ven.stop()
+        vtn.stop()
+    assert seen[0].watts == 640.0 and ven.samples >= 1
