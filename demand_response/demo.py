@@ -684,7 +684,8 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
             print()
             print(_devices_section(rig, dispatch_line, openadr is not None))
             if openadr is not None:
-                print(openadr.telemetry_line(first, meter_db))
+                print(openadr.telemetry_line(first, meter_db) if rig is not None
+                      else "OpenADR telemetry: not run (consumer-1 has no devices without mosquitto)")
         missing = len(bidders) - len(records)
         if missing:
             print(f"warning: {missing} bidder(s) did not record a result in time")
