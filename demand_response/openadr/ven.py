@@ -9,6 +9,7 @@ an award heard here and the award read from the chain are the same fact, twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -124,6 +125,20 @@ class ConsumerVen:
         async def _start() -> None:
             client = OpenADRClient(ven_name=ven_name_for(self.vtn_id, self._key), vtn_url=self.vtn_url,
                                    show_fingerprint=False, allow_jitter=False)
+            register = client.create_party_registration
+
+            async def _register_with_fresh_proof(*args: Any, **kwargs: Any) -> Any:
+                # the name is a proof valid for PROOF_MAX_AGE: a VTN that asks this VEN to
+                # register again later (after its restart) gets a fresh one
+                client.ven_name = ven_name_for(self.vtn_id, self._key)
+                for request in client.report_requests:  # the VTN will ask for its reports anew
+                    with contextlib.suppress(Exception):  # a job that already ran is gone
+                        if request.get("job") is not None:
+                            request["job"].remove()
+                client.report_requests, client.incomplete_reports = [], {}
+                return await register(*args, **kwargs)
+
+            client.create_party_registration = _register_with_fresh_proof
             client.add_handler("on_event", self._on_event)
             client.add_handler("on_update_event", self._on_event)
             if self.read_power is not None:

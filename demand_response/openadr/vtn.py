@@ -120,6 +120,8 @@ class UtilityVtn:
         self._chain_id = dr.w3.eth.chain_id
         self._loop: LoopThread | None = None
         self._server: Any = None
+        self._reregister: set[str] = set()  # VEN ids to ask to register again at their next poll
+        self._stale: set[str] = set()  # unknown report request ids already answered that way (once each)
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -157,6 +159,10 @@ class UtilityVtn:
             reports = server.services["report_service"]
             reports.handlers["oadrUpdateReport"] = partial(self._on_update_report, reports,
                                                            reports.handlers["oadrUpdateReport"])
+            # A VEN reporting under a request this VTN does not know (it restarted: OpenLEADR keeps
+            # report requests in memory) is asked at its next poll to register again, reports too.
+            polls = server.services["poll_service"]
+            polls.handlers["oadrPoll"] = partial(self._on_poll, polls.handlers["oadrPoll"])
             self._server = server
             for event in self.store.events(status="active"):
                 self._queue(event)
@@ -404,9 +410,17 @@ class UtilityVtn:
             if owners:
                 log.warning("%s sent telemetry under report request %s, which belongs to another VEN; refused, "
                             "nothing stored", who, str(request_id)[:40])
+            elif ven is not None and request_id not in self._stale:
+                self._stale.add(str(request_id))
+                self._reregister.add(ven_id)
+                log.warning("%s sent telemetry for report request %s, which this VTN never asked of it (a report "
+                            "before it registered its reports, or the VTN restarted); refused, nothing stored; "
+                            "asking it to register again", who, str(request_id)[:40])
+            elif ven is not None:
+                log.debug("%s: telemetry for report request %s refused until it registers again", who, request_id)
             else:
-                log.warning("%s sent telemetry for report request %s, which the VTN never asked of it (a report "
-                            "before it registered its reports?); refused, nothing stored", who, str(request_id)[:40])
+                log.warning("%s sent telemetry for report request %s, which the VTN never asked of it; refused, "
+                            "nothing stored", who, str(request_id)[:40])
             from openleadr import errors
 
             raise errors.InvalidIdError(f"report request {request_id} is not one of this VEN's")
@@ -415,6 +429,15 @@ class UtilityVtn:
         payload = dict(payload, reports=[r for r in payload.get("reports") or [] if r.get("intervals")])
         if not payload["reports"]:
             return "oadrUpdatedReport", {}
+        result = inner(payload)
+        return await result if hasattr(result, "__await__") else result
+
+    async def _on_poll(self, inner: Callable[[dict[str, Any]], Any], payload: dict[str, Any]) -> Any:
+        """oadrPoll: OpenLEADR's answer, unless the VEN is due to register again (see above)."""
+        ven_id = str(payload.get("ven_id"))
+        if ven_id in self._reregister:
+            self._reregister.discard(ven_id)
+            return "oadrRequestReregistration", {"ven_id": ven_id}
         result = inner(payload)
         return await result if hasattr(result, "__await__") else result
 
