@@ -15,7 +15,7 @@ Offers stay on chain; OpenADR carries enrolment, notices, awards, opt-in/out and
 * every VEN's real-power telemetry reaches ``on_telemetry`` (one ``Telemetry`` per reading;
   ``telemetry.IntervalFeed`` turns them into the meter data store's interval readings, meter
   ``<address>@<resource>``). A report the VTN did not request from that VEN (another VEN's, or
-  one sent before the VEN registered its reports), a reading outside ±``MAX_TELEMETRY_W`` or
+  one sent before the VEN registered its reports), a reading outside ±``MAX_TELEMETRY_W`` (200 kW) or
   far from the VTN's clock is one log line and is not passed on.
 
 With ``oadr3`` (an ``oadr3.Oadr3Store``, the one the web app's OpenADR 3.0 blueprint serves),
@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..contract import DemandReduction, RequestInfo
+from ..mv.readings import MAX_AVERAGE_W
 from . import oadr3 as _oadr3
 from ._loop import LoopThread
 from .context import MarketContext, OpenAdrError, verify_ven_name
@@ -50,9 +51,10 @@ NOTICE_SIGNAL = "x-DR-REQUEST"
 _SCALES = {"none": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "m": 1e-3}
 #: The contract's enrolment state for an enrolled consumer (``enrolmentOf``).
 _ENROLLED = 2
-#: A telemetry reading beyond ±1 MW is refused: no home or small business draws that, a typo or a
-#: hostile VEN does (and one absurd sample would swamp an interval's mean).
-MAX_TELEMETRY_W = 1_000_000
+#: A telemetry reading beyond ± the meter data store's own bound (200 kW) is refused: no home or
+#: small business draws that, a typo or a hostile VEN does (one absurd sample would swamp an
+#: interval's mean, and the store would refuse the interval anyway).
+MAX_TELEMETRY_W = MAX_AVERAGE_W
 #: A reading stamped this far ahead of the VTN's clock is refused (it would open a future interval
 #: and shut out every honest reading until then).
 MAX_TELEMETRY_AHEAD_S = 300
