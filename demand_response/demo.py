@@ -11,8 +11,9 @@ The default (sealed, metered) market also shows measurement and actuation:
   the event starts on a 15-minute boundary of chain time (17:00 in the homes' time zone),
   its readings show what gridsim says each winner delivered, and the utility daemon
   (``meter_db``) settles on the named baseline (``DEMO_METHOD``, caiso-10in10);
-* the utility daemon drives an OpenADR 2.0b VTN on loopback, consumer-1 runs a VEN, and
-  the award is dispatched to it;
+* the utility daemon drives an OpenADR 2.0b VTN on loopback; consumer-1's daemon is its VEN
+  (``VTN_URL``): the award is dispatched to it, it opts in, and it reports its plug's power,
+  which the VTN stores in the meter store as ``<address>@devices``;
 * a Mosquitto broker carries consumer-1's water heater (a simulated Tasmota plug), shed at
   the event start and restored at its end, each command logged with its acknowledgement;
 * the event lasts an hour of chain time: the demo moves the chain's clock to its start
@@ -365,16 +366,20 @@ class _DeviceRig:
         self.broker.stop()
 
 
-class _OpenAdr:
-    """The utility's OpenADR 2.0b VTN and consumer-1's VEN on loopback (``start`` returns
-    None, after one line, without the ``openadr`` extra)."""
+#: The demo VTN's telemetry interval (s): consumer-1's daemon reports its plug's power this often.
+TELEMETRY_S = 5
 
-    def __init__(self, vtn: Any, ven: Any) -> None:
-        self.vtn, self.ven = vtn, ven
-        self.heard: list[Any] = []
+
+class _OpenAdr:
+    """The utility's OpenADR 2.0b VTN on loopback, feeding VEN telemetry into the meter store;
+    consumer-1's VEN runs in its own daemon (``VTN_URL``). ``start`` returns None, after one
+    line, without the ``openadr`` extra."""
+
+    def __init__(self, vtn: Any) -> None:
+        self.vtn = vtn
 
     @classmethod
-    def start(cls, dr: Any, key: str, store: Path) -> "_OpenAdr | None":
+    def start(cls, dr: Any, store: Path, meter_db: Path) -> "_OpenAdr | None":
         import importlib.util
 
         if importlib.util.find_spec("openleadr") is None:
@@ -385,43 +390,45 @@ class _OpenAdr:
         for name in _CHATTY:
             logging.getLogger(name).setLevel(logging.WARNING)
         from .devices.peers import free_port
-        from .openadr.ven import ConsumerVen
 
         try:
-            vtn = start_vtn(dr, store, port=free_port(), poll_interval=1)
+            vtn = start_vtn(dr, store, port=free_port(), poll_interval=1, meter_db=meter_db,
+                            report_interval=TELEMETRY_S)
         except DRError as exc:
             _say(f"openadr: skipped: {exc}; awards go by chain only")
             return None
-        try:
-            ven = ConsumerVen(vtn.url, vtn.vtn_id, key, programme=vtn.programme()).start()
-        except DRError as exc:
-            vtn.stop()
-            _say(f"openadr: skipped: {exc}; awards go by chain only")
-            return None
-        _say(f"openadr: the utility's VTN listens at {vtn.url}; consumer-1's VEN registered as {ven.ven_id[:12]}… "
-             "(only consumer-1 runs a VEN; the others hear their awards on chain)")
-        return cls(vtn, ven)
+        _say(f"openadr: the utility's VTN listens at {vtn.url}; consumer-1's daemon is its VEN (VTN_URL) and reports "
+             f"its devices' power every {TELEMETRY_S} s (the others hear their awards on chain)")
+        return cls(vtn)
 
-    def wait_dispatch(self, timeout: float) -> Any:
-        """The dispatch event consumer-1's VEN heard (it opts in), or None."""
-        try:
-            return self.ven.next_award(timeout, kind="dispatch")
-        except queue.Empty:
-            return None
+    def environ(self) -> dict[str, str]:
+        """What makes a consumer daemon a VEN of this VTN."""
+        return {"VTN_URL": self.vtn.url, "VTN_ID": self.vtn.vtn_id}
 
-    def wait_opt(self, event_id: str, timeout: float) -> str | None:
-        """The VEN's answer to an event (optIn/optOut) once the VTN has recorded it, or None."""
-        deadline = time.monotonic() + timeout
+    def wait_answer(self, address: str, request_id: int, timeout: float) -> tuple[Any, str | None]:
+        """``address``'s dispatch event for ``request_id`` and its VEN's answer (optIn/optOut)
+        once the VTN has recorded it; (the event or None, None) after ``timeout``."""
+        deadline, event = time.monotonic() + timeout, None
         while time.monotonic() < deadline:
-            event = self.vtn.store.event(event_id)
+            event = next((e for e in self.vtn.store.events(request_id, kind="dispatch") if e.address == address), None)
             if event is not None and event.opt:
-                return str(event.opt)
+                return event, str(event.opt)
             time.sleep(0.1)
-        return None
+        return event, None
+
+    def telemetry_line(self, address: str, meter_db: Path) -> str:
+        """What ``address``'s VEN reported and what the VTN stored (after the VTN stopped)."""
+        from .consumer.service import VEN_RESOURCE
+
+        meter = f"{address}@{VEN_RESOURCE}"
+        feed = self.vtn.on_telemetry
+        samples, stored = feed.samples.get(meter, 0), feed.stored.get(meter, 0)
+        return (f"OpenADR telemetry: consumer-1's daemon reported {samples} power sample(s) (W, every {TELEMETRY_S} s) "
+                f"to the VTN; {stored} interval reading(s) (Wh per {feed.interval_s // 60} min) stored in {meter_db} "
+                f"as meter {meter[:10]}…@{VEN_RESOURCE}")
 
     def stop(self) -> None:
-        """Stop the VEN, then the VTN (the utility daemon stops it at its exit: a no-op then)."""
-        self.ven.stop()
+        """Stop the VTN (the utility daemon stops it at its exit: a no-op then)."""
         self.vtn.stop()
 
 
@@ -489,7 +496,7 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
 
         if metered:
             rig = _DeviceRig.start(workdir / "devices")
-            openadr = _OpenAdr.start(dr, keys[1], workdir / VTN_NAME)
+            openadr = _OpenAdr.start(dr, workdir / VTN_NAME, workdir / METERS_NAME)
         names: dict[str, str] = {}
         offered: dict[str, str] = {}
         env_base = {k: v for k, v in os.environ.items()
@@ -519,6 +526,8 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
             env["METER_FILE"] = str(settings.meter_file)
             if rig is not None and i == 0:  # consumer-1's daemon drives its plug, on the chain's clock
                 env["DEVICES_FILE"] = str(rig.devices_file)
+            if openadr is not None and i == 0:  # and is the VTN's VEN: dispatch, opt-in, telemetry
+                env.update(openadr.environ())
             procs.append(_Consumer(name, args, env, lines))
             _say(f"started {name} (pid {procs[-1].process.pid}, account {address[:10]}…) bidding {offered[name]}")
         if rig is not None:
@@ -585,19 +594,19 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
                 accepted[b.bidder] = accepted.get(b.bidder, 0) + b.accepted_watts
             first = next(iter(sorted(names, key=lambda a: names[a])))
             if openadr is not None:  # the utility daemon announced the request and dispatched the award
-                award = openadr.wait_dispatch(15)
+                heard, opt = openadr.wait_answer(first, rid, 15)
                 for event in openadr.vtn.store.events(rid, kind="dispatch"):
                     dispatch_line = (f"VTN dispatched request {rid} to {names.get(event.address, event.address)}: "
                                      f"LOAD_DISPATCH -{event.watts / 1000:.3f} kW over the event window, "
                                      f"event {event.event_id[:12]}…")
                     _say("openadr: " + dispatch_line)
-                if award is not None:
-                    _say(f"openadr: consumer-1's VEN heard the dispatch ({award.watts / 1000:.3f} kW from "
-                         f"{award.start:%H:%M} to {award.end:%H:%M} UTC, market context {award.context})")
-                    opt = openadr.wait_opt(award.event_id, 15)
+                if heard is not None:
+                    if opt:
+                        _say(f"openadr: consumer-1's VEN heard the dispatch in its daemon ({heard.watts / 1000:.3f} kW "
+                             f"from {time.strftime('%H:%M', time.gmtime(heard.start))} to "
+                             f"{time.strftime('%H:%M', time.gmtime(heard.end))} UTC, market context {heard.context})")
                     _say(f"openadr: the VTN recorded consumer-1's answer: {opt or 'none yet'}")
                     dispatch_line += f"; consumer-1's VEN answered {opt or 'nothing yet'}"
-                openadr.ven.stop()  # it has answered; the VTN stops with the utility daemon
             delivered = gridsim_deliveries(accepted, names, info.duration)
             for a, w in sorted(delivered.items(), key=lambda x: names.get(x[0], x[0])):
                 _say(f"gridsim: {names.get(a, a)} truly delivers {w / 1000:.3f} kW of {accepted[a] / 1000:.3f} kW "
@@ -674,6 +683,9 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
             print(_household_check(daemon.judged, names, meter_db))
             print()
             print(_devices_section(rig, dispatch_line, openadr is not None))
+            if openadr is not None:
+                print(openadr.telemetry_line(first, meter_db) if rig is not None
+                      else "OpenADR telemetry: not run (consumer-1 has no devices without mosquitto)")
         missing = len(bidders) - len(records)
         if missing:
             print(f"warning: {missing} bidder(s) did not record a result in time")

@@ -4,6 +4,7 @@ from the settings and one lock per account."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
@@ -34,6 +35,12 @@ log = logging.getLogger("demand_response.consumer")
 EVENTS = ("ReductionRequested", "WinnersSelected", "RequestCancelled", "DeliverySettled")
 #: Seconds between checks of sealed and metered requests (reveal, report, settle).
 TERMS_CHECK_INTERVAL = 1.0
+#: The shortest telemetry interval (s) the daemon's VEN offers; the VTN picks the interval it
+#: wants at or above it (its ``report_interval``, 60 s by default).
+VEN_MIN_SAMPLING_S = 2.0
+#: The resource the daemon's VEN reports: the summed real power of the ``DEVICES_FILE`` devices
+#: (the VTN stores it as meter ``<address>@devices``).
+VEN_RESOURCE = "devices"
 
 
 @dataclass
@@ -236,9 +243,11 @@ class ConsumerService:
 
     def start_ven(self) -> None:
         """With ``VTN_URL``, register this consumer as a VEN of the utility's VTN (OpenADR 2.0b):
-        it hears its dispatches there and reports a device override as an opt-out. One agent
-        only, with a local key (the VEN name is signed by it). A VTN that cannot be reached now
-        is a warning: awards still come by chain, overrides are then only logged."""
+        it hears its dispatches there, reports a device override as an opt-out and, with
+        ``DEVICES_FILE``, registers a real-power telemetry report (resource ``devices``: the sum
+        of what its devices read, in W, at the interval the VTN asks for). One agent only, with
+        a local key (the VEN name is signed by it). A VTN that cannot be reached now is a
+        warning: awards still come by chain, overrides are then only logged."""
         if self.vtn_url is None or self.ven is not None:
             return
         if len(self.agents) != 1:
@@ -251,18 +260,37 @@ class ConsumerService:
             from ..openadr.context import MarketContext, OpenAdrError
             from ..openadr.ven import ConsumerVen
             from ..openadr.vtn import DEFAULT_VTN_ID
+
+            importlib.import_module("openleadr.client")  # it sets its logger to INFO when first imported
         except ImportError as exc:
             raise ConfigError(f"VTN_URL is set, and OpenADR cannot be imported ({exc}); install the 'openadr' "
                               "extra (pip install '.[openadr]') or unset VTN_URL") from None
+        # OpenLEADR logs every poll and message at INFO, its scheduler every job: the daemon's
+        # own lines say what matters (as the utility daemon's VTN does)
+        for name in ("openleadr", "apscheduler"):
+            logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
         ven = ConsumerVen(self.vtn_url, self.vtn_id or DEFAULT_VTN_ID, local.key.hex(),
                           programme=MarketContext(int(self.dr.w3.eth.chain_id), self.dr.address),
-                          on_award=self._heard_award)
+                          on_award=self._heard_award,
+                          read_power=self._devices_power if self.actuator is not None else None,
+                          resource_id=VEN_RESOURCE, sampling_interval=VEN_MIN_SAMPLING_S)
         try:
             self.ven = ven.start()
         except OpenAdrError as exc:
             log.warning("openadr: %s; awards come by chain, device overrides are only logged", exc)
             return
-        log.info("openadr: registered at the VTN %s as VEN %s", self.vtn_url, self.ven.ven_id)
+        log.info("openadr: registered at the VTN %s as VEN %s%s", self.vtn_url, self.ven.ven_id,
+                 f"; reporting the devices' real power (W) as resource {VEN_RESOURCE}"
+                 if self.actuator is not None else "")
+
+    def _devices_power(self) -> float | None:
+        """The devices' summed power draw (W) for the VEN's telemetry; None (no sample) when no
+        device can say. Called on the VEN's worker thread."""
+        actuator = self.actuator
+        if actuator is None:
+            return None
+        readings = [w for w in actuator.read_power().values() if w is not None]
+        return float(sum(readings)) if readings else None
 
     def _heard_award(self, award: Any) -> None:
         """The VTN's notice or dispatch (the chain's award is the one acted on: this is the same fact)."""

@@ -9,20 +9,24 @@ an award heard here and the award read from the chain are the same fact, twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
 
 from ._loop import LoopThread
 from .context import MarketContext, OpenAdrError, ven_name_for
+from .logs import fix_openleadr_logs as _fix_openleadr_logs
 
 log = logging.getLogger(__name__)
 
 OPT_IN, OPT_OUT = "optIn", "optOut"
+#: The longest telemetry interval a VEN offers (the shortest is its ``sampling_interval``).
+MAX_SAMPLING = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -68,27 +72,13 @@ def _award(event: dict[str, Any]) -> Award | None:
                  descriptor.get("event_status") == "cancelled", int(descriptor.get("modification_number") or 0))
 
 
-class _OneLineOpenLeadrLogs(logging.Filter):
-    """OpenLEADR's client logs ``create_opt``'s reply as ``logger.info(type, payload)``, a message
-    with arguments and no placeholder, which logging would print as a traceback: join them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.args and isinstance(record.msg, str) and "%" not in record.msg:
-            record.msg, record.args = f"{record.msg} {record.args}", ()
-        return True
-
-
-def _fix_openleadr_logs() -> None:
-    target = logging.getLogger("openleadr")
-    if not any(isinstance(f, _OneLineOpenLeadrLogs) for f in target.filters):
-        target.addFilter(_OneLineOpenLeadrLogs())
-
-
 class ConsumerVen:
     """A VEN for one consumer key: awards go to ``awards`` (a queue) and ``on_award``.
 
     ``decide(award)`` returns True to opt in to a dispatch (default: opt in); ``read_power()``
-    returns the current real power in W for telemetry (no telemetry when None).
+    returns the current real power in W for telemetry (no telemetry when ``read_power`` is None;
+    no sample this time when it returns None). It runs off the VEN's event loop, so a slow
+    device does not hold up polling; ``samples`` counts the readings handed to OpenLEADR.
     ``programme`` (chain id and contract) makes the VEN opt out of any event outside it.
     """
 
@@ -100,7 +90,7 @@ class ConsumerVen:
         *,
         programme: MarketContext | None = None,
         decide: Callable[[Award], bool] | None = None,
-        read_power: Callable[[], float] | None = None,
+        read_power: Callable[[], float | None] | None = None,
         on_award: Callable[[Award], None] | None = None,
         resource_id: str = "meter",
         sampling_interval: float = 10.0,
@@ -118,6 +108,7 @@ class ConsumerVen:
         self._opted_out: dict[int, list[str]] = {}  # request id -> resources overridden before its dispatch
         self._opt_lock = threading.Lock()
         self.ven_id: str | None = None
+        self.samples = 0
         self._loop: LoopThread | None = None
         self._client: Any = None
 
@@ -126,7 +117,7 @@ class ConsumerVen:
 
         Raises ``OpenAdrError`` with one line when the VTN refuses the registration.
         """
-        from openleadr import OpenADRClient
+        from openleadr import OpenADRClient, objects
 
         _fix_openleadr_logs()
         self._loop = LoopThread("ven")
@@ -134,13 +125,30 @@ class ConsumerVen:
         async def _start() -> None:
             client = OpenADRClient(ven_name=ven_name_for(self.vtn_id, self._key), vtn_url=self.vtn_url,
                                    show_fingerprint=False, allow_jitter=False)
+            register = client.create_party_registration
+
+            async def _register_with_fresh_proof(*args: Any, **kwargs: Any) -> Any:
+                # the name is a proof valid for PROOF_MAX_AGE: a VTN that asks this VEN to
+                # register again later (after its restart) gets a fresh one
+                client.ven_name = ven_name_for(self.vtn_id, self._key)
+                for request in client.report_requests:  # the VTN will ask for its reports anew
+                    with contextlib.suppress(Exception):  # a job that already ran is gone
+                        if request.get("job") is not None:
+                            request["job"].remove()
+                client.report_requests, client.incomplete_reports = [], {}
+                return await register(*args, **kwargs)
+
+            client.create_party_registration = _register_with_fresh_proof
             client.add_handler("on_event", self._on_event)
             client.add_handler("on_update_event", self._on_event)
             if self.read_power is not None:
                 client.add_report(
                     callback=self._power, resource_id=self.resource_id, measurement="power_real",
                     unit="W", scale="none", report_duration=timedelta(hours=1),
-                    sampling_rate=timedelta(seconds=self.sampling_interval),
+                    # any interval from ours up to an hour: the VTN picks (OpenLEADR refuses one outside)
+                    sampling_rate=objects.SamplingRate(
+                        min_period=timedelta(seconds=self.sampling_interval),
+                        max_period=max(timedelta(seconds=self.sampling_interval), MAX_SAMPLING), on_change=False),
                 )
             self._client = client
             await client.run()
@@ -222,8 +230,21 @@ class ConsumerVen:
 
     # -- OpenLEADR handlers (loop thread) --------------------------------------------------
 
-    def _power(self) -> float:
-        return float(self.read_power()) if self.read_power else 0.0
+    async def _power(self) -> list[tuple[datetime, float]]:
+        """One telemetry sample (now, W), or none when the power cannot be read."""
+        import asyncio
+
+        if self.read_power is None:
+            return []
+        try:
+            watts = await asyncio.get_running_loop().run_in_executor(None, self.read_power)
+        except Exception as exc:  # a device problem must not stop the VEN
+            log.warning("telemetry: cannot read power: %s: %s", type(exc).__name__, exc)
+            return []
+        if watts is None:
+            return []
+        self.samples += 1
+        return [(datetime.now(timezone.utc), float(watts))]
 
     def _on_event(self, event: dict[str, Any]) -> str:
         award = _award(event)

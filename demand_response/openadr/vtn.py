@@ -13,7 +13,10 @@ Offers stay on chain; OpenADR carries enrolment, notices, awards, opt-in/out and
   is recorded the same way; ``expected_under_delivery(request)`` sums the opt-outs;
 * ``cancel(request)`` cancels the request's events;
 * every VEN's real-power telemetry reaches ``on_telemetry`` (one ``Telemetry`` per reading;
-  ``telemetry.IntervalFeed`` turns them into the meter data store's interval readings).
+  ``telemetry.IntervalFeed`` turns them into the meter data store's interval readings, meter
+  ``<address>@<resource>``). A report the VTN did not request from that VEN (another VEN's, or
+  one sent before the VEN registered its reports), a reading outside ±``MAX_TELEMETRY_W`` (200 kW) or
+  far from the VTN's clock is one log line and is not passed on.
 
 With ``oadr3`` (an ``oadr3.Oadr3Store``, the one the web app's OpenADR 3.0 blueprint serves),
 the same three calls also publish the program, the notice and the dispatch events there, and
@@ -24,6 +27,8 @@ from __future__ import annotations
 
 import logging
 import math
+import re
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -32,9 +37,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..contract import DemandReduction, RequestInfo
+from ..mv.readings import MAX_AVERAGE_W
 from . import oadr3 as _oadr3
 from ._loop import LoopThread
 from .context import MarketContext, OpenAdrError, verify_ven_name
+from .logs import fix_openleadr_logs as _fix_openleadr_logs
 from .store import DISPATCH, NOTICE, EventRecord, Ven, VtnStore
 
 log = logging.getLogger(__name__)
@@ -44,6 +51,15 @@ NOTICE_SIGNAL = "x-DR-REQUEST"
 _SCALES = {"none": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "m": 1e-3}
 #: The contract's enrolment state for an enrolled consumer (``enrolmentOf``).
 _ENROLLED = 2
+#: A telemetry reading beyond ± the meter data store's own bound (200 kW) is refused: no home or
+#: small business draws that, a typo or a hostile VEN does (one absurd sample would swamp an
+#: interval's mean, and the store would refuse the interval anyway).
+MAX_TELEMETRY_W = MAX_AVERAGE_W
+#: A reading stamped this far ahead of the VTN's clock is refused (it would open a future interval
+#: and shut out every honest reading until then).
+MAX_TELEMETRY_AHEAD_S = 300
+#: Resource ids a VEN may report under: part of the meter id ``<address>@<resource>``.
+_RESOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,19}$")
 
 
 @dataclass(frozen=True)
@@ -55,6 +71,13 @@ class Telemetry:
     resource_id: str
     time: datetime
     watts: float
+
+    @property
+    def meter_id(self) -> str:
+        """The meter data store's id for this series: ``<address>@<resource>``. Never the bare
+        address: that meter holds the utility's own interval data, which settles metered requests,
+        and a VEN's self-reported power must not write into it."""
+        return f"{self.address}@{self.resource_id}"
 
 
 def winners_of(dr: DemandReduction, request_id: int) -> dict[str, int]:
@@ -99,6 +122,8 @@ class UtilityVtn:
         self._chain_id = dr.w3.eth.chain_id
         self._loop: LoopThread | None = None
         self._server: Any = None
+        self._reregister: set[str] = set()  # VEN ids to ask to register again at their next poll
+        self._stale: set[str] = set()  # unknown report request ids already answered that way (once each)
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -117,6 +142,7 @@ class UtilityVtn:
         from openleadr import OpenADRServer
 
         self._loop = LoopThread(f"vtn-{self.port}")
+        _fix_openleadr_logs()
 
         async def _start() -> None:
             server = OpenADRServer(
@@ -130,6 +156,15 @@ class UtilityVtn:
             # OpenLEADR's server has no EiOpt service (its OptService is a stub): ours records a
             # VEN's oadrCreateOpt for one of its events (a user override after it answered).
             server.app.add_routes([web.post(f"{server.http_path_prefix}/EiOpt", _opt_service(self).handler)])
+            # OpenLEADR hands an oadrUpdateReport to whichever VEN's callback its report request id
+            # names, without checking the sender: ours checks the report is the sender's own.
+            reports = server.services["report_service"]
+            reports.handlers["oadrUpdateReport"] = partial(self._on_update_report, reports,
+                                                           reports.handlers["oadrUpdateReport"])
+            # A VEN reporting under a request this VTN does not know (it restarted: OpenLEADR keeps
+            # report requests in memory) is asked at its next poll to register again, reports too.
+            polls = server.services["poll_service"]
+            polls.handlers["oadrPoll"] = partial(self._on_poll, polls.handlers["oadrPoll"])
             self._server = server
             for event in self.store.events(status="active"):
                 self._queue(event)
@@ -316,6 +351,8 @@ class UtilityVtn:
     def _ven_lookup(self, ven_id: str) -> dict[str, Any]:
         ven = self.store.ven(ven_id)
         if ven is None:
+            log.warning("a message from VEN id %r refused: no VEN is registered under it (asked to register "
+                        "again; nothing stored)", str(ven_id)[:40])
             return {}
         return {"ven_id": ven.ven_id, "ven_name": ven.address, "registration_id": ven.registration_id,
                 "fingerprint": None}
@@ -344,14 +381,72 @@ class UtilityVtn:
         ven = self.store.ven(ven_id)
         if ven is None or unit != "W":
             return None  # only real power (W) telemetry of a registered VEN
+        if not _RESOURCE.match(str(resource_id or "")):
+            log.warning("VEN %s (%s) offered telemetry for resource %r: not a plain name of up to 20 letters, "
+                        "digits or _ . -; not requested, nothing will be stored", ven_id, ven.address,
+                        str(resource_id)[:64])
+            return None
+        # our interval, within what the VEN offers (OpenLEADR's VEN refuses one outside its range)
         interval = timedelta(seconds=self.report_interval)
         if min_sampling_interval and interval < min_sampling_interval:
             interval = min_sampling_interval
+        if max_sampling_interval and interval > max_sampling_interval:
+            interval = max_sampling_interval
         factor = _SCALES.get(scale or "none", 1.0)
         return partial(self._telemetry, ven.address, ven_id, str(resource_id), factor), interval, interval
 
+    async def _on_update_report(self, reports: Any, inner: Callable[[dict[str, Any]], Any],
+                                payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """oadrUpdateReport: passed on only when every report in it answers a request the VTN made
+        of the sender (our callbacks are bound to the VEN they were made for); otherwise one line,
+        nothing stored, and an error response (452, invalid id) to the VEN."""
+        ven_id = str(payload.get("ven_id"))
+        for report in payload.get("reports") or []:
+            request_id = report.get("report_request_id")
+            owners = {cb.args[1] for (rid, _), cb in list(reports.report_callbacks.items())
+                      if rid == request_id and isinstance(cb, partial) and len(cb.args) > 1}
+            if owners == {ven_id}:
+                continue
+            ven = self.store.ven(ven_id)
+            who = f"VEN {ven_id} ({ven.address})" if ven else f"VEN {ven_id}"
+            if owners:
+                log.warning("%s sent telemetry under report request %s, which belongs to another VEN; refused, "
+                            "nothing stored", who, str(request_id)[:40])
+            elif ven is not None and request_id not in self._stale:
+                self._stale.add(str(request_id))
+                self._reregister.add(ven_id)
+                log.warning("%s sent telemetry for report request %s, which this VTN never asked of it (a report "
+                            "before it registered its reports, or the VTN restarted); refused, nothing stored; "
+                            "asking it to register again", who, str(request_id)[:40])
+            elif ven is not None:
+                log.debug("%s: telemetry for report request %s refused until it registers again", who, request_id)
+            else:
+                log.warning("%s sent telemetry for report request %s, which the VTN never asked of it; refused, "
+                            "nothing stored", who, str(request_id)[:40])
+            from openleadr import errors
+
+            raise errors.InvalidIdError(f"report request {request_id} is not one of this VEN's")
+        # A report without readings (a VEN with nothing to say this time) would make OpenLEADR's
+        # handler fail with a KeyError: acknowledge it here.
+        payload = dict(payload, reports=[r for r in payload.get("reports") or [] if r.get("intervals")])
+        if not payload["reports"]:
+            return "oadrUpdatedReport", {}
+        result = inner(payload)
+        return await result if hasattr(result, "__await__") else result
+
+    async def _on_poll(self, inner: Callable[[dict[str, Any]], Any], payload: dict[str, Any]) -> Any:
+        """oadrPoll: OpenLEADR's answer, unless the VEN is due to register again (see above)."""
+        ven_id = str(payload.get("ven_id"))
+        if ven_id in self._reregister:
+            self._reregister.discard(ven_id)
+            return "oadrRequestReregistration", {"ven_id": ven_id}
+        result = inner(payload)
+        return await result if hasattr(result, "__await__") else result
+
     def _telemetry(self, address: str, ven_id: str, resource_id: str, factor: float,
                    values: list[tuple[datetime, Any]]) -> None:
+        now = time.time()
+        oldest = now - 2 * self.report_interval - MAX_TELEMETRY_AHEAD_S
         for when, value in values:
             try:
                 watts = float(value) * factor
@@ -360,6 +455,16 @@ class UtilityVtn:
                 continue
             if not math.isfinite(watts):
                 log.warning("VEN %s sent a non-finite reading %r; ignored", ven_id, value)
+                continue
+            if abs(watts) > MAX_TELEMETRY_W:
+                log.warning("VEN %s (%s) sent %.0f W for %s, beyond ±%d W; ignored, nothing stored", ven_id, address,
+                            watts, resource_id, MAX_TELEMETRY_W)
+                continue
+            stamp = when.timestamp() if isinstance(when, datetime) else float("nan")
+            if not oldest <= stamp <= now + MAX_TELEMETRY_AHEAD_S:
+                log.warning("VEN %s (%s) sent a reading stamped %s, too far from the VTN's clock (%s); ignored, "
+                            "nothing stored (check the VEN's clock)", ven_id, address, when,
+                            _utc(int(now)).isoformat())
                 continue
             if self.on_telemetry is not None:
                 self.on_telemetry(Telemetry(address, ven_id, resource_id, when, watts))

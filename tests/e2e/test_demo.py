@@ -122,6 +122,8 @@ def test_sealed_metered_demo_pays_on_delivery_measured_from_interval_data_and_sh
     # consumer-1's water heater shed at the start and restored at the end through the broker.
     assert "OpenADR: VTN dispatched request 1 to consumer-1: LOAD_DISPATCH -" in out
     assert "consumer-1's VEN heard the dispatch" in out and "the VTN recorded consumer-1's answer: optIn" in out
+    # ... in consumer-1's own daemon (VTN_URL)
+    assert re.search(r"\[consumer-1\] [\d:.]+ openadr: request 1: dispatch 2\.5 kW from the VTN", out), out
     assert "Traceback" not in out
     if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
         assert "devices: skipped: mosquitto is not installed" in out  # one line, and the rest ran
@@ -134,4 +136,7 @@ def test_sealed_metered_demo_pays_on_delivery_measured_from_interval_data_and_sh
     assert "water heater is on (restored at the event end: acknowledged" in out
     # consumer-1's own daemon (DEVICES_FILE, on the chain's clock) did it, at the event's chain times.
     assert re.search(r"\[consumer-1\] [\d:.]+ request 1: water-heater shed \(off\)", out), out
+    # its daemon's VEN reported the plug's power, stored by the VTN as Wh per interval in the meter store
+    telemetry = re.search(r"consumer-1's daemon reported (\d+) power sample\(s\).*?; (\d+) interval reading", out)
+    assert telemetry and int(telemetry.group(1)) >= 1 and int(telemetry.group(2)) >= 1, out
     assert _processes_under(tmp_path) == []  # chain, consumers, broker: all stopped

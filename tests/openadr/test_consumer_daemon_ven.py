@@ -102,3 +102,50 @@ def test_vtn_url_with_an_account_the_node_unlocks_stops_the_daemon_with_one_line
                  env=dr_env(VTN_URL="http://127.0.0.1:9/OpenADR2/Simple/2.0b"))
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert "VTN_URL: the VEN signs its registration with the account's key" in out.stderr
+
+
+def test_the_daemons_ven_reports_its_plugs_power_and_the_vtn_stores_it_as_interval_energy(
+        anvil, w3, dr, utility, keys, tmp_path, broker):
+    """Telemetry end to end: the daemon's VEN registers a real-power report for its devices, reads
+    the plug over MQTT at the interval the VTN asks for, and the VTN's feed writes Wh per 15 minutes
+    into the meter store under ``<address>@devices`` (never the address's own, settling meter)."""
+    from demand_response.devices.peers import SimTasmota
+    from demand_response.mv import MeterStore
+    from demand_response.utility import start_vtn
+
+    home = Signer.from_key(w3, keys[4])
+    dr.enrol(utility, home.address)
+    (tmp_path / "bids.json").write_text(json.dumps({"version": 1, "bids": [{"kw": 1, "price": "0.0001"}]}))
+    (tmp_path / "devices.json").write_text(json.dumps({
+        "command_log": str(tmp_path / "commands.jsonl"), "state_file": str(tmp_path / "devices-state.json"),
+        "brokers": {"home": {"host": "127.0.0.1", "port": broker.port, "client_id": "dr-home-tele"}},
+        "devices": [{"name": "heater", "kind": "tasmota", "broker": "home", "topic": "heater", "shed_w": 1500}]}))
+    plug = SimTasmota(broker.port, "heater", load_w=1500)
+    wait_for(plug.ready.is_set, what="the plug on the broker")
+    db = tmp_path / "meters.sqlite"
+    vtn = start_vtn(dr, tmp_path / "vtn.sqlite", port=devchain.free_port(), meter_db=db, poll_interval=POLL_S,
+                    report_interval=REPORT_S)
+    feed, seen = vtn.on_telemetry, []
+    vtn.on_telemetry = lambda reading: (seen.append(reading), feed(reading))
+    consumer = Daemon(
+        ["consumer", "run", "--rpc-url", anvil.url, "--contract", dr.address, "--label", "home",
+         "--bids-file", str(tmp_path / "bids.json"), "--results-file", str(tmp_path / "results.json"),
+         "--state-dir", str(tmp_path), "--from-block", str(w3.eth.block_number)],
+        tmp_path, tmp_path / "consumer.log",
+        env=dr_env(CONSUMER_PRIVATE_KEY=keys[4], DEVICES_FILE=str(tmp_path / "devices.json"), VTN_URL=vtn.url))
+    try:
+        consumer.wait_for("reporting the devices' real power (W) as resource devices")
+        wait_for(lambda: len(seen) >= 3, timeout=30, what="three telemetry samples from the daemon's VEN")
+    finally:
+        consumer.stop()
+        plug.close()
+        vtn.stop()
+        feed.flush()  # what the utility daemon does when it stops its VTN
+    meter = f"{home.address}@devices"
+    assert {(t.address, t.resource_id, t.meter_id, t.watts) for t in seen} == {(home.address, "devices", meter, 1500.0)}
+    with MeterStore.open(db) as store:
+        rows = store.readings(meter)
+        assert store.span(home.address) is None  # the settlement meter is not written by telemetry
+    # 1500 W for a 15-minute interval is 375 Wh (two rows if the samples straddled a boundary)
+    assert rows and len(rows) <= 2 and {(r.seconds, r.wh) for r in rows} == {(900, 375)}
+    assert feed.stored == {meter: len(rows)}

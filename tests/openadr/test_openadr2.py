@@ -214,3 +214,25 @@ def test_a_busy_port_and_an_unreachable_vtn_are_one_line_errors(anvil, w3, dr, u
         vtn.stop()
     with pytest.raises(OpenAdrError, match="unreachable or it refused"):
         ConsumerVen(vtn.url, vtn.vtn_id, keys[1]).start()
+
+
+def test_telemetry_resumes_after_a_vtn_restart_while_the_ven_keeps_running(anvil, w3, dr, utility, keys, tmp_path):
+    """OpenLEADR keeps report requests in memory: the restarted VTN refuses the VEN's next report
+    (a request it never made), asks it at its next poll to register again, and the VEN does so with
+    a fresh registration proof and registers its reports anew."""
+    (alice,) = _enrol(dr, utility, keys[1:2])
+    port = devchain.free_port()
+    before: list[Telemetry] = []
+    vtn = _vtn(dr, tmp_path, port, on_telemetry=before.append)
+    ven = _ven(vtn, keys[1], read_power=lambda: 700.0)
+    after: list[Telemetry] = []
+    try:
+        wait_for(lambda: before, what="telemetry before the restart")
+        vtn.stop()
+        vtn = _vtn(dr, tmp_path, port, on_telemetry=after.append)
+        wait_for(lambda: len(after) >= 2, timeout=20, what="telemetry after the restart")
+        assert [v.ven_id for v in vtn.registered()] == [ven.ven_id]  # the same VEN, registered again
+    finally:
+        ven.stop()
+        vtn.stop()
+    assert {(t.address, t.watts) for t in after} == {(alice.address, 700.0)}

@@ -34,9 +34,9 @@ def test_samples_in_one_interval_become_its_mean_energy_when_the_next_begins():
         feed(_at("0xA", base + offset, watts))
     assert sink.rows == []  # the interval is still open
     feed(_at("0xA", base + 900, 500.0))
-    assert sink.rows == [("0xA", (base, 900, 500))]  # 2000 W mean for 15 min = 500 Wh
+    assert sink.rows == [("0xA@meter", (base, 900, 500))]  # 2000 W mean for 15 min = 500 Wh
     feed.flush()
-    assert sink.rows[-1] == ("0xA", (base + 900, 900, 125))
+    assert sink.rows[-1] == ("0xA@meter", (base + 900, 900, 125))
 
 
 def test_addresses_are_kept_apart_and_late_samples_are_dropped():
@@ -48,5 +48,18 @@ def test_addresses_are_kept_apart_and_late_samples_are_dropped():
     feed(_at("0xA", base + 900, 0.0))
     feed(_at("0xA", base + 10, 1e9))  # older than the open interval: ignored, not merged
     feed.flush()
-    assert sorted(sink.rows) == [("0xA", (base, 900, 900)), ("0xA", (base + 900, 900, 0)),
-                                 ("0xB", (base, 900, 1800))]
+    assert sorted(sink.rows) == [("0xA@meter", (base, 900, 900)), ("0xA@meter", (base + 900, 900, 0)),
+                                 ("0xB@meter", (base, 900, 1800))]
+
+
+def test_two_resources_of_one_ven_are_two_meters_and_the_feed_counts_what_it_stored():
+    sink = _Rows()
+    feed = IntervalFeed(sink, interval_s=900)
+    base = 1_800_000_000 // 900 * 900
+    at = datetime.fromtimestamp(base, tz=timezone.utc)
+    feed(Telemetry("0xA", "ven", "devices", at, 2000.0))
+    feed(Telemetry("0xA", "ven", "meter", at, 400.0))
+    feed.flush()
+    # summed W of two resources is not their mean: each is its own series
+    assert sorted(sink.rows) == [("0xA@devices", (base, 900, 500)), ("0xA@meter", (base, 900, 100))]
+    assert feed.samples == {"0xA@devices": 1, "0xA@meter": 1} and feed.stored == {"0xA@devices": 1, "0xA@meter": 1}

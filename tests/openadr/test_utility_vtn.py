@@ -52,7 +52,7 @@ def test_the_daemon_announces_dispatches_and_cancels_through_its_vtn_and_stores_
         dr.cancel_request(utility, other)
         cancelled = ven.next_award(kind="notice", timeout=20)
         assert cancelled.cancelled and cancelled.request_id == other
-        wait_for(lambda: alice.address in vtn.on_telemetry._open, timeout=20, what="telemetry from the VEN")
+        wait_for(lambda: f"{alice.address}@meter" in vtn.on_telemetry._open, timeout=20, what="telemetry from the VEN")
     finally:
         stop.set()
         runner.join(30)
@@ -60,7 +60,8 @@ def test_the_daemon_announces_dispatches_and_cancels_through_its_vtn_and_stores_
     assert not runner.is_alive()
     assert vtn._loop is None  # the daemon stopped the VTN
     with MeterStore.open(db) as store:  # the open interval was flushed into the store at stop
-        rows = store.readings(alice.address)
+        rows = store.readings(f"{alice.address}@meter")  # the VEN's own series, never the address's meter
+        assert store.span(alice.address) is None
     assert rows and rows[-1].seconds == 900 and rows[-1].wh == 300  # 1.2 kW for 15 min
 
 
