@@ -326,7 +326,7 @@ def delivery_table(info: RequestInfo, terms: TermsInfo, participants: list[tuple
     totals = {"accepted_watts": 0, "promised_wei": 0, "delivered_watts": 0, "paid_wei": 0}
     for who, p in participants:
         key = who.lower()
-        event, report, dispute = logs.settled.get(key), logs.reported.get(key), logs.disputed.get(key)
+        event, report, metered = logs.settled.get(key), logs.reported.get(key), logs.metered.get(key)
         stage = p.stage
         delivered: int | None = None
         if event is not None:
@@ -334,9 +334,7 @@ def delivery_table(info: RequestInfo, terms: TermsInfo, participants: list[tuple
         elif stage in (Stage.REPORTED, Stage.SETTLED):
             delivered = p.delivered_watts
         reported_watts = None
-        if dispute is not None:
-            reported_watts = int(dispute["reportedWatts"])
-        elif report is not None:
+        if report is not None:
             reported_watts = int(report["deliveredWatts"])
         elif stage == Stage.REPORTED:
             reported_watts = p.delivered_watts
@@ -362,7 +360,9 @@ def delivery_table(info: RequestInfo, terms: TermsInfo, participants: list[tuple
             "bond_wei": str(p.bond),
             "reported_watts": reported_watts,
             "delivered_watts": delivered,
-            "disputed": dispute is not None,
+            "disputed": metered is not None and reported_watts is not None
+            and int(metered["meteredWatts"]) < reported_watts,
+            "metered_watts": None if metered is None else int(metered["meteredWatts"]),
             "paid_wei": None if paid is None else str(paid),
             "penalty_wei": None if penalty is None else str(penalty),
             "bond_returned_wei": None if bond_returned is None else str(bond_returned),
