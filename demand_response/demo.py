@@ -566,6 +566,8 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
                 "--deployments-file", str(workdir / "deployments.json"),
             ]
             env["METER_FILE"] = str(settings.meter_file)
+            if metered:  # each consumer rechecks the utility's published figure from the meter data
+                env["METER_DB"] = str(workdir / METERS_NAME)
             procs.append(_Consumer(name, args, env, lines))
             _say(f"started {name} (pid {procs[-1].process.pid}, account {address[:10]}…) bidding {offered[name]}")
         if rig is not None:

@@ -238,7 +238,27 @@ def delivery_record(record: dict[str, Any], promised: int | None = None,
         "bond_returned": unit.amount(values["bond_returned_wei"]),
         "paid": unit.amount(values["paid_wei"]),
     }
+    out["check"] = delivery_check(record)
+    out["display"]["check"] = out["check"]["display"]
     return out
+
+
+def delivery_check(record: dict[str, Any]) -> dict[str, Any]:
+    """The household's own check of the utility's metered figure (``consumer.delivery_check``):
+    both figures, the difference and whether it is within the tolerance; ``agrees`` None and
+    ``display`` "—" when the utility did not meter it, ``display`` the reason when not checked."""
+    metered, mine = _int_or_none(record.get("metered_watts")), _int_or_none(record.get("recomputed_watts"))
+    agrees = record.get("delivery_agrees") if isinstance(record.get("delivery_agrees"), bool) else None
+    if metered is None:
+        text = "—"
+    elif agrees is None:
+        text = f"utility {fmt_kw(metered)}; {record.get('delivery_check') or 'not checked'}"
+    else:
+        text = (f"{'agrees' if agrees else 'DISAGREES'}: utility {fmt_kw(metered)}, our meter {fmt_kw(mine)}")
+    return {"metered_watts": metered, "recomputed_watts": mine,
+            "difference_watts": _int_or_none(record.get("difference_watts")), "agrees": agrees,
+            "method": record.get("method"), "data_hash": record.get("data_hash"),
+            "message": record.get("delivery_check"), "display": text}
 
 
 def record_rows(records: list[dict[str, Any]], unit: Money = DEFAULT_MONEY) -> tuple[list[dict[str, Any]], bool]:

@@ -26,6 +26,7 @@ from ..sealed import MeterReadings, SaltStore
 from ..units import format_kw
 from .agent import ConsumerAgent
 from .core import FeeQuotes
+from .delivery_check import DeliveryOptions
 from .notes import AgentNotes
 from .sources import BidsProvider
 
@@ -68,6 +69,7 @@ class ConsumerService:
         salts_file: Path | None = None,
         bid_margin: Decimal | float = DEFAULT_BID_MARGIN,
         devices_file: Path | None = None,
+        delivery: Any = None,
     ) -> None:
         """Paths (``state_path``, ``salts_file``, ``meter_file``, ``lock_dir``) come from the
         settings (``from_settings``); a caller that passes only ``state_path`` gets the
@@ -100,7 +102,8 @@ class ConsumerService:
             ConsumerAgent(dr, s.signer, s.bids, results,
                           self.state.section(("agents", s.signer.address), AgentNotes.from_json),
                           chain_id=chain_id, auto_withdraw=auto_withdraw, label=s.label,
-                          salts=self.salts, meter=self.meter, bid_margin=bid_margin, fee_quotes=quotes)
+                          salts=self.salts, meter=self.meter, bid_margin=bid_margin, fee_quotes=quotes,
+                          delivery=delivery)
             for s in specs
         ]
         self.poller = LogPoller(
@@ -142,6 +145,7 @@ class ConsumerService:
             poll_interval=settings.poll_interval, confirmations=settings.confirmations,
             reorg_depth=settings.reorg_depth, auto_withdraw=settings.auto_withdraw, rpc_name=rpc_name,
             bid_margin=bid_margin(settings.get("BID_MARGIN")), devices_file=settings.get("DEVICES_FILE") or None,
+            delivery=DeliveryOptions.from_settings(settings),
         )
 
     def _prefetch(self, event: Event) -> None:

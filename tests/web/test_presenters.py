@@ -74,3 +74,15 @@ def test_the_delivery_table_pays_by_the_packages_settlement_rule() -> None:
                                       DeliveryLogs({}, {}, {who.lower(): settled_event}), NOW + 4000)
     assert table["participants"][0]["paid_wei"] == str(expected.payout)
     assert table["totals"]["paid_wei"] == str(expected.payout) and table["totals"]["promised_wei"] == str(PROMISED)
+
+
+def test_the_households_check_of_a_metered_figure_shows_both_figures() -> None:
+    record = {"metered_watts": 300, "recomputed_watts": 500, "difference_watts": 200, "delivery_agrees": False,
+              "delivery_check": "meter-before-after: published 300 W, recomputed 500 W (+200 W, tolerance 50 W): "
+                                "DISAGREES", "method": "meter-before-after", "paid_wei": 10}
+    row = presenters.delivery_record(record)
+    assert row["check"]["agrees"] is False and row["check"]["difference_watts"] == 200
+    assert row["display"]["check"].startswith("DISAGREES: utility 0.3") and "our meter 0.5" in row["display"]["check"]
+    assert presenters.delivery_record({"paid_wei": 10})["display"]["check"] == "—"  # not metered by the utility
+    unchecked = presenters.delivery_record({"metered_watts": 300, "delivery_check": "not checked: no meter store"})
+    assert unchecked["check"]["agrees"] is None and "no meter store" in unchecked["display"]["check"]
