@@ -553,14 +553,19 @@ class DemandReduction:
         """Accept a consumer's report as it stands and settle it (utility): ``meterDelivery``
         at the reported figure. Refuses, with one line, a participant that has not reported."""
         p = self.participant_of(request_id, consumer)
-        if p.stage != Stage.REPORTED:
+        if p.stage == Stage.BID:  # other stages: the contract's own refusal names the stage
             raise UserError(f"{consumer} has not reported a delivery on request {request_id} to confirm; "
                             "meter it with a figure instead")
         return self.meter_delivery(signer, request_id, consumer, p.delivered_watts, evidence)
 
     def dispute_delivery(self, signer: Signer, request_id: int, consumer: str, metered_watts: int,
                          evidence: bytes = b"") -> dict[str, Any]:
-        """Replace a consumer's report by the utility's lower measurement and settle it."""
+        """Replace a consumer's report by the utility's lower measurement and settle it. A
+        figure at or above the report would confirm it instead: refused with one line."""
+        p = self.participant_of(request_id, consumer)
+        if p.stage == Stage.REPORTED and metered_watts >= p.delivered_watts:
+            raise UserError(f"a dispute must be below the consumer's report of {p.delivered_watts / 1000:.3f} kW "
+                            f"(you entered {metered_watts / 1000:.3f} kW); confirm the report instead")
         return self.meter_delivery(signer, request_id, consumer, metered_watts, evidence)
 
     def deliveries_metered(self, request_id: int, consumer: str | None = None,
