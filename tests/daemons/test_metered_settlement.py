@@ -32,8 +32,9 @@ BOND = 10**15
 STEP = 900
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def node(request: pytest.FixtureRequest, start_chain) -> devchain.DevChain:
+    """A chain per test: each moves chain time far ahead of the wall clock."""
     return start_chain(request, "anvil", accounts=8)
 
 
@@ -105,7 +106,6 @@ def test_the_utility_meters_households_send_two_transactions_and_catch_an_under_
     # Two household transactions each: commit with bond, reveal. No report, no withdraw.
     assert {who: w3.eth.get_transaction_count(who) - n for who, n in nonces.items()} == {me_a: 2, me_b: 2}
     assert dr.owed(me_a) == dr.owed(me_b) == 0
-    assert "waiting for the utility to meter our delivery" in a.output()
     # On chain: the method, its parameters and the data hash, for anyone to recompute.
     (published,) = dr.deliveries_metered(rid, me_b)
     record = Fingerprint.from_evidence(published["evidence"], me_b)
@@ -121,3 +121,44 @@ def test_the_utility_meters_households_send_two_transactions_and_catch_an_under_
     assert "the utility metered 0.300 kW; our own meter data gives 0.500 kW" in b.output()
     assert "DISAGREES" in b.output()
     json.dumps(rb)  # the record stays plain JSON
+
+
+def test_a_household_the_utility_does_not_meter_reports_itself_near_the_report_deadline(
+        tmp_path: Path, node: devchain.DevChain) -> None:
+    """REPORT_DELIVERY=fallback: no utility metering by the last quarter of the report window,
+    so the household reports its meter file's reading: a third transaction, and only then."""
+    from demand_response.sealed import write_readings
+
+    w3: Web3 = connect(node.url)
+    utility = Signer(w3, w3.eth.accounts[0])
+    settings = load_settings(tmp_path / ".env", environ={}, rpc_url=node.url,
+                             deployments_file=tmp_path / "deployments.json")
+    dr = deploy(settings, utility, node.chain_id)
+    me = w3.eth.accounts[7]
+    save_bids(tmp_path / "c-bids.json", [(1000, 20 * 10**14)])
+    c = _consumer(tmp_path, node.url, dr.address, 7, w3.eth.block_number, "c", tmp_path / "none.sqlite")
+    nonce = w3.eth.get_transaction_count(me)
+    try:
+        c.wait_for("listening for requests")
+        now = max(int(w3.eth.get_block("latest")["timestamp"]), int(time.time()))
+        plan = plan_request(target_kw=1, now=now, bidding_window_s=6, event_delay_s=14 + 30, event_duration_s=STEP,
+                            max_price_wei_per_kwh=CAP, reveal_window_s=14, report_window_s=400,
+                            dispute_window_s=100, bond_wei=BOND)
+        rid, _ = send_request(dr, utility, plan)
+        c.wait_for(f"revealed 1 bid(s) on request {rid}", timeout=60)
+        wait_until(lambda: time.time() > dr.terms_of(rid).reveal_deadline + 1, timeout=60, what="reveal deadline")
+        node.rpc("evm_mine", [])
+        dr.select_winners(utility, rid)
+        write_readings(tmp_path / "db" / "meter.json", [{"account": me, "request_id": rid, "delivered_watts": 800}])
+        info, terms = dr.get_request(rid), dr.terms_of(rid)
+        node.rpc("evm_increaseTime", [info.event_end - int(w3.eth.get_block("latest")["timestamp"]) + 1])
+        node.rpc("evm_mine", [])
+        c.wait_for("waiting for the utility to meter our delivery", timeout=30)
+        assert dr.participant_of(rid, me).stage == Stage.BID  # nothing sent while the utility may still meter
+        node.rpc("evm_increaseTime", [terms.report_deadline - 100 - int(w3.eth.get_block("latest")["timestamp"])])
+        node.rpc("evm_mine", [])
+        c.wait_for(f"reported 0.800 kW delivered on request {rid}", timeout=30)
+    finally:
+        assert c.stop() == 0
+    assert dr.participant_of(rid, me).stage == Stage.REPORTED
+    assert w3.eth.get_transaction_count(me) - nonce == 3  # commit with bond, reveal, and the fallback report
