@@ -452,7 +452,7 @@ class TermsMachine(RuleBasedStateMachine):
         receipt = self.send(caller, call)
         _count(action)
         assert self.events(receipt, "DeliveryMetered")[0]["meteredWatts"] == figure
-        p.delivered = min(p.delivered, figure)
+        p.delivered = market.metered_delivery(p.delivered, figure)
         self._settled(r, who, receipt)
 
     @precondition(lambda self: any(r.status != Status.OPEN for r in self.requests.values()))
