@@ -14,6 +14,12 @@ meter store (``METER_DB``, meter ``METER_ID``, default its checksummed address) 
 published method and parameters, and flags a difference beyond ``DELIVERY_TOLERANCE_KW``
 (default 0.05 kW) or ``DELIVERY_TOLERANCE_PCT`` (default 5 % of the published figure),
 whichever is larger.
+
+The recomputation uses the **published** calendar (time zone offset, holidays), as it must to
+reproduce the figure. A household that sets its own ``BASELINE_TIMEZONE`` /
+``BASELINE_HOLIDAYS`` also learns whether the utility used a different calendar: the record
+then says so (``calendar_differs``) and gives the figure its own calendar yields
+(``own_calendar_watts``), e.g. a holiday the utility counted as a business day.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ class DeliveryOptions:
     meter_id: str | None = None
     tolerance_watts: int = DEFAULT_TOLERANCE_WATTS
     tolerance_pct: int = DEFAULT_TOLERANCE_PCT
+    calendar: Any = None  # mv.calendar.Calendar: the household's own, to compare with the published one
 
     @classmethod
     def from_settings(cls, settings: Any) -> "DeliveryOptions":
@@ -56,7 +63,13 @@ class DeliveryOptions:
                             f"percentage (got {kw!r}, {pct!r})") from None
         if watts < 0 or percent < 0:
             raise UserError("delivery tolerances cannot be negative")
-        return cls(report, settings.get("METER_DB") or None, settings.get("METER_ID") or None, watts, percent)
+        calendar = None
+        if settings.get("BASELINE_TIMEZONE") or settings.get("BASELINE_HOLIDAYS"):
+            from ..mv.calendar import Calendar
+
+            calendar = Calendar.from_settings(settings.get("BASELINE_TIMEZONE"), settings.get("BASELINE_HOLIDAYS"))
+        return cls(report, settings.get("METER_DB") or None, settings.get("METER_ID") or None, watts, percent,
+                   calendar)
 
     def report_from(self, opens: int, report_deadline: int) -> int | None:
         """Chain time from which to report a delivery the utility has not metered (None: never)."""
@@ -94,7 +107,25 @@ def check_delivery(options: DeliveryOptions, address: str, metered: dict[str, An
         if not readings:
             return dict(out, delivery_check=f"not checked: meter {meter_id} has no readings in the meter store")
         cmp = recompute(record, readings, tolerance_watts=options.tolerance_watts, tolerance_pct=options.tolerance_pct)
+        out.update(recomputed_watts=cmp.recomputed_watts, difference_watts=cmp.difference_watts,
+                   delivery_agrees=cmp.agrees, same_meter_data=cmp.same_data, delivery_check=cmp.message)
+        if options.calendar is not None:
+            out.update(_calendar_check(options.calendar, record, readings))
     except (MeterDataError, StoreError) as exc:
-        return dict(out, delivery_check=f"not checked: {exc}")
-    return dict(out, recomputed_watts=cmp.recomputed_watts, difference_watts=cmp.difference_watts,
-                delivery_agrees=cmp.agrees, same_meter_data=cmp.same_data, delivery_check=cmp.message)
+        return dict(out, delivery_check=out.get("delivery_check", "") + f"; not checked: {exc}"
+                    if "delivery_check" in out else f"not checked: {exc}")
+    return out
+
+
+def _calendar_check(calendar: Any, record: Any, readings: Any) -> dict[str, Any]:
+    """Whether the published calendar parameters are the household's own; if not, the figure
+    its own calendar gives."""
+    from ..mv.baselines import compute
+
+    own = calendar.params(record.method, record.event_start)
+    published = {k: record.params.get(k) for k in own}
+    if published == own:
+        return {"calendar_differs": False}
+    result = compute(record.method, readings, record.event_start, record.event_end, **{**record.params, **own})
+    return {"calendar_differs": True, "published_calendar": published, "own_calendar": own,
+            "own_calendar_watts": result.delivered_watts}

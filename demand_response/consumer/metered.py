@@ -165,4 +165,8 @@ class MeteredDelivery(AgentCore):
         elif check:
             self._say("request %d: the utility metered %.3f kW; %s", rid, check["metered_watts"] / 1000,
                       check["delivery_check"])
+        if check.get("calendar_differs"):
+            self._say("request %d: the utility's calendar %s is not ours %s: with ours the delivery is %.3f kW", rid,
+                      check["published_calendar"], check["own_calendar"], check["own_calendar_watts"] / 1000,
+                      level=logging.WARNING)
         return check

@@ -80,3 +80,30 @@ def test_delivery_settings_are_read_with_sensible_defaults_and_bad_ones_refused(
                 {"DELIVERY_TOLERANCE_PCT": "-1"}):
         with pytest.raises(UserError):
             DeliveryOptions.from_settings(bad)
+
+
+def test_a_household_calendar_that_differs_from_the_published_one_is_reported_with_its_own_figure(
+        tmp_path: Path) -> None:
+    """The utility baselined in UTC (a Sunday event: weekend days); the household lives at
+    UTC+10, where it is a Monday-morning event (business days): the check says so and gives
+    the figure with the household's calendar."""
+    from demand_response.mv import caiso_x_of_y
+    from demand_response.mv.calendar import Calendar
+
+    day, hour = 1752451200, 3600  # Monday 2025-07-14 00:00 UTC
+    weekend = {5, 6}  # Saturday, Sunday (UTC days): 3000 Wh an hour, weekdays 1000
+    rows = [(t, hour, 3000 if ((t // 86400) + 3) % 7 in weekend else 1000)
+            for t in range(day - 30 * 86400, day + 86400, hour)]
+    event = (day - 4 * hour, day - 3 * hour)  # Sunday 20:00 UTC, Monday 06:00 at UTC+10
+    rows = [(t, n, 400 if event[0] <= t < event[1] else w) for t, n, w in rows]
+    db = tmp_path / "home.sqlite"
+    with MeterStore.open(db) as store:
+        store.import_batches({HOME: rows})
+    fp = fingerprint(HOME, caiso_x_of_y(rows, *event), rows)
+    published = {"metered_watts": fp.delivered_watts, "evidence": fp.evidence(), "tx": "0x01"}
+    same = check_delivery(DeliveryOptions(meter_db=db, calendar=Calendar("UTC")), HOME, published)
+    assert same["delivery_agrees"] and same["calendar_differs"] is False
+    other = check_delivery(DeliveryOptions(meter_db=db, calendar=Calendar("+10:00")), HOME, published)
+    assert other["delivery_agrees"]  # the published method reproduces the published figure
+    assert other["calendar_differs"] and other["own_calendar"]["utc_offset_s"] == 36000
+    assert other["published_calendar"]["utc_offset_s"] == 0 and other["own_calendar_watts"] != fp.delivered_watts
