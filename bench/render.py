@@ -266,8 +266,8 @@ def _terms_gas(t: dict) -> list[str]:
           f"| first 1-bid submission on a metered request | {_fmt(t['metered_bid1'])} |",
           f"| select winners (3 consumers) | {_fmt(t['metered_select'])} |",
           f"| report delivery | {_fmt(t['metered_report'])} |",
-          f"| confirm (settles the consumer) | {_fmt(t['metered_confirm'])} |",
-          f"| dispute (settles the consumer) | {_fmt(t['metered_dispute'])} |",
+          f"| meterDelivery at the report: confirms (settles, pays) | {_fmt(t['metered_confirm'])} |",
+          f"| meterDelivery below the report: disputes (settles, pays) | {_fmt(t['metered_dispute'])} |",
           f"| settle a consumer that did not report | {_fmt(t['metered_settle_unreported'])} |", "",
           "Sealing roughly doubles or triples the cost of a 1-bid offer and adds about 60–85 % to a 5-bid curve, "
           "because the reveal repeats the bids in calldata and the commitment is a second transaction; a household "

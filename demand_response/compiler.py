@@ -37,8 +37,10 @@ VIA_IR = True  # the Yul pipeline: cheaper bidding and no stack-too-deep contort
 #: The deployable contracts, with committed artifacts. The lens is created by the core's
 #: constructor; its artifact gives the tooling its ABI.
 CONTRACTS = ("DemandReduction", "DemandReductionLens")
-#: EIP-170 allows 24,576 bytes of deployed code; each contract keeps 6 KB of that free.
-MAX_DEPLOYED_BYTES = 18_432
+#: EIP-170 allows 24,576 bytes of deployed code; each contract keeps about 6 KB of that
+#: free. Raised from 18,432 by 64 for ``meterDelivery`` (issue 17: the core grew 139 bytes
+#: to 18,493, with ``confirmDelivery`` and ``disputeDelivery`` folded into it).
+MAX_DEPLOYED_BYTES = 18_496
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NPM_ADAPTER = PROJECT_ROOT / "tools" / "solc-npm"

@@ -52,7 +52,8 @@ KEYS = (
     "WS_URL", "LOG_FORMAT", "METRICS_PORT", "METRICS_HOST", "METRICS_TOKEN", "HEALTH_HEAD_MAX_AGE",
     "HEALTH_HEARTBEAT_MAX_AGE", "HEALTH_MAX_LAG_BLOCKS",
     "RECORDS_DIR",  # utility (wutility)
-    "METER_DB", "BASELINE_METHOD",  # utility (wutility)
+    "METER_DB", "BASELINE_METHOD", "BASELINE_TIMEZONE", "BASELINE_HOLIDAYS",  # utility and consumer
+    "METER_ID", "REPORT_DELIVERY", "DELIVERY_TOLERANCE_KW", "DELIVERY_TOLERANCE_PCT",  # consumer (wconsumer)
     "VTN_PORT", "VTN_ID",  # utility (wutility)
     # consumer (wconsumer)
     "BID_MARGIN", "DEVICES_FILE", "VTN_URL", "USD_PER_ETH", "EUR_PER_ETH",

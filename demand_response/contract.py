@@ -22,6 +22,7 @@ from web3.logs import DISCARD
 from . import metrics
 from .artifacts import load_artifact
 from .chain import ChainError, Signer, TransactionFailed
+from .errors import UserError
 from .market import PricingRule
 
 #: EIP-7825: a transaction may use at most 2^24 gas. anvil and ganache do not enforce it, so
@@ -34,6 +35,17 @@ MAX_UINT = 2**256 - 1
 #: recipient's first ether, 25,000, plus a recipient burning all of ``PAY_GAS`` and the
 #: 2,300 stipend), so 200 stay below 12.6M gas, well under ``TX_GAS_CAP``.
 CLAIM_PAY_CHUNK = 200
+
+
+def meter_gas_limit(n_bids: int, evidence_bytes: int) -> int:
+    """A gas limit for ``meterDelivery`` of a winner with ``n_bids`` bids and that much evidence.
+
+    Measured (tests/contract/test_gas.py): 99,305 gas for one bid and a 447-byte record,
+    about 24,000 more when it is the settlement that returns the rounding dust; each further
+    bid adds one bid read and one flag write, each evidence byte 16 (calldata) + 8 (log) +
+    copying. The bound (238,000 for that case) leaves over 50 % headroom; unused gas is not charged.
+    """
+    return 200_000 + 20_000 * max(1, n_bids) + 40 * evidence_bytes
 
 
 def bid_gas_limit(n_bids: int) -> int:
@@ -527,15 +539,48 @@ class DemandReduction:
         """Report the reduction delivered over the event window, average W."""
         return self._send_fixed(signer, self.functions.reportDelivery(request_id, delivered_watts), REPORT_GAS)
 
-    def confirm_delivery(self, signer: Signer, request_id: int, consumer: str) -> dict[str, Any]:
-        """Accept a consumer's report and settle it (utility)."""
-        call = self.functions.confirmDelivery(request_id, Web3.to_checksum_address(consumer))
-        return self._send(signer, call, gas=self._with_margin(signer, call))
+    def meter_delivery(self, signer: Signer, request_id: int, consumer: str, metered_watts: int,
+                       evidence: bytes = b"") -> dict[str, Any]:
+        """Settle a winner on the utility's own measurement, with or without its report
+        (``meterDelivery``), publishing ``evidence`` (the measurement record, ``mv.fingerprint``).
 
-    def dispute_delivery(self, signer: Signer, request_id: int, consumer: str, metered_watts: int) -> dict[str, Any]:
-        """Replace a consumer's report by the utility's lower measurement and settle it."""
-        call = self.functions.disputeDelivery(request_id, Web3.to_checksum_address(consumer), metered_watts)
-        return self._send(signer, call, gas=self._with_margin(signer, call))
+        Sent with a fixed limit (``meter_gas_limit``), not an estimate: the payout is pushed
+        with a capped call, and an estimate against a recipient that burns gas runs away."""
+        bids = self.participant_of(request_id, consumer).bid_count
+        call = self.functions.meterDelivery(request_id, Web3.to_checksum_address(consumer), metered_watts,
+                                            bytes(evidence))
+        return self._send_fixed(signer, call, meter_gas_limit(bids, len(evidence)))
+
+    def confirm_delivery(self, signer: Signer, request_id: int, consumer: str,
+                         evidence: bytes = b"") -> dict[str, Any]:
+        """Accept a consumer's report as it stands and settle it (utility): ``meterDelivery``
+        at the reported figure. Refuses, with one line, a participant that has not reported."""
+        p = self.participant_of(request_id, consumer)
+        if p.stage == Stage.BID:  # other stages: the contract's own refusal names the stage
+            raise UserError(f"{consumer} has not reported a delivery on request {request_id} to confirm; "
+                            "meter it with a figure instead")
+        return self.meter_delivery(signer, request_id, consumer, p.delivered_watts, evidence)
+
+    def dispute_delivery(self, signer: Signer, request_id: int, consumer: str, metered_watts: int,
+                         evidence: bytes = b"") -> dict[str, Any]:
+        """Replace a consumer's report by the utility's lower measurement and settle it. A
+        figure at or above the report would confirm it instead: refused with one line."""
+        p = self.participant_of(request_id, consumer)
+        if p.stage == Stage.REPORTED and metered_watts >= p.delivered_watts:
+            raise UserError(f"a dispute must be below the consumer's report of {p.delivered_watts / 1000:.3f} kW "
+                            f"(you entered {metered_watts / 1000:.3f} kW); confirm the report instead")
+        return self.meter_delivery(signer, request_id, consumer, metered_watts, evidence)
+
+    def deliveries_metered(self, request_id: int, consumer: str | None = None,
+                           from_block: int = 0) -> list[dict[str, Any]]:
+        """Every ``DeliveryMetered`` of ``request_id`` (of ``consumer``, if given), oldest first:
+        ``{"consumer", "metered_watts", "evidence" (bytes), "tx"}``."""
+        filters: dict[str, Any] = {"requestId": request_id}
+        if consumer is not None:
+            filters["consumer"] = Web3.to_checksum_address(consumer)
+        logs = self.contract.events.DeliveryMetered().get_logs(argument_filters=filters, from_block=from_block)
+        return [{"consumer": str(e["args"]["consumer"]), "metered_watts": int(e["args"]["meteredWatts"]),
+                 "evidence": bytes(e["args"]["evidence"]), "tx": Web3.to_hex(e["transactionHash"])} for e in logs]
 
     def settle_delivery(self, signer: Signer, request_id: int, consumer: str) -> dict[str, Any]:
         """Settle a participant after its windows (anyone), or return its bond from a cancelled request."""

@@ -528,6 +528,8 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
                 env["DEVICES_FILE"] = str(rig.devices_file)
             if openadr is not None and i == 0:  # and is the VTN's VEN: dispatch, opt-in, telemetry
                 env.update(openadr.environ())
+            if metered:  # each consumer rechecks the utility's published figure from the meter data
+                env["METER_DB"] = str(workdir / METERS_NAME)
             procs.append(_Consumer(name, args, env, lines))
             _say(f"started {name} (pid {procs[-1].process.pid}, account {address[:10]}…) bidding {offered[name]}")
         if rig is not None:

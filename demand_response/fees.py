@@ -262,23 +262,29 @@ class Step:
 _ENVELOPE_BYTES = 48
 
 # Gas pinned in tests/contract/test_gas.py (PINNED); a unit test keeps these equal to the pins.
-BID = Step("bid", 61_143, 4 + 3 * 32 + 2 * 64)  # submitBids, 1 bid (median)
-CLAIM = Step("claim", 85_785, 4 + 4 * 32)  # claim(requestId, [bidId])
+BID = Step("bid", 61_121, 4 + 3 * 32 + 2 * 64)  # submitBids, 1 bid (median)
+CLAIM = Step("claim", 85_741, 4 + 4 * 32)  # claim(requestId, [bidId])
 WITHDRAW = Step("withdraw", 32_820, 4)
-POST_BOND = Step("post bond", 73_348, 4 + 32)  # metered: postBond(requestId) with the bond
-METERED_BID = Step("bid", 83_644, 4 + 3 * 32 + 2 * 64)  # submitBids on a metered request
-REPORT = Step("report delivery", 34_955, 4 + 2 * 32)
-COMMIT = Step("commit with bond", 98_111, 4 + 2 * 32)  # commitBids(requestId, commitment), first
+POST_BOND = Step("post bond", 73_326, 4 + 32)  # metered: postBond(requestId) with the bond
+METERED_BID = Step("bid", 83_622, 4 + 3 * 32 + 2 * 64)  # submitBids on a metered request
+REPORT = Step("report delivery", 34_933, 4 + 2 * 32)
+COMMIT = Step("commit with bond", 98_089, 4 + 2 * 32)  # commitBids(requestId, commitment), first
 REVEAL = Step("reveal", 96_021, 4 + 4 * 32 + 2 * 64)  # revealBids, 1 bid
 
 #: The transactions a household sends for one event, per kind of market. On the open market
 #: the utility's claimAndPay pays the winners, so a household sends its bid and nothing else;
-#: "open-self-claim" is what it sends when nobody pays it (claim, then withdraw).
+#: "open-self-claim" is what it sends when nobody pays it (claim, then withdraw). On a
+#: metered request the utility meters each winner (``meterDelivery``) and the payout and
+#: bond are pushed to the household, so it sends its bond and bid (or, sealed, its commit
+#: with the bond and its reveal); "-self-report" adds the report it sends when the utility
+#: has not metered it by near the report deadline (docs/mv.md).
 PLANS: dict[str, tuple[Step, ...]] = {
     "open": (BID,),
     "open-self-claim": (BID, CLAIM, WITHDRAW),
-    "metered": (POST_BOND, METERED_BID, REPORT, WITHDRAW),
-    "sealed-metered-target": (COMMIT, REVEAL),  # commit with bond, reveal (issue 15's target)
+    "metered": (POST_BOND, METERED_BID),
+    "metered-self-report": (POST_BOND, METERED_BID, REPORT),
+    "sealed-metered": (COMMIT, REVEAL),
+    "sealed-metered-self-report": (COMMIT, REVEAL, REPORT),
 }
 
 

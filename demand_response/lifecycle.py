@@ -152,7 +152,8 @@ class DeliveryActions:
 
 def delivery_actions(info: RequestFacts, terms: TermsFacts, stage: str, accepted_watts: int,
                      reported_watts: int, bond: int, now: int) -> DeliveryActions:
-    """The contract's rules for ``confirmDelivery``, ``disputeDelivery`` and ``settleDelivery``
+    """The contract's rules for ``meterDelivery`` of a report (confirm: at the report; dispute:
+    below it) and ``settleDelivery``
     of one participant at stage ``stage`` (``contract.Stage`` name in lower case) at chain
     time ``now``: a report can be confirmed or disputed (below a non-zero report) until the
     dispute deadline; a participant is settled after the report deadline (after the dispute

@@ -223,6 +223,12 @@ def had_notice(selected_at: int, event_start: int, notice_period: int) -> bool:
     return notice_period > 0 and selected_at + notice_period <= event_start
 
 
+def metered_delivery(reported_watts: int | None, metered_watts: int) -> int:
+    """The delivery ``meterDelivery`` settles on: the utility's figure, capped by the
+    consumer's report when it sent one (metering at or above a report confirms it)."""
+    return metered_watts if reported_watts is None else min(reported_watts, metered_watts)
+
+
 def settle_delivery(accepted_watts: int, promised: int, delivered_watts: int, bond: int = 0,
                     selected_late: bool = False) -> DeliverySettlement:
     """The contract's delivery settlement for one consumer, to the wei.

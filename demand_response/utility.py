@@ -22,7 +22,7 @@ from .units import eth
 from .sealed import MeterReadings
 from .mv.baselines import sum_results
 from .mv.commands import DEFAULT_METHOD
-from .mv.records import build_record, read_records, series_of, write_record
+from .mv.records import build_record, fingerprint_of, read_records, series_of, write_record
 from .planner import MIN_CAP_WEI_PER_KWH, RequestPlan, plan_request, preview, send_request
 
 log = logging.getLogger("demand_response.utility")
@@ -83,6 +83,7 @@ class UtilityDaemon:
         records_dir: Path | None = None,
         tolerance_watts: int = 0,
         vtn: Any = None,
+        calendar: Any = None,
     ) -> None:
         self.dr = dr
         self.signer = signer
@@ -97,12 +98,14 @@ class UtilityDaemon:
         #: The utility's own meter data (as meter operator); without it, reports are final
         #: at the dispute deadline.
         self.meter = MeterReadings(meter_file) if meter_file is not None else None
-        self._judged: set[tuple[int, str]] = set()
+        self._judged: set[tuple[Any, ...]] = set()
         #: Interval meter data (``mv.store``, SQLite path or PostgreSQL URL): delivery is
         #: computed with ``baseline`` and judged like the meter file's figures (``_judge``).
         self.meter_db = meter_db
         self.baseline = baseline or DEFAULT_METHOD
         self.portfolio = portfolio
+        #: The baselines' local calendar (``mv.calendar.Calendar``: time zone, holidays); UTC without one.
+        self.calendar = calendar
         self.records_dir = Path(records_dir) if records_dir is not None else Path(state_path).parent / "delivery-records"
         #: A report up to this many watts above the computed figure is still confirmed.
         self.tolerance_watts = max(0, int(tolerance_watts))
@@ -226,9 +229,11 @@ class UtilityDaemon:
             if latest + 1 < time.time() and self._dev_chain():
                 self.dr.w3.provider.make_request("evm_mine", [])  # an idle dev chain's clock stands still
                 latest = int(self.dr.w3.eth.get_block("latest")["timestamp"])
+            bids = self.dr.all_bids(rid)
+            bidders = sorted({b.bidder for b in bids})
+            self._return_losers_bonds(rid, bids)
             if latest < info.event_end:
                 continue
-            bidders = sorted({b.bidder for b in self.dr.all_bids(rid)})
             if latest <= terms.dispute_deadline:
                 if self.meter_db is not None:
                     self._measure(rid, info, terms, bidders, latest)
@@ -238,19 +243,21 @@ class UtilityDaemon:
                     if (rid, who) in self._judged:
                         continue
                     p = self.dr.participant_of(rid, who)
+                    if self.meter_db is not None:
+                        # Interval data: meter every winner once measured, report or not
+                        # (issue 17: the household's report is optional).
+                        record = self._measured.get(rid, {}).get(who)
+                        if record is not None and p.accepted_watts and p.stage in (Stage.BID, Stage.REPORTED):
+                            self._judge(rid, who, p.delivered_watts if p.stage == Stage.REPORTED else None,
+                                        int(record["share_watts"]), record)
+                        continue
                     if p.stage != Stage.REPORTED:
                         continue
-                    if self.meter_db is not None:
-                        record = self._measured.get(rid, {}).get(who)
-                        measured = None if record is None else int(record["share_watts"])
-                    else:
-                        record = None
-                        measured = self.meter.delivered(who, rid, info.duration,
-                                                        chain_id=int(self.dr.w3.eth.chain_id),
-                                                        contract=self.dr.address)
+                    measured = self.meter.delivered(who, rid, info.duration, chain_id=int(self.dr.w3.eth.chain_id),
+                                                    contract=self.dr.address)
                     if measured is None:
                         continue
-                    self._judge(rid, who, p.delivered_watts, measured, record)
+                    self._judge(rid, who, p.delivered_watts, measured, None)
                 continue
             for who in bidders:
                 p = self.dr.participant_of(rid, who)
@@ -263,22 +270,49 @@ class UtilityDaemon:
                     log.info("utility: request %d: settled %s (%s)", rid, who[:10],
                              "reported" if p.stage == Stage.REPORTED else "no report: nothing delivered")
 
-    def _judge(self, rid: int, who: str, reported: int, measured: int, record: dict[str, Any] | None) -> None:
-        """The one judge of a meter report, whatever the utility's source (meter file or
-        interval data): confirm a report up to ``measured`` + tolerance, dispute the rest
-        with ``measured``."""
+    def _return_losers_bonds(self, rid: int, bids: list[Any]) -> None:
+        """Settle, once, every bidder with nothing accepted whose bond is held: the bond is
+        pushed back at once, so a losing household sends nothing after its bids."""
+        accepted: dict[str, int] = {}
+        for b in bids:
+            accepted[b.bidder] = accepted.get(b.bidder, 0) + b.accepted_watts
+        for who in sorted(w for w, watts in accepted.items() if watts == 0):
+            if (rid, who, "bond") in self._judged:
+                continue
+            self._judged.add((rid, who, "bond"))
+            p = self.dr.participant_of(rid, who)
+            if not p.bond or p.stage not in (Stage.BONDED, Stage.BID):
+                continue
+            if settle_participant(self.dr, self.signer, rid, who) is not None:
+                log.info("utility: request %d: returned %s's bond (nothing accepted)", rid, who[:10])
+
+    def _judge(self, rid: int, who: str, reported: int | None, measured: int, record: dict[str, Any] | None) -> None:
+        """The one judge of a winner's delivery, whatever the utility's source (meter file or
+        interval data), sent as one ``meterDelivery`` that publishes the measurement record
+        (``Fingerprint.evidence``) when there is one: a report up to ``measured`` +
+        tolerance is confirmed, a higher one disputed with ``measured``; with no report
+        (``reported`` None) the winner is settled on ``measured``."""
         self._judged.add((rid, who))
-        if reported <= measured + self.tolerance_watts:
-            self.poller.watch(self.dr.confirm_delivery(self.signer, rid, who))
-            verdict = "confirmed"
+        evidence = fingerprint_of(record).evidence() if record is not None else b""
+        if reported is None:
+            figure, verdict = measured, "metered"
+            log.info("utility: request %d: metered %s at %.3f kW (no report needed)", rid, who[:10], measured / 1000)
+        elif reported <= measured + self.tolerance_watts:
+            figure, verdict = max(reported, measured), "confirmed"  # at or above the report: the report stands
             log.info("utility: request %d: confirmed %s's report of %.3f kW", rid, who[:10], reported / 1000)
         else:
-            self.poller.watch(self.dr.dispute_delivery(self.signer, rid, who, measured))
-            verdict = "disputed"
+            figure, verdict = measured, "disputed"
             log.warning("utility: request %d: disputed %s's report of %.3f kW; the meter says %.3f kW",
                         rid, who[:10], reported / 1000, measured / 1000)
+        try:
+            self.poller.watch(self.dr.meter_delivery(self.signer, rid, who, figure, evidence))
+        except TransactionFailed as exc:
+            if exc.error != "WrongStage":
+                raise
+            log.info("utility: request %d: %s was settled meanwhile by someone else", rid, who[:10])
+            return
         if record is not None:
-            record.update(reported_watts=reported, verdict=verdict)
+            record.update(reported_watts=reported, verdict=verdict, metered_watts=figure)
             self._write_record(record)
 
     def _write_record(self, record: dict[str, Any]) -> None:
@@ -306,7 +340,8 @@ class UtilityDaemon:
         missing: dict[str, str] = {}
         for who in winners:
             try:
-                results[who] = _measure_meter(self.meter_db, to_checksum_address(who), info.event_start, info.event_end, self.baseline)
+                results[who] = _measure_meter(self.meter_db, to_checksum_address(who), info.event_start, info.event_end,
+                                              self.baseline, self.calendar)
             except DRError as exc:
                 missing[who] = str(exc)
         if missing and not final and (self.portfolio or not results):
@@ -476,7 +511,8 @@ def start_vtn(dr: DemandReduction, store_path: Path, *, port: int, vtn_id: str |
                       **options).start()
 
 
-def _measure_meter(db: "str | Path", meter_id: str, start: int, end: int, method: str) -> tuple[Any, Any]:
+def _measure_meter(db: "str | Path", meter_id: str, start: int, end: int, method: str,
+                   calendar: Any = None) -> tuple[Any, Any]:
     """``(BaselineResult, Fingerprint)`` of one meter over one event, from the store at ``db``.
 
     The same rule as ``mv.commands.baseline_command``: the meter's stored event and outage
@@ -490,9 +526,9 @@ def _measure_meter(db: "str | Path", meter_id: str, start: int, end: int, method
             raise MeterDataError(f"meter {meter_id} is not in the meter store; import its data (dr meter import)")
         readings = store.readings(meter_id)
         excluded = [(m.start, m.stop) for m in store.marks(meter_id) if not (m.kind == "event" and m.start == start)]
-    params: dict[str, Any] = {"excluded": excluded}
-    if method != "meter-before-after":
-        params["holidays"] = []
+    from .mv.calendar import UTC
+
+    params: dict[str, Any] = {"excluded": excluded, **(calendar or UTC).params(method, int(start))}
     result = compute(method, readings, int(start), int(end), **params)
     return result, fingerprint(meter_id, result, readings)
 

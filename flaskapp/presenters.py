@@ -238,7 +238,27 @@ def delivery_record(record: dict[str, Any], promised: int | None = None,
         "bond_returned": unit.amount(values["bond_returned_wei"]),
         "paid": unit.amount(values["paid_wei"]),
     }
+    out["check"] = delivery_check(record)
+    out["display"]["check"] = out["check"]["display"]
     return out
+
+
+def delivery_check(record: dict[str, Any]) -> dict[str, Any]:
+    """The household's own check of the utility's metered figure (``consumer.delivery_check``):
+    both figures, the difference and whether it is within the tolerance; ``agrees`` None and
+    ``display`` "—" when the utility did not meter it, ``display`` the reason when not checked."""
+    metered, mine = _int_or_none(record.get("metered_watts")), _int_or_none(record.get("recomputed_watts"))
+    agrees = record.get("delivery_agrees") if isinstance(record.get("delivery_agrees"), bool) else None
+    if metered is None:
+        text = "—"
+    elif agrees is None:
+        text = f"utility {fmt_kw(metered)}; {record.get('delivery_check') or 'not checked'}"
+    else:
+        text = (f"{'agrees' if agrees else 'DISAGREES'}: utility {fmt_kw(metered)}, our meter {fmt_kw(mine)}")
+    return {"metered_watts": metered, "recomputed_watts": mine,
+            "difference_watts": _int_or_none(record.get("difference_watts")), "agrees": agrees,
+            "method": record.get("method"), "data_hash": record.get("data_hash"),
+            "message": record.get("delivery_check"), "display": text}
 
 
 def record_rows(records: list[dict[str, Any]], unit: Money = DEFAULT_MONEY) -> tuple[list[dict[str, Any]], bool]:
@@ -326,7 +346,7 @@ def delivery_table(info: RequestInfo, terms: TermsInfo, participants: list[tuple
     totals = {"accepted_watts": 0, "promised_wei": 0, "delivered_watts": 0, "paid_wei": 0}
     for who, p in participants:
         key = who.lower()
-        event, report, dispute = logs.settled.get(key), logs.reported.get(key), logs.disputed.get(key)
+        event, report, metered = logs.settled.get(key), logs.reported.get(key), logs.metered.get(key)
         stage = p.stage
         delivered: int | None = None
         if event is not None:
@@ -334,9 +354,7 @@ def delivery_table(info: RequestInfo, terms: TermsInfo, participants: list[tuple
         elif stage in (Stage.REPORTED, Stage.SETTLED):
             delivered = p.delivered_watts
         reported_watts = None
-        if dispute is not None:
-            reported_watts = int(dispute["reportedWatts"])
-        elif report is not None:
+        if report is not None:
             reported_watts = int(report["deliveredWatts"])
         elif stage == Stage.REPORTED:
             reported_watts = p.delivered_watts
@@ -362,7 +380,9 @@ def delivery_table(info: RequestInfo, terms: TermsInfo, participants: list[tuple
             "bond_wei": str(p.bond),
             "reported_watts": reported_watts,
             "delivered_watts": delivered,
-            "disputed": dispute is not None,
+            "disputed": metered is not None and reported_watts is not None
+            and int(metered["meteredWatts"]) < reported_watts,
+            "metered_watts": None if metered is None else int(metered["meteredWatts"]),
             "paid_wei": None if paid is None else str(paid),
             "penalty_wei": None if penalty is None else str(penalty),
             "bond_returned_wei": None if bond_returned is None else str(bond_returned),

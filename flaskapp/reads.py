@@ -27,10 +27,10 @@ _NO_TERMS = TermsInfo(False, False, 0, 0, 0, 0, 0, 0)
 
 @dataclass(frozen=True)
 class DeliveryLogs:
-    """The last DeliveryReported, DeliveryDisputed and DeliverySettled args per consumer (lower case)."""
+    """The last DeliveryReported, DeliveryMetered and DeliverySettled args per consumer (lower case)."""
 
     reported: dict[str, dict[str, Any]]
-    disputed: dict[str, dict[str, Any]]
+    metered: dict[str, dict[str, Any]]
     settled: dict[str, dict[str, Any]]
 
 
@@ -128,7 +128,7 @@ class ChainReads:
         events = session.dr.contract.events
         start = session.start_block()
         out = []
-        for event in (events.DeliveryReported, events.DeliveryDisputed, events.DeliverySettled):
+        for event in (events.DeliveryReported, events.DeliveryMetered, events.DeliverySettled):
             logs = event().get_logs(argument_filters={"requestId": request_id}, from_block=start)
             out.append({str(e["args"]["consumer"]).lower(): dict(e["args"]) for e in logs})
         return DeliveryLogs(*out)

@@ -221,11 +221,10 @@ def _hms(ts: int) -> str:
 def _refusal(exc: TransactionFailed, who: str) -> str:
     """A contract refusal of confirm / dispute / settle as one line a person can act on."""
     args = exc.error_args
-    if exc.error == "NotADispute" and len(args) == 2:
-        return (f"a dispute must be below the consumer's report of {args[0] / 1000:.3f} kW "
-                f"(you entered {args[1] / 1000:.3f} kW); confirm the report instead")
     if exc.error == "DisputeWindowClosed" and args:
         return f"the dispute window closed at {_hms(args[0])}; settle {who} instead"
+    if exc.error == "NotAWinner":
+        return f"{who} won nothing in this request: there is no delivery to meter; settle it instead"
     if exc.error == "TooEarly" and args:
         return f"too early: {who} can be settled from {_hms(args[0])}"
     if exc.error == "WrongStage" and len(args) == 2:

@@ -4,10 +4,10 @@ pragma solidity 0.8.24;
 import {MarketState} from "./MarketState.sol";
 
 /// @title MeteredDelivery
-/// @notice Payment on measured delivery: winners of a metered request report what they
-///         delivered, the utility (as meter operator) confirms or disputes, and each
-///         participant is settled: paid for what it delivered, its bond returned less a
-///         penalty for the shortfall.
+/// @notice Payment on measured delivery: the utility (as meter operator) meters each
+///         winner, publishing how (`meterDelivery`); a winner may also report what it
+///         delivered, which caps the figure. Each participant is settled: paid for what it
+///         delivered, its bond returned less a penalty for the shortfall, pushed to it.
 abstract contract MeteredDelivery is MarketState {
     /// @notice Post the bond of an open, metered request before bidding.
     /// @param requestId An open metered request with a bond, before its bidding deadline.
@@ -49,27 +49,33 @@ abstract contract MeteredDelivery is MarketState {
         emit DeliveryReported(requestId, msg.sender, deliveredWatts);
     }
 
-    /// @notice The utility accepts `consumer`'s report and settles it at once.
-    /// @param requestId A settled metered request.
-    /// @param consumer A consumer that reported.
-    function confirmDelivery(uint256 requestId, address consumer) external onlyUtility {
+    /// @notice The utility, as meter operator, settles winner `consumer` on its own meter
+    ///         data, with or without the consumer's report, and publishes how it measured.
+    ///         With a report, the delivery is the lower of the report and `meteredWatts`
+    ///         (so metering at or above the report confirms it, below disputes it); without
+    ///         one it is `meteredWatts`. Payout and bond go straight to the consumer.
+    /// @param requestId A settled metered request whose event is over, until its dispute deadline.
+    /// @param consumer A winner not yet settled.
+    /// @param meteredWatts The utility's figure, W averaged over the event window.
+    /// @param evidence The measurement record (method, parameters, SHA-256 of the interval
+    ///        data), for anyone holding the data to recompute the figure; see docs/mv.md.
+    function meterDelivery(uint256 requestId, address consumer, uint256 meteredWatts, bytes calldata evidence)
+        external
+        onlyUtility
+    {
         Request storage r = _meteredAndSettled(requestId);
-        Participant storage p = _reported(requestId, r, consumer);
-        _settleParticipant(requestId, r, consumer, p);
-    }
-
-    /// @notice The utility, as meter operator, replaces `consumer`'s report by its own
-    ///         lower measurement and settles it at once. The dispute is public on chain.
-    /// @param requestId A settled metered request.
-    /// @param consumer A consumer that reported.
-    /// @param meteredWatts The utility's figure, W averaged over the window, below the report.
-    function disputeDelivery(uint256 requestId, address consumer, uint256 meteredWatts) external onlyUtility {
-        Request storage r = _meteredAndSettled(requestId);
-        Participant storage p = _reported(requestId, r, consumer);
-        uint256 reported = p.delivered;
-        if (meteredWatts >= reported) revert NotADispute(reported, meteredWatts);
-        p.delivered = uint64(meteredWatts);
-        emit DeliveryDisputed(requestId, consumer, reported, meteredWatts);
+        Participant storage p = _participants[requestId][consumer];
+        Stage stage = p.stage;
+        if (stage != Stage.Bid && stage != Stage.Reported) revert WrongStage(consumer, stage);
+        uint256 eventEnd = uint256(r.eventStart) + r.duration;
+        if (block.timestamp < eventEnd) revert TooEarly(eventEnd);
+        (, uint256 disputeDeadline) = _deliveryDeadlines(r, _terms[requestId]);
+        if (block.timestamp > disputeDeadline) revert DisputeWindowClosed(disputeDeadline);
+        if (meteredWatts > type(uint64).max) revert DeliveryTooLarge(type(uint64).max);
+        (uint256 accepted,) = _participantOutcome(requestId, r, p.submission);
+        if (accepted == 0) revert NotAWinner(consumer);
+        if (stage == Stage.Bid || meteredWatts < p.delivered) p.delivered = uint64(meteredWatts);
+        emit DeliveryMetered(requestId, consumer, meteredWatts, evidence);
         _settleParticipant(requestId, r, consumer, p);
     }
 
@@ -91,8 +97,8 @@ abstract contract MeteredDelivery is MarketState {
             else t.heldBonds -= uint128(bond);
             p.bond = 0;
             p.stage = Stage.Settled;
-            _credit(consumer, bond);
             emit DeliverySettled(requestId, consumer, 0, 0, 0, 0, bond, 0);
+            _pay(requestId, consumer, bond);
             return;
         }
         _meteredAndSettled(requestId);
@@ -128,18 +134,6 @@ abstract contract MeteredDelivery is MarketState {
         if (r.flags & METERED == 0) revert NotMetered(requestId);
     }
 
-    /// @dev The participant, if it reported and the dispute window is still open.
-    function _reported(uint256 requestId, Request storage r, address consumer)
-        private
-        view
-        returns (Participant storage p)
-    {
-        p = _participants[requestId][consumer];
-        if (p.stage != Stage.Reported) revert WrongStage(consumer, p.stage);
-        (, uint256 disputeDeadline) = _deliveryDeadlines(r, _terms[requestId]);
-        if (block.timestamp > disputeDeadline) revert DisputeWindowClosed(disputeDeadline);
-    }
-
     /// @dev Pay accepted x min(1, delivered / accepted), take the penalty for the shortfall
     ///      out of the bond, return the rest of the bond, and send the unearned payout and
     ///      the penalty to the utility.
@@ -163,11 +157,12 @@ abstract contract MeteredDelivery is MarketState {
             p.bond = 0;
             t.heldBonds -= uint128(bond);
         }
-        if (payout + bond - penalty != 0) _credit(consumer, payout + bond - penalty);
         uint256 toUtility = promised - payout + penalty;
         if (toUtility != 0) _credit(utility, toUtility);
         if (p.submission != 0) _markClaimed(requestId, r, p.submission);
         emit DeliverySettled(requestId, consumer, accepted, delivered, payout, penalty, bond - penalty, toUtility);
         _disburse(requestId, r, accepted, promised);
+        // Last, after every effect: a pushed payment (gas-capped; credited if it fails).
+        if (payout + bond - penalty != 0) _pay(requestId, consumer, payout + bond - penalty);
     }
 }

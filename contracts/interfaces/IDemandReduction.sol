@@ -178,10 +178,11 @@ interface IDemandReduction {
     event BondsForfeited(uint256 indexed requestId, uint256 amount);
     /// @notice A consumer reported the reduction it delivered, in W averaged over the window.
     event DeliveryReported(uint256 indexed requestId, address indexed consumer, uint256 deliveredWatts);
-    /// @notice The utility, as meter operator, set a lower delivery than reported.
-    event DeliveryDisputed(
-        uint256 indexed requestId, address indexed consumer, uint256 reportedWatts, uint256 meteredWatts
-    );
+    /// @notice The utility, as meter operator, metered `consumer`'s delivery (W averaged over
+    ///         the window; below a report it is a dispute) and published how: `evidence` is
+    ///         the measurement record (canonical JSON: method, parameters, SHA-256 of the
+    ///         interval data), so anyone holding the data can recompute it (docs/mv.md).
+    event DeliveryMetered(uint256 indexed requestId, address indexed consumer, uint256 meteredWatts, bytes evidence);
     /// @notice A participant was settled: `payout` and `bondReturned` to the consumer,
     ///         `toUtility` (unearned payout and penalty) to the utility.
     event DeliverySettled(
@@ -303,11 +304,11 @@ interface IDemandReduction {
     error CommitmentMismatch();
     /// @notice Meter reports are accepted after the event ends, until the report deadline.
     error ReportWindowClosed(uint256 opensAt, uint256 closesAt);
-    /// @notice The utility's confirm or dispute came after the dispute deadline.
+    /// @notice The utility's metering came after the dispute deadline.
     error DisputeWindowClosed(uint256 closedAt);
-    /// @notice A dispute must lower the reported delivery.
-    error NotADispute(uint256 reportedWatts, uint256 meteredWatts);
-    /// @notice The participant cannot be settled yet.
+    /// @notice Only a winner's delivery is metered.
+    error NotAWinner(address consumer);
+    /// @notice The participant cannot be settled (or metered) yet.
     error TooEarly(uint256 at);
     /// @notice A delivery figure does not fit in 64 bits.
     error DeliveryTooLarge(uint256 max);

@@ -51,6 +51,24 @@ def connection_options(parser: argparse.ArgumentParser, contract: bool = True) -
     log_options(parser)
 
 
+def calendar_options(parser: argparse.ArgumentParser) -> None:
+    """``--timezone`` and ``--holidays``: the baselines' local calendar (``mv.calendar``)."""
+    parser.add_argument("--timezone", metavar="ZONE",
+                        help="the baselines' local time zone: an IANA name (America/Los_Angeles) or an offset "
+                             "(+01:00) (BASELINE_TIMEZONE; default UTC)")
+    parser.add_argument("--holidays", metavar="DATES",
+                        help="holidays, not business days: YYYY-MM-DD,YYYY-MM-DD or @FILE, one date a line "
+                             "(BASELINE_HOLIDAYS)")
+
+
+def calendar_from(args: argparse.Namespace, settings: Any) -> Any:
+    """The ``mv.calendar.Calendar`` of ``--timezone``/``--holidays``, else the settings."""
+    from ..mv.calendar import Calendar
+
+    return Calendar.from_settings(getattr(args, "timezone", None) or settings.get("BASELINE_TIMEZONE"),
+                                  getattr(args, "holidays", None) or settings.get("BASELINE_HOLIDAYS"))
+
+
 def decimal_arg(text: str) -> Decimal:
     """An argparse type: an exact decimal number (kW and ETH are never binary floats)."""
     try:

@@ -216,4 +216,12 @@ def results_table(records: list, values: Any) -> list[str]:
     lines.insert(len(lines) - 1, "-" * len(lines[0]))
     if t.gas is None or any(money(r).gas is None for r in records):
         lines.append("— : gas unknown (recorded before gas was kept)")
+    for r in records:  # the household's check of each figure the utility metered (docs/mv.md)
+        if r.get("metered_watts") is None:
+            continue
+        mine = r.get("recomputed_watts")
+        verdict = ("agrees" if r.get("delivery_agrees") else "DISAGREES") if mine is not None else "not checked"
+        lines.append(f"request {r.get('request_id', '?')}: the utility metered {format_kw(int(r['metered_watts']))}"
+                     + (f", our meter data gives {format_kw(int(mine))}" if mine is not None else "")
+                     + f": {verdict}" + (f" ({r['delivery_check']})" if r.get("delivery_check") and mine is None else ""))
     return lines

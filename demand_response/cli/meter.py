@@ -48,7 +48,12 @@ def add_to(commands: argparse._SubParsersAction) -> None:
                    help="a holiday (not a business day); repeatable")
     q.add_argument("--utc-offset", type=decimal_arg, metavar="HOURS",
                    help="the meter's local time zone as hours from UTC (e.g. -7), for days and local times "
-                        "(default: this machine's offset at the event)")
+                        "(default: --timezone, else this machine's offset at the event)")
+    q.add_argument("--timezone", metavar="ZONE",
+                   help="the meter's time zone: an IANA name (America/Los_Angeles) or an offset (+01:00) "
+                        "(BASELINE_TIMEZONE)")
+    q.add_argument("--holidays", metavar="DATES",
+                   help="more holidays: YYYY-MM-DD,YYYY-MM-DD or @FILE (BASELINE_HOLIDAYS)")
     q.add_argument("--record", metavar="FILE", help="also write the publishable record (JSON) to FILE")
     _common(q)
     q.set_defaults(func=baseline)
@@ -134,14 +139,21 @@ def baseline(args: argparse.Namespace) -> int:
     from ..mv.commands import DEFAULT_METHOD, baseline_command
     from ..mv.readings import MeterDataError
 
+    from ._common import calendar_from
+
     db = _db(args)
+    settings = settings_from(args)
+    calendar = calendar_from(args, settings)
     offset_s = int(args.utc_offset * 3600) if args.utc_offset is not None else None
+    if offset_s is None and (args.timezone or settings.get("BASELINE_TIMEZONE")):
+        offset_s = calendar.utc_offset_s(_unix(args.start, 0))  # the zone's offset at the event
     start, end = _unix(args.start, offset_s), _unix(args.end, offset_s)
     if offset_s is None:
         found = _dt.datetime.fromtimestamp(start).astimezone().utcoffset()
         offset_s = int(found.total_seconds()) if found is not None else 0
-    method = args.method or settings_from(args).get("BASELINE_METHOD") or DEFAULT_METHOD
-    result = baseline_command(db, args.meter, start, end, method=method, holidays=args.holiday, utc_offset_s=offset_s)
+    method = args.method or settings.get("BASELINE_METHOD") or DEFAULT_METHOD
+    holidays = sorted({*args.holiday, *calendar.holidays})
+    result = baseline_command(db, args.meter, start, end, method=method, holidays=holidays, utc_offset_s=offset_s)
     if args.record:
         from ..files import atomic_write_text
 

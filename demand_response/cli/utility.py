@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ._common import UserError, ask, connection_options, decimal_arg, number, rpc_name, serving_metrics, \
+from ._common import UserError, ask, calendar_from, calendar_options, connection_options, decimal_arg, number, rpc_name, serving_metrics, \
     settings_from, stop_on_signals
 
 
@@ -37,6 +37,7 @@ def add_to(commands: argparse._SubParsersAction) -> None:
     q.add_argument("--portfolio", action="store_true",
                    help="with --meter-db: settle on the winners' summed delivery, each paid a share "
                         "pro rata to its accepted kW (far more precise than one home's baseline)")
+    calendar_options(q)
     q.add_argument("--tolerance-kw", type=decimal_arg, default=Decimal(0),
                    help="with --meter-db: a report up to this much above the computed figure is still "
                         "confirmed (default 0)")
@@ -225,7 +226,7 @@ def _daemon(args: argparse.Namespace, settings: Any, session: Any, signer: Any, 
         exit_when_idle=args.exit_when_idle, rpc_name=rpc_name(settings),
         meter_file=Path(args.meter) if args.meter and meter_db is None else None,
         meter_db=meter_db, baseline=method, portfolio=args.portfolio, records_dir=settings.records_dir,
-        tolerance_watts=int(args.tolerance_kw * 1000), vtn=vtn,
+        tolerance_watts=int(args.tolerance_kw * 1000), vtn=vtn, calendar=calendar_from(args, settings),
     )
 
 

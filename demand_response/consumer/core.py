@@ -54,14 +54,17 @@ class FeeQuotes:
             return self._cached[1]
 
 
-def participation_plan(sealed: bool = False, metered: bool = False, bond: bool = False) -> tuple[fees.Step, ...]:
+def participation_plan(sealed: bool = False, metered: bool = False, bond: bool = False,
+                       report: bool = False) -> tuple[fees.Step, ...]:
     """The transactions one event needs from a household (``fees.PLANS``): open bids, sealed
-    bids (commit, reveal), metered delivery (a bond if asked, bid, report), or both."""
-    if sealed:
-        return (fees.COMMIT, fees.REVEAL, fees.REPORT if metered else fees.CLAIM, fees.WITHDRAW)
+    bids (commit, reveal, claim, withdraw), metered delivery (a bond if asked, bid; the
+    utility meters and pays), or both (commit with bond, reveal). ``report``: the household
+    reports its delivery itself as well (``REPORT_DELIVERY=always``)."""
+    if sealed and not metered:
+        return (fees.COMMIT, fees.REVEAL, fees.CLAIM, fees.WITHDRAW)
     if metered:
-        steps = fees.PLANS["metered"]
-        return steps if bond else tuple(s for s in steps if s is not fees.POST_BOND)
+        steps = fees.PLANS[("sealed-metered" if sealed else "metered") + ("-self-report" if report else "")]
+        return steps if bond or sealed else tuple(s for s in steps if s is not fees.POST_BOND)
     return fees.PLANS["open"]
 
 
@@ -83,8 +86,13 @@ class AgentCore:
         meter: MeterReadings | None = None,
         bid_margin: Decimal | float = DEFAULT_BID_MARGIN,
         fee_quotes: FeeQuotes | None = None,
+        delivery: Any = None,
     ) -> None:
+        from .delivery_check import DeliveryOptions
+
         self.dr = dr
+        #: Metered settlement: when to report, and the check of the utility's figure.
+        self.delivery: DeliveryOptions = delivery if delivery is not None else DeliveryOptions()
         #: An offer must pay at least this many times what taking part costs (0: no check).
         self.bid_margin = Decimal(str(bid_margin))
         self.fee_quotes = fee_quotes if fee_quotes is not None else FeeQuotes(dr.w3, chain_id)

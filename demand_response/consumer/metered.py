@@ -13,6 +13,7 @@ from ..market import DeliverySettlement, had_notice, settle_delivery
 from ..payments import tx_hex
 from ..units import eth
 from .core import AgentCore
+from .delivery_check import check_delivery
 
 
 class MeteredDelivery(AgentCore):
@@ -72,7 +73,11 @@ class MeteredDelivery(AgentCore):
             return
         if me.accepted_watts == 0:
             if me.bond:
-                self._settle(rid)  # bond back at once
+                # The utility returns a loser's bond at once; settle it ourselves only if it
+                # has not by the event's end (or at once when we report ourselves anyway).
+                if self.delivery.report != "always" and self._chain_now(act_after=info.event_end) < info.event_end:
+                    return
+                self._settle(rid)
             else:
                 self._record_delivery(rid, info, terms, me)
                 note.done = True
@@ -94,6 +99,15 @@ class MeteredDelivery(AgentCore):
         with no report sent, settle (nothing delivered, nothing paid)."""
         now = self._chain_now(act_after=info.event_end - 1)
         if now < info.event_end:
+            return
+        report_from = self.delivery.report_from(max(info.event_end, terms.selected_at), terms.report_deadline)
+        if report_from is not None and now < report_from:
+            now = self._chain_now(act_after=report_from - 1)
+        if now <= terms.report_deadline and (report_from is None or now < report_from):
+            self._say_once(rid, "await-meter", "request %d: waiting for the utility to meter our delivery%s", rid,
+                           "" if report_from is None else
+                           f" (we report ourselves from {time.strftime('%H:%M:%S', time.localtime(report_from))} "
+                           "if it has not)")
             return
         if now <= terms.report_deadline:
             reading = None
@@ -121,6 +135,9 @@ class MeteredDelivery(AgentCore):
         else:  # never revealed (any bond forfeited at selection), or nothing to settle
             s = DeliverySettlement(me.accepted_watts, delivered, 0,
                                    terms.bond_wei if me.stage == Stage.COMMITTED else 0, 0, me.promised_payout)
+        check: dict = {}
+        if me.stage == Stage.SETTLED and me.accepted_watts:
+            check = self._check_metered(rid)
         withdraw_tx, withdrawn = self._withdraw_owed(rid)
         mine = self.dr.bids_of(rid, self.address) if me.has_bids else []
         if self._record(rid, "won" if me.accepted_watts else "lost", info=info, bids=mine,
@@ -128,7 +145,28 @@ class MeteredDelivery(AgentCore):
                         withdraw_tx=withdraw_tx, withdrawn_wei=withdrawn,
                         terms="sealed+metered" if terms.sealed else "metered",
                         promised_payout_wei=me.promised_payout, delivered_watts=delivered, penalty_wei=s.penalty,
-                        bond_returned_wei=s.bond_returned, paid_wei=s.payout):
+                        bond_returned_wei=s.bond_returned, paid_wei=s.payout, **check):
             self._say("request %d: delivered %.3f of %.3f kW, paid %s of %s ETH promised%s; recorded", rid,
                       delivered / 1000, me.accepted_watts / 1000, eth(s.payout), eth(me.promised_payout),
                       f", penalty {eth(s.penalty)} ETH" if s.penalty else "")
+
+    def _check_metered(self, rid: int) -> dict:
+        """If the utility metered us, recompute our delivery from our own meter data with its
+        published method and parameters (``delivery_check.check_delivery``); a disagreement
+        beyond the tolerance is logged with both figures."""
+        note = self.notes.note(rid)
+        found = self.dr.deliveries_metered(rid, self.address, from_block=note.requested_block or 0)
+        check = check_delivery(self.delivery, self.address, found[-1] if found else None)
+        if "delivery_agrees" in check:
+            level = logging.INFO if check["delivery_agrees"] else logging.WARNING
+            self._say("request %d: the utility metered %.3f kW; our own meter data gives %.3f kW: %s", rid,
+                      check["metered_watts"] / 1000, check["recomputed_watts"] / 1000, check["delivery_check"],
+                      level=level)
+        elif check:
+            self._say("request %d: the utility metered %.3f kW; %s", rid, check["metered_watts"] / 1000,
+                      check["delivery_check"])
+        if check.get("calendar_differs"):
+            self._say("request %d: the utility's calendar %s is not ours %s: with ours the delivery is %.3f kW", rid,
+                      check["published_calendar"], check["own_calendar"], check["own_calendar_watts"] / 1000,
+                      level=logging.WARNING)
+        return check

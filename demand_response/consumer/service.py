@@ -27,6 +27,7 @@ from ..sealed import MeterReadings, SaltStore
 from ..units import format_kw
 from .agent import ConsumerAgent
 from .core import FeeQuotes
+from .delivery_check import DeliveryOptions
 from .notes import AgentNotes
 from .sources import BidsProvider
 
@@ -77,6 +78,7 @@ class ConsumerService:
         devices_file: Path | None = None,
         vtn_url: str | None = None,
         vtn_id: str | None = None,
+        delivery: Any = None,
     ) -> None:
         """Paths (``state_path``, ``salts_file``, ``meter_file``, ``lock_dir``) come from the
         settings (``from_settings``); a caller that passes only ``state_path`` gets the
@@ -113,7 +115,8 @@ class ConsumerService:
             ConsumerAgent(dr, s.signer, s.bids, results,
                           self.state.section(("agents", s.signer.address), AgentNotes.from_json),
                           chain_id=chain_id, auto_withdraw=auto_withdraw, label=s.label,
-                          salts=self.salts, meter=self.meter, bid_margin=bid_margin, fee_quotes=quotes)
+                          salts=self.salts, meter=self.meter, bid_margin=bid_margin, fee_quotes=quotes,
+                          delivery=delivery)
             for s in specs
         ]
         self.poller = LogPoller(
@@ -156,6 +159,7 @@ class ConsumerService:
             reorg_depth=settings.reorg_depth, auto_withdraw=settings.auto_withdraw, rpc_name=rpc_name,
             bid_margin=bid_margin(settings.get("BID_MARGIN")), devices_file=settings.get("DEVICES_FILE") or None,
             vtn_url=settings.get("VTN_URL") or None, vtn_id=settings.get("VTN_ID") or None,
+            delivery=DeliveryOptions.from_settings(settings),
         )
 
     def _prefetch(self, event: Event) -> None:

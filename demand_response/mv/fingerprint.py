@@ -9,8 +9,12 @@ readings and compares.
 auditors, over a file they hold: SHA-256 is in every standard library and in coreutils
 (``sha256sum`` over :func:`canonical_text` gives the same digest), and the EVM still has it
 (precompile 0x02) should a contract ever need it. keccak-256 would tie a household's
-check to Ethereum tooling for no gain. Both ``method_id`` and ``data_hash`` are 32 bytes,
-and ``record_digest`` folds the whole record into one ``bytes32`` (see :meth:`Fingerprint.onchain`).
+check to Ethereum tooling for no gain.
+
+**On chain.** The utility publishes :meth:`Fingerprint.evidence` (the record without the
+meter id) with ``meterDelivery``; the ``DeliveryMetered`` event carries it, so a household
+reads the method and parameters from the chain and recomputes with its own data
+(:meth:`Fingerprint.from_evidence`, then :func:`recompute`).
 """
 
 from __future__ import annotations
@@ -75,14 +79,29 @@ class Fingerprint:
         return "0x" + hashlib.sha256(_canonical_json(asdict(self))).hexdigest()
 
     def onchain(self) -> dict[str, Any]:
-        """What fits an event: two bytes32, the window and the figure.
-
-        e.g. ``DeliveryMeasured(requestId, consumer, bytes32 methodId, bytes32 dataHash,
-        uint32 deliveredWatts)``; the full record (``to_json``) is published off chain and
-        checked against these hashes.
-        """
+        """The record's hashes and figure (for display beside the published evidence)."""
         return {"method_id": self.method_id, "data_hash": self.data_hash, "delivered_watts": self.delivered_watts,
                 "record_digest": self.record_digest}
+
+    def evidence(self) -> bytes:
+        """What ``meterDelivery`` publishes on chain (``DeliveryMetered.evidence``): the record
+        as canonical JSON **without the meter id**, which would tie a meter number to an
+        address for everyone; the household knows its own. About 300-450 bytes."""
+        body = asdict(self)
+        del body["meter_id"]
+        return _canonical_json(body)
+
+    @classmethod
+    def from_evidence(cls, data: bytes, meter_id: str) -> "Fingerprint":
+        """Read evidence published on chain, for the household's own meter ``meter_id``;
+        one clear line if it is not a measurement record."""
+        try:
+            body = json.loads(bytes(data).decode("utf-8"))
+            if not isinstance(body, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MeterDataError(f"the published evidence is not a measurement record: {exc}") from None
+        return cls.from_json(json.dumps(dict(body, meter_id=meter_id)))
 
     def to_json(self) -> str:
         """The record as canonical JSON text."""

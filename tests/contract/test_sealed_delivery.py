@@ -24,6 +24,7 @@ import pytest
 from conftest import CAP, Env
 from demand_response import market
 from demand_response.contract import DemandReduction, Stage, Status, Terms
+from demand_response.errors import UserError
 from demand_response.market import GRACE_PERIOD, Bid, PricingRule
 
 TICK = CAP // 128
@@ -173,7 +174,9 @@ def check_settlement(env: Env, rid: int, who: str, receipt, accepted: int, promi
                      "payout": s.payout, "penalty": s.penalty, "bondReturned": s.bond_returned,
                      "toUtility": s.to_utility}
     dust = sum(e["amount"] for e in events(env, receipt, "DustReturned"))
-    assert env.dr.owed(who) == owed_before[who] + s.to_consumer
+    # Pushed to the consumer (an account that takes ether), nothing left to withdraw.
+    assert pushed(env, receipt, who) == s.to_consumer
+    assert env.dr.owed(who) == owed_before[who]
     assert env.dr.owed(env.utility.address) == owed_before[env.utility.address] + s.to_utility + dust
     assert env.dr.participant_of(rid, who).stage == Stage.SETTLED
     assert env.dr.participant_of(rid, who).bond == 0
@@ -185,6 +188,11 @@ def checksum_first(args: tuple) -> tuple:
     from web3 import Web3
 
     return (Web3.to_checksum_address(args[0]), *args[1:])
+
+
+def pushed(env: Env, receipt, who: str) -> int:
+    """Wei the receipt's ``PaymentSent`` events sent ``who``."""
+    return sum(e["amount"] for e in events(env, receipt, "PaymentSent") if e["bidder"] == who)
 
 
 def owed_now(env: Env, accounts) -> dict[str, int]:
@@ -498,9 +506,10 @@ def test_metered_open_request_with_bonds_full_cycle(env: Env) -> None:
     env.expect_error("WrongStage", fn.reportDelivery(rid, 9999), {"from": honest.address})  # no second report
     assert env.dr.participant_of(rid, honest.address).delivered_watts == 1500
 
-    env.expect_error("NotUtility", fn.confirmDelivery(rid, honest.address), {"from": honest.address})
-    env.expect_error("NotUtility", fn.disputeDelivery(rid, disputed.address, 0), {"from": honest.address})
-    env.expect_error("WrongStage", fn.confirmDelivery(rid, silent.address))  # no report to confirm
+    env.expect_error("NotUtility", fn.meterDelivery(rid, honest.address, 1500, b""), {"from": honest.address})
+    env.expect_error("NotUtility", fn.meterDelivery(rid, disputed.address, 0, b""), {"from": honest.address})
+    with pytest.raises(UserError, match="has not reported"):  # the wrapper's confirm needs a report
+        env.dr.confirm_delivery(env.utility, rid, silent.address)
     # honest: 1500 of 2000 delivered, confirmed; over: 5000 reported for 2000, capped at 2000.
     for who in (honest, over):
         before = owed_now(env, [who.address, u])
@@ -508,14 +517,12 @@ def test_metered_open_request_with_bonds_full_cycle(env: Env) -> None:
         check_settlement(env, rid, who.address, receipt, per_bidder[who.address].accepted_watts,
                          per_bidder[who.address].payout, reports[who], BOND, before)
         assert_solvent(env, [rid])
-    env.expect_error("WrongStage", fn.confirmDelivery(rid, honest.address))  # settled already
-    # A "dispute" that raises or keeps the figure is refused; a lower one settles at once.
-    assert env.expect_error("NotADispute", fn.disputeDelivery(rid, disputed.address, 2001)) == (2000, 2001)
-    env.expect_error("NotADispute", fn.disputeDelivery(rid, disputed.address, 2000))
+    env.expect_error("WrongStage", fn.meterDelivery(rid, honest.address, 1500, b""))  # settled already
+    # Metering below the report disputes it and settles at once, publishing the evidence.
     before = owed_now(env, [disputed.address, u])
-    receipt = env.dr.dispute_delivery(env.utility, rid, disputed.address, 800)
-    assert events(env, receipt, "DeliveryDisputed") == [{"requestId": rid, "consumer": disputed.address,
-                                                          "reportedWatts": 2000, "meteredWatts": 800}]
+    receipt = env.dr.dispute_delivery(env.utility, rid, disputed.address, 800, b'{"method":"x"}')
+    assert events(env, receipt, "DeliveryMetered") == [{"requestId": rid, "consumer": disputed.address,
+                                                        "meteredWatts": 800, "evidence": b'{"method":"x"}'}]
     check_settlement(env, rid, disputed.address, receipt, 2000, per_bidder[disputed.address].payout, 800, BOND,
                      before)
     assert_solvent(env, [rid])
@@ -532,8 +539,7 @@ def test_metered_open_request_with_bonds_full_cycle(env: Env) -> None:
     # late reported; the utility neither confirmed nor disputed in time: its report stands.
     assert env.expect_error("TooEarly", fn.settleDelivery(rid, late.address)) == (d["dispute"] + 1,)
     goto(env, d["dispute"] + 10)
-    assert env.expect_error("DisputeWindowClosed", fn.disputeDelivery(rid, late.address, 1)) == (d["dispute"],)
-    env.expect_error("DisputeWindowClosed", fn.confirmDelivery(rid, late.address))
+    assert env.expect_error("DisputeWindowClosed", fn.meterDelivery(rid, late.address, 1, b"")) == (d["dispute"],)
     before = owed_now(env, [late.address, u])
     receipt = env.dr.settle_delivery(outsider, rid, late.address)
     check_settlement(env, rid, late.address, receipt, 1500, per_bidder[late.address].payout, 1200, BOND, before)
@@ -614,14 +620,15 @@ def test_cancelled_requests_return_bonds_through_settle_delivery(env: Env) -> No
             assert events(env, receipt, "DeliverySettled") == [{
                 "requestId": rid, "consumer": who.address, "acceptedWatts": 0, "deliveredWatts": 0, "payout": 0,
                 "penalty": 0, "bondReturned": BOND, "toUtility": 0}]
-            assert env.dr.owed(who.address) == before + BOND
+            assert pushed(env, receipt, who.address) == BOND  # pushed back, nothing to withdraw
+            assert env.dr.owed(who.address) == before
             assert_solvent(env, [sealed, metered])
             env.expect_error("WrongStage", fn.settleDelivery(rid, who.address))  # once
         env.expect_error("WrongStage", fn.settleDelivery(rid, stranger.address))  # no bond to return
     t1, t2 = env.dr.terms_of(sealed), env.dr.terms_of(metered)
     assert (t1.unrevealed_bonds, t1.held_bonds, t2.unrevealed_bonds, t2.held_bonds) == (0, 0, 0, 0)
-    for who in (a, b, env.utility):
-        env.dr.withdraw(who)
+    assert env.dr.owed(a.address) == env.dr.owed(b.address) == 0  # nothing for the households to withdraw
+    env.dr.withdraw(env.utility)  # the cancelled budgets
     assert env.w3.eth.get_balance(env.dr.address) == 0
 
 
@@ -632,12 +639,13 @@ def test_metered_without_bond_and_misdirected_calls(env: Env) -> None:
     assert env.expect_error("WrongBond", fn.postBond(rid), {"from": c.address}) == (0, 0)  # no bond to post
     env.dr.submit_bids(c, rid, [1000], [TICK])  # no bond needed
     env.expect_error("UnknownRequest", fn.settleDelivery(999, c.address))
-    env.expect_error("NotSettled", fn.confirmDelivery(rid, c.address))
+    env.expect_error("NotSettled", fn.meterDelivery(rid, c.address, 1000, b""))
     goto(env, deadlines(env, rid)["bidding"] + 10)
     env.dr.select_winners(env.utility, rid)
     goto(env, deadlines(env, rid)["end"] + 10)
     env.dr.report_delivery(c, rid, 600)
-    env.expect_error("WrongStage", fn.disputeDelivery(rid, other.address, 0))  # other never reported
+    args = env.expect_error("WrongStage", fn.meterDelivery(rid, other.address, 0, b""))  # other never took part
+    assert checksum_first(args) == (other.address, Stage.NONE)
     before = owed_now(env, [c.address, env.utility.address])
     receipt = env.dr.dispute_delivery(env.utility, rid, c.address, 0)  # the utility's word is final
     promised = market.payout(1000, DURATION, TICK)
@@ -674,7 +682,108 @@ def test_a_late_selection_cannot_cost_winners_their_bonds(env: Env) -> None:
     owed = owed_now(env, [c.address, d_.address, env.utility.address])
     receipt = env.dr.settle_delivery(env.consumers[5], rid, c.address)
     assert events(env, receipt, "DeliverySettled")[0]["penalty"] == 0
-    assert env.dr.owed(c.address) == owed[c.address] + promised * 400 // 1000 + BOND  # whole bond back
+    assert pushed(env, receipt, c.address) == promised * 400 // 1000 + BOND  # whole bond back
     receipt = env.dr.settle_delivery(env.consumers[5], rid, d_.address)  # lost the auction: bond back at once
-    assert env.dr.owed(d_.address) == owed[d_.address] + BOND
+    assert pushed(env, receipt, d_.address) == BOND
+    assert env.dr.owed(c.address) == owed[c.address] and env.dr.owed(d_.address) == owed[d_.address]
     assert_solvent(env, [rid])
+
+
+# ------------------------------------------------------------------ the utility meters (issue 17)
+
+
+def test_the_utility_meters_a_winner_without_its_report_and_pushes_the_money(env: Env) -> None:
+    """Sealed and metered, two household transactions: commit with bond, reveal. The
+    utility settles from its own meter, publishing its evidence; payout and bond arrive
+    without the household sending anything. Hostile cases: metering before selection,
+    before the event ends, twice, a non-winner, a stranger; a report after metering; a
+    metering after the dispute deadline."""
+    rid = terms_request(env, target=3000)
+    a, b, loser, stranger = env.consumers[:4]
+    fn = env.dr.functions
+    bids = {a: ([2000], [2 * TICK]), b: ([1000], [3 * TICK]), loser: ([5000], [100 * TICK])}
+    salts = {who: commit(env, rid, who, *bid) for who, bid in bids.items()}
+    d = deadlines(env, rid)
+    goto(env, d["bidding"] + 10)
+    for who, bid in bids.items():
+        env.dr.reveal_bids(who, rid, *bid, salts[who])
+    env.expect_error("NotSettled", fn.meterDelivery(rid, a.address, 2000, b""))  # before selection
+    goto(env, d["reveal"] + 10)
+    receipt = env.dr.select_winners(env.utility, rid)
+    per_bidder = check_clearing(env, rid, receipt, [(w.address, *bid) for w, bid in bids.items()])
+    assert env.expect_error("TooEarly", fn.meterDelivery(rid, a.address, 2000, b"")) == (d["end"],)  # event on
+    goto(env, d["end"] + 10)
+    assert checksum_first(env.expect_error("NotAWinner", fn.meterDelivery(rid, loser.address, 0, b""))) == (
+        loser.address,)
+    env.expect_error("NotUtility", fn.meterDelivery(rid, a.address, 2000, b""), {"from": a.address})
+    evidence = b'{"data_hash":"0x' + b"ab" * 32 + b'","method":"caiso-10in10"}'
+    nonces = {w.address: env.w3.eth.get_transaction_count(w.address) for w in (a, b)}
+    balances = {w.address: env.w3.eth.get_balance(w.address) for w in (a, b)}
+    u = env.utility.address
+    for who, metered in ((a, 1500), (b, 1000)):
+        before = owed_now(env, [who.address, u])
+        receipt = env.dr.meter_delivery(env.utility, rid, who.address, metered, evidence)
+        assert events(env, receipt, "DeliveryMetered") == [{"requestId": rid, "consumer": who.address,
+                                                            "meteredWatts": metered, "evidence": evidence}]
+        s = check_settlement(env, rid, who.address, receipt, per_bidder[who.address].accepted_watts,
+                             per_bidder[who.address].payout, metered, BOND, before)
+        assert env.w3.eth.get_balance(who.address) - balances[who.address] == s.to_consumer
+        assert_solvent(env, [rid])
+    assert {w.address: env.w3.eth.get_transaction_count(w.address) for w in (a, b)} == nonces
+    assert [(e["consumer"], e["metered_watts"], e["evidence"]) for e in env.dr.deliveries_metered(rid)] == [
+        (a.address, 1500, evidence), (b.address, 1000, evidence)]
+    assert env.dr.deliveries_metered(rid, b.address)[0]["metered_watts"] == 1000
+    # Twice: the winner is settled; its late report is refused too.
+    env.expect_error("WrongStage", fn.meterDelivery(rid, a.address, 2000, b""))
+    env.expect_error("WrongStage", fn.reportDelivery(rid, 2000), {"from": a.address})
+    env.expect_error("WrongStage", fn.meterDelivery(rid, stranger.address, 0, b""))
+    env.expect_error("DeliveryTooLarge", fn.meterDelivery(rid, loser.address, 2**64, b""))
+    # The loser's bond comes back by anyone's settleDelivery, pushed.
+    receipt = env.dr.settle_delivery(env.utility, rid, loser.address)
+    assert pushed(env, receipt, loser.address) == BOND
+    assert env.dr.terms_of(rid).held_bonds == 0
+    assert_solvent(env, [rid])
+
+
+def test_metering_at_or_above_a_report_confirms_it_and_after_the_deadline_is_refused(env: Env) -> None:
+    rid = terms_request(env, target=3000, sealed=False)
+    a, b, c = env.consumers[:3]
+    fn = env.dr.functions
+    for who, w in ((a, 1000), (b, 1000), (c, 1000)):
+        env.dr.post_bond(who, rid, BOND)
+        env.dr.submit_bids(who, rid, [w], [TICK])
+    d = deadlines(env, rid)
+    goto(env, d["bidding"] + 10)
+    env.dr.select_winners(env.utility, rid)
+    goto(env, d["end"] + 10)
+    env.dr.report_delivery(a, rid, 700)
+    env.dr.report_delivery(c, rid, 900)
+    receipt = env.dr.meter_delivery(env.utility, rid, a.address, 950, b"")  # above the report: the report stands
+    assert events(env, receipt, "DeliverySettled")[0]["deliveredWatts"] == 700
+    # Without a report, the utility may still meter after the report deadline, until the dispute deadline.
+    goto(env, d["report"] + 10)
+    receipt = env.dr.meter_delivery(env.utility, rid, b.address, 800, b"")
+    assert events(env, receipt, "DeliverySettled")[0]["deliveredWatts"] == 800
+    goto(env, d["dispute"] + 10)
+    assert env.expect_error("DisputeWindowClosed", fn.meterDelivery(rid, c.address, 100, b"")) == (d["dispute"],)
+    receipt = env.dr.settle_delivery(env.consumers[5], rid, c.address)  # its report stands
+    assert events(env, receipt, "DeliverySettled")[0]["deliveredWatts"] == 900
+    assert_solvent(env, [rid])
+
+
+@pytest.mark.parametrize("mode", [1, 2])  # REVERT, BURN (tests/contract/test_claim_and_pay.py)
+def test_a_metered_winner_that_refuses_ether_is_credited_instead(env: Env, hostile: dict, mode: int) -> None:
+    rid = terms_request(env, target=1000, sealed=False, bond=0)
+    bidder = env.deploy_extra(hostile, env.dr.address, mode)
+    env.utility.send(bidder.functions.bid(rid, [1000], [TICK]).build_transaction({"from": env.utility.address}))
+    d = deadlines(env, rid)
+    goto(env, d["bidding"] + 10)
+    env.dr.select_winners(env.utility, rid)
+    goto(env, d["end"] + 10)
+    receipt = env.dr.meter_delivery(env.utility, rid, bidder.address, 1000, b"")
+    promised = market.payout(1000, DURATION, TICK)
+    assert events(env, receipt, "PaymentDeferred") == [{"requestId": rid, "bidder": bidder.address,
+                                                        "amount": promised}]
+    assert env.dr.owed(bidder.address) == promised
+    owed = sum(env.dr.owed(a) for a in env.w3.eth.accounts)
+    assert env.w3.eth.get_balance(env.dr.address) == promised + owed  # solvent to the wei

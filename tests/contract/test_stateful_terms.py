@@ -413,7 +413,8 @@ class TermsMachine(RuleBasedStateMachine):
         assert (event["acceptedWatts"], event["deliveredWatts"], event["payout"], event["penalty"],
                 event["bondReturned"], event["toUtility"]) == (
             s.accepted_watts, s.delivered_watts, s.payout, s.penalty, s.bond_returned, s.to_utility)
-        self.credit(who, s.to_consumer)
+        # Pushed to the consumer (every actor accepts ether): nothing for it to withdraw.
+        assert sum(e["amount"] for e in self.events(receipt, "PaymentSent") if e["bidder"] == who) == s.to_consumer
         _count("settle_delivery" if s.accepted_watts else "settle_nothing_accepted")
         self.credit(self.utility, s.to_utility)
         p.stage, p.bond = Stage.SETTLED, 0
@@ -438,21 +439,20 @@ class TermsMachine(RuleBasedStateMachine):
         p = r.parts[who]
         caller = data.draw(st.sampled_from([self.utility] * 4 + [who]))
         fn = self.dr.functions
-        figure = {"lower": data.draw(st.integers(0, p.delivered)) - 1, "raise": p.delivered + 1}.get(action)
-        if action == "lower" and figure < 0:
-            action, figure = "raise", p.delivered  # nothing lower than 0: an equal figure is no dispute either
-        call = fn.confirmDelivery(r.rid, who) if action == "confirm" else fn.disputeDelivery(r.rid, who, figure)
+        # meterDelivery: at the report confirms it, above it the report stands, below disputes.
+        figure = {"confirm": p.delivered, "raise": p.delivered + 1,
+                  "lower": max(0, data.draw(st.integers(0, p.delivered)) - 1)}[action]
+        call = fn.meterDelivery(r.rid, who, figure, b"e")
         if caller != self.utility:
             return self.expect_error(call, caller, "NotUtility")
         if self.next_ts() > r.dispute_deadline:
             return self.expect_error(call, caller, "DisputeWindowClosed")
-        if action == "raise":
-            return self.expect_error(call, caller, "NotADispute")
+        if p.accepted == 0:
+            return self.expect_error(call, caller, "NotAWinner")
         receipt = self.send(caller, call)
         _count(action)
-        if action == "lower":
-            assert self.events(receipt, "DeliveryDisputed")[0]["meteredWatts"] == figure
-            p.delivered = figure
+        assert self.events(receipt, "DeliveryMetered")[0]["meteredWatts"] == figure
+        p.delivered = market.metered_delivery(p.delivered, figure)
         self._settled(r, who, receipt)
 
     @precondition(lambda self: any(r.status != Status.OPEN for r in self.requests.values()))
@@ -472,7 +472,7 @@ class TermsMachine(RuleBasedStateMachine):
                 return self.expect_error(call, caller, "WrongStage")
             receipt = self.send(caller, call)
             assert self.events(receipt, "DeliverySettled")[0]["bondReturned"] == p.bond
-            self.credit(who, p.bond)
+            assert [e["amount"] for e in self.events(receipt, "PaymentSent")] == [p.bond]  # pushed back
             p.stage, p.bond = Stage.SETTLED, 0
             return _count("bond_back_after_cancel")
         if p.stage not in (Stage.BID, Stage.REPORTED):

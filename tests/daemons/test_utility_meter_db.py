@@ -135,3 +135,27 @@ def test_a_restarted_daemon_keeps_the_published_records_and_their_verdicts(env, 
     assert [(r["address"], r["verdict"]) for r in again.judged] == [(env.consumers[0].address, "confirmed")]
     stored = read_records(tmp_path / "records", env.chain.chain_id, env.dr.address, rid)
     assert [r["verdict"] for r in stored] == ["confirmed"]
+
+
+def test_a_winner_that_did_not_report_is_metered_and_the_record_is_published_on_chain(env, tmp_path: Path) -> None:
+    """Issue 17: the report is optional. The utility meters the winner from its data with
+    its calendar, and the DeliveryMetered event carries the method, its parameters and the
+    data hash (no meter id): the household recomputes from that alone."""
+    from demand_response.mv.calendar import Calendar
+    from demand_response.mv.fingerprint import Fingerprint
+
+    rid, _, db = _metered_request(env, tmp_path, with_data=[0])
+    who = env.consumers[0].address
+    daemon = _daemon(env, tmp_path, db, calendar=Calendar("+02:00", ("2025-12-25",)))
+    daemon.metered.add(rid)
+    daemon._tick_metered()
+    p = env.dr.participant_of(rid, who)
+    assert (p.stage, p.delivered_watts) == (Stage.SETTLED, 500)
+    (published,) = env.dr.deliveries_metered(rid, who)
+    record = Fingerprint.from_evidence(published["evidence"], who)
+    assert (record.method, record.delivered_watts, record.params["utc_offset_s"]) == ("meter-before-after", 500, 7200)
+    assert who.lower()[2:] not in published["evidence"].decode().lower()
+    (stored,) = read_records(tmp_path / "records", env.chain.chain_id, env.dr.address, rid)
+    assert (stored["verdict"], stored["metered_watts"], stored["reported_watts"]) == ("metered", 500, None)
+    # The two winners without meter data are left alone: the contract's rules apply to them.
+    assert [env.dr.participant_of(rid, c.address).stage for c in env.consumers[1:3]] == [Stage.BID, Stage.BID]

@@ -107,7 +107,10 @@ def test_sealed_metered_demo_pays_on_delivery_measured_from_interval_data_and_sh
         baseline_kwh, metered_kwh, delivered_kw = (float(c) for c in cells[1:4])
         assert abs((baseline_kwh - metered_kwh) - delivered_kw) <= 0.002  # a 1 h event: kWh over 1 h = kW
         assert round(delivered_kw * 1000) == winners[name]["delivered_watts"]
-        assert cells[5] == "caiso-10in10" and cells[6].startswith("0x") and cells[7] == "confirmed"
+        # Metered by the utility with its evidence on chain: no consumer report was needed.
+        assert cells[5] == "caiso-10in10" and cells[6].startswith("0x") and cells[7] == "metered"
+        mine = winners[name]  # the consumer rechecked the published figure from the meter store
+        assert mine["metered_watts"] == mine["recomputed_watts"] == mine["delivered_watts"] and mine["delivery_agrees"]
     assert "utility: request 1: 0x" in out and "baseline" in out and "(caiso-10in10, data hash 0x" in out
     assert re.search(r"consumer-1 rechecks its record from its own meter data .*: agrees", out)
     from demand_response.mv.commands import check_command

@@ -26,7 +26,7 @@ def _csv(path: Path, meter: str = "home-1", during: int = 125) -> Path:
 
 def _dr(args: list[str], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.chdir(tmp_path)
-    for key in ("METER_DB", "BASELINE_METHOD", "DR_ENV_FILE"):
+    for key in ("METER_DB", "BASELINE_METHOD", "DR_ENV_FILE", "BASELINE_TIMEZONE", "BASELINE_HOLIDAYS"):
         monkeypatch.delenv(key, raising=False)
     code = cli.main(args)
     out, err = capsys.readouterr()
@@ -124,3 +124,22 @@ def test_utility_run_refuses_a_bad_meter_store_or_method_before_touching_the_cha
         tmp_path, capsys, monkeypatch, flags, message) -> None:
     code, _, err = _dr(["utility", "run", "--rpc-url", "http://127.0.0.1:9", *flags], capsys, monkeypatch, tmp_path)
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_baseline_takes_the_calendar_zone_for_local_times_and_publishes_it(tmp_path, capsys, monkeypatch) -> None:
+    """--timezone: local times and days in that zone (17:00 UTC is 19:00 at +02:00), and the
+    offset and holidays go into the published parameters; a bad one is one line."""
+    db = str(tmp_path / "m.sqlite")
+    _dr(["meter", "import", str(_csv(tmp_path / "a.csv")), "--db", db], capsys, monkeypatch, tmp_path)
+    code, out, _ = _dr(["meter", "baseline", "--db", db, "--meter", "home-1", "--start", "2025-07-14T19:00",
+                        "--end", "2025-07-14T20:00", "--timezone", "+02:00", "--method", "meter-before-after",
+                        "--json"], capsys, monkeypatch, tmp_path)
+    data = json.loads(out)
+    assert code == 0 and data["event_start"] == EVENT and data["delivered_watts"] == 500
+    assert json.loads(data["record"])["params"]["utc_offset_s"] == 7200
+    code, _, err = _dr(["meter", "baseline", "--db", db, "--meter", "home-1", "--start", str(EVENT),
+                        "--end", str(EVENT + 3600), "--timezone", "Mars/Olympus"], capsys, monkeypatch, tmp_path)
+    assert code != 0 and "unknown time zone 'Mars/Olympus'" in err and "Traceback" not in err
+    code, _, err = _dr(["meter", "baseline", "--db", db, "--meter", "home-1", "--start", str(EVENT),
+                        "--end", str(EVENT + 3600), "--holidays", "July 4th"], capsys, monkeypatch, tmp_path)
+    assert code != 0 and "holiday 'July 4th' is not an ISO date" in err and len(err.strip().splitlines()) == 1

@@ -33,10 +33,13 @@ def test_a_note_without_spending_writes_no_spent_field() -> None:
 
 def test_the_fee_check_prices_the_transactions_each_market_needs() -> None:
     assert participation_plan() == PLANS["open"]
-    assert [s.name for s in participation_plan(metered=True)] == ["bid", "report delivery", "withdraw"]
-    assert [s.name for s in participation_plan(metered=True, bond=True)] == ["post bond", "bid", "report delivery",
-                                                                             "withdraw"]
+    assert [s.name for s in participation_plan(metered=True)] == ["bid"]  # the utility meters and pays
+    assert [s.name for s in participation_plan(metered=True, bond=True)] == ["post bond", "bid"]
+    assert [s.name for s in participation_plan(metered=True, bond=True, report=True)] == [
+        "post bond", "bid", "report delivery"]
     assert [s.name for s in participation_plan(sealed=True)] == ["commit with bond", "reveal", "claim", "withdraw"]
+    # Issue 15: at most two household transactions per sealed and metered event.
+    assert [s.name for s in participation_plan(sealed=True, metered=True, bond=True)] == ["commit with bond", "reveal"]
 
 
 def test_a_request_found_joined_on_chain_is_remembered_as_joined() -> None:

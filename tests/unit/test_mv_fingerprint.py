@@ -66,3 +66,18 @@ def test_a_forged_or_foreign_record_gets_one_clear_line():
     forged = Fingerprint(**{**_record().__dict__, "method": "magic"})
     with pytest.raises(MeterDataError, match="unknown baseline method 'magic'"):
         recompute(forged, _rows())
+
+
+def test_the_on_chain_evidence_leaves_out_the_meter_id_and_reads_back_with_the_households_own():
+    fp = _record()
+    evidence = fp.evidence()
+    assert b"home-1" not in evidence and b'"method":"caiso-10in10"' in evidence
+    assert len(evidence) < 500  # about 16 gas of calldata and 8 of log per byte
+    assert Fingerprint.from_evidence(evidence, "home-1") == fp
+    assert recompute(Fingerprint.from_evidence(evidence, "home-1"), _rows()).agrees
+
+
+@pytest.mark.parametrize("data", [b"\xff\xfe", b"[1,2]", b"not json", b'{"method":"caiso-10in10"}', b""])
+def test_evidence_that_is_not_a_record_is_one_clear_line(data: bytes):
+    with pytest.raises(MeterDataError, match="not a (published )?measurement record"):
+        Fingerprint.from_evidence(data, "home-1")

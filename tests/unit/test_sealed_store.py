@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from demand_response.market import commitment, delivered_watts, settle_delivery
+from demand_response.market import commitment, delivered_watts, metered_delivery, settle_delivery
 from demand_response.sealed import (COMMITTED, COMMITTING, MeterReadings, SaltStore, SaltStoreError, SealedEntry,
                                     write_readings)
 
@@ -102,3 +102,9 @@ def test_a_reset_dev_chain_forgets_the_old_deployment_results_and_readings(tmp_p
                             "delivered_watts": 6}])
     drop_readings(meter, 1337, CONTRACT)
     assert [r["delivered_watts"] for r in json.loads(meter.read_text())["readings"]] == [6]
+
+
+def test_a_metered_figure_is_capped_by_a_report_and_stands_without_one() -> None:
+    assert metered_delivery(None, 700) == 700  # no report: the utility's figure
+    assert metered_delivery(500, 700) == 500  # at or above the report: the report stands
+    assert metered_delivery(900, 700) == 700  # below it: a dispute

@@ -301,7 +301,7 @@ def test_money_gas_and_measured_delivery_in_a_browser(stack: dict[str, Any], bro
     page.fill("#rows-0-kw", "0.13")
     page.fill("#rows-0-price", "0.00004")
     page.click("#save-bids")
-    expect(page.locator("[data-testid=participation-cost]")).to_contain_text(f"4 transactions, {fees.plan_gas('metered'):,} gas")  # bond, bid, report, withdraw
+    expect(page.locator("[data-testid=participation-cost]")).to_contain_text(f"2 transactions, {fees.plan_gas('metered'):,} gas")  # bond, bid: the utility meters
     expect(page.locator("[data-testid=not-worth-0]")).to_contain_text("at its ask, but taking part costs")
     shot(page, "bids-warning")
 

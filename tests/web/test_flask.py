@@ -757,10 +757,18 @@ def test_sealed_metered_request_through_the_dashboard(anvil: devchain.DevChain, 
         "request_id": rid, "account": c1, "contract": dr.address, "chain_id": w3.eth.chain_id, "status": "settled",
         "accepted_watts": 2000, "payout_wei": str(promised[c1]), "promised_payout_wei": str(promised[c1]),
         "delivered_watts": 2000, "penalty_wei": "0", "bond_returned_wei": str(10**15),
-        "paid_wei": str(promised[c1])}]}))
+        "paid_wei": str(promised[c1]),
+        # Issue 17: the household's own check of the utility's metered figure.
+        "metered_watts": 300, "recomputed_watts": 500, "difference_watts": 200, "delivery_agrees": False,
+        "delivery_check": "meter-before-after: published 300 W, recomputed 500 W (+200 W, tolerance 50 W): "
+                          "DISAGREES"}]}))
     results = client.get("/consumer/results").get_data(as_text=True)
     assert f'data-testid="record-paid-{rid}">{fmt_eth(promised[c1])}<' in results
     assert "Promised" in results and "Delivered" in results and "Bond back" in results
+    assert re.search(rf'data-testid="record-check-{rid}" class="warn"[^>]*>DISAGREES: utility 0.3 kW, our meter 0.5 kW<',
+                     results)
+    checked = client.get("/api/results").get_json()["records"][0]
+    assert (checked["metered_watts"], checked["recomputed_watts"], checked["delivery_agrees"]) == (300, 500, False)
     assert "metered · settled" in results
 
     # Gross, gas and net: from the record's gas_wei and net_wei (wconsumer's daemon writes them).

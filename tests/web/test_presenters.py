@@ -93,3 +93,15 @@ def test_an_opt_out_is_its_whole_dispatch_of_expected_under_delivery_and_a_cance
         "opted out", ["water-heater"], "overrideStatus")
     assert [rows[w]["display"]["opt"] for w in ("0xB", "0xC", "0xD")] == ["opted in", "no answer yet", "cancelled"]
     assert [rows[w]["expected_under_watts"] for w in ("0xB", "0xC", "0xD")] == [0, 0, 0]
+
+
+def test_the_households_check_of_a_metered_figure_shows_both_figures() -> None:
+    record = {"metered_watts": 300, "recomputed_watts": 500, "difference_watts": 200, "delivery_agrees": False,
+              "delivery_check": "meter-before-after: published 300 W, recomputed 500 W (+200 W, tolerance 50 W): "
+                                "DISAGREES", "method": "meter-before-after", "paid_wei": 10}
+    row = presenters.delivery_record(record)
+    assert row["check"]["agrees"] is False and row["check"]["difference_watts"] == 200
+    assert row["display"]["check"].startswith("DISAGREES: utility 0.3") and "our meter 0.5" in row["display"]["check"]
+    assert presenters.delivery_record({"paid_wei": 10})["display"]["check"] == "—"  # not metered by the utility
+    unchecked = presenters.delivery_record({"metered_watts": 300, "delivery_check": "not checked: no meter store"})
+    assert unchecked["check"]["agrees"] is None and "no meter store" in unchecked["display"]["check"]
