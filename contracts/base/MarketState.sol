@@ -30,6 +30,7 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
     uint8 internal constant PAY_AS_BID = 1;
     uint8 internal constant SEALED = 2; // bids are committed, then revealed
     uint8 internal constant METERED = 4; // winners are paid on measured delivery
+    uint8 internal constant WITHDRAWN = 8; // a bid was withdrawn: selection reads the cancelled book
 
     // ------------------------------------------------------------------ storage types
 
@@ -44,7 +45,7 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
         uint32 bidCount; // number of bids placed (withdrawn ones included)
         uint64 tickWei; // price of one tick; cap = TICKS * tickWei
         Status status;
-        uint8 flags; // PAY_AS_BID | SEALED | METERED
+        uint8 flags; // PAY_AS_BID | SEALED | METERED | WITHDRAWN
         // slot 1
         uint64 targetWatts;
         uint128 budget;
@@ -142,11 +143,12 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
         TickBook.Book storage book_ = _books[requestId];
         (uint256 key, uint256 word) = BidStore.open(submission, msg.sender, n);
         for (uint256 i; i < n; ++i) {
-            uint256 bid = _place(book_, tickWei, i, watts[i], prices[i]);
-            emit BidSubmitted(requestId, msg.sender, firstBidId | i, watts[i], prices[i]);
-            (key, word) = bids.append(key, word, i, bid);
+            (key, word) = bids.append(key, word, i, _place(book_, tickWei, i, watts[i], prices[i]));
         }
         bids.close(key, word);
+        // One event per submission: the bids are ids firstBidId .. firstBidId + n - 1, and
+        // their watts and prices are in the calldata and in `submissionBids`.
+        emit BidsSubmitted(requestId, msg.sender, firstBidId, n);
         // Both counters stay below 2^32: each bid costs > 2^12 gas, so 2^32 bids cannot
         // be placed in any chain's lifetime.
         r.submissions = uint32(submission + 1);

@@ -215,9 +215,24 @@ def test_submit_to_unknown_request_and_after_deadline(env: Env) -> None:
 def test_max_bids_per_call_is_accepted(env: Env) -> None:
     rid = env.request()
     receipt = env.dr.submit_bids(env.consumers[0], rid, [100] * 64, [TICK * (1 + i % 128) for i in range(64)])
-    events = env.dr.contract.events.BidSubmitted().process_receipt(receipt)
-    assert [e["args"]["bidId"] for e in events] == list(range(64))
+    (event,) = env.dr.contract.events.BidsSubmitted().process_receipt(receipt)  # one per submission
+    assert (event["args"]["firstBidId"], event["args"]["count"]) == (0, 64)
     assert env.dr.get_request(rid).bid_count == 64
+
+
+def test_logged_bid_ids_are_read_from_one_event_per_submission(env: Env) -> None:
+    """The wrapper's log readers expand each BidsSubmitted into its ids and drop withdrawn ones."""
+    rid = env.request()
+    a, b = env.consumers[:2]
+    env.dr.submit_bids(a, rid, [100, 200, 300], [TICK, 2 * TICK, 3 * TICK])
+    env.dr.submit_bids(b, rid, [400], [TICK])
+    call = env.dr.functions.replaceBids(rid, [1], [500, 600], [TICK, 4 * TICK])
+    receipt = a.send(call.build_transaction({"from": a.address, "gas": 500_000}))
+    (event,) = env.dr.contract.events.BidsSubmitted().process_receipt(receipt)
+    assert (event["args"]["bidder"], event["args"]["firstBidId"], event["args"]["count"]) == (a.address, 128, 2)
+    env.dr.cancel_bids(a, rid, [128])
+    assert env.dr.bid_ids_logged(rid, a.address) == [0, 2, 129]
+    assert env.dr.bid_ids_logged_by_bidder(rid) == {a.address: [0, 2, 129], b.address: [64]}
 
 
 def test_bids_are_readable_by_page_and_by_consumer(env: Env) -> None:
