@@ -11,6 +11,8 @@ pragma solidity 0.8.24;
 ///         slot someone already wrote. `placed` only grows (it defines queue positions);
 ///         `cancelled` holds the volume withdrawn again. Live volume = placed - cancelled.
 ///         A level never exceeds 2^48 - 1 W (PackedBids.MAX_LEVEL), so no lane carries.
+///         DemandReduction._clear's assembly scan spells these out (5 lanes of 48 bits,
+///         26 slots a side, `cancelled` 26 slots after `placed`): change them together.
 library TickBook {
     /// @dev Price levels per book.
     uint256 internal constant TICKS = 128;
