@@ -151,8 +151,10 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
         emit BidsSubmitted(requestId, msg.sender, firstBidId, n);
         // Both counters stay below 2^32: each bid costs > 2^12 gas, so 2^32 bids cannot
         // be placed in any chain's lifetime.
-        r.submissions = uint32(submission + 1);
-        r.bidCount = uint32(r.bidCount + n);
+        unchecked {
+            r.submissions = uint32(submission + 1);
+            r.bidCount = uint32(r.bidCount + n);
+        }
     }
 
     /// @dev Validate one bid and append it to the queue of its price level; returns it packed.
@@ -163,12 +165,15 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
         if (w == 0) revert ZeroWatts(index);
         if (w > PackedBids.MAX_WATTS) revert WattsTooLarge(index, PackedBids.MAX_WATTS);
         if (p == 0) revert PriceZero(index);
-        uint256 tick = p / tickWei;
-        if (tick > TICKS) revert PriceAboveCap(index, tickWei * TICKS);
-        if (tick * tickWei != p) revert PriceOffTick(index, tickWei);
-        uint256 pos = book_.place(tick, w);
-        if (pos + w > PackedBids.MAX_LEVEL) revert PriceLevelFull(tick); // undoes the placement
-        return PackedBids.pack(w, tick, pos);
+        // Unchecked: tickWei is in 1..2^64 - 1, tick <= TICKS, w < 2^24 and pos < 2^49.
+        unchecked {
+            uint256 tick = p / tickWei;
+            if (tick > TICKS) revert PriceAboveCap(index, tickWei * TICKS);
+            if (tick * tickWei != p) revert PriceOffTick(index, tickWei); // also tick 0 (p < tickWei)
+            uint256 pos = book_.place(tick, w);
+            if (pos + w > PackedBids.MAX_LEVEL) revert PriceLevelFull(tick); // undoes the placement
+            return PackedBids.pack(w, tick, pos);
+        }
     }
 
     // ------------------------------------------------------------------ outcomes

@@ -31,25 +31,41 @@ library TickBook {
         uint256[SLOTS] cancelled;
     }
 
+    /// @dev Slot `s` of the placed side and, lane by lane, its live volume: placed minus
+    ///      cancelled, read only if `withdrawn` (cancelled <= placed in every lane, so one
+    ///      subtraction borrows across no lane). `s` < SLOTS, checked by the caller.
+    function words(Book storage b, uint256 s, bool withdrawn) internal view returns (uint256 placed, uint256 live) {
+        assembly ("memory-safe") {
+            placed := sload(add(b.slot, s))
+            live := placed
+            if withdrawn { live := sub(placed, sload(add(b.slot, add(26, s)))) }
+        }
+    }
+
     /// @dev Watts placed at `tick` and not withdrawn.
     function liveAt(Book storage b, uint256 tick) internal view returns (uint256) {
-        uint256 slot = (tick - 1) / LANES;
-        uint256 shift = ((tick - 1) % LANES) * LANE_BITS;
-        return ((b.placed[slot] >> shift) & LANE_MASK) - ((b.cancelled[slot] >> shift) & LANE_MASK);
+        (, uint256 live) = words(b, (tick - 1) / LANES, true);
+        return (live >> (((tick - 1) % LANES) * LANE_BITS)) & LANE_MASK;
     }
 
-    /// @dev Append `w` watts to `tick`'s queue; returns the queue position they start at.
-    ///      The caller bounds the level (a lane never carries into the next one).
+    /// @dev Append `w` watts to `tick` (1..TICKS, checked by the caller)'s queue; returns the
+    ///      queue position they start at. The caller bounds the level (a lane never carries
+    ///      into the next one: it reverts if the level would pass PackedBids.MAX_LEVEL).
     function place(Book storage b, uint256 tick, uint256 w) internal returns (uint256 pos) {
-        uint256 slot = (tick - 1) / LANES;
-        uint256 shift = ((tick - 1) % LANES) * LANE_BITS;
-        uint256 word = b.placed[slot];
-        pos = (word >> shift) & LANE_MASK;
-        b.placed[slot] = word + (w << shift);
+        assembly ("memory-safe") {
+            let key := add(b.slot, div(sub(tick, 1), 5))
+            let shift := mul(mod(sub(tick, 1), 5), 48)
+            let word := sload(key)
+            pos := and(shr(shift, word), 0xffffffffffff)
+            sstore(key, add(word, shl(shift, w)))
+        }
     }
 
-    /// @dev Record `w` watts withdrawn at `tick`.
+    /// @dev Record `w` watts withdrawn at `tick` (1..TICKS; at most the watts placed there).
     function cancel(Book storage b, uint256 tick, uint256 w) internal {
-        b.cancelled[(tick - 1) / LANES] += w << (((tick - 1) % LANES) * LANE_BITS);
+        assembly ("memory-safe") {
+            let key := add(add(b.slot, 26), div(sub(tick, 1), 5))
+            sstore(key, add(sload(key), shl(mul(mod(sub(tick, 1), 5), 48), w)))
+        }
     }
 }
