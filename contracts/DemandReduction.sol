@@ -420,7 +420,8 @@ contract DemandReduction is IBidReader, SealedBids, MeteredDelivery {
             if (meetSlot != 0) {
                 // This slot meets the target: walk its levels.
                 (uint256 placedWord, uint256 liveWord) = TickBook.words(book_, meetSlot - 1, withdrawn);
-                for (uint256 tick = (meetSlot - 1) * TickBook.LANES + 1;; ++tick) {
+                uint256 end = meetSlot * TickBook.LANES + 1; // the slot's levels meet the target before it
+                for (uint256 tick = end - TickBook.LANES; tick < end; ++tick) {
                     uint256 placedVol = placedWord & TickBook.LANE_MASK;
                     uint256 live = liveWord & TickBook.LANE_MASK;
                     placedWord >>= TickBook.LANE_BITS;
@@ -448,10 +449,10 @@ contract DemandReduction is IBidReader, SealedBids, MeteredDelivery {
             c.valueTicks = valueTicks;
             if (lastSlot != 0) {
                 (uint256 placedWord, uint256 liveWord) = TickBook.words(book_, lastSlot - 1, withdrawn);
-                uint256 shift = (TickBook.LANES - 1) * TickBook.LANE_BITS;
-                while ((liveWord >> shift) & TickBook.LANE_MASK == 0) shift -= TickBook.LANE_BITS;
-                c.clearingTick = (lastSlot - 1) * TickBook.LANES + shift / TickBook.LANE_BITS + 1;
-                c.marginalPos = (placedWord >> shift) & TickBook.LANE_MASK;
+                uint256 lane = TickBook.LANES - 1; // the slot has a live level: the search stops
+                for (; (liveWord >> (lane * TickBook.LANE_BITS)) & TickBook.LANE_MASK == 0; --lane) {}
+                c.clearingTick = (lastSlot - 1) * TickBook.LANES + lane + 1;
+                c.marginalPos = (placedWord >> (lane * TickBook.LANE_BITS)) & TickBook.LANE_MASK;
             }
         }
     }
