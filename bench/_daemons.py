@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from _common import ROOT
 
-from demand_response.contract import DemandReduction
+from demand_response.contract import DemandReduction, submitted_bid_ids
 
 CAP = 128 * 10**14  # wei/kWh; the offers below sit well under it
 OFFERS = [(1000, 10 * 10**14), (500, 20 * 10**14)]  # 2 bids per consumer, one transaction
@@ -130,13 +130,13 @@ def post_request(w3: Any, dr: DemandReduction, utility: Any, window: int = 120) 
 
 
 def bids_by_bidder(dr: DemandReduction, rid: int, from_block: int) -> dict[str, list[dict]]:
-    """{bidder: [{'block', 'bid_id', 'tx'}]} from the BidSubmitted logs of request ``rid``."""
-    logs = dr.contract.events.BidSubmitted().get_logs(from_block=from_block, argument_filters={"requestId": rid})
+    """{bidder: [{'block', 'bid_id', 'tx'}]} from the BidsSubmitted logs of request ``rid``."""
+    logs = dr.contract.events.BidsSubmitted().get_logs(from_block=from_block, argument_filters={"requestId": rid})
     out: dict[str, list[dict]] = {}
     for entry in logs:
-        out.setdefault(entry["args"]["bidder"], []).append(
-            {"block": int(entry["blockNumber"]), "bid_id": int(entry["args"]["bidId"]),
-             "tx": entry["transactionHash"].hex()})
+        out.setdefault(entry["args"]["bidder"], []).extend(
+            {"block": int(entry["blockNumber"]), "bid_id": bid_id, "tx": entry["transactionHash"].hex()}
+            for bid_id in submitted_bid_ids(entry))
     return out
 
 

@@ -246,17 +246,21 @@ def measure_settlement(chain: devchain.DevChain, n: int) -> dict:
         sc.close()
 
 
-def measure_worst_settlement(chain: devchain.DevChain) -> int:
-    """Settlement of 64 bids spread over all 128 levels (every other tick, two per book slot),
-    short of the target: the scan reads every slot and accepts every level, the most
-    selection work the book allows (issue 16: the random fills never hit it)."""
+#: Issue 16's spread fill: 64 bids over all 128 levels (every other tick).
+SPREAD_TICKS = list(range(2, 129, 2))
+#: The worst settlement (issue 15): 100 W at the lowest level of each of the book's 26 slots of
+#: five levels, short of the target: every slot is read, and the last one searched longest.
+WORST_TICKS = list(range(1, 129, 5))
+
+
+def measure_worst_settlement(chain: devchain.DevChain, ticks: list[int] = SPREAD_TICKS) -> int:
+    """Settlement of 100 W at each of ``ticks`` (one submission), short of the target."""
     sc = Scenario(chain)
     try:
-        ticks = list(range(2, 129, 2))
-        sc.dr.submit_bids(sc.consumers[0], sc.rid, [100] * 64, [t * TICK for t in ticks])
+        sc.dr.submit_bids(sc.consumers[0], sc.rid, [100] * len(ticks), [t * TICK for t in ticks])
         sc.close_bidding()
         receipt = sc.dr.select_winners(sc.utility, sc.rid)
-        assert sc.dr.get_request(sc.rid).accepted_watts == 6400 < TARGET
+        assert sc.dr.get_request(sc.rid).accepted_watts == 100 * len(ticks) < TARGET
         return int(receipt["gasUsed"])
     finally:
         sc.close()
@@ -288,17 +292,21 @@ def run(sizes: list[int], kind: str = "anvil", log=print) -> dict:
         result["worst_settlement_spread"] = measure_worst_settlement(chain)
         log(f"  gas: settle 64 bids spread over all 128 levels, short of the target = "
             f"{result['worst_settlement_spread']:,} gas")
+        result["worst_settlement_slots"] = measure_worst_settlement(chain, WORST_TICKS)
+        log(f"  gas: settle 26 bids at the lowest level of every book slot (the worst case) = "
+            f"{result['worst_settlement_slots']:,} gas")
     finally:
         chain.stop()
     ops = result["ops"]
     measured = dict(ops, **{f"settle_{r['n']}": r["gas"] for r in result["settlement"]},
-                    settle_spread_64=result["worst_settlement_spread"])
+                    settle_spread_64=result["worst_settlement_spread"], settle_worst=result["worst_settlement_slots"])
     result["pins"] = {k: {"pinned": v, "measured": measured.get(k), "equal": measured.get(k) == v}
                       for k, v in PINNED.items() if k in measured}
     fits = [r["n"] for r in result["settlement"] if r["gas"] <= BLOCK_GAS]
     result["largest_n_settled_in_one_block"] = max(fits) if fits else 0
     result["max_settlement_gas"] = max(r["gas"] for r in result["settlement"])
-    result["worst_settlement_gas"] = max(result["max_settlement_gas"], result["worst_settlement_spread"])
+    result["worst_settlement_gas"] = max(result["max_settlement_gas"], result["worst_settlement_spread"],
+                                         result["worst_settlement_slots"])
     # Per-bid placement gas bounds how many bids one 30M block can absorb.
     result["bids_per_block"] = {
         "1-bid txs": BLOCK_GAS // ops["bid1_median"],

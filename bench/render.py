@@ -420,7 +420,7 @@ def _throughput_section(tp: dict) -> list[str]:
          "200 consumers (one `consumer fleet -n 200` process, each agent its own account, "
          f"{tp['offers_per_consumer']} bids in one transaction) hear one request. Rate = bids / (time from the "
          "request's block to the block holding the last bid). Afterwards every bid is accounted for: 200 distinct "
-         "bidders with all their bids in `BidSubmitted` logs, the request's `bidCount`, and the book's total watts "
+         "bidders with all their bids in `BidsSubmitted` logs, the request's `bidCount`, and the book's total watts "
          "equal to what was offered. Baseline in the same run: the same 200 transactions sent straight from the "
          "benchmark, pre-built, without waiting for receipts.", "",
          "| chain | who sends | bids | span s | bids/s | latency p50 / p95 s | all accounted |",

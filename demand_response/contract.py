@@ -57,6 +57,14 @@ def bid_gas_limit(n_bids: int) -> int:
     charged, it only has to be covered by the balance at the offered fee.
     """
     return 100_000 + 50_000 * max(1, n_bids)
+
+
+def submitted_bid_ids(event: Any) -> range:
+    """The bid ids one ``BidsSubmitted`` log announces (one log per submission, not per bid)."""
+    first = event["args"]["firstBidId"]
+    return range(first, first + event["args"]["count"])
+
+
 #: Fixed gas limits of the sealed and metered consumer transactions (measured: first commit
 #: with a bond 98,053; postBond 73,282; report 34,680; a reveal costs a bid batch plus the
 #: hash, the stage and the bond's return, at most about 45,000).
@@ -396,22 +404,23 @@ class DemandReduction:
         """
         consumer = Web3.to_checksum_address(consumer)
         filters = {"requestId": request_id, "bidder": consumer}
-        placed = self.contract.events.BidSubmitted().get_logs(argument_filters=filters, from_block=from_block)
+        placed = self.contract.events.BidsSubmitted().get_logs(argument_filters=filters, from_block=from_block)
         gone = self.contract.events.BidCancelled().get_logs(argument_filters=filters, from_block=from_block)
         cancelled = {e["args"]["bidId"] for e in gone}
-        return [e["args"]["bidId"] for e in placed if e["args"]["bidId"] not in cancelled]
+        return [i for e in placed for i in submitted_bid_ids(e) if i not in cancelled]
 
     def bid_ids_logged_by_bidder(self, request_id: int, from_block: int = 0) -> dict[str, list[int]]:
         """``bid_ids_logged`` for every bidder at once: ``{checksum address: live bid ids}``
         (a fleet reads this once per request instead of once per agent)."""
         filters = {"requestId": request_id}
-        placed = self.contract.events.BidSubmitted().get_logs(argument_filters=filters, from_block=from_block)
+        placed = self.contract.events.BidsSubmitted().get_logs(argument_filters=filters, from_block=from_block)
         gone = self.contract.events.BidCancelled().get_logs(argument_filters=filters, from_block=from_block)
         cancelled = {e["args"]["bidId"] for e in gone}
         out: dict[str, list[int]] = {}
         for e in placed:
-            if e["args"]["bidId"] not in cancelled:
-                out.setdefault(Web3.to_checksum_address(e["args"]["bidder"]), []).append(e["args"]["bidId"])
+            live = [i for i in submitted_bid_ids(e) if i not in cancelled]
+            if live:
+                out.setdefault(Web3.to_checksum_address(e["args"]["bidder"]), []).extend(live)
         return out
 
     def outcome_of(self, request_id: int, consumer: str) -> tuple[int, int]:

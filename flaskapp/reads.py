@@ -14,7 +14,7 @@ from typing import Any
 
 from web3 import Web3
 
-from demand_response.contract import BidInfo, ParticipantInfo, RequestInfo, Status, TermsInfo
+from demand_response.contract import BidInfo, ParticipantInfo, RequestInfo, Status, TermsInfo, submitted_bid_ids
 
 from .chain import ChainLink
 from .config import AppConfig
@@ -106,17 +106,18 @@ class ChainReads:
         return int(self.chain.session().w3.eth.get_balance(account))
 
     def bid_txs(self, request_id: int, bidder: str) -> dict[int, str]:
-        """``{bid id: transaction hash}`` of ``bidder``'s bids in ``request_id`` (from BidSubmitted logs)."""
+        """``{bid id: transaction hash}`` of ``bidder``'s bids in ``request_id`` (from BidsSubmitted logs)."""
         key = (request_id, bidder.lower())
         cached = self._bid_txs.get(key)
         if cached:
             return cached
         session = self.chain.session()
-        logs = session.dr.contract.events.BidSubmitted().get_logs(
+        logs = session.dr.contract.events.BidsSubmitted().get_logs(
             argument_filters={"requestId": request_id, "bidder": Web3.to_checksum_address(bidder)},
             from_block=session.start_block(),
         )
-        found = {int(e["args"]["bidId"]): "0x" + bytes(e["transactionHash"]).hex().removeprefix("0x") for e in logs}
+        found = {bid_id: "0x" + bytes(e["transactionHash"]).hex().removeprefix("0x")
+                 for e in logs for bid_id in submitted_bid_ids(e)}
         info = session.dr.get_request(request_id)
         if info.status != Status.OPEN or int(time.time()) > info.bidding_deadline:
             self._bid_txs[key] = found  # no more bids can come

@@ -30,6 +30,7 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
     uint8 internal constant PAY_AS_BID = 1;
     uint8 internal constant SEALED = 2; // bids are committed, then revealed
     uint8 internal constant METERED = 4; // winners are paid on measured delivery
+    uint8 internal constant WITHDRAWN = 8; // a bid was withdrawn: selection reads the cancelled book
 
     // ------------------------------------------------------------------ storage types
 
@@ -44,7 +45,7 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
         uint32 bidCount; // number of bids placed (withdrawn ones included)
         uint64 tickWei; // price of one tick; cap = TICKS * tickWei
         Status status;
-        uint8 flags; // PAY_AS_BID | SEALED | METERED
+        uint8 flags; // PAY_AS_BID | SEALED | METERED | WITHDRAWN
         // slot 1
         uint64 targetWatts;
         uint128 budget;
@@ -142,15 +143,18 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
         TickBook.Book storage book_ = _books[requestId];
         (uint256 key, uint256 word) = BidStore.open(submission, msg.sender, n);
         for (uint256 i; i < n; ++i) {
-            uint256 bid = _place(book_, tickWei, i, watts[i], prices[i]);
-            emit BidSubmitted(requestId, msg.sender, firstBidId | i, watts[i], prices[i]);
-            (key, word) = bids.append(key, word, i, bid);
+            (key, word) = bids.append(key, word, i, _place(book_, tickWei, i, watts[i], prices[i]));
         }
         bids.close(key, word);
+        // One event per submission: the bids are ids firstBidId .. firstBidId + n - 1, and
+        // their watts and prices are in the calldata and in `submissionBids`.
+        emit BidsSubmitted(requestId, msg.sender, firstBidId, n);
         // Both counters stay below 2^32: each bid costs > 2^12 gas, so 2^32 bids cannot
         // be placed in any chain's lifetime.
-        r.submissions = uint32(submission + 1);
-        r.bidCount = uint32(r.bidCount + n);
+        unchecked {
+            r.submissions = uint32(submission + 1);
+            r.bidCount = uint32(r.bidCount + n);
+        }
     }
 
     /// @dev Validate one bid and append it to the queue of its price level; returns it packed.
@@ -161,12 +165,15 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
         if (w == 0) revert ZeroWatts(index);
         if (w > PackedBids.MAX_WATTS) revert WattsTooLarge(index, PackedBids.MAX_WATTS);
         if (p == 0) revert PriceZero(index);
-        uint256 tick = p / tickWei;
-        if (tick > TICKS) revert PriceAboveCap(index, tickWei * TICKS);
-        if (tick * tickWei != p) revert PriceOffTick(index, tickWei);
-        uint256 pos = book_.place(tick, w);
-        if (pos + w > PackedBids.MAX_LEVEL) revert PriceLevelFull(tick); // undoes the placement
-        return PackedBids.pack(w, tick, pos);
+        // Unchecked: tickWei is in 1..2^64 - 1, tick <= TICKS, w < 2^24 and pos < 2^49.
+        unchecked {
+            uint256 tick = p / tickWei;
+            if (tick > TICKS) revert PriceAboveCap(index, tickWei * TICKS);
+            if (tick * tickWei != p) revert PriceOffTick(index, tickWei); // also tick 0 (p < tickWei)
+            uint256 pos = book_.place(tick, w);
+            if (pos + w > PackedBids.MAX_LEVEL) revert PriceLevelFull(tick); // undoes the placement
+            return PackedBids.pack(w, tick, pos);
+        }
     }
 
     // ------------------------------------------------------------------ outcomes

@@ -130,10 +130,10 @@ interface IDemandReduction {
         PricingRule pricingRule,
         uint256 budget
     );
-    /// @notice A bid was placed.
-    event BidSubmitted(
-        uint256 indexed requestId, address indexed bidder, uint256 bidId, uint256 watts, uint256 priceWeiPerKWh
-    );
+    /// @notice `count` bids were placed in one submission (`submitBids`, `replaceBids` or
+    ///         `revealBids`): ids `firstBidId` .. `firstBidId + count - 1`, in the order of the
+    ///         call's arrays. Their watts and prices are read with `submissionBids`.
+    event BidsSubmitted(uint256 indexed requestId, address indexed bidder, uint256 firstBidId, uint256 count);
     /// @notice A bid was withdrawn before the deadline.
     event BidCancelled(uint256 indexed requestId, address indexed bidder, uint256 bidId);
     /// @notice A request was cancelled and its budget refunded to the utility.
@@ -170,7 +170,7 @@ interface IDemandReduction {
     );
     /// @notice A consumer committed to sealed bids (or replaced its commitment).
     event BidsCommitted(uint256 indexed requestId, address indexed bidder, bytes32 commitment);
-    /// @notice A consumer revealed its sealed bids; they follow as `BidSubmitted` events.
+    /// @notice A consumer revealed its sealed bids; a `BidsSubmitted` event precedes it.
     event BidsRevealed(uint256 indexed requestId, address indexed bidder, uint256 firstBidId, uint256 count);
     /// @notice A consumer posted its bond.
     event BondPosted(uint256 indexed requestId, address indexed consumer, uint256 amount);

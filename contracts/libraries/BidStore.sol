@@ -75,7 +75,10 @@ library BidStore {
 
     /// @dev Start writing `submission`: its first key and header word for `n` bids of `bidder`.
     function open(uint256 submission, address bidder, uint256 n) internal pure returns (uint256 key, uint256 word) {
-        return (submission * _KEYS_PER_SUBMISSION, uint256(uint160(bidder)) | (n << _COUNT_SHIFT));
+        unchecked {
+            // submission < 2^32 and n <= 64: nothing overflows.
+            return (submission * _KEYS_PER_SUBMISSION, uint256(uint160(bidder)) | (n << _COUNT_SHIFT));
+        }
     }
 
     /// @dev Add bid `index` to the submission being written; a full word is stored and the
@@ -85,12 +88,15 @@ library BidStore {
         returns (uint256, uint256)
     {
         if (index == 0) return (key, word | (bid << _HEADER_BID_SHIFT));
-        uint256 lane = (index - 1) % 3;
-        if (lane == 0) {
-            s.words[key++] = word;
-            word = 0;
+        unchecked {
+            // index in 1..63, key below 2^37: nothing overflows.
+            uint256 lane = (index - 1) % 3;
+            if (lane == 0) {
+                s.words[key++] = word;
+                word = 0;
+            }
+            return (key, word | (bid << (lane * PackedBids.BITS)));
         }
-        return (key, word | (bid << (lane * PackedBids.BITS)));
     }
 
     /// @dev Store the last, partly filled word of a submission.

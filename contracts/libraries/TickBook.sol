@@ -4,16 +4,26 @@ pragma solidity 0.8.24;
 /// @title TickBook
 /// @notice A request's price-tick book: one aggregate volume per price level, so that
 ///         selection scans 128 levels and never the bids.
-/// @dev    TICKS uint64 volumes packed four to a slot, tick t at slot (t-1)/4, lane
-///         (t-1)%4. `placed` only grows (it defines queue positions); `cancelled` holds
-///         the volume withdrawn again. Live volume = placed - cancelled.
+/// @dev    TICKS 48-bit volumes packed five to a slot (26 slots a side, the last one
+///         three-fifths used): tick t at slot (t-1)/5, lane (t-1)%5, bits 48*lane ..
+///         48*lane+47; bits 240..255 stay zero. Five lanes rather than four make the
+///         worst selection read 26 cold slots instead of 32, and put more bidders in a
+///         slot someone already wrote. `placed` only grows (it defines queue positions);
+///         `cancelled` holds the volume withdrawn again. Live volume = placed - cancelled.
+///         A level never exceeds 2^48 - 1 W (PackedBids.MAX_LEVEL), so no lane carries.
+///         DemandReduction._clear's assembly scan spells these out (5 lanes of 48 bits,
+///         26 slots a side, `cancelled` 26 slots after `placed`): change them together.
 library TickBook {
     /// @dev Price levels per book.
     uint256 internal constant TICKS = 128;
     /// @dev Levels per storage slot.
-    uint256 internal constant LANES = 4;
+    uint256 internal constant LANES = 5;
+    /// @dev Bits of one level's volume.
+    uint256 internal constant LANE_BITS = 48;
+    /// @dev Mask of one lane.
+    uint256 internal constant LANE_MASK = (1 << LANE_BITS) - 1;
     /// @dev Storage slots per side of the book.
-    uint256 internal constant SLOTS = TICKS / LANES;
+    uint256 internal constant SLOTS = (TICKS + LANES - 1) / LANES;
 
     /// @dev Both sides of one request's book.
     struct Book {
@@ -21,35 +31,41 @@ library TickBook {
         uint256[SLOTS] cancelled;
     }
 
-    /// @dev Volume in lane `lane` (0..3) of a packed slot word.
-    function lane(uint256 word, uint256 lane_) internal pure returns (uint256) {
-        return (word >> (lane_ * 64)) & type(uint64).max;
-    }
-
-    /// @dev Watts ever placed at `tick`: the queue position of the next bid there.
-    function placedAt(Book storage b, uint256 tick) internal view returns (uint256) {
-        return lane(b.placed[(tick - 1) / LANES], (tick - 1) % LANES);
+    /// @dev Slot `s` of the placed side and, lane by lane, its live volume: placed minus
+    ///      cancelled, read only if `withdrawn` (cancelled <= placed in every lane, so one
+    ///      subtraction borrows across no lane). `s` < SLOTS, checked by the caller.
+    function words(Book storage b, uint256 s, bool withdrawn) internal view returns (uint256 placed, uint256 live) {
+        assembly ("memory-safe") {
+            placed := sload(add(b.slot, s))
+            live := placed
+            if withdrawn { live := sub(placed, sload(add(b.slot, add(26, s)))) }
+        }
     }
 
     /// @dev Watts placed at `tick` and not withdrawn.
     function liveAt(Book storage b, uint256 tick) internal view returns (uint256) {
-        uint256 slot = (tick - 1) / LANES;
-        uint256 l = (tick - 1) % LANES;
-        return lane(b.placed[slot], l) - lane(b.cancelled[slot], l);
+        (, uint256 live) = words(b, (tick - 1) / LANES, true);
+        return (live >> (((tick - 1) % LANES) * LANE_BITS)) & LANE_MASK;
     }
 
-    /// @dev Append `w` watts to `tick`'s queue; returns the queue position they start at.
-    ///      The caller bounds the level (a lane never carries into the next one).
+    /// @dev Append `w` watts to `tick` (1..TICKS, checked by the caller)'s queue; returns the
+    ///      queue position they start at. The caller bounds the level (a lane never carries
+    ///      into the next one: it reverts if the level would pass PackedBids.MAX_LEVEL).
     function place(Book storage b, uint256 tick, uint256 w) internal returns (uint256 pos) {
-        uint256 slot = (tick - 1) / LANES;
-        uint256 shift = ((tick - 1) % LANES) * 64;
-        uint256 word = b.placed[slot];
-        pos = (word >> shift) & type(uint64).max;
-        b.placed[slot] = word + (w << shift);
+        assembly ("memory-safe") {
+            let key := add(b.slot, div(sub(tick, 1), 5))
+            let shift := mul(mod(sub(tick, 1), 5), 48)
+            let word := sload(key)
+            pos := and(shr(shift, word), 0xffffffffffff)
+            sstore(key, add(word, shl(shift, w)))
+        }
     }
 
-    /// @dev Record `w` watts withdrawn at `tick`.
+    /// @dev Record `w` watts withdrawn at `tick` (1..TICKS; at most the watts placed there).
     function cancel(Book storage b, uint256 tick, uint256 w) internal {
-        b.cancelled[(tick - 1) / LANES] += w << (((tick - 1) % LANES) * 64);
+        assembly ("memory-safe") {
+            let key := add(add(b.slot, 26), div(sub(tick, 1), 5))
+            sstore(key, add(sload(key), shl(mul(mod(sub(tick, 1), 5), 48), w)))
+        }
     }
 }

@@ -215,9 +215,24 @@ def test_submit_to_unknown_request_and_after_deadline(env: Env) -> None:
 def test_max_bids_per_call_is_accepted(env: Env) -> None:
     rid = env.request()
     receipt = env.dr.submit_bids(env.consumers[0], rid, [100] * 64, [TICK * (1 + i % 128) for i in range(64)])
-    events = env.dr.contract.events.BidSubmitted().process_receipt(receipt)
-    assert [e["args"]["bidId"] for e in events] == list(range(64))
+    (event,) = env.dr.contract.events.BidsSubmitted().process_receipt(receipt)  # one per submission
+    assert (event["args"]["firstBidId"], event["args"]["count"]) == (0, 64)
     assert env.dr.get_request(rid).bid_count == 64
+
+
+def test_logged_bid_ids_are_read_from_one_event_per_submission(env: Env) -> None:
+    """The wrapper's log readers expand each BidsSubmitted into its ids and drop withdrawn ones."""
+    rid = env.request()
+    a, b = env.consumers[:2]
+    env.dr.submit_bids(a, rid, [100, 200, 300], [TICK, 2 * TICK, 3 * TICK])
+    env.dr.submit_bids(b, rid, [400], [TICK])
+    call = env.dr.functions.replaceBids(rid, [1], [500, 600], [TICK, 4 * TICK])
+    receipt = a.send(call.build_transaction({"from": a.address, "gas": 500_000}))
+    (event,) = env.dr.contract.events.BidsSubmitted().process_receipt(receipt)
+    assert (event["args"]["bidder"], event["args"]["firstBidId"], event["args"]["count"]) == (a.address, 128, 2)
+    env.dr.cancel_bids(a, rid, [128])
+    assert env.dr.bid_ids_logged(rid, a.address) == [0, 2, 129]
+    assert env.dr.bid_ids_logged_by_bidder(rid) == {a.address: [0, 2, 129], b.address: [64]}
 
 
 def test_bids_are_readable_by_page_and_by_consumer(env: Env) -> None:
@@ -498,3 +513,46 @@ def test_reverting_transaction_surfaces_the_custom_error(env: Env) -> None:
     with pytest.raises(TransactionFailed) as info:
         env.dr.submit_bids(env.consumers[0], 42, [1], [TICK])
     assert info.value.error == "UnknownRequest" and info.value.error_args == (42,)
+
+
+# ------------------------------------------------------------------ the book scan's edges (issue 15)
+
+# (target, [(watts, tick, withdrawn)], pay-as-bid): the five-level slots' edges, against market.py.
+SCAN_EDGES = {
+    "target met exactly at the last level of a slot": (3000, [(1000, 4, False), (2000, 5, False), (500, 6, False)], 0),
+    "target met at the first level of the next slot": (3500, [(1000, 4, False), (2000, 5, False), (900, 6, False)], 1),
+    "a slot withdrawn whole is skipped": (
+        9000, [(700, t, True) for t in range(1, 6)] + [(800, 7, False), (900, 12, False)], 1),
+    "short of the target, last live level below withdrawn ones in its slot": (
+        9000, [(300, 3, False), (400, 126, False), (500, 127, True), (600, 128, True)], 0),
+    "met past a withdrawn level of the same slot, no hint needed": (
+        1000, [(600, 11, True), (1500, 12, False), (200, 13, False)], 1),
+    "met in a slot after whole slots, pay-as-bid": (
+        2500, [(400, t, False) for t in (2, 9, 14, 23, 24, 31)] + [(300, 33, False)], 1),
+    "a withdrawn bid in the marginal level needs the hint": (
+        1200, [(500, 40, False), (400, 41, False), (300, 41, True), (900, 41, False)], 0),
+}
+
+
+@pytest.mark.parametrize("case", list(SCAN_EDGES), ids=list(SCAN_EDGES))
+def test_selection_at_the_edges_of_book_slots_matches_the_model(env: Env, case: str) -> None:
+    from demand_response.market import Bid, clear, required_budget
+
+    target, bids, rule = SCAN_EDGES[case]
+    budget = required_budget(target, 3600, CAP) + 12_345
+    rid = env.request(target, rule=rule, budget=budget)
+    who = env.consumers[0]
+    env.dr.submit_bids(who, rid, [w for w, _, _ in bids], [t * TICK for _, t, _ in bids])
+    gone = [i for i, (_, _, withdrawn) in enumerate(bids) if withdrawn]
+    if gone:
+        env.dr.cancel_bids(who, rid, gone)
+    expected = clear([Bid(who.address, w, t * TICK, withdrawn) for w, t, withdrawn in bids], target, 3600, CAP,
+                     budget, PricingRule(rule))
+    env.advance(301)
+    receipt = env.dr.select_winners(env.utility, rid)
+    (event,) = env.dr.contract.events.WinnersSelected().process_receipt(receipt)
+    assert (event["args"]["clearingPriceWeiPerKWh"], event["args"]["acceptedWatts"], event["args"]["totalPayout"],
+            event["args"]["refund"]) == (expected.clearing_price, expected.accepted_watts, expected.reserved,
+                                         expected.refund)
+    assert [(b.accepted_watts, b.payout) for b in env.dr.get_bids(rid)] == [
+        (o.accepted_watts, o.payout) for o in expected.outcomes]

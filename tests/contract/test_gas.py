@@ -8,7 +8,9 @@ moves a figure on purpose, update the pin and docs/gas.md together.
 
 The issue's targets, checked as bounds too: a 1-bid transaction <= 65,000 gas (median
 over 100 consumers at random prices), a 5-bid batch <= 35,000 gas per bid, and
-settlement of 10,000 bids inside one 30M-gas block.
+settlement of 10,000 bids inside one 30M-gas block. Issue 15's: the worst settlement
+<= 150,000 gas (met for a request with no withdrawal) and the 1-bid mean <= 60,000
+(not met: pinned as measured; docs/gas.md says why).
 """
 
 from __future__ import annotations
@@ -41,36 +43,41 @@ METERED = Terms(report_window=WINDOW, dispute_window=WINDOW, bond_wei=BOND)
 EVIDENCE = b"{" + b"e" * 445 + b"}"  # a measurement record's size, no zero bytes
 
 PINNED = {
-    "deploy": 5_179_922,
-    "request": 95_984,
-    "bid1_median": 61_121,
-    "bid5_median_per_bid": 28_580,
-    "cancel1": 57_778,
-    "settle_10": 205_357,
-    "settle_100": 128_613,
-    "settle_1000": 91_297,
-    "settle_10000": 88_227,
+    "deploy": 5_090_257,
+    "request": 95_970,
+    "bid1_median": 59_696,
+    "bid1_mean": 64_141,  # the same 100 consumers' mean (issue 15's target: <= 60,000; not met)
+    "bid5_median_per_bid": 25_682,
+    "cancel1": 60_479,
+    "settle_10": 142_506,
+    "settle_100": 96_189,
+    "settle_1000": 86_233,
+    "settle_10000": 85_444,
     # The most selection work the book allows: 64 bids spread over all 128 levels, short of the target.
-    "settle_spread_64": 328_385,
-    "claim1": 85_741,
-    "withdraw": 32_820,
+    "settle_spread_64": 147_784,
+    # The worst settlement (issue 15): 26 bids, one at the lowest level of each book slot, short of
+    # the target; and the same after one of them was withdrawn (the cancelled book is read too).
+    "settle_worst": 147_912,
+    "settle_worst_withdrawn": 203_616,
+    "claim1": 85_776,
+    "withdraw": 32_811,
     # claimAndPay (issue 15): one winner paid by the utility; a batch of 100 winners, per winner.
-    "claim_and_pay1": 77_026,
-    "claim_and_pay100_per_winner": 21_635,
+    "claim_and_pay1": 77_004,
+    "claim_and_pay100_per_winner": 21_597,
     # Sealed and metered requests (test_sealed_and_metered_gas), each on a fresh deployment.
-    "sealed_request_terms": 122_497,
-    "sealed_commit_first": 98_089,
-    "sealed_reveal1": 96_021,
-    "sealed_reveal5": 185_400,
-    "sealed_select": 181_616,
-    "metered_report": 34_933,
-    "metered_confirm": 105_354,
+    "sealed_request_terms": 122_483,
+    "sealed_commit_first": 98_102,
+    "sealed_reveal1": 94_574,
+    "sealed_reveal5": 148_987,
+    "sealed_select": 147_593,
+    "metered_report": 34_946,
+    "metered_confirm": 110_472,
     "metered_meter_unreported": 99_305,
-    "metered_settle": 111_392,
-    "metered_post_bond": 73_326,
-    "metered_bid1": 83_622,
-    "open_bid1_first": 78_221,
-    "open_bid5_first": 167_503,
+    "metered_settle": 122_282,
+    "metered_post_bond": 73_339,
+    "metered_bid1": 82_197,
+    "open_bid1_first": 76_796,
+    "open_bid5_first": 131_112,
 }
 
 
@@ -134,7 +141,9 @@ def _medians_on_anvil_only(chain) -> None:
                     "figures, and every other pin is checked on both (set DR_SLOW=1 to run it here too)")
 
 
-def test_one_bid_transaction_median(fresh) -> None:
+def test_one_bid_transaction_median_and_mean(fresh) -> None:
+    """Issue 15's target for the mean is 60,000: not met (docs/gas.md): a bidder that is the
+    first at its book slot writes the slot from zero (+17,100), and 26 of these 100 are."""
     chain, w3, dr, utility, consumers, rid, _ = fresh
     _medians_on_anvil_only(chain)
     rng = random.Random(1)
@@ -142,6 +151,7 @@ def test_one_bid_transaction_median(fresh) -> None:
     median = int(statistics.median(gas))
     assert median <= 65_000
     assert median == PINNED["bid1_median"]
+    assert sum(gas) // len(gas) == PINNED["bid1_mean"]
 
 
 def test_five_bid_batch_median_per_bid(fresh) -> None:
@@ -211,15 +221,54 @@ def test_settlement_gas_does_not_grow_with_bids(fresh, n: int) -> None:
     assert receipt["gasUsed"] == PINNED[f"settle_{n}"]
 
 
-def test_the_worst_settlement_is_bids_spread_over_every_level(fresh) -> None:
-    """Issue 16: the random fills above never reach the worst case, which is every book slot
-    holding accepted volume (the scan reads and accepts all of them)."""
+def _settle_fill(fresh, ticks: list[int], withdraw: int | None = None) -> int:
+    """Gas of selecting a request holding 100 W at each of ``ticks`` (short of the target),
+    after withdrawing bid ``withdraw`` if given."""
     chain, w3, dr, utility, consumers, rid, _ = fresh
-    dr.submit_bids(consumers[0], rid, [100] * 64, [t * TICK for t in range(2, 129, 2)])
+    for start in range(0, len(ticks), 64):
+        chunk = ticks[start:start + 64]
+        dr.submit_bids(consumers[start // 64], rid, [100] * len(chunk), [t * TICK for t in chunk])
+    if withdraw is not None:
+        dr.cancel_bids(consumers[0], rid, [withdraw])
     _close_bidding(chain, w3)
-    receipt = dr.select_winners(utility, rid)
-    assert dr.get_request(rid).accepted_watts == 6400 < TARGET
-    assert receipt["gasUsed"] == PINNED["settle_spread_64"]
+    gas = dr.select_winners(utility, rid)["gasUsed"]
+    assert dr.get_request(rid).accepted_watts == 100 * (len(ticks) - (withdraw is not None)) < TARGET
+    return gas
+
+
+#: 100 W at the lowest level of each of the book's 26 slots (ticks 1, 6, ..., 126).
+EVERY_SLOT_LOWEST_LEVEL = list(range(1, 129, 5))
+
+
+def test_the_worst_settlement_is_the_lowest_level_of_every_book_slot(fresh) -> None:
+    """Issue 15's target, <= 150,000 gas, for the worst settlement of a request none of whose
+    bids was withdrawn. What drives it: one cold read per non-empty book slot (all 26 here)
+    and the same arithmetic per slot whatever its five levels hold; short of the target the
+    scan reads every slot and then searches the last one for its highest live level, which
+    takes longest when that is its lowest level. Everything else selection does is fixed."""
+    gas = _settle_fill(fresh, EVERY_SLOT_LOWEST_LEVEL)
+    assert gas <= 150_000
+    assert gas == PINNED["settle_worst"]
+
+
+def test_the_spread_fill_of_issue_16_costs_about_the_same(fresh) -> None:
+    """Issue 16's worst case (64 bids spread over all 128 levels), kept for comparison."""
+    assert _settle_fill(fresh, list(range(2, 129, 2))) == PINNED["settle_spread_64"]
+
+
+@pytest.mark.parametrize("ticks", [list(range(1, 129)), list(range(5, 129, 5)) + [128], [1, 126]],
+                         ids=["every level", "highest level of every slot", "two slots"])
+def test_no_other_fill_settles_above_the_worst_case(fresh, ticks: list[int]) -> None:
+    """Other fills of the book, each short of the target, cost no more (fewer slots cost
+    ~2,200 gas less each; meeting the target stops the scan early)."""
+    assert _settle_fill(fresh, ticks) <= PINNED["settle_worst"]
+
+
+def test_a_withdrawal_adds_the_cancelled_side_of_the_book_to_settlement(fresh) -> None:
+    """The first withdrawal flags the request, and selection then reads the cancelled side of
+    the book too: 26 more cold reads (54,600 gas). A withdrawn bid at a partly accepted level
+    also needs the marginal hint (~2,500 gas per bid of that level it lists, docs/gas.md)."""
+    assert _settle_fill(fresh, EVERY_SLOT_LOWEST_LEVEL, withdraw=1) == PINNED["settle_worst_withdrawn"]
 
 
 def _to(chain: devchain.DevChain, w3, timestamp: int) -> None:
@@ -287,4 +336,4 @@ def test_sealed_and_metered_gas(fresh) -> None:
     _to(chain, w3, EVENT_END + 2 * WINDOW)
     gas["metered_settle"] = dr.settle_delivery(d, rid, b.address)["gasUsed"]
     assert dr.terms_of(rid).held_bonds == 0
-    assert gas == {k: PINNED[k] for k in gas}
+    assert gas == {k: PINNED[k] for k in gas}, f"{gas}"  # the message lists every figure, for re-pinning

@@ -84,7 +84,7 @@ def _run_case(chain, w3, dr: DemandReduction, case: dict) -> None:
         signer = consumers[who]
         ticks = [1 + t % 3 if case["narrow_prices"] else t for _, t in bids]
         receipt = dr.submit_bids(signer, rid, [w for w, _ in bids], [t * TICK for t in ticks])
-        first = dr.contract.events.BidSubmitted().process_receipt(receipt)[0]["args"]["bidId"]
+        first = dr.contract.events.BidsSubmitted().process_receipt(receipt)[0]["args"]["firstBidId"]
         gone = [first + i for i in range(len(bids)) if withdraw[i]]
         if gone:
             dr.cancel_bids(signer, rid, gone)

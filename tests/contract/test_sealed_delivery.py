@@ -328,8 +328,11 @@ def test_sealed_auction_commit_reveal_select_and_claim(env: Env) -> None:
         assert events(env, receipt, "BidsRevealed") == [{"requestId": rid, "bidder": who.address,
                                                           "firstBidId": first_id,
                                                           "count": len(bids[who.address][0])}]
-        assert [(e["watts"], e["priceWeiPerKWh"]) for e in events(env, receipt, "BidSubmitted")] == list(
-            zip(*bids[who.address]))
+        assert events(env, receipt, "BidsSubmitted") == [{"requestId": rid, "bidder": who.address,
+                                                          "firstBidId": first_id,
+                                                          "count": len(bids[who.address][0])}]
+        stored = env.dr.functions.submissionBids(rid, first_id >> 6).call()
+        assert [(b[2], b[3]) for b in stored] == list(zip(*bids[who.address]))
         assert env.dr.owed(who.address) == before + BOND  # not metered: the bond is back at reveal
         assert env.dr.participant_of(rid, who.address).stage == Stage.BID
         revealed.append((who.address, *bids[who.address]))

@@ -117,7 +117,7 @@ class Lab:
 
     def submit(self, rid: int, who: str, watts: list[int], prices: list[int]) -> int:
         receipt = self.send(self.fn.submitBids(rid, watts, prices), who)
-        return self.events(receipt, "BidSubmitted")[0]["bidId"]
+        return self.events(receipt, "BidsSubmitted")[0]["firstBidId"]
 
     def close(self, rid: int, extra: int = 0) -> None:
         self.jump_to(self.dr.get_request(rid).bidding_deadline + extra)

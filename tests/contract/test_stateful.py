@@ -201,11 +201,13 @@ class MarketMachine(RuleBasedStateMachine):
         return [i for i, b in enumerate(r.bids) if b.bidder == who and not b.cancelled]
 
     def _record_submission(self, r: RequestModel, who: str, bids: list[tuple[int, int]], receipt) -> None:
-        events = self.events(receipt, "BidSubmitted")
+        # One event per submission; the bids themselves are read back from the contract.
         first = r.submissions << 6
-        assert [e["args"]["bidId"] for e in events] == [first + i for i in range(len(bids))]
-        assert [(e["args"]["watts"], e["args"]["priceWeiPerKWh"]) for e in events] == [
-            (w, t * r.tick) for w, t in bids]
+        assert [dict(e["args"]) for e in self.events(receipt, "BidsSubmitted")] == [
+            {"requestId": r.rid, "bidder": who, "firstBidId": first, "count": len(bids)}]
+        stored = self.dr.functions.submissionBids(r.rid, r.submissions).call()
+        assert [(b[0], b[1], b[2], b[3]) for b in stored] == [
+            (first + i, who, w, t * r.tick) for i, (w, t) in enumerate(bids)]
         for i, (w, t) in enumerate(bids):
             r.bids.append(Bid(who, w, t * r.tick))
             r.ids.append(first + i)

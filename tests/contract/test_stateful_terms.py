@@ -316,8 +316,10 @@ class TermsMachine(RuleBasedStateMachine):
             self.expect_error(call, who, "CommitmentMismatch")
         else:
             receipt = self.send(who, call)
-            assert [(e["watts"], e["priceWeiPerKWh"]) for e in self.events(receipt, "BidSubmitted")] == list(
-                zip(*bids))
+            (event,) = self.events(receipt, "BidsSubmitted")
+            assert event["bidder"] == who and event["count"] == len(bids[0])
+            stored = self.dr.functions.submissionBids(r.rid, event["firstBidId"] >> 6).call()
+            assert [(b[2], b[3]) for b in stored] == list(zip(*bids))
             p.stage = Stage.BID  # metered: the bond is now held for delivery
             r.revealed.append((who, *bids))
             _count("reveal")
