@@ -91,7 +91,7 @@ abstract contract MeteredDelivery is MarketState {
             else t.heldBonds -= uint128(bond);
             p.bond = 0;
             p.stage = Stage.Settled;
-            _credit(consumer, bond);
+            _credit(address(0), consumer, bond); // bonds are in ether
             emit DeliverySettled(requestId, consumer, 0, 0, 0, 0, bond, 0);
             return;
         }
@@ -105,21 +105,6 @@ abstract contract MeteredDelivery is MarketState {
             if (stage != Stage.Reported) p.delivered = 0; // no report: nothing delivered
         }
         _settleParticipant(requestId, r, consumer, p);
-    }
-
-    /// @dev Report and dispute deadlines of a metered request. The report window runs from
-    ///      the end of the event, or from the selection if that came later, so a late
-    ///      selection cannot leave winners without time to report.
-    function _deliveryDeadlines(Request storage r, StoredTerms storage t)
-        internal
-        view
-        returns (uint256 reportDeadline, uint256 disputeDeadline)
-    {
-        uint256 opens = uint256(r.eventStart) + r.duration;
-        uint256 selectedAt = t.selectedAt;
-        if (selectedAt > opens) opens = selectedAt;
-        reportDeadline = opens + t.reportWindow;
-        disputeDeadline = reportDeadline + t.disputeWindow;
     }
 
     function _meteredAndSettled(uint256 requestId) private view returns (Request storage r) {
@@ -163,9 +148,9 @@ abstract contract MeteredDelivery is MarketState {
             p.bond = 0;
             t.heldBonds -= uint128(bond);
         }
-        if (payout + bond - penalty != 0) _credit(consumer, payout + bond - penalty);
+        if (payout + bond - penalty != 0) _credit(r, consumer, payout + bond - penalty);
         uint256 toUtility = promised - payout + penalty;
-        if (toUtility != 0) _credit(utility, toUtility);
+        if (toUtility != 0) _credit(r, utility, toUtility);
         if (p.submission != 0) _markClaimed(requestId, r, p.submission);
         emit DeliverySettled(requestId, consumer, accepted, delivered, payout, penalty, bond - penalty, toUtility);
         _disburse(requestId, r, accepted, promised);

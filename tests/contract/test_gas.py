@@ -285,3 +285,46 @@ def test_sealed_and_metered_gas(fresh) -> None:
     gas["metered_settle"] = dr.settle_delivery(d, rid, b.address)["gasUsed"]
     assert dr.terms_of(rid).held_bonds == 0
     assert gas == {k: PINNED[k] for k in gas}
+
+
+#: Requests in the 6-decimal test stablecoin (issue 15): a request escrowing its budget by
+#: transferFrom, one winner paid by claimAndPay, and a claim then withdrawToken. The token's
+#: address is in the calldata of the withdrawal and differs between the two chains (their
+#: accounts differ), so that pin is per chain.
+TOKEN_PINNED = {
+    "token_claim_and_pay1": 63_262,
+    "token_claim1": 66_327,
+    "token_request": 150_952,
+    "token_withdraw": {"anvil": 42_607, "ganache": 42_595},
+}
+
+
+def test_token_request_payout_and_withdrawal_gas(fresh) -> None:
+    from demand_response.token import deploy_test_usd, mint_test_usd
+
+    chain, w3, dr, utility, consumers, _, _ = fresh
+    usd = deploy_test_usd(utility)
+    mint_test_usd(utility, usd.address, utility.address, 10**12)
+    for c in consumers[:2]:
+        mint_test_usd(utility, usd.address, c.address, 1)  # winners already hold some, like the batch pin
+    usd.approve(utility, dr.address, 10**12)
+    cap = 128 * 3_906
+    gas = {}
+    rid, receipt = dr.request_reduction(utility, TARGET, EVENT_START, EVENT_END, DEADLINE, cap, 0, 10**11,
+                                        token=usd.address)
+    gas["token_request"] = receipt["gasUsed"]
+    rid2, _ = dr.request_reduction(utility, TARGET, EVENT_START, EVENT_END, DEADLINE, cap, 0, 10**11,
+                                   token=usd.address)
+    a, b = consumers[:2]
+    dr.submit_bids(a, rid, [4000], [2 * 3_906])
+    dr.submit_bids(b, rid2, [4000], [2 * 3_906])
+    _close_bidding(chain, w3)
+    dr.select_winners(utility, rid)
+    dr.select_winners(utility, rid2)
+    (receipt,) = dr.claim_and_pay(utility, rid, [0])
+    gas["token_claim_and_pay1"] = receipt["gasUsed"]
+    gas["token_claim1"] = dr.claim(b, rid2, [0])["gasUsed"]
+    gas["token_withdraw"] = dr.withdraw(b, usd.address)["gasUsed"]
+    assert gas["token_claim_and_pay1"] <= 80_000
+    expected = {k: v[chain.kind] if isinstance(v, dict) else v for k, v in TOKEN_PINNED.items()}
+    assert gas == expected
