@@ -333,9 +333,13 @@ contract DemandReduction is SealedBids, MeteredDelivery {
     ///         with at most `TOKEN_PAY_GAS`. One that fails (the recipient reverts or burns
     ///         the gas, the token refuses it or returns false) is credited to the pull balance
     ///         instead (`PaymentDeferred`), so a reverting or blacklisted recipient blocks nobody.
+    ///         No lock: each payment comes after its bid's effects (checks, effects, call), so
+    ///         a recipient re-entering `claimAndPay` or `claim` finds its own bid claimed and
+    ///         pays later bids once, which this loop then skips (tests/contract/
+    ///         test_token_settlement.py re-enters from a token hook); `withdraw` keeps its lock.
     /// @param requestId A settled request that is not paid on delivery.
     /// @param bidIds Bids to pay; unknown ids revert with `UnknownBid`.
-    function claimAndPay(uint256 requestId, uint256[] calldata bidIds) external nonReentrant {
+    function claimAndPay(uint256 requestId, uint256[] calldata bidIds) external {
         _claim(requestId, bidIds, true);
     }
 

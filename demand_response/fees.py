@@ -262,14 +262,14 @@ class Step:
 _ENVELOPE_BYTES = 48
 
 # Gas pinned in tests/contract/test_gas.py (PINNED); a unit test keeps these equal to the pins.
-BID = Step("bid", 61_143, 4 + 3 * 32 + 2 * 64)  # submitBids, 1 bid (median)
-CLAIM = Step("claim", 85_785, 4 + 4 * 32)  # claim(requestId, [bidId])
-WITHDRAW = Step("withdraw", 32_820, 4)
-POST_BOND = Step("post bond", 73_348, 4 + 32)  # metered: postBond(requestId) with the bond
-METERED_BID = Step("bid", 83_644, 4 + 3 * 32 + 2 * 64)  # submitBids on a metered request
-REPORT = Step("report delivery", 34_955, 4 + 2 * 32)
-COMMIT = Step("commit with bond", 98_111, 4 + 2 * 32)  # commitBids(requestId, commitment), first
-REVEAL = Step("reveal", 96_021, 4 + 4 * 32 + 2 * 64)  # revealBids, 1 bid
+BID = Step("bid", 61_019, 4 + 3 * 32 + 2 * 64)  # submitBids, 1 bid (median)
+CLAIM = Step("claim", 63_968, 4 + 4 * 32)  # claim(requestId, [bidId])
+WITHDRAW = Step("withdraw", 33_261, 4)
+POST_BOND = Step("post bond", 73_206, 4 + 32)  # metered: postBond(requestId) with the bond
+METERED_BID = Step("bid", 83_520, 4 + 3 * 32 + 2 * 64)  # submitBids on a metered request
+REPORT = Step("report delivery", 34_792, 4 + 2 * 32)
+COMMIT = Step("commit with bond", 97_980, 4 + 2 * 32)  # commitBids(requestId, commitment), first
+REVEAL = Step("reveal", 96_034, 4 + 4 * 32 + 2 * 64)  # revealBids, 1 bid
 
 #: The transactions a household sends for one event, per kind of market. On the open market
 #: the utility's claimAndPay pays the winners, so a household sends its bid and nothing else;
