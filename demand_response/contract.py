@@ -530,10 +530,12 @@ class DemandReduction:
         terms: Terms,
         rule: PricingRule = PricingRule.UNIFORM,
         budget: int | None = None,
+        token: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        """Post a sealed and/or metered request; returns (request id, receipt)."""
+        """Post a sealed and/or metered request (in ``token``, an ERC-20, if given; bonds are
+        in ether only); returns (request id, receipt)."""
         return self.request_reduction(signer, target_watts, event_start, event_end, bidding_deadline, max_price,
-                                      rule, budget, terms=terms)
+                                      rule, budget, terms=terms, token=token)
 
     def commit_bids(self, signer: Signer, request_id: int, commitment: bytes, bond: int = 0) -> dict[str, Any]:
         """Commit to sealed bids (the first commitment carries the bond)."""
