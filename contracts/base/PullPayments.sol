@@ -21,6 +21,10 @@ abstract contract PullPayments is IDemandReduction {
     ///         a stablecoin behind a proxy with a blacklist takes about 60,000 for a new holder.
     uint256 public constant TOKEN_PAY_GAS = 100_000;
 
+    /// @dev Gas a pushed payment's call costs before its callee runs (a cold account, a value
+    ///      transfer), with room to spare: see `_pay`.
+    uint256 private constant _PAY_OVERHEAD = 12_000;
+
     /// @dev currency (address(0): ether) => account => amount it may withdraw.
     mapping(address => mapping(address => uint256)) private _owed;
     uint256 private _lock = 1;
@@ -77,6 +81,11 @@ abstract contract PullPayments is IDemandReduction {
     ///      recipient reverts, the token refuses it or returns false), credit it to `to`'s
     ///      pull balance instead.
     function _pay(uint256 requestId, address token, address to, uint256 amount) internal {
+        // Whoever calls must let each payment have its whole cap (EIP-150 keeps 1/64 back): with
+        // less, a caller could starve a payment into the fallback, and a gas estimate would stop
+        // at the limit where payments start to be deferred.
+        uint256 cap = token == address(0) ? PAY_GAS : TOKEN_PAY_GAS;
+        if (gasleft() < cap + cap / 63 + _PAY_OVERHEAD) revert PaymentGasTooLow();
         bool ok;
         if (token == address(0)) {
             (ok,) = payable(to).call{value: amount, gas: PAY_GAS}("");

@@ -317,6 +317,9 @@ interface IDemandReduction {
     /// @notice The token moved `received`, not the `sent` it was asked to: fee-on-transfer
     ///         and rebasing tokens are refused (docs/contract.md, "Currencies").
     error FeeOnTransfer(address token, uint256 sent, uint256 received);
+    /// @notice `claimAndPay` was sent with too little gas for a payment to get its whole cap
+    ///         (`PAY_GAS` or `TOKEN_PAY_GAS`): raise the gas limit.
+    error PaymentGasTooLow();
     /// @notice `token` has no code: it is not a token contract.
     error NotAToken(address token);
     /// @notice Bonds are in ether: a request in a token takes none.

@@ -351,3 +351,18 @@ def test_a_sealed_and_metered_request_without_bond_settles_in_the_token(m: Marke
     assert m.dr.owed(c.address, m.usd.address) == promised * 1500 // 2000
     assert m.dr.owed(c.address) == 0
     m.assert_solvent()
+
+
+def test_a_caller_cannot_starve_a_payment_into_the_fallback(m: Market) -> None:
+    """With too little gas for a payment's whole cap, claimAndPay reverts instead of deferring
+    it (a griefer would make winners send a withdrawal; an estimate would stop right there)."""
+    rid = m.request(m.usd.address, target=2000)
+    _settle(m, rid, [(0, 2000, 2)])
+    call = m.dr.functions.claimAndPay(rid, [0])
+    with pytest.raises(Exception) as info:
+        call.call({"from": m.consumers[4].address, "gas": 120_000})
+    assert decode_revert(info.value).error == "PaymentGasTooLow"
+    (receipt,) = m.dr.claim_and_pay(m.consumers[4], rid)  # the wrapper's estimate covers the cap
+    assert [e["bidder"] for e in m.events(receipt, "PaymentSent")] == [m.consumers[0].address]
+    assert m.events(receipt, "PaymentDeferred") == []
+    m.assert_solvent()
