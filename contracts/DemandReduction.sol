@@ -9,12 +9,13 @@ import {ConsumerRegister} from "./base/ConsumerRegister.sol";
 import {MeteredDelivery} from "./base/MeteredDelivery.sol";
 import {SealedBids} from "./base/SealedBids.sol";
 import {DemandReductionLens} from "./DemandReductionLens.sol";
+import {DemandReductionFacet} from "./DemandReductionFacet.sol";
 import {IBidReader} from "./interfaces/IBidReader.sol";
 
 /// @title DemandReduction
 /// @notice A uniform-price (pay-as-clear) or pay-as-bid market for demand reduction.
 ///         The utility escrows a budget and asks for a number of watts over an event
-///         window; consumers offer reductions at a unit price in wei per kWh; after the
+///         window; consumers offer reductions at a unit price per kWh; after the
 ///         bidding deadline the cheapest offers are accepted until the target is met,
 ///         the marginal offer in part.
 /// @dev    Scale comes from a price-tick book (TickBook): every request has `TICKS` price
@@ -23,148 +24,44 @@ import {IBidReader} from "./interfaces/IBidReader.sol";
 ///         bids, so its cost does not depend on how many bids were placed. Each bid
 ///         records its queue position at its price level (PackedBids), so a winner's
 ///         accepted watts are computed in O(1) when it claims. Money only moves by pull
-///         (PullPayments). Sealed bids and metered delivery are their own bases; the paged
-///         views live in `DemandReductionLens`, deployed with this contract (`lens`).
+///         (PullPayments), in ether or in an ERC-20 token chosen per request. Sealed bids
+///         and metered delivery are their own bases. Requests and the views over storage
+///         live in `DemandReductionFacet`, run on this contract's storage through its
+///         fallback; the paged views in `DemandReductionLens`; both are created with it.
 ///         See docs/contract.md for the state machine, units, tie-breaking and rounding.
-contract DemandReduction is IBidReader, SealedBids, MeteredDelivery {
+contract DemandReduction is SealedBids, MeteredDelivery {
     using BidStore for BidStore.Bids;
     using PackedBids for uint256;
     using TickBook for TickBook.Book;
 
     /// @notice The read-only lens with the paged bid views (`getBids`, `bidsOf`, `outcomeOf`).
     address public immutable lens;
+    /// @notice The facet with the request functions (`requestReduction`, ...,
+    ///         `cancelRequest`) and the views over storage (`getRequest`, `termsOf`, `book`,
+    ///         ...): every call to a function this contract does not have runs that code on
+    ///         this contract's storage (delegatecall). Created here, so its code is part of
+    ///         this contract's, and it has the same storage layout by inheritance (checked by
+    ///         `dr compile`). See `DemandReductionFacet`.
+    address public immutable facet;
 
     /// @param registrationRequired_ When true, only consumers enrolled by the utility may bid.
     constructor(bool registrationRequired_) ConsumerRegister(registrationRequired_) {
         lens = address(new DemandReductionLens(IBidReader(address(this))));
+        facet = address(new DemandReductionFacet());
     }
 
-    // ------------------------------------------------------------------ requests
-
-    /// @notice Ask for `targetWatts` of reduction over [eventStart, eventEnd), escrowing
-    ///         `msg.value` as the budget.
-    /// @param targetWatts Reduction wanted, in W (> 0).
-    /// @param eventStart Start of the event window, unix seconds (>= biddingDeadline).
-    /// @param eventEnd End of the event window, unix seconds (> eventStart).
-    /// @param biddingDeadline Last second at which bids are accepted (> now).
-    /// @param maxPriceWeiPerKWh Price cap; a multiple of TICKS. Bids are priced in
-    ///        multiples of maxPriceWeiPerKWh / TICKS.
-    /// @param pricingRule Uniform (pay-as-clear) or PayAsBid.
-    /// @return requestId The new request's id.
-    function requestReduction(
-        uint256 targetWatts,
-        uint256 eventStart,
-        uint256 eventEnd,
-        uint256 biddingDeadline,
-        uint256 maxPriceWeiPerKWh,
-        PricingRule pricingRule
-    ) external payable onlyUtility returns (uint256 requestId) {
-        (requestId,) =
-            _newRequest(targetWatts, eventStart, eventEnd, biddingDeadline, maxPriceWeiPerKWh, pricingRule);
-    }
-
-    /// @notice Like `requestReduction`, with sealed bids, payment on measured delivery,
-    ///         a bond, or all three. See docs/market.md.
-    /// @param targetWatts Reduction wanted, in W (> 0).
-    /// @param eventStart Start of the event window, unix seconds (>= the reveal deadline).
-    /// @param eventEnd End of the event window, unix seconds (> eventStart).
-    /// @param biddingDeadline Last second at which bids (or commitments) are accepted (> now).
-    /// @param maxPriceWeiPerKWh Price cap; a multiple of TICKS.
-    /// @param pricingRule Uniform (pay-as-clear) or PayAsBid.
-    /// @param terms Reveal, report and dispute windows in seconds, and the bond in wei.
-    /// @return requestId The new request's id.
-    function requestReductionWithTerms(
-        uint256 targetWatts,
-        uint256 eventStart,
-        uint256 eventEnd,
-        uint256 biddingDeadline,
-        uint256 maxPriceWeiPerKWh,
-        PricingRule pricingRule,
-        Terms calldata terms
-    ) external payable onlyUtility returns (uint256 requestId) {
-        if (
-            terms.revealWindow > type(uint32).max || terms.reportWindow > type(uint32).max
-                || terms.disputeWindow > type(uint32).max || terms.bondWei > type(uint80).max
-                || terms.noticePeriod > type(uint32).max
-        ) revert BadTerms();
-        bool sealedBids = terms.revealWindow != 0;
-        bool metered = terms.reportWindow != 0;
-        // A bond needs something to secure; a dispute window and a notice period need reports.
-        if (
-            (terms.bondWei != 0 && !sealedBids && !metered)
-                || ((terms.disputeWindow != 0 || terms.noticePeriod != 0) && !metered)
-        ) revert BadTerms();
-        Request storage r;
-        (requestId, r) =
-            _newRequest(targetWatts, eventStart, eventEnd, biddingDeadline, maxPriceWeiPerKWh, pricingRule);
-        uint256 revealDeadline = sealedBids ? biddingDeadline + terms.revealWindow : 0;
-        if (revealDeadline > eventStart) revert RevealAfterEventStart(revealDeadline, eventStart);
-        // A notice no selection could give (longer than from the close to the start) is a mistake.
-        if (terms.noticePeriod > eventStart - (sealedBids ? revealDeadline : biddingDeadline)) revert BadTerms();
-        r.flags |= (sealedBids ? SEALED : 0) | (metered ? METERED : 0);
-        StoredTerms storage t = _terms[requestId];
-        t.revealDeadline = uint40(revealDeadline);
-        t.reportWindow = uint32(terms.reportWindow);
-        t.disputeWindow = uint32(terms.disputeWindow);
-        t.bondWei = uint80(terms.bondWei);
-        t.noticePeriod = uint32(terms.noticePeriod);
-        uint256 reportDeadline = metered ? eventEnd + terms.reportWindow : 0;
-        emit RequestTerms(
-            requestId,
-            revealDeadline,
-            reportDeadline,
-            metered ? reportDeadline + terms.disputeWindow : 0,
-            terms.bondWei
-        );
-    }
-
-    function _newRequest(
-        uint256 targetWatts,
-        uint256 eventStart,
-        uint256 eventEnd,
-        uint256 biddingDeadline,
-        uint256 maxPriceWeiPerKWh,
-        PricingRule pricingRule
-    ) private returns (uint256 requestId, Request storage r) {
-        if (targetWatts == 0) revert ZeroTarget();
-        if (targetWatts > type(uint64).max) revert TargetTooLarge(type(uint64).max);
-        if (biddingDeadline <= block.timestamp) revert DeadlineInPast(biddingDeadline, block.timestamp);
-        if (eventStart < biddingDeadline) revert EventBeforeDeadline(eventStart, biddingDeadline);
-        if (eventEnd <= eventStart) revert EmptyEventWindow(eventStart, eventEnd);
-        if (eventStart > type(uint40).max || eventEnd - eventStart > type(uint32).max) revert TimeOutOfRange();
-        if (maxPriceWeiPerKWh == 0) revert ZeroPrice();
-        if (maxPriceWeiPerKWh % TICKS != 0) revert CapNotOnTickGrid(maxPriceWeiPerKWh, TICKS);
-        if (maxPriceWeiPerKWh / TICKS > type(uint64).max) revert CapTooLarge(uint256(type(uint64).max) * TICKS);
-        if (msg.value > type(uint128).max) revert BudgetTooLarge(type(uint128).max);
-        uint256 duration = eventEnd - eventStart;
-        // < 2^64 * 2^32 * 2^71: no overflow.
-        uint256 required = targetWatts * duration * maxPriceWeiPerKWh / WS_PER_KWH;
-        if (msg.value < required) revert BudgetTooLow(required, msg.value);
-
-        requestId = ++requestCount;
-        r = _requests[requestId];
-        r.biddingDeadline = uint40(biddingDeadline);
-        r.eventStart = uint40(eventStart);
-        r.duration = uint32(duration);
-        r.tickWei = uint64(maxPriceWeiPerKWh / TICKS);
-        r.status = Status.Open;
-        r.flags = pricingRule == PricingRule.PayAsBid ? PAY_AS_BID : 0;
-        r.targetWatts = uint64(targetWatts);
-        r.budget = uint128(msg.value);
-        emit ReductionRequested(
-            requestId, targetWatts, eventStart, eventEnd, biddingDeadline, maxPriceWeiPerKWh, pricingRule, msg.value
-        );
-    }
-
-    /// @notice Cancel an open request before its deadline and refund its budget.
-    /// @param requestId The request to cancel.
-    function cancelRequest(uint256 requestId) external onlyUtility {
-        Request storage r = _openRequest(requestId);
-        if (block.timestamp > r.biddingDeadline) revert BiddingClosed(r.biddingDeadline);
-        r.status = Status.Cancelled;
-        uint256 refund = r.budget;
-        _credit(msg.sender, refund);
-        emit RequestCancelled(requestId, refund);
+    /// @notice Runs the functions of `facet` (see there) on this contract's storage. Plain
+    ///         ether sent here is refused (the facet has no receive function).
+    fallback() external payable {
+        address target = facet;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40) // scratch past the free memory pointer; the call ends here
+            calldatacopy(ptr, 0, calldatasize())
+            let ok := delegatecall(gas(), target, ptr, calldatasize(), 0, 0)
+            returndatacopy(ptr, 0, returndatasize())
+            if iszero(ok) { revert(ptr, returndatasize()) }
+            return(ptr, returndatasize())
+        }
     }
 
     // ------------------------------------------------------------------ bids
@@ -346,8 +243,8 @@ contract DemandReduction is IBidReader, SealedBids, MeteredDelivery {
         r.status = Status.Settled;
         r.clearingTick = uint8(c.clearingTick);
         r.marginalPos = uint48(c.marginalPos);
-        r.acceptedWatts = uint64(c.accepted);
-        r.reserved = uint128(reserved);
+        r.acceptedWatts = uint40(c.accepted);
+        r.reserved = uint96(reserved);
         uint256 toUtility = refund;
         if (r.flags & METERED != 0) _terms[requestId].selectedAt = uint40(block.timestamp);
         if (r.flags & SEALED != 0) {
@@ -359,7 +256,7 @@ contract DemandReduction is IBidReader, SealedBids, MeteredDelivery {
                 emit BondsForfeited(requestId, forfeited);
             }
         }
-        if (toUtility != 0) _credit(utility, toUtility);
+        if (toUtility != 0) _credit(r, utility, toUtility); // bonds only in ether requests
         emit WinnersSelected(requestId, clearingPrice, c.accepted, reserved, refund);
     }
 
@@ -489,12 +386,18 @@ contract DemandReduction is IBidReader, SealedBids, MeteredDelivery {
     ///         winner is paid without sending a transaction. Anyone may call it (the utility
     ///         daemon does, right after selection). A bid already claimed, or one that won
     ///         nothing, is skipped, so a front-running `claim` cannot void a batch. Each
-    ///         payment is a call with at most `PAY_GAS` gas, made after the bid is marked
-    ///         and counted; one that fails is credited to `owed` instead (`PaymentDeferred`),
-    ///         so a reverting or gas-hungry recipient blocks nobody.
+    ///         payment, in the request's currency, is made after the bid is marked and
+    ///         counted: ether by a call with at most `PAY_GAS` gas, a token by its `transfer`
+    ///         with at most `TOKEN_PAY_GAS`. One that fails (the recipient reverts or burns
+    ///         the gas, the token refuses it or returns false) is credited to the pull balance
+    ///         instead (`PaymentDeferred`), so a reverting or blacklisted recipient blocks nobody.
+    ///         No lock: each payment comes after its bid's effects (checks, effects, call), so
+    ///         a recipient re-entering `claimAndPay` or `claim` finds its own bid claimed and
+    ///         pays later bids once, which this loop then skips (tests/contract/
+    ///         test_token_settlement.py re-enters from a token hook); `withdraw` keeps its lock.
     /// @param requestId A settled request that is not paid on delivery.
     /// @param bidIds Bids to pay; unknown ids revert with `UnknownBid`.
-    function claimAndPay(uint256 requestId, uint256[] calldata bidIds) external nonReentrant {
+    function claimAndPay(uint256 requestId, uint256[] calldata bidIds) external {
         _claim(requestId, bidIds, true);
     }
 
@@ -506,6 +409,7 @@ contract DemandReduction is IBidReader, SealedBids, MeteredDelivery {
         if (r.flags & METERED != 0) revert PaidOnDelivery(requestId);
         uint256 submissions = r.submissions;
         BidStore.Bids storage bids = _bids[requestId];
+        address token = _currency(r);
         uint256 claimedWatts;
         uint256 paid;
         for (uint256 i; i < bidIds.length; ++i) {
@@ -522,132 +426,13 @@ contract DemandReduction is IBidReader, SealedBids, MeteredDelivery {
             emit PayoutCredited(requestId, bidder, bidId, w, amount);
             if (pay) {
                 _disburse(requestId, r, w, amount);
-                _pay(requestId, bidder, amount);
+                _pay(requestId, token, bidder, amount);
             } else {
-                _credit(bidder, amount);
+                _credit(token, bidder, amount);
                 claimedWatts += w;
                 paid += amount;
             }
         }
         _disburse(requestId, r, claimedWatts, paid);
-    }
-
-    // ------------------------------------------------------------------ views
-
-    /// @notice Everything about request `requestId`.
-    /// @param requestId The request to look up.
-    function getRequest(uint256 requestId) external view returns (RequestView memory v) {
-        Request storage r = _knownRequest(requestId);
-        v.status = r.status;
-        v.rule = r.flags & PAY_AS_BID == 0 ? PricingRule.Uniform : PricingRule.PayAsBid;
-        v.targetWatts = r.targetWatts;
-        v.eventStart = r.eventStart;
-        v.eventEnd = uint256(r.eventStart) + r.duration;
-        v.biddingDeadline = r.biddingDeadline;
-        v.tickWei = r.tickWei;
-        v.maxPriceWeiPerKWh = uint256(r.tickWei) * TICKS;
-        v.budget = r.budget;
-        v.submissions = r.submissions;
-        v.bidCount = r.bidCount;
-        v.clearingPriceWeiPerKWh = uint256(r.clearingTick) * r.tickWei;
-        v.acceptedWatts = r.acceptedWatts;
-        v.reserved = r.reserved;
-        v.paidOut = r.paidOut;
-        v.claimedWatts = r.claimedWatts;
-    }
-
-    /// @notice Bidder and number of bids of submission `index` (0-based) of `requestId`;
-    ///         its bids have ids `index << 6` onwards. The lens pages with it.
-    /// @param requestId The request to look up.
-    /// @param index The submission.
-    function submissionAt(uint256 requestId, uint256 index) external view returns (address bidder, uint256 bidCount) {
-        if (index < _requests[requestId].submissions) return _bids[requestId].header(index);
-    }
-
-    /// @notice The bids of submission `index` (0-based) of `requestId` with their outcomes
-    ///         (zero until settled): ids `index << 6` onwards. The lens pages with it.
-    /// @param requestId The request to look up.
-    /// @param index The submission.
-    function submissionBids(uint256 requestId, uint256 index) external view returns (BidView[] memory bids) {
-        Request storage r = _knownRequest(requestId);
-        uint256 total = r.submissions;
-        if (index >= total) return bids; // none: past the last submission
-        bids = new BidView[](_bids[requestId].count(index));
-        for (uint256 i; i < bids.length; ++i) {
-            uint256 bidId = BidStore.firstId(index) | i;
-            (address bidder, uint256 bid,,) = _loadBid(requestId, total, bidId);
-            BidView memory v = bids[i];
-            v.bidId = bidId;
-            v.bidder = bidder;
-            v.watts = bid.watts();
-            v.priceWeiPerKWh = bid.tick() * r.tickWei;
-            v.cancelled = bid.isCancelled();
-            v.claimed = bid.isClaimed();
-            (v.acceptedWatts, v.payout) = _outcome(r, bid);
-        }
-    }
-
-    /// @notice The terms of `requestId` and the bonds it holds.
-    /// @param requestId The request to look up.
-    function termsOf(uint256 requestId) external view returns (TermsView memory v) {
-        Request storage r = _knownRequest(requestId);
-        StoredTerms storage t = _terms[requestId];
-        v.sealedBids = r.flags & SEALED != 0;
-        v.metered = r.flags & METERED != 0;
-        v.revealDeadline = t.revealDeadline;
-        if (v.metered) {
-            (v.reportDeadline, v.disputeDeadline) = _deliveryDeadlines(r, t);
-        }
-        v.bondWei = t.bondWei;
-        v.unrevealedBonds = t.unrevealedBonds;
-        v.heldBonds = t.heldBonds;
-        v.selectedAt = t.selectedAt;
-        v.noticePeriod = t.noticePeriod;
-    }
-
-    /// @notice Where `consumer` stands in a sealed or metered request.
-    /// @param requestId The request to look up.
-    /// @param consumer The consumer.
-    function participantOf(uint256 requestId, address consumer) external view returns (ParticipantView memory v) {
-        Request storage r = _knownRequest(requestId);
-        Participant storage p = _participants[requestId][consumer];
-        v.stage = p.stage;
-        v.commitment = p.commitment;
-        uint256 submission = p.submission;
-        if (submission != 0) {
-            v.hasBids = true;
-            v.firstBidId = BidStore.firstId(submission - 1);
-            v.bidCount = _bids[requestId].count(submission - 1);
-            (v.acceptedWatts, v.promisedPayout) = _participantOutcome(requestId, r, submission);
-        }
-        // A commitment never revealed lost its bond at selection.
-        v.bond = p.stage == Stage.Committed && r.status == Status.Settled ? 0 : p.bond;
-        v.deliveredWatts = p.delivered;
-    }
-
-    /// @notice How much of price level `tick`'s queue `proveLevelPrefix` has proved so far.
-    /// @param requestId The request to look up.
-    /// @param tick The price level.
-    /// @return placedBefore Watts placed at the level by the proved bids.
-    /// @return liveBefore Of those, the watts not withdrawn.
-    /// @return nextBidId The lowest bid id the next proof or hint may list.
-    function levelProof(uint256 requestId, uint256 tick)
-        external
-        view
-        returns (uint256 placedBefore, uint256 liveBefore, uint256 nextBidId)
-    {
-        LevelProofs.Prefix memory q = LevelProofs.decode(_levelProof[requestId][tick]);
-        return (q.placedBefore, q.liveBefore, q.nextId);
-    }
-
-    /// @notice Live volume in W at each price level: index i is price (i+1)*tickWei.
-    /// @param requestId The request to look up.
-    function book(uint256 requestId) external view returns (uint256[] memory liveWatts) {
-        _knownRequest(requestId);
-        liveWatts = new uint256[](TICKS);
-        TickBook.Book storage book_ = _books[requestId];
-        for (uint256 t; t < TICKS; ++t) {
-            liveWatts[t] = book_.liveAt(t + 1);
-        }
     }
 }

@@ -34,13 +34,20 @@ SOLC_VERSION = "0.8.24"
 EVM_VERSION = "shanghai"  # ganache 7.9.2 stops at shanghai
 OPTIMIZER_RUNS = 200  # measured: the core is 17.3 KB at 200 runs, 19.3 KB at 1,000 (budget 18 KB)
 VIA_IR = True  # the Yul pipeline: cheaper bidding and no stack-too-deep contortions
-#: The deployable contracts, with committed artifacts. The lens is created by the core's
-#: constructor; its artifact gives the tooling its ABI.
-CONTRACTS = ("DemandReduction", "DemandReductionLens")
-#: EIP-170 allows 24,576 bytes of deployed code; each contract keeps about 6 KB of that
-#: free. Raised from 18,432 by 64 for ``meterDelivery`` (issue 17: the core grew 139 bytes
-#: to 18,493, with ``confirmDelivery`` and ``disputeDelivery`` folded into it).
-MAX_DEPLOYED_BYTES = 18_496
+#: The deployable contracts, with committed artifacts. The lens and the facet are created by
+#: the core's constructor; their artifacts give the tooling their ABIs.
+CONTRACTS = ("DemandReduction", "DemandReductionLens", "DemandReductionFacet")
+#: Test-only contracts the package ships for development chains (``dr fund --test-usd``);
+#: they get the light artifact too, but are not part of the market and have no size budget.
+DEV_CONTRACTS = ("TestUSD",)
+#: The core runs the facet's functions on its own storage (delegatecall from its fallback):
+#: the two must have the same storage layout, which ``compile_project`` checks.
+CORE, FACET = "DemandReduction", "DemandReductionFacet"
+#: Imports from npm packages (``node_modules``), e.g. OpenZeppelin's SafeERC20. brownie-config.yaml
+#: carries the same remapping.
+REMAPPINGS = ("@openzeppelin/=node_modules/@openzeppelin/",)
+#: EIP-170 allows 24,576 bytes of deployed code; each contract keeps 6 KB of that free.
+MAX_DEPLOYED_BYTES = 18_432
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NPM_ADAPTER = PROJECT_ROOT / "tools" / "solc-npm"
@@ -114,12 +121,44 @@ def resolve_solc(version: str = SOLC_VERSION) -> ResolvedSolc:
 def _input_json(sources: dict[str, str]) -> dict[str, Any]:
     from brownie.project.compiler import generate_input_json
 
-    return generate_input_json(
+    input_json = generate_input_json(
         sources,
         optimizer={"enabled": True, "runs": OPTIMIZER_RUNS},
         evm_version=EVM_VERSION,
         viaIR=VIA_IR,
+        remappings=list(REMAPPINGS),
     )
+    for selection in input_json["settings"]["outputSelection"].values():
+        selection.setdefault("*", []).append("storageLayout")
+    return input_json
+
+
+def _layout(output: dict[str, Any], name: str) -> list[tuple[str, str, int, str]]:
+    """(label, slot, offset, type) of every storage variable of contract ``name``."""
+    for contracts in output["contracts"].values():
+        if name in contracts:
+            return [(v["label"], v["slot"], v["offset"], v["type"])
+                    for v in contracts[name]["storageLayout"]["storage"]]
+    raise CompilerError(f"solc produced no contract {name}")
+
+
+def check_facet_layout(output: dict[str, Any]) -> None:
+    """Raise ``CompilerError`` unless the facet's storage layout is the core's, variable for
+    variable: the core runs the facet's code on its own storage."""
+    core, facet = _layout(output, CORE), _layout(output, FACET)
+    if core != facet:
+        diff = next((f"{a} != {b}" for a, b in zip(core, facet) if a != b), f"{len(core)} vs {len(facet)} variables")
+        raise CompilerError(f"{FACET}'s storage layout differs from {CORE}'s ({diff}); "
+                            f"both must inherit the same storage (MarketState) and declare none of their own")
+
+
+def core_abi(build: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The core's ABI with the facet's functions, events and errors it does not have: what a
+    caller sees at the core's address (its fallback runs the facet's code)."""
+    own = build[CORE]["abi"]
+    names = {(i.get("type"), i.get("name")) for i in own}
+    return own + [i for i in build[FACET]["abi"]
+                  if i.get("type") in ("function", "event", "error") and (i["type"], i["name"]) not in names]
 
 
 def compile_project(
@@ -148,6 +187,7 @@ def compile_project(
         )
     except solcx.exceptions.SolcError as exc:
         raise CompilerError(f"solc rejected the sources: {exc}") from exc
+    check_facet_layout(output)
     # brownie's formatter asks py-solc-x for the "active" solc; make it the resolved one.
     solcx.install._default_solc_binary = solc.path
     build = generate_build_json(
@@ -162,16 +202,17 @@ def compile_project(
     written: dict[str, Path] = {}
     # Every unit brownie compiles (interfaces, libraries and abstract bases too) gets its
     # artifact, or `brownie run` would see sources without artifacts and compile again.
-    for name in sorted(build):
+    # npm imports (OpenZeppelin) are not the project's: brownie treats them as dependencies.
+    for name in sorted(n for n in build if build[n]["sourcePath"].startswith("contracts/")):
         path = build_dir / f"{name}.json"
         atomic_write_text(path, json.dumps(build[name], indent=2, sort_keys=True) + "\n")
         if name in CONTRACTS:
             written[name] = path
-    for name in CONTRACTS:
+    for name in CONTRACTS + DEV_CONTRACTS:
         data = build[name]
         light = {
             "contractName": name,
-            "abi": data["abi"],
+            "abi": core_abi(build) if name == CORE else data["abi"],
             "bytecode": data["bytecode"],
             "deployedBytecodeSha256": hashlib.sha256(bytes.fromhex(data["deployedBytecode"])).hexdigest(),
             "compiler": {

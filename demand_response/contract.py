@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cached_property, lru_cache
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
@@ -24,6 +24,10 @@ from .artifacts import load_artifact
 from .chain import ChainError, Signer, TransactionFailed
 from .errors import UserError
 from .market import PricingRule
+from .token import ZERO_ADDRESS, Erc20, is_ether
+
+if TYPE_CHECKING:
+    from .units import Currency
 
 #: EIP-7825: a transaction may use at most 2^24 gas. anvil and ganache do not enforce it, so
 #: the wrapper refuses to send anything above it.
@@ -35,6 +39,10 @@ MAX_UINT = 2**256 - 1
 #: recipient's first ether, 25,000, plus a recipient burning all of ``PAY_GAS`` and the
 #: 2,300 stipend), so 200 stay below 12.6M gas, well under ``TX_GAS_CAP``.
 CLAIM_PAY_CHUNK = 200
+#: The same for a request in a token: the worst bid costs about 135,000 gas (a transfer or a
+#: recipient's hook burning all of ``TOKEN_PAY_GAS``, 100,000, then a deferred credit), so 100
+#: stay below 13.5M gas.
+CLAIM_PAY_TOKEN_CHUNK = 100
 
 
 def meter_gas_limit(n_bids: int, evidence_bytes: int) -> int:
@@ -113,11 +121,18 @@ class RequestInfo:
     reserved: int
     paid_out: int
     claimed_watts: int
+    #: The currency: address(0) for ether, else the ERC-20 token; amounts above are in its base units.
+    token: str = ZERO_ADDRESS
 
     @property
     def duration(self) -> int:
         """Event length in seconds."""
         return self.event_end - self.event_start
+
+    @property
+    def in_token(self) -> bool:
+        """Whether the request settles in an ERC-20 token rather than ether."""
+        return not is_ether(self.token)
 
 
 @dataclass(frozen=True)
@@ -427,9 +442,12 @@ class DemandReduction:
         """(accepted watts, payout wei) of ``consumer`` in ``request_id``."""
         return tuple(self.lens.functions.outcomeOf(request_id, Web3.to_checksum_address(consumer)).call())
 
-    def owed(self, account: str) -> int:
-        """Wei ``account`` may withdraw."""
-        return self.functions.owed(Web3.to_checksum_address(account)).call()
+    def owed(self, account: str, token: str | None = None) -> int:
+        """What ``account`` may withdraw: wei, or base units of ``token`` (an ERC-20 address)."""
+        account = Web3.to_checksum_address(account)
+        if is_ether(token):
+            return self.functions.owed(account).call()
+        return self.functions.owedToken(Web3.to_checksum_address(token), account).call()
 
     def book(self, request_id: int) -> list[int]:
         """Live watts at each of the 128 price levels."""
@@ -497,19 +515,29 @@ class DemandReduction:
         rule: PricingRule = PricingRule.UNIFORM,
         budget: int | None = None,
         terms: Terms | None = None,
+        token: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """Post a request; returns (request id, receipt). ``budget`` defaults to the minimum;
-        with ``terms`` it goes through ``requestReductionWithTerms``."""
+        with ``terms`` it goes through ``requestReductionWithTerms``. With ``token`` (an ERC-20
+        address) the budget, prices and payouts are in the token's base units: the market is
+        approved for the budget first (if it is not already) and ``requestReductionInToken``
+        escrows it; bonds are in ether only, so ``terms.bond_wei`` must be 0 there."""
         from .market import required_budget
 
         if budget is None:
             budget = required_budget(target_watts, event_end - event_start, max_price)
         args = (target_watts, event_start, event_end, bidding_deadline, max_price, int(rule))
-        if terms is None:
+        value = budget
+        if not is_ether(token):
+            Erc20(self.w3, token).ensure_allowance(signer, self.address, budget)
+            struct = (terms or Terms()).struct(bidding_deadline, event_start)
+            call = self.functions.requestReductionInToken(Web3.to_checksum_address(token), budget, *args, struct)
+            value = 0
+        elif terms is None:
             call = self.functions.requestReduction(*args)
         else:
             call = self.functions.requestReductionWithTerms(*args, terms.struct(bidding_deadline, event_start))
-        receipt = self._send(signer, call, value=budget)
+        receipt = self._send(signer, call, value=value)
         events = self.contract.events.ReductionRequested().process_receipt(receipt, errors=DISCARD)
         return events[0]["args"]["requestId"], receipt
 
@@ -524,10 +552,12 @@ class DemandReduction:
         terms: Terms,
         rule: PricingRule = PricingRule.UNIFORM,
         budget: int | None = None,
+        token: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        """Post a sealed and/or metered request; returns (request id, receipt)."""
+        """Post a sealed and/or metered request (in ``token``, an ERC-20, if given; bonds are
+        in ether only); returns (request id, receipt)."""
         return self.request_reduction(signer, target_watts, event_start, event_end, bidding_deadline, max_price,
-                                      rule, budget, terms=terms)
+                                      rule, budget, terms=terms, token=token)
 
     def commit_bids(self, signer: Signer, request_id: int, commitment: bytes, bond: int = 0) -> dict[str, Any]:
         """Commit to sealed bids (the first commitment carries the bond)."""
@@ -721,20 +751,32 @@ class DemandReduction:
         """Claim winning bids and send each payout straight to its bidder (``claimAndPay``).
 
         ``bid_ids`` defaults to every winning bid not claimed yet. Sent in chunks of
-        ``CLAIM_PAY_CHUNK`` bids, so each transaction stays under ``TX_GAS_CAP``; bids that
+        ``CLAIM_PAY_CHUNK`` bids (``CLAIM_PAY_TOKEN_CHUNK`` in a token), so each transaction
+        stays under ``TX_GAS_CAP``; bids that
         were claimed meanwhile are skipped by the contract. A payment the recipient refuses
         is credited to its pull balance (a ``PaymentDeferred`` event). Returns the receipts.
         """
         ids = self.unpaid_winning_bids(request_id) if bid_ids is None else list(bid_ids)
+        chunk = CLAIM_PAY_TOKEN_CHUNK if self.get_request(request_id).in_token else CLAIM_PAY_CHUNK
         receipts = []
-        for start in range(0, len(ids), CLAIM_PAY_CHUNK):
-            call = self.functions.claimAndPay(request_id, ids[start:start + CLAIM_PAY_CHUNK])
+        for start in range(0, len(ids), chunk):
+            call = self.functions.claimAndPay(request_id, ids[start:start + chunk])
             receipts.append(self._send(signer, call, gas=self._with_margin(signer, call)))
         return receipts
 
-    def withdraw(self, signer: Signer) -> dict[str, Any]:
-        """Pay ``signer`` what it is owed."""
-        return self._send(signer, self.functions.withdraw())
+    def withdraw(self, signer: Signer, token: str | None = None, to: str | None = None) -> dict[str, Any]:
+        """Pay ``signer`` what it is owed in ether, or in ``token`` (an ERC-20 address), to
+        itself or to ``to`` (e.g. when the token refuses ``signer``)."""
+        if is_ether(token) and to is None:
+            return self._send(signer, self.functions.withdraw())
+        to = Web3.to_checksum_address(to or signer.address)
+        return self._send(signer, self.functions.withdrawToken(Web3.to_checksum_address(token or ZERO_ADDRESS), to))
+
+    def currency_of(self, request_id: int) -> "Currency":
+        """The currency of ``request_id``: ETH, or its token's symbol and decimals."""
+        from .token import currency_of
+
+        return currency_of(self.w3, self.get_request(request_id).token)
 
     def enrol(self, signer: Signer, consumer: str) -> dict[str, Any]:
         """Enrol ``consumer`` (utility, registered mode)."""

@@ -52,9 +52,9 @@ MAX_WINDOW_S = 30 * DAY
 #: Longest event.
 MAX_DURATION_S = 7 * DAY
 #: The contract's storage bounds.
-MAX_TARGET_WATTS = 2**64 - 1
+MAX_TARGET_WATTS = 2**40 - 1  # 1.1 TW
 MAX_BOND_WEI = 2**96 - 1
-MAX_BUDGET_WEI = 2**128 - 1
+MAX_BUDGET_WEI = 2**96 - 1  # base units of the currency
 MAX_CAP_WEI = (2**64 - 1) * TICKS
 #: The lowest price cap a request may have: 0.000001 ETH per kWh, the smallest price the tools
 #: print (6 decimals of ETH). Below it every figure of the request would read 0.000000 ETH and

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from demand_response.compiler import EVM_VERSION, OPTIMIZER_RUNS, VIA_IR, resolve_solc  # noqa: E402
+from demand_response.compiler import EVM_VERSION, OPTIMIZER_RUNS, REMAPPINGS, VIA_IR, resolve_solc  # noqa: E402
 
 OUT_DIR = ROOT / "docs" / "audit"
 
@@ -56,9 +56,11 @@ ACCEPTED = {
     ("unused-return", "_walkLevel"),
     ("unused-return", "_page"),
     # claimAndPay pays each winner after marking its bid claimed and booking the payout (checks,
-    # effects, then the call), with 10,000 gas; a re-entrant claimAndPay/withdraw meets the lock,
-    # and a re-entrant claim of a later bid marks it claimed, which the loop then skips: no bid is
-    # paid twice (tests/contract/test_claim_and_pay.py, ReenterPay).
+    # effects, then the call), with 10,000 gas (ether) or 100,000 (a token's transfer); it holds
+    # no lock: a re-entrant claimAndPay or claim of a later bid marks it claimed, which the loop
+    # then skips, and a re-entrant withdraw (locked) finds the pushed payment never credited: no
+    # bid is paid twice (tests/contract/test_claim_and_pay.py, ReenterPay;
+    # tests/contract/test_token_settlement.py, a token hook).
     ("reentrancy-eth", "_claim"),
 }
 
@@ -86,6 +88,7 @@ def _standard_json() -> dict:
             "optimizer": {"enabled": True, "runs": OPTIMIZER_RUNS},
             "evmVersion": EVM_VERSION,
             "viaIR": VIA_IR,
+            "remappings": list(REMAPPINGS),  # OpenZeppelin from node_modules, as dr compile
             "outputSelection": {
                 "*": {"*": ["abi", "evm.bytecode", "evm.deployedBytecode", "userdoc", "devdoc"], "": ["ast"]}
             },

@@ -31,11 +31,15 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
     uint8 internal constant SEALED = 2; // bids are committed, then revealed
     uint8 internal constant METERED = 4; // winners are paid on measured delivery
     uint8 internal constant WITHDRAWN = 8; // a bid was withdrawn: selection reads the cancelled book
+    uint8 internal constant IN_TOKEN = 16; // settled in the ERC-20 `Request.token`, not ether
 
     // ------------------------------------------------------------------ storage types
 
-    /// @dev Slot 0 is read and written by every submission; the rest is touched at
-    ///      request, settlement and claim. Widths are bounded by checks in the functions.
+    /// @dev Slot 0 is read and written by every submission; slot 1 at request and
+    ///      selection; slot 2 at selection and by every claim (so a claim writes one
+    ///      request slot: `paidOut` shares it with `claimedWatts`); slot 3 only for a request
+    ///      in an ERC-20 token. Widths are bounded by checks in the functions: a target below
+    ///      2^40 W (1.1 TW) and a budget below 2^96 base units (79 billion ETH).
     struct Request {
         // slot 0 (hot)
         uint40 biddingDeadline;
@@ -43,20 +47,21 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
         uint32 duration; // eventEnd - eventStart, seconds
         uint32 submissions; // number of submitBids calls; bid ids are below submissions << 6
         uint32 bidCount; // number of bids placed (withdrawn ones included)
-        uint64 tickWei; // price of one tick; cap = TICKS * tickWei
+        uint64 tickWei; // price of one tick, base units of the currency per kWh; cap = TICKS * tickWei
         Status status;
-        uint8 flags; // PAY_AS_BID | SEALED | METERED | WITHDRAWN
-        // slot 1
-        uint64 targetWatts;
-        uint128 budget;
+        uint8 flags; // PAY_AS_BID | SEALED | METERED | WITHDRAWN | IN_TOKEN
+        // slot 1 (request, selection)
+        uint40 targetWatts;
+        uint40 acceptedWatts;
+        uint96 budget;
         uint8 clearingTick; // highest tick with accepted volume (0: nothing accepted)
         uint48 marginalPos; // queue position below which watts at clearingTick are accepted
-        // slot 2
-        uint64 acceptedWatts;
-        uint128 reserved; // budget kept for payouts; the rest was refunded
+        // slot 2 (selection, claims)
+        uint96 reserved; // budget kept for payouts; the rest was refunded
+        uint96 paidOut;
         uint64 claimedWatts;
-        // slot 3
-        uint128 paidOut;
+        // slot 3 (token requests only: read when flags has IN_TOKEN)
+        address token; // the currency: address(0) for ether, else an ERC-20
     }
 
     /// @dev Stored terms; only requests created with terms have them.
@@ -234,19 +239,44 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
         }
     }
 
-    /// @dev Count `claimedWatts` accepted watts worth `paid` wei as taken from the reserve;
+    /// @dev The currency of request `r`: address(0) for ether (without reading slot 3).
+    function _currency(Request storage r) internal view returns (address) {
+        return r.flags & IN_TOKEN == 0 ? address(0) : r.token;
+    }
+
+    /// @dev Credit `amount` in request `r`'s currency to `account`'s pull balance.
+    function _credit(Request storage r, address account, uint256 amount) internal {
+        _credit(_currency(r), account, amount);
+    }
+
+    /// @dev Report and dispute deadlines of a metered request. The report window runs from
+    ///      the end of the event, or from the selection if that came later, so a late
+    ///      selection cannot leave winners without time to report.
+    function _deliveryDeadlines(Request storage r, StoredTerms storage t)
+        internal
+        view
+        returns (uint256 reportDeadline, uint256 disputeDeadline)
+    {
+        uint256 opens = uint256(r.eventStart) + r.duration;
+        uint256 selectedAt = t.selectedAt;
+        if (selectedAt > opens) opens = selectedAt;
+        reportDeadline = opens + t.reportWindow;
+        disputeDeadline = reportDeadline + t.disputeWindow;
+    }
+
+    /// @dev Count `claimedWatts` accepted watts worth `paid` base units as taken from the reserve;
     ///      once every accepted watt is, the rounding dust goes to the utility.
     function _disburse(uint256 requestId, Request storage r, uint256 claimedWatts, uint256 paid) internal {
         if (claimedWatts == 0) return;
         uint256 totalClaimed = r.claimedWatts + claimedWatts;
         uint256 totalPaid = r.paidOut + paid;
         r.claimedWatts = uint64(totalClaimed);
-        r.paidOut = uint128(totalPaid);
+        r.paidOut = uint96(totalPaid);
         if (totalClaimed == r.acceptedWatts) {
             // Every accepted watt is paid: what is left of the reserve is rounding dust.
             uint256 dust = r.reserved - totalPaid;
             if (dust != 0) {
-                _credit(utility, dust);
+                _credit(r, utility, dust);
                 emit DustReturned(requestId, dust);
             }
         }

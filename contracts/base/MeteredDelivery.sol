@@ -98,7 +98,7 @@ abstract contract MeteredDelivery is MarketState {
             p.bond = 0;
             p.stage = Stage.Settled;
             emit DeliverySettled(requestId, consumer, 0, 0, 0, 0, bond, 0);
-            _pay(requestId, consumer, bond);
+            _pay(requestId, address(0), consumer, bond); // bonds are in ether
             return;
         }
         _meteredAndSettled(requestId);
@@ -111,21 +111,6 @@ abstract contract MeteredDelivery is MarketState {
             if (stage != Stage.Reported) p.delivered = 0; // no report: nothing delivered
         }
         _settleParticipant(requestId, r, consumer, p);
-    }
-
-    /// @dev Report and dispute deadlines of a metered request. The report window runs from
-    ///      the end of the event, or from the selection if that came later, so a late
-    ///      selection cannot leave winners without time to report.
-    function _deliveryDeadlines(Request storage r, StoredTerms storage t)
-        internal
-        view
-        returns (uint256 reportDeadline, uint256 disputeDeadline)
-    {
-        uint256 opens = uint256(r.eventStart) + r.duration;
-        uint256 selectedAt = t.selectedAt;
-        if (selectedAt > opens) opens = selectedAt;
-        reportDeadline = opens + t.reportWindow;
-        disputeDeadline = reportDeadline + t.disputeWindow;
     }
 
     function _meteredAndSettled(uint256 requestId) private view returns (Request storage r) {
@@ -158,11 +143,12 @@ abstract contract MeteredDelivery is MarketState {
             t.heldBonds -= uint128(bond);
         }
         uint256 toUtility = promised - payout + penalty;
-        if (toUtility != 0) _credit(utility, toUtility);
+        if (toUtility != 0) _credit(r, utility, toUtility);
         if (p.submission != 0) _markClaimed(requestId, r, p.submission);
         emit DeliverySettled(requestId, consumer, accepted, delivered, payout, penalty, bond - penalty, toUtility);
         _disburse(requestId, r, accepted, promised);
-        // Last, after every effect: a pushed payment (gas-capped; credited if it fails).
-        if (payout + bond - penalty != 0) _pay(requestId, consumer, payout + bond - penalty);
+        // Last, after every effect: a pushed payment (gas-capped; credited if it fails). A token
+        // request has no bond (BondInEtherOnly), so the sum is in the request's currency.
+        if (payout + bond - penalty != 0) _pay(requestId, _currency(r), consumer, payout + bond - penalty);
     }
 }

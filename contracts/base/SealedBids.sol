@@ -90,7 +90,7 @@ abstract contract SealedBids is MarketState {
                 t.heldBonds += uint128(bond); // at stake for delivery now
             } else {
                 p.bond = 0;
-                _credit(msg.sender, bond);
+                _credit(address(0), msg.sender, bond); // bonds are in ether
             }
         }
         emit BidsRevealed(requestId, msg.sender, firstBidId, watts.length);

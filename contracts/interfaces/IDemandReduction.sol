@@ -34,7 +34,7 @@ interface IDemandReduction {
         uint256 revealWindow; // seconds after biddingDeadline for reveals; 0: open bids
         uint256 reportWindow; // seconds after eventEnd (or a later selection) for meter reports; 0: pay on acceptance
         uint256 disputeWindow; // seconds after the report deadline for the utility to confirm or dispute
-        uint256 bondWei; // bond per participant, 0: none (needs a sealed or metered request)
+        uint256 bondWei; // bond per participant, in wei, 0: none (needs a sealed or metered request; ether requests only)
         uint256 noticePeriod; // metered: a shortfall is penalised only if winners were selected at least this long before eventStart; 0: never
     }
 
@@ -93,6 +93,7 @@ interface IDemandReduction {
         uint256 reserved;
         uint256 paidOut;
         uint256 claimedWatts;
+        address token; // the currency: address(0) for ether, else an ERC-20 token
     }
 
     /// @notice A bid with its outcome (zero until the request is settled).
@@ -119,7 +120,8 @@ interface IDemandReduction {
     event ConsumerEnrolled(address indexed consumer, bool onRequest);
     /// @notice A consumer was removed from the register.
     event ConsumerUnenrolled(address indexed consumer);
-    /// @notice A demand reduction was requested and its budget escrowed.
+    /// @notice A demand reduction was requested and its budget escrowed. Amounts are in
+    ///         base units of `token` (address(0): wei).
     event ReductionRequested(
         uint256 indexed requestId,
         uint256 targetWatts,
@@ -128,7 +130,8 @@ interface IDemandReduction {
         uint256 biddingDeadline,
         uint256 maxPriceWeiPerKWh,
         PricingRule pricingRule,
-        uint256 budget
+        uint256 budget,
+        address token
     );
     /// @notice `count` bids were placed in one submission (`submitBids`, `replaceBids` or
     ///         `revealBids`): ids `firstBidId` .. `firstBidId + count - 1`, in the order of the
@@ -195,8 +198,8 @@ interface IDemandReduction {
         uint256 bondReturned,
         uint256 toUtility
     );
-    /// @notice Ether was paid out of the contract.
-    event Withdrawal(address indexed account, address indexed to, uint256 amount);
+    /// @notice What `account` was owed in `token` (address(0): ether) was paid to `to`.
+    event Withdrawal(address indexed account, address indexed to, address indexed token, uint256 amount);
 
     // ------------------------------------------------------------------ errors
 
@@ -232,7 +235,7 @@ interface IDemandReduction {
     error CapTooLarge(uint256 max);
     /// @notice The escrow does not cover the target at the cap.
     error BudgetTooLow(uint256 required, uint256 provided);
-    /// @notice The escrow is above `max` wei.
+    /// @notice The escrow is above `max` base units.
     error BudgetTooLarge(uint256 max);
     /// @notice No request has this id.
     error UnknownRequest(uint256 requestId);
@@ -312,4 +315,14 @@ interface IDemandReduction {
     error TooEarly(uint256 at);
     /// @notice A delivery figure does not fit in 64 bits.
     error DeliveryTooLarge(uint256 max);
+    /// @notice The token moved `received`, not the `sent` it was asked to: fee-on-transfer
+    ///         and rebasing tokens are refused (docs/contract.md, "Currencies").
+    error FeeOnTransfer(address token, uint256 sent, uint256 received);
+    /// @notice `claimAndPay` was sent with too little gas for a payment to get its whole cap
+    ///         (`PAY_GAS` or `TOKEN_PAY_GAS`): raise the gas limit.
+    error PaymentGasTooLow();
+    /// @notice `token` has no code: it is not a token contract.
+    error NotAToken(address token);
+    /// @notice Bonds are in ether: a request in a token takes none.
+    error BondInEtherOnly();
 }

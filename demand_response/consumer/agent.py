@@ -14,6 +14,7 @@ from ..contract import RequestInfo, Stage, Status, TermsInfo
 from ..errors import BidsError, TransactionFailed, is_connection_error
 from ..listener import Event
 from ..market import MAX_BIDS_PER_CALL, PricingRule, tick_wei
+from ..token import ZERO_ADDRESS
 from ..units import eth
 from .metered import MeteredDelivery
 from .notes import METERED, SEALED
@@ -194,4 +195,5 @@ def _info_from_event(rid: int, args: dict[str, Any]) -> RequestInfo:
         rid, Status.OPEN, PricingRule(int(args["pricingRule"])), int(args["targetWatts"]),
         int(args["eventStart"]), int(args["eventEnd"]), int(args["biddingDeadline"]),
         cap, tick_wei(cap), int(args["budget"]), 0, 0, 0, 0, 0, 0, 0,
+        token=args.get("token", ZERO_ADDRESS),
     )

@@ -69,7 +69,23 @@ def test_claimed_losing_and_repeated_bids_are_skipped_not_reverted(env: Env) -> 
     assert_solvent(env, [rid])
 
 
-@pytest.mark.parametrize("mode", [REVERT, BURN, REENTER, REENTER_PAY])
+def test_a_recipient_that_re_enters_claim_and_pay_is_paid_once(env: Env, hostile: dict) -> None:
+    """claimAndPay holds no lock (issue 15's gas target): the re-entry finds the bid claimed."""
+    bidder = env.deploy_extra(hostile, env.dr.address, REENTER_PAY)
+    rid = env.request(target=3000, budget=10**17)
+    env.utility.send(bidder.functions.bid(rid, [1000], [2 * TICK]).build_transaction({"from": env.utility.address}))
+    env.dr.submit_bids(env.consumers[0], rid, [2000], [3 * TICK])
+    env.advance(301)
+    env.dr.select_winners(env.utility, rid)
+    (receipt,) = env.dr.claim_and_pay(env.consumers[5], rid)
+    mine = env.dr.outcome_of(rid, bidder.address)[1]
+    assert [e["bidder"] for e in _events(env, receipt, "PaymentSent")] == [bidder.address, env.consumers[0].address]
+    assert env.w3.eth.get_balance(bidder.address) == mine and env.dr.owed(bidder.address) == 0
+    assert env.dr.get_request(rid).paid_out == mine + env.dr.outcome_of(rid, env.consumers[0].address)[1]
+    assert_solvent(env, [rid])
+
+
+@pytest.mark.parametrize("mode", [REVERT, BURN, REENTER])
 def test_a_recipient_that_refuses_is_credited_and_blocks_nobody(env: Env, hostile: dict, mode: int) -> None:
     bidder = env.deploy_extra(hostile, env.dr.address, mode)
     rid = env.request(target=3000, budget=10**17)

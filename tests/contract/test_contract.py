@@ -99,6 +99,7 @@ def test_request_escrows_budget_and_reports_fields(env: Env) -> None:
     assert dict(event) == {
         "requestId": rid, "targetWatts": 50_000, "eventStart": now + 400, "eventEnd": now + 4000,
         "biddingDeadline": now + 300, "maxPriceWeiPerKWh": CAP, "pricingRule": 1, "budget": budget,
+        "token": "0x" + "00" * 20,  # ether
     }
     r = env.dr.get_request(rid)
     assert (r.status, r.rule, r.target_watts, r.duration, r.tick_wei, r.budget, r.bid_count) == (

@@ -43,41 +43,41 @@ METERED = Terms(report_window=WINDOW, dispute_window=WINDOW, bond_wei=BOND)
 EVIDENCE = b"{" + b"e" * 445 + b"}"  # a measurement record's size, no zero bytes
 
 PINNED = {
-    "deploy": 5_090_257,
-    "request": 95_970,
-    "bid1_median": 59_696,
-    "bid1_mean": 64_141,  # the same 100 consumers' mean (issue 15's target: <= 60,000; not met)
-    "bid5_median_per_bid": 25_682,
-    "cancel1": 60_479,
-    "settle_10": 142_506,
-    "settle_100": 96_189,
-    "settle_1000": 86_233,
-    "settle_10000": 85_444,
+    "deploy": 6_904_846,
+    "request": 99_413,
+    "bid1_median": 59_550,
+    "bid1_mean": 63_995,  # the same 100 consumers' mean (issue 15's target: <= 60,000; not met)
+    "bid5_median_per_bid": 25_653,
+    "cancel1": 60_350,
+    "settle_10": 142_390,
+    "settle_100": 96_073,
+    "settle_1000": 86_117,
+    "settle_10000": 85_328,
     # The most selection work the book allows: 64 bids spread over all 128 levels, short of the target.
-    "settle_spread_64": 147_784,
+    "settle_spread_64": 147_668,
     # The worst settlement (issue 15): 26 bids, one at the lowest level of each book slot, short of
     # the target; and the same after one of them was withdrawn (the cancelled book is read too).
-    "settle_worst": 147_912,
-    "settle_worst_withdrawn": 203_616,
-    "claim1": 85_776,
-    "withdraw": 32_811,
+    "settle_worst": 147_796,
+    "settle_worst_withdrawn": 203_500,
+    "claim1": 63_915,
+    "withdraw": 33_252,
     # claimAndPay (issue 15): one winner paid by the utility; a batch of 100 winners, per winner.
-    "claim_and_pay1": 77_004,
-    "claim_and_pay100_per_winner": 21_597,
+    "claim_and_pay1": 52_995,
+    "claim_and_pay100_per_winner": 21_483,
     # Sealed and metered requests (test_sealed_and_metered_gas), each on a fresh deployment.
-    "sealed_request_terms": 122_483,
-    "sealed_commit_first": 98_102,
-    "sealed_reveal1": 94_574,
-    "sealed_reveal5": 148_987,
-    "sealed_select": 147_593,
-    "metered_report": 34_946,
-    "metered_confirm": 110_472,
-    "metered_meter_unreported": 99_305,
-    "metered_settle": 122_282,
-    "metered_post_bond": 73_339,
-    "metered_bid1": 82_197,
-    "open_bid1_first": 76_796,
-    "open_bid5_first": 131_112,
+    "sealed_request_terms": 125_982,
+    "sealed_commit_first": 97_961,
+    "sealed_reveal1": 94_584,
+    "sealed_reveal5": 148_997,
+    "sealed_select": 147_494,
+    "metered_report": 34_761,
+    "metered_confirm": 83_633,
+    "metered_meter_unreported": 94_682,
+    "metered_settle": 106_463,
+    "metered_post_bond": 73_187,
+    "metered_bid1": 82_051,
+    "open_bid1_first": 76_650,
+    "open_bid5_first": 130_966,
 }
 
 
@@ -183,9 +183,10 @@ def test_claim_and_pay_one_winner(fresh) -> None:
     _close_bidding(chain, w3)
     dr.select_winners(utility, rid)
     (receipt,) = dr.claim_and_pay(utility, rid, [0])
-    # Target 50,000 not met: the request's first payout writes `paidOut`, alone in its own
-    # storage slot, from zero (22,100 gas); docs/gas.md has the breakdown and the fix.
-    assert receipt["gasUsed"] <= 80_000
+    # `paidOut` now shares the slot claims write (77,013 -> 55,224), claimAndPay holds no lock
+    # (-> 52,845) and checks each payment can get its whole gas cap (-> 53,063); still above
+    # 50,000: docs/gas.md has the breakdown.
+    assert receipt["gasUsed"] <= 55_000
     assert receipt["gasUsed"] == PINNED["claim_and_pay1"]
 
 
@@ -337,3 +338,46 @@ def test_sealed_and_metered_gas(fresh) -> None:
     gas["metered_settle"] = dr.settle_delivery(d, rid, b.address)["gasUsed"]
     assert dr.terms_of(rid).held_bonds == 0
     assert gas == {k: PINNED[k] for k in gas}, f"{gas}"  # the message lists every figure, for re-pinning
+
+
+#: Requests in the 6-decimal test stablecoin (issue 15): a request escrowing its budget by
+#: transferFrom, one winner paid by claimAndPay, and a claim then withdrawToken. The token's
+#: address is in the calldata of the withdrawal and differs between the two chains (their
+#: accounts differ), so that pin is per chain.
+TOKEN_PINNED = {
+    "token_claim_and_pay1": 61_043,
+    "token_claim1": 66_274,
+    "token_request": 150_921,
+    "token_withdraw": {"anvil": 42_586, "ganache": 42_598},
+}
+
+
+def test_token_request_payout_and_withdrawal_gas(fresh) -> None:
+    from demand_response.token import deploy_test_usd, mint_test_usd
+
+    chain, w3, dr, utility, consumers, _, _ = fresh
+    usd = deploy_test_usd(utility)
+    mint_test_usd(utility, usd.address, utility.address, 10**12)
+    for c in consumers[:2]:
+        mint_test_usd(utility, usd.address, c.address, 1)  # winners already hold some, like the batch pin
+    usd.approve(utility, dr.address, 10**12)
+    cap = 128 * 3_906
+    gas = {}
+    rid, receipt = dr.request_reduction(utility, TARGET, EVENT_START, EVENT_END, DEADLINE, cap, 0, 10**11,
+                                        token=usd.address)
+    gas["token_request"] = receipt["gasUsed"]
+    rid2, _ = dr.request_reduction(utility, TARGET, EVENT_START, EVENT_END, DEADLINE, cap, 0, 10**11,
+                                   token=usd.address)
+    a, b = consumers[:2]
+    dr.submit_bids(a, rid, [4000], [2 * 3_906])
+    dr.submit_bids(b, rid2, [4000], [2 * 3_906])
+    _close_bidding(chain, w3)
+    dr.select_winners(utility, rid)
+    dr.select_winners(utility, rid2)
+    (receipt,) = dr.claim_and_pay(utility, rid, [0])
+    gas["token_claim_and_pay1"] = receipt["gasUsed"]
+    gas["token_claim1"] = dr.claim(b, rid2, [0])["gasUsed"]
+    gas["token_withdraw"] = dr.withdraw(b, usd.address)["gasUsed"]
+    assert gas["token_claim_and_pay1"] <= 80_000
+    expected = {k: v[chain.kind] if isinstance(v, dict) else v for k, v in TOKEN_PINNED.items()}
+    assert gas == expected, f"{gas}"

@@ -1,4 +1,5 @@
-"""The contract and market.py agree to the wei on random markets (hypothesis, real anvil).
+"""The contract and market.py agree to the base unit on random markets (hypothesis, real
+anvil), in ether and in a 6-decimal stablecoin (TestUSD).
 
 It runs on anvil for speed; ganache gives the same EVM results (tests/contract/test_gas.py pins
 identical gas on both, and tests/contract/test_contract.py runs on ganache). Each example posts a request, places random bids from several consumers (with ties and
@@ -23,8 +24,11 @@ from demand_response import devchain
 from demand_response.chain import Signer, connect
 from demand_response.contract import DemandReduction
 from demand_response.market import Bid, PricingRule, clear, required_budget
+from demand_response.token import Erc20, deploy_test_usd, mint_test_usd
 
 TICK = CAP // 128
+#: In the stablecoin: 0.499968 TUSD per kWh (a tick of 3,906 base units).
+TOKEN_CAP = 128 * 3_906
 EXAMPLES = int(os.environ.get("DR_MARKET_EXAMPLES", "100"))
 
 bid_strategy = st.tuples(st.integers(1, 20_000), st.integers(1, 128))
@@ -51,48 +55,56 @@ def anvil_market(tmp_path_factory: pytest.TempPathFactory):
     node = devchain.start("anvil", accounts=8, balance_eth=1_000_000,
                           log_path=tmp_path_factory.mktemp("prop") / "anvil.log")
     w3 = connect(node.url)
-    dr = DemandReduction.deploy(Signer(w3, w3.eth.accounts[0]))
-    yield node, w3, dr
+    utility = Signer(w3, w3.eth.accounts[0])
+    dr = DemandReduction.deploy(utility)
+    usd = deploy_test_usd(utility)
+    mint_test_usd(utility, usd.address, utility.address, 10**15)
+    usd.approve(utility, dr.address, 10**15)
+    yield node, w3, dr, usd
     node.stop()
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-@given(case=market_case)
-def test_contract_matches_reference_clearing(anvil_market, case: dict) -> None:
-    chain, w3, dr = anvil_market
+@given(case=market_case, in_token=st.booleans())
+def test_contract_matches_reference_clearing(anvil_market, case: dict, in_token: bool) -> None:
+    chain, w3, dr, usd = anvil_market
     snap = chain.rpc("evm_snapshot")
     try:
-        _run_case(chain, w3, dr, case)
+        _run_case(chain, w3, dr, case, usd if in_token else None)
     finally:
         chain.rpc("evm_revert", [snap])
 
 
-def _run_case(chain, w3, dr: DemandReduction, case: dict) -> None:
+def _run_case(chain, w3, dr: DemandReduction, case: dict, usd: Erc20 | None = None) -> None:
+    """One market in ether, or (``usd``) in the stablecoin: the same checks, to the base unit."""
+    cap = TOKEN_CAP if usd else CAP
+    tick = cap // 128
+    token = usd.address if usd else None
     accounts = w3.eth.accounts
     utility = Signer(w3, accounts[0])
     consumers = [Signer(w3, a) for a in accounts[1:7]]
     chain.rpc("evm_mine", [])  # after evm_revert the latest block can lag wall-clock time
     now = w3.eth.get_block("latest")["timestamp"]
     duration = case["duration"]
-    budget = required_budget(case["target"], duration, CAP) + case["extra_budget"]
-    rid, _ = dr.request_reduction(utility, case["target"], now + 400, now + 400 + duration, now + 300, CAP,
-                                  case["rule"], budget)
+    budget = required_budget(case["target"], duration, cap) + case["extra_budget"] // (10**9 if usd else 1)
+    rid, _ = dr.request_reduction(utility, case["target"], now + 400, now + 400 + duration, now + 300, cap,
+                                  case["rule"], budget, token=token)
 
     reference: list[Bid] = []  # in bid id order
     ids: list[int] = []
     for who, bids, withdraw in case["submissions"]:
         signer = consumers[who]
         ticks = [1 + t % 3 if case["narrow_prices"] else t for _, t in bids]
-        receipt = dr.submit_bids(signer, rid, [w for w, _ in bids], [t * TICK for t in ticks])
+        receipt = dr.submit_bids(signer, rid, [w for w, _ in bids], [t * tick for t in ticks])
         first = dr.contract.events.BidsSubmitted().process_receipt(receipt)[0]["args"]["firstBidId"]
         gone = [first + i for i in range(len(bids)) if withdraw[i]]
         if gone:
             dr.cancel_bids(signer, rid, gone)
         for i, ((w, _), t) in enumerate(zip(bids, ticks)):
-            reference.append(Bid(signer.address, w, t * TICK, cancelled=withdraw[i]))
+            reference.append(Bid(signer.address, w, t * tick, cancelled=withdraw[i]))
             ids.append(first + i)
 
-    expected = clear(reference, case["target"], duration, CAP, budget, case["rule"])
+    expected = clear(reference, case["target"], duration, cap, budget, case["rule"])
     chain.rpc("evm_increaseTime", [301])
     chain.rpc("evm_mine", [])
     receipt = dr.select_winners(utility, rid)
@@ -107,16 +119,18 @@ def _run_case(chain, w3, dr: DemandReduction, case: dict) -> None:
     assert [(b.accepted_watts, b.payout) for b in on_chain] == [
         (o.accepted_watts, o.payout) for o in expected.outcomes]
 
-    owed_before = {c.address: dr.owed(c.address) for c in consumers}
+    owed_before = {c.address: dr.owed(c.address, token) for c in consumers}
     if ids:
         dr.claim(utility, rid, ids)
-    utility_owed = dr.owed(utility.address)
+    utility_owed = dr.owed(utility.address, token)
     assert utility_owed == expected.refund + (expected.dust if expected.accepted_watts else 0)
     for c in consumers:
         mine = sum(o.payout for b, o in zip(reference, expected.outcomes) if b.bidder == c.address)
-        assert dr.owed(c.address) - owed_before[c.address] == mine
-    # Nothing created or lost: after everyone withdraws, the request leaves no wei behind.
+        assert dr.owed(c.address, token) - owed_before[c.address] == mine
+    # Nothing created or lost: after everyone withdraws, the request leaves no base unit behind.
     for signer in consumers + [utility]:
-        if dr.owed(signer.address):
-            dr.withdraw(signer)
+        if dr.owed(signer.address, token):
+            dr.withdraw(signer, token)
     assert w3.eth.get_balance(dr.address) == 0
+    if usd:
+        assert usd.balance_of(dr.address) == 0

@@ -34,7 +34,8 @@ U32 = 2**32 - 1
 MAXW = MAX_BID_WATTS  # the largest bid, 2^24 - 1 W
 U40 = 2**40 - 1
 U64 = 2**64 - 1
-U128 = 2**128 - 1
+U40 = 2**40 - 1  # the largest target, W
+U96 = 2**96 - 1  # the largest budget (base units of the currency)
 CAP = 128 * 10**12
 TICK = CAP // 128
 #: Selection scans 128 levels whatever the number of bids: tests/contract/test_gas.py pins the exact
@@ -299,8 +300,8 @@ def test_level_proofs_refuse_anything_but_the_next_bids_of_the_queue(lab: Lab) -
 
 
 def test_extreme_bids_pack_and_read_back_exactly(lab: Lab) -> None:
-    TICK, CAP = 1000, 128 * 1000  # noqa: N806 - a small grid keeps the 2^64-1 W budget affordable
-    rid = lab.request(U64, window=600, duration=1, cap=CAP)
+    TICK, CAP = 1000, 128 * 1000  # noqa: N806 - a small grid keeps the 2^40-1 W budget affordable
+    rid = lab.request(U40, window=600, duration=1, cap=CAP)
     who = lab.accounts[1]
     # 64 bids alternating the extremes of every packed field: watts 1 / 2^24-1, tick 1 / 128.
     watts = [1 if i % 2 else MAXW for i in range(64)]
@@ -323,7 +324,7 @@ def test_extreme_bids_pack_and_read_back_exactly(lab: Lab) -> None:
     assert book[0] == sum(w for w, t, i in zip(watts, ticks, range(64)) if t == 1 and i != 63) + 1
     assert book[127] == sum(w for w, t, i in zip(watts, ticks, range(64)) if t == 128 and i != 63)
     lab.close(rid)
-    # Target 2^64-1 exceeds all supply: everything live is accepted at the cap.
+    # Target 2^40-1 exceeds all supply: everything live is accepted at the cap.
     _, expected = lab.settle_and_check(rid)
     assert expected.clearing_price == CAP
     ids = [b.bid_id for b in bids]
@@ -369,8 +370,8 @@ def test_cap_at_the_largest_tick_and_target_extremes(lab: Lab) -> None:
     t = lab.latest()
     lab.expect_error(lab.fn.requestReduction(1, t + 200, t + 201, t + 100, top + 128, 0),
                      lab.utility, "CapTooLarge")
-    lab.expect_error(lab.fn.requestReduction(2**64, t + 200, t + 201, t + 100, 128, 0),
-                     lab.utility, "TargetTooLarge")
+    assert lab.expect_error(lab.fn.requestReduction(2**40, t + 200, t + 201, t + 100, 128, 0),
+                            lab.utility, "TargetTooLarge") == (2**40 - 1,)
     for rule in PricingRule:
         rid = lab.request(1, cap=top, duration=3600, rule=rule)  # 1 W, 1 h, at the top of the grid
         info = lab.dr.get_request(rid)
@@ -384,22 +385,22 @@ def test_cap_at_the_largest_tick_and_target_extremes(lab: Lab) -> None:
         lab.claim_all_and_drain(rid)
 
 
-def test_budget_at_2_pow_128_minus_1_and_above(lab: Lab) -> None:
+def test_budget_at_2_pow_96_minus_1_and_above(lab: Lab) -> None:
     rich = lab.utility
-    lab.node.rpc("anvil_setBalance", [rich, hex(2**129 + 10**21)])
+    lab.node.rpc("anvil_setBalance", [rich, hex(2**98 + 10**21)])
     now = lab.latest()
     args = (1000, now + 700, now + 4300, now + 600, CAP, 0)
-    assert lab.expect_error(lab.fn.requestReduction(*args), rich, "BudgetTooLarge", value=U128 + 1) == (U128,)
-    rid = lab.request(1000, budget=U128, window=600)
-    assert lab.dr.get_request(rid).budget == U128
-    rid2 = lab.request(1000, budget=U128, window=600, rule=PricingRule.PAY_AS_BID)  # two escrows > 2^128 in all
-    assert lab.w3.eth.get_balance(lab.dr.address) == 2 * U128
+    assert lab.expect_error(lab.fn.requestReduction(*args), rich, "BudgetTooLarge", value=U96 + 1) == (U96,)
+    rid = lab.request(1000, budget=U96, window=600)
+    assert lab.dr.get_request(rid).budget == U96
+    rid2 = lab.request(1000, budget=U96, window=600, rule=PricingRule.PAY_AS_BID)  # two escrows > 2^96 in all
+    assert lab.w3.eth.get_balance(lab.dr.address) == 2 * U96
     lab.submit(rid, lab.accounts[1], [600, 600], [TICK, 2 * TICK])
     lab.submit(rid2, lab.accounts[1], [600, 600], [TICK, 2 * TICK])
     lab.close(rid)
     lab.settle_and_check(rid)
     lab.settle_and_check(rid2)
-    assert lab.dr.owed(rich) > 2**128  # refunds of both, kept in a uint256
+    assert lab.dr.owed(rich) > 2**96  # refunds of both, kept in a uint256
     lab.claim_all_and_drain(rid, expect_empty=False)
     assert lab.w3.eth.get_balance(lab.dr.address) == lab.dr.get_request(rid2).reserved
     lab.claim_all_and_drain(rid2)

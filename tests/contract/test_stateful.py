@@ -5,7 +5,9 @@ actors (ties, 1..6 bids per call and sometimes the 64 maximum), withdrawn and re
 bids, cancelled requests, time jumps (onto the exact deadline and grace boundaries),
 selections by the utility and by strangers, claims of random subsets by anyone,
 withdrawals, and a two-step utility transfer, all against a Python model built on
-``market.clear``.
+``market.clear``. The test runs twice: every request in ether, then every request in the
+6-decimal stablecoin TestUSD (``requestReductionInToken``; balances, payouts and withdrawals
+in the token), so the model matches the contract to the base unit in both currencies.
 
 After EVERY step (``@invariant``):
 
@@ -57,6 +59,7 @@ from demand_response.chain import Signer, connect
 from demand_response.contract import DemandReduction, Status, decode_revert
 from demand_response.market import (GRACE_PERIOD, Bid, Clearing, PricingRule, clear, paid_by_claim_and_pay,
                                     required_budget)
+from demand_response.token import Erc20, deploy_test_usd, mint_test_usd
 
 # Hypothesis spends its first 10 examples on short "zero-extended" runs, so runs beyond
 # 10 are the long random ones.
@@ -71,7 +74,9 @@ ZERO = "0x" + "0" * 40
 STATS: dict[str, int] = {"runs": 0, "steps": 0}
 OWED_SELECTOR = function_signature_to_4byte_selector("owed(address)").hex()
 GET_REQUEST_SELECTOR = function_signature_to_4byte_selector("getRequest(uint256)").hex()
-REQUEST_VIEW = "(uint8,uint8," + ",".join(["uint256"] * 14) + ")"
+OWED_TOKEN_SELECTOR = function_signature_to_4byte_selector("owedToken(address,address)").hex()
+BALANCE_OF_SELECTOR = function_signature_to_4byte_selector("balanceOf(address)").hex()
+REQUEST_VIEW = "(uint8,uint8," + ",".join(["uint256"] * 14) + ",address)"
 
 
 def _count(name: str) -> None:
@@ -81,13 +86,18 @@ def _count(name: str) -> None:
 
 @pytest.fixture(scope="module")
 def stateful_chain(tmp_path_factory: pytest.TempPathFactory):
-    """Its own anvil with 1-second blocks, and one deployed contract; runs revert to a snapshot."""
+    """Its own anvil with 1-second blocks, one deployed contract and TestUSD (both utility
+    accounts hold it and approved the market); runs revert to a snapshot."""
     node = devchain.start("anvil", accounts=2 + N_CONSUMERS + 1, balance_eth=10**9,
                           log_path=tmp_path_factory.mktemp("stateful") / "anvil.log")
     node.rpc("anvil_setBlockTimestampInterval", [1])
     w3 = connect(node.url)
     dr = DemandReduction.deploy(Signer(w3, w3.eth.accounts[0]))
-    yield node, w3, dr
+    usd = deploy_test_usd(Signer(w3, w3.eth.accounts[0]))
+    for a in w3.eth.accounts[:2]:  # the utility and the account that takes the role over
+        mint_test_usd(Signer(w3, w3.eth.accounts[0]), usd.address, a, 10**30)
+        usd.approve(Signer(w3, a), dr.address, 2**256 - 1)
+    yield node, w3, dr, usd
     node.stop()
 
 
@@ -136,9 +146,11 @@ bid_list = st.one_of(
 class MarketMachine(RuleBasedStateMachine):
     """The contract against a model; see the module docstring."""
 
-    def __init__(self, node: devchain.DevChain, w3, dr: DemandReduction) -> None:
+    def __init__(self, node: devchain.DevChain, w3, dr: DemandReduction, usd: Erc20 | None = None) -> None:
         super().__init__()
         self.node, self.w3, self.dr = node, w3, dr
+        self.usd = usd  # every request in this token; None: in ether
+        self.token = usd.address if usd else None
         self.snap = node.rpc("evm_snapshot")
         accounts = w3.eth.accounts
         # Fresh signers per run: the chain's nonces go back with every evm_revert.
@@ -149,8 +161,8 @@ class MarketMachine(RuleBasedStateMachine):
         self.stranger = accounts[2 + N_CONSUMERS]
         self.actors = list(accounts)
         self.requests: dict[int, RequestModel] = {}
-        self.owed = {a: dr.owed(a) for a in self.actors}
-        self.base_balance = w3.eth.get_balance(dr.address)
+        self.owed = {a: dr.owed(a, self.token) for a in self.actors}
+        self.base_balance = self.balance(dr.address)
         self.base_requests = dr.request_count()
         assert self.base_balance == sum(self.owed.values())  # the snapshot holds no open escrow
         STATS["runs"] += 1
@@ -164,6 +176,17 @@ class MarketMachine(RuleBasedStateMachine):
 
     def latest(self) -> int:
         return self.w3.eth.get_block("latest")["timestamp"]
+
+    def balance(self, account: str) -> int:
+        """``account``'s balance in the run's currency."""
+        return self.usd.balance_of(account) if self.usd else self.w3.eth.get_balance(account)
+
+    def withdraw_call(self, to: str | None = None):
+        """The withdrawal call in the run's currency, to the caller or to ``to``."""
+        fn = self.dr.functions
+        if self.usd:
+            return fn.withdrawToken(self.token, to) if to else None
+        return fn.withdraw() if to is None else fn.withdrawTo(to)
 
     def next_ts(self) -> int:
         """Timestamp of the block the next transaction lands in (blocks are 1 s apart)."""
@@ -244,7 +267,8 @@ class MarketMachine(RuleBasedStateMachine):
         deadline = self.next_ts() + window
         budget = required_budget(target, duration, cap) + extra
         rid, receipt = self.dr.request_reduction(self.signers[self.utility], target, deadline + gap,
-                                                 deadline + gap + duration, deadline, cap, rule_, budget)
+                                                 deadline + gap + duration, deadline, cap, rule_, budget,
+                                                 token=self.token)
         assert rid == self.base_requests + len(self.requests) + 1
         self.requests[rid] = RequestModel(rid, target, duration, deadline, cap, rule_, budget)
         _count("request")
@@ -511,7 +535,7 @@ class MarketMachine(RuleBasedStateMachine):
         caller = data.draw(st.sampled_from(self.actors))
         paid = paid_by_claim_and_pay(r.clearing, r.claimed, indexes)
         receivers = {r.bids[i].bidder for i in paid} | {caller}
-        before = {a: self.w3.eth.get_balance(a) for a in receivers}
+        before = {a: self.balance(a) for a in receivers}
         (receipt,) = self.dr.claim_and_pay(self.signers[caller], r.rid, [r.ids[i] for i in indexes])
         sent = [(e["args"]["bidder"], e["args"]["amount"]) for e in self.events(receipt, "PaymentSent")]
         assert sent == [(r.bids[i].bidder, r.clearing.outcomes[i].payout) for i in paid]
@@ -519,8 +543,9 @@ class MarketMachine(RuleBasedStateMachine):
         gain = {a: 0 for a in receivers}
         for i in paid:
             gain[r.bids[i].bidder] += r.clearing.outcomes[i].payout
-        gain[caller] -= receipt["gasUsed"] * receipt["effectiveGasPrice"]
-        assert {a: self.w3.eth.get_balance(a) - before[a] for a in receivers} == gain
+        if not self.usd:
+            gain[caller] -= receipt["gasUsed"] * receipt["effectiveGasPrice"]
+        assert {a: self.balance(a) - before[a] for a in receivers} == gain
         r.claimed.update(paid)
         claimed_watts = sum(r.clearing.outcomes[i].accepted_watts for i in r.claimed)
         dust_events = self.events(receipt, "DustReturned")
@@ -538,22 +563,22 @@ class MarketMachine(RuleBasedStateMachine):
     def _withdraw(self, who: str, to: str | None = None) -> None:
         amount = self.owed[who]
         receiver = to or who
-        before = self.w3.eth.get_balance(receiver)
-        call = self.dr.functions.withdraw() if to is None else self.dr.functions.withdrawTo(to)
+        before = self.balance(receiver)
+        call = self.withdraw_call(to) if not self.usd else self.withdraw_call(receiver)
         receipt = self.dr._send(self.signers[who], call)
-        fee = receipt["gasUsed"] * receipt["effectiveGasPrice"] if receiver == who else 0
-        assert self.w3.eth.get_balance(receiver) == before + amount - fee  # exactly what was owed
+        fee = receipt["gasUsed"] * receipt["effectiveGasPrice"] if receiver == who and not self.usd else 0
+        assert self.balance(receiver) == before + amount - fee  # exactly what was owed
         event = self.events(receipt, "Withdrawal")[0]["args"]
         assert (event["account"], event["to"], event["amount"]) == (who, receiver, amount)
         self.owed[who] = 0
-        self.expect_error(self.dr.functions.withdraw(), who, "NothingOwed")  # never twice
+        self.expect_error(self.withdraw_call(who if self.usd else None), who, "NothingOwed")  # never twice
 
     @rule(data=st.data())
     def withdraw(self, data) -> None:
         owed = [a for a in self.actors if self.owed[a]]
         who = data.draw(st.sampled_from(owed if owed and data.draw(st.integers(0, 3)) else self.actors))
         if self.owed[who] == 0:
-            self.expect_error(self.dr.functions.withdraw(), who, "NothingOwed")
+            self.expect_error(self.withdraw_call(who if self.usd else None), who, "NothingOwed")
             _count("withdraw_refused")
             return
         to = data.draw(st.sampled_from([None, None, self.stranger]))
@@ -598,10 +623,15 @@ class MarketMachine(RuleBasedStateMachine):
         """Balance, owed(a) of every actor and getRequest of every request, read in ONE
         JSON-RPC batch at one block (web3's per-call overhead would dominate the run)."""
         block = hex(self.w3.eth.block_number)
-        calls = [{"method": "eth_getBalance", "params": [self.dr.address, block]}]
+        word = lambda a: a[2:].lower().rjust(64, "0")  # noqa: E731 - an address as an ABI word
+        if self.usd:
+            calls = [{"method": "eth_call", "params": [
+                {"to": self.token, "data": "0x" + BALANCE_OF_SELECTOR + word(self.dr.address)}, block]}]
+        else:
+            calls = [{"method": "eth_getBalance", "params": [self.dr.address, block]}]
         for a in self.actors:
-            calls.append({"method": "eth_call", "params": [
-                {"to": self.dr.address, "data": "0x" + OWED_SELECTOR + a[2:].lower().rjust(64, "0")}, block]})
+            data = (OWED_TOKEN_SELECTOR + word(self.token) if self.usd else OWED_SELECTOR) + word(a)
+            calls.append({"method": "eth_call", "params": [{"to": self.dr.address, "data": "0x" + data}, block]})
         rids = sorted(self.requests)
         for rid in rids:
             calls.append({"method": "eth_call", "params": [
@@ -627,7 +657,8 @@ class MarketMachine(RuleBasedStateMachine):
         for rid, v in views.items():
             r = self.requests[rid]
             (status, _, _, _, _, _, _, _, budget, submissions, bid_count, _, accepted, reserved, paid_out,
-             claimed_watts) = v
+             claimed_watts, token) = v
+            assert int(token, 16) == int(self.token or "0x0", 16)
             assert (status, bid_count, submissions) == (r.status, len(r.bids), r.submissions)
             if status == Status.OPEN:
                 escrow += budget
@@ -637,10 +668,13 @@ class MarketMachine(RuleBasedStateMachine):
         assert balance == sum(on_chain_owed.values()) + escrow
 
 
-def test_random_market_histories_keep_the_books(stateful_chain) -> None:
-    node, w3, dr = stateful_chain
+@pytest.mark.parametrize("currency", ["ether", "TestUSD"])
+def test_random_market_histories_keep_the_books(stateful_chain, currency: str) -> None:
+    node, w3, dr, usd = stateful_chain
+    for key in STATS:
+        STATS[key] = 0
     run_state_machine_as_test(
-        lambda: MarketMachine(node, w3, dr),
+        lambda: MarketMachine(node, w3, dr, usd if currency == "TestUSD" else None),
         settings=settings(max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
                           suppress_health_check=list(HealthCheck),
                           verbosity=Verbosity.debug if os.environ.get("DR_STATEFUL_DEBUG") else Verbosity.normal),

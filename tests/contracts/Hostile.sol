@@ -57,7 +57,7 @@ contract HostileBidder {
             while (true) {}
         }
         if (mode == Mode.ReenterPay) {
-            // Pay itself again: claimAndPay is locked while it pays, so this must fail.
+            // Pay itself again: its bid is already marked claimed, so this pays nothing.
             uint256[] memory ids = new uint256[](1);
             market.claimAndPay(lastRequest, ids);
         }

@@ -216,3 +216,25 @@ def test_status_says_selected_until_every_winner_is_paid_then_settled(tmp_path: 
     code, out, err = _main(args, capsys, monkeypatch, tmp_path)
     row = next(line.split() for line in out.splitlines() if line.split()[:1] == [str(rid)])
     assert row[1:3] == ["settled", "settled"] and row[-1] == row[-2] == f"{promised / 10**18:.6f}"
+
+
+def test_fund_usd_deploys_the_test_stablecoin_then_mints_more_of_it(tmp_path: Path, chain, w3: Web3, capsys,
+                                                                   monkeypatch) -> None:
+    from demand_response.token import Erc20
+
+    fresh = Account.create().address
+    code, out, err = _main(["fund", fresh, "--usd", "250.5", "--rpc-url", chain.url], capsys, monkeypatch, tmp_path)
+    assert code == 0, err
+    token = out.split("deployed TestUSD (TUSD, 6 decimals) at ")[1].split(";")[0]
+    usd = Erc20(w3, token)
+    assert usd.balance_of(fresh) == 250_500_000 and usd.currency().decimals == 6
+    assert "minted 250.5 TUSD" in out and w3.eth.get_balance(fresh) == 0  # --usd alone sends no ETH
+    code, out, err = _main(["fund", fresh, "--usd", "1", "--token", token, "--rpc-url", chain.url],
+                           capsys, monkeypatch, tmp_path)
+    assert code == 0 and "its balance is now 251.5 TUSD" in out and "deployed" not in out
+    code, out, err = _main(["fund", fresh, "--usd", "1", "--token", token, "--from-account", "1",
+                            "--rpc-url", chain.url], capsys, monkeypatch, tmp_path)
+    assert code == 1 and "only its deployer" in err and len(err.strip().splitlines()) == 1
+    code, out, err = _main(["fund", fresh, "--usd", "0.0000001", "--rpc-url", chain.url], capsys, monkeypatch,
+                           tmp_path)
+    assert code == 1 and len(err.strip().splitlines()) == 1

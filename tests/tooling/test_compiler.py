@@ -108,6 +108,8 @@ def brownie_compile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     project.mkdir()
     shutil.copytree(ROOT / "contracts", project / "contracts")
     shutil.copy(ROOT / "brownie-config.yaml", project / "brownie-config.yaml")
+    (project / "node_modules").mkdir()
+    (project / "node_modules" / "@openzeppelin").symlink_to(ROOT / "node_modules" / "@openzeppelin")
     solcx_dir = tmp / "solcx"
     compiler.install_solcx_shim(solcx_dir)
     home = tmp / "home"  # brownie writes its data folder under HOME; keep the real one clean

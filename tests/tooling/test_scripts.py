@@ -28,6 +28,8 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     shutil.copytree(ROOT / "contracts", proj / "contracts")
     shutil.copytree(ROOT / "scripts", proj / "scripts")
     shutil.copy(ROOT / "brownie-config.yaml", proj / "brownie-config.yaml")
+    (proj / "node_modules").mkdir()  # OpenZeppelin, remapped in brownie-config.yaml
+    (proj / "node_modules" / "@openzeppelin").symlink_to(ROOT / "node_modules" / "@openzeppelin")
     # The committed artifacts match the sources, so brownie loads them instead of compiling.
     shutil.copytree(ROOT / "build", proj / "build")
     solcx = tmp_path / "solcx"
