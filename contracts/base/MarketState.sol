@@ -25,6 +25,9 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
     uint256 public constant GRACE_PERIOD = 1 hours;
     /// @dev W * s * (wei/kWh) / WS_PER_KWH = wei, since 1 kWh = 3.6e6 W*s.
     uint256 internal constant WS_PER_KWH = 3_600_000;
+    /// @dev Most submissions per request: `Request.submissions` and `Participant.submission`
+    ///      (1 + an index) are uint32.
+    uint256 private constant _MAX_SUBMISSIONS = type(uint32).max;
 
     // Request flags (Request.flags).
     uint8 internal constant PAY_AS_BID = 1;
@@ -142,6 +145,10 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
         if (n == 0) revert NoBids();
         if (n > MAX_BIDS_PER_CALL) revert TooManyBids(MAX_BIDS_PER_CALL);
         uint256 submission = r.submissions;
+        // The counter is a uint32, and 1 + the index is stored as Participant.submission: at
+        // 2^32 - 1 it would wrap to 0, making every bid unknown and the next submission
+        // overwrite the first one's bidder (F-12).
+        if (submission >= _MAX_SUBMISSIONS) revert TooManySubmissions(_MAX_SUBMISSIONS);
         uint256 tickWei = r.tickWei;
         firstBidId = BidStore.firstId(submission);
         BidStore.Bids storage bids = _bids[requestId];
@@ -154,8 +161,8 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
         // One event per submission: the bids are ids firstBidId .. firstBidId + n - 1, and
         // their watts and prices are in the calldata and in `submissionBids`.
         emit BidsSubmitted(requestId, msg.sender, firstBidId, n);
-        // Both counters stay below 2^32: each bid costs > 2^12 gas, so 2^32 bids cannot
-        // be placed in any chain's lifetime.
+        // Unchecked: `submission` < 2^32 - 1 (checked above). `bidCount` is only reported
+        // (getRequest), never read by the market: past 2^32 bids (~2^45 gas) it wraps harmlessly.
         unchecked {
             r.submissions = uint32(submission + 1);
             r.bidCount = uint32(r.bidCount + n);

@@ -253,6 +253,8 @@ interface IDemandReduction {
     error LengthMismatch(uint256 watts, uint256 prices);
     /// @notice More than `max` bids in one call.
     error TooManyBids(uint256 max);
+    /// @notice The request has taken the most submissions its counter holds (2^32 - 1).
+    error TooManySubmissions(uint256 max);
     /// @notice Bid `index` of the call offers zero watts.
     error ZeroWatts(uint256 index);
     /// @notice Bid `index` of the call offers more than `max` watts.

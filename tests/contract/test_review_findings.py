@@ -1,0 +1,90 @@
+"""Findings of the hostile review of the facet, ERC-20 and book changes (docs/security.md, F-12),
+on a real anvil.
+
+A counter that would take 2^32 transactions to reach is set near its limit with
+``anvil_setStorageAt`` (the request's header slot is found by matching its known deadline),
+so the boundary is exercised exactly without placing billions of bids.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+from eth_abi import encode
+from web3 import Web3
+
+from demand_response import devchain
+from demand_response.chain import Signer, connect
+from demand_response.contract import DemandReduction, decode_revert
+from demand_response.market import required_budget
+
+CAP = 128 * 10**12
+TICK = CAP // 128
+U32 = 2**32 - 1
+#: Bit offset of `Request.submissions` in the request's slot 0 (contracts/base/MarketState.sol):
+#: biddingDeadline (40 bits), eventStart (40), duration (32), then submissions (32).
+SUBMISSIONS_SHIFT = 112
+
+
+@pytest.fixture(scope="module")
+def node(request: pytest.FixtureRequest, start_chain) -> devchain.DevChain:
+    """An anvil of this module's own."""
+    return start_chain(request, "anvil", accounts=5)
+
+
+@pytest.fixture
+def market(node: devchain.DevChain) -> Iterator[tuple[devchain.DevChain, Web3, DemandReduction]]:
+    """A fresh market; the chain reverts after the test."""
+    snap = node.rpc("evm_snapshot")
+    w3 = connect(node.url)
+    yield node, w3, DemandReduction.deploy(Signer(w3, w3.eth.accounts[0]))
+    node.rpc("evm_revert", [snap])
+
+
+def _send(w3: Web3, call: Any, sender: str, value: int = 0) -> dict[str, Any]:
+    receipt = w3.eth.wait_for_transaction_receipt(call.transact({"from": sender, "value": value, "gas": 5_000_000}))
+    assert receipt["status"] == 1
+    return receipt
+
+
+def _error(call: Any, sender: str) -> str:
+    with pytest.raises(Exception) as info:
+        call.call({"from": sender}, block_identifier="pending")
+    decoded = decode_revert(info.value)
+    assert decoded is not None, repr(info.value)
+    return decoded.error
+
+
+def _header_slot(w3: Web3, market: str, request_id: int, deadline: int) -> int:
+    """Storage slot of request ``request_id``'s slot 0: keccak(id, p) for the mapping's slot p,
+    found as the one whose low 40 bits are the request's bidding deadline."""
+    for p in range(64):
+        slot = int.from_bytes(Web3.keccak(encode(["uint256", "uint256"], [request_id, p])), "big")
+        word = int.from_bytes(w3.eth.get_storage_at(market, slot), "big")
+        if word and word & (2**40 - 1) == deadline:
+            return slot
+    raise AssertionError("request header not found in the first 64 mapping slots")
+
+
+def test_the_submission_counter_refuses_to_wrap_instead_of_orphaning_every_bid(market) -> None:
+    node, w3, dr = market
+    utility, honest, mallory = w3.eth.accounts[:3]
+    fn = dr.functions
+    deadline = w3.eth.get_block("latest")["timestamp"] + 600
+    budget = required_budget(1000, 3600, CAP)
+    receipt = _send(w3, fn.requestReduction(1000, deadline + 60, deadline + 3660, deadline, CAP, 0), utility, budget)
+    rid = dr.contract.events.ReductionRequested().process_receipt(receipt)[0]["args"]["requestId"]
+    _send(w3, fn.submitBids(rid, [1000], [TICK]), honest)  # submission 0, bid id 0
+
+    # As if 2^32 - 2 more submissions had been made: the next one would be number 2^32 - 1.
+    slot = _header_slot(w3, dr.address, rid, deadline)
+    word = int.from_bytes(w3.eth.get_storage_at(dr.address, slot), "big")
+    word = word & ~(U32 << SUBMISSIONS_SHIFT) | (U32 << SUBMISSIONS_SHIFT)
+    node.rpc("anvil_setStorageAt", [dr.address, hex(slot), "0x" + word.to_bytes(32, "big").hex()])
+
+    # Before the fix the counter wrapped to 0: every bid became UnknownBid (the reserve locked
+    # for good) and the next submission overwrote the honest bidder's header and bids.
+    assert _error(fn.submitBids(rid, [1000], [TICK]), mallory) == "TooManySubmissions"
+    assert fn.submissionAt(rid, 0).call() == [honest, 1]
+    assert dr.get_request(rid).bid_count == 1
