@@ -47,7 +47,7 @@ contract DemandReduction is SealedBids, MeteredDelivery {
     /// @param registrationRequired_ When true, only consumers enrolled by the utility may bid.
     constructor(bool registrationRequired_) ConsumerRegister(registrationRequired_) {
         lens = address(new DemandReductionLens(IBidReader(address(this))));
-        facet = address(new DemandReductionFacet());
+        facet = address(new DemandReductionFacet(registrationRequired_));
     }
 
     /// @notice Runs the functions of `facet` (see there) on this contract's storage. Plain

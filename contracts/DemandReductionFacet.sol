@@ -28,7 +28,10 @@ contract DemandReductionFacet is IBidReader, MarketState {
     using PackedBids for uint256;
     using TickBook for TickBook.Book;
 
-    constructor() ConsumerRegister(false) {}
+    /// @param registrationRequired_ The market's own flag: `registrationRequired` is an
+    ///        immutable, so it lives in this contract's code, not in the shared storage, and
+    ///        any code here that checks enrolment must see the market's value (F-13).
+    constructor(bool registrationRequired_) ConsumerRegister(registrationRequired_) {}
 
     // ------------------------------------------------------------------ requests
 

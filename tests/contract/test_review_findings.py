@@ -88,3 +88,15 @@ def test_the_submission_counter_refuses_to_wrap_instead_of_orphaning_every_bid(m
     assert _error(fn.submitBids(rid, [1000], [TICK]), mallory) == "TooManySubmissions"
     assert fn.submissionAt(rid, 0).call() == [honest, 1]
     assert dr.get_request(rid).bid_count == 1
+
+
+def test_the_facet_carries_the_markets_registration_mode(market) -> None:
+    # `registrationRequired` is an immutable: in the facet's code, not in the shared storage.
+    # Built with `false`, any facet code that checked enrolment would have let anyone through
+    # in a registered market (F-13); the facet now gets the market's own flag.
+    _, w3, _ = market
+    utility = Signer(w3, w3.eth.accounts[0])
+    for required in (True, False):
+        dr = DemandReduction.deploy(utility, registration_required=required)
+        facet = w3.eth.contract(address=dr.functions.facet().call(), abi=dr.contract.abi)
+        assert facet.functions.registrationRequired().call() is required
