@@ -1,5 +1,5 @@
-"""Findings of the hostile review of the facet, ERC-20 and book changes (docs/security.md, F-12),
-on a real anvil.
+"""The hostile review of the facet, ERC-20 and book changes, on a real anvil: findings F-12 and
+F-13 of docs/security.md, and the facet's direct-call safety that the review relies on.
 
 A counter that would take 2^32 transactions to reach is set near its limit with
 ``anvil_setStorageAt`` (the request's header slot is found by matching its known deadline),
@@ -100,3 +100,35 @@ def test_the_facet_carries_the_markets_registration_mode(market) -> None:
         dr = DemandReduction.deploy(utility, registration_required=required)
         facet = w3.eth.contract(address=dr.functions.facet().call(), abi=dr.contract.abi)
         assert facet.functions.registrationRequired().call() is required
+
+
+def test_nobody_can_drive_the_facet_at_its_own_address_or_send_the_market_stray_ether(market) -> None:
+    # The facet's utility is the market, which only delegatecalls it: the request functions,
+    # cancel and the role transfer cannot run on the facet's own storage, for the real utility
+    # or anyone else. The market refuses plain ether, and ether sent with a non-payable facet
+    # function (the value survives the delegatecall).
+    _, w3, dr = market
+    utility, stranger = w3.eth.accounts[:2]
+    facet = w3.eth.contract(address=dr.functions.facet().call(), abi=dr.contract.abi)
+    assert facet.functions.utility().call() == dr.address
+    deadline = w3.eth.get_block("latest")["timestamp"] + 600
+    for who in (utility, stranger):
+        assert _error(facet.functions.requestReduction(1000, deadline + 60, deadline + 3660, deadline, CAP, 0),
+                      who) == "NotUtility"
+        assert _error(facet.functions.transferUtility(who), who) == "NotUtility"
+        assert _error(facet.functions.cancelRequest(1), who) == "NotUtility"
+    for params in ({"to": dr.address, "value": 1}, {"to": facet.address, "value": 1}):
+        with pytest.raises(Exception):
+            w3.eth.call({"from": stranger, **params})
+    terms = (0, 0, 0, 0, 0)
+    data = dr.contract.encode_abi("requestReductionInToken", args=[
+        w3.eth.accounts[4], 0, 1000, deadline + 60, deadline + 3660, deadline, CAP, 0, terms])
+    # Raw calls, so that no client-side check stands in for the contract's: without value the
+    # call reaches the facet's own checks (NotAToken: the token has no code); with value it
+    # is refused before them.
+    with pytest.raises(Exception) as info:
+        w3.eth.call({"from": utility, "to": dr.address, "data": data})
+    assert decode_revert(info.value).error == "NotAToken"
+    with pytest.raises(Exception) as info:
+        w3.eth.call({"from": utility, "to": dr.address, "data": data, "value": 1})
+    assert decode_revert(info.value) is None
