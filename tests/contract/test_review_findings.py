@@ -25,6 +25,9 @@ U32 = 2**32 - 1
 #: Bit offset of `Request.submissions` in the request's slot 0 (contracts/base/MarketState.sol):
 #: biddingDeadline (40 bits), eventStart (40), duration (32), then submissions (32).
 SUBMISSIONS_SHIFT = 112
+#: Gas the GasHungry winner's `receive` needs: a push forwards 10,000 + the 2,300 stipend, and
+#: the call itself uses a little of that before the check (at 12,290 it can never be paid).
+NEED = 12_200
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +135,47 @@ def test_nobody_can_drive_the_facet_at_its_own_address_or_send_the_market_stray_
     with pytest.raises(Exception) as info:
         w3.eth.call({"from": utility, "to": dr.address, "data": data, "value": 1})
     assert decode_revert(info.value) is None
+
+
+@pytest.fixture(scope="module")
+def gas_hungry() -> dict:
+    """The compiled test-only GasHungry bidder (tests/contracts/GasHungry.sol)."""
+    from pathlib import Path
+
+    from demand_response.compiler import compile_file
+
+    return compile_file(Path(__file__).parents[1] / "contracts" / "GasHungry.sol")["GasHungry"]
+
+
+def test_no_gas_limit_starves_a_pushed_ether_payout_into_the_fallback(market, gas_hungry: dict) -> None:
+    # A winner whose receive needs nearly all the 10,000 + 2,300 gas a push forwards. Whatever
+    # gas limit the caller picks, claimAndPay either pays it or reverts: never mined with the
+    # payout deferred (the review's check of `_PAY_OVERHEAD`: the cold account and the value
+    # transfer fit in it with the 1/64 EIP-150 keeps back).
+    node, w3, dr = market
+    utility = w3.eth.accounts[0]
+    factory = w3.eth.contract(abi=gas_hungry["abi"], bytecode=gas_hungry["bytecode"])
+    receipt = _send(w3, factory.constructor(NEED), utility)
+    winner = w3.eth.contract(address=receipt["contractAddress"], abi=gas_hungry["abi"])
+    deadline = w3.eth.get_block("latest")["timestamp"] + 600
+    budget = required_budget(1000, 3600, CAP)
+    receipt = _send(w3, dr.functions.requestReduction(1000, deadline + 60, deadline + 3660, deadline, CAP, 0),
+                    utility, budget)
+    rid = dr.contract.events.ReductionRequested().process_receipt(receipt)[0]["args"]["requestId"]
+    _send(w3, winner.functions.bid(dr.address, rid, [1000], [4 * TICK]), utility)
+    node.rpc("evm_setNextBlockTimestamp", [deadline + 1])
+    _send(w3, dr.functions.selectWinners(rid), utility)
+    call = dr.functions.claimAndPay(rid, [0])
+    enough = call.estimate_gas({"from": utility})
+    outcomes = set()
+    for limit in range(enough - 20_000, enough + 2_000, 250):
+        snap = node.rpc("evm_snapshot")
+        tx = call.transact({"from": utility, "gas": limit})
+        mined = w3.eth.wait_for_transaction_receipt(tx)
+        if mined["status"] == 1:
+            sent = dr.contract.events.PaymentSent().process_receipt(mined)
+            outcomes.add("paid" if sent else "deferred")
+        else:
+            outcomes.add("reverted")
+        node.rpc("evm_revert", [snap])
+    assert outcomes == {"paid", "reverted"}
