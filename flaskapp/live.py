@@ -38,10 +38,10 @@ log = logging.getLogger("flaskapp.live")
 #: Contract events by what they change on the pages.
 KINDS: dict[str, tuple[str, ...]] = {
     "request": ("ReductionRequested", "RequestTerms", "RequestCancelled"),
-    "bid": ("BidSubmitted", "BidCancelled", "BidsCommitted", "BidsRevealed", "BondPosted"),
+    "bid": ("BidsSubmitted", "BidCancelled", "BidsCommitted", "BidsRevealed", "BondPosted"),
     "selection": ("WinnersSelected", "LevelPrefixProved"),
     "payment": ("PayoutCredited", "PaymentSent", "PaymentDeferred", "DustReturned", "Withdrawal", "BondsForfeited",
-                "DeliveryReported", "DeliveryDisputed", "DeliverySettled"),
+                "DeliveryReported", "DeliveryMetered", "DeliverySettled"),
     "account": ("EnrolmentRequested", "ConsumerEnrolled", "ConsumerUnenrolled", "UtilityTransferStarted",
                 "UtilityTransferred"),
 }

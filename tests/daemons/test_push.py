@@ -68,9 +68,9 @@ def _request(w3: Web3, dr: DemandReduction) -> tuple[int, int]:
 
 def _bid_block(w3: Web3, dr: DemandReduction, rid: int, bidder: str) -> int | None:
     """The block of ``bidder``'s first bid on ``rid`` (None: no bid yet)."""
-    (topic,) = event_topics("BidSubmitted")
+    (topic,) = event_topics("BidsSubmitted")
     for raw in w3.eth.get_logs({"address": dr.address, "fromBlock": 0, "toBlock": "latest", "topics": [topic]}):
-        event = dr.contract.events.BidSubmitted().process_log(raw)
+        event = dr.contract.events.BidsSubmitted().process_log(raw)
         if int(event["args"]["requestId"]) == rid and event["args"]["bidder"] == bidder:
             return int(raw["blockNumber"])
     return None

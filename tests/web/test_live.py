@@ -178,3 +178,14 @@ def test_a_daemon_started_and_stopped_in_this_worker_is_pushed_to_its_streams(
         assert reader.next("daemon") == ("daemon", {"state": "stopped"})
     finally:
         stop_all()
+
+
+def test_every_event_the_live_feed_watches_is_an_event_of_the_contract() -> None:
+    """A renamed contract event must not silently end every stream (found when BidSubmitted
+    became BidsSubmitted and DeliveryDisputed went into DeliveryMetered)."""
+    from demand_response.artifacts import load_artifact
+    from flaskapp.live import KINDS
+
+    abi_events = {e["name"] for e in load_artifact("DemandReduction")["abi"] if e.get("type") == "event"}
+    watched = {name for names in KINDS.values() for name in names}
+    assert watched <= abi_events, sorted(watched - abi_events)
