@@ -114,7 +114,7 @@ contract DemandReductionFacet is IBidReader, MarketState {
         requestId = _newRequestWithTerms(
             token, budget, targetWatts, eventStart, eventEnd, biddingDeadline, maxPricePerKWh, pricingRule, terms
         );
-        _escrow(token, msg.sender, budget); // last: the request is recorded before the token runs
+        _escrow(token, budget); // last: the request is recorded before the token runs
     }
 
     function _newRequestWithTerms(

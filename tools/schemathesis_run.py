@@ -72,7 +72,7 @@ def _wait(url: str, server: subprocess.Popen, timeout: float = 90) -> None:
 
 def main() -> int:
     """Start the chain and the app, run schemathesis twice, stop everything."""
-    venv = Path(os.environ.get("FUZZ_VENV") or ROOT / ".venv-fuzz")
+    venv = (ROOT / (os.environ.get("FUZZ_VENV") or ".venv-fuzz")).resolve()  # relative to the checkout: the runs use another cwd
     tool = venv / "bin" / "schemathesis"
     if not tool.exists():
         print(f"schemathesis is not installed in {venv}: run `make fuzz`", file=sys.stderr)

@@ -112,12 +112,13 @@ abstract contract PullPayments is IDemandReduction {
         }
     }
 
-    /// @dev Take `amount` of `token` from `from` into escrow; revert `FeeOnTransfer` unless
-    ///      the contract's balance grew by exactly `amount`.
-    function _escrow(address token, address from, uint256 amount) internal {
+    /// @dev Take `amount` of `token` from the caller into escrow; revert `FeeOnTransfer`
+    ///      unless the contract's balance grew by exactly `amount`. Always from `msg.sender`:
+    ///      nobody can pull another account's approved tokens.
+    function _escrow(address token, uint256 amount) internal {
         IERC20 t = IERC20(token);
         uint256 before = t.balanceOf(address(this));
-        t.safeTransferFrom(from, address(this), amount);
+        t.safeTransferFrom(msg.sender, address(this), amount);
         uint256 received;
         unchecked {
             received = t.balanceOf(address(this)) - before; // a fall wraps to a huge number: refused too
