@@ -208,7 +208,7 @@ def settle(args: argparse.Namespace) -> int:
     with serving_metrics(settings, [daemon.poller.label], session.dr.address):
         daemon.run(stop_on_signals())
     for info in daemon.settled:
-        print(outcome_line(info))
+        print(outcome_line(info, session.dr.currency_of(info.request_id)))
     return 0
 
 
