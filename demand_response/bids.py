@@ -311,12 +311,13 @@ class Prepared:
     skipped: tuple[tuple[Offer, str], ...]
 
 
-def prepare(offers: Sequence[Offer], cap_wei_per_kwh: int) -> Prepared:
-    """Snap prices up to the request's grid; skip (with a reason) those above the cap."""
+def prepare(offers: Sequence[Offer], cap_wei_per_kwh: int, currency: Currency = ETH) -> Prepared:
+    """Snap prices up to the request's grid; skip (with a reason) those above the cap
+    (base units of ``currency``, the request's, per kWh)."""
     submit, skipped = [], []
     for offer in offers:
         if offer.price > cap_wei_per_kwh:
-            skipped.append((offer, f"{offer.price} wei/kWh is above the request's cap {cap_wei_per_kwh}"))
+            skipped.append((offer, f"above the request's cap of {format_price(cap_wei_per_kwh, currency)}"))
             continue
         submit.append(Offer(offer.watts, snap_price_up(offer.price, cap_wei_per_kwh), offer.currency))
     return Prepared(tuple(submit), tuple(skipped))

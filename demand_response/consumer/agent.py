@@ -135,7 +135,7 @@ class ConsumerAgent(OpenBidding, SealedBidding, MeteredDelivery):
                       "file \"currency\": \"%s\" and prices in %s/kWh)", rid, cur.symbol, "/".join(other),
                       cur.symbol, cur.symbol, level=logging.WARNING)
             return
-        ready = prepare(offers, info.max_price)
+        ready = prepare(offers, info.max_price, cur)
         for offer, reason in ready.skipped:
             self._say("skipping bid %.3f kW at %s: %s", offer.kw, format_price(offer.price, cur), reason,
                       level=logging.WARNING)
