@@ -155,14 +155,24 @@ def check(args: argparse.Namespace) -> int:
     w3, chain_id = connect_checked(settings)
     quotes = FeeQuotes(w3, chain_id)
     quote = quotes.quote()
+    rate = reference_rate(settings.values, quotes.native)
+    cur = next((o.currency for o in offers if o.currency is not None), quotes.native)
+    per_native = None
+    if cur != quotes.native:  # bids in a stablecoin: gas (native) converts only through the reference rate
+        if rate is None or cur.fiat != rate.fiat:
+            print(f"the bids are in {cur.symbol} and gas is paid in {quotes.native.symbol}: set "
+                  f"{cur.fiat or cur.symbol}_PER_{quotes.native.symbol} to compare them (the daemon then bids "
+                  "without the fee check)")
+            return 0
+        per_native = rate.per_unit
     cost = participation_cost(participation_plan("sealed" in args.market, "metered" in args.market), quote,
-                              native=quotes.native, settlement=quotes.native)
-    print(f"taking part in one {args.market} event costs {cost.describe(quotes.native, reference_rate(settings.values, quotes.native))} "
+                              native=quotes.native, settlement=cur, settlement_per_native=per_native)
+    print(f"taking part in one {args.market} event costs {cost.describe(quotes.native, rate)} "
           f"at {format_gas_price(quote.gas_price)}")
     if margin == 0:
         print("BID_MARGIN=0: every bid is sent whatever the fees")
         return 0
-    lines = cost_warnings(offers, cost.cost, args.event_minutes * 60, margin, quotes.native)
+    lines = cost_warnings(offers, cost.cost, args.event_minutes * 60, margin, cur)
     for line in lines:
         print(f"warning: {line}")
     if not lines:
