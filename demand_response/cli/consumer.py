@@ -209,10 +209,11 @@ def results_table(records: list, values: Any) -> list[str]:
         return format_amount(units, cur, rate=rate if cur == ETH else None)
 
     def gas(m: Any) -> str:
-        text = amount(m.gas_wei, ETH)
-        if m.currency != ETH and m.gas is not None:
-            text += f" ({format_amount(m.gas, m.currency)})"
-        return text
+        if m.currency == ETH:
+            return amount(m.gas_wei, ETH)
+        # gas in ETH, valued in the request's token (not again in fiat: the token is the figure)
+        text = format_amount(m.gas_wei, ETH)
+        return text + (f" ({format_amount(m.gas, m.currency)})" if m.gas is not None else "")
 
     rows = [("request", "who", "status", "accepted", "clearing price", "paid", "gas", "net")]
     for r in records:
