@@ -12,6 +12,9 @@ Canonical form (docs/bids-format.md)::
   (1 .. 2^256-1). It is rounded *up* to the request's price grid, never down.
 * ``price``: the same as a decimal in the market's currency per kWh (``"0.0045"``, or with
   its unit ``"0.0045 ETH/kWh"``; ``units.parse_price``). Exactly one of the two per bid.
+* ``currency`` (optional, top level): the currency ``price`` is in, ``"ETH"`` (the default) or a
+  stablecoin such as ``"USDC"`` (``units.CURRENCIES``). The daemon bids these offers only on a
+  request settled in that currency; ``price_wei_per_kwh`` is ETH only.
 * ``source`` (optional): a free string saying where the bids came from.
 * Fleet form: ``{"version": 1, "fleet": [{"household": 0, "bids": [...]}, ...]}``; fleet
   agent ``i`` uses entry ``i mod len(fleet)``.
@@ -34,13 +37,13 @@ from typing import Any, Iterable, Sequence
 from .errors import BidsError, ConfigError
 from .files import atomic_write_text
 from .market import MAX_BID_WATTS, MAX_BIDS_PER_CALL, payout, snap_price_up
-from .units import ETH, Currency, UnitError, format_kw, format_price, parse_price
+from .units import ETH, Currency, UnitError, currency as _currency, format_kw, format_price, parse_price
 
 MAX_FILE_BYTES = 1 << 20
 MAX_WATTS = MAX_BID_WATTS  # the contract's limit per bid
 MAX_PRICE = 2**256 - 1
 MAX_BIDS = 4096
-_TOP_KEYS = {"version", "source", "bids", "fleet"}
+_TOP_KEYS = {"version", "source", "currency", "bids", "fleet"}
 _LEGACY_KEYS = {"energy", "price"}
 _BID_KEYS = {"watts", "kw", "price_wei_per_kwh", "price"}
 #: The market's settlement currency (a ``price`` is a decimal of it per kWh).
@@ -54,6 +57,9 @@ class Offer:
 
     watts: int
     price: int
+    #: The currency ``price`` is in (base units per kWh); None: the request's own, whatever it is
+    #: (offers fitted to a request, such as gridsim's).
+    currency: Currency | None = ETH
 
     @property
     def kw(self) -> float:
@@ -124,7 +130,7 @@ def _kw_to_watts(value: Any, where: str) -> int:
     return int(watts)
 
 
-def _bid_list(items: Any, where: str) -> tuple[Offer, ...]:
+def _bid_list(items: Any, where: str, cur: Currency = MARKET_CURRENCY) -> tuple[Offer, ...]:
     if not isinstance(items, list):
         raise BidsError(f"{where} must be a list of bids, got {type(items).__name__}")
     if not items:
@@ -146,24 +152,27 @@ def _bid_list(items: Any, where: str) -> tuple[Offer, ...]:
             raise BidsError(f"{at}: give exactly one of 'price' or 'price_wei_per_kwh', not both")
         if "price" not in bid and "price_wei_per_kwh" not in bid:
             raise BidsError(f"{at}: missing field 'price_wei_per_kwh' (or 'price', a decimal of "
-                            f"{MARKET_CURRENCY.symbol} per kWh such as \"0.0045\")")
+                            f"{cur.symbol} per kWh such as \"0.0045\")")
         watts = (
             _integer(bid["watts"], at, "watts", MAX_WATTS) if "watts" in bid else _kw_to_watts(bid["kw"], at)
         )
         if "price" in bid:
-            price = _decimal_price(bid["price"], at)
+            price = _decimal_price(bid["price"], at, cur)
+        elif cur != ETH:
+            raise BidsError(f"{at}: price_wei_per_kwh is for ETH, but this file's currency is {cur.symbol}; "
+                            f"write 'price' as a decimal of {cur.symbol} per kWh such as \"0.35\"")
         else:
             price = _integer(bid["price_wei_per_kwh"], at, "price_wei_per_kwh", MAX_PRICE)
-        offers.append(Offer(watts, price))
+        offers.append(Offer(watts, price, cur))
     return tuple(offers)
 
 
-def _decimal_price(value: Any, at: str) -> int:
-    """A ``price`` field: a decimal in the market's currency per kWh, as base units per kWh."""
+def _decimal_price(value: Any, at: str, cur: Currency = MARKET_CURRENCY) -> int:
+    """A ``price`` field: a decimal in ``cur`` per kWh, as base units per kWh."""
     if isinstance(value, (list, dict)) or value is None:
         raise BidsError(f"{at}.price must be a decimal such as \"0.0045\", got {type(value).__name__}")
     try:
-        return parse_price(value, MARKET_CURRENCY, what=f"{at}.price")
+        return parse_price(value, cur, what=f"{at}.price")
     except UnitError as exc:
         raise BidsError(str(exc)) from None
 
@@ -208,16 +217,17 @@ def parse_bids(text: str) -> BidsDocument:
         return _legacy(doc)
     unknown = set(doc) - _TOP_KEYS
     if unknown:
-        raise BidsError(f"unknown field {sorted(unknown)[0]!r} (allowed: version, source, bids, fleet)")
+        raise BidsError(f"unknown field {sorted(unknown)[0]!r} (allowed: version, source, currency, bids, fleet)")
     if doc.get("version") != 1 or isinstance(doc.get("version"), bool):
         raise BidsError(f"field 'version' must be 1, got {doc.get('version')!r}")
     source = doc.get("source")
     if source is not None and not isinstance(source, str):
         raise BidsError(f"field 'source' must be a string, got {type(source).__name__}")
+    cur = _file_currency(doc.get("currency", MARKET_CURRENCY.symbol))
     if ("bids" in doc) == ("fleet" in doc):
         raise BidsError("give exactly one of 'bids' (one household) or 'fleet' (several)")
     if "bids" in doc:
-        return BidsDocument(bids=_bid_list(doc["bids"], "bids"), source=source)
+        return BidsDocument(bids=_bid_list(doc["bids"], "bids", cur), source=source)
     fleet = doc["fleet"]
     if not isinstance(fleet, list) or not fleet:
         raise BidsError("field 'fleet' must be a non-empty list of {household, bids} entries")
@@ -232,8 +242,18 @@ def parse_bids(text: str) -> BidsDocument:
             household = entry["household"]
             if isinstance(household, bool) or not isinstance(household, int) or household < 0:
                 raise BidsError(f"fleet[{i}].household must be a non-negative integer, got {household!r}")
-        entries.append(_bid_list(entry.get("bids"), f"fleet[{i}].bids"))
+        entries.append(_bid_list(entry.get("bids"), f"fleet[{i}].bids", cur))
     return BidsDocument(fleet=tuple(entries), source=source)
+
+
+def _file_currency(value: Any) -> Currency:
+    """The top-level ``currency`` field: a known currency's symbol (``ETH``, ``USDC``...)."""
+    if not isinstance(value, str):
+        raise BidsError(f"field 'currency' must be a symbol such as \"USDC\", got {type(value).__name__}")
+    try:
+        return _currency(value)
+    except UnitError as exc:
+        raise BidsError(f"field 'currency': {exc}") from None
 
 
 def load_bids(path: str | Path) -> BidsDocument:
@@ -291,14 +311,15 @@ class Prepared:
     skipped: tuple[tuple[Offer, str], ...]
 
 
-def prepare(offers: Sequence[Offer], cap_wei_per_kwh: int) -> Prepared:
-    """Snap prices up to the request's grid; skip (with a reason) those above the cap."""
+def prepare(offers: Sequence[Offer], cap_wei_per_kwh: int, currency: Currency = ETH) -> Prepared:
+    """Snap prices up to the request's grid; skip (with a reason) those above the cap
+    (base units of ``currency``, the request's, per kWh)."""
     submit, skipped = [], []
     for offer in offers:
         if offer.price > cap_wei_per_kwh:
-            skipped.append((offer, f"{offer.price} wei/kWh is above the request's cap {cap_wei_per_kwh}"))
+            skipped.append((offer, f"above the request's cap of {format_price(cap_wei_per_kwh, currency)}"))
             continue
-        submit.append(Offer(offer.watts, snap_price_up(offer.price, cap_wei_per_kwh)))
+        submit.append(Offer(offer.watts, snap_price_up(offer.price, cap_wei_per_kwh), offer.currency))
     return Prepared(tuple(submit), tuple(skipped))
 
 
@@ -307,14 +328,16 @@ def chunks(offers: Sequence[Offer], size: int = MAX_BIDS_PER_CALL) -> list[Seque
     return [offers[i : i + size] for i in range(0, len(offers), size)]
 
 
-def from_pairs(pairs: Iterable[Sequence[int]], where: str = "gridsim") -> tuple[Offer, ...]:
-    """Offers from ``(watts, price)`` pairs (e.g. gridsim's output), validated."""
+def from_pairs(pairs: Iterable[Sequence[int]], where: str = "gridsim",
+               currency: Currency | None = ETH) -> tuple[Offer, ...]:
+    """Offers from ``(watts, price)`` pairs (e.g. gridsim's output), validated; ``currency``
+    None: prices in the currency of the request they were fitted to."""
     offers = []
     for i, pair in enumerate(pairs):
         watts, price = int(pair[0]), int(pair[1])
         if not 0 < watts <= MAX_WATTS or not 0 < price <= MAX_PRICE or math.isnan(float(price)):
             raise BidsError(f"{where}[{i}]: invalid bid ({watts} W at {price} wei/kWh)")
-        offers.append(Offer(watts, price))
+        offers.append(Offer(watts, price, currency))
     return tuple(offers)
 
 

@@ -57,6 +57,7 @@ KEYS = (
     "VTN_PORT", "VTN_ID",  # utility (wutility)
     # consumer (wconsumer)
     "BID_MARGIN", "DEVICES_FILE", "VTN_URL", "USD_PER_ETH", "EUR_PER_ETH",
+    "SETTLEMENT_TOKEN",  # utility: the ERC-20 its requests settle in (dr utility request, the dashboard's form)
 )
 
 

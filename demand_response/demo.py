@@ -51,11 +51,21 @@ from .mv.commands import DEFAULT_METHOD
 from .files import atomic_write_text
 from .results import ResultsFile
 from .planner import plan_request, preview, send_request
-from .units import WEI_PER_ETH as ETH, eth
+from .units import ETH as ETH_CURRENCY, WEI_PER_ETH as ETH, Currency, eth, format_amount, format_price, plain
 from .utility import UtilityDaemon, deploy, outcome_line, start_vtn
 
 CAP = TICKS * 10**14  # 0.0128 ETH per kWh: price step 0.0001 ETH/kWh
 TARGET_KW = 8.0
+#: The stablecoin market's cap: 1.28 TUSD per kWh (price step 0.01 TUSD/kWh). Its bids are the
+#: ETH templates' at 10^-10 TUSD per wei (0.004 ETH/kWh becomes 0.40 TUSD/kWh): prices in the
+#: range emergency demand-response programmes pay, enough to cover an L1-priced dev chain's gas.
+TOKEN_CAP = CAP // 10**10
+#: The reference rate the stablecoin demo's households use to weigh their gas (ETH) against
+#: payouts in TUSD (``USD_PER_ETH``): the fee check and each record's net.
+DEMO_USD_PER_ETH = "3000"
+#: ``--market`` choices: a metered open market in the test stablecoin without a bond (each
+#: household sends one transaction, its bid), sealed metered bids in ETH with a bond, open bids in ETH.
+MARKETS = ("usd", "sealed", "open")
 
 #: Per-consumer bids (cycled when there are more consumers). The last uses the seed's
 #: legacy {"energy": kW, "price": wei/kWh} format and has one offer above the cap.
@@ -112,7 +122,7 @@ def _say(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} demo: {message}", flush=True)
 
 
-def _bids_for(i: int) -> dict[str, Any]:
+def _bids_for(i: int, currency: Currency = ETH_CURRENCY) -> dict[str, Any]:
     doc = json.loads(json.dumps(_TEMPLATES[i % len(_TEMPLATES)]))
     bump = (i // len(_TEMPLATES)) * 3 * 10**14  # later rounds a little dearer
     if bump:
@@ -120,7 +130,13 @@ def _bids_for(i: int) -> dict[str, Any]:
             bid["price_wei_per_kwh"] += bump
         if "price" in doc:
             doc["price"] = [p + bump for p in doc["price"]]
-    return doc
+    if currency == ETH_CURRENCY:
+        return doc
+    # The stablecoin market: the same offers, priced in the token per kWh (``bids.json``'s currency).
+    pairs = ([(b.get("kw", b.get("watts", 0) / 1000), b["price_wei_per_kwh"]) for b in doc["bids"]] if "bids" in doc
+             else list(zip(doc["energy"], doc["price"])))
+    return {"version": 1, "source": "demo", "currency": currency.symbol,
+            "bids": [{"kw": kw, "price": plain(wei * TOKEN_CAP // CAP, currency)} for kw, wei in pairs]}
 
 
 class _Consumer:
@@ -172,6 +188,65 @@ def _delivery_table(records: list[dict[str, Any]], names: dict[str, str], bids: 
             f"{'yes' if record.get('withdraw_tx') else '-':>9}"
         )
     return "\n".join(lines)
+
+
+def _token_delivery_table(records: list[dict[str, Any]], names: dict[str, str], bids: dict[str, str],
+                          cur: Currency) -> str:
+    """The stablecoin market's per-winner delivery: promised against delivered against paid (in ``cur``)."""
+    sym = cur.symbol
+    header = (f"{'consumer':<11} {'bids (kW @ ' + sym + '/kWh)':<34} {'promised kW':>11} {'delivered kW':>12} "
+              f"{'promised ' + sym:>13} {'paid ' + sym:>9}")
+    lines = [header, "-" * len(header)]
+    for record in sorted(records, key=lambda r: names.get(r["account"], r["account"])):
+        name = names.get(record["account"], record["account"][:10])
+        lines.append(
+            f"{name:<11} {bids.get(name, ''):<34} {record['accepted_kw']:>11.3f} "
+            f"{record.get('delivered_watts', 0) / 1000:>12.3f} "
+            f"{plain(int(record.get('promised_payout_units', 0)), cur):>13} "
+            f"{plain(int(record.get('paid_units', 0)), cur):>9}")
+    return "\n".join(lines)
+
+
+def money_table(records: list[dict[str, Any]], names: dict[str, str], txs: dict[str, int]) -> str:
+    """Per household: what it was paid (gross, in the request's currency), what its
+    transactions cost (gas, in ETH; and in the request's currency through the reference
+    rate), its net, and how many transactions it sent (``txs``) during the demo."""
+    from .results import money
+
+    header = f"{'household':<11} {'gross':>14} {'gas':>28} {'net':>14} {'transactions':>12}"
+    lines = [header, "-" * len(header)]
+    by_address = {r["account"]: r for r in records}
+    for address in sorted(names, key=lambda a: names[a]):
+        record = by_address.get(address)
+        if record is None:
+            lines.append(f"{names[address]:<11} {'no bid recorded':>14} {'':>28} {'':>14} {txs.get(address, 0):>12}")
+            continue
+        m = money(record)
+        gas = format_amount(m.gas_wei, ETH_CURRENCY)
+        if m.currency != ETH_CURRENCY and m.gas is not None:
+            gas += f" ({format_amount(m.gas, m.currency)})"
+        net = format_amount(m.net, m.currency) if m.net is not None else "unknown (no rate)"
+        lines.append(f"{names[address]:<11} {format_amount(m.paid, m.currency):>14} {gas:>28} {net:>14} "
+                     f"{txs.get(address, 0):>12}")
+    return "\n".join(lines)
+
+
+def _request_in_token(dr: Any, utility: Signer, token: str, cur: Currency, deadline: int,
+                      event_start: int) -> tuple[int, dict[str, Any]]:
+    """Post the stablecoin market's request: metered (report and dispute windows), no bond,
+    the budget of the full target at ``TOKEN_CAP`` escrowed in ``token`` (approved first)."""
+    from .contract import Terms
+    from .market import required_budget
+
+    watts = int(TARGET_KW * 1000)
+    budget = required_budget(watts, 3600, TOKEN_CAP)
+    _say(f"Request: {TARGET_KW:.3f} kW for 1.00 h from {time.strftime('%H:%M:%S', time.localtime(event_start))}, "
+         f"bidding closes {time.strftime('%H:%M:%S', time.localtime(deadline))}, uniform pricing, open bids, no bond")
+    _say(f"Price cap {format_price(TOKEN_CAP, cur)}; budget escrowed {format_amount(budget, cur)} (approve, then "
+         "requestReductionInToken); paid on delivery the utility meters from interval data, the rest refunded")
+    return dr.request_reduction(utility, watts, event_start, event_start + 3600, deadline, TOKEN_CAP,
+                                PricingRule.UNIFORM, budget=budget,
+                                terms=Terms(report_window=REPORT_WINDOW, dispute_window=DISPUTE_WINDOW), token=token)
 
 
 def _table(records: list[dict[str, Any]], names: dict[str, str], bids: dict[str, str]) -> str:
@@ -438,12 +513,13 @@ def run_demo(
     workdir: Path = Path(".demo"),
     bidding_window: int = 6,
     chain_kind: str = "ganache",
-    market: str = "sealed-metered",
+    market: str = "usd",
 ) -> int:
-    """Run the demo; returns the exit status. ``market`` is ``sealed-metered`` (sealed
-    bids with a bond, paid on delivery decided by gridsim) or ``open`` (open bids, paid on
-    acceptance). ``results_file`` defaults to ``WORKDIR/results.json``: demo records never
-    mix with real ones."""
+    """Run the demo; returns the exit status. ``market`` is ``usd`` (open bids in the test
+    stablecoin TUSD, no bond, paid on delivery the utility meters from interval data: each
+    household sends one transaction), ``sealed`` (``sealed-metered``: sealed bids in ETH with a
+    bond, paid on metered delivery) or ``open`` (open bids in ETH, paid on acceptance).
+    ``results_file`` defaults to ``WORKDIR/results.json``: demo records never mix with real ones."""
     with _log_to_stdout():
         return _run_demo(consumers, Path(results_file) if results_file is not None else Path(workdir) / RESULTS_NAME,
                          Path(workdir), bidding_window, chain_kind, market)
@@ -451,9 +527,10 @@ def run_demo(
 
 def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window: int, chain_kind: str,
               market: str) -> int:
-    if market not in ("sealed-metered", "open"):
-        raise ValueError("market must be 'sealed-metered' or 'open'")
-    metered = market == "sealed-metered"
+    market = "sealed" if market == "sealed-metered" else market
+    if market not in MARKETS:
+        raise ValueError(f"market must be one of {', '.join(MARKETS)}")
+    metered, sealed, in_token = market != "open", market == "sealed", market == "usd"
     started = time.monotonic()
     if consumers < 1:
         raise ValueError("the demo needs at least one consumer")
@@ -493,12 +570,28 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
         if dropped:
             _say(f"dropped {dropped} result(s) of an earlier demo at the same address from {results_file}")
         _say(f"deployed DemandReduction at {dr.address} (chain {chain.chain_id}, block {start_block})")
+        cur: Currency = ETH_CURRENCY
+        token: str | None = None
+        cap = CAP
+        if in_token:
+            from .market import required_budget
+            from .token import deploy_test_usd, mint_test_usd
+
+            usd = deploy_test_usd(utility)
+            token, cur, cap = usd.address, usd.currency(), TOKEN_CAP
+            budget = required_budget(int(TARGET_KW * 1000), 3600, cap)
+            mint_test_usd(utility, token, utility.address, budget)
+            _say(f"deployed the test stablecoin {cur.symbol} ({cur.decimals} decimals) at {token} and minted the "
+                 f"utility {format_amount(budget, cur)}; the market settles in it, gas is paid in ETH "
+                 f"(households weigh it at USD_PER_ETH={DEMO_USD_PER_ETH})")
+            start_block = w3.eth.block_number
 
         if metered:
             rig = _DeviceRig.start(workdir / "devices")
             openadr = _OpenAdr.start(dr, workdir / VTN_NAME, workdir / METERS_NAME)
         names: dict[str, str] = {}
         offered: dict[str, str] = {}
+        nonces: dict[str, int] = {}  # each household's transactions before the demo: the table counts the rest
         env_base = {k: v for k, v in os.environ.items()
                     if k not in ("CHAIN_ID", "RPC_URL", "CONTRACT_ADDRESS", "CONSUMER_ACCOUNT", "NETWORK",
                                  "DEVICES_FILE", "VTN_URL", "VTN_ID")}
@@ -510,11 +603,12 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
             folder = workdir / name
             folder.mkdir(exist_ok=True)
             bids_path = folder / "bids.json"
-            bids_path.write_text(json.dumps(_bids_for(i), indent=2) + "\n", encoding="utf-8")
+            bids_path.write_text(json.dumps(_bids_for(i, cur), indent=2) + "\n", encoding="utf-8")
             offers = load_bids(bids_path).bids
-            offered[name] = ", ".join(f"{o.watts / 1000:g}@{o.price / ETH:.4f}" for o in offers)
+            offered[name] = ", ".join(f"{o.watts / 1000:g}@{o.price / cur.one:.4f}" for o in offers)
             address = Signer.from_key(w3, keys[i + 1]).address
             names[address] = name
+            nonces[address] = w3.eth.get_transaction_count(address)
             env = dict(env_base, CONSUMER_PRIVATE_KEY=keys[i + 1], DR_ENV_FILE=str(workdir / "demo.env"))
             args = [
                 sys.executable, "-m", "demand_response", "consumer", "run",
@@ -524,6 +618,8 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
                 "--deployments-file", str(workdir / "deployments.json"),
             ]
             env["METER_FILE"] = str(settings.meter_file)
+            if in_token:
+                env["USD_PER_ETH"] = DEMO_USD_PER_ETH
             if rig is not None and i == 0:  # consumer-1's daemon drives its plug, on the chain's clock
                 env["DEVICES_FILE"] = str(rig.devices_file)
             if openadr is not None and i == 0:  # and is the VTN's VEN: dispatch, opt-in, telemetry
@@ -546,14 +642,17 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
         # The event starts at least a minute after the reveals close (winners selected after
         # the event started would owe no shortfall penalty: they could not have planned for
         # it), on the meters' 15-minute boundary, so the baseline covers it interval by interval.
-        event_start, event_end = event_window(now + bidding_window + REVEAL_WINDOW + NOTICE)
-        terms = dict(reveal_window_s=REVEAL_WINDOW, report_window_s=REPORT_WINDOW, dispute_window_s=DISPUTE_WINDOW,
-                     bond_wei=BOND, event_start=event_start) if metered else {}
-        plan = plan_request(target_kw=TARGET_KW, now=now, bidding_window_s=bidding_window,
-                            event_duration_s=3600, max_price_wei_per_kwh=CAP, rule=PricingRule.UNIFORM, **terms)
-        for line in preview(plan).splitlines():
-            _say(line)
-        rid, receipt = send_request(dr, utility, plan)
+        event_start, event_end = event_window(now + bidding_window + (REVEAL_WINDOW if sealed else 0) + NOTICE)
+        if in_token:
+            rid, receipt = _request_in_token(dr, utility, token, cur, now + bidding_window, event_start)
+        else:
+            terms = dict(reveal_window_s=REVEAL_WINDOW, report_window_s=REPORT_WINDOW, dispute_window_s=DISPUTE_WINDOW,
+                         bond_wei=BOND, event_start=event_start) if metered else {}
+            plan = plan_request(target_kw=TARGET_KW, now=now, bidding_window_s=bidding_window,
+                                event_duration_s=3600, max_price_wei_per_kwh=CAP, rule=PricingRule.UNIFORM, **terms)
+            for line in preview(plan).splitlines():
+                _say(line)
+            rid, receipt = send_request(dr, utility, plan)
         _say(f"utility posted request {rid} in block {receipt['blockNumber']}; bidding closes in {bidding_window} s")
 
         meter_db = workdir / METERS_NAME
@@ -580,14 +679,14 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
         stop = threading.Event()
         daemon_thread = threading.Thread(target=daemon.run, args=(stop,), daemon=True)
         daemon_thread.start()
-        settle_by = time.monotonic() + bidding_window + (REVEAL_WINDOW if metered else 0) + 30
+        settle_by = time.monotonic() + bidding_window + (REVEAL_WINDOW if sealed else 0) + 30
         while not daemon.settled and daemon_thread.is_alive() and time.monotonic() < settle_by:
             time.sleep(0.1)
         if not daemon.settled:
             stop.set()
             raise RuntimeError("the utility did not settle the request")
         info = daemon.settled[-1]
-        _say(outcome_line(info))
+        _say(outcome_line(info, cur))
         delivered: dict[str, int] = {}
         dispatch_line = shed_line = restore_line = ""
         if metered:
@@ -669,14 +768,25 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
         records = [r for r in results.records()
                    if r.get("contract", "").lower() == dr.address.lower() and r.get("request_id") == rid]
         print()
-        print(f"Request {rid}: target {info.target_watts / 1000:.3f} kW, cap {CAP / ETH:.4f} ETH/kWh, "
-              f"1 h event, {info.rule.name.lower()} pricing, {info.bid_count} bids")
-        print(_table(records, names, offered) if not metered else _delivery_table(records, names, offered))
-        print(f"accepted {info.accepted_watts / 1000:.3f} kW of {info.target_watts / 1000:.3f} kW at "
-              f"{info.clearing_price / ETH:.4f} ETH/kWh; paid {sum(r['payout_wei'] for r in records) / ETH:.6f} ETH; "
-              f"refund to the utility {eth(info.budget - info.reserved)} ETH"
-              + (f", plus {eth(sum(r.get('promised_payout_wei', 0) - r['payout_wei'] + r.get('penalty_wei', 0) for r in records))}"
-                 " ETH unearned pay and penalties" if metered else ""))
+        print(f"Request {rid}: target {info.target_watts / 1000:.3f} kW, cap {format_price(cap, cur)}, "
+              f"1 h event, {info.rule.name.lower()} pricing, {info.bid_count} bids"
+              + (f", settled in {cur.symbol} ({token})" if in_token else ""))
+        if in_token:
+            print(_token_delivery_table(records, names, offered, cur))
+            paid = sum(int(r.get("paid_units", 0)) for r in records)
+            print(f"accepted {info.accepted_watts / 1000:.3f} kW of {info.target_watts / 1000:.3f} kW at "
+                  f"{format_price(info.clearing_price, cur)}; paid {format_amount(paid, cur)}; refund to the utility "
+                  f"{format_amount(info.budget - info.reserved, cur)}, plus "
+                  f"{format_amount(info.reserved - paid, cur)} unearned pay")
+        else:
+            print(_table(records, names, offered) if not metered else _delivery_table(records, names, offered))
+            print(f"accepted {info.accepted_watts / 1000:.3f} kW of {info.target_watts / 1000:.3f} kW at "
+                  f"{info.clearing_price / ETH:.4f} ETH/kWh; paid {sum(r['payout_wei'] for r in records) / ETH:.6f} ETH; "
+                  f"refund to the utility {eth(info.budget - info.reserved)} ETH"
+                  + (f", plus {eth(sum(r.get('promised_payout_wei', 0) - r['payout_wei'] + r.get('penalty_wei', 0) for r in records))}"
+                     " ETH unearned pay and penalties" if metered else ""))
+        print()
+        print(money_table(records, names, {a: w3.eth.get_transaction_count(a) - nonces.get(a, 0) for a in names}))
         if metered:
             print()
             print(_measured_table(daemon.judged, names, delivered))

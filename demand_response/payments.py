@@ -18,12 +18,17 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from decimal import Decimal
+
 from web3.logs import DISCARD
 
 from . import metrics
 from .chain import Signer
 from .contract import DemandReduction, Stage
 from .errors import TransactionFailed
+from .fees import convert
+from .token import currency_of, is_ether
+from .units import ETH, format_amount
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +40,8 @@ SETTLED_ALREADY = "WrongStage"
 
 @dataclass(frozen=True)
 class Withdrawal:
-    """A withdrawal that was sent: its transaction hash (0x-hex) and the wei it paid out."""
+    """A withdrawal that was sent: its transaction hash (0x-hex) and what it paid out (wei, or
+    base units of the token withdrawn)."""
 
     tx: str
     wei: int
@@ -88,18 +94,31 @@ def withdrawal_cost(signer: Signer) -> int:
     return WITHDRAW_GAS * int(fields.get("maxFeePerGas", fields.get("gasPrice", 0)))
 
 
-def withdraw_owed(dr: DemandReduction, signer: Signer) -> Withdrawal | None:
-    """Withdraw what the contract owes ``signer`` if it is worth more than the withdrawal's
-    gas; None (and nothing sent) otherwise. The amount left stays owed for a later withdrawal."""
-    owed = dr.owed(signer.address)
-    metrics.set_owed(signer.address, owed)
+def withdraw_owed(dr: DemandReduction, signer: Signer, token: str | None = None,
+                  per_eth: Decimal | None = None) -> Withdrawal | None:
+    """Withdraw what the contract owes ``signer`` (in ether, or in ``token``, an ERC-20) if it is
+    worth more than the withdrawal's gas; None (and nothing sent) otherwise. The amount left
+    stays owed for a later withdrawal. A token balance is compared with the gas through
+    ``per_eth`` (token units per ETH); without it any balance is withdrawn."""
+    owed = dr.owed(signer.address, token)
+    if is_ether(token):
+        metrics.set_owed(signer.address, owed)
     if owed <= 0:
         return None
     cost = withdrawal_cost(signer)
-    if owed <= cost:
-        log.info("%s: leaving %d wei owed in the contract: less than the %d wei a withdrawal would cost in gas",
-                 signer.label, owed, cost)
-        return None
-    receipt = dr.withdraw(signer)
-    metrics.set_owed(signer.address, 0)
+    if is_ether(token):
+        if owed <= cost:
+            log.info("%s: leaving %d wei owed in the contract: less than the %d wei a withdrawal would cost in gas",
+                     signer.label, owed, cost)
+            return None
+    elif per_eth is not None:
+        cur = currency_of(dr.w3, token)
+        cost_units = convert(cost, ETH, cur, per_eth)
+        if owed <= cost_units:
+            log.info("%s: leaving %s owed in the contract: less than the %s a withdrawal would cost in gas",
+                     signer.label, format_amount(owed, cur), format_amount(cost_units, cur))
+            return None
+    receipt = dr.withdraw(signer, token)
+    if is_ether(token):
+        metrics.set_owed(signer.address, 0)
     return Withdrawal(tx_hex(receipt["transactionHash"]), owed)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Union
 from . import errors
 from .contract import Terms
 from .market import TICKS, WS_PER_KWH, PricingRule, required_budget, round_cap, tick_wei
-from .units import ETH, WEI_PER_ETH, eth, plain
+from .units import DISPLAY_DECIMALS, ETH, WEI_PER_ETH, Currency, eth, format_amount, format_price, plain
 
 if TYPE_CHECKING:
     from .chain import Signer
@@ -123,6 +123,12 @@ class RequestPlan:
     def reveal_deadline(self) -> int:
         """When sealed bids must be revealed (0: open bids)."""
         return self.bidding_deadline + self.terms.reveal_window if self.terms.sealed else 0
+
+
+def min_cap(cur: Currency = ETH) -> int:
+    """The lowest price cap in ``cur``'s base units per kWh: its smallest printed price (6
+    decimals), on the price grid (a multiple of ``TICKS``). ``MIN_CAP_WEI_PER_KWH`` for ETH."""
+    return max(TICKS, 10 ** max(0, cur.decimals - DISPLAY_DECIMALS))
 
 
 def eth_text(wei: int) -> str:
@@ -237,45 +243,57 @@ def _rule(check: _Checker, rule: PricingRule | str) -> PricingRule:
 
 
 def _cap_and_budget(check: _Checker, watts: int | None, duration: int | None,
-                    cap_wei: int | None, budget_wei: int | None) -> tuple[int, int, bool] | None:
-    """(cap on the grid, budget, cap was lowered) from whichever of cap and budget was given."""
+                    cap_wei: int | None, budget_wei: int | None, cur: Currency = ETH) -> tuple[int, int, bool] | None:
+    """(cap on the grid, budget, cap was lowered) from whichever of cap and budget was given
+    (base units of ``cur``, the request's currency)."""
+    least = min_cap(cur)
+
+    def text(units: int) -> str:
+        return eth_text(units) if cur == ETH else format_amount(units, cur)
+
+    def units_text(units: int) -> str:  # the amount a person gave, in the words of its unit
+        return f"{units} wei" if cur == ETH else format_amount(units, cur)
+
+    def price_text(units: int) -> str:
+        return f"{eth(units)} ETH per kWh" if cur == ETH else format_price(units, cur)
     if cap_wei is None and budget_wei is None:
         if not any(p.field in ("max_price", "budget") for p in check.problems):
             check.fail("max_price", "give a price cap per kWh or a budget (or both)")
         return None
     if budget_wei is not None and budget_wei > MAX_BUDGET_WEI:
-        check.fail("budget", f"the budget must be at most {eth_text(MAX_BUDGET_WEI)}")
+        check.fail("budget", f"the budget must be at most {text(MAX_BUDGET_WEI)}")
         return None
     if cap_wei is not None:
         cap = round_cap(cap_wei)
-        if cap < MIN_CAP_WEI_PER_KWH:
-            check.fail("max_price", f"a price cap of {cap_wei} wei per kWh is below the least the tools accept, "
-                                    f"{eth(MIN_CAP_WEI_PER_KWH)} ETH per kWh; raise the cap")
+        if cap < least:
+            check.fail("max_price", f"a price cap of {units_text(cap_wei)} per kWh is below the least the tools "
+                                    f"accept, {price_text(least)}; raise the cap")
             return None
         if cap > MAX_CAP_WEI:
-            check.fail("max_price", f"the price cap must be at most {eth_text(MAX_CAP_WEI)}/kWh")
+            check.fail("max_price", f"the price cap must be at most {text(MAX_CAP_WEI)}/kWh")
             return None
     if watts is None or duration is None:
         return None
     if cap_wei is None:
         assert budget_wei is not None
         cap = min(round_cap(budget_wei * WS_PER_KWH // (watts * duration)), MAX_CAP_WEI)
-        if cap < MIN_CAP_WEI_PER_KWH:
-            need = required_budget(watts, duration, MIN_CAP_WEI_PER_KWH)
-            check.fail("budget", f"a budget of {budget_wei} wei cannot pay even {eth(MIN_CAP_WEI_PER_KWH)} ETH per "
-                                 f"kWh for the {watts * duration / WS_PER_KWH:g} kWh asked; give a budget of at least "
-                                 f"{eth(need)} ETH, or a smaller target or a shorter event")
+        if cap < least:
+            need = required_budget(watts, duration, least)
+            check.fail("budget", f"a budget of {units_text(budget_wei)} cannot pay even {price_text(least)} "
+                                 f"for the {watts * duration / WS_PER_KWH:g} kWh asked; give a budget of at least "
+                                 f"{eth(need) + ' ETH' if cur == ETH else format_amount(need, cur)}, or a smaller "
+                                 "target or a shorter event")
             return None
         return cap, budget_wei, False
     minimum = required_budget(watts, duration, cap)
     budget = minimum if budget_wei is None else budget_wei
     if budget < minimum:
-        check.fail("budget", f"a budget of {eth_text(budget)} is below the {eth_text(minimum)} the full target "
+        check.fail("budget", f"a budget of {text(budget)} is below the {text(minimum)} the full target "
                              "costs at this cap; raise it, lower the cap, or leave the budget out")
         return None
     if budget > MAX_BUDGET_WEI:
         check.fail("budget", f"the full target at this cap costs more than the contract holds "
-                             f"({eth_text(MAX_BUDGET_WEI)}); lower the cap or the target")
+                             f"({text(MAX_BUDGET_WEI)}); lower the cap or the target")
         return None
     return cap, budget, cap != cap_wei
 
@@ -298,6 +316,7 @@ def plan_request(
     dispute_window_s: int = 0,
     bond_wei: int | None = None,
     bond_eth: Number | None = None,
+    currency: Currency = ETH,
 ) -> RequestPlan:
     """Validate what a person asked for and turn it into contract arguments.
 
@@ -305,6 +324,8 @@ def plan_request(
     starts ``event_delay_s`` after bidding closes (default 0), or at the unix time
     ``event_start``. Money is given in wei or in ETH (``*_eth``), not both. Raises
     :class:`PlanError` with one problem per wrong input (rules: see the module docstring).
+    ``currency``: the request's (a token's, for a request in a stablecoin); ``*_wei`` amounts are
+    then its base units, and the ``*_eth`` forms are refused (the bond stays in ETH).
     """
     check = _Checker()
     watts = _target_watts(check, target_kw)
@@ -345,9 +366,14 @@ def plan_request(
                                       f"({delay} s after bidding closes): the event delay must be at least "
                                       f"{reveal} s, or shorten the reveal window")
 
+    if currency != ETH and (max_price_eth_per_kwh is not None or budget_eth is not None):
+        check.fail("max_price", f"this request is in {currency.symbol}: give its cap and budget in "
+                                f"{currency.symbol}, not in ETH")
+    if currency != ETH and bond:
+        check.fail("bond", "bonds are in ETH only: a request in a token takes no bond")
     cap_wei = check.wei("max_price", "price cap", max_price_wei_per_kwh, max_price_eth_per_kwh)
     budget_in = check.wei("budget", "budget", budget_wei, budget_eth)
-    money = _cap_and_budget(check, watts, duration, cap_wei, budget_in)
+    money = _cap_and_budget(check, watts, duration, cap_wei, budget_in, currency)
 
     if check.problems:
         raise PlanError(check.problems)
@@ -363,8 +389,15 @@ def _clock(ts: int) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
-def preview(plan: RequestPlan) -> str:
-    """A few lines describing what the request may cost and pay."""
+def preview(plan: RequestPlan, cur: Currency = ETH) -> str:
+    """A few lines describing what the request may cost and pay (amounts in ``cur``, its currency)."""
+
+    def amount(units: int) -> str:
+        return f"{eth(units)} ETH" if cur == ETH else format_amount(units, cur)
+
+    def price(units: int) -> str:
+        return f"{eth(units)} ETH/kWh" if cur == ETH else format_price(units, cur)
+
     hours = plan.duration / 3600
     full = plan.minimum_budget
     per_kw_at_cap = required_budget(1000, plan.duration, plan.max_price)
@@ -372,10 +405,10 @@ def preview(plan: RequestPlan) -> str:
         f"Request: {plan.target_watts / 1000:.3f} kW for {hours:.2f} h "
         f"({_clock(plan.event_start)}–{_clock(plan.event_end)}), bidding closes "
         f"{_clock(plan.bidding_deadline)}, {plan.rule.name.lower()} pricing",
-        f"Price cap {eth(plan.max_price)} ETH/kWh (grid step {eth(tick_wei(plan.max_price))} ETH/kWh)"
+        f"Price cap {price(plan.max_price)} (grid step {price(tick_wei(plan.max_price))})"
         + ("; your cap was lowered onto the contract's price grid" if plan.cap_rounded else ""),
-        f"Budget escrowed {eth(plan.budget)} ETH; paying the cap for the full target costs {eth(full)} ETH "
-        f"({eth(per_kw_at_cap)} ETH per kW); the rest is refunded when the winners are selected",
+        f"Budget escrowed {amount(plan.budget)}; paying the cap for the full target costs {amount(full)} "
+        f"({amount(per_kw_at_cap)} per kW); the rest is refunded when the winners are selected",
     ]
     t = plan.terms
     if t.sealed:
@@ -392,15 +425,18 @@ def preview(plan: RequestPlan) -> str:
                      + (": forfeited if a commitment is not revealed" if t.sealed else "")
                      + ("; shortfall penalty out of it" if t.metered else ""))
     for fraction in (0.25, 0.5, 1.0):
-        price = round_cap(int(plan.max_price * fraction)) or plan.max_price
-        cost = required_budget(plan.target_watts, plan.duration, price)
-        lines.append(f"  if it clears at {eth(price)} ETH/kWh: winners are promised {eth(cost)} ETH, "
-                     f"refund {eth(plan.budget - cost)} ETH")
+        at = round_cap(int(plan.max_price * fraction)) or plan.max_price
+        cost = required_budget(plan.target_watts, plan.duration, at)
+        lines.append(f"  if it clears at {price(at)}: winners are promised {amount(cost)}, "
+                     f"refund {amount(plan.budget - cost)}")
     return "\n".join(lines)
 
 
-def send_request(dr: "DemandReduction", signer: "Signer", plan: RequestPlan) -> tuple[int, dict[str, Any]]:
+def send_request(dr: "DemandReduction", signer: "Signer", plan: RequestPlan,
+                 token: str | None = None) -> tuple[int, dict[str, Any]]:
     """Post ``plan`` through the wrapper's ``request_reduction``; returns (request id, receipt).
+    With ``token`` (an ERC-20 address) the plan's amounts are its base units: the wrapper
+    approves the budget and escrows it in the token.
 
     Raises :class:`PlanError` if the chain's clock has passed the plan's bidding deadline
     (plan again with a fresh ``now``).
@@ -411,11 +447,11 @@ def send_request(dr: "DemandReduction", signer: "Signer", plan: RequestPlan) -> 
                                                      "which has passed; plan the request again")])
     return dr.request_reduction(
         signer, plan.target_watts, plan.event_start, plan.event_end, plan.bidding_deadline, plan.max_price,
-        plan.rule, budget=plan.budget, terms=plan.terms if plan.terms != Terms() else None,
+        plan.rule, budget=plan.budget, terms=plan.terms if plan.terms != Terms() else None, token=token,
     )
 
 
 __all__ = [
-    "MAX_BOND_WEI", "MAX_DURATION_S", "MAX_WINDOW_S", "MIN_CAP_WEI_PER_KWH", "PlanError", "Problem", "RequestPlan", "eth_text", "eth_to_wei",
+    "MAX_BOND_WEI", "MAX_DURATION_S", "MAX_WINDOW_S", "MIN_CAP_WEI_PER_KWH", "PlanError", "min_cap", "Problem", "RequestPlan", "eth_text", "eth_to_wei",
     "plan_request", "preview", "send_request",
 ]

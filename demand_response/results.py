@@ -12,6 +12,13 @@ plus any L1 data fee), ``penalty_wei`` (bond lost on a metered request) and ``ne
 paid − penalty − gas. Records written before these fields existed are read with ``money``
 (gas unknown: None). ``consumer.records.result_record`` builds a record.
 
+A request settled in a token (a stablecoin) says so: ``currency`` (``"USDC"``),
+``currency_decimals`` and ``token``; its money is in the token's base units as ``paid_units``
+and ``payout_units``, while ``gas_wei`` stays in ETH (gas is paid in ETH). ``gas_units`` (the
+gas in the token) and ``net_units`` = paid − gas are there only when a reference rate
+(``USD_PER_ETH``) was known; without one they are None: gross and gas are shown apart, never a
+net that mixes currencies. A record without ``currency`` is in ETH.
+
 Records are only ever appended; one (chain id, contract, request id, account) gets at
 most one record. Several processes may append to the same file: a lock file next to it
 serialises them, and every write is a temp file + rename, so a reader never sees half a
@@ -29,6 +36,7 @@ from typing import Any, Iterable, Iterator
 
 from .errors import ResultsError
 from .files import atomic_write_text
+from .units import ETH, Currency, UnitError, currency as _currency
 
 
 def net_wei(paid_wei: int, gas_wei: int, penalty_wei: int = 0) -> int:
@@ -38,35 +46,74 @@ def net_wei(paid_wei: int, gas_wei: int, penalty_wei: int = 0) -> int:
 
 @dataclass(frozen=True)
 class Money:
-    """A record's money in wei; ``gas`` and ``net`` are None for a record from before gas was kept."""
+    """A record's money in base units of ``currency`` (wei for ETH); ``gas`` and ``net`` are None
+    for a record from before gas was kept, or for a token record whose gas (paid in ETH, see
+    ``gas_wei``) could not be converted for want of a reference rate."""
 
     paid: int
     gas: int | None
     net: int | None
+    currency: Currency = ETH
+    #: The gas in wei, whatever the request's currency (None: unknown).
+    gas_wei: int | None = None
+
+
+def record_currency(record: dict[str, Any]) -> Currency:
+    """The currency a record's request settled in (ETH for a record without one)."""
+    symbol = record.get("currency") or "ETH"
+    try:
+        return _currency(str(symbol), record.get("currency_decimals"))
+    except (UnitError, TypeError, ValueError):
+        return Currency(str(symbol)[:11] or "?", int(record.get("currency_decimals") or 18))
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def money(record: dict[str, Any]) -> Money:
     """The money of one record (old ones: ``payout_wei`` for paid, gas unknown)."""
+    cur = record_currency(record)
+    if cur != ETH:
+        paid = int(record.get("paid_units", record.get("payout_units", 0)) or 0)
+        gas_wei = _int_or_none(record.get("gas_wei"))
+        return Money(paid, _int_or_none(record.get("gas_units")), _int_or_none(record.get("net_units")), cur, gas_wei)
     paid = int(record.get("paid_wei", record.get("payout_wei", 0)) or 0)
     gas = record.get("gas_wei")
     if gas is None:
         return Money(paid, None, None)
     net = record.get("net_wei")
-    return Money(paid, int(gas), int(net) if net is not None else net_wei(paid, gas, record.get("penalty_wei", 0) or 0))
+    return Money(paid, int(gas), int(net) if net is not None else net_wei(paid, gas, record.get("penalty_wei", 0) or 0),
+                 ETH, int(gas))
 
 
 def totals(records: Iterable[dict[str, Any]]) -> Money:
-    """The money of several records summed (gas and net over the records that know their gas)."""
-    paid = gas = net = 0
-    known = False
+    """The money of several records of one currency summed (gas and net over the records that
+    know them; ``totals_by_currency`` for a mixed history)."""
+    paid = gas = net = gas_wei = 0
+    known = wei_known = False
+    cur = ETH
     for record in records:
         m = money(record)
+        cur = m.currency
         paid += m.paid
         if m.gas is not None and m.net is not None:
             known = True
             gas += m.gas
             net += m.net
-    return Money(paid, gas if known else None, net if known else None)
+        if m.gas_wei is not None:
+            wei_known = True
+            gas_wei += m.gas_wei
+    return Money(paid, gas if known else None, net if known else None, cur, gas_wei if wei_known else None)
+
+
+def totals_by_currency(records: Iterable[dict[str, Any]]) -> dict[str, Money]:
+    """``totals`` per settlement currency (by symbol), ETH first: amounts in different
+    currencies are never added together."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault(record_currency(record).symbol, []).append(record)
+    return {symbol: totals(groups[symbol]) for symbol in sorted(groups, key=lambda s: (s != "ETH", s))}
 
 
 def record_key(record: dict[str, Any]) -> tuple[int, str, int, str]:

@@ -61,6 +61,8 @@ CURRENCIES: dict[str, Currency] = {
         ETH,
         USDC,
         Currency("USDT", 6, "Tether USD", fiat="USD"),
+        # The 6-decimal ``TestUSD`` the tooling deploys on development chains (token.deploy_test_usd).
+        Currency("TUSD", 6, "Test USD", fiat="USD"),
         Currency("DAI", 18, "Dai", fiat="USD"),
         Currency("EWT", 18, "Energy Web Token"),
         Currency("VT", 18, "Volta Token (Energy Web testnet)"),

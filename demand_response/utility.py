@@ -18,7 +18,8 @@ from .contract import DemandReduction, RequestInfo, Stage, Status, TermsInfo
 from .listener import Event, LogPoller, StateFile, is_connection_error
 from .locks import AccountLocks
 from .payments import pay_winners, settle_participant, withdraw_owed
-from .units import eth
+from .token import currency_of
+from .units import ETH, Currency, format_amount, format_price
 from .sealed import MeterReadings
 from .mv.baselines import sum_results
 from .mv.commands import DEFAULT_METHOD
@@ -46,13 +47,14 @@ def deploy(settings: Settings, signer: Signer, chain_id: int, registration_requi
     return dr
 
 
-def outcome_line(info: RequestInfo) -> str:
-    """One line summarising a request whose winners are selected (words: docs/web.md's glossary)."""
+def outcome_line(info: RequestInfo, cur: Currency = ETH) -> str:
+    """One line summarising a request whose winners are selected (words: docs/web.md's glossary),
+    amounts in ``cur``, the request's currency."""
     refund = info.budget - info.reserved
     return (
-        f"request {info.request_id}: winners selected at clearing price {eth(info.clearing_price)} ETH/kWh, "
+        f"request {info.request_id}: winners selected at clearing price {format_price(info.clearing_price, cur)}, "
         f"accepted {info.accepted_watts / 1000:.3f} kW of {info.target_watts / 1000:.3f} kW target, "
-        f"promised {eth(info.reserved)} ETH, refund {eth(refund)} ETH"
+        f"promised {format_amount(info.reserved, cur)}, refund {format_amount(refund, cur)}"
     )
 
 
@@ -131,6 +133,8 @@ class UtilityDaemon:
         self._terms: dict[tuple[int, bool], TermsInfo] = {}
         self._is_dev: bool | None = None
         self.settled: list[RequestInfo] = []
+        #: The tokens of the requests settled in this run: their refunds are withdrawn as well.
+        self.tokens: set[str] = {str(t) for t in self.state.data.get("tokens", [])}
 
     def _dev_chain(self) -> bool:
         if self._is_dev is None:
@@ -142,6 +146,7 @@ class UtilityDaemon:
     def _save_open(self) -> None:
         self.state.data["open"] = sorted(self.open)
         self.state.data["metered"] = sorted(self.metered)
+        self.state.data["tokens"] = sorted(self.tokens)
         self.state.save()
 
     def _on_event(self, event: Event) -> None:
@@ -391,7 +396,9 @@ class UtilityDaemon:
     def _report(self, info: RequestInfo) -> None:
         self._tell_vtn("dispatch", info.request_id)
         self.settled.append(info)
-        log.info("utility: %s", outcome_line(info))
+        if info.in_token:
+            self.tokens.add(info.token)
+        log.info("utility: %s", outcome_line(info, currency_of(self.dr.w3, info.token)))
         if self._terms_of(info.request_id).metered and info.accepted_watts:
             self.metered.add(info.request_id)
             self._save_open()
@@ -409,9 +416,10 @@ class UtilityDaemon:
             log.error("utility: request %d: paying the winners failed (they can still claim): %s", rid, exc)
             return
         if paid.txs:
-            log.info("utility: request %d: paid %d winning bid(s) %s ETH directly%s (tx %s)", rid, paid.sent,
-                     eth(paid.sent_wei),
-                     f"; {paid.deferred} refused payment(s), {eth(paid.deferred_wei)} ETH, left to withdraw"
+            cur = self.dr.currency_of(rid)
+            log.info("utility: request %d: paid %d winning bid(s) %s directly%s (tx %s)", rid, paid.sent,
+                     format_amount(paid.sent_wei, cur),
+                     f"; {paid.deferred} refused payment(s), {format_amount(paid.deferred_wei, cur)}, left to withdraw"
                      if paid.deferred else "", ", ".join(t[:12] + "…" for t in paid.txs))
 
     def _reorged(self) -> None:
@@ -427,9 +435,12 @@ class UtilityDaemon:
         self._save_open()
 
     def _withdraw(self) -> None:
-        done = withdraw_owed(self.dr, self.signer)
-        if done is not None:
-            log.info("utility: withdrew refund %s ETH (tx %s…)", eth(done.wei), done.tx[2:14])
+        """Withdraw the refunds owed to the utility: ether, and each token it requested in."""
+        for token in [None, *sorted(self.tokens)]:
+            done = withdraw_owed(self.dr, self.signer, token=token)
+            if done is not None:
+                log.info("utility: withdrew refund %s (tx %s…)", format_amount(done.wei, currency_of(self.dr.w3, token)),
+                         done.tx[2:14])
 
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set (or, with ``exit_when_idle``, until nothing is open)."""

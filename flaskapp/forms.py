@@ -23,6 +23,7 @@ from wtforms.validators import InputRequired, NumberRange, Optional, StopValidat
 
 from demand_response.bids import MAX_WATTS
 from demand_response.market import MAX_BIDS_PER_CALL
+from demand_response.planner import MAX_BUDGET_WEI, MAX_TARGET_WATTS
 
 try:  # WTForms >= 3.3 deprecates (value, label) tuples
     from wtforms.fields.choices import SelectChoice as _Choice
@@ -32,6 +33,8 @@ except ImportError:  # pragma: no cover - older WTForms
 
 MAX_ROWS = MAX_BIDS_PER_CALL  # one transaction's worth of bids
 MAX_KW = Decimal(MAX_WATTS) / 1000
+#: The largest request target the contract takes (under 2^40 W), in kW.
+MAX_TARGET_KW = Decimal(MAX_TARGET_WATTS) / 1000
 
 
 def _finite(form: Form, field: DecimalField) -> None:
@@ -76,9 +79,20 @@ def _money() -> Any:
     return current_app.extensions["dr"].unit
 
 
+def _request_money() -> Any:
+    """The money of the requests the dashboard posts: the settlement token's
+    (``SETTLEMENT_TOKEN``) when one is configured, else the market's."""
+    from flask import current_app
+
+    return current_app.extensions["dr"].request_unit
+
+
 class _PriceInUnit:
-    """Validator: a positive price in the market's currency per kWh, in whole base units
-    (``demand_response.units.parse_price``; its one-line reason is shown under the field)."""
+    """Validator: a positive price in the market's currency per kWh (or ``money()``'s), in whole
+    base units (``demand_response.units.parse_price``; its one-line reason is shown under the field)."""
+
+    def __init__(self, money: Any = None) -> None:
+        self.money = money or _money
 
     def __call__(self, form: Form, field: DecimalField) -> None:
         if field.data is None:
@@ -86,15 +100,20 @@ class _PriceInUnit:
         if field.data <= 0:
             raise ValidationError("The price must be above 0.")
         try:
-            _money().parse_price(field.data)
+            money = self.money()
+        except Exception:
+            raise ValidationError("The settlement token's currency cannot be read: is the chain up?") from None
+        try:
+            money.parse_price(field.data)
         except ValueError as exc:
             raise ValidationError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
 
 
-def _amount(field: DecimalField, what: str) -> int:
-    """``field``'s decimal amount of the market's currency in base units (ValidationError if not exact)."""
+def _amount(field: DecimalField, what: str, money: Any = None) -> int:
+    """``field``'s decimal amount of the market's currency (or ``money()``'s) in base units
+    (ValidationError if not exact)."""
     try:
-        return _money().parse_amount(field.data, what=what)
+        return (money or _money)().parse_amount(field.data, what=what)
     except ValueError as exc:
         raise ValidationError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
 
@@ -160,8 +179,9 @@ class RequestForm(FlaskForm):
 
     target_kw = DecimalField("Target reduction (kW)", places=None,
                              validators=[InputRequired("Enter the reduction you need."), _finite,
-                                         NumberRange(min=Decimal("0.001"), max=MAX_KW,
-                                                     message="Between 0.001 and %(max)s kW."),
+                                         NumberRange(min=Decimal("0.001"), max=MAX_TARGET_KW,
+                                                     message="Between 0.001 and %(max)s kW (the contract "
+                                                             "takes a target under 2^40 W)."),
                                          _whole_watts])
     bidding_s = IntegerField("Bidding window (s)", default=60,
                              validators=[InputRequired("How long may consumers bid?"),
@@ -173,7 +193,8 @@ class RequestForm(FlaskForm):
                               validators=[InputRequired("How long must the reduction last?"),
                                           _not_huge, NumberRange(min=60, max=7 * 86400, message="Between 60 s and 7 days.")])
     cap = MoneyField("Price cap (per kWh)", places=None,
-                       validators=[InputRequired("Enter the most you pay per kWh."), _finite, _PriceInUnit()])
+                       validators=[InputRequired("Enter the most you pay per kWh."), _finite,
+                                   _PriceInUnit(_request_money)])
     budget_eth = MoneyField("Budget (optional)", places=None, validators=[Optional(), _finite])
     rule = SelectField("Pricing", choices=[_Choice("uniform", "Uniform price"),
                                            _Choice("pay_as_bid", "Pay as bid")], default="uniform")
@@ -189,10 +210,15 @@ class RequestForm(FlaskForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        symbol = _money().symbol  # money fields read in the market's currency
+        # The cap and budget read in the requests' currency (the settlement token's, if one is
+        # configured); bonds are ether only.
+        try:
+            symbol = _request_money().symbol
+        except Exception:  # the chain is down: the token's symbol cannot be read (posting fails anyway)
+            symbol = "settlement token"
         self.cap.label.text = f"Price cap ({symbol}/kWh)"
         self.budget_eth.label.text = f"Budget ({symbol}, optional)"
-        self.bond_eth.label.text = f"Bond per participant ({symbol})"
+        self.bond_eth.label.text = f"Bond per participant ({_money().symbol})"
 
     @property
     def bond_wei(self) -> int:
@@ -214,8 +240,12 @@ class RequestForm(FlaskForm):
             return
         if field.data <= 0:
             raise ValidationError("The budget must be above 0 (or leave it empty for the minimum).")
-        if field.data >= 2**128 or _amount(field, "budget") >= 2**128 * 10**18:
+        if field.data >= 2**128:
             raise ValidationError("The budget is far too large.")
+        money = _request_money()
+        if _amount(field, "budget", _request_money) > MAX_BUDGET_WEI:
+            raise ValidationError(f"The budget is above the contract's maximum of 2^96 − 1 base units "
+                                  f"({money.amount(MAX_BUDGET_WEI)}).")
 
 
 class DeliveryForm(FlaskForm):

@@ -53,6 +53,8 @@ def request_dict(info: RequestInfo, terms: TermsInfo, unit: Money, now: int, cha
     refund = info.budget - info.reserved if selected else (info.budget if life.state == "cancelled" else None)
     return {
         "id": info.request_id,
+        "currency": unit.symbol,
+        "token": info.token if info.in_token else None,
         "state": life.state,
         "phase": life.phase,
         "terms": terms_dict(terms, unit),
@@ -75,6 +77,7 @@ def request_dict(info: RequestInfo, terms: TermsInfo, unit: Money, now: int, cha
         "refund_wei": None if refund is None else str(refund),
         "display": {
             "target": fmt_kw(info.target_watts),
+            "currency": unit.symbol,
             "cap": unit.format(info.max_price),
             "tick": unit.format(info.tick_wei),
             "budget": unit.amount(info.budget),
@@ -136,7 +139,7 @@ def my_bids(bids: Iterable[BidInfo], txs: dict[int, str], unit: Money) -> list[d
 
 
 def history_row(request: dict[str, Any], terms: TermsInfo, bids: list[BidInfo], record: dict[str, Any],
-                bid_txs: list[str], unit: Money = DEFAULT_MONEY) -> dict[str, Any]:
+                bid_txs: list[str], unit: Money = DEFAULT_MONEY, gas_unit: Money | None = None) -> dict[str, Any]:
     """One request a consumer bid in: offered and accepted kW, promised, paid (gross), gas spent
     and net, and unclaimed. Gas and net come from the results.json record (``gas_wei``,
     ``net_wei``, written by the consumer daemon); a record without them shows ``—``: unknown,
@@ -152,8 +155,19 @@ def history_row(request: dict[str, Any], terms: TermsInfo, bids: list[BidInfo], 
         delivery = None
         unclaimed = sum(b.payout for b in bids if b.accepted_watts and not b.claimed)
         paid = sum(b.payout for b in bids if b.accepted_watts and b.claimed)
-    gas, net = _int_or_none(record.get("gas_wei")), _int_or_none(record.get("net_wei"))
+    gas_unit = gas_unit or DEFAULT_MONEY
+    if unit.currency == gas_unit.currency:
+        gas, net = _int_or_none(record.get("gas_wei")), _int_or_none(record.get("net_wei"))
+        gas_text, net_text = unit.amount(gas), unit.amount(net)
+    else:  # paid in a token, gas in ETH: the net only as the record has it (through a reference rate)
+        gas = None if record.get("gas_units") is None else _int_or_none(record.get("gas_units"))
+        net = _int_or_none(record.get("net_units"))
+        gas_wei = _int_or_none(record.get("gas_wei"))
+        gas_text = gas_unit.amount(gas_wei) + (f" ({unit.amount(gas)})" if gas is not None else "")
+        net_text = unit.amount(net)
+        gas = gas_wei  # ``gas_wei`` stays wei; ``net_wei`` is in the request's currency (``currency``)
     return {
+        "currency": unit.symbol,
         "request": request,
         "delivery": delivery,
         "offered_watts": offered,
@@ -168,7 +182,7 @@ def history_row(request: dict[str, Any], terms: TermsInfo, bids: list[BidInfo], 
         "claim_tx": record.get("claim_tx"),
         "withdraw_tx": record.get("withdraw_tx"),
         "display": {"offered": fmt_kw(offered), "accepted": fmt_kw(accepted), "promised": unit.amount(promised),
-                    "paid": unit.amount(paid), "gas": unit.amount(gas), "net": unit.amount(net),
+                    "paid": unit.amount(paid), "gas": gas_text, "net": net_text,
                     "unclaimed": unit.amount(unclaimed)},
     }
 
@@ -189,7 +203,14 @@ def consumer_history(account: str, rows: list[dict[str, Any]], owed: int,
 
     The gas and net totals are sums over every row; when a row's figure is unknown (a record
     written before gas was recorded, or no record) the total is unknown too (``null``, ``—``)
-    and ``gas_unknown`` counts such rows."""
+    and ``gas_unknown`` counts such rows. Amounts are summed only over the requests in
+    ``unit``'s currency; each other currency's requests get their own totals
+    (``other_currencies``), never added to these."""
+    others: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["request"].get("currency", unit.symbol) != unit.symbol:
+            others.setdefault(r["request"]["currency"], []).append(r)
+    all_rows, rows = rows, [r for r in rows if r["request"].get("currency", unit.symbol) == unit.symbol]
     accepted = sum(r["accepted_watts"] for r in rows)
     promised = sum(int(r["promised_wei"]) for r in rows if r["request"]["accepted_watts"] is not None)
     paid = sum(int(r["paid_wei"]) for r in rows)
@@ -207,12 +228,34 @@ def consumer_history(account: str, rows: list[dict[str, Any]], owed: int,
                    "display": {"accepted": fmt_kw(accepted), "promised": unit.amount(promised), "paid": unit.amount(paid),
                                "gas": unit.amount(gas), "net": unit.amount(net),
                                "owed": unit.amount(owed), "unclaimed": unit.amount(unclaimed)}},
-        "requests": rows,
+        "other_currencies": {symbol: {"requests": len(group),
+                                      "paid": str(sum(int(r["paid_wei"]) for r in group)),
+                                      "net": _known_sum(r["net_wei"] for r in group),
+                                      "display": {"paid": _sum_text(group, "paid"), "net": _sum_text(group, "net")}}
+                             for symbol, group in sorted(others.items())},
+        "requests": all_rows,
     }
+
+
+def _sum_text(rows: list[dict[str, Any]], key: str) -> str:
+    """The total of ``key`` over rows of one token currency, from their display strings' unit."""
+    from demand_response.units import currency as _currency, format_amount
+
+    symbol = rows[0]["request"]["currency"]
+    values = [r[f"{key}_wei"] for r in rows]
+    if any(v is None for v in values):
+        return "—"
+    try:
+        cur = _currency(symbol)
+    except ValueError:
+        return "—"
+    return format_amount(sum(int(v) for v in values), cur)
 
 
 #: Optional keys the consumer daemon adds to results.json records of metered requests.
 DELIVERY_KEYS = ("promised_payout_wei", "delivered_watts", "penalty_wei", "bond_returned_wei", "paid_wei")
+#: Where a token record (``results`` module) keeps the money ``DELIVERY_KEYS`` name in wei.
+TOKEN_KEYS = {"promised_payout_wei": "promised_payout_units", "paid_wei": "paid_units"}
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -226,7 +269,9 @@ def delivery_record(record: dict[str, Any], promised: int | None = None,
                     unit: Money = DEFAULT_MONEY) -> dict[str, Any]:
     """Promised vs delivered vs paid of a metered request, from a results.json record (every
     key optional; ``promised`` from the chain when the record has none)."""
-    values = {key: _int_or_none(record.get(key)) for key in DELIVERY_KEYS}
+    # A record of a request in a token keeps its money in the token's base units (``*_units``).
+    values = {key: _int_or_none(record.get(TOKEN_KEYS.get(key, key) if record.get("currency", "ETH") != "ETH"
+                                           else key)) for key in DELIVERY_KEYS}
     if values["promised_payout_wei"] is None:
         values["promised_payout_wei"] = promised
     out: dict[str, Any] = {key: (str(v) if v is not None and key != "delivered_watts" else v)
@@ -271,6 +316,7 @@ def record_rows(records: list[dict[str, Any]], unit: Money = DEFAULT_MONEY) -> t
         paid = _int_or_none(record.get("paid_wei"))
         row["paid"] = paid if paid is not None else (_int_or_none(record.get("payout_wei")) or 0)
         row["gas"], row["net"] = _int_or_none(record.get("gas_wei")), _int_or_none(record.get("net_wei"))
+        row["money"] = _record_money(record, unit)
         if any(record.get(key) is not None for key in DELIVERY_KEYS):
             row["delivery"] = delivery_record(record, None, unit)
             any_delivery = True
@@ -278,6 +324,20 @@ def record_rows(records: list[dict[str, Any]], unit: Money = DEFAULT_MONEY) -> t
             row["delivery"] = None
         rows.append(row)
     return rows, any_delivery
+
+
+def _record_money(record: dict[str, Any], unit: Money) -> dict[str, str]:
+    """A record's paid, gas and net for people, each in its own currency (``results.money``):
+    a record in a token shows paid and net in it and gas in ETH (with its value in the token
+    when the record has one); a net that would mix currencies is ``—``."""
+    from demand_response.results import money
+
+    m = money(record)
+    if m.currency == unit.currency:
+        return {"paid": unit.amount(m.paid), "gas": unit.amount(m.gas), "net": unit.amount(m.net)}
+    own = Money(m.currency, None)
+    gas = unit.amount(m.gas_wei) + (f" ({own.amount(m.gas)})" if m.gas is not None else "")
+    return {"paid": own.amount(m.paid), "gas": gas, "net": own.amount(m.net)}
 
 
 def plan_preview(plan: RequestPlan, unit: Money) -> dict[str, Any]:
@@ -313,7 +373,11 @@ def plan_preview(plan: RequestPlan, unit: Money) -> dict[str, Any]:
 
 
 def utility_history(rows: list[dict[str, Any]], unit: Money = DEFAULT_MONEY) -> dict[str, Any]:
-    """Recent requests (``request_dict`` s) with totals, for the utility."""
+    """Recent requests (``request_dict`` s) with totals, for the utility: amounts summed over
+    the requests in ``unit``'s currency only (``totals["currency"]``; ``other_currency_requests``
+    counts the rest, each shown in its own currency in its row)."""
+    all_rows = rows
+    rows = [r for r in rows if r.get("currency", unit.symbol) == unit.symbol]
     selected = [r for r in rows if r["accepted_watts"] is not None]
     totals: dict[str, Any] = {
         "requests": len(rows),
@@ -333,7 +397,9 @@ def utility_history(rows: list[dict[str, Any]], unit: Money = DEFAULT_MONEY) -> 
     }
     for key in ("promised_wei", "paid_wei", "refund_wei", "escrow_wei"):
         totals[key] = str(totals[key])
-    return {"requests": rows, "totals": totals}
+    totals["currency"] = unit.symbol
+    totals["other_currency_requests"] = len(all_rows) - len(rows)
+    return {"requests": all_rows, "totals": totals}
 
 
 def delivery_table(info: RequestInfo, terms: TermsInfo, participants: list[tuple[str, ParticipantInfo]],

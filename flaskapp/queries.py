@@ -13,6 +13,18 @@ from demand_response.results import ResultsFile
 from . import presenters
 from .errors import USER_ERRORS, one_line
 from .services import Services
+from .units import Money
+
+
+def unit_for(s: Services, info: RequestInfo) -> Money:
+    """The money of one request: the market's (``s.unit``) for ether, else its token's
+    currency (read once per token), so its prices and amounts are shown in what it pays."""
+    if not info.in_token:
+        return s.unit
+    from demand_response.token import currency_of
+
+    cur = currency_of(s.chain.session().w3, info.token)
+    return s.unit if cur == s.unit.currency else Money(cur, None)
 
 
 def request_row(s: Services, info: RequestInfo, chain_now: int | None = None,
@@ -20,23 +32,23 @@ def request_row(s: Services, info: RequestInfo, chain_now: int | None = None,
     """``presenters.request_dict`` of one request, at chain time (read when not given)."""
     chain_now = s.chain.now() if chain_now is None else chain_now
     terms = s.reads.terms(info) if terms is None else terms
-    return presenters.request_dict(info, terms, s.unit, int(time.time()), chain_now)
+    return presenters.request_dict(info, terms, unit_for(s, info), int(time.time()), chain_now)
 
 
 def stack(s: Services, info: RequestInfo) -> dict[str, Any]:
     """The bid stack of a request."""
-    return presenters.stack(info, s.reads.book(info.request_id), s.unit)
+    return presenters.stack(info, s.reads.book(info.request_id), unit_for(s, info))
 
 
 def stack_svg(s: Services, info: RequestInfo, data: dict[str, Any] | None = None) -> str:
     """The bid stack chart of a request."""
-    return presenters.stack_svg(info, data or stack(s, info), s.unit)
+    return presenters.stack_svg(info, data or stack(s, info), unit_for(s, info))
 
 
 def my_bids(s: Services, info: RequestInfo, account: str) -> list[dict[str, Any]]:
     """``account``'s bids in a request, with their transactions."""
     bids = s.reads.bids_of(info.request_id, account)
-    return presenters.my_bids(bids, s.reads.bid_txs(info.request_id, account) if bids else {}, s.unit)
+    return presenters.my_bids(bids, s.reads.bid_txs(info.request_id, account) if bids else {}, unit_for(s, info))
 
 
 def consumer_requests(s: Services, account: str | None, open_only: bool = True) -> list[dict[str, Any]]:
@@ -79,7 +91,8 @@ def consumer_history(s: Services, account: str) -> dict[str, Any]:
         terms = s.reads.terms(info)
         record = by_request.get(info.request_id, {})
         txs = [] if record.get("bid_txs") else sorted(set(s.reads.bid_txs(info.request_id, account).values()))
-        rows.append(presenters.history_row(request_row(s, info, chain_now, terms), terms, bids, record, txs, s.unit))
+        rows.append(presenters.history_row(request_row(s, info, chain_now, terms), terms, bids, record, txs,
+                                           unit_for(s, info), gas_unit=s.unit))
     return presenters.consumer_history(account, rows, s.reads.owed(account), s.unit)
 
 
@@ -93,7 +106,7 @@ def delivery_table(s: Services, info: RequestInfo, terms: TermsInfo, chain_now: 
     """The metered-delivery table of a request."""
     participants = [(who, s.reads.participant(info.request_id, who)) for who in s.reads.bidders(info.request_id)]
     return presenters.delivery_table(info, terms, participants, s.reads.delivery_logs(info.request_id), chain_now,
-                                     s.unit)
+                                     unit_for(s, info))
 
 
 def saved_offers(s: Services) -> tuple[list[tuple[int, int]], str | None, bool]:

@@ -44,6 +44,30 @@ class Services:
         """The market's money: every price and amount the pages and the API show."""
         return self.config.unit
 
+    @property
+    def settlement_token(self) -> str | None:
+        """``SETTLEMENT_TOKEN``: the ERC-20 the dashboard's requests settle in (None: ether)."""
+        from web3 import Web3
+
+        from demand_response.token import is_ether
+
+        raw = (self.settings.get("SETTLEMENT_TOKEN") or "").strip()
+        if not raw or not Web3.is_address(raw) or is_ether(raw):
+            return None
+        return Web3.to_checksum_address(raw)
+
+    @property
+    def request_unit(self) -> Money:
+        """The money of the requests the dashboard posts: the settlement token's currency
+        (read from the chain) when ``SETTLEMENT_TOKEN`` is set, else the market's."""
+        token = self.settlement_token
+        if token is None:
+            return self.unit
+        from demand_response.token import currency_of
+
+        cur = currency_of(self.chain.session().w3, token)
+        return self.unit if cur == self.unit.currency else Money(cur, None)
+
 
 def web() -> Services:
     """This app's services."""

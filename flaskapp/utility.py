@@ -49,11 +49,12 @@ def _plan(form: RequestForm, now: int) -> RequestPlan:
     return plan_request(
         target_kw=form.target_kw.data, now=now, bidding_window_s=form.bidding_s.data,
         event_delay_s=form.delay_s.data, event_duration_s=form.duration_s.data,
-        max_price_wei_per_kwh=g.unit.parse_price(form.cap.data),
-        budget_wei=g.unit.parse_amount(form.budget_eth.data, "budget") if form.budget_eth.data is not None else None,
+        max_price_wei_per_kwh=g.request_unit.parse_price(form.cap.data),
+        budget_wei=(g.request_unit.parse_amount(form.budget_eth.data, "budget")
+                    if form.budget_eth.data is not None else None),
         rule=form.rule.data,
         reveal_window_s=form.reveal_s.data or 0, report_window_s=form.report_s.data or 0,
-        dispute_window_s=form.dispute_s.data or 0, bond_wei=form.bond_wei,
+        dispute_window_s=form.dispute_s.data or 0, bond_wei=form.bond_wei, currency=g.request_unit.currency,
     )
 
 
@@ -85,7 +86,8 @@ def _render_dashboard(form: RequestForm | None = None, preview: dict[str, Any] |
     if form is None:
         form = RequestForm(formdata=None)
         if not form.cap.data:
-            form.cap.data = Decimal(g.unit.plain(128 * 10**12))
+            form.cap.data = (Decimal(g.unit.plain(128 * 10**12)) if g.settlement_token is None
+                             else Decimal(g.request_unit.plain(3000 * 128 * 10 ** max(0, g.request_unit.decimals - 6))))
     return render_template(
         "utility/dashboard.html", chain=chain, account=account, utility_error=utility_error, form=form,
         preview=preview, history=history, history_error=history_error, stacks=stacks, owed=owed,
@@ -110,13 +112,14 @@ def create_request() -> Any:
     except PlanError as exc:
         _show_problems(form, exc)
         return _render_dashboard(form, code=400)
-    preview = presenters.plan_preview(plan, g.unit)
+    preview = presenters.plan_preview(plan, g.request_unit)
     if form.preview.data or not form.post.data:
         return _render_dashboard(form, preview=preview)
     try:
         signer = g.signers.utility()
         plan = _plan(form, g.chain.now())  # bidding runs its full window from now
-        request_id, receipt = send_request(g.chain.session().dr, signer, plan)
+        # In a token (SETTLEMENT_TOKEN) the wrapper approves the budget, then requests.
+        request_id, receipt = send_request(g.chain.session().dr, signer, plan, token=g.settlement_token)
     except PlanError as exc:
         _show_problems(form, exc)
         return _render_dashboard(form, preview=preview, code=400)

@@ -155,14 +155,24 @@ def check(args: argparse.Namespace) -> int:
     w3, chain_id = connect_checked(settings)
     quotes = FeeQuotes(w3, chain_id)
     quote = quotes.quote()
+    rate = reference_rate(settings.values, quotes.native)
+    cur = next((o.currency for o in offers if o.currency is not None), quotes.native)
+    per_native = None
+    if cur != quotes.native:  # bids in a stablecoin: gas (native) converts only through the reference rate
+        if rate is None or cur.fiat != rate.fiat:
+            print(f"the bids are in {cur.symbol} and gas is paid in {quotes.native.symbol}: set "
+                  f"{cur.fiat or cur.symbol}_PER_{quotes.native.symbol} to compare them (the daemon then bids "
+                  "without the fee check)")
+            return 0
+        per_native = rate.per_unit
     cost = participation_cost(participation_plan("sealed" in args.market, "metered" in args.market), quote,
-                              native=quotes.native, settlement=quotes.native)
-    print(f"taking part in one {args.market} event costs {cost.describe(quotes.native, reference_rate(settings.values, quotes.native))} "
+                              native=quotes.native, settlement=cur, settlement_per_native=per_native)
+    print(f"taking part in one {args.market} event costs {cost.describe(quotes.native, rate)} "
           f"at {format_gas_price(quote.gas_price)}")
     if margin == 0:
         print("BID_MARGIN=0: every bid is sent whatever the fees")
         return 0
-    lines = cost_warnings(offers, cost.cost, args.event_minutes * 60, margin, quotes.native)
+    lines = cost_warnings(offers, cost.cost, args.event_minutes * 60, margin, cur)
     for line in lines:
         print(f"warning: {line}")
     if not lines:
@@ -184,38 +194,56 @@ def results(args: argparse.Namespace) -> int:
 
 
 def results_table(records: list, values: Any) -> list[str]:
-    """The lines of ``dr consumer results``: a row per record, then the totals; amounts with
-    the ``USD_PER_ETH`` (or ``EUR_PER_ETH``) reference rate when one is set."""
-    from ..results import money, totals
-    from ..units import ETH, format_amount, format_kw, format_price, reference_rate
+    """The lines of ``dr consumer results``: a row per record, then the totals per currency;
+    amounts in each request's currency, gas in ETH (with its value in the request's currency
+    when the record knows it), and the ``USD_PER_ETH`` (or ``EUR_PER_ETH``) reference rate's
+    fiat figure beside ETH amounts when one is set."""
+    from ..results import money, record_currency, totals_by_currency
+    from ..units import ETH, Currency, format_amount, format_kw, format_price, reference_rate
 
     if not records:
         return ["no results yet: the consumer daemon records each request it bid in once it is settled"]
     rate = reference_rate(values, ETH)
 
-    def amount(wei: int | None) -> str:
-        return format_amount(wei, ETH, rate=rate)
+    def amount(units: int | None, cur: Currency) -> str:
+        return format_amount(units, cur, rate=rate if cur == ETH else None)
+
+    def gas(m: Any) -> str:
+        if m.currency == ETH:
+            return amount(m.gas_wei, ETH)
+        # gas in ETH, valued in the request's token (not again in fiat: the token is the figure)
+        text = format_amount(m.gas_wei, ETH)
+        return text + (f" ({format_amount(m.gas, m.currency)})" if m.gas is not None else "")
 
     rows = [("request", "who", "status", "accepted", "clearing price", "paid", "gas", "net")]
     for r in records:
         m = money(r)
+        cur = record_currency(r)
         accepted = r.get("accepted_watts")
+        clearing = r.get("clearing_price_wei_per_kwh") if cur == ETH else r.get("clearing_price_units_per_kwh")
         rows.append((
             str(r.get("request_id", "?")), str(r.get("label") or str(r.get("account", ""))[:10]),
             str(r.get("status", "?")), format_kw(int(accepted)) if accepted is not None else "—",
-            format_price(r.get("clearing_price_wei_per_kwh") or None, ETH), amount(m.paid), amount(m.gas),
-            amount(m.net),
+            format_price(clearing or None, cur), amount(m.paid, cur), gas(m), amount(m.net, cur),
         ))
-    t = totals(records)
-    rows.append(("total", f"{len(records)} event{'s' if len(records) != 1 else ''}", "", "", "",
-                 amount(t.paid), amount(t.gas), amount(t.net)))
+    by_currency = totals_by_currency(records)
+    for symbol, t in by_currency.items():
+        count = sum(1 for r in records if record_currency(r).symbol == symbol)
+        rows.append((f"total {symbol}" if len(by_currency) > 1 or symbol != "ETH" else "total",
+                     f"{count} event{'s' if count != 1 else ''}", "", "", "",
+                     amount(t.paid, t.currency), gas(t), amount(t.net, t.currency)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.rjust(w) if i >= 5 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
              for row in rows]
     lines.insert(1, "-" * len(lines[0]))
-    lines.insert(len(lines) - 1, "-" * len(lines[0]))
-    if t.gas is None or any(money(r).gas is None for r in records):
+    lines.insert(len(lines) - len(by_currency), "-" * len(lines[0]))
+    if any(money(r).gas_wei is None for r in records):
         lines.append("— : gas unknown (recorded before gas was kept)")
+    unconverted = sorted({record_currency(r).symbol for r in records
+                          if record_currency(r) != ETH and money(r).gas_wei is not None and money(r).net is None})
+    for symbol in unconverted:
+        lines.append(f"— : no net for {symbol} events: their gas was paid in ETH and no reference rate "
+                     "(USD_PER_ETH) was set when they were recorded")
     for r in records:  # the household's check of each figure the utility metered (docs/mv.md)
         if r.get("metered_watts") is None:
             continue

@@ -11,7 +11,7 @@ def add_to(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "demo", help="the whole market on an embedded local chain, in under a minute",
         description="Start a local chain, deploy, run consumer daemons with sample bids, post a request, "
-                    "settle it and show who earned what. The default market settles on interval meter data "
+                    "settle it and show who earned what: per household its gross pay, gas, net and transactions. The default market settles in a test stablecoin (TUSD) on interval meter data "
                     "with the caiso-10in10 baseline, dispatches consumer-1's award over OpenADR and sheds its "
                     "water heater through a Mosquitto broker (skipped, with one line, without mosquitto). "
                     "The chain, bids, cursors, meter store and logs stay in --workdir.")
@@ -24,9 +24,11 @@ def add_to(commands: argparse._SubParsersAction) -> None:
                    help="folder for the demo's chain state, bids, cursors and logs (default .demo)")
     p.add_argument("--chain", choices=("ganache", "anvil"), default="ganache",
                    help="which local node to embed (default ganache)")
-    p.add_argument("--market", choices=("sealed-metered", "open"), default="sealed-metered",
-                   help="sealed bids with a bond, paid on delivery measured from gridsim's interval data (default), "
-                        "or open bids paid on acceptance")
+    p.add_argument("--market", choices=("usd", "sealed", "sealed-metered", "open"), default="usd",
+                   help="usd (default): open bids in the test stablecoin TUSD, no bond, paid on delivery the "
+                        "utility measures from gridsim's interval data, one transaction per household; sealed "
+                        "(or sealed-metered): sealed bids in ETH with an ETH bond, paid on measured delivery; "
+                        "open: open bids in ETH, paid on acceptance")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve Prometheus /metrics of the demo and its daemons on 127.0.0.1:PORT during the run")
     p.set_defaults(func=run)

@@ -10,6 +10,7 @@ from typing import Any
 
 from ._common import UserError, ask, calendar_from, calendar_options, connection_options, decimal_arg, number, rpc_name, serving_metrics, \
     settings_from, stop_on_signals
+from ..units import ETH, UnitError, format_amount, parse_amount, parse_price
 
 
 def add_to(commands: argparse._SubParsersAction) -> None:
@@ -71,6 +72,12 @@ def _add_request(actions: argparse._SubParsersAction) -> None:
     cap.add_argument("--max-price-wei", type=int, help="price cap, wei per kWh")
     cap.add_argument("--max-price-eth", type=decimal_arg, help="price cap, ETH per kWh")
     q.add_argument("--budget-eth", type=decimal_arg, help="budget to escrow, ETH (sets the cap when no cap is given)")
+    q.add_argument("--token", metavar="ADDRESS",
+                   help="settle in this ERC-20 token (a stablecoin; default SETTLEMENT_TOKEN, else ether): the "
+                        "budget is approved and escrowed in it, --max-price and --budget are in its units")
+    cap.add_argument("--max-price", metavar="PRICE",
+                     help="price cap per kWh in the request's currency (\"0.35\" or \"0.35 USDC/kWh\")")
+    q.add_argument("--budget", metavar="AMOUNT", help="budget in the request's currency (\"250\" or \"250 USDC\")")
     q.add_argument("--rule", default="uniform", help="uniform (default) or pay-as-bid")
     q.add_argument("--reveal-window", type=int, default=0, metavar="S",
                    help="sealed bids: seconds after bidding closes for reveals (default 0: open bids); "
@@ -148,6 +155,42 @@ def _ask_request(args: argparse.Namespace) -> None:
     args.rule = ask("Pricing rule (uniform / pay-as-bid)", "uniform")
 
 
+def _settlement_token(args: argparse.Namespace, settings: Any, session: Any) -> tuple[str | None, Any]:
+    """(token address or None for ether, its currency) from ``--token`` or ``SETTLEMENT_TOKEN``."""
+    from ..token import currency_of, is_ether
+
+    raw = args.token or settings.get("SETTLEMENT_TOKEN") or None
+    if raw is None:
+        return None, ETH
+    from web3 import Web3
+
+    if not Web3.is_address(raw):
+        raise UserError(f"--token/SETTLEMENT_TOKEN {raw!r} is not an address; give the ERC-20 token's 0x address")
+    if is_ether(raw):
+        return None, ETH
+    token = Web3.to_checksum_address(raw)
+    if not session.w3.eth.get_code(token):
+        raise UserError(f"no contract at {token} on this chain: check --token/SETTLEMENT_TOKEN (on a dev chain "
+                        "`dr fund ADDRESS --usd AMOUNT` deploys a test stablecoin)")
+    return token, currency_of(session.w3, token)
+
+
+def _amounts_in(cur: Any, args: argparse.Namespace) -> tuple[int | None, int | None]:
+    """``--max-price`` and ``--budget`` in ``cur``'s base units (None where not given); the
+    ETH-only flags are refused for a request in a token."""
+    if cur != ETH and (args.max_price_wei is not None or args.max_price_eth is not None or args.budget_eth is not None
+                       or args.bond_eth):
+        raise UserError(f"this request settles in {cur.symbol}: give --max-price and --budget in {cur.symbol} "
+                        "(--max-price-eth, --max-price-wei, --budget-eth and --bond-eth are for ether)")
+    try:
+        cap = parse_price(args.max_price, cur, what="--max-price") if args.max_price is not None else None
+        budget = (parse_amount(args.budget, cur, what="--budget", allow_zero=False)
+                  if args.budget is not None else None)
+    except UnitError as exc:
+        raise UserError(str(exc)) from None
+    return cap, budget
+
+
 def request(args: argparse.Namespace) -> int:
     """Plan (demand_response.planner), preview, confirm when prompted, send."""
     from ..accounts import resolve_signer
@@ -163,19 +206,30 @@ def request(args: argparse.Namespace) -> int:
     interactive = args.target_kw is None
     if interactive:
         _ask_request(args)
+    token, cur = _settlement_token(args, settings, session)
+    cap_units, budget_units = _amounts_in(cur, args)
     plan = plan_request(
         target_kw=args.target_kw, now=now, bidding_window_s=args.bidding_window,
         event_delay_s=None if args.event_start is not None else args.event_delay, event_start=args.event_start,
-        event_duration_s=args.event_duration, max_price_wei_per_kwh=args.max_price_wei,
-        max_price_eth_per_kwh=args.max_price_eth, budget_eth=args.budget_eth, rule=args.rule,
+        event_duration_s=args.event_duration,
+        max_price_wei_per_kwh=args.max_price_wei if cap_units is None else cap_units,
+        max_price_eth_per_kwh=args.max_price_eth, budget_wei=budget_units, budget_eth=args.budget_eth, rule=args.rule,
         reveal_window_s=args.reveal_window, report_window_s=args.report_window,
-        dispute_window_s=args.dispute_window, bond_eth=args.bond_eth,
+        dispute_window_s=args.dispute_window, bond_eth=args.bond_eth, currency=cur,
     )
-    print(preview(plan))
+    print(preview(plan, cur))
     if interactive and ask("Send it? (y/n)", "y").lower() not in ("y", "yes"):
         print("not sent")
         return 0
-    rid, receipt = send_request(session.dr, signer, plan)
+    if token is not None:
+        from ..token import Erc20
+
+        held = Erc20(session.w3, token).balance_of(signer.address)
+        if held < plan.budget:
+            raise UserError(f"the utility account holds {format_amount(held, cur)}, less than the "
+                            f"{format_amount(plan.budget, cur)} budget; fund it first (on a dev chain: "
+                            f"dr fund {signer.address} --usd AMOUNT --token {token})")
+    rid, receipt = send_request(session.dr, signer, plan, token=token)
     print(f"request {rid} posted in block {receipt['blockNumber']} (tx 0x{bytes(receipt['transactionHash']).hex()}); "
           f"settle it with `dr utility run`")
     return 0
@@ -208,7 +262,7 @@ def settle(args: argparse.Namespace) -> int:
     with serving_metrics(settings, [daemon.poller.label], session.dr.address):
         daemon.run(stop_on_signals())
     for info in daemon.settled:
-        print(outcome_line(info))
+        print(outcome_line(info, session.dr.currency_of(info.request_id)))
     return 0
 
 

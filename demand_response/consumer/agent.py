@@ -15,7 +15,7 @@ from ..errors import BidsError, TransactionFailed, is_connection_error
 from ..listener import Event
 from ..market import MAX_BIDS_PER_CALL, PricingRule, tick_wei
 from ..token import ZERO_ADDRESS
-from ..units import eth
+from ..units import eth, format_price
 from .metered import MeteredDelivery
 from .notes import METERED, SEALED
 from .open_bids import OpenBidding
@@ -96,9 +96,10 @@ class ConsumerAgent(OpenBidding, SealedBidding, MeteredDelivery):
             if info.status != Status.OPEN:
                 return
             now = max(now, int(self.dr.w3.eth.get_block("latest")["timestamp"]))
+        cur = self.currency_for(info)
         self._say(
-            "request %d heard: %.3f kW wanted, cap %s ETH/kWh, bidding closes in %d s",
-            rid, info.target_watts / 1000, eth(info.max_price), info.bidding_deadline - now,
+            "request %d heard: %.3f kW wanted, cap %s, bidding closes in %d s",
+            rid, info.target_watts / 1000, format_price(info.max_price, cur), info.bidding_deadline - now,
         )
         metrics.request_heard(rid, self.address)
         terms = self.terms_of(rid)
@@ -127,21 +128,28 @@ class ConsumerAgent(OpenBidding, SealedBidding, MeteredDelivery):
         except BidsError as exc:
             self._say("not bidding on request %d: %s", rid, exc, level=logging.ERROR)
             return
-        ready = prepare(offers, info.max_price)
+        other = sorted({o.currency.symbol for o in offers if o.currency is not None and o.currency != cur})
+        if other:
+            # Never place a price in one currency on a request settled in another.
+            self._say("not bidding on request %d: it pays in %s, but our bids are priced in %s (give the bids "
+                      "file \"currency\": \"%s\" and prices in %s/kWh)", rid, cur.symbol, "/".join(other),
+                      cur.symbol, cur.symbol, level=logging.WARNING)
+            return
+        ready = prepare(offers, info.max_price, cur)
         for offer, reason in ready.skipped:
-            self._say("skipping bid %.3f kW at %s ETH/kWh: %s", offer.kw, eth(offer.price), reason,
+            self._say("skipping bid %.3f kW at %s: %s", offer.kw, format_price(offer.price, cur), reason,
                       level=logging.WARNING)
         if not ready.submit:
             self._say("no bids at or below the cap for request %d; not bidding", rid)
             return
-        submit, unpaid = self._worth_bidding(rid, info.duration, terms, ready.submit)
+        submit, unpaid = self._worth_bidding(rid, info.duration, terms, ready.submit, cur)
         if not submit:
             self._say("no offer pays for taking part in request %d; not bidding", rid, level=logging.WARNING)
             return
         if terms.sealed or terms.metered:
             self._bid_with_terms(rid, terms, submit)
         else:
-            self._bid_open(rid, submit, len(ready.skipped) + unpaid)
+            self._bid_open(rid, submit, len(ready.skipped) + unpaid, cur)
 
     def _bid_with_terms(self, rid: int, terms: TermsInfo, offers: Sequence[Offer]) -> None:
         """One submission per consumer: commit it (sealed) or place it (metered), bond included."""

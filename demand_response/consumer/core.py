@@ -21,7 +21,8 @@ from ..networks import FeeModel, by_chain_id
 from ..payments import Withdrawal, settle_participant, tx_hex, withdraw_owed
 from ..results import ResultsFile
 from ..sealed import MeterReadings, SaltStore
-from ..units import ETH, Currency, eth, format_amount, format_kw, format_price
+from ..token import currency_of
+from ..units import ETH, Currency, ReferenceRate, format_amount, format_kw, format_price
 from .notes import AgentNotes
 from .records import result_record
 from .sources import BidsProvider
@@ -87,9 +88,13 @@ class AgentCore:
         bid_margin: Decimal | float = DEFAULT_BID_MARGIN,
         fee_quotes: FeeQuotes | None = None,
         delivery: Any = None,
+        reference: ReferenceRate | None = None,
     ) -> None:
         from .delivery_check import DeliveryOptions
 
+        #: ``USD_PER_ETH`` (or ``EUR_PER_ETH``): the only bridge between gas in ETH and a payout in
+        #: a stablecoin of that fiat money (for the fee check and a token record's net).
+        self.reference = reference
         self.dr = dr
         #: Metered settlement: when to report, and the check of the utility's figure.
         self.delivery: DeliveryOptions = delivery if delivery is not None else DeliveryOptions()
@@ -158,13 +163,39 @@ class AgentCore:
                        "forgetting it", rid, level=logging.WARNING)
         return True
 
+    # -- currency --------------------------------------------------------------------------------
+
+    def currency_for(self, info: Any) -> Currency:
+        """The currency request ``info`` settles in: ETH, or its token's (read once per token)."""
+        return currency_of(self.dr.w3, info.token)
+
+    def per_native(self, cur: Currency) -> Decimal | None:
+        """Units of ``cur`` per unit of the chain's native currency, through the reference rate:
+        ``USD_PER_ETH`` for a USD stablecoin (taken as worth one USD). None when ``cur`` is the
+        native currency itself or no rate bridges the two."""
+        native = self.fee_quotes.native
+        rate = self.reference
+        if cur == native or rate is None or rate.currency_symbol != native.symbol or cur.fiat != rate.fiat:
+            return None
+        return rate.per_unit
+
     # -- fees --------------------------------------------------------------------------------
 
     def _worth_bidding(self, rid: int, duration_s: int, terms: TermsInfo,
-                       offers: Sequence[Offer]) -> tuple[list[Offer], int]:
-        """The offers whose payout at their own ask covers ``bid_margin`` × the cost of taking
-        part at today's fees, and how many were left out (each with one log line)."""
+                       offers: Sequence[Offer], cur: Currency | None = None) -> tuple[list[Offer], int]:
+        """The offers whose payout at their own ask (in ``cur``, the request's currency) covers
+        ``bid_margin`` × the cost of taking part at today's fees, and how many were left out
+        (each with one log line). Fees are paid in the native currency: for a payout in another
+        one the reference rate converts them; without one the check is skipped, with one line."""
         if self.bid_margin == 0 or not offers:
+            return list(offers), 0
+        native = self.fee_quotes.native
+        cur = cur or native
+        per_native = self.per_native(cur)
+        if cur != native and per_native is None:
+            self._say_once(rid, "no-rate", "request %d pays in %s but gas is paid in %s: without %s_PER_%s the fee "
+                           "check cannot compare them; bidding without it", rid, cur.symbol, native.symbol,
+                           cur.fiat or cur.symbol, native.symbol, level=logging.WARNING)
             return list(offers), 0
         try:
             quote = self.fee_quotes.quote()
@@ -172,18 +203,17 @@ class AgentCore:
             self._say("request %d: cannot read the fees (%s); bidding without the fee check", rid, exc,
                       level=logging.WARNING)
             return list(offers), 0
-        native = self.fee_quotes.native
         plan = participation_plan(terms.sealed, terms.metered, bool(terms.bond_wei))
-        cost = fees.participation_cost(plan, quote, native=native, settlement=native)
+        cost = fees.participation_cost(plan, quote, native=native, settlement=cur, settlement_per_native=per_native)
         margin = max(self.bid_margin - 1, Decimal(0))
         keep: list[Offer] = []
         for offer in offers:
-            decision = fees.worth_bidding(payout(offer.watts, duration_s, offer.price), cost.cost, margin, native)
+            decision = fees.worth_bidding(payout(offer.watts, duration_s, offer.price), cost.cost, margin, cur)
             if decision.bid:
                 keep.append(offer)
             else:
                 self._say("request %d: skipping %s at %s: %s", rid, format_kw(offer.watts),
-                          format_price(offer.price, native), decision.reason, level=logging.WARNING)
+                          format_price(offer.price, cur), decision.reason, level=logging.WARNING)
         if len(keep) < len(offers):
             self._say("request %d: taking part costs %s at %s (BID_MARGIN %s)", rid, cost.describe(native),
                       fees.format_gas_price(quote.gas_price), self.bid_margin)
@@ -218,16 +248,17 @@ class AgentCore:
         if self._sent(rid, settle_participant, self.dr, self.signer, rid, self.address) is None:
             self._say("request %d: already settled by someone else meanwhile", rid)
 
-    def _withdraw_owed(self, rid: int) -> tuple[str | None, int]:
-        """Withdraw what we are owed (when auto-withdraw is on and it is worth the gas):
-        (tx, wei), or (None, 0) when nothing was sent. Its cost counts for ``rid``, the
-        request whose outcome made us withdraw."""
+    def _withdraw_owed(self, rid: int, token: str | None = None) -> tuple[str | None, int]:
+        """Withdraw what we are owed in ether, or in ``token`` (when auto-withdraw is on and it
+        is worth the gas): (tx, base units), or (None, 0) when nothing was sent. Its cost counts
+        for ``rid``, the request whose outcome made us withdraw."""
         if not self.auto_withdraw:
             return None, 0
-        done: Withdrawal | None = withdraw_owed(self.dr, self.signer)
+        cur = currency_of(self.dr.w3, token)
+        done: Withdrawal | None = withdraw_owed(self.dr, self.signer, token=token, per_eth=self.per_native(cur))
         if done is None:
             return None, 0
-        self._say("withdrew %s ETH (tx %s…)", eth(done.wei), done.tx[:12])
+        self._say("withdrew %s (tx %s…)", format_amount(done.wei, cur), done.tx[:12])
         try:
             self._note_cost(rid, self.dr.w3.eth.get_transaction_receipt(done.tx))
         except Exception as exc:
@@ -243,13 +274,28 @@ class AgentCore:
         fields.setdefault("gas_wei", note.gas_wei if note else 0)
         if status != "cancelled":
             fields.setdefault("bid_at", note.bid_at if note else None)
+        info = fields.get("info")
+        if info is None:
+            try:
+                info = self.dr.get_request(rid)
+            except Exception as exc:
+                if is_connection_error(exc):
+                    raise
+        cur = self.currency_for(info) if info is not None else ETH
+        if cur != ETH:
+            fields.update(currency=cur, token=info.token, per_eth=self.per_native(cur))
         record = result_record(chain_id=self.chain_id, contract=self.dr.address, request_id=rid,
                                account=self.address, label=self.label, status=status, **fields)
         if not self.results.append(record):
             return False
+        from ..results import money
+
+        m = money(record)
         native = self.fee_quotes.native
-        self._say("request %d: paid %s, gas %s, net %s", rid, format_amount(record["paid_wei"], native),
-                  format_amount(record["gas_wei"], native), format_amount(record["net_wei"], native))
+        gas = format_amount(m.gas_wei, native) + (f" ({format_amount(m.gas, cur)})" if cur != ETH and m.gas is not None
+                                                 else "")
+        net = format_amount(m.net, cur) if m.net is not None else f"unknown without {cur.fiat or cur.symbol}_PER_ETH"
+        self._say("request %d: paid %s, gas %s, net %s", rid, format_amount(m.paid, cur), gas, net)
         return True
 
     def _recorded(self, rid: int) -> bool:

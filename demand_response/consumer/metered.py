@@ -11,7 +11,7 @@ from typing import Sequence
 from ..contract import ParticipantInfo, RequestInfo, Stage, Status, TermsInfo
 from ..market import DeliverySettlement, had_notice, settle_delivery
 from ..payments import tx_hex
-from ..units import eth
+from ..units import eth, format_amount
 from .core import AgentCore
 from .delivery_check import check_delivery
 
@@ -83,8 +83,8 @@ class MeteredDelivery(AgentCore):
                 note.done = True
             return
         self._award(rid, me.accepted_watts, info.event_start, info.event_end)
-        self._say_once(rid, "won", "request %d: %.3f kW accepted, %s ETH promised; paid on measured delivery after %s",
-                       rid, me.accepted_watts / 1000, eth(me.promised_payout),
+        self._say_once(rid, "won", "request %d: %.3f kW accepted, %s promised; paid on measured delivery after %s",
+                       rid, me.accepted_watts / 1000, format_amount(me.promised_payout, self.currency_for(info)),
                        time.strftime("%H:%M:%S", time.localtime(info.event_end)))
         if me.stage == Stage.BID:
             self._report_or_settle(rid, info, terms, me)
@@ -138,7 +138,8 @@ class MeteredDelivery(AgentCore):
         check: dict = {}
         if me.stage == Stage.SETTLED and me.accepted_watts:
             check = self._check_metered(rid)
-        withdraw_tx, withdrawn = self._withdraw_owed(rid)
+        cur = self.currency_for(info)
+        withdraw_tx, withdrawn = self._withdraw_owed(rid, info.token if info.in_token else None)
         mine = self.dr.bids_of(rid, self.address) if me.has_bids else []
         if self._record(rid, "won" if me.accepted_watts else "lost", info=info, bids=mine,
                         accepted_watts=me.accepted_watts, payout_wei=s.payout, claim_tx=None,
@@ -146,8 +147,9 @@ class MeteredDelivery(AgentCore):
                         terms="sealed+metered" if terms.sealed else "metered",
                         promised_payout_wei=me.promised_payout, delivered_watts=delivered, penalty_wei=s.penalty,
                         bond_returned_wei=s.bond_returned, paid_wei=s.payout, **check):
-            self._say("request %d: delivered %.3f of %.3f kW, paid %s of %s ETH promised%s; recorded", rid,
-                      delivered / 1000, me.accepted_watts / 1000, eth(s.payout), eth(me.promised_payout),
+            self._say("request %d: delivered %.3f of %.3f kW, paid %s of %s promised%s; recorded", rid,
+                      delivered / 1000, me.accepted_watts / 1000, format_amount(s.payout, cur),
+                      format_amount(me.promised_payout, cur),
                       f", penalty {eth(s.penalty)} ETH" if s.penalty else "")
 
     def _check_metered(self, rid: int) -> dict:

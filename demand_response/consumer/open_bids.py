@@ -13,7 +13,7 @@ from ..bids import Offer, chunks
 from ..contract import BidInfo, RequestInfo, Status, bid_gas_limit
 from ..errors import TransactionFailed
 from ..payments import tx_hex
-from ..units import eth
+from ..units import ETH, Currency, format_amount, format_price, plain
 from .core import AgentCore
 
 #: Seconds after selection a winner waits for the utility's ``claimAndPay`` before it claims.
@@ -25,7 +25,7 @@ _PAY_POLL_S = 1.0
 class OpenBidding(AgentCore):
     """Open bids and their claims."""
 
-    def _bid_open(self, rid: int, offers: Sequence[Offer], skipped: int) -> None:
+    def _bid_open(self, rid: int, offers: Sequence[Offer], skipped: int, cur: Currency = ETH) -> None:
         txs = []
         for group in chunks(offers):
             try:
@@ -44,9 +44,9 @@ class OpenBidding(AgentCore):
         note.bid_txs, note.bid_at = txs, int(time.time())
         note.offers, note.skipped = [[o.watts, o.price] for o in offers], skipped
         self._say(
-            "bid %d offer(s), %.3f kW, prices %s ETH/kWh, on request %d (tx %s)",
+            "bid %d offer(s), %.3f kW, prices %s %s/kWh, on request %d (tx %s)",
             len(offers), sum(o.watts for o in offers) / 1000,
-            "/".join(eth(o.price) for o in offers), rid, ", ".join(t[:12] + "…" for t in txs),
+            "/".join(plain(o.price, cur) for o in offers), cur.symbol, rid, ", ".join(t[:12] + "…" for t in txs),
         )
 
     def _await_payment(self, rid: int, mine: list[BidInfo], settled_at: int | None) -> list[BidInfo]:
@@ -82,10 +82,11 @@ class OpenBidding(AgentCore):
             return
         accepted = sum(b.accepted_watts for b in mine)
         payout = sum(b.payout for b in mine)
+        cur = self.currency_for(info)
         self._say(
-            "request %d settled at %s ETH/kWh: won %.3f kW of %.3f kW offered, payout %s ETH",
-            rid, eth(info.clearing_price), accepted / 1000, sum(b.watts for b in mine if not b.cancelled) / 1000,
-            eth(payout),
+            "request %d settled at %s: won %.3f kW of %.3f kW offered, payout %s",
+            rid, format_price(info.clearing_price, cur), accepted / 1000,
+            sum(b.watts for b in mine if not b.cancelled) / 1000, format_amount(payout, cur),
         )
         self._award(rid, accepted, info.event_start, info.event_end)
         settled_at = None
@@ -105,9 +106,9 @@ class OpenBidding(AgentCore):
         pushed = self.dr.payments_sent_to(rid, self.address, block_number or 0) if accepted else []
         paid_wei = sum(wei for _, wei in pushed)
         if pushed:
-            self._say("request %d: paid %s ETH directly by claimAndPay (tx %s…)", rid, eth(paid_wei),
+            self._say("request %d: paid %s directly by claimAndPay (tx %s…)", rid, format_amount(paid_wei, cur),
                       pushed[0][0][:12])
-        withdraw_tx, withdrawn = self._withdraw_owed(rid)
+        withdraw_tx, withdrawn = self._withdraw_owed(rid, info.token if info.in_token else None)
         if self._record(rid, "won" if accepted else "lost", info=info, bids=mine, accepted_watts=accepted,
                         payout_wei=payout, claim_tx=claim_tx, withdraw_tx=withdraw_tx, withdrawn_wei=withdrawn,
                         paid_txs=sorted({tx for tx, _ in pushed}), settled_at=settled_at):

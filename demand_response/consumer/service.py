@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..bids import DEFAULT_BID_MARGIN, bid_margin
+from ..units import ETH, reference_rate
 from ..chain import FEES_TTL, RpcBatcher, Signer
 from ..config import Settings, cursor_file, default_meter_file
 from ..config import salts_file as config_salts_file
@@ -79,6 +80,7 @@ class ConsumerService:
         vtn_url: str | None = None,
         vtn_id: str | None = None,
         delivery: Any = None,
+        reference: Any = None,
     ) -> None:
         """Paths (``state_path``, ``salts_file``, ``meter_file``, ``lock_dir``) come from the
         settings (``from_settings``); a caller that passes only ``state_path`` gets the
@@ -116,7 +118,7 @@ class ConsumerService:
                           self.state.section(("agents", s.signer.address), AgentNotes.from_json),
                           chain_id=chain_id, auto_withdraw=auto_withdraw, label=s.label,
                           salts=self.salts, meter=self.meter, bid_margin=bid_margin, fee_quotes=quotes,
-                          delivery=delivery)
+                          delivery=delivery, reference=reference)
             for s in specs
         ]
         self.poller = LogPoller(
@@ -160,6 +162,7 @@ class ConsumerService:
             bid_margin=bid_margin(settings.get("BID_MARGIN")), devices_file=settings.get("DEVICES_FILE") or None,
             vtn_url=settings.get("VTN_URL") or None, vtn_id=settings.get("VTN_ID") or None,
             delivery=DeliveryOptions.from_settings(settings),
+            reference=reference_rate(settings, ETH),
         )
 
     def _prefetch(self, event: Event) -> None:

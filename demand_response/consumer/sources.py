@@ -36,6 +36,6 @@ def gridsim_bids(household_index: int = 0, seed: int = 0, n_households: int | No
         request = {"event_start": info.event_start, "event_end": info.event_end,
                    "max_price_wei_per_kwh": info.max_price}
         pairs = bids_for_request(request, household_index=household_index, seed=seed, n_households=n_households)
-        return from_pairs(pairs, "gridsim")
+        return from_pairs(pairs, "gridsim", currency=None)  # fitted to the request's cap: its currency
 
     return provide

@@ -1,7 +1,9 @@
 """``dr demo`` (what ``make demo`` runs) end to end, as a subprocess: table, results, no orphans.
 
-The default demo also settles on interval data with a named baseline (issue 17) and sheds
-a device through a real Mosquitto broker after an OpenADR dispatch (issue 18).
+The default demo is a stablecoin market (issue 15): open bids in TestUSD without a bond, one
+transaction per household, paid on delivery the utility measures from interval data with a
+named baseline (issue 17), and a device shed through a real Mosquitto broker after an OpenADR
+dispatch (issue 18). ``--market sealed`` (ETH, with a bond) and ``--market open`` still run.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def test_demo_runs_the_whole_market_and_cleans_up(tmp_path: Path) -> None:
     assert "utility: watching 0x" in out and "utility: stopped" in out, out
     assert not (tmp_path / "database").exists()
     assert "all consumers are listening" in out and "request 1: winners selected" in out
-    table = out[out.index("consumer    account"):]
+    table = out[out.index("consumer    account"):out.index("household            gross")]
     rows = {line.split()[0]: line.split() for line in table.splitlines() if line.startswith("consumer-")}
     assert set(rows) == {"consumer-1", "consumer-2", "consumer-3"}
     # 8 kW wanted from 2.5@0.003, 2@0.004, 3@0.005, 1.5@0.006, 2@0.009: clears at 0.006 with 7.5 + 0.5 kW
@@ -68,13 +70,52 @@ def test_demo_runs_the_whole_market_and_cleans_up(tmp_path: Path) -> None:
     assert seconds > 0  # reported, not asserted against a limit (see bench/)
 
 
+def test_the_default_demo_is_a_stablecoin_market_where_each_household_sends_one_transaction(
+        tmp_path: Path) -> None:
+    """Default demo: the request is escrowed in TestUSD; households bid in TUSD/kWh, are metered
+    from interval data and paid in TUSD by the utility's meterDelivery; the table shows gross
+    (TUSD), gas (ETH, and TUSD at the demo's USD_PER_ETH), net (TUSD) and one transaction each."""
+    done = run_dr(["demo", "--consumers", "4", "--workdir", str(tmp_path / "demo")], tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "deployed the test stablecoin TUSD (6 decimals)" in out and "Price cap 1.28 TUSD/kWh" in out
+    assert "winners selected at clearing price 0.6 TUSD/kWh, accepted 8.000 kW of 8.000 kW target" in out
+    assert "committed" not in out and "bond" not in out.split("Request 1:")[1]
+    records = {r["label"]: r for r in json.loads((tmp_path / "demo" / "results.json").read_text())["results"]}
+    assert set(records) == {"consumer-1", "consumer-2", "consumer-3", "consumer-4"}
+    assert all(r["currency"] == "TUSD" and "paid_wei" not in r and r["gas_wei"] > 0 for r in records.values())
+    winners = {k: r for k, r in records.items() if r["accepted_watts"]}
+    assert sorted(winners) == ["consumer-1", "consumer-2", "consumer-3"]
+    for r in records.values():  # paid on measured delivery, net = paid − gas valued at 3000 USD/ETH
+        assert r["paid_units"] <= r.get("promised_payout_units", 0) or not r["accepted_watts"]
+        assert r["gas_units"] == -(-r["gas_wei"] * 3000 * 10**6 // 10**18)
+        assert r["net_units"] == r["paid_units"] - r["gas_units"]
+    money = out[out.index("household            gross"):]
+    money = money[:money.index("\n\n")]
+    rows = {line.split()[0]: line for line in money.splitlines() if line.startswith("consumer-")}
+    assert set(rows) == set(records)
+    for name, line in rows.items():
+        assert " TUSD " in line and " ETH (" in line and line.split()[-1] == "1"  # one transaction: the bid
+    assert "consumer    bids (kW @ TUSD/kWh)" in out and "promised TUSD paid TUSD" in out
+    # Issue 17 and 18 still hold: metered with the named baseline; the award dispatched and the plug shed.
+    measured = out[out.index("consumer    baseline kWh"):out.index("measured by the utility from")]
+    assert {line.split()[0] for line in measured.splitlines() if line.startswith("consumer-")} == set(winners)
+    assert all(line.split()[7] == "metered" for line in measured.splitlines() if line.startswith("consumer-"))
+    assert "OpenADR: VTN dispatched request 1 to consumer-1: LOAD_DISPATCH -" in out
+    if shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists():
+        assert "water heater is off (shed at the event start: acknowledged" in out
+        assert "water heater is on (restored at the event end: acknowledged" in out
+    assert "Traceback" not in out
+    assert _processes_under(tmp_path) == []
+
+
 def test_sealed_metered_demo_pays_on_delivery_measured_from_interval_data_and_sheds_a_device(tmp_path: Path) -> None:
-    """The default demo: sealed bids with a bond, gridsim decides the true delivery, the utility
-    measures it from interval data with caiso-10in10, one winner under-delivers; consumer-1's
-    award is dispatched over OpenADR and its water heater is shed and restored over MQTT."""
+    """``--market sealed``: sealed bids with an ETH bond, gridsim decides the true delivery, the
+    utility measures it from interval data with caiso-10in10, one winner under-delivers;
+    consumer-1's award is dispatched over OpenADR and its water heater is shed and restored over MQTT."""
     results = tmp_path / "database" / "results.json"
-    done = run_dr(["demo", "--consumers", "4", "--chain", "anvil", "--workdir", str(tmp_path / "demo"),
-                   "--results-file", str(results)], tmp_path, timeout=120)
+    done = run_dr(["demo", "--consumers", "4", "--chain", "anvil", "--market", "sealed",
+                   "--workdir", str(tmp_path / "demo"), "--results-file", str(results)], tmp_path, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert out.count("committed") >= 4 and out.count("revealed") >= 4 and "fast-forwarding" in out
