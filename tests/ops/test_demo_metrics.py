@@ -62,8 +62,10 @@ def test_the_demo_serves_every_metric_and_they_move_during_the_run(tmp_path: Pat
     for moved in ("dr_requests_heard_total", "dr_bids_sent_total", "dr_bids_mined_total",
                   "dr_reaction_seconds_count", "dr_gas_used_total", "dr_fees_paid_wei_total"):
         assert _total(last, moved) > _total(first, moved), moved
-    # four consumers bid once each (a sealed commitment), and each reaction was observed
-    assert _total(last, "dr_bids_mined_total") == 4 and _total(last, "dr_reaction_seconds_count") == 4
+    # four consumers bid once each (one transaction with their price levels, all mined), and
+    # each one's reaction to the request was observed once
+    assert _total(last, "dr_bids_mined_total") == _total(last, "dr_bids_sent_total") >= 4
+    assert _total(last, "dr_reaction_seconds_count") == 4
     # gauges: a series per listener (lag, push) and per account paid (owed) appeared during the run
     for gauge in ("dr_listener_lag_blocks", "dr_push_connected", "dr_owed_wei"):
         assert len(_labels(last, gauge)) > len(_labels(first, gauge)), gauge
