@@ -63,15 +63,7 @@ def result_record(
         "chain_id": chain_id, "contract": contract, "request_id": request_id, "account": account,
         "label": label, "status": status,
     }
-    if info is not None:
-        record.update({
-            "rule": info.rule.name.lower(), "target_kw": info.target_watts / 1000,
-            "bids": [{"bid_id": b.bid_id, "watts": b.watts, "price_wei_per_kwh": b.price,
-                      "cancelled": b.cancelled, "accepted_watts": b.accepted_watts} for b in bids],
-            "offered_kw": sum(b.watts for b in bids if not b.cancelled) / 1000,
-            "clearing_price_wei_per_kwh": info.clearing_price,
-            "event_start": info.event_start, "event_end": info.event_end,
-        })
+    record.update(_request_fields(info, bids, "wei"))
     record.update({
         "accepted_watts": accepted_watts, "accepted_kw": accepted_watts / 1000,
         "payout_wei": payout_wei, "payout_eth": payout_wei / ETH, "bid_txs": list(bid_txs),
@@ -98,15 +90,7 @@ def _token_record(*, chain_id: int, contract: str, request_id: int, account: str
         "label": label, "status": status, "currency": currency.symbol, "currency_decimals": currency.decimals,
         "token": token,
     }
-    if info is not None:
-        record.update({
-            "rule": info.rule.name.lower(), "target_kw": info.target_watts / 1000,
-            "bids": [{"bid_id": b.bid_id, "watts": b.watts, "price_units_per_kwh": b.price,
-                      "cancelled": b.cancelled, "accepted_watts": b.accepted_watts} for b in bids],
-            "offered_kw": sum(b.watts for b in bids if not b.cancelled) / 1000,
-            "clearing_price_units_per_kwh": info.clearing_price,
-            "event_start": info.event_start, "event_end": info.event_end,
-        })
+    record.update(_request_fields(info, bids, "units"))
     gas_units = convert(gas_wei, ETHER, currency, per_eth) if per_eth is not None else None
     record.update({
         "accepted_watts": accepted_watts, "accepted_kw": accepted_watts / 1000,
@@ -122,6 +106,21 @@ def _token_record(*, chain_id: int, contract: str, request_id: int, account: str
     record.update({_TOKEN_KEYS.get(k, k): v for k, v in extra.items()})
     record["recorded_at"] = int(time.time())
     return record
+
+
+def _request_fields(info: RequestInfo | None, bids: Sequence[BidInfo], unit: str) -> dict[str, Any]:
+    """The request's figures and our bids in a record (none without ``info``); prices per kWh
+    in ``unit``: "wei" in an ether request, "units" (base units of the token) in a token one."""
+    if info is None:
+        return {}
+    return {
+        "rule": info.rule.name.lower(), "target_kw": info.target_watts / 1000,
+        "bids": [{"bid_id": b.bid_id, "watts": b.watts, f"price_{unit}_per_kwh": b.price,
+                  "cancelled": b.cancelled, "accepted_watts": b.accepted_watts} for b in bids],
+        "offered_kw": sum(b.watts for b in bids if not b.cancelled) / 1000,
+        f"clearing_price_{unit}_per_kwh": info.clearing_price,
+        "event_start": info.event_start, "event_end": info.event_end,
+    }
 
 
 #: ``extra`` keys of a metered record renamed in a token record (their amounts are in the token).
