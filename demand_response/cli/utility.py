@@ -334,6 +334,7 @@ def status_rows(dr: Any, now: int) -> list[dict[str, Any]]:
         kind = "+".join(k for k, on in (("sealed", terms.sealed), ("metered", terms.metered)) if on) or "open"
         rows.append({
             "id": rid, "state": life.state, "phase": life.phase, "terms": kind, "rule": info.rule.name.lower(),
+            "currency": dr.currency_of(rid) if info.in_token else ETH,
             "target_watts": info.target_watts, "bids": info.bid_count, "cap_wei_per_kwh": info.max_price,
             "deadline": info.bidding_deadline, "selected": life.selected,
             "clearing_wei_per_kwh": info.clearing_price, "accepted_watts": info.accepted_watts,
@@ -343,23 +344,28 @@ def status_rows(dr: Any, now: int) -> list[dict[str, Any]]:
 
 
 _COLUMNS = (("id", 4, ">"), ("state", 9, "<"), ("phase", 10, "<"), ("terms", 14, "<"), ("rule", 10, "<"),
-            ("target kW", 9, ">"), ("bids", 5, ">"), ("cap ETH/kWh", 12, ">"), ("deadline", 8, ">"),
-            ("clear ETH/kWh", 13, ">"), ("acc. kW", 8, ">"), ("promised ETH", 12, ">"), ("paid ETH", 10, ">"))
+            ("currency", 8, "<"), ("target kW", 9, ">"), ("bids", 5, ">"), ("cap /kWh", 12, ">"),
+            ("deadline", 8, ">"), ("clear /kWh", 12, ">"), ("acc. kW", 8, ">"), ("promised", 12, ">"),
+            ("paid", 10, ">"))
 
 
 def format_status(rows: list[dict[str, Any]]) -> str:
-    """A plain-text table of ``status_rows``; figures fixed at selection show '-' before it."""
+    """A plain-text table of ``status_rows``; figures fixed at selection show '-' before it.
+    Prices and amounts are in each request's own currency (its ``currency`` column)."""
     from ..units import eth
+
+    def money(base_units: int, cur: Any) -> str:
+        return eth(base_units) if cur == ETH else f"{base_units / 10 ** cur.decimals:.{min(cur.decimals, 6)}f}"
 
     header = " ".join(f"{name:{align}{width}}" for name, width, align in _COLUMNS)
     lines = [header, "-" * len(header)]
     for r in rows:
-        picked = r["selected"]
-        cells = (r["id"], r["state"], r["phase"], r["terms"], r["rule"], f"{r['target_watts'] / 1000:.3f}", r["bids"],
-                 eth(r["cap_wei_per_kwh"]), time.strftime("%H:%M:%S", time.localtime(r["deadline"])),
-                 eth(r["clearing_wei_per_kwh"]) if picked else "-",
+        picked, cur = r["selected"], r.get("currency", ETH)
+        cells = (r["id"], r["state"], r["phase"], r["terms"], r["rule"], cur.symbol, f"{r['target_watts'] / 1000:.3f}",
+                 r["bids"], money(r["cap_wei_per_kwh"], cur), time.strftime("%H:%M:%S", time.localtime(r["deadline"])),
+                 money(r["clearing_wei_per_kwh"], cur) if picked else "-",
                  f"{r['accepted_watts'] / 1000:.3f}" if picked else "-",
-                 eth(r["promised_wei"]) if picked else "-", eth(r["paid_wei"]))
+                 money(r["promised_wei"], cur) if picked else "-", money(r["paid_wei"], cur))
         lines.append(" ".join(f"{str(c):{align}{width}}" for c, (_, width, align) in zip(cells, _COLUMNS)))
     if len(lines) == 2:
         lines.append("(no requests yet)")

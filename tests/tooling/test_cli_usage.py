@@ -208,7 +208,8 @@ def test_status_says_selected_until_every_winner_is_paid_then_settled(tmp_path: 
     row = next(line.split() for line in out.splitlines() if line.split()[:1] == [str(rid)])
     assert row[1:3] == ["selected", "scheduled"] and "settled" not in row
     header = out.splitlines()[0]
-    assert "promised ETH" in header and "paid ETH" in header and "payout" not in out
+    assert "promised" in header and "paid" in header and "currency" in header and "payout" not in out
+    assert row[5] == "ETH"
     promised = deployed.get_request(rid).reserved
     assert row[-2:] == [f"{promised / 10**18:.6f}", "0.000000"]  # promised, nothing paid yet
 
