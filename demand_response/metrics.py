@@ -73,6 +73,12 @@ class _Metrics:
             self.rpc_retries.labels(kind=kind)
         self.push = Gauge("dr_push_connected", "1 while the listener's WebSocket subscriptions are up, "
                           "0 while it polls", ["daemon"], registry=r, multiprocess_mode="mostrecent")
+        self.relayed = Counter("dr_relayed_entries", "Households' signed entries the relay handled, by outcome "
+                               "(placed, skipped by the contract, dropped unsent)", ["outcome"], registry=r)
+        for outcome in ("placed", "skipped", "dropped"):
+            self.relayed.labels(outcome=outcome)
+        self.relay_gas = Counter("dr_relay_gas_used", "Gas the relay's batch transactions used (paid by the "
+                                 "utility)", registry=r)
         self.heartbeat = Gauge("dr_heartbeat_timestamp_seconds", "Unix time of the daemon loop's last round",
                                ["daemon"], registry=r, multiprocess_mode="mostrecent")
 
@@ -143,6 +149,20 @@ def bids_mined(count: int = 1, request_id: int | None = None, account: str | Non
         metrics.bids_mined.inc(count)
     if request_id is not None and account is not None:
         reacted(request_id, account)
+
+
+def relay_batch(placed: int, skipped: int, gas: int) -> None:
+    """A relay batch was mined: ``placed`` and ``skipped`` entries, ``gas`` used (the utility's)."""
+    if metrics := _m():
+        metrics.relayed.labels(outcome="placed").inc(placed)
+        metrics.relayed.labels(outcome="skipped").inc(skipped)
+        metrics.relay_gas.inc(gas)
+
+
+def relay_dropped(count: int) -> None:
+    """``count`` queued relay entries were dropped unsent (their request closed first)."""
+    if (metrics := _m()) and count > 0:
+        metrics.relayed.labels(outcome="dropped").inc(count)
 
 
 def observe_reaction(seconds: float) -> None:

@@ -86,6 +86,7 @@ class UtilityDaemon:
         tolerance_watts: int = 0,
         vtn: Any = None,
         calendar: Any = None,
+        relay: Any = None,
     ) -> None:
         self.dr = dr
         self.signer = signer
@@ -119,6 +120,9 @@ class UtilityDaemon:
         #: request's phases; the daemon stops it when it stops (``start_vtn`` builds one).
         self.vtn = vtn
         self._told: set[tuple[str, int]] = set()
+        #: The bid relay (``relayer.BidRelay``, ``RELAY_LISTEN``): its queued signed entries are
+        #: sent each round, the gas paid by this account.
+        self.relay = relay
         self.poll_interval = poll_interval
         self.auto_withdraw = auto_withdraw
         self.only = only
@@ -171,6 +175,8 @@ class UtilityDaemon:
         self._save_open()
 
     def _tick(self) -> None:
+        if self.relay is not None:
+            self.relay.flush(self.signer)
         if self.metered:
             self._tick_metered()
         if not self.open:

@@ -253,21 +253,39 @@ def settle(args: argparse.Namespace) -> int:
     session = open_session(settings)
     signer = resolve_signer(session.w3, "utility", settings)
     vtn = _start_vtn(args, settings, session, meter_db)
+    relay = None
     try:
-        daemon = _daemon(args, settings, session, signer, meter_db, method, vtn)
+        relay = _start_relay(settings, session, signer)
+        daemon = _daemon(args, settings, session, signer, meter_db, method, vtn, relay)
     except BaseException:
         if vtn is not None:
             vtn.stop()
+        if relay is not None:
+            relay.close()
         raise
-    with serving_metrics(settings, [daemon.poller.label], session.dr.address):
-        daemon.run(stop_on_signals())
+    try:
+        with serving_metrics(settings, [daemon.poller.label], session.dr.address):
+            daemon.run(stop_on_signals())
+    finally:
+        if relay is not None:
+            relay.close()
     for info in daemon.settled:
         print(outcome_line(info, session.dr.currency_of(info.request_id)))
     return 0
 
 
+def _start_relay(settings: Any, session: Any, signer: Any) -> Any:
+    """The bid relay of ``RELAY_LISTEN`` (host:port), listening; None when it is empty."""
+    listen = settings.get("RELAY_LISTEN")
+    if not listen:
+        return None
+    from ..relayer import start_relay
+
+    return start_relay(session.dr, signer.address, listen, session.chain_id)
+
+
 def _daemon(args: argparse.Namespace, settings: Any, session: Any, signer: Any, meter_db: str | None,
-            method: str | None, vtn: Any) -> Any:
+            method: str | None, vtn: Any, relay: Any = None) -> Any:
     from ..utility import UtilityDaemon
 
     dr = session.dr
@@ -281,6 +299,7 @@ def _daemon(args: argparse.Namespace, settings: Any, session: Any, signer: Any, 
         meter_file=Path(args.meter) if args.meter and meter_db is None else None,
         meter_db=meter_db, baseline=method, portfolio=args.portfolio, records_dir=settings.records_dir,
         tolerance_watts=int(args.tolerance_kw * 1000), vtn=vtn, calendar=calendar_from(args, settings),
+        relay=relay.relay if relay is not None else None,
     )
 
 

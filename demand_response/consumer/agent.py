@@ -13,7 +13,7 @@ from ..bids import Offer, prepare
 from ..contract import RequestInfo, Stage, Status, TermsInfo
 from ..errors import BidsError, TransactionFailed, is_connection_error
 from ..listener import Event
-from ..market import MAX_BIDS_PER_CALL, PricingRule, tick_wei
+from ..market import PricingRule, tick_wei
 from ..token import ZERO_ADDRESS
 from ..units import eth, format_price
 from .metered import MeteredDelivery
@@ -116,6 +116,9 @@ class ConsumerAgent(OpenBidding, SealedBidding, MeteredDelivery):
             if in_flight and self._resume_commitment(rid, participant):
                 return
         note = self.notes.get(rid)
+        if note is not None and note.relay:
+            self._say("request %d: our signed bids are with the relay; not bidding again", rid)
+            return
         mine = self.bids_logged(rid, (note.requested_block if note else None) or 0)
         if mine:
             self._say("already bid on request %d (%d bids on chain); not bidding again", rid, len(mine))
@@ -149,14 +152,11 @@ class ConsumerAgent(OpenBidding, SealedBidding, MeteredDelivery):
         if terms.sealed or terms.metered:
             self._bid_with_terms(rid, terms, submit)
         else:
-            self._bid_open(rid, submit, len(ready.skipped) + unpaid, cur)
+            self._bid_open(rid, submit, len(ready.skipped) + unpaid, cur, deadline=info.bidding_deadline)
 
     def _bid_with_terms(self, rid: int, terms: TermsInfo, offers: Sequence[Offer]) -> None:
         """One submission per consumer: commit it (sealed) or place it (metered), bond included."""
-        if len(offers) > MAX_BIDS_PER_CALL:
-            self._say("request %d takes one batch of at most %d bids; dropping the %d dearest",
-                      rid, MAX_BIDS_PER_CALL, len(offers) - MAX_BIDS_PER_CALL, level=logging.WARNING)
-            offers = sorted(offers, key=lambda o: o.price)[:MAX_BIDS_PER_CALL]
+        offers = self._one_submission(rid, offers)
         watts, prices = [o.watts for o in offers], [o.price for o in offers]
         try:
             if terms.sealed:
@@ -170,10 +170,13 @@ class ConsumerAgent(OpenBidding, SealedBidding, MeteredDelivery):
 
     def has_pending_terms(self) -> bool:
         """True while a sealed reveal or a metered settlement of ours is outstanding."""
-        return self._has_pending_salts() or any(n.terms and not n.done for _, n in self.notes.items())
+        return (self._has_pending_salts() or self._relay_pending()
+                or any(n.terms and not n.done for _, n in self.notes.items()))
 
     def tick(self) -> None:
-        """Reveal sealed bids in their window; report, settle and record metered requests."""
+        """Reveal sealed bids in their window; report, settle and record metered requests; see
+        our relayed bids onto the chain (or submit them ourselves)."""
+        self._relay_due()
         self._reveal_due()
         for rid, note in self.notes.items():
             if note.terms and not note.done and (note.bid_txs or note.joined):

@@ -89,8 +89,15 @@ class AgentCore:
         fee_quotes: FeeQuotes | None = None,
         delivery: Any = None,
         reference: ReferenceRate | None = None,
+        relay_url: str | None = None,
+        relay_fallback_s: float = 20.0,
     ) -> None:
         from .delivery_check import DeliveryOptions
+
+        #: ``RELAY_URL``: open bids are signed and sent to the utility's relay (``relayed``);
+        #: ours go out ``relay_fallback_s`` before bidding closes if they are not on chain by then.
+        self.relay_url = relay_url or None
+        self.relay_fallback_s = float(relay_fallback_s)
 
         #: ``USD_PER_ETH`` (or ``EUR_PER_ETH``): the only bridge between gas in ETH and a payout in
         #: a stablecoin of that fiat money (for the fee check and a token record's net).
@@ -219,6 +226,17 @@ class AgentCore:
                       fees.format_gas_price(quote.gas_price), self.bid_margin)
         return keep, len(offers) - len(keep)
 
+    def _one_submission(self, rid: int, offers: Sequence[Offer]) -> list[Offer]:
+        """``offers`` as one submission (sealed, metered or signed: one per bidder and request):
+        the ``MAX_BIDS_PER_CALL`` cheapest, with a line when some are dropped."""
+        from ..market import MAX_BIDS_PER_CALL
+
+        if len(offers) <= MAX_BIDS_PER_CALL:
+            return list(offers)
+        self._say("request %d takes one batch of at most %d bids; dropping the %d dearest",
+                  rid, MAX_BIDS_PER_CALL, len(offers) - MAX_BIDS_PER_CALL, level=logging.WARNING)
+        return sorted(offers, key=lambda o: o.price)[:MAX_BIDS_PER_CALL]
+
     # -- money and records -----------------------------------------------------------------
 
     def _sent(self, rid: int, send: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -272,6 +290,8 @@ class AgentCore:
         note = self.notes.get(rid)
         fields.setdefault("bid_txs", note.bid_txs if note else [])
         fields.setdefault("gas_wei", note.gas_wei if note else 0)
+        if note is not None and note.relayed:
+            fields.setdefault("relayed", True)  # placed by the utility's relay: we sent nothing
         if status != "cancelled":
             fields.setdefault("bid_at", note.bid_at if note else None)
         info = fields.get("info")

@@ -38,6 +38,11 @@ class RequestNote:
     spent: dict[str, int] = field(default_factory=dict)
     #: The contract shows us taking part (found on a restart whose notes missed our bid).
     joined: bool = False
+    #: Our signed open bids handed to the utility's relay and not yet seen on chain:
+    #: ``{"deadline": bidding deadline, "signature": 0x-hex}`` (``consumer.relayed``).
+    relay: dict[str, Any] | None = None
+    #: Our bids were placed by the utility's relay: we sent no transaction for them.
+    relayed: bool = False
 
     @property
     def gas_wei(self) -> int:
@@ -50,7 +55,9 @@ class RequestNote:
             return cls()
         return cls(data.get("requested_block"), data.get("terms"), list(data.get("bid_txs") or []),
                    data.get("bid_at"), [list(o) for o in data.get("offers") or []], data.get("skipped"),
-                   bool(data.get("done", False)), _spent(data.get("spent")), bool(data.get("joined", False)))
+                   bool(data.get("done", False)), _spent(data.get("spent")), bool(data.get("joined", False)),
+                   data.get("relay") if isinstance(data.get("relay"), dict) else None,
+                   bool(data.get("relayed", False)))
 
     def to_json(self) -> dict[str, Any]:
         return {key: value for key, value in vars(self).items()

@@ -14,7 +14,7 @@ from ..contract import BidInfo, RequestInfo, Status, bid_gas_limit
 from ..errors import TransactionFailed
 from ..payments import tx_hex
 from ..units import ETH, Currency, format_amount, format_price, plain
-from .core import AgentCore
+from .relayed import RelayedBidding
 
 #: Seconds after selection a winner waits for the utility's ``claimAndPay`` before it claims.
 PAY_GRACE_S = 10
@@ -22,10 +22,16 @@ PAY_GRACE_S = 10
 _PAY_POLL_S = 1.0
 
 
-class OpenBidding(AgentCore):
+class OpenBidding(RelayedBidding):
     """Open bids and their claims."""
 
-    def _bid_open(self, rid: int, offers: Sequence[Offer], skipped: int, cur: Currency = ETH) -> None:
+    def _bid_open(self, rid: int, offers: Sequence[Offer], skipped: int, cur: Currency = ETH,
+                  deadline: int | None = None) -> None:
+        """Place ``offers`` on open request ``rid``: through the utility's relay with
+        ``RELAY_URL`` (``relayed``; ``deadline``: when bidding closes), else in our own
+        ``submitBids`` transactions."""
+        if self.relay_url and deadline is not None and self._bid_relayed(rid, offers, skipped, cur, deadline):
+            return
         txs = []
         for group in chunks(offers):
             try:

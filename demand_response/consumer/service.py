@@ -30,6 +30,7 @@ from .agent import ConsumerAgent
 from .core import FeeQuotes
 from .delivery_check import DeliveryOptions
 from .notes import AgentNotes
+from .relayed import relay_fallback_seconds
 from .sources import BidsProvider
 
 log = logging.getLogger("demand_response.consumer")
@@ -81,6 +82,8 @@ class ConsumerService:
         vtn_id: str | None = None,
         delivery: Any = None,
         reference: Any = None,
+        relay_url: str | None = None,
+        relay_fallback_s: float = 20.0,
     ) -> None:
         """Paths (``state_path``, ``salts_file``, ``meter_file``, ``lock_dir``) come from the
         settings (``from_settings``); a caller that passes only ``state_path`` gets the
@@ -118,7 +121,8 @@ class ConsumerService:
                           self.state.section(("agents", s.signer.address), AgentNotes.from_json),
                           chain_id=chain_id, auto_withdraw=auto_withdraw, label=s.label,
                           salts=self.salts, meter=self.meter, bid_margin=bid_margin, fee_quotes=quotes,
-                          delivery=delivery, reference=reference)
+                          delivery=delivery, reference=reference, relay_url=relay_url,
+                          relay_fallback_s=relay_fallback_s)
             for s in specs
         ]
         self.poller = LogPoller(
@@ -163,6 +167,8 @@ class ConsumerService:
             vtn_url=settings.get("VTN_URL") or None, vtn_id=settings.get("VTN_ID") or None,
             delivery=DeliveryOptions.from_settings(settings),
             reference=reference_rate(settings, ETH),
+            relay_url=settings.get("RELAY_URL") or None,
+            relay_fallback_s=relay_fallback_seconds(settings.get("RELAY_FALLBACK_SECONDS")),
         )
 
     def _prefetch(self, event: Event) -> None:
