@@ -10,7 +10,11 @@ L1 at 0.5, 1 and 5 gwei and on each cheap-chain profile, twice:
 * **self-claim**: bid + claim + withdraw for a winner (the gas pinned in
   tests/contract/test_gas.py), the bid alone for a household that loses: what a household
   sends when nobody pays it;
-* **one transaction**: the bid only: the utility's ``claimAndPay`` pays the winners.
+* **one transaction**: the bid only: the utility's ``claimAndPay`` pays the winners;
+* **relayed**: the household signs its bids off chain and the utility's relay places them
+  (``submitSignedBids``, many households per transaction): the household sends nothing and
+  pays nothing; the relay's gas per entry is the programme's cost, paid by the utility, and is
+  reported beside it (``RELAYED_ENTRY``).
 
 Costs come from ``demand_response.fees`` (``participation_cost`` with a ``FeeQuote`` per
 profile; the L1 data fee of OP Stack and Arbitrum included). Fee parameters and their sources
@@ -51,6 +55,11 @@ COST_SHARE_TARGET = 0.05  # issue 15: cost <= 5 % of payout
 #: The OP Stack fee scalars used for Base and OP Mainnet (read the live ones with
 #: GasPriceOracle.baseFeeScalar() / blobBaseFeeScalar(); fees.quote_fees does).
 OP_SCALARS = (1368, 810_949)
+#: The plans compared: what a household sends (``fees.PLANS``), and "relayed": nothing.
+PLANS = ("open-self-claim", "open", "relayed")
+#: One household's entry in a relay batch (``submitSignedBids``), the utility's gas.
+RELAYED_ENTRY = getattr(fees, "RELAYED_BID", None) or fees.Step(
+    "relayed bid (placeholder, replaced by fees.RELAYED_BID)", 45_000, 7 * 32 + 2 * 32 + 3 * 32)
 
 
 @dataclass(frozen=True)
@@ -140,7 +149,7 @@ def _economics(offered_w: list[int], payout_usd: list[float], plan_cost: Callabl
     winners = [i for i, p in enumerate(payout_usd) if p > 0]
     big = [i for i in winners if offered_w[i] >= 1000]
     for profile in PROFILES:
-        for plan in ("open-self-claim", "open"):
+        for plan in PLANS:
             cost = {i: plan_cost(profile, plan, payout_usd[i] > 0) for i in range(len(payout_usd))}
             share = {i: cost[i] / payout_usd[i] for i in winners}
             net = sum(payout_usd) - sum(cost[i] for i in range(len(payout_usd)) if offered_w[i] > 0)
@@ -154,6 +163,15 @@ def _economics(offered_w: list[int], payout_usd: list[float], plan_cost: Callabl
                 "winners": len(winners),
                 "population_net_usd": round(net, 2),
             }
+            if plan == "relayed":
+                # The programme's cost: the relay's gas for every household's entry, winner or not.
+                entry = _relay_entry_cost(profile)
+                per_winner = entry * len(payout_usd) / max(1, len(winners))
+                row.update({"relay_gas_per_entry": RELAYED_ENTRY.gas, "relay_cost_per_entry_usd": round(entry, 6),
+                            "relay_cost_per_winner_usd": round(per_winner, 6),
+                            "relay_share_of_median_payout": per_winner / _median([payout_usd[i] for i in winners])
+                            if winners else None,
+                            "relay_share_of_payouts": entry * len(payout_usd) / sum(payout_usd) if sum(payout_usd) else None})
             if profile.cheap:
                 row["target_met"] = row["median_share"] is not None and row["median_share"] <= COST_SHARE_TARGET
             elif profile.key == "l1-1":
@@ -162,8 +180,18 @@ def _economics(offered_w: list[int], payout_usd: list[float], plan_cost: Callabl
     return rows
 
 
+def _relay_entry_cost(profile: Profile) -> float:
+    """USD the utility pays to relay one household's entry (its share of a batch: the entry's
+    gas and, on an L2, the L1 fee of its calldata with a whole envelope: an upper bound)."""
+    cost = fees.participation_cost((RELAYED_ENTRY,), profile.quote, native=profile.native, settlement=profile.native)
+    return _usd(cost.native_cost, profile)
+
+
 def _fixed_plan_cost(profile: Profile, plan: str, won: bool) -> float:
-    """USD a household pays: the plan's transactions if it won, its bid alone if it lost."""
+    """USD a household pays: the plan's transactions if it won, its bid alone if it lost;
+    nothing when its bids are relayed."""
+    if plan == "relayed":
+        return 0.0
     steps = fees.PLANS[plan] if won else (fees.BID,)
     cost = fees.participation_cost(steps, profile.quote, native=profile.native, settlement=profile.native)
     return _usd(cost.native_cost, profile)
@@ -305,8 +333,13 @@ def run(households: int = 1000, sample: int = 40, seed: int = 1, log: Callable[[
 # -- rendering (called by bench/render.py) --------------------------------------------------
 
 
+def _plan_label(plan: str) -> str:
+    return {"open-self-claim": "3 tx (self-claim)", "open": "one tx (claimAndPay)",
+            "relayed": "relayed: 0 tx (utility pays)"}[plan]
+
+
 def _pct_text(v: float | None) -> str:
-    return "n/a" if v is None else (f"{v * 100:,.1f} %" if v >= 0.001 else f"{v * 100:.3f} %")
+    return "n/a" if v is None else "0 %" if v == 0 else (f"{v * 100:,.1f} %" if v >= 0.001 else f"{v * 100:.3f} %")
 
 
 def plot(data: dict, img_dir: Path) -> str:
@@ -378,9 +411,28 @@ def section(data: dict, number: str = "7") -> list[str]:
     for r in data["rows"]:
         tgt = r.get("target_met")
         verdict = "" if tgt is None else ("**pass**" if tgt else "**FAIL**")
-        L.append(f"| {r['label']} | {'3 tx (self-claim)' if r['plan'] == 'open-self-claim' else 'one tx (claimAndPay)'} | {r['winner_cost_usd']:.6f} | "
+        L.append(f"| {r['label']} | {_plan_label(r['plan'])} | {r['winner_cost_usd']:.6f} | "
                  f"{_pct_text(r['median_share'])} | {_pct_text(r['median_share_1kw'])} | "
                  f"{r['winners_under_target']:,} / {r['winners']:,} | {r['population_net_usd']:,.2f} | {verdict} |")
+    relayed = [r for r in data["rows"] if r["plan"] == "relayed"]
+    if relayed:
+        L += ["", f"**Relayed bids: who pays.** With the relay (`RELAY_LISTEN` on the utility daemon, `RELAY_URL` on "
+              "the consumer's) a household signs its bids (EIP-712) and sends nothing: its cost is 0 and its payout "
+              "is all net. The gas moves to the utility, which places every household's entry in batches "
+              f"(`submitSignedBids`, {relayed[0]['relay_gas_per_entry']:,} gas per entry"
+              f"{'' if getattr(fees, 'RELAYED_BID', None) else ' (placeholder figure)'}) and pays the "
+              "winners with `claimAndPay`. That gas is the programme's cost: per entry, per winner (the losers' "
+              "entries are paid for too), and against the payouts:", "",
+              "| profile | relay gas per entry | USD per entry | USD per winner | vs median winner's payout | "
+              "vs all payouts |", "|---|---:|---:|---:|---:|---:|"]
+        for r in relayed:
+            L.append(f"| {r['label']} | {r['relay_gas_per_entry']:,} | {r['relay_cost_per_entry_usd']:.6f} | "
+                     f"{r['relay_cost_per_winner_usd']:.6f} | {_pct_text(r['relay_share_of_median_payout'])} | "
+                     f"{_pct_text(r['relay_share_of_payouts'])} |")
+        L += ["", "The relayed household's cost is 0 on every chain; the utility's bill is the column above. On "
+              "L1 at 1 gwei that bill is still a real share of a small household's payout: relaying moves the "
+              "cost to whoever can spread it (one transaction's fixed 21,000 gas over a whole batch) rather than "
+              "making it disappear."]
     L += ["", "Fee parameters (stated, not measured: no public chain is reachable from here; the code reads the live "
           "ones with `fees.quote_fees`):", "", "| profile | fee model | L2 gas price | L1 data fee of a 1-bid tx | "
           "native | source |", "|---|---|---:|---:|---|---|"]
@@ -415,8 +467,11 @@ def summary_rows(data: dict) -> list[str]:
             continue
         which = "median winner ≥ 1 kW" if r["profile"] == "l1-1" else "median winner"
         share = r["median_share_1kw"] if r["profile"] == "l1-1" else r["median_share"]
-        out.append(f"| household cost / payout, {r['label']}, {'3 tx (self-claim)' if r['plan'] == 'open-self-claim' else 'one tx (claimAndPay)'} "
-                   f"({which}) | | **{_pct_text(share)}** | ≤ 5 % | {'**pass**' if r['target_met'] else '**FAIL**'} |")
+        paid_by_utility = (f"; the utility pays {_pct_text(r['relay_share_of_payouts'])} of the payouts in relay gas"
+                           if r["plan"] == "relayed" else "")
+        out.append(f"| household cost / payout, {r['label']}, {_plan_label(r['plan'])} "
+                   f"({which}{paid_by_utility}) | | **{_pct_text(share)}** | ≤ 5 % | "
+                   f"{'**pass**' if r['target_met'] else '**FAIL**'} |")
     return out
 
 

@@ -331,11 +331,14 @@ class BidRelay:
                 self._queued.pop(rid, None)
 
 
+#: ``SignedBidsSkipped``'s reasons (IDemandReduction.sol).
+SKIP_REASONS = {1: "its signed bids were already placed", 2: "not enrolled", 3: "no bond posted for the metered "
+                "request", 4: "already bid in the metered request"}
+
+
 def _reason(value: Any) -> str:
-    """A skip reason as the event carries it (a number or bytes32) in words where known."""
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).rstrip(b"\0").decode("ascii", "replace") or "?"
-    return str(value)
+    """A ``SignedBidsSkipped`` reason in words."""
+    return SKIP_REASONS.get(int(value), f"reason {value}") if isinstance(value, int) else str(value)
 
 
 try:  # web3's "discard malformed logs" flag (a receipt also holds other contracts' logs)

@@ -19,6 +19,10 @@ gas in the token) and ``net_units`` = paid − gas are there only when a referen
 (``USD_PER_ETH``) was known; without one they are None: gross and gas are shown apart, never a
 net that mixes currencies. A record without ``currency`` is in ETH.
 
+A record whose bids the utility's relay placed (``RELAY_URL``) says ``"relayed": true``: the
+household sent no transaction for them, and the utility paid their gas (its ``gas_wei`` counts
+only transactions the household sent itself, so 0 when it was paid by ``claimAndPay``).
+
 Records are only ever appended; one (chain id, contract, request id, account) gets at
 most one record. Several processes may append to the same file: a lock file next to it
 serialises them, and every write is a temp file + rename, so a reader never sees half a
@@ -85,6 +89,15 @@ def money(record: dict[str, Any]) -> Money:
     net = record.get("net_wei")
     return Money(paid, int(gas), int(net) if net is not None else net_wei(paid, gas, record.get("penalty_wei", 0) or 0),
                  ETH, int(gas))
+
+
+#: What a relayed record's gas figure carries, wherever it is shown (CLI, web).
+RELAYED_MARK = " (relayed)"
+
+
+def relayed_mark(record: dict[str, Any] | None) -> str:
+    """``RELAYED_MARK`` for a record whose bids the utility's relay placed, else ""."""
+    return RELAYED_MARK if record and record.get("relayed") else ""
 
 
 def totals(records: Iterable[dict[str, Any]]) -> Money:

@@ -166,6 +166,9 @@ def history_row(request: dict[str, Any], terms: TermsInfo, bids: list[BidInfo], 
         gas_text = gas_unit.amount(gas_wei) + (f" ({unit.amount(gas)})" if gas is not None else "")
         net_text = unit.amount(net)
         gas = gas_wei  # ``gas_wei`` stays wei; ``net_wei`` is in the request's currency (``currency``)
+    from demand_response.results import relayed_mark
+
+    gas_text += relayed_mark(record)
     return {
         "currency": unit.symbol,
         "request": request,
@@ -178,6 +181,7 @@ def history_row(request: dict[str, Any], terms: TermsInfo, bids: list[BidInfo], 
         "net_wei": None if net is None else str(net),
         "unclaimed_wei": str(unclaimed),
         "recorded": bool(record),
+        "relayed": bool(record.get("relayed")),
         "bid_txs": record.get("bid_txs") or bid_txs,
         "claim_tx": record.get("claim_tx"),
         "withdraw_tx": record.get("withdraw_tx"),
@@ -330,13 +334,14 @@ def _record_money(record: dict[str, Any], unit: Money) -> dict[str, str]:
     """A record's paid, gas and net for people, each in its own currency (``results.money``):
     a record in a token shows paid and net in it and gas in ETH (with its value in the token
     when the record has one); a net that would mix currencies is ``—``."""
-    from demand_response.results import money
+    from demand_response.results import money, relayed_mark
 
     m = money(record)
+    mark = relayed_mark(record)
     if m.currency == unit.currency:
-        return {"paid": unit.amount(m.paid), "gas": unit.amount(m.gas), "net": unit.amount(m.net)}
+        return {"paid": unit.amount(m.paid), "gas": unit.amount(m.gas) + mark, "net": unit.amount(m.net)}
     own = Money(m.currency, None)
-    gas = unit.amount(m.gas_wei) + (f" ({own.amount(m.gas)})" if m.gas is not None else "")
+    gas = unit.amount(m.gas_wei) + (f" ({own.amount(m.gas)})" if m.gas is not None else "") + mark
     return {"paid": own.amount(m.paid), "gas": gas, "net": own.amount(m.net)}
 
 

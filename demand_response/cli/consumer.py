@@ -198,7 +198,7 @@ def results_table(records: list, values: Any) -> list[str]:
     amounts in each request's currency, gas in ETH (with its value in the request's currency
     when the record knows it), and the ``USD_PER_ETH`` (or ``EUR_PER_ETH``) reference rate's
     fiat figure beside ETH amounts when one is set."""
-    from ..results import money, record_currency, totals_by_currency
+    from ..results import money, record_currency, relayed_mark, totals_by_currency
     from ..units import ETH, Currency, format_amount, format_kw, format_price, reference_rate
 
     if not records:
@@ -224,7 +224,7 @@ def results_table(records: list, values: Any) -> list[str]:
         rows.append((
             str(r.get("request_id", "?")), str(r.get("label") or str(r.get("account", ""))[:10]),
             str(r.get("status", "?")), format_kw(int(accepted)) if accepted is not None else "—",
-            format_price(clearing or None, cur), amount(m.paid, cur), gas(m), amount(m.net, cur),
+            format_price(clearing or None, cur), amount(m.paid, cur), gas(m) + relayed_mark(r), amount(m.net, cur),
         ))
     by_currency = totals_by_currency(records)
     for symbol, t in by_currency.items():
@@ -237,6 +237,9 @@ def results_table(records: list, values: Any) -> list[str]:
              for row in rows]
     lines.insert(1, "-" * len(lines[0]))
     lines.insert(len(lines) - len(by_currency), "-" * len(lines[0]))
+    if any(relayed_mark(r) for r in records):
+        lines.append("relayed: the bids were placed by the utility's relay, which paid their gas; the household "
+                     "sent no transaction for them")
     if any(money(r).gas_wei is None for r in records):
         lines.append("— : gas unknown (recorded before gas was kept)")
     unconverted = sorted({record_currency(r).symbol for r in records
