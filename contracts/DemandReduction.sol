@@ -11,6 +11,7 @@ import {SealedBids} from "./base/SealedBids.sol";
 import {DemandReductionLens} from "./DemandReductionLens.sol";
 import {DemandReductionFacet} from "./DemandReductionFacet.sol";
 import {IBidReader} from "./interfaces/IBidReader.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 
 /// @title DemandReduction
 /// @notice A uniform-price (pay-as-clear) or pay-as-bid market for demand reduction.
@@ -44,10 +45,32 @@ contract DemandReduction is SealedBids, MeteredDelivery {
     ///         `dr compile`). See `DemandReductionFacet`.
     address public immutable facet;
 
+    /// @notice Most signed entries (households) in one `submitSignedBids` call: 100 one-bid
+    ///         entries take about 4M gas, far below the 2^24 cap on a transaction (EIP-7825).
+    uint256 public constant MAX_SIGNED_ENTRIES = 100;
+    /// @dev EIP-712 type hashes of the domain and of the signed bids; arrays are hashed as
+    ///      keccak256 of their packed elements.
+    bytes32 private constant _DOMAIN_TYPEHASH =
+        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
+    bytes32 private constant _SIGNED_BIDS_TYPEHASH =
+        keccak256("SignedBids(uint256 requestId,address bidder,uint256[] watts,uint256[] pricesPerKWh)");
+    // Why not OpenZeppelin's EIP712 base: it keeps two strings in storage (for long names),
+    // which would shift this contract's storage away from the facet's (`dr compile` checks).
+    bytes32 private immutable _cachedDomainSeparator;
+    uint256 private immutable _cachedChainId;
+
+    // Reasons a signed entry is skipped (`SignedBidsSkipped`).
+    uint8 private constant _SKIP_USED = 1;
+    uint8 private constant _SKIP_NOT_ENROLLED = 2;
+    uint8 private constant _SKIP_NO_BOND = 3;
+    uint8 private constant _SKIP_STAGE = 4;
+
     /// @param registrationRequired_ When true, only consumers enrolled by the utility may bid.
     constructor(bool registrationRequired_) ConsumerRegister(registrationRequired_) {
         lens = address(new DemandReductionLens(IBidReader(address(this))));
         facet = address(new DemandReductionFacet(registrationRequired_));
+        _cachedChainId = block.chainid;
+        _cachedDomainSeparator = _domainSeparator();
     }
 
     /// @notice Runs the functions of `facet` (see there) on this contract's storage. Plain
@@ -78,7 +101,66 @@ contract DemandReduction is SealedBids, MeteredDelivery {
         external
         returns (uint256 firstBidId)
     {
-        return _submit(requestId, watts, pricesWeiPerKWh);
+        return _submitOwn(requestId, watts, pricesWeiPerKWh);
+    }
+
+    /// @notice Place bids that households signed off chain (EIP-712), so that they send no
+    ///         transaction: anyone (the utility daemon, an aggregator) relays many households'
+    ///         bids in one call and pays the gas. Each entry's bids are placed exactly as
+    ///         `submitBids` from its `bidder` would place them: same rules, ids and event.
+    ///         One signed submission per bidder per request: the signature binds the bids to
+    ///         the request, this market and this chain, and once placed it is used up. An
+    ///         entry a third party can void after the relayer checked it is skipped with
+    ///         `SignedBidsSkipped` (already placed, e.g. front-run by the household itself;
+    ///         not enrolled; metered: no bond, or already bid); everything a relayer can check
+    ///         up front reverts (a bad signature, bad bids, a closed or sealed request).
+    /// @param requestId An open, unsealed request whose deadline has not passed.
+    /// @param entries Up to `MAX_SIGNED_ENTRIES` signed entries, each at most
+    ///        `MAX_BIDS_PER_CALL` bids.
+    /// @return placed The number of entries placed (the others were skipped).
+    function submitSignedBids(uint256 requestId, SignedBids[] calldata entries) external returns (uint256 placed) {
+        if (entries.length > MAX_SIGNED_ENTRIES) revert TooManyEntries(MAX_SIGNED_ENTRIES);
+        Request storage r = _biddable(requestId);
+        bytes32 domain = _domainSeparatorNow();
+        for (uint256 i; i < entries.length; ++i) {
+            SignedBids calldata e = entries[i];
+            address bidder = e.bidder;
+            bytes32 digest = keccak256(
+                abi.encodePacked(
+                    hex"1901",
+                    domain,
+                    keccak256(
+                        abi.encode(
+                            _SIGNED_BIDS_TYPEHASH,
+                            requestId,
+                            bidder,
+                            keccak256(abi.encodePacked(e.watts)),
+                            keccak256(abi.encodePacked(e.pricesPerKWh))
+                        )
+                    )
+                )
+            );
+            // OpenZeppelin's recovery refuses a length other than 65 and a high s (malleable).
+            (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, e.signature);
+            if (err != ECDSA.RecoverError.NoError || signer != bidder) revert BadSignature(bidder);
+            mapping(uint256 => uint256) storage used = _signedBidsUsed[bidder];
+            uint256 word = used[requestId >> 8];
+            uint256 bit = 1 << (requestId & 255);
+            uint8 skipped = _SKIP_USED;
+            if (word & bit == 0) (, skipped) = _submit(requestId, r, bidder, e.watts, e.pricesPerKWh);
+            if (skipped != 0) {
+                emit SignedBidsSkipped(requestId, bidder, skipped);
+                continue;
+            }
+            used[requestId >> 8] = word | bit;
+            ++placed;
+        }
+    }
+
+    /// @notice The EIP-712 domain separator of signed bids: name "DemandReduction", version
+    ///         "1", this chain's id and this contract's address.
+    function DOMAIN_SEPARATOR() external view returns (bytes32) {
+        return _domainSeparatorNow();
     }
 
     /// @notice Withdraw some of the caller's bids before the deadline.
@@ -101,31 +183,64 @@ contract DemandReduction is SealedBids, MeteredDelivery {
         uint256[] calldata pricesWeiPerKWh
     ) external returns (uint256 firstBidId) {
         _cancel(requestId, cancelIds);
-        return _submit(requestId, watts, pricesWeiPerKWh);
+        return _submitOwn(requestId, watts, pricesWeiPerKWh);
     }
 
-    function _submit(uint256 requestId, uint256[] calldata watts, uint256[] calldata prices)
+    /// @dev The request, if bids may be placed on it now (open, before its deadline, unsealed).
+    function _biddable(uint256 requestId) private view returns (Request storage r) {
+        r = _openRequest(requestId);
+        if (block.timestamp > r.biddingDeadline) revert BiddingClosed(r.biddingDeadline);
+        if (r.flags & SEALED != 0) revert SealedRequest(requestId);
+    }
+
+    /// @dev `submitBids` and `replaceBids`: the caller's own bids; what `_submit` skips reverts.
+    function _submitOwn(uint256 requestId, uint256[] calldata watts, uint256[] calldata prices)
         private
         returns (uint256 firstBidId)
     {
         _requireEnrolled();
-        Request storage r = _openRequest(requestId);
-        if (block.timestamp > r.biddingDeadline) revert BiddingClosed(r.biddingDeadline);
-        uint256 flags = r.flags;
-        if (flags & SEALED != 0) revert SealedRequest(requestId);
-        if (flags & METERED == 0) return _record(requestId, r, watts, prices);
-        // Metered: one submission per consumer, since its meter measures all its bids at once.
-        Participant storage p = _participants[requestId][msg.sender];
+        Request storage r = _biddable(requestId);
+        uint8 skipped;
+        (firstBidId, skipped) = _submit(requestId, r, msg.sender, watts, prices);
+        if (skipped == _SKIP_NO_BOND) revert WrongBond(_terms[requestId].bondWei, 0); // postBond first
+        if (skipped != 0) revert WrongStage(msg.sender, _participants[requestId][msg.sender].stage);
+    }
+
+    /// @dev The one home of the bid rules for `bidder`'s bids on biddable request `r`. What
+    ///      depends on the bidder's standing, which others can change, is returned as a skip
+    ///      reason (nothing placed): not enrolled; metered (one submission per consumer, since
+    ///      its meter measures all its bids at once): a bond required and not posted, or
+    ///      already bid. Bad bids revert (`_record`).
+    function _submit(
+        uint256 requestId,
+        Request storage r,
+        address bidder,
+        uint256[] calldata watts,
+        uint256[] calldata prices
+    ) private returns (uint256 firstBidId, uint8 skipped) {
+        if (!_mayTakePart(bidder)) return (0, _SKIP_NOT_ENROLLED);
+        if (r.flags & METERED == 0) return (_record(requestId, r, bidder, watts, prices), 0);
+        Participant storage p = _participants[requestId][bidder];
         Stage stage = p.stage;
         if (stage == Stage.None) {
-            uint256 bond = _terms[requestId].bondWei;
-            if (bond != 0) revert WrongBond(bond, 0); // postBond first
+            if (_terms[requestId].bondWei != 0) return (0, _SKIP_NO_BOND);
         } else if (stage != Stage.Bonded) {
-            revert WrongStage(msg.sender, stage); // one submission per consumer
+            return (0, _SKIP_STAGE);
         }
-        firstBidId = _record(requestId, r, watts, prices);
+        firstBidId = _record(requestId, r, bidder, watts, prices);
         p.submission = uint32(BidStore.submissionOf(firstBidId) + 1);
         p.stage = Stage.Bid;
+    }
+
+    /// @dev The EIP-712 domain separator, recomputed only if the chain id changed (a fork).
+    function _domainSeparatorNow() private view returns (bytes32) {
+        return block.chainid == _cachedChainId ? _cachedDomainSeparator : _domainSeparator();
+    }
+
+    function _domainSeparator() private view returns (bytes32) {
+        return keccak256(
+            abi.encode(_DOMAIN_TYPEHASH, keccak256("DemandReduction"), keccak256("1"), block.chainid, address(this))
+        );
     }
 
     function _cancel(uint256 requestId, uint256[] calldata bidIds) private {

@@ -316,6 +316,14 @@ contract DemandReductionFacet is IBidReader, MarketState {
         v.deliveredWatts = p.delivered;
     }
 
+    /// @notice Whether `bidder`'s signed bids for `requestId` were placed by
+    ///         `submitSignedBids` (a relayer checks this before sending an entry).
+    /// @param bidder The household that signed.
+    /// @param requestId The request.
+    function signedBidsUsed(address bidder, uint256 requestId) external view returns (bool) {
+        return _signedBidsUsed[bidder][requestId >> 8] & (1 << (requestId & 255)) != 0;
+    }
+
     /// @notice How much of price level `tick`'s queue `proveLevelPrefix` has proved so far.
     /// @param requestId The request to look up.
     /// @param tick The price level.

@@ -53,6 +53,11 @@ abstract contract ConsumerRegister is UtilityRole {
 
     /// @dev Revert unless the caller may take part (always, without registration).
     function _requireEnrolled() internal view {
-        if (registrationRequired && _enrolment[msg.sender] != Enrolment.Enrolled) revert NotEnrolled(msg.sender);
+        if (!_mayTakePart(msg.sender)) revert NotEnrolled(msg.sender);
+    }
+
+    /// @dev Whether `consumer` may take part: always without registration, else if enrolled.
+    function _mayTakePart(address consumer) internal view returns (bool) {
+        return !registrationRequired || _enrolment[consumer] == Enrolment.Enrolled;
     }
 }

@@ -110,6 +110,10 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
     mapping(uint256 => mapping(uint256 => uint256)) internal _levelProof;
     mapping(uint256 => StoredTerms) internal _terms;
     mapping(uint256 => mapping(address => Participant)) internal _participants;
+    // Relayed bids (`submitSignedBids`): bidder => requestId >> 8 => bit (requestId & 255) set
+    // once the bidder's signed submission for that request is placed (Permit2's unordered-nonce
+    // bitmap): a household's first request of each 256 writes the word from zero, the rest 5,000.
+    mapping(address => mapping(uint256 => uint256)) internal _signedBidsUsed;
 
     // ------------------------------------------------------------------ request lookups
 
@@ -135,11 +139,15 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
 
     // ------------------------------------------------------------------ placing bids
 
-    /// @dev Validate a batch of bids and store it as the next submission, from msg.sender.
-    function _record(uint256 requestId, Request storage r, uint256[] calldata watts, uint256[] calldata prices)
-        internal
-        returns (uint256 firstBidId)
-    {
+    /// @dev Validate a batch of bids and store it as the next submission, in `bidder`'s name
+    ///      (the caller, or the signer of relayed bids).
+    function _record(
+        uint256 requestId,
+        Request storage r,
+        address bidder,
+        uint256[] calldata watts,
+        uint256[] calldata prices
+    ) internal returns (uint256 firstBidId) {
         uint256 n = watts.length;
         if (n != prices.length) revert LengthMismatch(n, prices.length);
         if (n == 0) revert NoBids();
@@ -153,14 +161,14 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
         firstBidId = BidStore.firstId(submission);
         BidStore.Bids storage bids = _bids[requestId];
         TickBook.Book storage book_ = _books[requestId];
-        (uint256 key, uint256 word) = BidStore.open(submission, msg.sender, n);
+        (uint256 key, uint256 word) = BidStore.open(submission, bidder, n);
         for (uint256 i; i < n; ++i) {
             (key, word) = bids.append(key, word, i, _place(book_, tickWei, i, watts[i], prices[i]));
         }
         bids.close(key, word);
         // One event per submission: the bids are ids firstBidId .. firstBidId + n - 1, and
         // their watts and prices are in the calldata and in `submissionBids`.
-        emit BidsSubmitted(requestId, msg.sender, firstBidId, n);
+        emit BidsSubmitted(requestId, bidder, firstBidId, n);
         // Unchecked: `submission` < 2^32 - 1 (checked above). `bidCount` is only reported
         // (getRequest), never read by the market: past 2^32 bids (~2^45 gas) it wraps harmlessly.
         unchecked {

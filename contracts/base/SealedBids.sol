@@ -80,7 +80,7 @@ abstract contract SealedBids is MarketState {
         if (commitmentOf(requestId, msg.sender, watts, pricesWeiPerKWh, salt) != p.commitment) {
             revert CommitmentMismatch();
         }
-        firstBidId = _record(requestId, r, watts, pricesWeiPerKWh);
+        firstBidId = _record(requestId, r, msg.sender, watts, pricesWeiPerKWh);
         p.submission = uint32(BidStore.submissionOf(firstBidId) + 1);
         p.stage = Stage.Bid;
         uint256 bond = p.bond;

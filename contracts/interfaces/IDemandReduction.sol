@@ -96,6 +96,17 @@ interface IDemandReduction {
         address token; // the currency: address(0) for ether, else an ERC-20 token
     }
 
+    /// @notice One household's bids, signed off chain (EIP-712 typed data `SignedBids(uint256
+    ///         requestId,address bidder,uint256[] watts,uint256[] pricesPerKWh)` in the domain
+    ///         "DemandReduction", "1", chain id, the market's address) for a relayer to place
+    ///         with `submitSignedBids`: the household sends no transaction.
+    struct SignedBids {
+        address bidder;
+        uint256[] watts;
+        uint256[] pricesPerKWh;
+        bytes signature; // 65 bytes r, s, v; s in the lower half of the curve order
+    }
+
     /// @notice A bid with its outcome (zero until the request is settled).
     struct BidView {
         uint256 bidId;
@@ -133,10 +144,16 @@ interface IDemandReduction {
         uint256 budget,
         address token
     );
-    /// @notice `count` bids were placed in one submission (`submitBids`, `replaceBids` or
-    ///         `revealBids`): ids `firstBidId` .. `firstBidId + count - 1`, in the order of the
+    /// @notice `count` bids were placed in one submission (`submitBids`, `replaceBids`,
+    ///         `revealBids` or one entry of `submitSignedBids`): ids `firstBidId` .. `firstBidId + count - 1`, in the order of the
     ///         call's arrays. Their watts and prices are read with `submissionBids`.
     event BidsSubmitted(uint256 indexed requestId, address indexed bidder, uint256 firstBidId, uint256 count);
+    /// @notice `submitSignedBids` skipped `bidder`'s signed entry for a reason a third party
+    ///         can bring about after the relayer checked it: 1 its signed submission for this
+    ///         request was already placed (replayed or front-run), 2 it is not enrolled
+    ///         (registered mode), 3 the metered request needs a bond it has not posted, 4 it
+    ///         has already bid in this metered request.
+    event SignedBidsSkipped(uint256 indexed requestId, address indexed bidder, uint8 reason);
     /// @notice A bid was withdrawn before the deadline.
     event BidCancelled(uint256 indexed requestId, address indexed bidder, uint256 bidId);
     /// @notice A request was cancelled and its budget refunded to the utility.
@@ -253,6 +270,11 @@ interface IDemandReduction {
     error LengthMismatch(uint256 watts, uint256 prices);
     /// @notice More than `max` bids in one call.
     error TooManyBids(uint256 max);
+    /// @notice The signature of `bidder`'s signed entry is malformed, malleable (high s) or
+    ///         made by another key, or signs other bids, another request, market or chain.
+    error BadSignature(address bidder);
+    /// @notice More than `max` signed entries in one `submitSignedBids` call.
+    error TooManyEntries(uint256 max);
     /// @notice The request has taken the most submissions its counter holds (2^32 - 1).
     error TooManySubmissions(uint256 max);
     /// @notice Bid `index` of the call offers zero watts.
