@@ -25,9 +25,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 from eth_utils import is_hex_address, to_checksum_address
+from web3.logs import DISCARD as _DISCARD  # a receipt may also hold other contracts' logs
 
 from . import metrics
-from .contract import DemandReduction, Status, TX_GAS_CAP, decode_revert
+from .contract import MAX_SIGNED_ENTRIES, SKIP_REASONS, DemandReduction, Status, TX_GAS_CAP, decode_revert
 from .errors import ChainError, ConfigError, TransactionFailed, is_connection_error
 from .market import MAX_BIDS_PER_CALL
 
@@ -42,8 +43,8 @@ CLIENT_TIMEOUT_S = 5.0
 #: An entry must arrive at least this long before bidding closes: it has to wait for the next
 #: round and a block.
 MIN_SECONDS_LEFT = 2
-#: Entries per batch at most; the contract's own cap (``MAX_SIGNED_ENTRIES``) may be lower.
-DEFAULT_BATCH_ENTRIES = 100
+#: Entries per batch at most: the contract's cap.
+DEFAULT_BATCH_ENTRIES = MAX_SIGNED_ENTRIES
 #: A batch whose estimate is above this share of ``TX_GAS_CAP`` is split in two.
 _CAP_SHARE = 0.9
 
@@ -71,6 +72,11 @@ class RelayEntry:
     def struct(self) -> tuple[str, list[int], list[int], bytes]:
         """The contract's ``SignedBids`` tuple."""
         return (self.bidder, list(self.watts), list(self.prices), self.signature)
+
+    def as_json(self) -> dict[str, Any]:
+        """The entry as ``relay.sign_bids`` makes it (what ``submit_signed_bids`` takes)."""
+        return {"bidder": self.bidder, "watts": list(self.watts), "pricesPerKWh": list(self.prices),
+                "signature": "0x" + self.signature.hex()}
 
 
 @dataclass(frozen=True)
@@ -136,11 +142,12 @@ class BidRelay:
     """The queue of signed entries: checked on the way in (``offer``, any thread), sent in
     batches by the daemon's own thread (``flush``), which owns the relayer's signer."""
 
-    def __init__(self, dr: DemandReduction, relayer: str, *, max_entries: int = DEFAULT_BATCH_ENTRIES,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, dr: DemandReduction, relayer: str, chain_id: int, *,
+                 max_entries: int = DEFAULT_BATCH_ENTRIES, clock: Callable[[], float] = time.time) -> None:
         self.dr = dr
+        self.chain_id = int(chain_id)
         self.relayer = to_checksum_address(relayer)
-        self.max_entries = max(1, int(max_entries))
+        self.max_entries = max(1, min(int(max_entries), MAX_SIGNED_ENTRIES))
         self.clock = clock
         self._lock = threading.Lock()
         #: request id → bidder → entry, in arrival order.
@@ -180,17 +187,16 @@ class BidRelay:
 
     def _check(self, entry: RelayEntry) -> None:
         """The signature, the request's state and the contract's own check of this one entry."""
-        from .relay import recover_bidder
+        from .relay import SignedBidsError, recover_bidder
 
         rid = entry.request_id
         try:
-            signer = recover_bidder(self.dr, rid, entry.bidder, list(entry.watts), list(entry.prices),
-                                    entry.signature)
-        except Exception:
+            signer: str | None = recover_bidder(entry.as_json(), self.dr.address, self.chain_id, rid)
+        except SignedBidsError:
             signer = None
         if signer is None or to_checksum_address(signer) != entry.bidder:
             raise RelayRefused(422, f"bad signature: it is not {entry.bidder}'s signature of these bids for "
-                                    f"request {rid} on this contract and chain")
+                                    f"request {rid} on this contract and chain (or it is malleable)")
         try:
             if rid < 1 or rid > self.dr.request_count():
                 raise RelayRefused(422, f"request {rid} does not exist on this contract")
@@ -280,8 +286,8 @@ class BidRelay:
             half = len(entries) // 2
             return self._send(signer, rid, entries[:half]) + self._send(signer, rid, entries[half:])
         gas = min(int(estimate * 1.2) + 10_000, TX_GAS_CAP)
-        receipt = self.dr.submit_signed_bids(signer, rid, [e.struct for e in entries], gas=gas)
-        placed, skipped = self._outcome(receipt, rid)
+        receipt = self.dr.submit_signed_bids(signer, rid, [e.as_json() for e in entries], gas=gas)
+        placed, skipped = self._outcome(receipt)
         used = int(receipt["gasUsed"])
         tx = "0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x")
         self._forget(rid, entries)
@@ -311,14 +317,12 @@ class BidRelay:
             raise ChainError(f"estimating a batch of {len(entries)} entries failed: {exc}")
         return self._send(signer, rid, good) if good else []
 
-    def _outcome(self, receipt: Any, rid: int) -> tuple[list[str], list[tuple[str, str]]]:
+    def _outcome(self, receipt: Any) -> tuple[list[str], list[tuple[str, str]]]:
         """Bidders placed (``BidsSubmitted``) and skipped (``SignedBidsSkipped``, with the reason)."""
-        events = self.dr.contract.events
-        placed = [str(e["args"]["bidder"]) for e in events.BidsSubmitted().process_receipt(receipt, errors=_DISCARD)]
-        skipped = []
-        if hasattr(events, "SignedBidsSkipped"):
-            for e in events.SignedBidsSkipped().process_receipt(receipt, errors=_DISCARD):
-                skipped.append((str(e["args"]["bidder"]), _reason(e["args"].get("reason"))))
+        events = self.dr.contract.events.BidsSubmitted().process_receipt(receipt, errors=_DISCARD)
+        placed = [str(e["args"]["bidder"]) for e in events]
+        skipped = [(who, SKIP_REASONS.get(reason, f"reason {reason}"))
+                   for who, reason in self.dr.skipped_signed_bids(receipt)]
         return placed, skipped
 
     def _forget(self, rid: int, entries: list[RelayEntry]) -> None:
@@ -331,20 +335,6 @@ class BidRelay:
                 self._queued.pop(rid, None)
 
 
-#: ``SignedBidsSkipped``'s reasons (IDemandReduction.sol).
-SKIP_REASONS = {1: "its signed bids were already placed", 2: "not enrolled", 3: "no bond posted for the metered "
-                "request", 4: "already bid in the metered request"}
-
-
-def _reason(value: Any) -> str:
-    """A ``SignedBidsSkipped`` reason in words."""
-    return SKIP_REASONS.get(int(value), f"reason {value}") if isinstance(value, int) else str(value)
-
-
-try:  # web3's "discard malformed logs" flag (a receipt also holds other contracts' logs)
-    from web3.logs import DISCARD as _DISCARD
-except ImportError:  # pragma: no cover
-    _DISCARD = None  # type: ignore[assignment]
 
 
 # -- the HTTP endpoint ----------------------------------------------------------------------
@@ -451,10 +441,7 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 def start_relay(dr: DemandReduction, relayer: str, listen: str, chain_id: int) -> RelayServer:
     """A ``BidRelay`` for ``relayer`` served on ``listen`` (``RELAY_LISTEN``)."""
-    from . import relay as signing
-
     host, port = parse_listen(listen)
-    cap = int(getattr(signing, "MAX_SIGNED_ENTRIES", DEFAULT_BATCH_ENTRIES))
-    server = RelayServer(BidRelay(dr, relayer, max_entries=min(cap, DEFAULT_BATCH_ENTRIES)), host, port, chain_id)
+    server = RelayServer(BidRelay(dr, relayer, chain_id), host, port, chain_id)
     log.info("relay: households' signed bids are taken at %s%s; the utility pays their gas", server.url, RELAY_PATH)
     return server

@@ -196,6 +196,12 @@ class AgentCore:
         one the reference rate converts them; without one the check is skipped, with one line."""
         if self.bid_margin == 0 or not offers:
             return list(offers), 0
+        if self.relay_url and not (terms.sealed or terms.metered):
+            # Relayed: the utility pays the gas, the household sends nothing (its own
+            # submission is only the fallback), so there is no cost to cover.
+            self._say_once(rid, "relay-fees", "request %d: bids go through the utility's relay, which pays the "
+                           "gas: no fee check", rid)
+            return list(offers), 0
         native = self.fee_quotes.native
         cur = cur or native
         per_native = self.per_native(cur)

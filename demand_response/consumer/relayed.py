@@ -81,10 +81,10 @@ class RelayedBidding(AgentCore):
 
         offers = self._one_submission(rid, offers)
         watts, prices = [o.watts for o in offers], [o.price for o in offers]
-        signature = sign_bids(local.key, self.chain_id, self.dr.address, rid, watts, prices)
+        signed = sign_bids(local, self.dr.address, self.chain_id, rid, self.address, watts, prices)
         note = self.notes.note(rid)
         note.offers, note.skipped = [[o.watts, o.price] for o in offers], skipped
-        note.relay = {"deadline": int(deadline), "signature": "0x" + bytes(signature).hex().removeprefix("0x")}
+        note.relay = {"deadline": int(deadline), "signature": signed["signature"]}
         note.bid_at = int(time.time())
         queued, why = post_entry(self.relay_url, self._entry_json(rid, note))
         described = (f"{len(offers)} offer(s), {sum(watts) / 1000:.3f} kW, prices "
@@ -147,8 +147,7 @@ class RelayedBidding(AgentCore):
         """Submit our signed entry ourselves (``submitSignedBids``), saying ``why``; if the
         relay's batch landed first the contract skips ours, and the relay's counts."""
         self._say("request %d: %s; submitting our signed bids ourselves", rid, why, level=logging.WARNING)
-        entry = (self.address, [o[0] for o in note.offers], [o[1] for o in note.offers],
-                 bytes.fromhex(note.relay["signature"][2:]))
+        entry = self._entry_json(rid, note)
         try:
             receipt = self._sent(rid, self.dr.submit_signed_bids, self.signer, rid, [entry])
         except TransactionFailed as exc:
