@@ -29,7 +29,7 @@ from web3.logs import DISCARD as _DISCARD  # a receipt may also hold other contr
 
 from . import metrics
 from .contract import MAX_SIGNED_ENTRIES, SKIP_REASONS, DemandReduction, Status, TX_GAS_CAP, decode_revert
-from .errors import ChainError, ConfigError, TransactionFailed, is_connection_error
+from .errors import ChainError, ConfigError, TransactionFailed, UserError, is_connection_error
 from .market import MAX_BIDS_PER_CALL
 
 log = logging.getLogger("demand_response.relay")
@@ -49,7 +49,7 @@ DEFAULT_BATCH_ENTRIES = MAX_SIGNED_ENTRIES
 _CAP_SHARE = 0.9
 
 
-class RelayRefused(Exception):
+class RelayRefused(UserError):
     """An entry the relay will not queue: ``status`` (HTTP) and one line for the household."""
 
     def __init__(self, status: int, message: str) -> None:
