@@ -105,3 +105,16 @@ def test_the_households_check_of_a_metered_figure_shows_both_figures() -> None:
     assert presenters.delivery_record({"paid_wei": 10})["display"]["check"] == "—"  # not metered by the utility
     unchecked = presenters.delivery_record({"metered_watts": 300, "delivery_check": "not checked: no meter store"})
     assert unchecked["check"]["agrees"] is None and "no meter store" in unchecked["display"]["check"]
+
+
+def test_a_relayed_request_shows_zero_gas_marked_relayed_in_the_history_and_the_records() -> None:
+    bids = [BidInfo(0, "0xC", 3000, PRICE, False, True, 3000, PROMISED)]
+    request = presenters.request_dict(SELECTED, OPEN_TERMS, UNIT, NOW, NOW)
+    record = {"request_id": 1, "status": "won", "paid_wei": PROMISED, "payout_wei": PROMISED, "gas_wei": 0,
+              "net_wei": PROMISED, "relayed": True, "bid_txs": ["0xrelay"]}
+    row = presenters.history_row(request, OPEN_TERMS, bids, record, [])
+    assert row["relayed"] is True and row["gas_wei"] == "0" and row["display"]["gas"] == "0 ETH (relayed)"
+    own = presenters.history_row(request, OPEN_TERMS, bids, dict(record, relayed=None, gas_wei=10**12), [])
+    assert own["relayed"] is False and "relayed" not in own["display"]["gas"]
+    rows, _ = presenters.record_rows([record])
+    assert rows[0]["money"]["gas"] == "0 ETH (relayed)" and rows[0]["money"]["net"] == row["display"]["paid"]
