@@ -7,7 +7,8 @@ A relayed household sends no transaction at all (winners are paid by ``claimAndP
 and answers 202 ``{"queued": true, ...}`` or an error ``{"error": "one line"}``: 400 (not a
 well-formed entry), 404 (another path), 409 (this bidder already has an entry for this
 request), 411/413 (no or too large a body), 422 (the entry is refused: bad signature, request
-not open, sealed, too late, or the contract's own check fails). ``GET /relay`` answers the
+not open, sealed, too late, or the contract's own check fails), 503 (queue full, or the node
+cannot be reached). ``GET /relay`` answers the
 relayer's address, the contract, the chain id and how many entries are queued.
 
 A queued entry is never lost on a failed send: it is sent again the next round, and dropped
@@ -45,6 +46,10 @@ CLIENT_TIMEOUT_S = 5.0
 MIN_SECONDS_LEFT = 2
 #: Entries per batch at most: the contract's cap.
 DEFAULT_BATCH_ENTRIES = MAX_SIGNED_ENTRIES
+#: Most entries waiting in the queue (all requests); more are answered 503 until a round sends some.
+MAX_QUEUED = 10_000
+#: Most connections handled at once; more are closed unanswered (a flood cannot exhaust threads).
+MAX_CONNECTIONS = 64
 #: A batch whose estimate is above this share of ``TX_GAS_CAP`` is split in two.
 _CAP_SHARE = 0.9
 
@@ -172,6 +177,9 @@ class BidRelay:
             if key in self._taken:
                 raise RelayRefused(409, f"{entry.bidder} already has an entry for request {entry.request_id}; "
                                         "the contract takes one signed submission per bidder per request")
+        if self.pending() >= MAX_QUEUED:
+            raise RelayRefused(503, f"the relay's queue is full ({MAX_QUEUED:,} entries); try again in a few "
+                                    "seconds or submit the signed bids yourself")
         self._check(entry)
         with self._lock:
             if key in self._taken:  # another thread queued the same bidder meanwhile
@@ -400,6 +408,26 @@ class _RelayHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     relay: BidRelay
     chain_id: int
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # too many at once: closed, not queued behind the others
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class RelayServer:
