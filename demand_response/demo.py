@@ -64,8 +64,12 @@ TOKEN_CAP = CAP // 10**10
 #: payouts in TUSD (``USD_PER_ETH``): the fee check and each record's net.
 DEMO_USD_PER_ETH = "3000"
 #: ``--market`` choices: a metered open market in the test stablecoin without a bond (each
-#: household sends one transaction, its bid), sealed metered bids in ETH with a bond, open bids in ETH.
+#: household signs its bids and the utility's relay places them: it sends no transaction),
+#: sealed metered bids in ETH with a bond, open bids in ETH (relayed as well).
 MARKETS = ("usd", "sealed", "open")
+#: Seconds before bidding closes at which a demo household whose relayed bids are not on chain
+#: submits them itself (``RELAY_FALLBACK_SECONDS``; the demo's bidding window is 6 s).
+DEMO_RELAY_FALLBACK_S = "2"
 
 #: Per-consumer bids (cycled when there are more consumers). The last uses the seed's
 #: legacy {"energy": kW, "price": wei/kWh} format and has one offer above the cap.
@@ -229,6 +233,19 @@ def money_table(records: list[dict[str, Any]], names: dict[str, str], txs: dict[
         lines.append(f"{names[address]:<11} {format_amount(m.paid, m.currency):>14} {gas:>28} {net:>14} "
                      f"{txs.get(address, 0):>12}")
     return "\n".join(lines)
+
+
+def relay_line(w3: Any, batches: list[Any]) -> str:
+    """What the relay's batches placed and what their gas cost the utility (in ETH)."""
+    if not batches:
+        return "relay: no batch was sent (every household submitted its own signed bids)"
+    receipts = [w3.eth.get_transaction_receipt(b.tx) for b in batches]
+    fee = sum(int(r["gasUsed"]) * int(r.get("effectiveGasPrice") or 0) for r in receipts)
+    gas = sum(b.gas for b in batches)
+    entries = sum(b.entries for b in batches)
+    return (f"relay: {len(batches)} transaction(s) placed {sum(b.placed for b in batches)} household(s)' bids "
+            f"({sum(b.skipped for b in batches)} skipped): {gas:,} gas, {gas // max(1, entries):,} per household, "
+            f"{format_amount(fee, ETH_CURRENCY)}, paid by the utility")
 
 
 def _request_in_token(dr: Any, utility: Signer, token: str, cur: Currency, deadline: int,
@@ -516,8 +533,9 @@ def run_demo(
     market: str = "usd",
 ) -> int:
     """Run the demo; returns the exit status. ``market`` is ``usd`` (open bids in the test
-    stablecoin TUSD, no bond, paid on delivery the utility meters from interval data: each
-    household sends one transaction), ``sealed`` (``sealed-metered``: sealed bids in ETH with a
+    stablecoin TUSD, no bond, paid on delivery the utility meters from interval data; the
+    households sign their bids and the utility's relay places them: they send no transaction),
+    ``sealed`` (``sealed-metered``: sealed bids in ETH with a
     bond, paid on metered delivery) or ``open`` (open bids in ETH, paid on acceptance).
     ``results_file`` defaults to ``WORKDIR/results.json``: demo records never mix with real ones."""
     with _log_to_stdout():
@@ -548,6 +566,7 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
     lines: queue.Queue[tuple[str, str]] = queue.Queue()
     rig: _DeviceRig | None = None
     openadr: _OpenAdr | None = None
+    relay: Any = None
     _say(f"starting an embedded {chain_kind} with {consumers + 1} accounts")
     chain = devchain.start(chain_kind, accounts=consumers + 1, log_path=workdir / f"{chain_kind}.log")
     try:
@@ -589,6 +608,12 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
         if metered:
             rig = _DeviceRig.start(workdir / "devices")
             openadr = _OpenAdr.start(dr, workdir / VTN_NAME, workdir / METERS_NAME)
+        if not sealed:  # open bids without a bond: the households sign them, the utility places them
+            from .relayer import RELAY_PATH, start_relay
+
+            relay = start_relay(dr, utility.address, "127.0.0.1:0", chain.chain_id)
+            _say(f"relay: the utility takes the households' signed bids at {relay.url}{RELAY_PATH} (RELAY_URL) "
+                 "and places them in batches, paying the gas: the households send no transaction")
         names: dict[str, str] = {}
         offered: dict[str, str] = {}
         nonces: dict[str, int] = {}  # each household's transactions before the demo: the table counts the rest
@@ -626,6 +651,8 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
                 env.update(openadr.environ())
             if metered:  # each consumer rechecks the utility's published figure from the meter data
                 env["METER_DB"] = str(workdir / METERS_NAME)
+            if relay is not None:
+                env.update(RELAY_URL=relay.url, RELAY_FALLBACK_SECONDS=DEMO_RELAY_FALLBACK_S)
             procs.append(_Consumer(name, args, env, lines))
             _say(f"started {name} (pid {procs[-1].process.pid}, account {address[:10]}…) bidding {offered[name]}")
         if rig is not None:
@@ -673,6 +700,7 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
             dr, utility, state_path=settings.cursor_file("utility", chain.chain_id, dr.address, utility.address),
             chain_id=chain.chain_id, lock_dir=settings.lock_dir,
             start_block=start_block, poll_interval=0.25, only={rid}, exit_when_idle=True,
+            relay=relay.relay if relay is not None else None,
             **(dict(meter_db=str(meter_db), baseline=DEMO_METHOD, records_dir=workdir / "delivery-records",
                     vtn=openadr.vtn if openadr is not None else None) if metered else {}),
         )
@@ -787,6 +815,8 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
                      " ETH unearned pay and penalties" if metered else ""))
         print()
         print(money_table(records, names, {a: w3.eth.get_transaction_count(a) - nonces.get(a, 0) for a in names}))
+        if relay is not None:
+            print(relay_line(w3, relay.relay.batches))
         if metered:
             print()
             print(_measured_table(daemon.judged, names, delivered))
@@ -806,6 +836,8 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
     finally:
         for proc in procs:
             proc.stop()
+        if relay is not None:
+            relay.close()
         for part in (openadr, rig):
             if part is not None:
                 with contextlib.suppress(Exception):

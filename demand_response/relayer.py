@@ -294,8 +294,10 @@ class BidRelay:
             half = len(entries) // 2
             return self._send(signer, rid, entries[:half]) + self._send(signer, rid, entries[half:])
         gas = min(int(estimate * 1.2) + 10_000, TX_GAS_CAP)
+        metrics.bids_sent(sum(len(e.watts) for e in entries))
         receipt = self.dr.submit_signed_bids(signer, rid, [e.as_json() for e in entries], gas=gas)
         placed, skipped = self._outcome(receipt)
+        metrics.bids_mined(sum(len(e.watts) for e in entries if e.bidder in set(placed)))
         used = int(receipt["gasUsed"])
         tx = "0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x")
         self._forget(rid, entries)

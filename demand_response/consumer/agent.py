@@ -149,7 +149,9 @@ class ConsumerAgent(OpenBidding, SealedBidding, MeteredDelivery):
         if not submit:
             self._say("no offer pays for taking part in request %d; not bidding", rid, level=logging.WARNING)
             return
-        if terms.sealed or terms.metered:
+        if terms.metered and self._relayable(terms):
+            self._bid_relayed(rid, submit, len(ready.skipped) + unpaid, cur, info.bidding_deadline, metered=True)
+        elif terms.sealed or terms.metered:
             self._bid_with_terms(rid, terms, submit)
         else:
             self._bid_open(rid, submit, len(ready.skipped) + unpaid, cur, deadline=info.bidding_deadline)

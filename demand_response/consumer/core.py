@@ -196,7 +196,7 @@ class AgentCore:
         one the reference rate converts them; without one the check is skipped, with one line."""
         if self.bid_margin == 0 or not offers:
             return list(offers), 0
-        if self.relay_url and not (terms.sealed or terms.metered):
+        if self._relayable(terms) and not (terms.metered and self.delivery.report == "always"):
             # Relayed: the utility pays the gas, the household sends nothing (its own
             # submission is only the fallback), so there is no cost to cover.
             self._say_once(rid, "relay-fees", "request %d: bids go through the utility's relay, which pays the "
@@ -231,6 +231,12 @@ class AgentCore:
             self._say("request %d: taking part costs %s at %s (BID_MARGIN %s)", rid, cost.describe(native),
                       fees.format_gas_price(quote.gas_price), self.bid_margin)
         return keep, len(offers) - len(keep)
+
+    def _relayable(self, terms: TermsInfo) -> bool:
+        """True when ``RELAY_URL`` is set and a request with ``terms`` takes relayed bids: open
+        bids, paid on acceptance or on metered delivery, without a bond (a bond is the bidder's
+        own money, and a sealed commitment its own transaction)."""
+        return bool(self.relay_url) and not terms.sealed and not terms.bond_wei
 
     def _one_submission(self, rid: int, offers: Sequence[Offer]) -> list[Offer]:
         """``offers`` as one submission (sealed, metered or signed: one per bidder and request):

@@ -32,6 +32,10 @@ class OpenBidding(RelayedBidding):
         ``submitBids`` transactions."""
         if self.relay_url and deadline is not None and self._bid_relayed(rid, offers, skipped, cur, deadline):
             return
+        self._bid_own(rid, offers, skipped, cur)
+
+    def _bid_own(self, rid: int, offers: Sequence[Offer], skipped: int, cur: Currency = ETH) -> None:
+        """``offers`` in our own ``submitBids`` transactions (batches of at most 64)."""
         txs = []
         for group in chunks(offers):
             try:

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Sequence
 
+from .. import metrics
 from ..bids import Offer
 from ..errors import ConfigError, TransactionFailed
 from ..payments import tx_hex
@@ -68,14 +69,19 @@ def post_entry(relay_url: str, entry: dict[str, Any], timeout: float = RELAY_TIM
 class RelayedBidding(AgentCore):
     """Open bids signed and sent to the utility's relay, with our own submission as fallback."""
 
-    def _bid_relayed(self, rid: int, offers: Sequence[Offer], skipped: int, cur: Currency, deadline: int) -> bool:
+    def _bid_relayed(self, rid: int, offers: Sequence[Offer], skipped: int, cur: Currency, deadline: int,
+                     metered: bool = False) -> bool:
         """Sign ``offers`` and hand them to the relay (or, if it will not take them, submit
-        them ourselves); False when we cannot sign (no local key): then bid the usual way."""
+        them ourselves); False when we cannot sign (no local key): then we bid the usual way
+        (for a ``metered`` request, done here)."""
         local = getattr(self.signer, "_local", None)
         if local is None:
             self._say_once(rid, "relay-key", "RELAY_URL is set, but signing bids needs the account's key "
                            "(CONSUMER_PRIVATE_KEY or a keystore account); bidding with our own transaction",
                            level=logging.WARNING)
+            if metered:
+                self._bid_with_terms(rid, self.terms_of(rid), offers)
+                return True
             return False
         from ..relay import sign_bids
 
@@ -136,6 +142,7 @@ class RelayedBidding(AgentCore):
         note.bid_txs = [tx]
         note.relayed = tx not in note.spent
         offers = note.offers
+        metrics.reacted(rid, self.address)  # heard → our bids on chain, whoever sent them
         if note.relayed:
             self._say("bid %d offer(s), %.3f kW, on request %d, placed by the utility's relay (tx %s…): we sent "
                       "no transaction", len(offers), sum(o[0] for o in offers) / 1000, rid, tx[:12])

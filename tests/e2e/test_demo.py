@@ -70,11 +70,12 @@ def test_demo_runs_the_whole_market_and_cleans_up(tmp_path: Path) -> None:
     assert seconds > 0  # reported, not asserted against a limit (see bench/)
 
 
-def test_the_default_demo_is_a_stablecoin_market_where_each_household_sends_one_transaction(
+def test_the_default_demo_is_a_stablecoin_market_where_households_send_no_transaction(
         tmp_path: Path) -> None:
-    """Default demo: the request is escrowed in TestUSD; households bid in TUSD/kWh, are metered
-    from interval data and paid in TUSD by the utility's meterDelivery; the table shows gross
-    (TUSD), gas (ETH, and TUSD at the demo's USD_PER_ETH), net (TUSD) and one transaction each."""
+    """Default demo: the request is escrowed in TestUSD; households sign bids in TUSD/kWh that
+    the utility's relay places (it pays the gas), are metered from interval data and paid in
+    TUSD by the utility's meterDelivery; the table shows gross (TUSD), gas 0 (ETH, and TUSD at
+    the demo's USD_PER_ETH), net (TUSD) and no transaction each; the relay's gas is printed."""
     done = run_dr(["demo", "--consumers", "4", "--workdir", str(tmp_path / "demo")], tmp_path, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
@@ -83,7 +84,8 @@ def test_the_default_demo_is_a_stablecoin_market_where_each_household_sends_one_
     assert "committed" not in out and "bond" not in out.split("Request 1:")[1]
     records = {r["label"]: r for r in json.loads((tmp_path / "demo" / "results.json").read_text())["results"]}
     assert set(records) == {"consumer-1", "consumer-2", "consumer-3", "consumer-4"}
-    assert all(r["currency"] == "TUSD" and "paid_wei" not in r and r["gas_wei"] > 0 for r in records.values())
+    assert all(r["currency"] == "TUSD" and "paid_wei" not in r and r["gas_wei"] == 0 and r["relayed"] is True
+               for r in records.values())
     winners = {k: r for k, r in records.items() if r["accepted_watts"]}
     assert sorted(winners) == ["consumer-1", "consumer-2", "consumer-3"]
     for r in records.values():  # paid on measured delivery, net = paid − gas valued at 3000 USD/ETH
@@ -95,7 +97,10 @@ def test_the_default_demo_is_a_stablecoin_market_where_each_household_sends_one_
     rows = {line.split()[0]: line for line in money.splitlines() if line.startswith("consumer-")}
     assert set(rows) == set(records)
     for name, line in rows.items():
-        assert " TUSD " in line and " ETH (" in line and line.split()[-1] == "1"  # one transaction: the bid
+        assert " TUSD " in line and " ETH (" in line and line.split()[-1] == "0"  # relayed: nothing sent
+    relay = next(line for line in out.splitlines() if line.startswith("relay: ") and "transaction(s) placed" in line)
+    assert "placed 4 household(s)' bids (0 skipped)" in relay and "per household" in relay
+    assert relay.endswith("paid by the utility")
     assert "consumer    bids (kW @ TUSD/kWh)" in out and "promised TUSD paid TUSD" in out
     # Issue 17 and 18 still hold: metered with the named baseline; the award dispatched and the plug shed.
     measured = out[out.index("consumer    baseline kWh"):out.index("measured by the utility from")]

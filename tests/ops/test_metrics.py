@@ -31,6 +31,8 @@ EXPECTED = {
     "dr_reaction_seconds": "histogram", "dr_rpc_errors": "counter", "dr_rpc_retries": "counter",
     "dr_gas_used": "counter", "dr_fees_paid_wei": "counter", "dr_owed_wei": "gauge",
     "dr_listener_lag_blocks": "gauge", "dr_heartbeat_timestamp_seconds": "gauge", "dr_push_connected": "gauge",
+    # the utility's bid relay (issue 15, docs/production.md)
+    "dr_relayed_entries": "counter", "dr_relay_gas_used": "counter",
 }
 
 
