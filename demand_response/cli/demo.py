@@ -26,7 +26,7 @@ def add_to(commands: argparse._SubParsersAction) -> None:
                    help="which local node to embed (default ganache)")
     p.add_argument("--market", choices=("usd", "sealed", "sealed-metered", "open"), default="usd",
                    help="usd (default): open bids in the test stablecoin TUSD, no bond, paid on delivery the "
-                        "utility measures from gridsim's interval data, one transaction per household; sealed "
+                        "utility measures from gridsim's interval data, bids signed by the households and placed by the utility's relay (no household transaction); sealed "
                         "(or sealed-metered): sealed bids in ETH with an ETH bond, paid on measured delivery; "
                         "open: open bids in ETH, paid on acceptance")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
