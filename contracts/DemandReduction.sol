@@ -45,17 +45,7 @@ contract DemandReduction is SealedBids, MeteredDelivery {
     ///         `dr compile`). See `DemandReductionFacet`.
     address public immutable facet;
 
-    /// @notice Most signed entries (households) in one `submitSignedBids` call: 100 one-bid
-    ///         entries take about 4M gas, far below the 2^24 cap on a transaction (EIP-7825).
-    uint256 public constant MAX_SIGNED_ENTRIES = 100;
-    /// @dev EIP-712 type hashes of the domain and of the signed bids; arrays are hashed as
-    ///      keccak256 of their packed elements.
-    bytes32 private constant _DOMAIN_TYPEHASH =
-        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
-    bytes32 private constant _SIGNED_BIDS_TYPEHASH =
-        keccak256("SignedBids(uint256 requestId,address bidder,uint256[] watts,uint256[] pricesPerKWh)");
-    // Why not OpenZeppelin's EIP712 base: it keeps two strings in storage (for long names),
-    // which would shift this contract's storage away from the facet's (`dr compile` checks).
+    // The EIP-712 domain separator of signed bids (`MarketState._domainSeparator`), cached.
     bytes32 private immutable _cachedDomainSeparator;
     uint256 private immutable _cachedChainId;
 
@@ -114,13 +104,14 @@ contract DemandReduction is SealedBids, MeteredDelivery {
     ///         `SignedBidsSkipped` (already placed, e.g. front-run by the household itself;
     ///         not enrolled; metered: no bond, or already bid); everything a relayer can check
     ///         up front reverts (a bad signature, bad bids, a closed or sealed request).
+    ///         The domain separator and `MAX_SIGNED_ENTRIES` are views of the facet.
     /// @param requestId An open, unsealed request whose deadline has not passed.
     /// @param entries Up to `MAX_SIGNED_ENTRIES` signed entries, each at most
     ///        `MAX_BIDS_PER_CALL` bids.
     /// @return placed The number of entries placed (the others were skipped).
     function submitSignedBids(uint256 requestId, SignedBids[] calldata entries) external returns (uint256 placed) {
-        if (entries.length > MAX_SIGNED_ENTRIES) revert TooManyEntries(MAX_SIGNED_ENTRIES);
-        Request storage r = _biddable(requestId);
+        if (entries.length > _MAX_SIGNED_ENTRIES) revert TooManyEntries(_MAX_SIGNED_ENTRIES);
+        (Request storage r, uint256 flags) = _biddable(requestId);
         bytes32 domain = _domainSeparatorNow();
         for (uint256 i; i < entries.length; ++i) {
             SignedBids calldata e = entries[i];
@@ -146,8 +137,11 @@ contract DemandReduction is SealedBids, MeteredDelivery {
             mapping(uint256 => uint256) storage used = _signedBidsUsed[bidder];
             uint256 word = used[requestId >> 8];
             uint256 bit = 1 << (requestId & 255);
-            uint8 skipped = _SKIP_USED;
-            if (word & bit == 0) (, skipped) = _submit(requestId, r, bidder, e.watts, e.pricesPerKWh);
+            uint8 skipped;
+            if (word & bit != 0) skipped = _SKIP_USED;
+            else if (!_mayTakePart(bidder)) skipped = _SKIP_NOT_ENROLLED;
+            else if (flags & METERED == 0) _record(requestId, r, bidder, e.watts, e.pricesPerKWh);
+            else (, skipped) = _submitMetered(requestId, r, bidder, e.watts, e.pricesPerKWh);
             if (skipped != 0) {
                 emit SignedBidsSkipped(requestId, bidder, skipped);
                 continue;
@@ -155,12 +149,6 @@ contract DemandReduction is SealedBids, MeteredDelivery {
             used[requestId >> 8] = word | bit;
             ++placed;
         }
-    }
-
-    /// @notice The EIP-712 domain separator of signed bids: name "DemandReduction", version
-    ///         "1", this chain's id and this contract's address.
-    function DOMAIN_SEPARATOR() external view returns (bytes32) {
-        return _domainSeparatorNow();
     }
 
     /// @notice Withdraw some of the caller's bids before the deadline.
@@ -186,40 +174,42 @@ contract DemandReduction is SealedBids, MeteredDelivery {
         return _submitOwn(requestId, watts, pricesWeiPerKWh);
     }
 
-    /// @dev The request, if bids may be placed on it now (open, before its deadline, unsealed).
-    function _biddable(uint256 requestId) private view returns (Request storage r) {
+    /// @dev The request, if bids may be placed on it now (open, before its deadline,
+    ///      unsealed), and its flags.
+    function _biddable(uint256 requestId) private view returns (Request storage r, uint256 flags) {
         r = _openRequest(requestId);
         if (block.timestamp > r.biddingDeadline) revert BiddingClosed(r.biddingDeadline);
-        if (r.flags & SEALED != 0) revert SealedRequest(requestId);
+        flags = r.flags;
+        if (flags & SEALED != 0) revert SealedRequest(requestId);
     }
 
-    /// @dev `submitBids` and `replaceBids`: the caller's own bids; what `_submit` skips reverts.
+    /// @dev `submitBids` and `replaceBids`: the caller's own bids; what the metered rules
+    ///      skip reverts here.
     function _submitOwn(uint256 requestId, uint256[] calldata watts, uint256[] calldata prices)
         private
         returns (uint256 firstBidId)
     {
         _requireEnrolled();
-        Request storage r = _biddable(requestId);
+        (Request storage r, uint256 flags) = _biddable(requestId);
+        if (flags & METERED == 0) return _record(requestId, r, msg.sender, watts, prices);
         uint8 skipped;
-        (firstBidId, skipped) = _submit(requestId, r, msg.sender, watts, prices);
+        (firstBidId, skipped) = _submitMetered(requestId, r, msg.sender, watts, prices);
         if (skipped == _SKIP_NO_BOND) revert WrongBond(_terms[requestId].bondWei, 0); // postBond first
         if (skipped != 0) revert WrongStage(msg.sender, _participants[requestId][msg.sender].stage);
     }
 
-    /// @dev The one home of the bid rules for `bidder`'s bids on biddable request `r`. What
-    ///      depends on the bidder's standing, which others can change, is returned as a skip
-    ///      reason (nothing placed): not enrolled; metered (one submission per consumer, since
-    ///      its meter measures all its bids at once): a bond required and not posted, or
-    ///      already bid. Bad bids revert (`_record`).
-    function _submit(
+    /// @dev The metered rules, for the bids of `bidder` (the caller or a signer): one
+    ///      submission per consumer, since its meter measures all its bids at once, after its
+    ///      bond if the request takes one. These depend on the bidder's standing, which others
+    ///      can change, so they return a skip reason (nothing placed) rather than revert:
+    ///      a bond required and not posted, or already bid. Bad bids revert (`_record`).
+    function _submitMetered(
         uint256 requestId,
         Request storage r,
         address bidder,
         uint256[] calldata watts,
         uint256[] calldata prices
     ) private returns (uint256 firstBidId, uint8 skipped) {
-        if (!_mayTakePart(bidder)) return (0, _SKIP_NOT_ENROLLED);
-        if (r.flags & METERED == 0) return (_record(requestId, r, bidder, watts, prices), 0);
         Participant storage p = _participants[requestId][bidder];
         Stage stage = p.stage;
         if (stage == Stage.None) {
@@ -235,12 +225,6 @@ contract DemandReduction is SealedBids, MeteredDelivery {
     /// @dev The EIP-712 domain separator, recomputed only if the chain id changed (a fork).
     function _domainSeparatorNow() private view returns (bytes32) {
         return block.chainid == _cachedChainId ? _cachedDomainSeparator : _domainSeparator();
-    }
-
-    function _domainSeparator() private view returns (bytes32) {
-        return keccak256(
-            abi.encode(_DOMAIN_TYPEHASH, keccak256("DemandReduction"), keccak256("1"), block.chainid, address(this))
-        );
     }
 
     function _cancel(uint256 requestId, uint256[] calldata bidIds) private {

@@ -316,6 +316,17 @@ contract DemandReductionFacet is IBidReader, MarketState {
         v.deliveredWatts = p.delivered;
     }
 
+    /// @notice The EIP-712 domain separator of signed bids (`submitSignedBids`): name
+    ///         "DemandReduction", version "1", this chain's id and the market's address.
+    function DOMAIN_SEPARATOR() external view returns (bytes32) {
+        return _domainSeparator();
+    }
+
+    /// @notice Most signed entries in one `submitSignedBids` call.
+    function MAX_SIGNED_ENTRIES() external pure returns (uint256) {
+        return _MAX_SIGNED_ENTRIES;
+    }
+
     /// @notice Whether `bidder`'s signed bids for `requestId` were placed by
     ///         `submitSignedBids` (a relayer checks this before sending an entry).
     /// @param bidder The household that signed.

@@ -23,6 +23,17 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
     uint256 public constant MAX_BIDS_PER_CALL = 1 << BidStore.ID_BITS;
     /// @notice After `biddingDeadline + GRACE_PERIOD` anyone may call `selectWinners`.
     uint256 public constant GRACE_PERIOD = 1 hours;
+    /// @dev Most signed entries (households) in one `submitSignedBids` call: 100 one-bid
+    ///      entries take about 9M gas at worst, below the 2^24 cap on a transaction (EIP-7825).
+    uint256 internal constant _MAX_SIGNED_ENTRIES = 100;
+    /// @dev EIP-712 type hashes of the domain and of signed bids; arrays are hashed as
+    ///      keccak256 of their packed elements. OpenZeppelin's EIP712 base is not used: it
+    ///      keeps two strings in storage, which would shift the core's storage away from the
+    ///      facet's (`dr compile` checks they are the same).
+    bytes32 private constant _DOMAIN_TYPEHASH =
+        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
+    bytes32 internal constant _SIGNED_BIDS_TYPEHASH =
+        keccak256("SignedBids(uint256 requestId,address bidder,uint256[] watts,uint256[] pricesPerKWh)");
     /// @dev W * s * (wei/kWh) / WS_PER_KWH = wei, since 1 kWh = 3.6e6 W*s.
     uint256 internal constant WS_PER_KWH = 3_600_000;
     /// @dev Most submissions per request: `Request.submissions` and `Participant.submission`
@@ -135,6 +146,14 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
     /// @dev When selection may start: the bidding deadline, or the reveal deadline for sealed bids.
     function _closesAt(uint256 requestId, Request storage r) internal view returns (uint256) {
         return r.flags & SEALED != 0 ? _terms[requestId].revealDeadline : r.biddingDeadline;
+    }
+
+    /// @dev The EIP-712 domain of signed bids: "DemandReduction", "1", this chain, this
+    ///      contract (the market's address also when the facet runs on the market's storage).
+    function _domainSeparator() internal view returns (bytes32) {
+        return keccak256(
+            abi.encode(_DOMAIN_TYPEHASH, keccak256("DemandReduction"), keccak256("1"), block.chainid, address(this))
+        );
     }
 
     // ------------------------------------------------------------------ placing bids
