@@ -475,8 +475,10 @@ def section(data: dict, number: str = "7") -> list[str]:
               "partly spend again: it does not make the gas go away."
               + (f" On L1 at 1 gwei the utility would spend {_pct_text(l1['relay_share_of_payouts'])} of what it "
                  "pays out on relay gas alone: there the household passes only because the utility absorbs a "
-                 "cost as large as the payouts, and the programme is economic on the L2 and Energy Web profiles, "
-                 "not on L1." if l1 else "")]
+                 "cost as large as the payouts." if l1 else "")
+              + " The utility's relay gas stays within 5 % of the payouts on: "
+              + (", ".join(r["label"] for r in relayed if (r["relay_share_of_payouts"] or 1) <= COST_SHARE_TARGET)
+                 or "none of the profiles") + "."]
     L += ["", "Fee parameters (stated, not measured: no public chain is reachable from here; the code reads the live "
           "ones with `fees.quote_fees`):", "", "| profile | fee model | L2 gas price | L1 data fee of a 1-bid tx | "
           "native | source |", "|---|---|---:|---:|---|---|"]
