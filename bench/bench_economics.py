@@ -506,7 +506,8 @@ def section(data: dict, number: str = "7") -> list[str]:
         L += ["", f"**Relayed, measured on anvil.** The same {rm['households']} households signed their whole curves "
               "and the utility placed them in one `submitSignedBids` batch: "
               f"{rm['first']['per_entry']:,} gas per entry the first time a household is relayed (its used-bitmap "
-              f"word is new), {rm['later']['per_entry']:,} on a later request; the households sent "
+              f"word is new), {rm['later']['per_entry']:,} on a later request (their own `submitBids` of the same "
+              f"curves, above: median {m['median_bid_gas_all']:,} each); the households sent "
               f"{rm['household_txs']} transactions. So relaying does not make bids much cheaper in gas: it moves "
               "the bill from the household to the utility and saves the fixed 21,000 gas of each household's "
               "own transaction, which the signature check and the used-bitmap write partly spend again."]
