@@ -1,7 +1,8 @@
 """Stateful property test of DemandReduction on a real anvil (hypothesis RuleBasedStateMachine).
 
 Random sequences of requests (both pricing rules, two price grids), bids from several
-actors (ties, 1..6 bids per call and sometimes the 64 maximum), withdrawn and replaced
+actors (ties, 1..6 bids per call and sometimes the 64 maximum; also relayed: signed by the
+consumer, sent by a stranger with ``submitSignedBids``, sometimes twice), withdrawn and replaced
 bids, cancelled requests, time jumps (onto the exact deadline and grace boundaries),
 selections by the utility and by strangers, claims of random subsets by anyone,
 withdrawals, and a two-step utility transfer, all against a Python model built on
@@ -54,7 +55,7 @@ from eth_abi import decode as abi_decode
 from eth_utils import function_signature_to_4byte_selector
 from web3.logs import DISCARD
 
-from demand_response import devchain
+from demand_response import devchain, relay
 from demand_response.chain import Signer, connect
 from demand_response.contract import DemandReduction, Status, decode_revert
 from demand_response.market import (GRACE_PERIOD, Bid, Clearing, PricingRule, clear, paid_by_claim_and_pay,
@@ -159,6 +160,9 @@ class MarketMachine(RuleBasedStateMachine):
         self.spare_utility = accounts[1]  # takes over the role in transfer_utility
         self.consumers = list(accounts[2:2 + N_CONSUMERS])
         self.stranger = accounts[2 + N_CONSUMERS]
+        # The consumers' keys, for relayed bids (submit_signed); (bidder, request) pairs relayed.
+        self.keys = dict(zip(self.consumers, devchain.dev_private_keys(2 + N_CONSUMERS, "anvil")[2:]))
+        self.relayed: set[tuple[str, int]] = set()
         self.actors = list(accounts)
         self.requests: dict[int, RequestModel] = {}
         self.owed = {a: dr.owed(a, self.token) for a in self.actors}
@@ -318,6 +322,32 @@ class MarketMachine(RuleBasedStateMachine):
                                           [t * r.tick for _, t in bids])
             self._record_submission(r, who, bids, receipt)
         _count("submit_64" if len(bids) == 64 else "submit")
+
+    @precondition(lambda self: self.requests)
+    @rule(data=st.data(), bids=bid_list, copies=st.integers(1, 2))
+    def submit_signed(self, data, bids, copies) -> None:
+        """Relayed bids (issue 15): the stranger places a consumer's signed bids, once or twice in
+        one batch. The model is submitBids' own; a bidder's second relayed entry for a request is
+        skipped (reason 1), whether in the same batch or a later one."""
+        r = self.pick_request(data)
+        self.maybe_jump(data, r, [0, 1])
+        who = data.draw(st.sampled_from(self.consumers))
+        entry = relay.sign_bids(self.keys[who], self.dr.address, self.w3.eth.chain_id, r.rid, who,
+                                [w for w, _ in bids], [t * r.tick for _, t in bids])
+        entries = [entry] * copies
+        call = self.dr.functions.submitSignedBids(r.rid, [relay.entry_tuple(e) for e in entries])
+        if (error := self._bidding_error(r)) is not None:
+            self.expect_error(call, self.stranger, error)
+        else:
+            receipt = self.dr.submit_signed_bids(self.signers[self.stranger], r.rid, entries)
+            placed = (who, r.rid) not in self.relayed
+            assert self.dr.skipped_signed_bids(receipt) == [(who, 1)] * (copies - placed)
+            if placed:
+                self._record_submission(r, who, bids, receipt)
+                self.relayed.add((who, r.rid))
+            else:
+                assert self.events(receipt, "BidsSubmitted") == []
+        _count("submit_signed")
 
     @precondition(lambda self: any(not b.cancelled for r in self.requests.values() for b in r.bids))
     @rule(data=st.data())
