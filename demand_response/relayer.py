@@ -29,7 +29,8 @@ from eth_utils import is_hex_address, to_checksum_address
 from web3.logs import DISCARD as _DISCARD  # a receipt may also hold other contracts' logs
 
 from . import metrics
-from .contract import MAX_SIGNED_ENTRIES, SKIP_REASONS, DemandReduction, Status, TX_GAS_CAP, decode_revert
+from .contract import (MAX_SIGNED_ENTRIES, SKIP_REASONS, DemandReduction, Status, TX_GAS_CAP, decode_revert,
+                       signed_bid_gas_limit)
 from .errors import ChainError, ConfigError, TransactionFailed, UserError, is_connection_error
 from .market import MAX_BIDS_PER_CALL
 
@@ -268,18 +269,31 @@ class BidRelay:
                             rid, len(entries), "y" if len(entries) == 1 else "ies",
                             ", ".join(e.bidder[:10] for e in entries))
                 continue
-            for start in range(0, len(entries), self.max_entries):
+            for batch in self._batches(entries):
                 try:
-                    done.extend(self._send(signer, rid, entries[start:start + self.max_entries]))
+                    done.extend(self._send(signer, rid, batch))
                 except Exception as exc:
                     if is_connection_error(exc):
-                        log.warning("relay: request %d: the node is unreachable; %d entr%s kept for the next round",
-                                    rid, len(entries) - start, "y" if len(entries) - start == 1 else "ies")
+                        log.warning("relay: request %d: the node is unreachable; the queued entries are kept for "
+                                    "the next round", rid)
                         return done
                     log.error("relay: request %d: sending a batch failed (%s: %s); kept for the next round",
                               rid, type(exc).__name__, exc)
         self.batches.extend(done)
         return done
+
+    def _batches(self, entries: list[RelayEntry]) -> list[list[RelayEntry]]:
+        """``entries`` in arrival order, cut into batches of at most ``max_entries`` whose
+        fixed gas bound (``signed_bid_gas_limit``: 64-bid entries weigh far more than 1-bid
+        ones) stays under the share of the per-transaction cap."""
+        batches: list[list[RelayEntry]] = [[]]
+        for entry in entries:
+            batch = batches[-1]
+            if batch and (len(batch) >= self.max_entries or signed_bid_gas_limit(
+                    [len(e.watts) for e in batch] + [len(entry.watts)]) > TX_GAS_CAP * _CAP_SHARE):
+                batches.append([])
+            batches[-1].append(entry)
+        return [b for b in batches if b]
 
     def _send(self, signer: Any, rid: int, entries: list[RelayEntry]) -> list[BatchResult]:
         """One batch (split in two while its estimate is above the cap's share)."""
@@ -323,7 +337,10 @@ class BidRelay:
                 metrics.relay_dropped(1)
                 log.warning("relay: request %d: dropped %s's entry: the contract refuses it now (%s)", rid,
                             entry.bidder[:10], refused)
-        if len(good) == len(entries):  # no entry to blame: a problem of the batch or the node
+        if len(good) == len(entries):  # no entry to blame: the batch as a whole (its size?) or the node
+            if len(entries) > 1:
+                half = len(entries) // 2
+                return self._send(signer, rid, entries[:half]) + self._send(signer, rid, entries[half:])
             raise ChainError(f"estimating a batch of {len(entries)} entries failed: {exc}")
         return self._send(signer, rid, good) if good else []
 

@@ -16,7 +16,7 @@ from web3 import Web3
 
 from demand_response import devchain
 from demand_response.chain import Signer, connect
-from demand_response.contract import DemandReduction
+from demand_response.contract import TX_GAS_CAP, DemandReduction
 from demand_response.relay import sign_bids
 from demand_response.relayer import BidRelay, parse_entry
 
@@ -106,3 +106,23 @@ def test_a_big_queue_goes_out_in_batches_and_a_refused_entry_does_not_hold_back_
         assert relay.flush(utility) == [] and relay.pending() == 0
     assert len(re.findall(rf"relay: request {rid}: sent \d entr(?:y|ies): \d placed", caplog.text)) == 3
     assert f"relay: request {late}: dropped" in caplog.text and "the contract refuses it now" in caplog.text
+
+
+def test_entries_of_64_bids_go_out_in_batches_each_under_the_gas_cap(
+        node: devchain.DevChain, w3: Web3, caplog: pytest.LogCaptureFixture) -> None:
+    if node.kind != "anvil":
+        pytest.skip("the batching rule is the same on every chain; ganache takes ~15 s for this batch")
+    dr, utility = _market(w3)
+    rid = _request(w3, dr, utility, 600)
+    relay = BidRelay(dr, utility.address, node.chain_id)
+    step = CAP // 128
+    for seed in range(5000, 5024):  # 24 households of 64 bids: about 16M gas in one batch, above the cap
+        household = Account.from_key(seed.to_bytes(32, "big"))
+        signed = sign_bids(household, dr.address, node.chain_id, rid, None, [100 + i for i in range(64)],
+                           [step * (1 + (seed + i) % 128) for i in range(64)])
+        relay.offer(parse_entry(json.dumps({"requestId": rid, **signed}).encode()))
+    done = relay.flush(utility)
+    assert len(done) >= 2 and sum(b.placed for b in done) == 24 and relay.pending() == 0
+    receipts = [w3.eth.get_transaction_receipt(b.tx) for b in done]
+    assert all(r["status"] == 1 and r["gasUsed"] < TX_GAS_CAP for r in receipts)
+    assert all(w3.eth.get_transaction(b.tx)["gas"] <= TX_GAS_CAP for b in done)
