@@ -22,7 +22,7 @@ from conftest import CAP, Env
 from demand_response import market, relay
 from demand_response.chain import Signer
 from demand_response.contract import (
-    MAX_SIGNED_ENTRIES, TX_GAS_CAP, DemandReduction, Stage, Terms, signed_bid_gas_limit,
+    MAX_SIGNED_ENTRIES, TX_GAS_CAP, DemandReduction, Stage, Terms, decode_revert, signed_bid_gas_limit,
 )
 from demand_response.market import MAX_BID_WATTS, MAX_BIDS_PER_CALL
 from demand_response.token import Erc20, deploy_test_usd, mint_test_usd
@@ -250,3 +250,46 @@ def test_the_gas_limit_covers_the_worst_full_batch_on_a_metered_registration_onl
            for i, h in enumerate(homes[:fit])]
     receipt = dr.submit_signed_bids(env.consumers[9], rid2, big)
     assert len(_placed(dr, receipt)) == fit and receipt["gasUsed"] < signed_bid_gas_limit(big) < TX_GAS_CAP
+
+
+def test_after_a_fork_changes_the_chain_id_only_signatures_for_the_new_chain_count(
+        request: pytest.FixtureRequest, start_chain) -> None:
+    """The cached domain separator is recomputed once ``block.chainid`` differs (anvil_setChainId
+    stands in for a fork); the facet's view, called through the market, names the market, and
+    the facet's own address is another domain that the market never accepts."""
+    from demand_response.chain import connect
+
+    node = start_chain(request, "anvil", accounts=3)
+    w3 = connect(node.url)
+    utility = Signer(w3, w3.eth.accounts[0])
+    key = Account.from_key(keccak(text="hostile-fork-relayer"))  # signs its transactions itself
+    utility.send({"to": key.address, "value": 10**18})
+    dr = DemandReduction.deploy(utility)
+    now = w3.eth.get_block("latest")["timestamp"]
+    rid, _ = dr.request_reduction(utility, 3000, now + 1000, now + 4600, now + 300, CAP, 0, 10**17)
+    old_home, new_home, facet_home = _homes(3, "fork")
+    old_id, new_id = w3.eth.chain_id, w3.eth.chain_id + 1000
+
+    def domain(chain_id: int, contract: str) -> bytes:
+        return bytes(encode_typed_data(full_message=relay.typed_data(contract, chain_id, rid, old_home.address,
+                                                                     [1], [TICK])).header)
+
+    def signed(who: LocalAccount, chain_id: int, contract: str) -> dict:
+        return relay.sign_bids(who, contract, chain_id, rid, None, [1000], [2 * TICK])
+
+    facet = dr.functions.facet().call()
+    assert dr.domain_separator() == domain(old_id, dr.address)
+    assert bytes(w3.eth.contract(facet, abi=dr.contract.abi).functions.DOMAIN_SEPARATOR().call()) == domain(
+        old_id, facet)
+    stale = signed(old_home, old_id, dr.address)
+    node.rpc("anvil_setChainId", [new_id])
+    assert int(node.rpc("eth_chainId", []), 16) == new_id
+    assert dr.domain_separator() == domain(new_id, dr.address)
+    for entry in (stale, signed(facet_home, new_id, facet)):
+        with pytest.raises(Exception) as info:
+            dr.functions.submitSignedBids(rid, [relay.entry_tuple(entry)]).call({"from": key.address})
+        assert decode_revert(info.value).error == "BadSignature"
+    forked = connect(node.url)  # a fresh connection: web3 caches the chain id
+    dr = DemandReduction.at(forked, dr.address)
+    receipt = dr.submit_signed_bids(Signer(forked, key), rid, [signed(new_home, new_id, dr.address)])
+    assert _placed(dr, receipt) == [new_home.address]
