@@ -161,7 +161,11 @@ def _check_bids(entry: Mapping[str, Any], cap_wei_per_kwh: int | None) -> None:
                               f"takes 1 to {MAX_BIDS_PER_CALL} bids with one price each: drop it")
     step = tick_wei(cap_wei_per_kwh) if cap_wei_per_kwh else 0
     for i, (w, p) in enumerate(zip(watts, prices)):
-        if not isinstance(w, int) or not isinstance(p, int) or not 0 < w <= MAX_BID_WATTS or p <= 0:
+        try:
+            w, p = int(w), int(p)  # as ``typed_data`` signs and ``entry_tuple`` sends them
+        except (TypeError, ValueError) as exc:
+            raise SignedBidsError(f"bid {i} of {who} is not a number ({w!r} W at {p!r}); drop the entry") from exc
+        if not 0 < w <= MAX_BID_WATTS or p <= 0:
             raise SignedBidsError(f"bid {i} of {who} ({w} W at {p} per kWh) is outside 1..{MAX_BID_WATTS} W "
                                   "or has no price; drop the entry")
         if step and (p % step or p // step > TICKS):
