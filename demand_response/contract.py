@@ -680,7 +680,8 @@ class DemandReduction:
         Sent with ``signed_bid_gas_limit(entries)`` unless ``gas`` is given, refused above the
         per-transaction cap (EIP-7825: split the batch). Entries a third party voided after
         they were checked are skipped by the contract (``skipped_signed_bids``); a bad
-        signature reverts the batch, so check entries first (``relay.check_entry``)."""
+        signature or bad bids revert the batch, so check entries first (``relay.check_entry`` with
+        the request's cap)."""
         from .relay import entry_tuple
 
         if len(entries) > MAX_SIGNED_ENTRIES:

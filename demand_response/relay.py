@@ -25,6 +25,7 @@ from eth_utils.exceptions import ValidationError
 from web3 import Web3
 
 from .errors import UserError
+from .market import MAX_BID_WATTS, MAX_BIDS_PER_CALL, TICKS, tick_wei
 
 DOMAIN_NAME = "DemandReduction"
 DOMAIN_VERSION = "1"
@@ -110,6 +111,11 @@ def _signature_bytes(entry: Mapping[str, Any]) -> bytes:
     if len(signature) != 65:
         raise SignedBidsError(f"the signature of {entry.get('bidder')} has {len(signature)} bytes, "
                               "not 65; re-sign the bids")
+    if signature[64] not in (27, 28):
+        # eth_account also recovers from v = 0/1 and EIP-155 style v; the contract's
+        # ecrecover does not, and would revert the whole batch (F-14).
+        raise SignedBidsError(f"the signature of {entry.get('bidder')} has v = {signature[64]}, not 27 or 28 as "
+                              "the contract requires; re-sign the bids (or add 27 to a v of 0 or 1)")
     if int.from_bytes(signature[32:64], "big") > _SECP256K1_N // 2:
         raise SignedBidsError(f"the signature of {entry.get('bidder')} is malleable (high s), which the "
                               "contract refuses; re-sign the bids")
@@ -130,14 +136,41 @@ def recover_bidder(entry: Mapping[str, Any], contract_address: str, chain_id: in
                               "re-sign the bids") from exc
 
 
-def check_entry(entry: Mapping[str, Any], contract_address: str, chain_id: int, request_id: int) -> None:
+def check_entry(entry: Mapping[str, Any], contract_address: str, chain_id: int, request_id: int,
+                cap_wei_per_kwh: int | None = None) -> None:
     """Raise ``SignedBidsError`` unless ``entry`` is signed by its own bidder for ``request_id``
-    on this market and chain: what a relayer checks before sending, since one bad signature
-    reverts the whole batch (``BadSignature``)."""
+    on this market and chain, and its bids are ones ``submitBids`` takes: what a relayer checks
+    before sending, since such an entry reverts the whole batch (``BadSignature``, ``ZeroWatts``,
+    ...). A household may sign any typed data, not only what ``sign_bids`` accepts (F-15).
+    Give the request's cap (``max_price``) to check the prices against its tick grid too."""
+    _check_bids(entry, cap_wei_per_kwh)
     signer = recover_bidder(entry, contract_address, chain_id, request_id)
     if signer != Web3.to_checksum_address(entry["bidder"]):
         raise SignedBidsError(f"the entry for {entry['bidder']} is signed by {signer}: another request, "
                               "market, chain or bids than it claims; drop it")
+
+
+def _check_bids(entry: Mapping[str, Any], cap_wei_per_kwh: int | None) -> None:
+    """The contract's rules for one submission's bids (``MarketState._record`` and ``_place``)."""
+    who = entry.get("bidder")
+    watts, prices = entry.get("watts"), entry.get("pricesPerKWh")
+    if not isinstance(watts, (list, tuple)) or not isinstance(prices, (list, tuple)):
+        raise SignedBidsError(f"the entry of {who} has no watts or price list; drop it")
+    if len(watts) != len(prices) or not 0 < len(watts) <= MAX_BIDS_PER_CALL:
+        raise SignedBidsError(f"the entry of {who} has {len(watts)} watts and {len(prices)} prices; the contract "
+                              f"takes 1 to {MAX_BIDS_PER_CALL} bids with one price each: drop it")
+    step = tick_wei(cap_wei_per_kwh) if cap_wei_per_kwh else 0
+    for i, (w, p) in enumerate(zip(watts, prices)):
+        try:
+            w, p = int(w), int(p)  # as ``typed_data`` signs and ``entry_tuple`` sends them
+        except (TypeError, ValueError) as exc:
+            raise SignedBidsError(f"bid {i} of {who} is not a number ({w!r} W at {p!r}); drop the entry") from exc
+        if not 0 < w <= MAX_BID_WATTS or p <= 0:
+            raise SignedBidsError(f"bid {i} of {who} ({w} W at {p} per kWh) is outside 1..{MAX_BID_WATTS} W "
+                                  "or has no price; drop the entry")
+        if step and (p % step or p // step > TICKS):
+            raise SignedBidsError(f"bid {i} of {who} has price {p} per kWh, not a multiple of the tick {step} "
+                                  f"up to the cap {step * TICKS}; drop the entry")
 
 
 def entry_tuple(entry: Mapping[str, Any]) -> tuple[str, list[int], list[int], bytes]:

@@ -84,3 +84,18 @@ def test_a_malformed_signature_is_one_clear_error(signature) -> None:
     entry = {**relay.sign_bids(_home(), MARKET, 1, 7, None, [1000], [TICK]), "signature": signature}
     with pytest.raises(relay.SignedBidsError, match="re-sign the bids"):
         relay.check_entry(entry, MARKET, 1, 7)
+
+
+def test_the_relay_check_takes_numbers_as_the_wrapper_sends_them_and_refuses_what_the_contract_would() -> None:
+    """F-14, F-15: v 27/28 only, and the bids' own rules (on chain: tests/contract/test_relay_hostile.py)."""
+    home = _home("f15")
+    entry = relay.sign_bids(home, MARKET, 1, 7, None, [1000, 20], [TICK, 3 * TICK])
+    as_strings = {**entry, "watts": ["1000", "20"], "pricesPerKWh": [str(TICK), str(3 * TICK)]}
+    relay.check_entry(as_strings, MARKET, 1, 7, 128 * TICK)  # JSON with quoted numbers signs the same
+    raw = bytes.fromhex(entry["signature"][2:])
+    with pytest.raises(relay.SignedBidsError, match="v = [01],"):
+        relay.check_entry({**entry, "signature": "0x" + (raw[:64] + bytes([raw[64] - 27])).hex()}, MARKET, 1, 7)
+    for watts, prices, match in (([1000], ["x"], "not a number"), ([1000, 20], [TICK], "1 to 64 bids"),
+                                 ([1000, 0], [TICK, TICK], "outside"), ([1000, 20], [TICK, TICK // 2], "tick")):
+        with pytest.raises(relay.SignedBidsError, match=match):
+            relay.check_entry({**entry, "watts": watts, "pricesPerKWh": prices}, MARKET, 1, 7, 128 * TICK)
