@@ -241,10 +241,15 @@ contract DemandReduction is SealedBids, MeteredDelivery {
         uint256 refund = r.budget - reserved; // reserved <= target * duration * cap / 3.6e6 <= budget
 
         r.status = Status.Settled;
-        r.clearingTick = uint8(c.clearingTick);
-        r.marginalPos = uint48(c.marginalPos);
-        r.acceptedWatts = uint40(c.accepted);
         r.reserved = uint96(reserved);
+        // Slot 2 (from zero) in one write: acceptedWatts (bits 0..39), clearingTick (40..47),
+        // marginalPos (48..95), claimedWatts (96..135, zero), unpaid = reserved (136..231). The
+        // fields' widths are the scan's bounds (accepted <= target < 2^40, tick <= 128, a
+        // position < 2^48) and reserved <= budget < 2^96; MarketState.Request is the layout.
+        uint256 claimsSlot = (c.accepted | c.clearingTick << 40 | c.marginalPos << 48) | reserved << 136;
+        assembly ("memory-safe") {
+            sstore(add(r.slot, 2), claimsSlot)
+        }
         uint256 toUtility = refund;
         if (r.flags & METERED != 0) _terms[requestId].selectedAt = uint40(block.timestamp);
         if (r.flags & SEALED != 0) {

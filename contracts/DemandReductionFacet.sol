@@ -238,7 +238,7 @@ contract DemandReductionFacet is IBidReader, MarketState {
         v.clearingPriceWeiPerKWh = uint256(r.clearingTick) * r.tickWei;
         v.acceptedWatts = r.acceptedWatts;
         v.reserved = r.reserved;
-        v.paidOut = r.paidOut;
+        v.paidOut = uint256(r.reserved) - r.unpaid;
         v.claimedWatts = r.claimedWatts;
         v.token = r.token;
     }

@@ -263,7 +263,7 @@ _ENVELOPE_BYTES = 48
 
 # Gas pinned in tests/contract/test_gas.py (PINNED); a unit test keeps these equal to the pins.
 BID = Step("bid", 59_595, 4 + 3 * 32 + 2 * 64)  # submitBids, 1 bid (median)
-CLAIM = Step("claim", 63_915, 4 + 4 * 32)  # claim(requestId, [bidId])
+CLAIM = Step("claim", 61_923, 4 + 4 * 32)  # claim(requestId, [bidId])
 WITHDRAW = Step("withdraw", 33_252, 4)
 POST_BOND = Step("post bond", 73_187, 4 + 32)  # metered: postBond(requestId) with the bond
 METERED_BID = Step("bid", 82_096, 4 + 3 * 32 + 2 * 64)  # submitBids on a metered request
