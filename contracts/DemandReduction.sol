@@ -286,7 +286,10 @@ contract DemandReduction is SealedBids, MeteredDelivery {
         // The scan over the slots, in assembly because it is the worst case's only work
         // (Solidity's bounds checks and calls cost ~520 gas a slot, this ~400). It reads only the
         // book's own slots: placed[s] at book_.slot + s, cancelled[s] at book_.slot + 26 + s.
-        // Lanes < 2^48, volumes below the target < 2^64, s < 26: nothing overflows.
+        // Lanes < 2^48, volumes below the target < 2^64, s < 26: nothing overflows. The top
+        // lane is masked like the others: bit 255 may hold the sponsorship sentinel
+        // (TickBook.SPONSORED), never a volume (a sponsored slot without volume takes the
+        // arithmetic of a live one, ~400 gas, and adds nothing).
         assembly ("memory-safe") {
             let m := 0xffffffffffff // TickBook.LANE_MASK
             for { let s := 0 } lt(s, 26) { s := add(s, 1) } {
@@ -294,7 +297,7 @@ contract DemandReduction is SealedBids, MeteredDelivery {
                 if w {
                     if withdrawn { w := sub(w, sload(add(book_.slot, add(26, s)))) }
                     // a = l4, l4 + l3, ..., l4 + .. + l1; their sum is sum(lane * volume).
-                    let a := shr(192, w)
+                    let a := and(shr(192, w), m)
                     let lanes := a
                     a := add(a, and(shr(144, w), m))
                     lanes := add(lanes, a)

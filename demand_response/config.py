@@ -58,6 +58,7 @@ KEYS = (
     # consumer (wconsumer)
     "BID_MARGIN", "DEVICES_FILE", "VTN_URL", "USD_PER_ETH", "EUR_PER_ETH",
     "SETTLEMENT_TOKEN",  # utility: the ERC-20 its requests settle in (dr utility request, the dashboard's form)
+    "SPONSOR_BOOK",  # utility: pay each new request's book slots' first writes (dr utility request / run)
 )
 
 
@@ -107,6 +108,8 @@ class Settings:
     reorg_depth: int = 12
     start_block: int | None = None
     auto_withdraw: bool = True
+    #: ``SPONSOR_BOOK``: the utility sponsors each new request's book (docs/gas.md).
+    sponsor_book: bool = False
     receipt_timeout: float = 120.0
     log_level: str = "INFO"
     values: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -249,6 +252,7 @@ def load_settings(
         reorg_depth=_as_int("REORG_DEPTH", values.get("REORG_DEPTH")) or 12,
         start_block=_as_int("START_BLOCK", values.get("START_BLOCK")),
         auto_withdraw=_as_bool(values.get("AUTO_WITHDRAW"), True),
+        sponsor_book=_as_bool(values.get("SPONSOR_BOOK"), False),
         receipt_timeout=_as_float("RECEIPT_TIMEOUT", values.get("RECEIPT_TIMEOUT"), 120.0),
         log_level=(values.get("LOG_LEVEL") or "INFO").upper(),
         values=values,

@@ -262,14 +262,14 @@ class Step:
 _ENVELOPE_BYTES = 48
 
 # Gas pinned in tests/contract/test_gas.py (PINNED); a unit test keeps these equal to the pins.
-BID = Step("bid", 59_595, 4 + 3 * 32 + 2 * 64)  # submitBids, 1 bid (median)
-CLAIM = Step("claim", 61_923, 4 + 4 * 32)  # claim(requestId, [bidId])
-WITHDRAW = Step("withdraw", 33_252, 4)
-POST_BOND = Step("post bond", 73_187, 4 + 32)  # metered: postBond(requestId) with the bond
-METERED_BID = Step("bid", 82_096, 4 + 3 * 32 + 2 * 64)  # submitBids on a metered request
-REPORT = Step("report delivery", 34_761, 4 + 2 * 32)
-COMMIT = Step("commit with bond", 97_961, 4 + 2 * 32)  # commitBids(requestId, commitment), first
-REVEAL = Step("reveal", 94_629, 4 + 4 * 32 + 2 * 64)  # revealBids, 1 bid
+BID = Step("bid", 59_598, 4 + 3 * 32 + 2 * 64)  # submitBids, 1 bid (median)
+CLAIM = Step("claim", 61_926, 4 + 4 * 32)  # claim(requestId, [bidId])
+WITHDRAW = Step("withdraw", 33_255, 4)
+POST_BOND = Step("post bond", 73_190, 4 + 32)  # metered: postBond(requestId) with the bond
+METERED_BID = Step("bid", 82_099, 4 + 3 * 32 + 2 * 64)  # submitBids on a metered request
+REPORT = Step("report delivery", 34_764, 4 + 2 * 32)
+COMMIT = Step("commit with bond", 97_964, 4 + 2 * 32)  # commitBids(requestId, commitment), first
+REVEAL = Step("reveal", 94_632, 4 + 4 * 32 + 2 * 64)  # revealBids, 1 bid
 
 #: The transactions a household sends for one event, per kind of market. On the open market
 #: the utility's claimAndPay pays the winners, so a household sends its bid and nothing else;

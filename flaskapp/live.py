@@ -37,7 +37,7 @@ log = logging.getLogger("flaskapp.live")
 
 #: Contract events by what they change on the pages.
 KINDS: dict[str, tuple[str, ...]] = {
-    "request": ("ReductionRequested", "RequestTerms", "RequestCancelled"),
+    "request": ("ReductionRequested", "RequestTerms", "RequestCancelled", "BookSponsored"),
     "bid": ("BidsSubmitted", "BidCancelled", "BidsCommitted", "BidsRevealed", "BondPosted"),
     "selection": ("WinnersSelected", "LevelPrefixProved"),
     "payment": ("PayoutCredited", "PaymentSent", "PaymentDeferred", "DustReturned", "Withdrawal", "BondsForfeited",

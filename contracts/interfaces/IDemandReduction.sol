@@ -139,6 +139,9 @@ interface IDemandReduction {
     event BidsSubmitted(uint256 indexed requestId, address indexed bidder, uint256 firstBidId, uint256 count);
     /// @notice A bid was withdrawn before the deadline.
     event BidCancelled(uint256 indexed requestId, address indexed bidder, uint256 bidId);
+    /// @notice `sponsor` paid ahead for the first write of the book slots in `slotMask` (bit s:
+    ///         price levels 5s+1 .. 5s+5), so the first bidder at each pays what later ones do.
+    event BookSponsored(uint256 indexed requestId, address indexed sponsor, uint256 slotMask);
     /// @notice A request was cancelled and its budget refunded to the utility.
     event RequestCancelled(uint256 indexed requestId, uint256 refund);
     /// @notice Winners were selected.
@@ -281,6 +284,8 @@ interface IDemandReduction {
     error MarginalHintRequired(uint256 tick);
     /// @notice The hint is not the complete queue up to the marginal bid.
     error BadMarginalHint();
+    /// @notice `sponsorBook`'s mask is empty or names a slot past the book's 26 (bits 0..25).
+    error BadSlotMask(uint256 slotMask);
     /// @notice The caller is owed nothing.
     error NothingOwed();
     /// @notice The recipient refused the ether.
