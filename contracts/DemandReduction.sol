@@ -431,11 +431,19 @@ contract DemandReduction is SealedBids, MeteredDelivery {
             if (pay && w == 0) continue;
             bids.setFlag(key, shift, PackedBids.CLAIMED);
             if (w == 0) continue;
-            emit PayoutCredited(requestId, bidder, bidId, w, amount);
             if (pay) {
                 _disburse(requestId, r, w, amount);
-                _pay(requestId, token, bidder, amount);
+                // One event per payment: `PayoutSent` carries all a listener needs (bid, watts,
+                // amount). One that fails is credited as a claim would be (`PayoutCredited`),
+                // then `PaymentDeferred`.
+                if (_push(token, bidder, amount)) {
+                    emit PayoutSent(requestId, bidder, bidId, w, amount);
+                } else {
+                    emit PayoutCredited(requestId, bidder, bidId, w, amount);
+                    _defer(requestId, token, bidder, amount);
+                }
             } else {
+                emit PayoutCredited(requestId, bidder, bidId, w, amount);
                 _credit(token, bidder, amount);
                 claimedWatts += w;
                 paid += amount;

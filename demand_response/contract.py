@@ -744,9 +744,9 @@ class DemandReduction:
 
     def payments_sent_to(self, request_id: int, bidder: str, from_block: int = 0) -> list[tuple[str, int]]:
         """``(tx hash, wei)`` of every payout ``claimAndPay`` sent ``bidder`` in ``request_id``
-        (one topic-filtered ``eth_getLogs``)."""
+        (its ``PayoutSent`` events, one per bid; one topic-filtered ``eth_getLogs``)."""
         filters = {"requestId": request_id, "bidder": Web3.to_checksum_address(bidder)}
-        logs = self.contract.events.PaymentSent().get_logs(argument_filters=filters, from_block=from_block)
+        logs = self.contract.events.PayoutSent().get_logs(argument_filters=filters, from_block=from_block)
         return [(Web3.to_hex(e["transactionHash"]), int(e["args"]["amount"])) for e in logs]
 
     def unpaid_winning_bids(self, request_id: int) -> list[int]:

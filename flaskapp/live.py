@@ -40,7 +40,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "request": ("ReductionRequested", "RequestTerms", "RequestCancelled", "BookSponsored"),
     "bid": ("BidsSubmitted", "BidCancelled", "BidsCommitted", "BidsRevealed", "BondPosted"),
     "selection": ("WinnersSelected", "LevelPrefixProved"),
-    "payment": ("PayoutCredited", "PaymentSent", "PaymentDeferred", "DustReturned", "Withdrawal", "BondsForfeited",
+    "payment": ("PayoutCredited", "PayoutSent", "PaymentSent", "PaymentDeferred", "DustReturned", "Withdrawal", "BondsForfeited",
                 "DeliveryReported", "DeliveryMetered", "DeliverySettled"),
     "account": ("EnrolmentRequested", "ConsumerEnrolled", "ConsumerUnenrolled", "UtilityTransferStarted",
                 "UtilityTransferred"),
