@@ -340,10 +340,15 @@ contract DemandReduction is SealedBids, MeteredDelivery {
         uint256 refund = r.budget - reserved; // reserved <= target * duration * cap / 3.6e6 <= budget
 
         r.status = Status.Settled;
-        r.clearingTick = uint8(c.clearingTick);
-        r.marginalPos = uint48(c.marginalPos);
-        r.acceptedWatts = uint40(c.accepted);
         r.reserved = uint96(reserved);
+        // Slot 2 (from zero) in one write: acceptedWatts (bits 0..39), clearingTick (40..47),
+        // marginalPos (48..95), claimedWatts (96..135, zero), unpaid = reserved (136..231). The
+        // fields' widths are the scan's bounds (accepted <= target < 2^40, tick <= 128, a
+        // position < 2^48) and reserved <= budget < 2^96; MarketState.Request is the layout.
+        uint256 claimsSlot = (c.accepted | c.clearingTick << 40 | c.marginalPos << 48) | reserved << 136;
+        assembly ("memory-safe") {
+            sstore(add(r.slot, 2), claimsSlot)
+        }
         uint256 toUtility = refund;
         if (r.flags & METERED != 0) _terms[requestId].selectedAt = uint40(block.timestamp);
         if (r.flags & SEALED != 0) {
@@ -380,7 +385,10 @@ contract DemandReduction is SealedBids, MeteredDelivery {
         // The scan over the slots, in assembly because it is the worst case's only work
         // (Solidity's bounds checks and calls cost ~520 gas a slot, this ~400). It reads only the
         // book's own slots: placed[s] at book_.slot + s, cancelled[s] at book_.slot + 26 + s.
-        // Lanes < 2^48, volumes below the target < 2^64, s < 26: nothing overflows.
+        // Lanes < 2^48, volumes below the target < 2^64, s < 26: nothing overflows. The top
+        // lane is masked like the others: bit 255 may hold the sponsorship sentinel
+        // (TickBook.SPONSORED), never a volume (a sponsored slot without volume takes the
+        // arithmetic of a live one, ~400 gas, and adds nothing).
         assembly ("memory-safe") {
             let m := 0xffffffffffff // TickBook.LANE_MASK
             for { let s := 0 } lt(s, 26) { s := add(s, 1) } {
@@ -388,7 +396,7 @@ contract DemandReduction is SealedBids, MeteredDelivery {
                 if w {
                     if withdrawn { w := sub(w, sload(add(book_.slot, add(26, s)))) }
                     // a = l4, l4 + l3, ..., l4 + .. + l1; their sum is sum(lane * volume).
-                    let a := shr(192, w)
+                    let a := and(shr(192, w), m)
                     let lanes := a
                     a := add(a, and(shr(144, w), m))
                     lanes := add(lanes, a)
@@ -522,11 +530,19 @@ contract DemandReduction is SealedBids, MeteredDelivery {
             if (pay && w == 0) continue;
             bids.setFlag(key, shift, PackedBids.CLAIMED);
             if (w == 0) continue;
-            emit PayoutCredited(requestId, bidder, bidId, w, amount);
             if (pay) {
                 _disburse(requestId, r, w, amount);
-                _pay(requestId, token, bidder, amount);
+                // One event per payment: `PayoutSent` carries all a listener needs (bid, watts,
+                // amount). One that fails is credited as a claim would be (`PayoutCredited`),
+                // then `PaymentDeferred`.
+                if (_push(token, bidder, amount)) {
+                    emit PayoutSent(requestId, bidder, bidId, w, amount);
+                } else {
+                    emit PayoutCredited(requestId, bidder, bidId, w, amount);
+                    _defer(requestId, token, bidder, amount);
+                }
             } else {
+                emit PayoutCredited(requestId, bidder, bidId, w, amount);
                 _credit(token, bidder, amount);
                 claimedWatts += w;
                 paid += amount;

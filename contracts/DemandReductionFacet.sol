@@ -218,6 +218,25 @@ contract DemandReductionFacet is IBidReader, MarketState {
         emit RequestCancelled(requestId, refund);
     }
 
+    /// @notice Pay ahead for the first bid at each book slot of `slotMask` (bit s: the price
+    ///         levels 5s+1 .. 5s+5, s < 26), so that no bidder of the request writes a book
+    ///         slot from zero (22,100 gas) but every one rewrites a non-zero slot (5,000): a
+    ///         marker is written into each such slot that is still empty (about 22,100 gas a
+    ///         slot; a slot with bids, or sponsored already, costs a read). The marker is no
+    ///         volume: selection, `book` and the bids' queue positions ignore it, so a
+    ///         sponsored book settles exactly as an unsponsored one. Anyone may call it (the
+    ///         utility daemon does with `SPONSOR_BOOK`), while the request is open and before
+    ///         its bidding deadline; sponsoring twice is harmless.
+    /// @param requestId An open request whose bidding deadline has not passed.
+    /// @param slotMask The book slots to sponsor: bits 0..25 (all: 2^26 - 1).
+    function sponsorBook(uint256 requestId, uint256 slotMask) external {
+        Request storage r = _openRequest(requestId);
+        if (block.timestamp > r.biddingDeadline) revert BiddingClosed(r.biddingDeadline);
+        if (slotMask == 0 || slotMask >> TickBook.SLOTS != 0) revert BadSlotMask(slotMask);
+        _books[requestId].sponsor(slotMask);
+        emit BookSponsored(requestId, msg.sender, slotMask);
+    }
+
     // ------------------------------------------------------------------ views
 
     /// @notice Everything about request `requestId`.
@@ -238,7 +257,7 @@ contract DemandReductionFacet is IBidReader, MarketState {
         v.clearingPriceWeiPerKWh = uint256(r.clearingTick) * r.tickWei;
         v.acceptedWatts = r.acceptedWatts;
         v.reserved = r.reserved;
-        v.paidOut = r.paidOut;
+        v.paidOut = uint256(r.reserved) - r.unpaid;
         v.claimedWatts = r.claimedWatts;
         v.token = r.token;
     }

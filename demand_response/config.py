@@ -60,6 +60,7 @@ KEYS = (
     "RELAY_LISTEN",  # utility: host:port where the daemon takes households' signed bids (relayer)
     "RELAY_URL", "RELAY_FALLBACK_SECONDS",  # consumer: send signed open bids to the utility's relay
     "SETTLEMENT_TOKEN",  # utility: the ERC-20 its requests settle in (dr utility request, the dashboard's form)
+    "SPONSOR_BOOK",  # utility: pay each new request's book slots' first writes (dr utility request / run)
 )
 
 
@@ -109,6 +110,8 @@ class Settings:
     reorg_depth: int = 12
     start_block: int | None = None
     auto_withdraw: bool = True
+    #: ``SPONSOR_BOOK``: the utility sponsors each new request's book (docs/gas.md).
+    sponsor_book: bool = False
     receipt_timeout: float = 120.0
     log_level: str = "INFO"
     values: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -251,6 +254,7 @@ def load_settings(
         reorg_depth=_as_int("REORG_DEPTH", values.get("REORG_DEPTH")) or 12,
         start_block=_as_int("START_BLOCK", values.get("START_BLOCK")),
         auto_withdraw=_as_bool(values.get("AUTO_WITHDRAW"), True),
+        sponsor_book=_as_bool(values.get("SPONSOR_BOOK"), False),
         receipt_timeout=_as_float("RECEIPT_TIMEOUT", values.get("RECEIPT_TIMEOUT"), 120.0),
         log_level=(values.get("LOG_LEVEL") or "INFO").upper(),
         values=values,

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 TX_GAS_CAP = 2**24
 
 MAX_UINT = 2**256 - 1
+#: Every book slot of a request (26 slots of five price levels): ``sponsor_book``'s default mask.
+ALL_BOOK_SLOTS = (1 << 26) - 1
 
 #: Bids paid per ``claimAndPay`` transaction. The worst bid costs about 63,000 gas (a cold
 #: recipient's first ether, 25,000, plus a recipient burning all of ``PAY_GAS`` and the
@@ -570,6 +572,12 @@ class DemandReduction:
         events = self.contract.events.ReductionRequested().process_receipt(receipt, errors=DISCARD)
         return events[0]["args"]["requestId"], receipt
 
+    def sponsor_book(self, signer: Signer, request_id: int, slot_mask: int = ALL_BOOK_SLOTS) -> dict[str, Any]:
+        """Pay ahead for the first bid at each book slot of ``slot_mask`` (bit s: price levels
+        5s+1..5s+5; default all 26), so no bidder writes a book slot from zero (``sponsorBook``:
+        about 22,100 gas a still-empty slot, docs/gas.md). Open request, before its deadline."""
+        return self._send(signer, self.functions.sponsorBook(request_id, int(slot_mask)))
+
     def request_reduction_with_terms(
         self,
         signer: Signer,
@@ -799,9 +807,9 @@ class DemandReduction:
 
     def payments_sent_to(self, request_id: int, bidder: str, from_block: int = 0) -> list[tuple[str, int]]:
         """``(tx hash, wei)`` of every payout ``claimAndPay`` sent ``bidder`` in ``request_id``
-        (one topic-filtered ``eth_getLogs``)."""
+        (its ``PayoutSent`` events, one per bid; one topic-filtered ``eth_getLogs``)."""
         filters = {"requestId": request_id, "bidder": Web3.to_checksum_address(bidder)}
-        logs = self.contract.events.PaymentSent().get_logs(argument_filters=filters, from_block=from_block)
+        logs = self.contract.events.PayoutSent().get_logs(argument_filters=filters, from_block=from_block)
         return [(Web3.to_hex(e["transactionHash"]), int(e["args"]["amount"])) for e in logs]
 
     def unpaid_winning_bids(self, request_id: int) -> list[int]:

@@ -262,14 +262,14 @@ class Step:
 _ENVELOPE_BYTES = 48
 
 # Gas pinned in tests/contract/test_gas.py (PINNED); a unit test keeps these equal to the pins.
-BID = Step("bid", 59_693, 4 + 3 * 32 + 2 * 64)  # submitBids, 1 bid (median)
-CLAIM = Step("claim", 63_960, 4 + 4 * 32)  # claim(requestId, [bidId])
-WITHDRAW = Step("withdraw", 33_193, 4)
-POST_BOND = Step("post bond", 73_273, 4 + 32)  # metered: postBond(requestId) with the bond
-METERED_BID = Step("bid", 82_349, 4 + 3 * 32 + 2 * 64)  # submitBids on a metered request
-REPORT = Step("report delivery", 34_802, 4 + 2 * 32)
-COMMIT = Step("commit with bond", 98_036, 4 + 2 * 32)  # commitBids(requestId, commitment), first
-REVEAL = Step("reveal", 94_641, 4 + 4 * 32 + 2 * 64)  # revealBids, 1 bid
+BID = Step("bid", 59_696, 4 + 3 * 32 + 2 * 64)  # submitBids, 1 bid (median)
+CLAIM = Step("claim", 61_971, 4 + 4 * 32)  # claim(requestId, [bidId])
+WITHDRAW = Step("withdraw", 33_196, 4)
+POST_BOND = Step("post bond", 73_276, 4 + 32)  # metered: postBond(requestId) with the bond
+METERED_BID = Step("bid", 82_352, 4 + 3 * 32 + 2 * 64)  # submitBids on a metered request
+REPORT = Step("report delivery", 34_805, 4 + 2 * 32)
+COMMIT = Step("commit with bond", 98_039, 4 + 2 * 32)  # commitBids(requestId, commitment), first
+REVEAL = Step("reveal", 94_644, 4 + 4 * 32 + 2 * 64)  # revealBids, 1 bid
 #: A household's 1-bid entry relayed by ``submitSignedBids`` in a batch of 100 (the household at a
 #: later request than its first of 256): gas the RELAYER pays for it; the household sends nothing.
 #: Calldata: the entry's head and offsets (5 words), two 1-element arrays and a 65-byte signature.

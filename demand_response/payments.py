@@ -80,7 +80,7 @@ def pay_winners(dr: DemandReduction, signer: Signer, request_id: int) -> Winners
     (``DemandReduction.claim_and_pay``, in chunks under the per-transaction gas cap)."""
     paid = WinnersPaid([], 0, 0, 0, 0)
     for receipt in dr.claim_and_pay(signer, request_id):
-        sent = [e["args"]["amount"] for e in dr.contract.events.PaymentSent().process_receipt(receipt, errors=DISCARD)]
+        sent = [e["args"]["amount"] for e in dr.contract.events.PayoutSent().process_receipt(receipt, errors=DISCARD)]
         deferred = [e["args"]["amount"]
                     for e in dr.contract.events.PaymentDeferred().process_receipt(receipt, errors=DISCARD)]
         paid = WinnersPaid(paid.txs + [tx_hex(receipt["transactionHash"])], paid.sent_wei + sum(sent),

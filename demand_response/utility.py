@@ -87,6 +87,7 @@ class UtilityDaemon:
         vtn: Any = None,
         calendar: Any = None,
         relay: Any = None,
+        sponsor_book: bool = False,
     ) -> None:
         self.dr = dr
         self.signer = signer
@@ -125,6 +126,9 @@ class UtilityDaemon:
         self.relay = relay
         self.poll_interval = poll_interval
         self.auto_withdraw = auto_withdraw
+        #: ``SPONSOR_BOOK``: sponsor each new request's book as soon as it is heard, so that no
+        #: bidder pays for a book slot's first write (``DemandReduction.sponsor_book``).
+        self.sponsor_book = sponsor_book
         self.only = only
         self.exit_when_idle = exit_when_idle
         self.on_settled = on_settled
@@ -166,6 +170,8 @@ class UtilityDaemon:
                 log.info("utility: watching request %d (%.3f kW, bidding closes %s)", rid,
                          info.target_watts / 1000, time.strftime("%H:%M:%S", time.localtime(info.bidding_deadline)))
                 self._tell_vtn("announce", rid)
+                if self.sponsor_book:
+                    self._sponsor(rid, info)
         elif event.name == "RequestCancelled":
             self.open.discard(rid)
             self._tell_vtn("cancel", rid)
@@ -173,6 +179,19 @@ class UtilityDaemon:
             self.open.discard(rid)  # settled by someone else
             self._report(self.dr.get_request(rid))
         self._save_open()
+
+    def _sponsor(self, rid: int, info: RequestInfo) -> None:
+        """Sponsor request ``rid``'s book (``SPONSOR_BOOK``) while bidding is open; a failure is
+        logged, never fatal: the request works the same without it."""
+        if int(self.dr.w3.eth.get_block("latest")["timestamp"]) >= info.bidding_deadline:
+            return
+        try:
+            receipt = self.dr.sponsor_book(self.signer, rid)
+        except DRError as exc:
+            log.warning("utility: could not sponsor the book of request %d: %s", rid, exc)
+            return
+        log.info("utility: sponsored the book of request %d (%d gas): no bidder writes a book slot from zero",
+                 rid, int(receipt["gasUsed"]))
 
     def _tick(self) -> None:
         if self.relay is not None:

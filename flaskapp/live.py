@@ -37,10 +37,10 @@ log = logging.getLogger("flaskapp.live")
 
 #: Contract events by what they change on the pages.
 KINDS: dict[str, tuple[str, ...]] = {
-    "request": ("ReductionRequested", "RequestTerms", "RequestCancelled"),
+    "request": ("ReductionRequested", "RequestTerms", "RequestCancelled", "BookSponsored"),
     "bid": ("BidsSubmitted", "BidCancelled", "BidsCommitted", "BidsRevealed", "BondPosted"),
     "selection": ("WinnersSelected", "LevelPrefixProved"),
-    "payment": ("PayoutCredited", "PaymentSent", "PaymentDeferred", "DustReturned", "Withdrawal", "BondsForfeited",
+    "payment": ("PayoutCredited", "PayoutSent", "PaymentSent", "PaymentDeferred", "DustReturned", "Withdrawal", "BondsForfeited",
                 "DeliveryReported", "DeliveryMetered", "DeliverySettled"),
     "account": ("EnrolmentRequested", "ConsumerEnrolled", "ConsumerUnenrolled", "UtilityTransferStarted",
                 "UtilityTransferred"),

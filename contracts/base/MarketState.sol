@@ -50,10 +50,12 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
     // ------------------------------------------------------------------ storage types
 
     /// @dev Slot 0 is read and written by every submission; slot 1 at request and
-    ///      selection; slot 2 at selection and by every claim (so a claim writes one
-    ///      request slot: `paidOut` shares it with `claimedWatts`); slot 3 only for a request
-    ///      in an ERC-20 token. Widths are bounded by checks in the functions: a target below
-    ///      2^40 W (1.1 TW) and a budget below 2^96 base units (79 billion ETH).
+    ///      selection (and by views); slot 2 at selection and by every claim: it holds all a
+    ///      claim reads and writes besides slot 0 (what was accepted, how much of it is
+    ///      claimed, and what of the reserve is still unpaid), so a claim reads two request
+    ///      slots cold and writes one. Slot 3 only for a request in an ERC-20 token. Widths are
+    ///      bounded by checks in the functions: a target below 2^40 W (1.1 TW; claimed <=
+    ///      accepted <= target) and a budget below 2^96 base units (79 billion ETH).
     struct Request {
         // slot 0 (hot)
         uint40 biddingDeadline;
@@ -64,16 +66,16 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
         uint64 tickWei; // price of one tick, base units of the currency per kWh; cap = TICKS * tickWei
         Status status;
         uint8 flags; // PAY_AS_BID | SEALED | METERED | WITHDRAWN | IN_TOKEN
-        // slot 1 (request, selection)
+        // slot 1 (request, selection, views)
         uint40 targetWatts;
-        uint40 acceptedWatts;
         uint96 budget;
+        uint96 reserved; // budget kept for payouts at selection; the rest was refunded
+        // slot 2 (selection, claims)
+        uint40 acceptedWatts;
         uint8 clearingTick; // highest tick with accepted volume (0: nothing accepted)
         uint48 marginalPos; // queue position below which watts at clearingTick are accepted
-        // slot 2 (selection, claims)
-        uint96 reserved; // budget kept for payouts; the rest was refunded
-        uint96 paidOut;
-        uint64 claimedWatts;
+        uint40 claimedWatts; // <= acceptedWatts
+        uint96 unpaid; // reserved - paid out so far; once every accepted watt is paid, the dust
         // slot 3 (token requests only: read when flags has IN_TOKEN)
         address token; // the currency: address(0) for ether, else an ERC-20
     }
@@ -299,20 +301,19 @@ abstract contract MarketState is ConsumerRegister, PullPayments {
     }
 
     /// @dev Count `claimedWatts` accepted watts worth `paid` base units as taken from the reserve;
-    ///      once every accepted watt is, the rounding dust goes to the utility.
+    ///      once every accepted watt is, the rounding dust (what is left unpaid) goes to the
+    ///      utility. `paid` <= `unpaid`: every payout is its watts' share of the reserve,
+    ///      rounded down. `unpaid` keeps the dust afterwards, so paidOut = reserved - unpaid.
     function _disburse(uint256 requestId, Request storage r, uint256 claimedWatts, uint256 paid) internal {
         if (claimedWatts == 0) return;
         uint256 totalClaimed = r.claimedWatts + claimedWatts;
-        uint256 totalPaid = r.paidOut + paid;
-        r.claimedWatts = uint64(totalClaimed);
-        r.paidOut = uint96(totalPaid);
-        if (totalClaimed == r.acceptedWatts) {
+        uint256 unpaid = r.unpaid - paid;
+        r.claimedWatts = uint40(totalClaimed);
+        r.unpaid = uint96(unpaid);
+        if (totalClaimed == r.acceptedWatts && unpaid != 0) {
             // Every accepted watt is paid: what is left of the reserve is rounding dust.
-            uint256 dust = r.reserved - totalPaid;
-            if (dust != 0) {
-                _credit(r, utility, dust);
-                emit DustReturned(requestId, dust);
-            }
+            _credit(r, utility, unpaid);
+            emit DustReturned(requestId, unpaid);
         }
     }
 }

@@ -81,12 +81,28 @@ abstract contract PullPayments is IDemandReduction {
     ///      recipient reverts, the token refuses it or returns false), credit it to `to`'s
     ///      pull balance instead.
     function _pay(uint256 requestId, address token, address to, uint256 amount) internal {
+        if (_push(token, to, amount)) {
+            emit PaymentSent(requestId, to, amount);
+        } else {
+            _defer(requestId, token, to, amount);
+        }
+    }
+
+    /// @dev A payment `_push` could not make: credited to `to`'s pull balance.
+    function _defer(uint256 requestId, address token, address to, uint256 amount) internal {
+        _owed[token][to] += amount;
+        emit PaymentDeferred(requestId, to, amount);
+    }
+
+    /// @dev Try to send `amount` of `token` (address(0): ether) to `to` with at most `PAY_GAS`
+    ///      (ether) or `TOKEN_PAY_GAS` (token) gas; false if it failed (the recipient reverts or
+    ///      burns the gas, the token refuses it or returns false). No event, no credit.
+    function _push(address token, address to, uint256 amount) internal returns (bool ok) {
         // Whoever calls must let each payment have its whole cap (EIP-150 keeps 1/64 back): with
         // less, a caller could starve a payment into the fallback, and a gas estimate would stop
         // at the limit where payments start to be deferred.
         uint256 cap = token == address(0) ? PAY_GAS : TOKEN_PAY_GAS;
         if (gasleft() < cap + cap / 63 + _PAY_OVERHEAD) revert PaymentGasTooLow();
-        bool ok;
         if (token == address(0)) {
             (ok,) = payable(to).call{value: amount, gas: PAY_GAS}("");
         } else {
@@ -103,12 +119,6 @@ abstract contract PullPayments is IDemandReduction {
                 }
                 mstore(0x40, fmp)
             }
-        }
-        if (ok) {
-            emit PaymentSent(requestId, to, amount);
-        } else {
-            _owed[token][to] += amount;
-            emit PaymentDeferred(requestId, to, amount);
         }
     }
 

@@ -156,6 +156,9 @@ interface IDemandReduction {
     event SignedBidsSkipped(uint256 indexed requestId, address indexed bidder, uint8 reason);
     /// @notice A bid was withdrawn before the deadline.
     event BidCancelled(uint256 indexed requestId, address indexed bidder, uint256 bidId);
+    /// @notice `sponsor` paid ahead for the first write of the book slots in `slotMask` (bit s:
+    ///         price levels 5s+1 .. 5s+5), so the first bidder at each pays what later ones do.
+    event BookSponsored(uint256 indexed requestId, address indexed sponsor, uint256 slotMask);
     /// @notice A request was cancelled and its budget refunded to the utility.
     event RequestCancelled(uint256 indexed requestId, uint256 refund);
     /// @notice Winners were selected.
@@ -166,14 +169,21 @@ interface IDemandReduction {
         uint256 totalPayout,
         uint256 refund
     );
-    /// @notice A winning bid's payout was credited to its bidder.
+    /// @notice A winning bid's payout was credited to its bidder's pull balance: by `claim`,
+    ///         or by `claimAndPay` when the payment failed (then `PaymentDeferred` follows).
     event PayoutCredited(
         uint256 indexed requestId, address indexed bidder, uint256 bidId, uint256 acceptedWatts, uint256 amount
     );
-    /// @notice `claimAndPay` sent a credited payout straight to its bidder.
+    /// @notice `claimAndPay` sent a winning bid's payout straight to its bidder: the bid's
+    ///         only event (no `PayoutCredited`, no `PaymentSent`).
+    event PayoutSent(
+        uint256 indexed requestId, address indexed bidder, uint256 bidId, uint256 acceptedWatts, uint256 amount
+    );
+    /// @notice A metered settlement (payout and the bond's rest), or a losing bidder's bond,
+    ///         was sent straight to the consumer.
     event PaymentSent(uint256 indexed requestId, address indexed bidder, uint256 amount);
-    /// @notice `claimAndPay` could not send a payout (the recipient reverted or ran out of
-    ///         gas): it was credited to the bidder's pull balance (`withdraw`) instead.
+    /// @notice A pushed payment failed (the recipient reverted or ran out of gas, the token
+    ///         refused it): it was credited to the bidder's pull balance (`withdraw`) instead.
     event PaymentDeferred(uint256 indexed requestId, address indexed bidder, uint256 amount);
     /// @notice Rounding dust of a fully claimed request went back to the utility.
     event DustReturned(uint256 indexed requestId, uint256 amount);
@@ -303,6 +313,8 @@ interface IDemandReduction {
     error MarginalHintRequired(uint256 tick);
     /// @notice The hint is not the complete queue up to the marginal bid.
     error BadMarginalHint();
+    /// @notice `sponsorBook`'s mask is empty or names a slot past the book's 26 (bits 0..25).
+    error BadSlotMask(uint256 slotMask);
     /// @notice The caller is owed nothing.
     error NothingOwed();
     /// @notice The recipient refused the ether.

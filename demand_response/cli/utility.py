@@ -23,6 +23,9 @@ def add_to(commands: argparse._SubParsersAction) -> None:
     q.add_argument("--request-id", type=int, action="append", help="only these requests (repeatable)")
     q.add_argument("--exit-when-idle", action="store_true", help="exit once no watched request is open")
     q.add_argument("--no-withdraw", action="store_true", help="leave refunds in the contract")
+    q.add_argument("--sponsor-book", action="store_true",
+                   help="sponsor each new request's book as soon as it is heard, so no bidder pays a book "
+                        "slot's first write (default SPONSOR_BOOK, else off; docs/gas.md)")
     source = q.add_mutually_exclusive_group()
     source.add_argument("--meter", metavar="FILE",
                         help="the utility's meter data (meter.json format): confirm reports it supports, "
@@ -89,6 +92,9 @@ def _add_request(actions: argparse._SubParsersAction) -> None:
     q.add_argument("--bond-eth", type=decimal_arg,
                    help="bond per consumer, ETH: forfeited if sealed bids are not revealed, and the "
                         "shortfall penalty of metered requests (default 0)")
+    q.add_argument("--sponsor-book", action="store_true",
+                   help="after posting, pay ahead for every book slot's first write (about 575,000 gas) so "
+                        "no bidder pays it (default SPONSOR_BOOK, else off; docs/gas.md)")
     q.add_argument("--from-sim", action="store_true",
                    help="target and window from the gridsim feeder simulation (needs the 'grid' extra)")
     q.add_argument("--sim-seed", type=int, default=0, help="--from-sim: population seed")
@@ -232,6 +238,10 @@ def request(args: argparse.Namespace) -> int:
     rid, receipt = send_request(session.dr, signer, plan, token=token)
     print(f"request {rid} posted in block {receipt['blockNumber']} (tx 0x{bytes(receipt['transactionHash']).hex()}); "
           f"settle it with `dr utility run`")
+    if _sponsor_book(args, settings):
+        sponsored = session.dr.sponsor_book(signer, rid)
+        print(f"request {rid}: book sponsored for {int(sponsored['gasUsed']):,} gas: no bidder writes a book "
+              f"slot from zero")
     return 0
 
 
@@ -300,7 +310,13 @@ def _daemon(args: argparse.Namespace, settings: Any, session: Any, signer: Any, 
         meter_db=meter_db, baseline=method, portfolio=args.portfolio, records_dir=settings.records_dir,
         tolerance_watts=int(args.tolerance_kw * 1000), vtn=vtn, calendar=calendar_from(args, settings),
         relay=relay.relay if relay is not None else None,
+        sponsor_book=_sponsor_book(args, settings),
     )
+
+
+def _sponsor_book(args: argparse.Namespace, settings: Any) -> bool:
+    """``--sponsor-book``, else ``SPONSOR_BOOK`` (default off): sponsor new requests' books."""
+    return bool(getattr(args, "sponsor_book", False)) or settings.sponsor_book
 
 
 def _start_vtn(args: argparse.Namespace, settings: Any, session: Any, meter_db: str | None) -> Any:

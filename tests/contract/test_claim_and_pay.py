@@ -43,8 +43,11 @@ def test_a_third_party_pays_every_winner_who_sends_nothing(env: Env) -> None:
     (receipt,) = env.dr.claim_and_pay(env.consumers[9], rid)
     assert [env.w3.eth.get_balance(a) - b for a, b in zip(winners, before)] == payouts
     assert [env.w3.eth.get_transaction_count(a) for a in winners] == nonces
-    assert [e["amount"] for e in _events(env, receipt, "PaymentSent")] == payouts
-    assert [e["bidId"] for e in _events(env, receipt, "PayoutCredited")] == [0, 64, 128]
+    # One event per payment (issue 15): PayoutSent carries the bid, its watts and the amount.
+    assert [(e["bidId"], e["bidder"], e["amount"]) for e in _events(env, receipt, "PayoutSent")] == [
+        (0, winners[0], payouts[0]), (64, winners[1], payouts[1]), (128, winners[2], payouts[2])]
+    assert [e["acceptedWatts"] for e in _events(env, receipt, "PayoutSent")] == [2000, 2000, 1000]
+    assert _events(env, receipt, "PayoutCredited") == _events(env, receipt, "PaymentSent") == []
     assert all(env.dr.owed(a) == 0 for a in winners)
     r = env.dr.get_request(rid)
     assert r.claimed_watts == r.accepted_watts == 5000 and r.paid_out == sum(payouts)
@@ -58,7 +61,7 @@ def test_claimed_losing_and_repeated_bids_are_skipped_not_reverted(env: Env) -> 
     env.dr.claim(a, rid, [0])  # mined first, as a front-runner's claim would be
     before = env.w3.eth.get_balance(b.address)
     (receipt,) = env.dr.claim_and_pay(env.utility, rid, [0, 64, 64, 128])
-    assert [e["bidder"] for e in _events(env, receipt, "PaymentSent")] == [b.address]
+    assert [e["bidder"] for e in _events(env, receipt, "PayoutSent")] == [b.address]
     assert env.w3.eth.get_balance(b.address) - before == env.dr.outcome_of(rid, b.address)[1]
     # The losing bid was left alone: its bidder may still close it with an ordinary claim.
     assert not env.dr.get_bids(rid)[2].claimed
@@ -79,7 +82,7 @@ def test_a_recipient_that_re_enters_claim_and_pay_is_paid_once(env: Env, hostile
     env.dr.select_winners(env.utility, rid)
     (receipt,) = env.dr.claim_and_pay(env.consumers[5], rid)
     mine = env.dr.outcome_of(rid, bidder.address)[1]
-    assert [e["bidder"] for e in _events(env, receipt, "PaymentSent")] == [bidder.address, env.consumers[0].address]
+    assert [e["bidder"] for e in _events(env, receipt, "PayoutSent")] == [bidder.address, env.consumers[0].address]
     assert env.w3.eth.get_balance(bidder.address) == mine and env.dr.owed(bidder.address) == 0
     assert env.dr.get_request(rid).paid_out == mine + env.dr.outcome_of(rid, env.consumers[0].address)[1]
     assert_solvent(env, [rid])
@@ -99,6 +102,9 @@ def test_a_recipient_that_refuses_is_credited_and_blocks_nobody(env: Env, hostil
     assert receipt["status"] == 1
     owed = env.dr.outcome_of(rid, bidder.address)[1]
     assert _events(env, receipt, "PaymentDeferred") == [{"requestId": rid, "bidder": bidder.address, "amount": owed}]
+    # The failed payment is credited as a claim would be, with the bid's figures.
+    assert [(e["bidder"], e["amount"]) for e in _events(env, receipt, "PayoutCredited")] == [(bidder.address, owed)]
+    assert [e["bidder"] for e in _events(env, receipt, "PayoutSent")] == [honest.address]
     assert env.dr.owed(bidder.address) == owed and env.w3.eth.get_balance(bidder.address) == 0
     assert env.w3.eth.get_balance(honest.address) - before == env.dr.outcome_of(rid, honest.address)[1]
     # A gas-burner costs the batch at most PAY_GAS plus the stipend, never the whole limit.
@@ -143,6 +149,6 @@ def test_the_wrapper_sends_large_batches_in_chunks(env: Env, monkeypatch: pytest
     rid = _settled(env, [(i, 1000, 2 + i) for i in range(5)])
     receipts = env.dr.claim_and_pay(env.utility, rid)
     assert len(receipts) == 3 and all(r["status"] == 1 for r in receipts)
-    assert sum(len(_events(env, r, "PaymentSent")) for r in receipts) == 5
+    assert sum(len(_events(env, r, "PayoutSent")) for r in receipts) == 5
     assert env.dr.unpaid_winning_bids(rid) == []
     assert_solvent(env, [rid])

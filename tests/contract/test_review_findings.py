@@ -173,7 +173,7 @@ def test_no_gas_limit_starves_a_pushed_ether_payout_into_the_fallback(market, ga
         tx = call.transact({"from": utility, "gas": limit})
         mined = w3.eth.wait_for_transaction_receipt(tx)
         if mined["status"] == 1:
-            sent = dr.contract.events.PaymentSent().process_receipt(mined)
+            sent = dr.contract.events.PayoutSent().process_receipt(mined)
             outcomes.add("paid" if sent else "deferred")
         else:
             outcomes.add("reverted")

@@ -567,8 +567,10 @@ class MarketMachine(RuleBasedStateMachine):
         receivers = {r.bids[i].bidder for i in paid} | {caller}
         before = {a: self.balance(a) for a in receivers}
         (receipt,) = self.dr.claim_and_pay(self.signers[caller], r.rid, [r.ids[i] for i in indexes])
-        sent = [(e["args"]["bidder"], e["args"]["amount"]) for e in self.events(receipt, "PaymentSent")]
-        assert sent == [(r.bids[i].bidder, r.clearing.outcomes[i].payout) for i in paid]
+        sent = [(e["args"]["bidId"], e["args"]["bidder"], e["args"]["acceptedWatts"], e["args"]["amount"])
+                for e in self.events(receipt, "PayoutSent")]
+        assert sent == [(r.ids[i], r.bids[i].bidder, r.clearing.outcomes[i].accepted_watts,
+                         r.clearing.outcomes[i].payout) for i in paid]
         assert self.events(receipt, "PaymentDeferred") == []  # every actor is an account that accepts ether
         gain = {a: 0 for a in receivers}
         for i in paid:

@@ -179,8 +179,8 @@ def test_a_request_in_a_6_decimal_stablecoin_settles_to_the_base_unit_like_marke
     m.assert_solvent()
     wallets = [usd.balance_of(m.consumers[i].address) for i in (1, 2)]
     (receipt,) = m.dr.claim_and_pay(m.utility, rid)
-    assert m.events(receipt, "PaymentSent") == [
-        {"requestId": rid, "bidder": m.consumers[i].address, "amount": expected.outcomes[i].payout} for i in (1, 2)]
+    assert [(e["requestId"], e["bidder"], e["amount"]) for e in m.events(receipt, "PayoutSent")] == [
+        (rid, m.consumers[i].address, expected.outcomes[i].payout) for i in (1, 2)]
     assert [usd.balance_of(m.consumers[i].address) - w for i, w in zip((1, 2), wallets)] == [
         expected.outcomes[1].payout, expected.outcomes[2].payout]
     assert m.dr.owed(m.utility.address, usd.address) == expected.refund + expected.dust
@@ -266,7 +266,7 @@ def test_a_recipient_the_token_refuses_is_credited_and_blocks_nobody(m: Market, 
     (receipt,) = m.dr.claim_and_pay(m.consumers[5], rid)
     owed = m.dr.outcome_of(rid, banned.address)[1]
     assert m.events(receipt, "PaymentDeferred") == [{"requestId": rid, "bidder": banned.address, "amount": owed}]
-    assert [e["bidder"] for e in m.events(receipt, "PaymentSent")] == [honest.address]
+    assert [e["bidder"] for e in m.events(receipt, "PayoutSent")] == [honest.address]
     assert Erc20(m.w3, token.address).balance_of(honest.address) == m.dr.outcome_of(rid, honest.address)[1]
     assert m.dr.owed(banned.address, token.address) == owed
     m.assert_solvent()
@@ -367,6 +367,6 @@ def test_a_caller_cannot_starve_a_payment_into_the_fallback(m: Market) -> None:
         call.call({"from": m.consumers[4].address, "gas": 120_000})
     assert decode_revert(info.value).error == "PaymentGasTooLow"
     (receipt,) = m.dr.claim_and_pay(m.consumers[4], rid)  # the wrapper's estimate covers the cap
-    assert [e["bidder"] for e in m.events(receipt, "PaymentSent")] == [m.consumers[0].address]
+    assert [e["bidder"] for e in m.events(receipt, "PayoutSent")] == [m.consumers[0].address]
     assert m.events(receipt, "PaymentDeferred") == []
     m.assert_solvent()

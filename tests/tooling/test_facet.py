@@ -19,8 +19,10 @@ from demand_response.artifacts import load_artifact
 from demand_response.errors import CompilerError
 
 ROOT = Path(__file__).resolve().parents[2]
-#: The state-changing functions the facet serves: creating, escrowing and cancelling requests.
-REQUEST_FUNCTIONS = {"requestReduction", "requestReductionWithTerms", "requestReductionInToken", "cancelRequest"}
+#: The state-changing functions the facet serves: creating, escrowing, cancelling requests and
+#: sponsoring their books.
+REQUEST_FUNCTIONS = {"requestReduction", "requestReductionWithTerms", "requestReductionInToken", "cancelRequest",
+                     "sponsorBook"}
 
 
 def _abi(name: str) -> list[dict]:
