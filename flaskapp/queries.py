@@ -97,9 +97,11 @@ def consumer_history(s: Services, account: str) -> dict[str, Any]:
 
 
 def utility_history(s: Services) -> dict[str, Any]:
-    """Every recent request with totals, for the utility."""
+    """Every recent request with totals, for the utility: totals in the currency its requests
+    are posted in (the settlement token's with ``SETTLEMENT_TOKEN``, else the market's)."""
     chain_now = s.chain.now()
-    return presenters.utility_history([request_row(s, info, chain_now) for info in s.reads.recent_requests()], s.unit)
+    return presenters.utility_history([request_row(s, info, chain_now) for info in s.reads.recent_requests()],
+                                      s.request_unit)
 
 
 def delivery_table(s: Services, info: RequestInfo, terms: TermsInfo, chain_now: int) -> dict[str, Any]:
