@@ -100,6 +100,13 @@ def dashboard() -> Any:
     return _render_dashboard()
 
 
+@bp.get("/requests")
+def requests_page() -> Any:
+    """The dashboard, for a page the form's post rendered (a preview or an error) that refreshes
+    its live regions from its own address, or a reload of it."""
+    return redirect(url_for("utility.dashboard"))
+
+
 @bp.post("/requests")
 def create_request() -> Any:
     g = gw()

@@ -47,7 +47,9 @@
     var batch = Object.keys(pending);
     pending = {};
     refreshing = true;
-    fetch(location.pathname + location.search, { headers: { "Accept": "text/html" }, credentials: "same-origin" })
+    // X-DR-Refresh: the server leaves flashed messages for the page the person sees next.
+    fetch(location.pathname + location.search, { headers: { "Accept": "text/html", "X-DR-Refresh": "1" },
+                                                 credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
       .then(function (html) {
         var doc = new DOMParser().parseFromString(html, "text/html");
