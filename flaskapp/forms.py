@@ -79,6 +79,13 @@ def _money() -> Any:
     return current_app.extensions["dr"].unit
 
 
+def _bids_money() -> Any:
+    """The money the household's bids are priced in (bids.json's ``currency``, else the market's)."""
+    from flask import current_app
+
+    return current_app.extensions["dr"].bids_unit
+
+
 def _request_money() -> Any:
     """The money of the requests the dashboard posts: the settlement token's
     (``SETTLEMENT_TOKEN``) when one is configured, else the market's."""
@@ -128,7 +135,8 @@ class BidRow(Form):
                     _whole_watts],
     )
     price = MoneyField("Price", places=None,
-                         validators=[InputRequired("Enter the least you accept per kWh."), _finite, _PriceInUnit()])
+                         validators=[InputRequired("Enter the least you accept per kWh."), _finite,
+                                     _PriceInUnit(_bids_money)])
 
 
 class BidsForm(FlaskForm):

@@ -134,16 +134,17 @@ class ChainReads:
             out.append({str(e["args"]["consumer"]).lower(): dict(e["args"]) for e in logs})
         return DeliveryLogs(*out)
 
-    def participation_cost(self, metered: bool = False) -> Any:
+    def participation_cost(self, metered: bool = False, money: Any = None) -> Any:
         """What taking part in one event costs this household at the node's fees now
         (``demand_response.fees.participation_cost`` on a fresh ``quote_fees``), in the market's
-        currency: a ``ParticipationCost``. One node round trip: call it once per page view."""
+        currency (or ``money``'s, a ``Money``: the bids'): a ``ParticipationCost``. One node
+        round trip: call it once per page view."""
         from demand_response import fees
         from demand_response.networks import NETWORKS
 
         profile = NETWORKS.get(self.config.settings.network) or NETWORKS["dev"]
         quote = fees.quote_fees(self.chain.session().w3, profile.fee_model)
-        money = self.config.unit
+        money = money or self.config.unit
         per_native = None
         if money.currency != profile.native:  # a token market: the rate of the native currency
             rate = self.config.settings.get(f"{money.currency.fiat}_PER_{profile.native.symbol}")

@@ -57,6 +57,21 @@ class Services:
         return Web3.to_checksum_address(raw)
 
     @property
+    def bids_unit(self) -> Money:
+        """The money the consumer's bids are priced in: the saved bids.json's ``currency`` (read
+        each time; docs/bids-format.md), else the market's. The bid form reads and writes in it."""
+        from demand_response.bids import load_bids
+        from demand_response.errors import BidsError
+
+        path = self.settings.bids_file
+        try:
+            offers = load_bids(path).for_agent(0) if path.exists() else ()
+        except (BidsError, OSError):
+            offers = ()
+        cur = offers[0].currency if offers and offers[0].currency is not None else self.unit.currency
+        return self.unit if cur == self.unit.currency else Money(cur, None)
+
+    @property
     def request_unit(self) -> Money:
         """The money of the requests the dashboard posts: the settlement token's currency
         (read from the chain) when ``SETTLEMENT_TOKEN`` is set, else the market's."""
