@@ -3,7 +3,8 @@ tools a utility and its households run, on a real anvil.
 
 The utility posts it with ``dr utility request --token ... --reveal-window`` (no bond: bonds
 are ether only), three household daemons with bids.json priced in TUSD/kWh commit and reveal
-(two transactions each, nothing else), ``dr utility run`` selects the winners after the
+(two transactions each, nothing else; a fourth, priced in ETH, says in one line why it takes
+no part and sends nothing), ``dr utility run`` selects the winners after the
 reveals and pays them in TUSD, and withdraws its refund. Checked to the base unit against
 ``demand_response.market.clear``: every TUSD balance, the utility's refund, no ether moving
 but gas (each account's ether fell by exactly the gas of the transactions it sent), and the
@@ -46,8 +47,10 @@ def _consumer(tmp: Path, node: devchain.DevChain, dr: DemandReduction, index: in
               kw: float, price: str) -> Daemon:
     folder = tmp / name
     folder.mkdir(exist_ok=True)
-    (folder / "bids.json").write_text(json.dumps({"version": 1, "currency": "TUSD",
-                                                  "bids": [{"kw": kw, "price": price}]}))
+    doc = {"version": 1, "bids": [{"kw": kw, "price": price}]}
+    if "TUSD" in price:
+        doc["currency"] = "TUSD"
+    (folder / "bids.json").write_text(json.dumps(doc))
     return Daemon(
         ["consumer", "run", "--rpc-url", node.url, "--contract", dr.address, "--account-index", str(index),
          "--bids-file", str(folder / "bids.json"), "--results-file", str(tmp / "results.json"),
@@ -81,11 +84,12 @@ def test_a_sealed_request_in_tusd_is_committed_revealed_and_paid_in_tusd_to_the_
     ether_before = {a: w3.eth.get_balance(a) for a in accounts}
     nonces = {a: w3.eth.get_transaction_count(a) for a in accounts}
     homes = {name: _consumer(tmp_path, node, dr, i, start, name, kw, price) for name, (i, kw, price) in HOMES.items()}
+    in_eth = _consumer(tmp_path, node, dr, 4, start, "in-eth", 1, "0.0001")  # priced in ETH: no part
     daemon = Daemon(["utility", "run", "--rpc-url", node.url, "--contract", dr.address,
                      "--state-dir", str(tmp_path / "utility"), "--poll-interval", "0.25"],
                     tmp_path, tmp_path / "utility.log", env=dr_env())
     try:
-        for home in homes.values():
+        for home in [*homes.values(), in_eth]:
             home.wait_for("listening for requests")
         daemon.wait_for("utility: watching")
         posted = run_dr(["utility", "request", "--rpc-url", node.url, "--contract", dr.address, "--token", usd.address,
@@ -97,14 +101,15 @@ def test_a_sealed_request_in_tusd_is_committed_revealed_and_paid_in_tusd_to_the_
         rid = int(re.search(r"request (\d+) posted", posted.stdout).group(1))
         for name, home in homes.items():
             home.wait_for(f"revealed 1 bid(s) on request {rid}", timeout=60)
+        in_eth.wait_for(f"not bidding on request {rid}: it pays in TUSD, but our bids are priced in ETH")
         daemon.wait_for(f"request {rid}: winners selected", timeout=60)
         daemon.wait_for(f"request {rid}: paid 2 winning bid(s) 0.9 TUSD directly", timeout=60)
         daemon.wait_for("withdrew refund 4.1 TUSD", timeout=60)
         results = ResultsFile(tmp_path / "results.json")
         wait_until(lambda: len(results.records()) == 3, timeout=60, what="three results records")
     finally:
-        codes = [h.stop() for h in homes.values()] + [daemon.stop()]
-    assert codes == [0, 0, 0, 0]
+        codes = [h.stop() for h in [*homes.values(), in_eth]] + [daemon.stop()]
+    assert codes == [0, 0, 0, 0, 0]
 
     info = dr.get_request(rid)
     terms = dr.terms_of(rid)
@@ -130,7 +135,13 @@ def test_a_sealed_request_in_tusd_is_committed_revealed_and_paid_in_tusd_to_the_
     # A household sends two transactions on a sealed event (commit, reveal), and nothing more.
     assert [w3.eth.get_transaction_count(a) - nonces[a] for a in accounts[1:]] == [2, 2, 2]
 
+    # The household priced in ETH: one line saying why, no transaction, no record, no figure.
+    eth_home = w3.eth.accounts[4]
+    assert in_eth.output().count(f"not bidding on request {rid}") == 1
+    assert w3.eth.get_transaction_count(eth_home) == 0 and usd.balance_of(eth_home) == 0
+
     records = {r["label"]: r for r in ResultsFile(tmp_path / "results.json").records()}
+    assert sorted(records) == sorted(HOMES)
     for name, (i, _, _) in HOMES.items():
         record, who = records[name], w3.eth.accounts[i]
         assert record["request_id"] == rid and record["currency"] == "TUSD" and record["currency_decimals"] == 6
@@ -142,3 +153,4 @@ def test_a_sealed_request_in_tusd_is_committed_revealed_and_paid_in_tusd_to_the_
     assert shown.returncode == 0, shown.stderr
     assert "request {}: paid 0.6 TUSD directly by claimAndPay".format(rid) in homes["cheap"].output()
     assert "0.6 TUSD" in shown.stdout and "0.3 TUSD" in shown.stdout and "total TUSD" in shown.stdout, shown.stdout
+    assert "in-eth" not in shown.stdout
