@@ -27,6 +27,26 @@ def unit_for(s: Services, info: RequestInfo) -> Money:
     return s.unit if cur == s.unit.currency else Money(cur, None)
 
 
+def owed_by_currency(s: Services, account: str, tokens: Any = ()) -> list[dict[str, Any]]:
+    """What ``account`` may withdraw, one entry per currency it is owed anything in: ether, the
+    settlement token (``SETTLEMENT_TOKEN``) and ``tokens`` (the tokens of the requests shown), as
+    ``{"token": address or None, "amount": base units, "display": "25 TUSD"}``."""
+    from demand_response.token import currency_of, is_ether
+
+    out = []
+    seen: set[str] = set()
+    for token in (None, s.settlement_token, *tokens):
+        key = "" if is_ether(token) else str(token).lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        amount = s.reads.owed(account, None if key == "" else token)
+        if amount:
+            money = s.unit if key == "" else Money(currency_of(s.chain.session().w3, token), None)
+            out.append({"token": None if key == "" else token, "amount": amount, "display": money.amount(amount)})
+    return out
+
+
 def request_row(s: Services, info: RequestInfo, chain_now: int | None = None,
                 terms: TermsInfo | None = None) -> dict[str, Any]:
     """``presenters.request_dict`` of one request, at chain time (read when not given)."""

@@ -97,9 +97,9 @@ class ChainReads:
         """``account``'s standing in a sealed or metered request."""
         return self._dr.participant_of(request_id, account)
 
-    def owed(self, account: str) -> int:
-        """Wei credited to ``account`` and not withdrawn yet."""
-        return int(self._dr.owed(account))
+    def owed(self, account: str, token: str | None = None) -> int:
+        """Wei (or base units of ``token``, an ERC-20) credited to ``account`` and not withdrawn yet."""
+        return int(self._dr.owed(account, token))
 
     def balance(self, account: str) -> int:
         """``account``'s balance in wei."""

@@ -147,3 +147,28 @@ def test_wrong_money_in_the_form_is_one_line_in_the_page_and_nothing_on_chain(
     assert len(where.inner_text().strip().splitlines()) == 1
     assert page.locator(".flash-ok").count() == 0
     assert _chain_state(site) == before  # no request, no TUSD moved, no approval left behind
+
+
+def test_a_tusd_refund_is_owed_in_tusd_and_withdrawn_from_the_dashboard(site: dict[str, Any], page: Any) -> None:
+    """A request nobody bids on: selecting its winners owes the whole budget back in TUSD,
+    which the dashboard offers and withdraws (it offered ether refunds only)."""
+    expect = sync_api.expect
+    _fill(page, site["url"], "0.384", "1")
+    page.fill("#bidding_s", "5")
+    page.click("[data-testid=post-request]")
+    expect(page.locator(".flash-ok")).to_contain_text("Posted request")
+    rid = int(page.url.rstrip("/").split("/")[-1])
+    held = site["usd"].balance_of(site["utility"])
+    expect(page.locator("[data-testid=request-state]")).to_have_text("closed", timeout=90_000)
+    page.click("[data-testid=settle]")
+    expect(page.locator(".flash-ok")).to_contain_text(f"request {rid}")
+    assert site["market"].owed(site["utility"], site["usd"].address) == 1_000_000
+
+    page.goto(site["url"] + "/utility/")
+    expect(page.locator("[data-testid=refunds-owed]")).to_have_text("1 TUSD")
+    expect(page.locator("[data-testid=withdraw-refunds]")).to_have_text("Withdraw 1 TUSD of refunds")
+    page.click("[data-testid=withdraw-refunds]")
+    expect(page.locator(".flash-ok")).to_contain_text("Withdrew 1 TUSD of refunds.")
+    expect(page.locator("[data-testid=withdraw-refunds]")).to_have_count(0)
+    assert site["usd"].balance_of(site["utility"]) == held + 1_000_000
+    assert site["market"].owed(site["utility"], site["usd"].address) == 0
