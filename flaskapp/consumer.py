@@ -357,17 +357,18 @@ def withdraw() -> Any:
             if still:
                 dr.claim(signer, info.request_id, still)
             claimed += 1
-        owed = g.reads.owed(signer.address)
+        tokens = [info.token for info in g.reads.recent_requests() if info.in_token]
+        owed = queries.owed_by_currency(g, signer.address, tokens)  # ether and every token, each its own
         if not owed:
-            flash("Nothing to withdraw: you are owed 0 ETH.", "info")
+            flash(f"Nothing to withdraw: you are owed 0 {g.unit.symbol}.", "info")
             return redirect(url_for("consumer.results"))
-        receipt = dr.withdraw(signer)
+        receipts = [dr.withdraw(signer, entry["token"]) for entry in owed]
     except AccountError as exc:
         flash(f"Withdrawal failed: {one_line(exc)}", "error")
         return _render_results(code=409)
     except USER_ERRORS as exc:
         flash(f"Withdrawal failed: {one_line(exc)}", "error")
         return _render_results(code=409)
-    tx = "0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x")
-    flash(f"Withdrew {gw().unit.amount(owed)} to {signer.address} (tx {tx}).", "ok")
+    txs = ", ".join("0x" + bytes(r["transactionHash"]).hex().removeprefix("0x") for r in receipts)
+    flash(f"Withdrew {' + '.join(entry['display'] for entry in owed)} to {signer.address} (tx {txs}).", "ok")
     return redirect(url_for("consumer.results"))

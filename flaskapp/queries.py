@@ -113,7 +113,14 @@ def consumer_history(s: Services, account: str) -> dict[str, Any]:
         txs = [] if record.get("bid_txs") else sorted(set(s.reads.bid_txs(info.request_id, account).values()))
         rows.append(presenters.history_row(request_row(s, info, chain_now, terms), terms, bids, record, txs,
                                            unit_for(s, info), gas_unit=s.unit))
-    return presenters.consumer_history(account, rows, s.reads.owed(account), s.unit)
+    history = presenters.consumer_history(account, rows, s.reads.owed(account), s.unit)
+    # Money owed in a token (a household's own claim, or a payout its address refused) is
+    # withdrawn in that token: list it beside the ether figure, and offer the button for it.
+    tokens = [row["request"]["token"] for row in rows if row["request"].get("token")]
+    history["owed_other"] = [entry for entry in owed_by_currency(s, account, tokens) if entry["token"]]
+    history["can_withdraw"] = (history["can_withdraw"] or bool(history["owed_other"])
+                               or any(int(row["unclaimed_wei"]) for row in rows))
+    return history
 
 
 def utility_history(s: Services) -> dict[str, Any]:
