@@ -14,6 +14,7 @@ pytest.importorskip("flask_wtf")
 
 from demand_response import devchain  # noqa: E402
 from demand_response.chain import Signer, connect  # noqa: E402
+from demand_response.consumer.open_bids import PAY_GRACE_S  # noqa: E402
 from demand_response.contract import DemandReduction  # noqa: E402
 from demand_response.token import deploy_test_usd, mint_test_usd  # noqa: E402
 from flaskapp import create_app  # noqa: E402
@@ -35,6 +36,8 @@ def test_a_household_owed_tusd_claims_and_withdraws_it_in_tusd_from_the_results_
     node.rpc("evm_increaseTime", [61])
     node.rpc("evm_mine", [])
     dr.select_winners(utility, rid)  # winners selected, nobody paid: the household's own claim
+    node.rpc("evm_increaseTime", [PAY_GRACE_S + 1])  # later than the utility would have paid
+    node.rpc("evm_mine", [])
 
     monkeypatch.setenv("DR_ENV_FILE", str(tmp_path / "absent.env"))
     app = create_app({"TESTING": True, "WTF_CSRF_ENABLED": False, "SECRET_KEY": "token-withdraw", "WEB_AUTH": "off",
