@@ -351,7 +351,9 @@ def withdraw() -> Any:
             pending = [b.bid_id for b in mine if b.accepted_watts and not b.claimed]
             if not pending:
                 continue
-            agent.handle_settled(info.request_id)  # claims and records, like the daemon does
+            # Claims and records, like the daemon does; from the selection's block, so the wait for
+            # the utility's payment (PAY_GRACE_S) is over for a selection made a while ago.
+            agent.handle_settled(info.request_id, g.reads.selection(info.request_id), info)
             still = [b.bid_id for b in g.reads.bids_of(info.request_id, signer.address)
                      if b.accepted_watts and not b.claimed]
             if still:

@@ -123,6 +123,21 @@ class ChainReads:
             self._bid_txs[key] = found  # no more bids can come
         return found
 
+    def selection(self, request_id: int) -> Any:
+        """The ``WinnersSelected`` event of ``request_id`` (a ``listener.Event``), or None: the
+        consumer agent's claim waits for the utility's payment from its block's time, not from now."""
+        from demand_response.listener import Event
+
+        session = self.chain.session()
+        logs = session.dr.contract.events.WinnersSelected().get_logs(
+            argument_filters={"requestId": request_id}, from_block=session.start_block())
+        if not logs:
+            return None
+        log = logs[-1]
+        return Event("WinnersSelected", dict(log["args"]), int(log["blockNumber"]),
+                     "0x" + bytes(log["blockHash"]).hex().removeprefix("0x"),
+                     "0x" + bytes(log["transactionHash"]).hex().removeprefix("0x"), int(log["logIndex"]))
+
     def delivery_logs(self, request_id: int) -> DeliveryLogs:
         """The delivery events of one request, the last of each kind per consumer."""
         session = self.chain.session()
