@@ -4,8 +4,10 @@ A real anvil chain with the market and the 6-decimal TestUSD (TUSD) deployed, th
 minted 30 TUSD, the dashboard (``SETTLEMENT_TOKEN`` set, sign-in on) served on loopback. The
 operator signs in in the page, fills the form in TUSD ("25" TUSD budget, "0.384" TUSD/kWh cap)
 and posts; the chain then holds the request in the token with its budget in base units, and
-the page shows it in TUSD. Wrong money (a budget above the balance, a price with more
-decimals than the token has) is one line in the page and nothing on chain.
+the page shows it in TUSD. A sealed request in TUSD posts without a bond (a bond, ether only,
+is refused in one line). Wrong money (a budget above the balance, a price with more decimals
+than the token has) is one line in the page and nothing on chain. A request nobody bid on
+owes its budget back in TUSD, which the dashboard withdraws.
 
 Reuses test_browser.py's Chromium settings and server (skipped like it without Chromium).
 """
@@ -132,8 +134,31 @@ def test_the_form_reads_in_tusd_and_posts_a_request_escrowed_in_tusd_base_units(
     assert " ETH" not in history.inner_text()  # not an ETH total of no requests
 
 
+def test_a_sealed_request_in_tusd_is_posted_from_the_form_without_a_bond(site: dict[str, Any], page: Any) -> None:
+    expect = sync_api.expect
+    _fill(page, site["url"], "0.384", "2")
+    page.fill("#delay_s", "120")
+    page.fill("#reveal_s", "60")
+    page.click("[data-testid=post-request]")
+    expect(page.locator(".flash-ok")).to_contain_text("sealed")
+    rid = int(page.url.rstrip("/").split("/")[-1])
+    info, terms = site["market"].get_request(rid), site["market"].terms_of(rid)
+    assert info.in_token and info.token == site["usd"].address and info.budget == 2_000_000
+    assert terms.sealed and terms.bond_wei == 0
+
+    # A bond (ether only) on a TUSD request: one line under the bond field, nothing posted.
+    before = _chain_state(site)
+    _fill(page, site["url"], "0.384", "2")
+    page.fill("#delay_s", "120")
+    page.fill("#reveal_s", "60")
+    page.fill("#bond_eth", "0.001")
+    page.click("[data-testid=post-request]")
+    expect(page.locator("#bond_eth-err")).to_have_text("Bonds are in ETH only: a request in a token takes no bond.")
+    assert _chain_state(site) == before
+
+
 @pytest.mark.parametrize("cap, budget, field, says", [
-    ("0.384", "40", "#budget_eth-err", "holds 5 TUSD, less than the 40 TUSD budget; fund it first"),
+    ("0.384", "40", "#budget_eth-err", "holds 3 TUSD, less than the 40 TUSD budget; fund it first"),
     ("0.3840001", "1", "#cap-err", "has 7 decimals; TUSD has at most 6"),
     ("0.384", "1.0000001", "#budget_eth-err", "has 7 decimals; TUSD has at most 6"),
 ])
