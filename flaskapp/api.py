@@ -227,11 +227,12 @@ def bids_curve() -> Any:
     follow the user's typing.
     """
     g = gw()
+    unit = g.bids_money(request.args.get("currency"))
     offers = []
     for kw, price in zip(request.args.getlist("kw"), request.args.getlist("price")):
         try:
             watts = int(Decimal(kw) * 1000)
-            wei = g.bids_unit.parse_price(price)
+            wei = unit.parse_price(price)
         except (InvalidOperation, ValueError, OverflowError):  # OverflowError: int(Decimal('inf'))
             continue
         # Bounded like real bids: 1e999 is finite for Decimal but not for the chart's floats.
@@ -240,7 +241,7 @@ def bids_curve() -> Any:
     cap = None
     if request.args.get("cap", "").isdigit():
         cap = int(request.args["cap"])
-    return Response(merit_order_svg(offers[:64], g.bids_unit, title="Your bid curve", cap=cap, chart_id="curve"),
+    return Response(merit_order_svg(offers[:64], unit, title="Your bid curve", cap=cap, chart_id="curve"),
                     mimetype="image/svg+xml")
 
 

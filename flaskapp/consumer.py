@@ -20,7 +20,7 @@ from .errors import USER_ERRORS, RoleDisabled, attempt, one_line, sentence
 from .services import web as gw
 from .charts import merit_order_svg
 from .daemon import DaemonManager
-from .forms import BidsForm, DaemonStartForm, FillForm, PlainForm, UnlockForm
+from .forms import BidsForm, DaemonStartForm, FillForm, PlainForm, UnlockForm, bids_money
 
 bp = Blueprint("consumer", __name__, url_prefix="/consumer")
 
@@ -159,7 +159,7 @@ def _rows_from_offers(offers: list[tuple[int, int]]) -> list[dict[str, Any]]:
 
 
 def _form_offers(form: BidsForm) -> list[Offer]:
-    unit = gw().bids_unit  # the form keeps the file's currency
+    unit = bids_money()  # the form's chosen currency (the file's by default)
     return [Offer(int(row.kw.data * 1000), unit.parse_price(row.price.data), unit.currency) for row in form.rows]
 
 
@@ -179,7 +179,7 @@ def _current_request() -> Any:
 def _render_bids(form: BidsForm, code: int = 200, offers: list[tuple[int, int]] | None = None,
                  load_error: str | None = None, fleet: bool = False) -> Any:
     g = gw()
-    unit = g.bids_unit
+    unit = bids_money()
     current = _current_request()
     row = attempt(lambda: queries.request_row(g, current))[0] if current else None
     # A request in another currency than the bids gets none of them (the daemon's rule): its

@@ -71,6 +71,34 @@ class Services:
         cur = offers[0].currency if offers and offers[0].currency is not None else self.unit.currency
         return self.unit if cur == self.unit.currency else Money(cur, None)
 
+    def bid_currencies(self) -> list[str]:
+        """The currencies the bid form offers: the market's, the saved file's, and those of the
+        recent requests in a token (with the chain down: the first two)."""
+        symbols = [self.unit.symbol, self.bids_unit.symbol]
+        try:
+            from demand_response.token import currency_of
+
+            w3 = self.chain.session().w3
+            symbols += [currency_of(w3, info.token).symbol for info in self.reads.recent_requests() if info.in_token]
+        except Exception:  # noqa: BLE001 - the chain is down or a token does not answer: fewer choices
+            pass
+        return list(dict.fromkeys(symbols))
+
+    def bids_money(self, symbol: str | None) -> Money:
+        """The money of bids priced in ``symbol`` (a known currency's symbol, ``units.CURRENCIES``),
+        else the saved file's (``bids_unit``)."""
+        from demand_response.units import UnitError, currency
+
+        saved = self.bids_unit
+        if not symbol or symbol == saved.symbol:
+            return saved
+        if symbol == self.unit.symbol:
+            return self.unit
+        try:
+            return Money(currency(symbol), None)
+        except UnitError:
+            return saved
+
     @property
     def request_unit(self) -> Money:
         """The money of the requests the dashboard posts: the settlement token's currency

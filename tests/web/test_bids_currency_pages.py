@@ -132,3 +132,26 @@ def test_put_api_bids_keeps_a_tusd_documents_currency(client: Any, tmp_path: Pat
     doc = json.loads((tmp_path / "bids.json").read_text(encoding="utf-8"))
     assert "currency" not in doc and doc["bids"] == [{"watts": 1000, "price_wei_per_kwh": 10**14}]
     assert load_bids(tmp_path / "bids.json").bids[0].currency == ETH
+
+
+def test_a_new_household_chooses_tusd_in_the_form_and_its_bids_are_saved_in_tusd(client: Any, tmp_path: Path) -> None:
+    path = tmp_path / "bids.json"
+    page = client.get("/consumer/bids").get_data(as_text=True)  # no bids.json yet
+    assert re.search(r'<select[^>]*id="currency"', page)
+    assert '<option selected value="ETH">' in page and '<option value="TUSD">' in page  # the token request's
+
+    saved = client.post("/consumer/bids", data={"currency": "TUSD", "rows-0-kw": "2", "rows-0-price": "0.3",
+                                                "save": "1"})
+    assert saved.status_code == 302
+    assert json.loads(path.read_text(encoding="utf-8")) == {"version": 1, "source": "web form", "currency": "TUSD",
+                                                            "bids": [{"watts": 2000, "price": "0.3"}]}
+    assert '<option selected value="TUSD">' in client.get("/consumer/bids").get_data(as_text=True)
+    # The preview curve reads the prices in the chosen currency.
+    svg = client.get("/api/bids/curve.svg?kw=2&price=0.3&currency=TUSD").get_data(as_text=True)
+    assert "TUSD" in svg and "ETH" not in svg
+
+    # A currency the form does not offer: one line under the field, the file untouched.
+    refused = client.post("/consumer/bids", data={"currency": "GOLD", "rows-0-kw": "1", "rows-0-price": "0.3",
+                                                  "save": "1"})
+    assert refused.status_code == 400 and 'id="currency-err"' in refused.get_data(as_text=True)
+    assert json.loads(path.read_text(encoding="utf-8"))["currency"] == "TUSD"
