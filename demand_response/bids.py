@@ -37,7 +37,7 @@ from typing import Any, Iterable, Sequence
 from .errors import BidsError, ConfigError
 from .files import atomic_write_text
 from .market import MAX_BID_WATTS, MAX_BIDS_PER_CALL, payout, snap_price_up
-from .units import ETH, Currency, UnitError, currency as _currency, format_kw, format_price, parse_price
+from .units import ETH, Currency, UnitError, currency as _currency, format_kw, format_price, parse_price, plain
 
 MAX_FILE_BYTES = 1 << 20
 MAX_WATTS = MAX_BID_WATTS  # the contract's limit per bid
@@ -281,10 +281,23 @@ def load_bids(path: str | Path) -> BidsDocument:
 
 
 def document(offers: Iterable[Offer | tuple[int, int]], source: str | None = None) -> dict[str, Any]:
-    """The canonical JSON document for ``offers``."""
+    """The canonical JSON document for ``offers``: prices in wei for ETH (and for tuples and
+    offers fitted to a request); for offers in another currency, that ``currency`` and decimal
+    ``price`` s (``price_wei_per_kwh`` is ETH only). Offers in two currencies: ``BidsError``."""
+    offers = list(offers)
+    symbols = {o.currency.symbol if isinstance(o, Offer) and o.currency is not None else ETH.symbol for o in offers}
+    if len(symbols) > 1:
+        raise BidsError(f"the bids are in more than one currency ({', '.join(sorted(symbols))}); "
+                        "one file prices all its bids in one")
+    cur = next((o.currency for o in offers if isinstance(o, Offer) and o.currency is not None), ETH)
     doc: dict[str, Any] = {"version": 1}
     if source:
         doc["source"] = source
+    if cur != ETH:
+        doc["currency"] = cur.symbol
+        doc["bids"] = [{"watts": int(o.watts), "price": plain(int(o.price), cur)} for o in offers
+                       if isinstance(o, Offer)]
+        return doc
     doc["bids"] = [
         {"watts": int(o[0] if isinstance(o, tuple) else o.watts),
          "price_wei_per_kwh": int(o[1] if isinstance(o, tuple) else o.price)}

@@ -439,12 +439,23 @@ def send_request(dr: "DemandReduction", signer: "Signer", plan: RequestPlan,
     approves the budget and escrows it in the token.
 
     Raises :class:`PlanError` if the chain's clock has passed the plan's bidding deadline
-    (plan again with a fresh ``now``).
+    (plan again with a fresh ``now``), or if the utility holds less of ``token`` than the
+    budget (checked before anything is sent: no approval is left behind).
     """
     chain_now = int(dr.w3.eth.get_block("latest")["timestamp"])
     if chain_now >= plan.bidding_deadline:
         raise PlanError([Problem("bidding_window_s", f"bidding would have closed at {_clock(plan.bidding_deadline)}, "
                                                      "which has passed; plan the request again")])
+    if token is not None:
+        from .token import Erc20, is_ether
+
+        if not is_ether(token):
+            erc20 = Erc20(dr.w3, token)
+            held, cur = erc20.balance_of(signer.address), erc20.currency()
+            if held < plan.budget:
+                raise PlanError([Problem("budget", f"the utility account holds {format_amount(held, cur)}, less than "
+                                                   f"the {format_amount(plan.budget, cur)} budget; fund it first (on a "
+                                                   f"dev chain: dr fund {signer.address} --usd AMOUNT --token {erc20.address})")])
     return dr.request_reduction(
         signer, plan.target_watts, plan.event_start, plan.event_end, plan.bidding_deadline, plan.max_price,
         plan.rule, budget=plan.budget, terms=plan.terms if plan.terms != Terms() else None, token=token,

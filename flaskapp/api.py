@@ -188,15 +188,17 @@ def request_stack_svg(request_id: int) -> Any:
 
 @bp.get("/bids")
 def bids_get() -> Any:
-    """The saved bids (bids.json), in wei and in the page's unit."""
+    """The saved bids (bids.json), in base units and in the file's currency (``currency``)."""
     _need("consumer")
     g = gw()
     offers, error, fleet = queries.saved_offers(g)
     if error:
         return _error(error, 409)
-    return jsonify({"file": str(g.settings.bids_file), "fleet": fleet, "price_unit": g.unit.label,
+    unit = g.bids_unit
+    return jsonify({"file": str(g.settings.bids_file), "fleet": fleet, "price_unit": unit.label,
+                    "currency": unit.symbol,
                     "bids": [{"watts": w, "price_wei_per_kwh": str(p), "kw": w / 1000,
-                              "price": g.unit.plain(p)} for w, p in offers]})
+                              "price": unit.plain(p)} for w, p in offers]})
 
 
 @bp.put("/bids")
@@ -219,17 +221,18 @@ def bids_put() -> Any:
 
 @bp.get("/bids/curve.svg")
 def bids_curve() -> Any:
-    """The bid curve of ``kw``/``price`` pairs in the query (prices in the page's unit).
+    """The bid curve of ``kw``/``price`` pairs in the query (prices in the bids' currency).
 
     Rows that do not parse are left out (the form shows their errors), so the preview can
     follow the user's typing.
     """
     g = gw()
+    unit = g.bids_money(request.args.get("currency"))
     offers = []
     for kw, price in zip(request.args.getlist("kw"), request.args.getlist("price")):
         try:
             watts = int(Decimal(kw) * 1000)
-            wei = g.unit.parse_price(price)
+            wei = unit.parse_price(price)
         except (InvalidOperation, ValueError, OverflowError):  # OverflowError: int(Decimal('inf'))
             continue
         # Bounded like real bids: 1e999 is finite for Decimal but not for the chart's floats.
@@ -238,7 +241,7 @@ def bids_curve() -> Any:
     cap = None
     if request.args.get("cap", "").isdigit():
         cap = int(request.args["cap"])
-    return Response(merit_order_svg(offers[:64], g.unit, title="Your bid curve", cap=cap, chart_id="curve"),
+    return Response(merit_order_svg(offers[:64], unit, title="Your bid curve", cap=cap, chart_id="curve"),
                     mimetype="image/svg+xml")
 
 

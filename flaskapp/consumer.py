@@ -20,7 +20,7 @@ from .errors import USER_ERRORS, RoleDisabled, attempt, one_line, sentence
 from .services import web as gw
 from .charts import merit_order_svg
 from .daemon import DaemonManager
-from .forms import BidsForm, DaemonStartForm, FillForm, PlainForm, UnlockForm
+from .forms import BidsForm, DaemonStartForm, FillForm, PlainForm, UnlockForm, bids_money
 
 bp = Blueprint("consumer", __name__, url_prefix="/consumer")
 
@@ -63,8 +63,11 @@ def _render_console(start_form: DaemonStartForm | None = None, unlock_form: Unlo
     if status["chain"]["connected"]:
         requests, req_error = attempt(lambda: queries.consumer_requests(g, status["account"]), [])
     start_form = start_form or DaemonStartForm(source=g.settings.bids_source if g.settings.bids_source in ("file", "gridsim") else "file")
+    # Bids from the file go only to requests in its currency; the simulation's fit any request.
+    source = status["daemon"].get("bids_source") if status["daemon"].get("running") else start_form.source.data
+    bids_currency = g.bids_unit.symbol if source == "file" else None
     return render_template(
-        "consumer/console.html", status=status, requests=requests, req_error=req_error,
+        "consumer/console.html", status=status, requests=requests, req_error=req_error, bids_currency=bids_currency,
         start_form=start_form, stop_form=PlainForm(), unlock_form=unlock_form or UnlockForm(),
         auto_withdraw=g.settings.auto_withdraw,
     ), code
@@ -151,17 +154,17 @@ def unlock() -> Any:
 
 
 def _rows_from_offers(offers: list[tuple[int, int]]) -> list[dict[str, Any]]:
-    unit = gw().unit
+    unit = gw().bids_unit
     return [{"kw": Decimal(w) / 1000, "price": Decimal(unit.plain(p))} for w, p in offers]
 
 
 def _form_offers(form: BidsForm) -> list[Offer]:
-    unit = gw().unit
-    return [Offer(int(row.kw.data * 1000), unit.parse_price(row.price.data)) for row in form.rows]
+    unit = bids_money()  # the form's chosen currency (the file's by default)
+    return [Offer(int(row.kw.data * 1000), unit.parse_price(row.price.data), unit.currency) for row in form.rows]
 
 
-def _curve_svg(offers: list[tuple[int, int]], cap: int | None) -> str:
-    return merit_order_svg([(p, w) for w, p in offers], gw().unit, title="Your bid curve", cap=cap, chart_id="curve")
+def _curve_svg(offers: list[tuple[int, int]], cap: int | None, unit: Any) -> str:
+    return merit_order_svg([(p, w) for w, p in offers], unit, title="Your bid curve", cap=cap, chart_id="curve")
 
 
 def _current_request() -> Any:
@@ -176,35 +179,41 @@ def _current_request() -> Any:
 def _render_bids(form: BidsForm, code: int = 200, offers: list[tuple[int, int]] | None = None,
                  load_error: str | None = None, fleet: bool = False) -> Any:
     g = gw()
+    unit = bids_money()
     current = _current_request()
-    cap = current.max_price if current else None
+    row = attempt(lambda: queries.request_row(g, current))[0] if current else None
+    # A request in another currency than the bids gets none of them (the daemon's rule): its
+    # cap is never compared with prices in another currency.
+    other_currency = row is not None and row["currency"] != unit.symbol
+    cap = current.max_price if current and not other_currency else None
     if offers is None:
         offers = []
-        for row in form.rows:
+        for form_row in form.rows:
             try:
-                offers.append((int(Decimal(row.kw.data) * 1000), g.unit.parse_price(row.price.data)))
+                offers.append((int(Decimal(form_row.kw.data) * 1000), unit.parse_price(form_row.price.data)))
             except Exception:
                 continue
     over_cap = [i for i, (_, p) in enumerate(offers) if cap and p > cap]
-    row = attempt(lambda: queries.request_row(g, current))[0] if current else None
-    cost, cost_error = _participation_cost(row)  # one fee quote per page view
+    cost, cost_error = _participation_cost(row, unit)  # one fee quote per page view
     duration = (current.event_end - current.event_start) if current else 3600
     warnings = presenters.bid_warnings(offers, duration, cost.cost, g.settings.get("BID_MARGIN") or "0",
-                                       g.unit) if cost else {}
+                                       unit) if cost else {}
     return render_template(
-        "consumer/bids.html", form=form, fill_form=FillForm(), chart=_curve_svg(offers, cap),
-        current=row, over_cap=over_cap, warnings=warnings, cost=cost, cost_error=cost_error,
+        "consumer/bids.html", form=form, fill_form=FillForm(), chart=_curve_svg(offers, cap, unit),
+        current=row, other_currency=other_currency, bids_unit=unit, cap=cap,
+        over_cap=over_cap, warnings=warnings, cost=cost, cost_error=cost_error,
         duration=format_duration(duration),
         load_error=load_error, fleet=fleet, bids_file=str(g.settings.bids_file), max_rows=64,
     ), code
 
 
-def _participation_cost(row: dict[str, Any] | None) -> tuple[Any, str | None]:
+def _participation_cost(row: dict[str, Any] | None, unit: Any) -> tuple[Any, str | None]:
     """The cost of taking part in the open request (or an open-market event) at today's fees,
-    and why it is unknown (chain down, no fee oracle, no rate for a token market)."""
+    in ``unit`` (the bids' money), and why it is unknown (chain down, no fee oracle, no rate
+    for bids in a token)."""
     g = gw()
     metered = bool(row and row["terms"]["metered"])
-    cost, error = attempt(lambda: g.reads.participation_cost(metered))
+    cost, error = attempt(lambda: g.reads.participation_cost(metered, unit))
     if cost is None and error is None:
         error = "the fee quote is not available"
     return cost, error
@@ -249,7 +258,13 @@ def fill() -> Any:
     if not FillForm().validate_on_submit():
         offers, error, fleet = queries.saved_offers(g)
         return _render_bids(BidsForm(formdata=None, data={"rows": _rows_from_offers(offers) or [{}]}), code=400)
+    if g.bids_unit.currency != g.unit.currency:
+        flash(f"The household simulation prices in {g.unit.symbol}, but your bids are in {g.bids_unit.symbol}; "
+              "enter them by hand.", "info")
+        return redirect(url_for("consumer.bids"))
     current = _current_request()
+    if current is not None and current.in_token:
+        current = None  # a request in a token: the simulation's prices are in ETH
     if current is not None:
         window = {"event_start": current.event_start, "event_end": current.event_end,
                   "max_price_wei_per_kwh": current.max_price}
@@ -336,23 +351,26 @@ def withdraw() -> Any:
             pending = [b.bid_id for b in mine if b.accepted_watts and not b.claimed]
             if not pending:
                 continue
-            agent.handle_settled(info.request_id)  # claims and records, like the daemon does
+            # Claims and records, like the daemon does; from the selection's block, so the wait for
+            # the utility's payment (PAY_GRACE_S) is over for a selection made a while ago.
+            agent.handle_settled(info.request_id, g.reads.selection(info.request_id), info)
             still = [b.bid_id for b in g.reads.bids_of(info.request_id, signer.address)
                      if b.accepted_watts and not b.claimed]
             if still:
                 dr.claim(signer, info.request_id, still)
             claimed += 1
-        owed = g.reads.owed(signer.address)
+        tokens = [info.token for info in g.reads.recent_requests() if info.in_token]
+        owed = queries.owed_by_currency(g, signer.address, tokens)  # ether and every token, each its own
         if not owed:
-            flash("Nothing to withdraw: you are owed 0 ETH.", "info")
+            flash(f"Nothing to withdraw: you are owed 0 {g.unit.symbol}.", "info")
             return redirect(url_for("consumer.results"))
-        receipt = dr.withdraw(signer)
+        receipts = [dr.withdraw(signer, entry["token"]) for entry in owed]
     except AccountError as exc:
         flash(f"Withdrawal failed: {one_line(exc)}", "error")
         return _render_results(code=409)
     except USER_ERRORS as exc:
         flash(f"Withdrawal failed: {one_line(exc)}", "error")
         return _render_results(code=409)
-    tx = "0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x")
-    flash(f"Withdrew {gw().unit.amount(owed)} to {signer.address} (tx {tx}).", "ok")
+    txs = ", ".join("0x" + bytes(r["transactionHash"]).hex().removeprefix("0x") for r in receipts)
+    flash(f"Withdrew {' + '.join(entry['display'] for entry in owed)} to {signer.address} (tx {txs}).", "ok")
     return redirect(url_for("consumer.results"))

@@ -79,6 +79,21 @@ def _money() -> Any:
     return current_app.extensions["dr"].unit
 
 
+def bids_money() -> Any:
+    """The money the household's bids are priced in: the bid form's chosen ``currency`` when
+    one is posted, else bids.json's (``currency``, else the market's)."""
+    from flask import current_app, request
+
+    chosen = request.form.get("currency") if request.method == "POST" else None
+    return current_app.extensions["dr"].bids_money(chosen)
+
+
+def _saved_bids_currency() -> str:
+    from flask import current_app
+
+    return current_app.extensions["dr"].bids_unit.symbol
+
+
 def _request_money() -> Any:
     """The money of the requests the dashboard posts: the settlement token's
     (``SETTLEMENT_TOKEN``) when one is configured, else the market's."""
@@ -128,15 +143,24 @@ class BidRow(Form):
                     _whole_watts],
     )
     price = MoneyField("Price", places=None,
-                         validators=[InputRequired("Enter the least you accept per kWh."), _finite, _PriceInUnit()])
+                         validators=[InputRequired("Enter the least you accept per kWh."), _finite,
+                                     _PriceInUnit(bids_money)])
 
 
 class BidsForm(FlaskForm):
     """The consumer's offers (written to bids.json)."""
 
     rows = FieldList(FormField(BidRow), min_entries=1, max_entries=MAX_ROWS)
+    currency = SelectField("Prices in", default=_saved_bids_currency)
     save = SubmitField("Save bids")
     add = SubmitField("Add a row")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from flask import current_app
+
+        # The market's currency, the saved file's and those of the recent token requests.
+        self.currency.choices = [_Choice(s, s) for s in current_app.extensions["dr"].bid_currencies()]
 
     def validate_rows(self, field: FieldList) -> None:
         if not field.entries:

@@ -235,7 +235,9 @@ def consumer_history(account: str, rows: list[dict[str, Any]], owed: int,
         "other_currencies": {symbol: {"requests": len(group),
                                       "paid": str(sum(int(r["paid_wei"]) for r in group)),
                                       "net": _known_sum(r["net_wei"] for r in group),
-                                      "display": {"paid": _sum_text(group, "paid"), "net": _sum_text(group, "net")}}
+                                      "unclaimed": str(sum(int(r["unclaimed_wei"]) for r in group)),
+                                      "display": {"paid": _sum_text(group, "paid"), "net": _sum_text(group, "net"),
+                                                  "unclaimed": _sum_text(group, "unclaimed")}}
                              for symbol, group in sorted(others.items())},
         "requests": all_rows,
     }

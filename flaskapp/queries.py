@@ -27,6 +27,26 @@ def unit_for(s: Services, info: RequestInfo) -> Money:
     return s.unit if cur == s.unit.currency else Money(cur, None)
 
 
+def owed_by_currency(s: Services, account: str, tokens: Any = ()) -> list[dict[str, Any]]:
+    """What ``account`` may withdraw, one entry per currency it is owed anything in: ether, the
+    settlement token (``SETTLEMENT_TOKEN``) and ``tokens`` (the tokens of the requests shown), as
+    ``{"token": address or None, "amount": base units, "display": "25 TUSD"}``."""
+    from demand_response.token import currency_of, is_ether
+
+    out = []
+    seen: set[str] = set()
+    for token in (None, s.settlement_token, *tokens):
+        key = "" if is_ether(token) else str(token).lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        amount = s.reads.owed(account, None if key == "" else token)
+        if amount:
+            money = s.unit if key == "" else Money(currency_of(s.chain.session().w3, token), None)
+            out.append({"token": None if key == "" else token, "amount": amount, "display": money.amount(amount)})
+    return out
+
+
 def request_row(s: Services, info: RequestInfo, chain_now: int | None = None,
                 terms: TermsInfo | None = None) -> dict[str, Any]:
     """``presenters.request_dict`` of one request, at chain time (read when not given)."""
@@ -93,13 +113,22 @@ def consumer_history(s: Services, account: str) -> dict[str, Any]:
         txs = [] if record.get("bid_txs") else sorted(set(s.reads.bid_txs(info.request_id, account).values()))
         rows.append(presenters.history_row(request_row(s, info, chain_now, terms), terms, bids, record, txs,
                                            unit_for(s, info), gas_unit=s.unit))
-    return presenters.consumer_history(account, rows, s.reads.owed(account), s.unit)
+    history = presenters.consumer_history(account, rows, s.reads.owed(account), s.unit)
+    # Money owed in a token (a household's own claim, or a payout its address refused) is
+    # withdrawn in that token: list it beside the ether figure, and offer the button for it.
+    tokens = [row["request"]["token"] for row in rows if row["request"].get("token")]
+    history["owed_other"] = [entry for entry in owed_by_currency(s, account, tokens) if entry["token"]]
+    history["can_withdraw"] = (history["can_withdraw"] or bool(history["owed_other"])
+                               or any(int(row["unclaimed_wei"]) for row in rows))
+    return history
 
 
 def utility_history(s: Services) -> dict[str, Any]:
-    """Every recent request with totals, for the utility."""
+    """Every recent request with totals, for the utility: totals in the currency its requests
+    are posted in (the settlement token's with ``SETTLEMENT_TOKEN``, else the market's)."""
     chain_now = s.chain.now()
-    return presenters.utility_history([request_row(s, info, chain_now) for info in s.reads.recent_requests()], s.unit)
+    return presenters.utility_history([request_row(s, info, chain_now) for info in s.reads.recent_requests()],
+                                      s.request_unit)
 
 
 def delivery_table(s: Services, info: RequestInfo, terms: TermsInfo, chain_now: int) -> dict[str, Any]:

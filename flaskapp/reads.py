@@ -97,9 +97,9 @@ class ChainReads:
         """``account``'s standing in a sealed or metered request."""
         return self._dr.participant_of(request_id, account)
 
-    def owed(self, account: str) -> int:
-        """Wei credited to ``account`` and not withdrawn yet."""
-        return int(self._dr.owed(account))
+    def owed(self, account: str, token: str | None = None) -> int:
+        """Wei (or base units of ``token``, an ERC-20) credited to ``account`` and not withdrawn yet."""
+        return int(self._dr.owed(account, token))
 
     def balance(self, account: str) -> int:
         """``account``'s balance in wei."""
@@ -123,6 +123,21 @@ class ChainReads:
             self._bid_txs[key] = found  # no more bids can come
         return found
 
+    def selection(self, request_id: int) -> Any:
+        """The ``WinnersSelected`` event of ``request_id`` (a ``listener.Event``), or None: the
+        consumer agent's claim waits for the utility's payment from its block's time, not from now."""
+        from demand_response.listener import Event
+
+        session = self.chain.session()
+        logs = session.dr.contract.events.WinnersSelected().get_logs(
+            argument_filters={"requestId": request_id}, from_block=session.start_block())
+        if not logs:
+            return None
+        log = logs[-1]
+        return Event("WinnersSelected", dict(log["args"]), int(log["blockNumber"]),
+                     "0x" + bytes(log["blockHash"]).hex().removeprefix("0x"),
+                     "0x" + bytes(log["transactionHash"]).hex().removeprefix("0x"), int(log["logIndex"]))
+
     def delivery_logs(self, request_id: int) -> DeliveryLogs:
         """The delivery events of one request, the last of each kind per consumer."""
         session = self.chain.session()
@@ -134,16 +149,17 @@ class ChainReads:
             out.append({str(e["args"]["consumer"]).lower(): dict(e["args"]) for e in logs})
         return DeliveryLogs(*out)
 
-    def participation_cost(self, metered: bool = False) -> Any:
+    def participation_cost(self, metered: bool = False, money: Any = None) -> Any:
         """What taking part in one event costs this household at the node's fees now
         (``demand_response.fees.participation_cost`` on a fresh ``quote_fees``), in the market's
-        currency: a ``ParticipationCost``. One node round trip: call it once per page view."""
+        currency (or ``money``'s, a ``Money``: the bids'): a ``ParticipationCost``. One node
+        round trip: call it once per page view."""
         from demand_response import fees
         from demand_response.networks import NETWORKS
 
         profile = NETWORKS.get(self.config.settings.network) or NETWORKS["dev"]
         quote = fees.quote_fees(self.chain.session().w3, profile.fee_model)
-        money = self.config.unit
+        money = money or self.config.unit
         per_native = None
         if money.currency != profile.native:  # a token market: the rate of the native currency
             rate = self.config.settings.get(f"{money.currency.fiat}_PER_{profile.native.symbol}")

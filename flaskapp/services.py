@@ -57,6 +57,49 @@ class Services:
         return Web3.to_checksum_address(raw)
 
     @property
+    def bids_unit(self) -> Money:
+        """The money the consumer's bids are priced in: the saved bids.json's ``currency`` (read
+        each time; docs/bids-format.md), else the market's. The bid form reads and writes in it."""
+        from demand_response.bids import load_bids
+        from demand_response.errors import BidsError
+
+        path = self.settings.bids_file
+        try:
+            offers = load_bids(path).for_agent(0) if path.exists() else ()
+        except (BidsError, OSError):
+            offers = ()
+        cur = offers[0].currency if offers and offers[0].currency is not None else self.unit.currency
+        return self.unit if cur == self.unit.currency else Money(cur, None)
+
+    def bid_currencies(self) -> list[str]:
+        """The currencies the bid form offers: the market's, the saved file's, and those of the
+        recent requests in a token (with the chain down: the first two)."""
+        symbols = [self.unit.symbol, self.bids_unit.symbol]
+        try:
+            from demand_response.token import currency_of
+
+            w3 = self.chain.session().w3
+            symbols += [currency_of(w3, info.token).symbol for info in self.reads.recent_requests() if info.in_token]
+        except Exception:  # noqa: BLE001 - the chain is down or a token does not answer: fewer choices
+            pass
+        return list(dict.fromkeys(symbols))
+
+    def bids_money(self, symbol: str | None) -> Money:
+        """The money of bids priced in ``symbol`` (a known currency's symbol, ``units.CURRENCIES``),
+        else the saved file's (``bids_unit``)."""
+        from demand_response.units import UnitError, currency
+
+        saved = self.bids_unit
+        if not symbol or symbol == saved.symbol:
+            return saved
+        if symbol == self.unit.symbol:
+            return self.unit
+        try:
+            return Money(currency(symbol), None)
+        except UnitError:
+            return saved
+
+    @property
     def request_unit(self) -> Money:
         """The money of the requests the dashboard posts: the settlement token's currency
         (read from the chain) when ``SETTLEMENT_TOKEN`` is set, else the market's."""

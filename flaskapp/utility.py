@@ -81,8 +81,8 @@ def _render_dashboard(form: RequestForm | None = None, preview: dict[str, Any] |
                 info, _ = attempt(lambda rid=row["id"]: g.reads.request(rid))
                 if info is not None:
                     stacks[row["id"]], _ = attempt(lambda i=info: queries.stack_svg(g, i), "")
-        if account:
-            owed, _ = attempt(lambda: g.reads.owed(account))
+        if account:  # refunds per currency: ether, the settlement token, the tokens of the requests shown
+            owed, _ = attempt(lambda: queries.owed_by_currency(g, account, _tokens(history)), None)
     if form is None:
         form = RequestForm(formdata=None)
         if not form.cap.data:
@@ -95,9 +95,21 @@ def _render_dashboard(form: RequestForm | None = None, preview: dict[str, Any] |
     ), code
 
 
+def _tokens(history: dict[str, Any]) -> list[str]:
+    """The tokens the requests of ``history`` settle in."""
+    return [row["token"] for row in history["requests"] if row.get("token")]
+
+
 @bp.get("/")
 def dashboard() -> Any:
     return _render_dashboard()
+
+
+@bp.get("/requests")
+def requests_page() -> Any:
+    """The dashboard, for a page the form's post rendered (a preview or an error) that refreshes
+    its live regions from its own address, or a reload of it."""
+    return redirect(url_for("utility.dashboard"))
 
 
 @bp.post("/requests")
@@ -303,15 +315,17 @@ def withdraw() -> Any:
         return _render_dashboard(code=400)
     try:
         signer = g.signers.utility()
-        owed = g.reads.owed(signer.address)
+        history = queries.utility_history(g)
+        owed = queries.owed_by_currency(g, signer.address, _tokens(history))
         if not owed:
             flash("Nothing to withdraw.", "info")
             return redirect(url_for("utility.dashboard"))
-        g.chain.session().dr.withdraw(signer)
+        for entry in owed:  # one withdrawal per currency
+            g.chain.session().dr.withdraw(signer, entry["token"])
     except USER_ERRORS as exc:
         flash(f"Withdrawal failed: {one_line(exc)}", "error")
         return _render_dashboard(code=409)
-    flash(f"Withdrew {g.unit.amount(owed)} of refunds.", "ok")
+    flash(f"Withdrew {' + '.join(entry['display'] for entry in owed)} of refunds.", "ok")
     return redirect(url_for("utility.dashboard"))
 
 

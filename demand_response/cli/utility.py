@@ -10,7 +10,7 @@ from typing import Any
 
 from ._common import UserError, ask, calendar_from, calendar_options, connection_options, decimal_arg, number, rpc_name, serving_metrics, \
     settings_from, stop_on_signals
-from ..units import ETH, UnitError, format_amount, parse_amount, parse_price
+from ..units import ETH, UnitError, parse_amount, parse_price
 
 
 def add_to(commands: argparse._SubParsersAction) -> None:
@@ -227,14 +227,6 @@ def request(args: argparse.Namespace) -> int:
     if interactive and ask("Send it? (y/n)", "y").lower() not in ("y", "yes"):
         print("not sent")
         return 0
-    if token is not None:
-        from ..token import Erc20
-
-        held = Erc20(session.w3, token).balance_of(signer.address)
-        if held < plan.budget:
-            raise UserError(f"the utility account holds {format_amount(held, cur)}, less than the "
-                            f"{format_amount(plan.budget, cur)} budget; fund it first (on a dev chain: "
-                            f"dr fund {signer.address} --usd AMOUNT --token {token})")
     rid, receipt = send_request(session.dr, signer, plan, token=token)
     print(f"request {rid} posted in block {receipt['blockNumber']} (tx 0x{bytes(receipt['transactionHash']).hex()}); "
           f"settle it with `dr utility run`")

@@ -47,7 +47,9 @@
     var batch = Object.keys(pending);
     pending = {};
     refreshing = true;
-    fetch(location.pathname + location.search, { headers: { "Accept": "text/html" }, credentials: "same-origin" })
+    // X-DR-Refresh: the server leaves flashed messages for the page the person sees next.
+    fetch(location.pathname + location.search, { headers: { "Accept": "text/html", "X-DR-Refresh": "1" },
+                                                 credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
       .then(function (html) {
         var doc = new DOMParser().parseFromString(html, "text/html");
@@ -175,7 +177,12 @@
         params.append("kw", inputs[0].value.trim());
         params.append("price", inputs[1].value.trim());
       });
-      if (bidsForm.dataset.cap) { params.append("cap", bidsForm.dataset.cap); }
+      var currency = bidsForm.querySelector("select[name=currency]");
+      if (currency) { params.append("currency", currency.value); }
+      // The cap is in the open request's currency: drawn only while the prices are in it too.
+      if (bidsForm.dataset.cap && (!currency || currency.value === bidsForm.dataset.capCurrency)) {
+        params.append("cap", bidsForm.dataset.cap);
+      }
       fetch(curve.dataset.curveSrc + "?" + params.toString(), { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
         .then(function (svg) { curve.innerHTML = svg; })
@@ -184,6 +191,7 @@
     function schedule() { clearTimeout(timer); timer = setTimeout(updateCurve, 250); }
 
     rows.addEventListener("input", schedule);
+    bidsForm.addEventListener("change", function (event) { if (event.target.name === "currency") { schedule(); } });
     rows.addEventListener("click", function (event) {
       var button = event.target.closest("[data-remove]");
       if (!button) { return; }
