@@ -58,6 +58,7 @@ KEYS = (
     # consumer (wconsumer)
     "BID_MARGIN", "DEVICES_FILE", "VTN_URL", "USD_PER_ETH", "EUR_PER_ETH",
     "RELAY_LISTEN",  # utility: host:port where the daemon takes households' signed bids (relayer)
+    "RELAY_ALLOW",  # utility: whose signed bids the relay pays for: a file of addresses, or "anyone"
     "RELAY_URL", "RELAY_FALLBACK_SECONDS",  # consumer: send signed open bids to the utility's relay
     "SETTLEMENT_TOKEN",  # utility: the ERC-20 its requests settle in (dr utility request, the dashboard's form)
     "SPONSOR_BOOK",  # utility: pay each new request's book slots' first writes (dr utility request / run)

@@ -611,9 +611,12 @@ def _run_demo(consumers: int, results_file: Path, workdir: Path, bidding_window:
         if not sealed:  # open bids without a bond: the households sign them, the utility places them
             from .relayer import RELAY_PATH, start_relay
 
-            relay = start_relay(dr, utility.address, "127.0.0.1:0", chain.chain_id)
-            _say(f"relay: the utility takes the households' signed bids at {relay.url}{RELAY_PATH} (RELAY_URL) "
-                 "and places them in batches, paying the gas: the households send no transaction")
+            # The relay pays for the demo's own households only (RELAY_ALLOW: their addresses).
+            households = frozenset(Signer.from_key(w3, key).address for key in keys[1:])
+            relay = start_relay(dr, utility.address, "127.0.0.1:0", chain.chain_id, allow=households)
+            _say(f"relay: the utility takes its {len(households)} households' signed bids at {relay.url}{RELAY_PATH} "
+                 "(RELAY_URL, RELAY_ALLOW) and places them in batches, paying the gas: the households send no "
+                 "transaction")
         names: dict[str, str] = {}
         offered: dict[str, str] = {}
         nonces: dict[str, int] = {}  # each household's transactions before the demo: the table counts the rest

@@ -5,7 +5,7 @@ A relayed household sends no transaction at all (winners are paid by ``claimAndP
 
 ``POST /relay/bids`` takes ``{"requestId", "bidder", "watts", "pricesPerKWh", "signature"}``
 and answers 202 ``{"queued": true, ...}`` or an error ``{"error": "one line"}``: 400 (not a
-well-formed entry), 404 (another path), 409 (this bidder already has an entry for this
+well-formed entry), 403 (a bidder not on ``RELAY_ALLOW``'s list), 404 (another path), 409 (this bidder already has an entry for this
 request), 411/413 (no or too large a body), 422 (the entry is refused: bad signature, request
 not open, sealed, too late, or the contract's own check fails), 503 (queue full, or the node
 cannot be reached). ``GET /relay`` answers the
@@ -149,8 +149,12 @@ class BidRelay:
     batches by the daemon's own thread (``flush``), which owns the relayer's signer."""
 
     def __init__(self, dr: DemandReduction, relayer: str, chain_id: int, *,
-                 max_entries: int = DEFAULT_BATCH_ENTRIES, clock: Callable[[], float] = time.time) -> None:
+                 max_entries: int = DEFAULT_BATCH_ENTRIES, clock: Callable[[], float] = time.time,
+                 allow: frozenset[str] | None = None) -> None:
         self.dr = dr
+        #: The households whose entries this relay pays for (``RELAY_ALLOW``); None: every
+        #: bidder the contract takes (on a market with enrolment, the enrolled ones).
+        self.allow = None if allow is None else frozenset(to_checksum_address(a) for a in allow)
         self.chain_id = int(chain_id)
         self.relayer = to_checksum_address(relayer)
         self.max_entries = max(1, min(int(max_entries), MAX_SIGNED_ENTRIES))
@@ -174,6 +178,9 @@ class BidRelay:
     def offer(self, entry: RelayEntry) -> dict[str, Any]:
         """Check ``entry`` and queue it; ``RelayRefused`` (409, 422) says why not."""
         key = (entry.request_id, entry.bidder)
+        if self.allow is not None and entry.bidder not in self.allow:
+            raise RelayRefused(403, f"{entry.bidder} is not one of the households this relay pays for "
+                                    "(RELAY_ALLOW); submit the signed bids yourself")
         with self._lock:
             if key in self._taken:
                 raise RelayRefused(409, f"{entry.bidder} already has an entry for request {entry.request_id}; "
@@ -486,9 +493,45 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def start_relay(dr: DemandReduction, relayer: str, listen: str, chain_id: int) -> RelayServer:
-    """A ``BidRelay`` for ``relayer`` served on ``listen`` (``RELAY_LISTEN``)."""
+def relay_allow(value: str | None, registration_required: bool) -> frozenset[str] | None:
+    """``RELAY_ALLOW``: whose signed entries the relay pays for. ``anyone``: None (every bidder
+    the contract takes); a file (``@FILE`` or a path) of addresses, one per line, ``#``
+    comments: that set. Empty: None on a market with enrolment (the contract takes enrolled
+    households only), else ``ConfigError``: on an open market anyone who can reach the relay
+    could make the utility pay ~45,000-62,000 gas per entry signed with a throwaway key."""
+    text = (value or "").strip()
+    if text.lower() == "anyone":
+        return None
+    if not text:
+        if registration_required:
+            return None
+        raise ConfigError("RELAY_LISTEN is set, but RELAY_ALLOW is not and this market takes bids from anyone: "
+                          "anyone who reaches the relay could make the utility pay the gas of bids signed with "
+                          "throwaway keys. Set RELAY_ALLOW to a file of household addresses (one per line), or "
+                          "RELAY_ALLOW=anyone to accept that")
+    path = text.removeprefix("@")
+    try:
+        lines = open(path, encoding="utf-8").read().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"RELAY_ALLOW={value!r}: cannot read {path} ({exc.strerror or exc}); give a file of "
+                          "household addresses, one per line, or 'anyone'") from None
+    allowed: set[str] = set()
+    for number, line in enumerate(lines, 1):
+        address = line.split("#", 1)[0].strip()
+        if not address:
+            continue
+        if not is_hex_address(address):
+            raise ConfigError(f"RELAY_ALLOW file {path}, line {number}: {address!r} is not an address; "
+                              "one 0x address per line")
+        allowed.add(to_checksum_address(address))
+    return frozenset(allowed)
+
+
+def start_relay(dr: DemandReduction, relayer: str, listen: str, chain_id: int,
+                allow: frozenset[str] | None = None) -> RelayServer:
+    """A ``BidRelay`` for ``relayer`` served on ``listen`` (``RELAY_LISTEN``), paying for the
+    entries of ``allow`` only (``relay_allow``; None: every bidder the contract takes)."""
     host, port = parse_listen(listen)
-    server = RelayServer(BidRelay(dr, relayer, chain_id), host, port, chain_id)
+    server = RelayServer(BidRelay(dr, relayer, chain_id, allow=allow), host, port, chain_id)
     log.info("relay: households' signed bids are taken at %s%s; the utility pays their gas", server.url, RELAY_PATH)
     return server

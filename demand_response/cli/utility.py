@@ -281,9 +281,10 @@ def _start_relay(settings: Any, session: Any, signer: Any) -> Any:
     listen = settings.get("RELAY_LISTEN")
     if not listen:
         return None
-    from ..relayer import start_relay
+    from ..relayer import relay_allow, start_relay
 
-    return start_relay(session.dr, signer.address, listen, session.chain_id)
+    allow = relay_allow(settings.get("RELAY_ALLOW"), session.dr.registration_required())
+    return start_relay(session.dr, signer.address, listen, session.chain_id, allow=allow)
 
 
 def _daemon(args: argparse.Namespace, settings: Any, session: Any, signer: Any, meter_db: str | None,

@@ -68,7 +68,7 @@ def _market(tmp: Path, node: devchain.DevChain, w3: Web3) -> tuple[DemandReducti
 def _utility(tmp: Path, node: devchain.DevChain, dr: DemandReduction, port: int) -> Daemon:
     return Daemon(["utility", "run", "--rpc-url", node.url, "--contract", dr.address, "--state-dir",
                    str(tmp / "utility"), "--poll-interval", "0.25"], tmp, tmp / "utility.log",
-                  env=dr_env(RELAY_LISTEN=f"127.0.0.1:{port}"))
+                  env=dr_env(RELAY_LISTEN=f"127.0.0.1:{port}", RELAY_ALLOW="anyone"))
 
 
 def _consumer(tmp: Path, node: devchain.DevChain, dr: DemandReduction, key: str, start: int, name: str,

@@ -18,7 +18,7 @@ from demand_response import devchain
 from demand_response.chain import Signer, connect
 from demand_response.contract import TX_GAS_CAP, DemandReduction
 from demand_response.relay import sign_bids
-from demand_response.relayer import BidRelay, parse_entry
+from demand_response.relayer import BidRelay, RelayRefused, parse_entry
 
 CAP = 128 * 10**12
 
@@ -126,3 +126,17 @@ def test_entries_of_64_bids_go_out_in_batches_each_under_the_gas_cap(
     receipts = [w3.eth.get_transaction_receipt(b.tx) for b in done]
     assert all(r["status"] == 1 and r["gasUsed"] < TX_GAS_CAP for r in receipts)
     assert all(w3.eth.get_transaction(b.tx)["gas"] <= TX_GAS_CAP for b in done)
+
+
+def test_a_bidder_off_the_relays_list_is_refused_403_and_nothing_is_queued(w3: Web3, node: devchain.DevChain) -> None:
+    dr, utility = _market(w3)
+    rid = _request(w3, dr, utility, 60)
+    listed = Account.from_key((7).to_bytes(32, "big")).address
+    relay = BidRelay(dr, utility.address, node.chain_id, allow=frozenset({listed}))
+    assert _offer(relay, dr, node.chain_id, rid, 7) == listed
+    with pytest.raises(RelayRefused, match="RELAY_ALLOW") as refused:
+        _offer(relay, dr, node.chain_id, rid, 8)
+    assert refused.value.status == 403
+    assert relay.pending() == 1
+    relay.flush(utility)
+    assert _placed(dr, rid) == {listed}

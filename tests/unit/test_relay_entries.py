@@ -14,7 +14,7 @@ from demand_response.consumer.notes import RequestNote
 from demand_response.consumer.records import result_record
 from demand_response.consumer.relayed import DEFAULT_RELAY_FALLBACK_S, relay_fallback_seconds
 from demand_response.errors import ConfigError
-from demand_response.relayer import MAX_BODY_BYTES, RelayRefused, parse_entry, parse_listen
+from demand_response.relayer import MAX_BODY_BYTES, RelayRefused, parse_entry, parse_listen, relay_allow
 from demand_response.results import money, relayed_mark
 
 BIDDER = "0x" + "ab" * 20
@@ -103,3 +103,23 @@ def test_a_relayed_record_costs_the_household_nothing_and_says_so_in_the_results
     assert "(relayed)" in row and "(relayed)" not in next(line for line in lines if line.startswith("5 "))
     assert any(line.startswith("relayed: the bids were placed by the utility's relay, which paid their gas")
                for line in lines)
+
+
+def test_relay_allow_reads_a_file_of_addresses_or_anyone_and_refuses_an_open_door_by_default(tmp_path) -> None:
+    listed = tmp_path / "allow.txt"
+    listed.write_text(f"# households of feeder 7\n{BIDDER}  # consumer-1\n\n{'0x' + 'cd' * 20}\n")
+    expected = frozenset({to_checksum_address(BIDDER), to_checksum_address("0x" + "cd" * 20)})
+    assert relay_allow(f"@{listed}", registration_required=False) == expected
+    assert relay_allow(str(listed), registration_required=False) == expected
+    assert relay_allow("anyone", registration_required=False) is None
+    # With enrolment the contract takes enrolled households only: the relay needs no list.
+    assert relay_allow("", registration_required=True) is None
+    # On an open market, no list would let anyone spend the utility's gas with throwaway keys.
+    with pytest.raises(ConfigError, match="RELAY_ALLOW=anyone"):
+        relay_allow(None, registration_required=False)
+    bad = tmp_path / "bad.txt"
+    bad.write_text(f"{BIDDER}\nconsumer-2\n")
+    with pytest.raises(ConfigError, match="line 2: 'consumer-2' is not an address"):
+        relay_allow(f"@{bad}", registration_required=False)
+    with pytest.raises(ConfigError, match="cannot read"):
+        relay_allow(f"@{tmp_path / 'missing.txt'}", registration_required=False)
