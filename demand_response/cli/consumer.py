@@ -139,7 +139,8 @@ def _fleet_specs(session: Any, settings: Any, args: argparse.Namespace) -> list:
 
 def check(args: argparse.Namespace) -> int:
     """Validate the bids file, then price taking part at the chain's current fees and list the
-    bids whose payout at their ask is below ``BID_MARGIN`` × that cost (the daemon skips them)."""
+    bids whose payout at their ask is below ``BID_MARGIN`` × that cost (the daemon skips them);
+    with ``RELAY_URL`` on an open or metered market the household pays nothing, and says so."""
     from ..bids import bid_margin, cost_warnings, load_bids
     from ..consumer.core import FeeQuotes, participation_plan
     from ..fees import format_gas_price, participation_cost
@@ -167,8 +168,15 @@ def check(args: argparse.Namespace) -> int:
         per_native = rate.per_unit
     cost = participation_cost(participation_plan("sealed" in args.market, "metered" in args.market), quote,
                               native=quotes.native, settlement=cur, settlement_per_native=per_native)
+    relayed = bool(settings.get("RELAY_URL")) and "sealed" not in args.market
+    if relayed:
+        print(f"RELAY_URL is set: the utility's relay places your {args.market} bids and pays their gas, so "
+              "taking part costs you 0 gas and the daemon bids without the fee check; only if the relay "
+              "fails does it submit the signed bids itself, at about this cost:")
     print(f"taking part in one {args.market} event costs {cost.describe(quotes.native, rate)} "
           f"at {format_gas_price(quote.gas_price)}")
+    if relayed:
+        return 0
     if margin == 0:
         print("BID_MARGIN=0: every bid is sent whatever the fees")
         return 0

@@ -42,3 +42,17 @@ def test_check_of_a_bad_file_is_one_line_before_any_chain_is_asked(tmp_path: Pat
                   "--bids-file", str(path)], tmp_path)
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert "bids[0].price '0.004 EUR/kWh' is in EUR/kWh, but this market uses ETH/kWh" in out.stderr
+
+
+def test_check_with_a_relay_says_the_household_pays_nothing_and_warns_about_no_bid(
+        tmp_path: Path, chain: devchain.DevChain) -> None:
+    path = _bids(tmp_path, [{"watts": 10, "price": "0.0001"}])  # far too small to pay its own gas
+    out = run_dr(["consumer", "check", "--rpc-url", chain.url, "--bids-file", str(path)], tmp_path,
+                 env=dr_env(RELAY_URL="http://127.0.0.1:8546"))
+    assert out.returncode == 0, out.stderr
+    assert "RELAY_URL is set: the utility's relay places your open bids and pays their gas" in out.stdout
+    assert "taking part costs you 0 gas" in out.stdout
+    assert "warning" not in out.stdout
+    sealed = run_dr(["consumer", "check", "--rpc-url", chain.url, "--bids-file", str(path), "--market", "sealed"],
+                    tmp_path, env=dr_env(RELAY_URL="http://127.0.0.1:8546"))
+    assert "RELAY_URL" not in sealed.stdout and "warning: bid 1" in sealed.stdout  # sealed bids are not relayed
