@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from demand_response import fees, market  # noqa: E402
 from demand_response.fees import FeeQuote, OpL1Params  # noqa: E402
 from demand_response.networks import FeeModel  # noqa: E402
-from demand_response.units import ETH, USDC, Currency  # noqa: E402
+from demand_response.units import ETH, Currency  # noqa: E402
 
 GWEI = 10**9
 USD_PER_ETH = 3000  # anchors.md ("Taking part on a real chain"), also gridsim's default

@@ -15,7 +15,7 @@ from ..errors import BidsError, TransactionFailed, is_connection_error
 from ..listener import Event
 from ..market import PricingRule, tick_wei
 from ..token import ZERO_ADDRESS
-from ..units import eth, format_price
+from ..units import format_price
 from .metered import MeteredDelivery
 from .notes import METERED, SEALED
 from .open_bids import OpenBidding

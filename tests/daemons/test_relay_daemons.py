@@ -134,7 +134,7 @@ def test_relayed_households_send_no_transaction_and_are_paid_by_claim_and_pay(
         utility.wait_for("utility: watching")
         rid = _request(w3, dr, utility_signer, window=12)
         for home in homes[:HOMES]:
-            home.wait_for(f"placed by the utility's relay (tx", timeout=30)
+            home.wait_for("placed by the utility's relay (tx", timeout=30)
         utility.wait_for(f"request {rid}: winners selected", timeout=30)
         utility.wait_for(f"request {rid}: paid {HOMES + 1} winning bid(s)", timeout=30)
         results = ResultsFile(tmp_path / "results.json")
