@@ -574,7 +574,7 @@ class DemandReduction:
         else:
             call = self.functions.requestReductionWithTerms(*args, terms.struct(bidding_deadline, event_start))
         receipt = self._send(signer, call, value=value)
-        events = self.contract.events.ReductionRequested().process_receipt(receipt, errors=DISCARD)
+        events = self.events_in(receipt, "ReductionRequested")
         return events[0]["args"]["requestId"], receipt
 
     def sponsor_book(self, signer: Signer, request_id: int, slot_mask: int = ALL_BOOK_SLOTS) -> dict[str, Any]:
@@ -705,10 +705,18 @@ class DemandReduction:
         call = self.functions.submitSignedBids(request_id, [entry_tuple(e) for e in entries])
         return self._send_fixed(signer, call, limit)
 
+    def events_in(self, receipt: Any, name: str) -> list[Any]:
+        """The ``name`` events this market emitted in ``receipt``. web3's ``process_receipt``
+        decodes every log whose topics match, whichever contract emitted it: a paid recipient
+        or a token's hook can emit lookalikes in the same transaction (F-17)."""
+        mine = self.address.lower()
+        own = dict(receipt, logs=[log for log in receipt["logs"] if str(log["address"]).lower() == mine])
+        return list(getattr(self.contract.events, name)().process_receipt(own, errors=DISCARD))
+
     def skipped_signed_bids(self, receipt: Any) -> list[tuple[str, int]]:
         """``(bidder, reason)`` of every entry ``submitSignedBids`` skipped in ``receipt``;
         reasons are ``SKIP_REASONS`` keys."""
-        events = self.contract.events.SignedBidsSkipped().process_receipt(receipt, errors=DISCARD)
+        events = self.events_in(receipt, "SignedBidsSkipped")
         return [(str(e["args"]["bidder"]), int(e["args"]["reason"])) for e in events]
 
     def signed_bids_used(self, bidder: str, request_id: int) -> bool:

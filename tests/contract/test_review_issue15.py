@@ -55,3 +55,20 @@ def test_f16_recipients_that_accept_only_while_estimated_cannot_void_the_utility
         env.dr.outcome_of(rid, c.address)[1] for c in honest]
     assert [env.dr.owed(f.address) for f in faced] == [env.dr.outcome_of(rid, f.address)[1] for f in faced]
     assert env.dr.unpaid_winning_bids(rid) == []
+
+
+def test_f17_events_a_recipient_forges_in_the_batch_are_not_counted_as_payments(
+        env: Env, two_faced: dict) -> None:
+    """web3's process_receipt decodes every log of the receipt whose topics match, whatever
+    contract emitted it; a paid winner contract can emit PayoutSent/PaymentDeferred lookalikes
+    in its receive(). Before the fix pay_winners (the utility daemon's log line) counted them."""
+    forger_artifact = compile_file(_CONTRACTS / "TwoFaced.sol")["ForgingBidder"]
+    rid = env.request(target=3000, budget=10**17)
+    forger = env.deploy_extra(forger_artifact, env.dr.address)
+    _contract_bid(env, forger, rid, 1000, 2)
+    env.dr.submit_bids(env.consumers[0], rid, [2000], [3 * TICK])
+    env.advance(301)
+    env.dr.select_winners(env.utility, rid)
+    paid = payments.pay_winners(env.dr, env.utility, rid)
+    owed = sum(env.dr.outcome_of(rid, a)[1] for a in (forger.address, env.consumers[0].address))
+    assert (paid.sent, paid.sent_wei, paid.deferred, paid.deferred_wei) == (2, owed, 0, 0)
