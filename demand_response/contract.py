@@ -45,6 +45,11 @@ CLAIM_PAY_CHUNK = 200
 #: recipient's hook burning all of ``TOKEN_PAY_GAS``, 100,000, then a deferred credit), so 100
 #: stay below 13.5M gas.
 CLAIM_PAY_TOKEN_CHUNK = 100
+#: Gas a ``claimAndPay`` bid may need beyond what an estimate saw (per currency: ether, token):
+#: a recipient may accept cheaply under ``eth_estimateGas`` (gas price 0) and burn all of
+#: ``PAY_GAS`` (``TOKEN_PAY_GAS``) plus the stipend when mined, then be credited (a
+#: zero-to-non-zero write, 22,100) with two events instead of one: ~36,000 (~125,000) more (F-16).
+CLAIM_PAY_UNSEEN_GAS = (40_000, 130_000)
 
 
 def meter_gas_limit(n_bids: int, evidence_bytes: int) -> int:
@@ -569,7 +574,7 @@ class DemandReduction:
         else:
             call = self.functions.requestReductionWithTerms(*args, terms.struct(bidding_deadline, event_start))
         receipt = self._send(signer, call, value=value)
-        events = self.contract.events.ReductionRequested().process_receipt(receipt, errors=DISCARD)
+        events = self.events_in(receipt, "ReductionRequested")
         return events[0]["args"]["requestId"], receipt
 
     def sponsor_book(self, signer: Signer, request_id: int, slot_mask: int = ALL_BOOK_SLOTS) -> dict[str, Any]:
@@ -700,10 +705,18 @@ class DemandReduction:
         call = self.functions.submitSignedBids(request_id, [entry_tuple(e) for e in entries])
         return self._send_fixed(signer, call, limit)
 
+    def events_in(self, receipt: Any, name: str) -> list[Any]:
+        """The ``name`` events this market emitted in ``receipt``. web3's ``process_receipt``
+        decodes every log whose topics match, whichever contract emitted it: a paid recipient
+        or a token's hook can emit lookalikes in the same transaction (F-17)."""
+        mine = self.address.lower()
+        own = dict(receipt, logs=[log for log in receipt["logs"] if str(log["address"]).lower() == mine])
+        return list(getattr(self.contract.events, name)().process_receipt(own, errors=DISCARD))
+
     def skipped_signed_bids(self, receipt: Any) -> list[tuple[str, int]]:
         """``(bidder, reason)`` of every entry ``submitSignedBids`` skipped in ``receipt``;
         reasons are ``SKIP_REASONS`` keys."""
-        events = self.contract.events.SignedBidsSkipped().process_receipt(receipt, errors=DISCARD)
+        events = self.events_in(receipt, "SignedBidsSkipped")
         return [(str(e["args"]["bidder"]), int(e["args"]["reason"])) for e in events]
 
     def signed_bids_used(self, bidder: str, request_id: int) -> bool:
@@ -828,11 +841,19 @@ class DemandReduction:
         is credited to its pull balance (a ``PaymentDeferred`` event). Returns the receipts.
         """
         ids = self.unpaid_winning_bids(request_id) if bid_ids is None else list(bid_ids)
-        chunk = CLAIM_PAY_TOKEN_CHUNK if self.get_request(request_id).in_token else CLAIM_PAY_CHUNK
+        in_token = self.get_request(request_id).in_token
+        chunk = CLAIM_PAY_TOKEN_CHUNK if in_token else CLAIM_PAY_CHUNK
         receipts = []
         for start in range(0, len(ids), chunk):
-            call = self.functions.claimAndPay(request_id, ids[start:start + chunk])
-            receipts.append(self._send(signer, call, gas=self._with_margin(signer, call)))
+            part = ids[start:start + chunk]
+            call = self.functions.claimAndPay(request_id, part)
+            gas = self._with_margin(signer, call)
+            if gas is not None:
+                # The estimate trusts each recipient to behave as it did when estimated; one
+                # that burns its capped gas only when mined must not void the chunk (F-16).
+                # The chunk sizes keep even every bid's worst case under the cap.
+                gas = min(gas + len(part) * CLAIM_PAY_UNSEEN_GAS[in_token], TX_GAS_CAP)
+            receipts.append(self._send(signer, call, gas=gas))
         return receipts
 
     def withdraw(self, signer: Signer, token: str | None = None, to: str | None = None) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from typing import Any
 
 from decimal import Decimal
 
-from web3.logs import DISCARD
 
 from . import metrics
 from .chain import Signer
@@ -80,9 +79,8 @@ def pay_winners(dr: DemandReduction, signer: Signer, request_id: int) -> Winners
     (``DemandReduction.claim_and_pay``, in chunks under the per-transaction gas cap)."""
     paid = WinnersPaid([], 0, 0, 0, 0)
     for receipt in dr.claim_and_pay(signer, request_id):
-        sent = [e["args"]["amount"] for e in dr.contract.events.PayoutSent().process_receipt(receipt, errors=DISCARD)]
-        deferred = [e["args"]["amount"]
-                    for e in dr.contract.events.PaymentDeferred().process_receipt(receipt, errors=DISCARD)]
+        sent = [e["args"]["amount"] for e in dr.events_in(receipt, "PayoutSent")]
+        deferred = [e["args"]["amount"] for e in dr.events_in(receipt, "PaymentDeferred")]
         paid = WinnersPaid(paid.txs + [tx_hex(receipt["transactionHash"])], paid.sent_wei + sum(sent),
                            paid.sent + len(sent), paid.deferred_wei + sum(deferred), paid.deferred + len(deferred))
     return paid

@@ -26,7 +26,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 from eth_utils import is_hex_address, to_checksum_address
-from web3.logs import DISCARD as _DISCARD  # a receipt may also hold other contracts' logs
 
 from . import metrics
 from .contract import (MAX_SIGNED_ENTRIES, SKIP_REASONS, DemandReduction, Status, TX_GAS_CAP, decode_revert,
@@ -353,7 +352,7 @@ class BidRelay:
 
     def _outcome(self, receipt: Any) -> tuple[list[str], list[tuple[str, str]]]:
         """Bidders placed (``BidsSubmitted``) and skipped (``SignedBidsSkipped``, with the reason)."""
-        events = self.dr.contract.events.BidsSubmitted().process_receipt(receipt, errors=_DISCARD)
+        events = self.dr.events_in(receipt, "BidsSubmitted")
         placed = [str(e["args"]["bidder"]) for e in events]
         skipped = [(who, SKIP_REASONS.get(reason, f"reason {reason}"))
                    for who, reason in self.dr.skipped_signed_bids(receipt)]
