@@ -54,11 +54,13 @@ def tx_hex(tx_hash: Any) -> str:
 
 def settle_participant(dr: DemandReduction, signer: Signer, request_id: int, consumer: str) -> dict[str, Any] | None:
     """Settle ``consumer`` on metered request ``request_id``; the receipt, or None when
-    someone else settled it first (a lost race: nothing to do, nothing went wrong)."""
+    someone else settled it first (a lost race: nothing to do, nothing went wrong), whether
+    our transaction failed its estimate (``WrongStage``) or was mined after theirs and
+    reverted on chain (no reason to decode)."""
     try:
         return dr.settle_delivery(signer, request_id, consumer)
     except TransactionFailed as exc:
-        if exc.error == SETTLED_ALREADY and dr.participant_of(request_id, consumer).stage == Stage.SETTLED:
+        if exc.error in (SETTLED_ALREADY, None) and dr.participant_of(request_id, consumer).stage == Stage.SETTLED:
             return None
         raise
 

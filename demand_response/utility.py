@@ -465,7 +465,7 @@ class UtilityDaemon:
             done = withdraw_owed(self.dr, self.signer, token=token)
             if done is not None:
                 log.info("utility: withdrew refund %s (tx %s…)", format_amount(done.wei, currency_of(self.dr.w3, token)),
-                         done.tx[2:14])
+                         done.tx[:12])
 
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set (or, with ``exit_when_idle``, until nothing is open)."""

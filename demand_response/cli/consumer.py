@@ -162,8 +162,8 @@ def check(args: argparse.Namespace) -> int:
     if cur != quotes.native:  # bids in a stablecoin: gas (native) converts only through the reference rate
         if rate is None or cur.fiat != rate.fiat:
             print(f"the bids are in {cur.symbol} and gas is paid in {quotes.native.symbol}: set "
-                  f"{cur.fiat or cur.symbol}_PER_{quotes.native.symbol} to compare them (the daemon then bids "
-                  "without the fee check)")
+                  f"{cur.fiat or cur.symbol}_PER_{quotes.native.symbol} to compare them (without it the daemon "
+                  "bids without the fee check)")
             return 0
         per_native = rate.per_unit
     cost = participation_cost(participation_plan("sealed" in args.market, "metered" in args.market), quote,

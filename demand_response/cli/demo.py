@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 
 
@@ -37,9 +38,12 @@ def add_to(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo (serving its metrics with ``--metrics-port``); its exit status."""
     served = _serve_metrics(args.metrics_port, Path(args.workdir)) if args.metrics_port else None
+    # SIGTERM (kill, a cancelled CI job, timeout) stops everything the demo started, as Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return _run(args)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if served is not None:
             served.close()  # type: ignore[attr-defined]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import connection_options, settings_from
+from ._common import UserError, connection_options, settings_from
 
 
 def add_to(commands: argparse._SubParsersAction) -> None:
@@ -20,9 +20,14 @@ def add_to(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Request enrolment (consumer) or enrol addresses (utility)."""
+    from web3 import Web3
+
     from ..accounts import resolve_signer
     from ..session import open_session
 
+    for address in args.enrol or []:
+        if not Web3.is_address(address):
+            raise UserError(f"--enrol {address!r} is not an address: give 0x followed by 40 hex digits")
     settings = settings_from(args)
     session = open_session(settings)
     dr = session.dr

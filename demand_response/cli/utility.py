@@ -93,7 +93,7 @@ def _add_request(actions: argparse._SubParsersAction) -> None:
                    help="bond per consumer, ETH: forfeited if sealed bids are not revealed, and the "
                         "shortfall penalty of metered requests (default 0)")
     q.add_argument("--sponsor-book", action="store_true",
-                   help="after posting, pay ahead for every book slot's first write (about 575,000 gas) so "
+                   help="after posting, pay ahead for every book slot's first write (about 608,000 gas) so "
                         "no bidder pays it (default SPONSOR_BOOK, else off; docs/gas.md)")
     q.add_argument("--from-sim", action="store_true",
                    help="target and window from the gridsim feeder simulation (needs the 'grid' extra)")

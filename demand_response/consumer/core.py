@@ -196,7 +196,8 @@ class AgentCore:
         one the reference rate converts them; without one the check is skipped, with one line."""
         if self.bid_margin == 0 or not offers:
             return list(offers), 0
-        if self._relayable(terms) and not (terms.metered and self.delivery.report == "always"):
+        if self._relayable(terms) and self._signing_key() is not None \
+                and not (terms.metered and self.delivery.report == "always"):
             # Relayed: the utility pays the gas, the household sends nothing (its own
             # submission is only the fallback), so there is no cost to cover.
             self._say_once(rid, "relay-fees", "request %d: bids go through the utility's relay, which pays the "
@@ -231,6 +232,11 @@ class AgentCore:
             self._say("request %d: taking part costs %s at %s (BID_MARGIN %s)", rid, cost.describe(native),
                       fees.format_gas_price(quote.gas_price), self.bid_margin)
         return keep, len(offers) - len(keep)
+
+    def _signing_key(self) -> Any:
+        """Our account's key, to sign bids for the relay; None for an account the node unlocks
+        (``--account-index``, ``dr consumer fleet``): it bids, and pays, with its own transaction."""
+        return getattr(self.signer, "_local", None)
 
     def _relayable(self, terms: TermsInfo) -> bool:
         """True when ``RELAY_URL`` is set and a request with ``terms`` takes relayed bids: open

@@ -74,7 +74,7 @@ class RelayedBidding(AgentCore):
         """Sign ``offers`` and hand them to the relay (or, if it will not take them, submit
         them ourselves); False when we cannot sign (no local key): then we bid the usual way
         (for a ``metered`` request, done here)."""
-        local = getattr(self.signer, "_local", None)
+        local = self._signing_key()
         if local is None:
             self._say_once(rid, "relay-key", "RELAY_URL is set, but signing bids needs the account's key "
                            "(CONSUMER_PRIVATE_KEY or a keystore account); bidding with our own transaction",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -121,6 +122,7 @@ def test_full_cycle_three_consumers_and_utility_daemon(tmp_path: Path, node: dev
         utility.wait_for("request 1: winners selected", timeout=30)
         utility.wait_for("request 1: paid 4 winning bid(s)", timeout=20)
         utility.wait_for("withdrew refund", timeout=20)
+        assert re.search(r"withdrew refund \S+ ETH \(tx 0x[0-9a-f]{10}…\)", utility.output())  # as every tx line
         results = ResultsFile(tmp_path / "database" / "results.json")
         wait_until(lambda: len(results.records()) == 3, timeout=90, what="three results")
     finally:

@@ -280,3 +280,27 @@ def test_hostile_input_to_the_relay_gets_one_clear_error_queues_nothing_and_the_
     assert len(placed) == 1 and w3.eth.get_transaction(placed[0]["transactionHash"])["from"] == utility_signer.address
     assert _submissions(dr, rid, bob) == [] and _submissions(dr, expired, alice) == []
     assert "Traceback" not in utility.output()
+
+
+def test_a_household_that_cannot_sign_for_the_relay_keeps_its_fee_check(
+        tmp_path: Path, node: devchain.DevChain, w3: Web3) -> None:
+    """An account the node unlocks (``--account-index``, ``dr consumer fleet``) has no key to sign
+    with, so it bids with its own transaction and pays the gas: the BID_MARGIN check applies.
+    Seen with `dr consumer fleet` and RELAY_URL: 'no fee check', then its own transaction, net < 0."""
+    dr, utility_signer, start = _market(tmp_path, node, w3)
+    folder = tmp_path / "keyless"
+    folder.mkdir()
+    (folder / "bids.json").write_text(json.dumps({"version": 1, "bids": [{"kw": 0.01, "price": "0.0001"}]}))
+    home = Daemon(["consumer", "run", "--rpc-url", node.url, "--contract", dr.address, "--account-index", "1",
+                   "--bids-file", str(folder / "bids.json"), "--results-file", str(tmp_path / "results.json"),
+                   "--state-dir", str(folder), "--from-block", str(start), "--label", "keyless"],
+                  tmp_path, folder / "consumer.log", env=dr_env(RELAY_URL=f"http://127.0.0.1:{_free_port()}"))
+    try:
+        home.wait_for("listening for requests")
+        rid = _request(w3, dr, utility_signer, window=30)
+        home.wait_for(f"request {rid}: skipping 0.01 kW at 0.0001 ETH/kWh: skip: pays", timeout=20)
+    finally:
+        code = home.stop()
+    assert code == 0
+    assert "no fee check" not in home.output()
+    assert _submissions(dr, rid, w3.eth.accounts[1]) == []

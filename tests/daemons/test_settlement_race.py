@@ -5,6 +5,7 @@ error; a withdrawal worth less than its gas is not sent."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -93,3 +94,40 @@ def test_nothing_owed_sends_no_withdrawal(env) -> None:
     assert env.dr.owed(env.consumers[3].address) == 0
     assert withdraw_owed(env.dr, env.consumers[3]) is None
     assert env.w3.eth.get_transaction_count(env.consumers[3].address) == sent_before
+
+
+def test_a_settlement_mined_after_someone_elses_in_the_same_block_is_a_race_lost_not_an_error(env) -> None:
+    """Both daemons settle after the dispute deadline: the utility's transaction passes its gas
+    estimate while the consumer's is still pending, then both are mined in one block and the
+    utility's reverts on chain, with no reason to decode (seen with `dr utility run` against a
+    `dr consumer run` on ganache)."""
+    rid, who = _metered_request_with_one_winner(env)
+    result: dict = {}
+    env.chain.rpc("miner_stop", [])
+    try:
+        first = env.w3.eth.send_transaction({"from": who, "to": env.dr.address, "gas": 200_000,
+                                             "data": env.dr.contract.encode_abi("settleDelivery", [rid, who]),
+                                             "maxFeePerGas": 10**12, "maxPriorityFeePerGas": 10**12})
+
+        def utility_settles() -> None:
+            try:
+                result["receipt"] = settle_participant(env.dr, env.utility, rid, who)
+            except Exception as exc:  # noqa: BLE001 - the test reports it below
+                result["error"] = exc
+
+        before = env.w3.eth.get_transaction_count(env.utility.address)
+        sender = threading.Thread(target=utility_settles)
+        sender.start()
+        deadline = time.monotonic() + 20
+        while env.utility.address.lower() not in {a.lower() for a in env.chain.rpc("txpool_content", [])["pending"]}:
+            assert time.monotonic() < deadline, f"the utility's settlement was never sent: {result}"
+            time.sleep(0.05)
+        env.chain.rpc("evm_mine", [])
+        sender.join(timeout=30)
+    finally:
+        env.chain.rpc("miner_start", [])
+    assert env.w3.eth.get_transaction_receipt(first)["status"] == 1  # the consumer's came first
+    assert env.w3.eth.get_transaction_count(env.utility.address) == before + 1  # the utility's was mined too
+    assert "error" not in result, result.get("error")
+    assert result["receipt"] is None
+    assert env.dr.participant_of(rid, who).stage == Stage.SETTLED

@@ -12,10 +12,12 @@ import json
 import os
 import re
 import shutil
+import signal
+import socket
 from pathlib import Path
 
 import pytest
-from daemon_helpers import run_dr
+from daemon_helpers import Daemon, run_dr
 
 pytestmark = pytest.mark.slow  # each test runs the whole demo (30-40 s)
 
@@ -189,3 +191,24 @@ def test_sealed_metered_demo_pays_on_delivery_measured_from_interval_data_and_sh
     telemetry = re.search(r"consumer-1's daemon reported (\d+) power sample\(s\).*?; (\d+) interval reading", out)
     assert telemetry and int(telemetry.group(1)) >= 1 and int(telemetry.group(2)) >= 1, out
     assert _processes_under(tmp_path) == []  # chain, consumers, broker: all stopped
+
+
+def test_a_demo_sent_sigterm_stops_its_chain_and_consumers_as_ctrl_c_does(tmp_path: Path) -> None:
+    """``kill PID`` (or a cancelled CI job) used to end the demo at once and leave its ganache and
+    consumer daemons running."""
+    demo = Daemon(["demo", "--consumers", "2", "--market", "open", "--workdir", str(tmp_path / "demo")],
+                  tmp_path, tmp_path / "demo.log")
+    try:
+        demo.wait_for("all consumers are listening", timeout=60)
+        demo.wait_for("push on ws://127.0.0.1:", timeout=30)
+        os.kill(demo.process.pid, signal.SIGTERM)  # the demo process alone, as `kill PID` does
+        assert demo.process.wait(timeout=30) == 130
+    finally:
+        demo.kill()
+    out = demo.output()
+    assert "interrupted" in out and "Traceback" not in out
+    pids = [int(p) for p in re.findall(r"\(pid (\d+),", out)]
+    assert len(pids) == 2 and not any(_alive(p) for p in pids)
+    port = int(re.search(r"push on ws://127\.0\.0\.1:(\d+)", out).group(1))
+    with socket.socket() as probe:  # the chain is gone too
+        assert probe.connect_ex(("127.0.0.1", port)) != 0

@@ -52,7 +52,8 @@ def test_consumer_check_weighs_eth_gas_against_token_bids_only_through_the_refer
         monkeypatch.delenv(key, raising=False)
     assert cli.main(["consumer", "check", "--bids-file", "bids.json", "--rpc-url", chain.url]) == 0
     out = capsys.readouterr().out
-    assert "the bids are in TUSD and gas is paid in ETH: set USD_PER_ETH to compare them" in out
+    assert ("the bids are in TUSD and gas is paid in ETH: set USD_PER_ETH to compare them (without it the "
+            "daemon bids without the fee check)") in out
     monkeypatch.setenv("USD_PER_ETH", "3000")
     assert cli.main(["consumer", "check", "--bids-file", "bids.json", "--rpc-url", chain.url]) == 0
     out = capsys.readouterr().out

@@ -54,3 +54,24 @@ def test_a_request_is_sponsored_with_the_flag_or_the_setting_and_not_by_default(
     (tmp_path / ".env").write_text("SPONSOR_BOOK=true\n", encoding="utf-8")
     by_setting, _ = _request([], chain, deployed, capsys, monkeypatch, tmp_path)
     assert _sponsored(deployed, by_setting) == [ALL_BOOK_SLOTS]
+
+
+def _pinned_sponsor_gas() -> int:
+    """``sponsor_book_all`` from the gas pins (tests/contract/test_gas.py), read without a chain."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "contract" / "test_gas.py"
+    spec = importlib.util.spec_from_file_location("_pinned_gas_sponsor", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return int(module.PINNED["sponsor_book_all"])
+
+
+def test_the_help_and_the_env_template_state_the_pinned_sponsorship_gas_to_the_thousand(capsys) -> None:
+    about = f"{round(_pinned_sponsor_gas(), -3):,} gas"  # 608,072 -> "608,000 gas"
+    with pytest.raises(SystemExit):
+        cli.main(["utility", "request", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"--sponsor-book after posting, pay ahead for every book slot's first write (about {about})" in help_text
+    template = (Path(__file__).parents[2] / ".env.template").read_text(encoding="utf-8")
+    assert f"# {about} a request" in template

@@ -43,3 +43,11 @@ def test_enrolment_on_request_then_bidding(tmp_path: Path, chain, w3: Web3) -> N
 
     again = run_dr(["register", "--enrol", consumer], tmp_path)
     assert again.returncode == 1 and "AlreadyEnrolled" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_enrolling_something_that_is_not_an_address_is_one_line_and_reaches_no_chain(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("RPC_URL=http://127.0.0.1:9\n")  # nothing listens: the check comes first
+    bad = run_dr(["register", "--enrol", "0x1234"], tmp_path)
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == "error: --enrol '0x1234' is not an address: give 0x followed by 40 hex digits"
+    assert "Traceback" not in bad.stderr
