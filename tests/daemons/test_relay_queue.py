@@ -140,3 +140,22 @@ def test_a_bidder_off_the_relays_list_is_refused_403_and_nothing_is_queued(w3: W
     assert relay.pending() == 1
     relay.flush(utility)
     assert _placed(dr, rid) == {listed}
+
+
+def test_an_entry_the_household_placed_itself_is_not_sent_again(
+        node: devchain.DevChain, w3: Web3, caplog: pytest.LogCaptureFixture) -> None:
+    dr, utility = _market(w3)
+    rid = _request(w3, dr, utility, 600)
+    relay = BidRelay(dr, utility.address, node.chain_id)
+    other = _offer(relay, dr, node.chain_id, rid, 5001)
+    household = Account.from_key((5000).to_bytes(32, "big"))
+    signed = sign_bids(household, dr.address, node.chain_id, rid, None, [1000], [CAP // 128])
+    relay.offer(parse_entry(json.dumps({"requestId": rid, **signed}).encode()))
+    # Short of time, the household (here: anyone) places its own signed entry first.
+    dr.submit_signed_bids(utility, rid, [signed])
+    with caplog.at_level(logging.INFO, logger="demand_response.relay"):
+        done = relay.flush(utility)
+    assert [(b.entries, b.placed, b.skipped) for b in done] == [(1, 1, 0)] and relay.pending() == 0
+    assert _placed(dr, rid) == {household.address, other}
+    assert f"relay: request {rid}: {household.address[:10]} already on chain (placed by the household itself); " \
+           "not sent" in caplog.text
