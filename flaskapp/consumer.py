@@ -196,12 +196,15 @@ def _render_bids(form: BidsForm, code: int = 200, offers: list[tuple[int, int]] 
     over_cap = [i for i, (_, p) in enumerate(offers) if cap and p > cap]
     cost, cost_error = _participation_cost(row, unit)  # one fee quote per page view
     duration = (current.event_end - current.event_start) if current else 3600
+    # With RELAY_URL the utility's relay places open bids and pays their gas: the daemon bids
+    # without the fee check, so the page flags nothing either (sealed bids are not relayed).
+    relayed = bool(g.settings.get("RELAY_URL")) and not (row and row["terms"]["sealed"])
     warnings = presenters.bid_warnings(offers, duration, cost.cost, g.settings.get("BID_MARGIN") or "0",
-                                       unit) if cost else {}
+                                       unit) if cost and not relayed else {}
     return render_template(
         "consumer/bids.html", form=form, fill_form=FillForm(), chart=_curve_svg(offers, cap, unit),
         current=row, other_currency=other_currency, bids_unit=unit, cap=cap,
-        over_cap=over_cap, warnings=warnings, cost=cost, cost_error=cost_error,
+        over_cap=over_cap, warnings=warnings, cost=cost, cost_error=cost_error, relayed=relayed,
         duration=format_duration(duration),
         load_error=load_error, fleet=fleet, bids_file=str(g.settings.bids_file), max_rows=64,
     ), code

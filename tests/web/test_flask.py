@@ -823,3 +823,16 @@ def test_the_bid_form_warns_about_an_offer_that_cannot_pay_for_taking_part(clien
     warning = re.search(r'data-testid="not-worth-0">([^<]+)<', page)
     assert warning and "pays 0.000001 ETH at its ask, but taking part costs" in warning.group(1)
     assert 'data-testid="not-worth-1"' not in page  # 4 MW for an hour at 0.01 ETH/kWh pays
+
+
+def test_the_bid_form_flags_nothing_when_the_utilitys_relay_pays_the_gas(make_app: Any) -> None:
+    """With RELAY_URL the daemon's open bids go through the utility's relay, which pays their
+    gas, and the daemon skips the fee check: the form says so and flags no offer."""
+    client = make_app(csrf=False, RELAY_URL="http://127.0.0.1:8546").test_client()
+    data = {"rows-0-kw": "1", "rows-0-price": "0.000001", "save": "1"}
+    assert client.post("/consumer/bids", data=data).status_code == 302
+    page = client.get("/consumer/bids").get_data(as_text=True)
+    assert "Your bids go through the utility&#39;s relay (RELAY_URL)" in page or \
+        "Your bids go through the utility's relay (RELAY_URL)" in page
+    assert "taking part costs you nothing" in page and f"{fees.plan_gas('open'):,} gas" in page  # its fallback
+    assert 'data-testid="not-worth-0"' not in page
