@@ -35,6 +35,9 @@ def add_to(commands: argparse._SubParsersAction) -> None:
                    help="the day's highest outdoor temperature, deg C (default 33; 38 with --feeder)")
     p.add_argument("--feeder", action="store_true",
                    help="utility view: overload window, suggested request, bids, delivered feeder loading")
+    p.add_argument("--currency", metavar="SYMBOL",
+                   help="price the bids in a USD stablecoin (e.g. TUSD, USDC; 1 token = 1 USD) for a market that "
+                        "settles in it, instead of ETH (default ETH, at the simulation's 3,000 USD/ETH)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON (for scripts)")
     p.set_defaults(func=run)
 
@@ -83,10 +86,11 @@ def run(args: argparse.Namespace) -> int:
     end = args.event_end or start + 3600
     if end <= start:
         raise UserError("--event-end must be after --event-start")
+    currency = _currency(args.currency)
     summary = gridsim.simulate_command(
         households=args.households, seed=args.seed, event_start=start, event_end=end, out=args.out,
         fleet=args.fleet, plot=args.plot, household=args.household,
-        outdoor_max_c=33.0 if args.outdoor_max_c is None else args.outdoor_max_c,
+        outdoor_max_c=33.0 if args.outdoor_max_c is None else args.outdoor_max_c, currency=currency,
     )
     print(json.dumps(summary, indent=2) if args.json else bids_text(summary))
     return 0
@@ -96,10 +100,24 @@ def _utc(ts: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts))
 
 
-def _price(wei: int | None) -> str:
+def _currency(symbol: str | None) -> str | None:
+    """``--currency``: None for ETH (the default), else the stablecoin's symbol as given."""
+    if symbol is None or symbol.strip().upper() == "ETH":
+        return None
+    text = symbol.strip()
+    if not text.isalnum() or len(text) > 11:
+        raise UserError(f"--currency {symbol!r} is not a token symbol (e.g. TUSD or USDC)")
+    return text
+
+
+def _price(wei: int | None, currency: str | None = None, usd_per_eth: float = 3000.0) -> str:
     from ..units import eth
 
-    return "-" if wei is None else f"{eth(wei)} ETH/kWh"
+    if wei is None:
+        return "-"
+    if currency not in (None, "ETH"):  # a USD stablecoin: the curves' wei back in $/kWh
+        return f"{wei * usd_per_eth / 10**18:.4f} {currency}/kWh"
+    return f"{eth(wei)} ETH/kWh"
 
 
 def bids_text(s: dict[str, Any]) -> str:
@@ -114,7 +132,8 @@ def bids_text(s: dict[str, Any]) -> str:
     ]
     if s["n_bids"]:
         lines.append(f"Offered {s['offered_watts'] / 1000:.3f} kW from {s['households_offering']} household(s) "
-                     f"at {_price(s['min_price_wei_per_kwh'])} to {_price(s['max_price_wei_per_kwh'])}")
+                     f"at {_price(s['min_price_wei_per_kwh'], s.get('currency'), s['usd_per_eth'])} to "
+                     f"{_price(s['max_price_wei_per_kwh'], s.get('currency'), s['usd_per_eth'])}")
     else:
         lines.append("No household has anything to shed in that window: no bids")
     if s.get("plot"):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -190,20 +191,37 @@ def _is_curve(obj: Any) -> bool:
                        and all(np.isscalar(x) for x in seq[0]))
 
 
-def _bid_dicts(curve: Iterable[Sequence[int]]) -> list[dict[str, int]]:
-    out = []
+def _priced(curve: Iterable[Sequence[int]], currency: str | None = None,
+            usd_per_eth: float = DEFAULT_USD_PER_ETH) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     for watts, price in curve:
         watts, price = int(watts), int(price)
         if watts <= 0 or price <= 0:
             raise ValueError("bid watts and prices must be positive integers")
-        out.append({"watts": watts, "price_wei_per_kwh": price})
+        if currency is None:
+            out.append({"watts": watts, "price_wei_per_kwh": price})
+        else:
+            out.append({"watts": watts, "price": _usd_text(price, usd_per_eth)})
     return out
 
 
-def bids_document(curves: Any, household: int | None = None) -> dict[str, Any]:
-    """JSON-ready document for :func:`write_bids` (see there for the formats)."""
+def _usd_text(wei_per_kwh: int, usd_per_eth: float) -> str:
+    """A price the curves carry in wei/kWh (converted from $/kWh at ``usd_per_eth``) back in
+    $/kWh, to a USD stablecoin's 6 decimals (at least 0.000001)."""
+    usd = Decimal(wei_per_kwh) * Decimal(str(usd_per_eth)) / Decimal(10**18)
+    return f"{max(usd.quantize(Decimal('0.000001')), Decimal('0.000001')):f}"
+
+
+def bids_document(curves: Any, household: int | None = None, currency: str | None = None,
+                  usd_per_eth: float = DEFAULT_USD_PER_ETH) -> dict[str, Any]:
+    """JSON-ready document for :func:`write_bids` (see there for the formats); ``currency``
+    (a USD stablecoin's symbol, 1 token = 1 USD) writes decimal prices in it instead of wei."""
+    head: dict[str, Any] = {"version": 1, "source": "gridsim"}
+    if currency is not None:
+        head["currency"] = currency
+
     if _is_curve(curves):
-        return {"version": 1, "source": "gridsim", "bids": _bid_dicts(curves)}
+        return {**head, "bids": _priced(curves, currency, usd_per_eth)}
     if isinstance(curves, BidArrays):
         ids = curves.index.tolist()
         lists = curves.to_lists()
@@ -213,12 +231,13 @@ def bids_document(curves: Any, household: int | None = None) -> dict[str, Any]:
     if household is not None:
         if household not in ids:
             raise ValueError(f"household {household} not in curves")
-        return {"version": 1, "source": "gridsim", "bids": _bid_dicts(lists[ids.index(household)])}
-    return {"version": 1, "source": "gridsim",
-            "fleet": [{"household": int(h), "bids": _bid_dicts(c)} for h, c in zip(ids, lists)]}
+        return {**head, "bids": _priced(lists[ids.index(household)], currency, usd_per_eth)}
+    return {**head,
+            "fleet": [{"household": int(h), "bids": _priced(c, currency, usd_per_eth)} for h, c in zip(ids, lists)]}
 
 
-def write_bids(path: "str | os.PathLike[str]", curves: Any, household: int | None = None) -> str:
+def write_bids(path: "str | os.PathLike[str]", curves: Any, household: int | None = None,
+               currency: str | None = None, usd_per_eth: float = DEFAULT_USD_PER_ETH) -> str:
     """Write bids as JSON atomically (temp file in the same directory + ``os.replace``).
 
     * ``curves`` a single curve ``[(watts, price), ...]`` -> single household document
@@ -227,9 +246,12 @@ def write_bids(path: "str | os.PathLike[str]", curves: Any, household: int | Non
       ``{"version": 1, "source": "gridsim", "fleet": [{"household": i, "bids": [...]}, ...]}``.
     * ``curves`` a list of curves / BidArrays and ``household=i`` -> single document for household i.
 
+    ``currency`` (a USD stablecoin's symbol) writes ``"currency"`` and decimal ``"price"``s
+    in it ($/kWh, 6 decimals) instead of ``price_wei_per_kwh``.
+
     Returns the path written.
     """
-    doc = bids_document(curves, household)
+    doc = bids_document(curves, household, currency, usd_per_eth)
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     # compact for fleets, which can be large

@@ -13,8 +13,9 @@ from .weather import DEFAULT_USD_PER_ETH, Request
 def simulate_command(households: int, seed: int, event_start: int, event_end: int, out: str, fleet: bool,
                      plot: str | None, household: int = 0, usd_per_eth: float = DEFAULT_USD_PER_ETH,
                      outdoor_max_c: float = 33.0, utc_offset_hours: float = 0.0,
-                     max_price_wei_per_kwh: int | None = None) -> dict[str, Any]:
-    """``dr simulate``: generate bids for a seeded population and write them to ``out``.
+                     max_price_wei_per_kwh: int | None = None, currency: str | None = None) -> dict[str, Any]:
+    """``dr simulate``: generate bids for a seeded population and write them to ``out``
+    (priced in ETH, or in ``currency``, a USD stablecoin's symbol: 1 token = 1 USD).
 
     ``fleet=True`` writes every household (fleet format), otherwise only
     ``household``.  ``plot`` (a .png path) draws ``household``'s response.
@@ -31,11 +32,11 @@ def simulate_command(households: int, seed: int, event_start: int, event_end: in
     bids = fleet_bids(pop, req, usd_per_eth=usd_per_eth)
     t_bids = time.perf_counter() - t0
     if fleet:
-        write_bids(out, bids)
+        write_bids(out, bids, currency=currency, usd_per_eth=usd_per_eth)
         w, p, k = bids.watts, bids.price, bids.n_steps
         valid = p > 0
     else:
-        write_bids(out, bids.curve(household))
+        write_bids(out, bids.curve(household), currency=currency, usd_per_eth=usd_per_eth)
         w, p, k = bids.watts[household:household + 1], bids.price[household:household + 1], \
             bids.n_steps[household:household + 1]
         valid = p > 0
@@ -49,6 +50,7 @@ def simulate_command(households: int, seed: int, event_start: int, event_end: in
         "event_end": int(event_end),
         "outdoor_max_c": float(outdoor_max_c),
         "usd_per_eth": float(usd_per_eth),
+        "currency": currency or "ETH",
         "n_bids": int(k.sum()),
         "households_offering": int((k > 0).sum()),
         "offered_watts": int(w.sum()),

@@ -37,6 +37,25 @@ def test_simulate_writes_a_households_bids_and_a_plot(tmp_path: Path) -> None:
     assert summary["household"] == 3 and summary["n_bids"] == len(offers) > 0
 
 
+def test_simulate_prices_the_same_households_in_a_stablecoin_for_a_token_market(tmp_path: Path) -> None:
+    args = ["simulate", "--households", "50", "--household", "3", "--seed", "7", "--event-start",
+            "1795284000", "--event-end", "1795287600"]
+    in_eth, in_usd = tmp_path / "eth.json", tmp_path / "usd.json"
+    assert run_dr([*args, "--out", str(in_eth)], tmp_path).returncode == 0
+    result = run_dr([*args, "--out", str(in_usd), "--currency", "TUSD"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(in_usd.read_text())["currency"] == "TUSD"
+    eth_offers, usd_offers = load_bids(in_eth).bids, load_bids(in_usd).bids
+    assert [o.watts for o in usd_offers] == [o.watts for o in eth_offers]
+    assert {o.currency.symbol for o in usd_offers} == {"TUSD"}
+    # The same $/kWh: wei at 3,000 USD/ETH and TUSD's base units (6 decimals), to 1 micro-dollar.
+    for eth_offer, usd_offer in zip(eth_offers, usd_offers):
+        assert abs(eth_offer.price * 3000 / 10**18 - usd_offer.price / 10**6) <= 0.5e-6
+    assert " TUSD/kWh to " in result.stdout.splitlines()[2]
+    bad = run_dr([*args, "--out", str(in_usd), "--currency", "T-USD"], tmp_path)
+    assert bad.returncode == 1 and bad.stderr == "error: --currency 'T-USD' is not a token symbol (e.g. TUSD or USDC)\n"
+
+
 def test_simulate_refuses_a_household_outside_the_population(tmp_path: Path) -> None:
     result = run_dr(["simulate", "--households", "5", "--household", "5"], tmp_path)
     assert result.returncode == 1 and result.stderr == "error: --household must be 0 to 4 (there are 5 households)\n"
