@@ -50,6 +50,9 @@ ACCEPTED = {
     # look never written.
     ("uninitialized-state", "_levelProof"),
     ("uninitialized-state", "_participants"),
+    # The same for relayed bids' replay bitmap: the core's submitSignedBids writes it; the facet
+    # only reads it (signedBidsUsed).
+    ("uninitialized-state", "_signedBidsUsed"),
     # tick = p / tickWei; tick * tickWei != p is the deliberate "price on the grid" test.
     ("divide-before-multiply", "_place"),
     # Accumulators and a memory struct that rely on Solidity's zero default for locals.
@@ -57,10 +60,15 @@ ACCEPTED = {
     ("uninitialized-local", "_claim.claimedWatts"),
     ("uninitialized-local", "_claim.paid"),
     ("uninitialized-local", "_page.found"),
+    # A relayed entry's skip reason: 0 (placed) unless a branch sets one.
+    ("uninitialized-local", "submitSignedBids.skipped"),
     # Tuple reads that take only the fields they need: the queue walk needs the packed bid,
     # not its bidder or storage key; the lens's filter needs the bidder, not the count.
     ("unused-return", "_walkLevel"),
     ("unused-return", "_page"),
+    # ECDSA.tryRecoverCalldata's third value only details the error, and any error is refused
+    # whole (BadSignature).
+    ("unused-return", "submitSignedBids"),
     # claimAndPay pays each winner after marking its bid claimed and booking the payout (checks,
     # effects, then the call), with 10,000 gas (ether) or 100,000 (a token's transfer); it holds
     # no lock: a re-entrant claimAndPay or claim of a later bid marks it claimed, which the loop
