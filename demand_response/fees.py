@@ -235,10 +235,13 @@ def gas_spent(receipts: Iterable[Mapping[str, Any]]) -> int:
 
 
 def format_gas_price(wei_per_gas: int) -> str:
-    """A gas price for people, always in gwei: ``1 gwei``, ``0.002 gwei``."""
+    """A gas price for people, always in gwei, to three significant digits (whole gwei from
+    100 up): ``1 gwei``, ``1.04 gwei``, ``0.002 gwei``, ``123 gwei``."""
     gwei = Decimal(int(wei_per_gas)) / Decimal(10**9)
-    text = format(gwei.normalize(), "f") if gwei else "0"
-    return f"{text} gwei"
+    if not gwei:
+        return "0 gwei"
+    rounded = gwei.quantize(Decimal(1).scaleb(min(0, gwei.adjusted() - 2)))
+    return f"{format(rounded.normalize(), 'f')} gwei"
 
 
 # -- what taking part will cost -------------------------------------------------------------

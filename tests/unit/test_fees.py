@@ -142,3 +142,8 @@ def test_gas_prices_read_in_gwei() -> None:
     assert fees.format_gas_price(GWEI) == "1 gwei"
     assert fees.format_gas_price(2_000_000) == "0.002 gwei"
     assert fees.format_gas_price(0) == "0 gwei"
+    # A node's quote is not read to nine decimals: three significant digits, whole from 100 up.
+    assert fees.format_gas_price(1_044_506_372) == "1.04 gwei"
+    assert fees.format_gas_price(1_234_567) == "0.00123 gwei"
+    assert fees.format_gas_price(25_300_000_000) == "25.3 gwei"
+    assert fees.format_gas_price(123_456_000_000) == "123 gwei"
