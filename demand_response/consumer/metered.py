@@ -147,6 +147,10 @@ class MeteredDelivery(AgentCore):
                         terms="sealed+metered" if terms.sealed else "metered",
                         promised_payout_wei=me.promised_payout, delivered_watts=delivered, penalty_wei=s.penalty,
                         bond_returned_wei=s.bond_returned, paid_wei=s.payout, **check):
+            if not me.accepted_watts and me.has_bids:  # outbid: nothing was asked of us
+                self._say("request %d: outbid, none of our bids accepted; nothing to deliver%s; recorded", rid,
+                          f", bond {format_amount(s.bond_returned, cur)} returned" if s.bond_returned else "")
+                return
             self._say("request %d: delivered %.3f of %.3f kW, paid %s of %s promised%s; recorded", rid,
                       delivered / 1000, me.accepted_watts / 1000, format_amount(s.payout, cur),
                       format_amount(me.promised_payout, cur),

@@ -90,6 +90,7 @@ def test_the_default_demo_is_a_stablecoin_market_where_households_send_no_transa
                for r in records.values())
     winners = {k: r for k, r in records.items() if r["accepted_watts"]}
     assert sorted(winners) == ["consumer-1", "consumer-2", "consumer-3"]
+    assert re.search(r"consumer-4\b.*request 1: outbid, none of our bids accepted; nothing to deliver; recorded", out)
     for r in records.values():  # paid on measured delivery, net = paid − gas valued at 3000 USD/ETH
         assert r["paid_units"] <= r.get("promised_payout_units", 0) or not r["accepted_watts"]
         assert r["gas_units"] == -(-r["gas_wei"] * 3000 * 10**6 // 10**18)
