@@ -121,6 +121,9 @@ class UtilityDaemon:
         #: request's phases; the daemon stops it when it stops (``start_vtn`` builds one).
         self.vtn = vtn
         self._told: set[tuple[str, int]] = set()
+        #: Requests whose ``ReductionRequested`` was handled in this run: announced, sponsored and
+        #: logged once, however often the event is read again.
+        self._heard: set[int] = set()
         #: The bid relay (``relayer.BidRelay``, ``RELAY_LISTEN``): its queued signed entries are
         #: sent each round, the gas paid by this account.
         self.relay = relay
@@ -162,6 +165,9 @@ class UtilityDaemon:
         if self.only is not None and rid not in self.only:
             return
         if event.name == "ReductionRequested":
+            if rid in self._heard:  # heard again (a re-read after a reorg check, or push and poll)
+                return
+            self._heard.add(rid)
             metrics.request_heard()
             info = self.dr.get_request(rid)
             if info.status == Status.OPEN:

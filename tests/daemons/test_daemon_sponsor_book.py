@@ -52,3 +52,21 @@ def test_the_daemon_sponsors_a_new_requests_book_only_when_asked(env, tmp_path: 
     first = env.dr.submit_bids(env.consumers[0], rid, [1000], [CAP // 2])["gasUsed"]
     second = env.dr.submit_bids(env.consumers[1], rid, [1000], [CAP // 2])["gasUsed"]
     assert (abs(first - second) < 100) == sponsor
+
+
+def test_a_request_heard_twice_is_announced_and_sponsored_once(env, tmp_path: Path, caplog) -> None:
+    import logging
+
+    from demand_response.listener import Event
+
+    now = max(int(env.w3.eth.get_block("latest")["timestamp"]), int(time.time()))
+    plan = plan_request(target_kw=1.0, now=now, bidding_window_s=600, event_duration_s=600, max_price_wei_per_kwh=CAP)
+    rid, _ = send_request(env.dr, env.utility, plan)
+    daemon = UtilityDaemon(env.dr, env.utility, state_path=tmp_path / "cursor.json", start_block=0,
+                           chain_id=env.chain.chain_id, auto_withdraw=False, poll_interval=0.1, sponsor_book=True)
+    heard = Event("ReductionRequested", {"requestId": rid}, 1, "0x" + "00" * 32, "0x" + "11" * 32, 0)
+    with caplog.at_level(logging.INFO, logger="demand_response"):
+        daemon._on_event(heard)
+        daemon._on_event(heard)  # the same log read again (push and poll, a re-read after a reorg check)
+    assert caplog.text.count(f"utility: watching request {rid} ") == 1
+    assert len(_sponsorships(env, rid)) == 1 and rid in daemon.open
