@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import os
 import signal
 import sys
 from typing import Sequence
@@ -76,6 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Our stdout was closed early (`dr … | head -1`): not a lost node. Point stdout at
+        # /dev/null so the interpreter's final flush does not complain again, and stop quietly.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by it
     except Exception as exc:
         line = _user_error(exc)
         if line is None:

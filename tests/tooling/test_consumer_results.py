@@ -65,3 +65,25 @@ def test_results_on_a_broken_file_is_one_line(tmp_path: Path) -> None:
     out = run_dr(["consumer", "results", "--results-file", str(tmp_path / "results.json")], tmp_path)
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert "is not valid JSON" in out.stderr
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly_not_as_a_lost_node(tmp_path: Path) -> None:
+    """`dr consumer results | head -1`: the pipe closes while the table is written (one row per
+    event, 2,000 events: past the pipe's buffer), which is no chain error."""
+    import json
+    import subprocess
+
+    from daemon_helpers import PYTHON
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"version": 1, "results": [_record(rid, "won", 10**16, 2 * 10**14)
+                                                          for rid in range(1, 2001)]}))
+    reader = subprocess.Popen([PYTHON, "-m", "demand_response", "consumer", "results", "--results-file",
+                               str(path)], cwd=tmp_path, env=dr_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    first = reader.stdout.readline()
+    reader.stdout.close()  # as `head -1` does
+    err = reader.stderr.read().decode()
+    assert reader.wait(timeout=60) == 141
+    assert first.split()[:3] == [b"request", b"who", b"status"]
+    assert err == ""  # not "lost the RPC endpoint (BrokenPipeError)", no traceback
